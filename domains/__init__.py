@@ -1,0 +1,1 @@
+"""One package per subsystem: tolaria, kasmina, tamiyo, simic, karn, tezzeret, urza, oona, nissa."""

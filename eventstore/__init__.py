@@ -1,0 +1,1 @@
+"""The append-only event log: WAL segments, recovery, reads, subscriptions, snapshots, backends."""

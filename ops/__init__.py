@@ -1,0 +1,1 @@
+"""Operations: the `esper` command line, benchmarks, alert rules, dashboards and the runbook."""

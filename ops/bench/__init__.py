@@ -1,0 +1,93 @@
+"""Benchmarks behind `esper bench NAME`: each module here defines `run(options) -> list[Result]`.
+
+Every result names the baseline it is compared with, measured in the same run on the same machine, so
+ratios hold when the machine's speed drifts (SPEC §12).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+EXCLUDED_MODULES = frozenset({"runner"})
+
+
+@dataclass
+class Result:
+    name: str
+    value: float
+    unit: str
+    baseline_name: str | None = None
+    baseline: float | None = None
+    ratio: float | None = None
+    target: str | None = None
+    met: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+class BenchModule(Protocol):
+    DESCRIPTION: str
+
+    def run(self, options: BenchOptions) -> list[Result]: ...
+
+
+@dataclass
+class BenchOptions:
+    quick: bool
+    data_dir: str
+    progress: Callable[[str], None]
+
+
+def available() -> dict[str, str]:
+    """Benchmark name → module path."""
+    names = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.name not in EXCLUDED_MODULES and not info.name.startswith("_"):
+            names[info.name] = f"{__name__}.{info.name}"
+    return dict(sorted(names.items()))
+
+
+def load(name: str) -> BenchModule:
+    module: BenchModule = importlib.import_module(available()[name])  # type: ignore[assignment]
+    return module
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"cpus": os.cpu_count()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        info["device"] = "cpu"
+    return info
+
+
+def median_us(operation: Callable[[], object], iterations: int, warmup: int = 200) -> float:
+    """Median wall time of one call, in microseconds, timing calls in small groups to beat clock cost."""
+    for _ in range(warmup):
+        operation()
+    group = 10
+    samples = []
+    clock = time.perf_counter_ns
+    for _ in range(max(1, iterations // group)):
+        start = clock()
+        for _ in range(group):
+            operation()
+        samples.append((clock() - start) / group / 1000)
+    return statistics.median(samples)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]

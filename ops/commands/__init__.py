@@ -1,0 +1,1 @@
+"""One module per `esper` subcommand; each defines `register(subparsers)`."""

@@ -1,0 +1,1 @@
+"""Projection runner, read models, rebuilds and audit queries."""
