@@ -126,7 +126,9 @@ class EventStore(Protocol):
         """
         ...
 
-    def read_stream(self, stream: str, from_version: int = 1, limit: int | None = None) -> list[pb.EventEnvelope]: ...
+    def read_stream(
+        self, stream: str, from_version: int = 1, limit: int | None = None
+    ) -> list[pb.EventEnvelope]: ...
 
     def read_all(
         self,

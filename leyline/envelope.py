@@ -47,9 +47,7 @@ def new_envelope(
     """An unsigned envelope for payload; the store fills in stream_version and global_position."""
     event = registry.get(event_type)
     if not isinstance(payload, event.message):
-        raise LeylineError(
-            f"{event_type} carries {event.message.__name__}, got {type(payload).__name__}"
-        )
+        raise LeylineError(f"{event_type} carries {event.message.__name__}, got {type(payload).__name__}")
     envelope = EventEnvelope(
         event_id=event_id or new_event_id(),
         event_type=event_type,

@@ -161,7 +161,8 @@ class Verifier:
         skew = envelope.occurred_at_ns - now_ns
         if abs(skew) > self.max_skew_ns:
             raise StaleTimestamp(
-                f"event {envelope.event_id} is {skew / 1e9:+.1f} s from now; allowed ±{self.max_skew_ns / 1e9:.0f} s"
+                f"event {envelope.event_id} is {skew / 1e9:+.1f} s from now; "
+                f"allowed ±{self.max_skew_ns / 1e9:.0f} s"
             )
         self._forget_before(now_ns - self.nonce_window_ns)
         if envelope.nonce in self._seen:

@@ -56,7 +56,7 @@ def available() -> dict[str, str]:
 
 
 def load(name: str) -> BenchModule:
-    module: BenchModule = importlib.import_module(available()[name])  # type: ignore[assignment]
+    module: BenchModule = importlib.import_module(available()[name])
     return module
 
 

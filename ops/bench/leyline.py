@@ -70,7 +70,10 @@ def sample_command() -> pb.AdaptationCommand:
         target_seed_id=4,
         target_slot=1,
         seed_operation=pb.SeedOperationCommand(
-            operation=pb.SEED_OP_GERMINATE, blueprint_id="BP009", parameters={"hidden": 16.0}, alpha_ramp_epochs=3
+            operation=pb.SEED_OP_GERMINATE,
+            blueprint_id="BP009",
+            parameters={"hidden": 16.0},
+            alpha_ramp_epochs=3,
         ),
         execution_deadline_ms=1_795_000_000_500,
         issued_by="tamiyo",
