@@ -1,0 +1,1 @@
+"""Tolaria: the trainer — host models, data, the epoch loop, checkpoints, resume and rollback."""

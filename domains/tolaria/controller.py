@@ -1,0 +1,66 @@
+"""The controller interface Tolaria calls at each epoch boundary (SPEC §8, §10).
+
+Tolaria owns this interface; Tamiyo implements it, and `NoOpController` is the controller of a run that
+does not grow. The controller returns events to append (DecisionMade, ConservativeModeChanged,
+FieldReportIssued, …) and, when it acts, the signed envelope of an AdaptationCommandIssued event, which
+Tolaria hands to Kasmina for verification and execution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from leyline import pb
+
+
+@dataclass(frozen=True)
+class ControllerContext:
+    run_id: str
+    epoch: int
+    seeds: Sequence[pb.SeedState]
+    catalogue: Sequence[pb.BlueprintDescriptor]
+    parameters: int  # trainable parameters of the host with its seeds
+    last_hook_ms: float  # duration of the previous end-of-epoch hook
+    applied_commands: Sequence[str] = ()  # command ids Kasmina applied at the previous boundary
+
+
+@dataclass
+class ControllerOutput:
+    events: list[pb.EventEnvelope] = field(default_factory=list)
+    command: pb.EventEnvelope | None = None  # a signed AdaptationCommandIssued envelope
+
+
+class Controller(Protocol):
+    policy_name: str
+    policy_version: str
+
+    def decide(self, packet: pb.SystemStatePacket, context: ControllerContext) -> ControllerOutput: ...
+
+    def enter_conservative_mode(self, reason: str, epoch: int) -> list[pb.EventEnvelope]:
+        """Called by Tolaria when the end-of-epoch hook overran its budget."""
+        ...
+
+    def state_dict(self) -> Mapping[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+class NoOpController:
+    """Never acts: the controller of a run without growth, and the baseline of `esper bench run`."""
+
+    policy_name = "noop"
+    policy_version = "1"
+
+    def decide(self, packet: pb.SystemStatePacket, context: ControllerContext) -> ControllerOutput:
+        return ControllerOutput()
+
+    def enter_conservative_mode(self, reason: str, epoch: int) -> list[pb.EventEnvelope]:
+        return []
+
+    def state_dict(self) -> Mapping[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        return None
