@@ -1,0 +1,1 @@
+"""Leyline contract tests."""
