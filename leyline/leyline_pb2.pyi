@@ -856,7 +856,7 @@ class ArtifactCorrupted(_message.Message):
     def __init__(self, artifact_hash: _Optional[str] = ..., blueprint_id: _Optional[str] = ..., actual_hash: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class DecisionMade(_message.Message):
-    __slots__ = ("policy_name", "policy_version", "inputs_summary", "risk_level", "latency_ms", "command_id", "action", "conservative", "reason", "packet_id")
+    __slots__ = ("policy_name", "policy_version", "inputs_summary", "risk_level", "latency_ms", "command_id", "action", "conservative", "reason", "packet_id", "applied_command_ids", "epoch")
     class InputsSummaryEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -874,6 +874,8 @@ class DecisionMade(_message.Message):
     CONSERVATIVE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     PACKET_ID_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_COMMAND_IDS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     policy_name: str
     policy_version: str
     inputs_summary: _containers.ScalarMap[str, float]
@@ -884,7 +886,9 @@ class DecisionMade(_message.Message):
     conservative: bool
     reason: str
     packet_id: int
-    def __init__(self, policy_name: _Optional[str] = ..., policy_version: _Optional[str] = ..., inputs_summary: _Optional[_Mapping[str, float]] = ..., risk_level: _Optional[_Union[RiskLevel, str]] = ..., latency_ms: _Optional[float] = ..., command_id: _Optional[str] = ..., action: _Optional[str] = ..., conservative: _Optional[bool] = ..., reason: _Optional[str] = ..., packet_id: _Optional[int] = ...) -> None: ...
+    applied_command_ids: _containers.RepeatedScalarFieldContainer[str]
+    epoch: int
+    def __init__(self, policy_name: _Optional[str] = ..., policy_version: _Optional[str] = ..., inputs_summary: _Optional[_Mapping[str, float]] = ..., risk_level: _Optional[_Union[RiskLevel, str]] = ..., latency_ms: _Optional[float] = ..., command_id: _Optional[str] = ..., action: _Optional[str] = ..., conservative: _Optional[bool] = ..., reason: _Optional[str] = ..., packet_id: _Optional[int] = ..., applied_command_ids: _Optional[_Iterable[str]] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class AdaptationCommandIssued(_message.Message):
     __slots__ = ("command", "decision_event_id")
