@@ -51,7 +51,7 @@ def test_lifecycle_has_the_eleven_stages_of_the_spec() -> None:
         "RESETTING",
         "TERMINATED",
     ]
-    assert "MESSAGE_PRIORITY_EMERGENCY" in pb.MessagePriority
+    assert pb.MessagePriority.Value("MESSAGE_PRIORITY_EMERGENCY") == pb.MESSAGE_PRIORITY_EMERGENCY
 
 
 def test_generated_bindings_are_fresh() -> None:
