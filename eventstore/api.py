@@ -48,6 +48,10 @@ class StoreUnavailable(EventStoreError):
     """The location is not a store, or the database does not answer."""
 
 
+class InvalidEvent(EventStoreError):
+    """An envelope the store cannot accept (no event_id, event_type or stream)."""
+
+
 @dataclass(frozen=True)
 class Expected:
     kind: Literal["any", "no_stream", "exists", "exact"]
