@@ -40,7 +40,9 @@ def open_store(location: str | os.PathLike[str], **options: object) -> EventStor
     preallocate. PostgreSQL options: create (default True: create the tables if absent), schema.
     """
     if is_database_url(location):
-        raise StoreUnavailable(f"{location}: the PostgreSQL backend is not available yet")
+        from eventstore.postgres import PostgresStore
+
+        return PostgresStore(str(location), **options)  # type: ignore[arg-type]
     from eventstore.file import FileStore
 
     return FileStore(location, **options)  # type: ignore[arg-type]
