@@ -1,0 +1,132 @@
+"""`esper mirror --redis URL [--follow]`: mirror the log into Redis Streams and the Oona queues."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from typing import Any
+
+from tqdm import tqdm
+
+from domains.oona.bus import OonaFanout
+from domains.oona.routing import OonaKeys, Thresholds
+from eventstore.mirror import DEFAULT_BATCH, DEFAULT_PREFIX, REDIS_ERRORS, Mirror, connect_redis, redacted
+from ops.common import add_command, print_json
+from ops.errors import CommandError, UsageError
+from ops.storeopts import add_store_option, open_store_from_args
+
+REDIS_ENV = "REDIS_URL"
+
+
+def register(subparsers: Any) -> None:
+    parser = add_command(
+        subparsers,
+        "mirror",
+        handle,
+        "mirror the event log into Redis Streams (per-category streams and the Oona queues)",
+        description="Mirror every committed event into Redis Streams with the entry id <position>-0, so\n"
+        "re-mirroring is idempotent: per-category streams <prefix>:cat:<category> and the Oona queues\n"
+        "<prefix>:oona:{emergency,policy,normal,field_reports,overflow,telemetry}. The cursor is kept in\n"
+        "<data-dir>/mirror/. A Redis that lost its data is detected and reseeded from the log, and consumer\n"
+        "groups are recreated where they had got to. Streams are trimmed behind their slowest group.\n"
+        "Without --follow, mirrors up to the current head and exits; with it, follows the log until\n"
+        "interrupted, riding out Redis outages.",
+    )
+    add_store_option(parser)
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help=f"Redis URL (default: ${REDIS_ENV}), e.g. redis://host:6379/0",
+    )
+    parser.add_argument("--follow", action="store_true", help="keep mirroring new events until interrupted")
+    parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="key prefix in Redis (default: %(default)s)")
+    parser.add_argument(
+        "--batch", type=int, default=DEFAULT_BATCH, help="events per Redis round trip (default: %(default)s)"
+    )
+    defaults = Thresholds()
+    parser.add_argument(
+        "--reroute-above",
+        type=int,
+        default=defaults.reroute_above,
+        help="bus depth above which normal traffic goes to the overflow queue (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--drop-above",
+        type=int,
+        default=defaults.drop_above,
+        help="bus depth above which telemetry is dropped from the bus (default: %(default)s)",
+    )
+
+
+def handle(args: argparse.Namespace) -> int:
+    url = args.redis or os.environ.get(REDIS_ENV)
+    if not url:
+        raise UsageError(f"no Redis to mirror to: pass --redis URL or set ${REDIS_ENV}")
+    if args.batch < 1:
+        raise UsageError(f"--batch must be at least 1, got {args.batch}")
+    try:
+        thresholds = Thresholds(args.reroute_above, args.drop_above)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        client = connect_redis(url)
+    except ValueError as exc:
+        raise UsageError(f"--redis {redacted(url)!r} is not a Redis URL ({exc})") from None
+    store = open_store_from_args(args)
+    fanout = OonaFanout(OonaKeys(args.prefix), thresholds)
+    try:
+        mirror = Mirror(
+            store,
+            client,
+            args.data_dir,
+            redis_url=url,
+            prefix=args.prefix,
+            fanout=fanout,
+            batch_size=args.batch,
+        )
+        bar = tqdm(desc="mirrored", unit="ev", disable=args.json, file=sys.stderr)
+
+        def progress(position: int, head: int) -> None:
+            bar.total = head
+            bar.update(position - bar.n)
+
+        started_at = mirror.position
+        try:
+            if args.follow:
+                stop = threading.Event()
+                try:
+                    mirror.follow(stop, progress=progress)
+                except KeyboardInterrupt:
+                    stop.set()
+            else:
+                mirror.catch_up(progress=progress)
+        except REDIS_ERRORS as exc:
+            raise CommandError(f"cannot reach Redis at {redacted(url)} ({exc}); is it running?") from None
+        finally:
+            bar.close()
+        summary = {
+            "redis": redacted(url),
+            "prefix": args.prefix,
+            "position": mirror.position,
+            "head": store.head_position(),
+            "mirrored_from": started_at,
+            "reseeds": mirror.reseeds,
+            "rerouted": fanout.rerouted,
+            "dropped": fanout.dropped,
+            "cursor": str(mirror.cursor_path),
+        }
+    finally:
+        store.close()
+        client.close()
+    if args.json:
+        print_json(summary)
+    else:
+        print(
+            f"mirrored to {summary['redis']} (prefix {args.prefix!r}) up to position {summary['position']} "
+            f"of {summary['head']}; reseeds {summary['reseeds']}, rerouted {summary['rerouted']}, "
+            f"dropped from the bus {summary['dropped']}"
+        )
+    return 0
