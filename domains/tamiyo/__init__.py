@@ -1,0 +1,29 @@
+"""Tamiyo: the controller that decides when, where and what to grow, and reports how it turned out.
+
+- `TamiyoController(run_id, signer, policy=HeuristicPolicy(config), decision_timeout_s=2.0,
+  parameter_estimator=..., slot_kinds=...)` implements Tolaria's `Controller` protocol
+  (domains/tolaria/controller.py): `decide(packet, context) -> ControllerOutput(events, signed command)`,
+  `enter_conservative_mode(reason, epoch)`, `state_dict()` / `load_state_dict()`.
+- `HeuristicPolicy(HeuristicConfig(...))`: the pure baseline policy, `decide(state, observation)`.
+- `domains.tamiyo.risk`: the risk engine (signals → level 0–4, hysteresis, actions).
+- `domains.tamiyo.state`: `TamiyoState` and `evolve(state, payload)` over Tamiyo's own events.
+"""
+
+from domains.tamiyo.controller import ParameterEstimator, Policy, TamiyoController
+from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy, Observation
+from domains.tamiyo.risk import RiskSignals, RiskThresholds, assess
+from domains.tamiyo.state import TamiyoState, evolve
+
+__all__ = [
+    "HeuristicConfig",
+    "HeuristicPolicy",
+    "Observation",
+    "ParameterEstimator",
+    "Policy",
+    "RiskSignals",
+    "RiskThresholds",
+    "TamiyoController",
+    "TamiyoState",
+    "assess",
+    "evolve",
+]

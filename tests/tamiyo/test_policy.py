@@ -1,0 +1,292 @@
+"""The heuristic policy, pure: plateau, slot and blueprint choice, budget, embargo, gates, rollback."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from google.protobuf.message import Message
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy, Observation, plateaued
+from domains.tamiyo.state import TamiyoState, evolve
+from leyline import pb
+from tests.tamiyo.scripted import CATALOGUE, PLATEAU_LOSSES, descriptor, dormant_slots, observation
+
+
+def fold(state: TamiyoState, payloads: Sequence[Message]) -> TamiyoState:
+    for payload in payloads:
+        state = evolve(state, payload)
+    return state
+
+
+def decision_of(payloads: Sequence[Message]) -> pb.DecisionMade:
+    first = payloads[0]
+    assert isinstance(first, pb.DecisionMade)
+    return first
+
+
+def command_of(payloads: Sequence[Message]) -> pb.AdaptationCommand | None:
+    commands = [p.command for p in payloads if isinstance(p, pb.AdaptationCommandIssued)]
+    assert len(commands) <= 1
+    return commands[0] if commands else None
+
+
+def run(
+    policy: HeuristicPolicy, observations: Sequence[Observation], state: TamiyoState | None = None
+) -> tuple[TamiyoState, list[list[Message]]]:
+    state = state or TamiyoState()
+    history = []
+    for obs in observations:
+        payloads = policy.decide(state, obs)
+        state = fold(state, payloads)
+        history.append(payloads)
+    return state, history
+
+
+def plateau_run(**overrides: object) -> list[Observation]:
+    return [observation(epoch, loss, **overrides) for epoch, loss in enumerate(PLATEAU_LOSSES)]  # type: ignore[arg-type]
+
+
+def first_command(history: list[list[Message]]) -> tuple[int, pb.AdaptationCommand]:
+    for epoch, payloads in enumerate(history):
+        command = command_of(payloads)
+        if command is not None:
+            return epoch, command
+    raise AssertionError("no command was issued")
+
+
+@pytest.mark.parametrize(
+    ("losses", "expected"),
+    [
+        ((1.0, 0.8, 0.6, 0.5), False),  # improving
+        ((0.5, 0.5, 0.5, 0.5), True),
+        ((0.5, 0.499, 0.498, 0.497), True),  # 0.6 % < 1 %
+        ((0.5, 0.49, 0.48, 0.47), False),  # 6 % improvement
+        ((0.5, 0.5, 0.5), False),  # not enough history
+        ((0.5, float("nan"), 0.5, 0.5), False),
+    ],
+)
+def test_plateau(losses: tuple[float, ...], expected: bool) -> None:
+    assert plateaued(losses, window=3, epsilon=0.01) is expected
+
+
+def test_germinates_on_plateau_at_the_slot_with_most_headroom() -> None:
+    policy = HeuristicPolicy()
+    seeds = dormant_slots(3, headroom=(0.1, 0.9, 0.5))
+    _, history = run(policy, plateau_run(seeds=seeds))
+    epoch, command = first_command(history)
+    assert epoch == 6  # the first epoch where the last 3 epochs did not improve on the best before by 1 %
+    for payloads in history[:epoch]:
+        assert decision_of(payloads).action == "noop"
+        assert decision_of(payloads).reason == "validation loss still improving"
+    assert command.seed_operation.operation == pb.SEED_OP_GERMINATE
+    assert command.target_slot == 1
+    # the largest safe, approved, non-quarantined blueprint within the green risk cap 0.5
+    assert command.seed_operation.blueprint_id == "BP023"
+    assert command.seed_operation.alpha_ramp_epochs == 3
+    assert command.seed_operation.parameters["hidden"] == 8
+    assert command.policy_version == "heuristic-1.0"
+    decision = decision_of(history[epoch])
+    assert decision.action == "germinate" and decision.command_id == command.command_id
+    assert decision.policy_name == "heuristic" and decision.policy_version == "1.0"
+    assert decision.inputs_summary["validation_loss"] == pytest.approx(PLATEAU_LOSSES[epoch])
+    assert pb.RiskLevel.Name(decision.risk_level) == "RISK_LEVEL_GREEN"
+
+
+def test_parameter_budget_limits_the_blueprint() -> None:
+    budget = HeuristicPolicy(HeuristicConfig(parameter_budget=700 + 500))
+    _, history = run(budget, plateau_run())
+    _, command = first_command(history)
+    assert command.seed_operation.blueprint_id == "BP016"
+    too_tight = HeuristicPolicy(HeuristicConfig(parameter_budget=700 + 100))
+    _, history = run(too_tight, plateau_run())
+    _, command = first_command(history)
+    assert command.seed_operation.blueprint_id == "BP001"  # the only one within 100 parameters
+    nothing = HeuristicPolicy(HeuristicConfig(parameter_budget=600))
+    _, history = run(nothing, plateau_run())
+    assert all(command_of(p) is None for p in history)
+    assert (
+        decision_of(history[-1]).reason == "plateau, but no blueprint fits the risk cap and parameter budget"
+    )
+
+
+def test_unapproved_quarantined_and_adversarial_blueprints_are_never_chosen() -> None:
+    dangerous = (
+        descriptor("BP036", 0.1, tier=pb.BLUEPRINT_TIER_EXPERIMENTAL, requires_approval=True),
+        descriptor("BP045", 0.0, tier=pb.BLUEPRINT_TIER_ADVERSARIAL, quarantine=True),
+        descriptor("BP040", 0.1, requires_approval=True, approved=False),
+    )
+    policy = HeuristicPolicy()
+    _, history = run(policy, plateau_run(catalogue=dangerous))
+    assert all(command_of(p) is None for p in history)
+    approved = (*dangerous, descriptor("BP041", 0.1, requires_approval=True, approved=True))
+    _, history = run(policy, plateau_run(catalogue=approved))
+    _, command = first_command(history)
+    assert command.seed_operation.blueprint_id == "BP041"
+
+
+def test_catalogue_metadata_steers_choice_when_enabled() -> None:
+    steered = HeuristicPolicy(HeuristicConfig(risk_aversion=1.0))
+    _, history = run(steered, plateau_run())
+    assert first_command(history)[1].seed_operation.blueprint_id == "BP009"
+    unsteered = HeuristicPolicy(HeuristicConfig(risk_aversion=1.0, use_catalogue_metadata=False))
+    _, history = run(unsteered, plateau_run())
+    assert first_command(history)[1].seed_operation.blueprint_id == "BP023"
+
+
+def test_conservative_mode_uses_the_conservative_pool_and_a_slower_ramp() -> None:
+    policy = HeuristicPolicy(HeuristicConfig(use_catalogue_metadata=False))
+    orange = 18.0 * 2  # the hook at twice its budget: level 2 keeps the mode (exit needs level <= 1)
+    state, history = run(policy, plateau_run(hook_ms=orange), TamiyoState(conservative=True))
+    assert state.conservative
+    _, command = first_command(history)
+    assert command.seed_operation.blueprint_id == "BP009"
+    assert command.seed_operation.alpha_ramp_epochs == 6
+
+
+def test_respects_the_maximum_number_of_concurrent_seeds() -> None:
+    training = pb.SeedState(slot=0, seed_id=1, stage=pb.SEED_STAGE_TRAINING, blueprint_id="BP009")
+    seeds = [training, pb.SeedState(slot=1, stage=pb.SEED_STAGE_DORMANT)]
+    policy = HeuristicPolicy(HeuristicConfig(min_training_epochs=99))
+    _, history = run(policy, plateau_run(seeds=seeds))
+    assert all(command_of(p) is None for p in history)
+    assert decision_of(history[-1]).reason == "plateau, but 1 seed(s) active (max 1)"
+    two = HeuristicPolicy(HeuristicConfig(min_training_epochs=99, max_concurrent_seeds=2))
+    _, history = run(two, plateau_run(seeds=seeds))
+    _, command = first_command(history)
+    assert command.target_slot == 1 and command.target_seed_id == 2
+
+
+def test_embargo_after_a_cull_and_only_dormant_slots() -> None:
+    policy = HeuristicPolicy()
+    flat = [observation(epoch, 0.5, seeds=dormant_slots(0)) for epoch in range(4)]
+    stuck = pb.SeedState(slot=0, seed_id=1, stage=pb.SEED_STAGE_TRAINING, age_epochs=9)
+    state, history = run(policy, [*flat, observation(4, 0.5, seeds=[stuck])])
+    command = command_of(history[4])
+    assert command is not None and command.seed_operation.operation == pb.SEED_OP_CULL
+    assert decision_of(history[4]).reason == "slot 0: still training after 9 epochs"
+    assert state.cull_epoch(0) == 4
+    # the slot is dormant again; Tamiyo's own embargo still holds for 3 epochs after its cull
+    later = [observation(epoch, 0.5, seeds=dormant_slots(1)) for epoch in range(5, 8)]
+    _, history = run(policy, later, state)
+    reasons = [decision_of(p).reason for p in history]
+    assert reasons[:2] == ["plateau, but no dormant slot outside embargo"] * 2
+    assert decision_of(history[2]).action == "germinate"  # epoch 7: 3 epochs after the cull
+    embargoed = [pb.SeedState(slot=0, stage=pb.SEED_STAGE_EMBARGOED)]
+    _, history = run(policy, [observation(e, 0.5, seeds=embargoed) for e in range(6)])
+    assert all(command_of(p) is None for p in history)
+    assert decision_of(history[-1]).reason == "plateau, but no dormant slot outside embargo"
+
+
+def test_non_finite_seed_is_culled_before_any_rollback() -> None:
+    policy = HeuristicPolicy()
+    calm = [observation(e, 1.0 - 0.1 * e) for e in range(3)]
+    bad = pb.SeedState(slot=0, seed_id=1, stage=pb.SEED_STAGE_TRAINING, gradient_norm=float("nan"))
+    _, history = run(policy, [*calm, observation(3, 0.7, seeds=[bad])])
+    command = command_of(history[3])
+    assert command is not None and command.seed_operation.operation == pb.SEED_OP_CULL
+    assert decision_of(history[3]).reason == "slot 0: non-finite seed measurements"
+    assert pb.RiskLevel.Name(decision_of(history[3]).risk_level) == "RISK_LEVEL_CRITICAL"
+
+
+def test_advances_seeds_on_gate_evidence_and_culls_on_bad_evidence() -> None:
+    policy = HeuristicPolicy()
+
+    def decide(seed: pb.SeedState, conservative: bool = False) -> pb.AdaptationCommand | None:
+        return command_of(
+            policy.decide(TamiyoState(conservative=conservative), observation(5, 0.5, seeds=[seed]))
+        )
+
+    young = pb.SeedState(slot=0, seed_id=3, stage=pb.SEED_STAGE_TRAINING, age_epochs=1, blueprint_id="BP009")
+    assert decide(young) is None
+    ready = pb.SeedState(slot=0, seed_id=3, stage=pb.SEED_STAGE_TRAINING, age_epochs=2, blueprint_id="BP009")
+    advance = decide(ready)
+    assert advance is not None and advance.seed_operation.operation == pb.SEED_OP_ADVANCE
+    assert advance.target_seed_id == 3 and advance.seed_operation.blueprint_id == "BP009"
+    assert decide(ready, conservative=True) is None  # conservative mode does not start blending
+    ramping = pb.SeedState(slot=0, seed_id=3, stage=pb.SEED_STAGE_BLENDING, age_epochs=3, alpha=0.6)
+    assert decide(ramping) is None
+    probation = pb.SeedState(
+        slot=0, seed_id=3, stage=pb.SEED_STAGE_PROBATIONARY, age_epochs=2, metrics={"contribution": 0.01}
+    )
+    assert decide(probation).seed_operation.operation == pb.SEED_OP_ADVANCE  # type: ignore[union-attr]
+    useless = pb.SeedState(
+        slot=0, seed_id=3, stage=pb.SEED_STAGE_PROBATIONARY, age_epochs=2, metrics={"contribution": -0.02}
+    )
+    assert decide(useless).seed_operation.operation == pb.SEED_OP_CULL  # type: ignore[union-attr]
+    stuck = pb.SeedState(slot=0, seed_id=3, stage=pb.SEED_STAGE_TRAINING, age_epochs=9)
+    assert decide(stuck).seed_operation.operation == pb.SEED_OP_CULL  # type: ignore[union-attr]
+    violating = pb.SeedState(
+        slot=0, seed_id=3, stage=pb.SEED_STAGE_TRAINING, age_epochs=1, metrics={"isolation_violations": 1}
+    )
+    assert decide(violating).seed_operation.operation == pb.SEED_OP_CULL  # type: ignore[union-attr]
+
+
+def test_loss_explosion_requests_one_rollback_to_the_last_safe_epoch() -> None:
+    policy = HeuristicPolicy()
+    calm = [observation(e, 1.0 - 0.1 * e) for e in range(4)]
+    exploded = [observation(e, 0.6, training_loss=0.7 * 20) for e in range(4, 7)]
+    _, history = run(policy, calm + exploded)
+    rollback = command_of(history[4])
+    assert rollback is not None and rollback.command_type == pb.COMMAND_TYPE_ROLLBACK
+    assert rollback.rollback.target_epoch == 3
+    assert rollback.rollback.mode == pb.ROLLBACK_MODE_FAST
+    assert pb.RiskLevel.Name(decision_of(history[4]).risk_level) == "RISK_LEVEL_CRITICAL"
+    assert command_of(history[5]) is None  # no second rollback to the same target
+    assert "no safe epoch left" in decision_of(history[5]).reason
+
+
+def test_red_risk_blocks_germination_but_not_culling() -> None:
+    policy = HeuristicPolicy()
+    slow = plateau_run(hook_ms=18.0 * 5)  # hook 5× over budget: level 3
+    _, history = run(policy, slow)
+    assert all(command_of(p) is None for p in history)
+    assert decision_of(history[-1]).reason == "risk level 3: germination and advancement blocked"
+    bad = pb.SeedState(slot=0, seed_id=1, stage=pb.SEED_STAGE_BLENDING, gradient_norm=5e3)
+    _, history = run(policy, [observation(0, 1.0, seeds=[bad], hook_ms=18.0 * 5)])
+    assert command_of(history[0]).seed_operation.operation == pb.SEED_OP_CULL  # type: ignore[union-attr]
+
+
+def strip_ids(payloads: Sequence[Message]) -> list[bytes]:
+    return [p.SerializeToString(deterministic=True) for p in payloads]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.floats(min_value=0.05, max_value=3.0), min_size=4, max_size=14),
+    st.integers(min_value=0, max_value=2**32),
+)
+def test_deterministic_for_a_given_seed(losses: list[float], seed: int) -> None:
+    tied = (descriptor("BP002", 0.1), descriptor("BP003", 0.1), descriptor("BP004", 0.1))
+    observations = [
+        observation(e, loss, catalogue=tied, seeds=dormant_slots(3)) for e, loss in enumerate(losses)
+    ]
+    first = run(HeuristicPolicy(HeuristicConfig(seed=seed)), observations)[1]
+    second = run(HeuristicPolicy(HeuristicConfig(seed=seed)), observations)[1]
+    assert [strip_ids(p) for p in first] == [strip_ids(p) for p in second]
+
+
+def test_ties_break_by_seed() -> None:
+    tied = (descriptor("BP002", 0.1), descriptor("BP003", 0.1), descriptor("BP004", 0.1))
+    chosen = set()
+    for seed in range(12):
+        observations = [
+            observation(e, loss, catalogue=tied, seeds=dormant_slots(3))
+            for e, loss in enumerate(PLATEAU_LOSSES)
+        ]
+        _, command = first_command(run(HeuristicPolicy(HeuristicConfig(seed=seed)), observations)[1])
+        chosen.add((command.seed_operation.blueprint_id, command.target_slot))
+    assert len(chosen) > 1
+
+
+def test_catalogue_from_spec_tiers_all_considered() -> None:
+    policy = HeuristicPolicy()
+    eligible = policy.eligible_blueprints(observation(0, 1.0), slot=0, level=0, conservative=False)
+    assert [d.blueprint_id for d in eligible] == ["BP001", "BP009", "BP016", "BP023"]
+    assert [d.blueprint_id for d in policy.eligible_blueprints(observation(0, 1.0), 0, 0, True)] == [
+        "BP001",
+        "BP009",
+    ]
+    assert {d.blueprint_id for d in CATALOGUE} >= {"BP036", "BP045"}
