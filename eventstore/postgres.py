@@ -57,6 +57,7 @@ class PostgresStore:
         if not SCHEMA_NAME.match(schema):
             raise ValueError(f"schema name {schema!r} must be a lower-case SQL identifier")
         self.url = engine_url(url)
+        self._display = make_url(url).render_as_string(hide_password=True)
         self.schema = schema
         self._engine = sa.create_engine(
             self.url, pool_pre_ping=True, connect_args={"connect_timeout": connect_timeout}
@@ -115,13 +116,14 @@ class PostgresStore:
             raise StoreUnavailable(f"{self._safe_url()} does not answer: {reason}") from None
         except sa.exc.ProgrammingError as exc:
             self._engine.dispose()
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise StoreUnavailable(
-                f"{self._safe_url()}: no event store in schema {schema!r} ({exc.orig})"
+                f"{self._safe_url()}: no event store in schema {schema!r} ({reason})"
             ) from None
         metrics.RECOVERY_DURATION.observe(time.perf_counter() - started)
 
     def _safe_url(self) -> str:
-        return self.url.render_as_string(hide_password=True)
+        return self._display
 
     # ------------------------------------------------------------------ appending
 
