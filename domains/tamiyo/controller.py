@@ -70,20 +70,14 @@ class TamiyoController:
         self.run_id = run_id
         self.signer = signer
         self.policy: Policy = policy or HeuristicPolicy()
+        self.policy_name = self.policy.name
+        self.policy_version = self.policy.version
         self.decision_timeout_s = decision_timeout_s
         self.parameter_estimator = parameter_estimator
         self.slot_kinds = dict(slot_kinds or {})
         self.state = TamiyoState()
         self._new_id = new_id
         self._costs: dict[tuple[str, int], int | None] = {}
-
-    @property
-    def policy_name(self) -> str:
-        return self.policy.name
-
-    @property
-    def policy_version(self) -> str:
-        return self.policy.version
 
     # ------------------------------------------------------------------ Controller protocol
 

@@ -94,7 +94,7 @@ def context(
     return ControllerContext(
         run_id=RUN_ID,
         epoch=epoch,
-        seeds=list(dormant_slots() if seeds is None else seeds),
+        seeds=list(dormant_slots(headroom=(1.0, 0.5)) if seeds is None else seeds),
         catalogue=list(catalogue),
         parameters=parameters,
         last_hook_ms=hook_ms,
