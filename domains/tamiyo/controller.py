@@ -64,6 +64,7 @@ class TamiyoController:
         parameter_estimator: ParameterEstimator | None = None,
         slot_kinds: Mapping[int, int] | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         if decision_timeout_s <= 0:
             raise ValueError(f"decision timeout must be positive, got {decision_timeout_s}")
@@ -77,6 +78,7 @@ class TamiyoController:
         self.slot_kinds = dict(slot_kinds or {})
         self.state = TamiyoState()
         self._new_id = new_id
+        self._clock_ns = clock_ns
         self._costs: dict[tuple[str, int], int | None] = {}
 
     # ------------------------------------------------------------------ Controller protocol
@@ -137,7 +139,7 @@ class TamiyoController:
             catalogue=catalogue,
             applied_commands=tuple(context.applied_commands),
             command_id=self._new_id(),
-            now_ms=time.time_ns() // 1_000_000,
+            now_ms=self._clock_ns() // 1_000_000,
             blueprint_costs=self._blueprint_costs(seeds, catalogue),
             slot_kinds=self.slot_kinds,
         )
@@ -241,6 +243,7 @@ class TamiyoController:
                     source=SOURCE,
                     priority=pb.MESSAGE_PRIORITY_HIGH,
                     event_id=command_id,
+                    occurred_at_ns=self._clock_ns(),
                 )
                 output.command = self.signer.sign(envelope)
                 metrics.COMMANDS.labels(action=payload.command.annotations.get("action", "")).inc()
@@ -278,4 +281,5 @@ class TamiyoController:
             correlation_id=correlation_id,
             causation_id=causation_id,
             source=SOURCE,
+            occurred_at_ns=self._clock_ns(),
         )

@@ -6,8 +6,11 @@ One decision per epoch boundary, at most one command, in this order of precedenc
    (the targeted remedy comes before the drastic one);
 2. risk level ≥ rollback level → request a rollback to the last safe epoch (once per target);
 3. risk level ≥ block level → no-op;
-4. a seed whose stage has lasted its minimum and whose evidence is good → advance (in conservative mode a
-   seed is not advanced into BLENDING, which changes the host's output);
+4. with `advance_seeds`, a seed whose stage has lasted its minimum and whose evidence is good → advance
+   (in conservative mode a seed is not advanced into BLENDING, which changes the host's output). Off by
+   default: Esper's Kasmina evaluates gates G1–G4 itself at every boundary, before the controller decides,
+   so an ADVANCE there could only repeat a gate that just waited (and be rejected); a seed manager that
+   waits for the controller turns it on;
 5. validation loss on a plateau (no relative improvement above epsilon over `plateau_window` epochs), fewer
    active seeds than the maximum, a DORMANT slot outside Tamiyo's own embargo → germinate at the slot with
    the most measured headroom a blueprint chosen from catalogue metadata within the parameter budget.
@@ -50,6 +53,7 @@ from leyline import pb
 HOOK_BUDGET_MS = 18.0  # SPEC §8: the whole end-of-epoch hook
 HEADROOM_METRIC = "headroom"
 CONTRIBUTION_METRIC = "contribution"
+STAGE_EPOCHS_METRIC = "stage_epochs"
 ABORTING_STAGES = frozenset(
     {pb.SEED_STAGE_CULLED, pb.SEED_STAGE_EMBARGOED, pb.SEED_STAGE_RESETTING, pb.SEED_STAGE_DORMANT}
 )
@@ -75,6 +79,8 @@ class HeuristicConfig:
     probation_epochs: int = 2
     min_contribution: float = 0.0
     max_seed_grad_norm: float = 1e3
+    cull_isolation_violations: int = 2  # one fewer than Kasmina's automatic cull at 3
+    advance_seeds: bool = False
     block_level: int = 3
     rollback_level: int = 4
     conservative_enter_level: int = 3
@@ -123,6 +129,11 @@ class Choice:
     action: str  # "noop", "germinate", "advance", "cull", "rollback"
     reason: str
     command: pb.AdaptationCommand | None = None
+
+
+def stage_epochs(seed: pb.SeedState) -> int:
+    """Epochs the seed has spent in its current stage (Kasmina's metric; age since germination if absent)."""
+    return int(seed.metrics.get(STAGE_EPOCHS_METRIC, seed.age_epochs))
 
 
 def risk_signals(state: TamiyoState, observation: Observation) -> RiskSignals:
@@ -260,7 +271,7 @@ class HeuristicPolicy:
             return Choice("noop", f"risk level {level}: no safe epoch left to roll back to; blocked")
         if action is RiskAction.BLOCK:
             return Choice("noop", f"risk level {level}: germination and advancement blocked")
-        advance = self._seed_to_advance(observation, conservative)
+        advance = self._seed_to_advance(observation, conservative) if config.advance_seeds else None
         if advance is not None:
             seed, why = advance
             return self._seed_command(observation, level, "advance", pb.SEED_OP_ADVANCE, seed, why)
@@ -276,14 +287,15 @@ class HeuristicPolicy:
                 return seed, "non-finite seed measurements"
             if seed.gradient_norm > config.max_seed_grad_norm:
                 return seed, f"seed gradient norm {seed.gradient_norm:.3g} above {config.max_seed_grad_norm}"
-            if seed.metrics.get(ISOLATION_METRIC, 0.0) > 0:
-                return seed, "gradient isolation violated"
-            if seed.stage == pb.SEED_STAGE_TRAINING and seed.age_epochs > config.max_training_epochs:
-                return seed, f"still training after {seed.age_epochs} epochs"
+            violations = seed.metrics.get(ISOLATION_METRIC, 0.0)
+            if violations >= config.cull_isolation_violations:
+                return seed, f"{violations:.0f} gradient isolation violations"
+            if seed.stage == pb.SEED_STAGE_TRAINING and stage_epochs(seed) > config.max_training_epochs:
+                return seed, f"still training after {stage_epochs(seed)} epochs"
             contribution = seed.metrics.get(CONTRIBUTION_METRIC)
             if (
                 seed.stage == pb.SEED_STAGE_PROBATIONARY
-                and seed.age_epochs >= config.probation_epochs
+                and stage_epochs(seed) >= config.probation_epochs
                 and contribution is not None
                 and contribution < config.min_contribution
             ):
@@ -302,7 +314,7 @@ class HeuristicPolicy:
         }
         for seed in sorted(observation.seeds, key=lambda s: s.slot):
             needed = minimum_age.get(seed.stage)
-            if needed is None or seed.age_epochs < needed:
+            if needed is None or stage_epochs(seed) < needed:
                 continue
             if conservative and seed.stage == pb.SEED_STAGE_TRAINING:
                 continue
@@ -311,7 +323,7 @@ class HeuristicPolicy:
             if seed.stage == pb.SEED_STAGE_PROBATIONARY and CONTRIBUTION_METRIC not in seed.metrics:
                 continue
             stage = pb.SeedLifecycleStage.Name(seed.stage).removeprefix("SEED_STAGE_").lower()
-            return seed, f"{stage} for {seed.age_epochs} epochs with good evidence"
+            return seed, f"{stage} for {stage_epochs(seed)} epochs with good evidence"
         return None
 
     def _germination(

@@ -192,7 +192,7 @@ def test_non_finite_seed_is_culled_before_any_rollback() -> None:
 
 
 def test_advances_seeds_on_gate_evidence_and_culls_on_bad_evidence() -> None:
-    policy = HeuristicPolicy()
+    policy = HeuristicPolicy(HeuristicConfig(advance_seeds=True))
 
     def decide(seed: pb.SeedState, conservative: bool = False) -> pb.AdaptationCommand | None:
         return command_of(
@@ -219,9 +219,15 @@ def test_advances_seeds_on_gate_evidence_and_culls_on_bad_evidence() -> None:
     stuck = pb.SeedState(slot=0, seed_id=3, stage=pb.SEED_STAGE_TRAINING, age_epochs=9)
     assert decide(stuck).seed_operation.operation == pb.SEED_OP_CULL  # type: ignore[union-attr]
     violating = pb.SeedState(
-        slot=0, seed_id=3, stage=pb.SEED_STAGE_TRAINING, age_epochs=1, metrics={"isolation_violations": 1}
+        slot=0, seed_id=3, stage=pb.SEED_STAGE_TRAINING, age_epochs=1, metrics={"isolation_violations": 2}
     )
     assert decide(violating).seed_operation.operation == pb.SEED_OP_CULL  # type: ignore[union-attr]
+    # Kasmina's stage clock wins over the age since germination
+    settled = pb.SeedState(
+        slot=0, seed_id=3, stage=pb.SEED_STAGE_TRAINING, age_epochs=9, metrics={"stage_epochs": 1}
+    )
+    assert decide(settled) is None
+    assert command_of(HeuristicPolicy().decide(TamiyoState(), observation(5, 0.5, seeds=[ready]))) is None
 
 
 def test_loss_explosion_requests_one_rollback_to_the_last_safe_epoch() -> None:
