@@ -1,0 +1,142 @@
+"""Redis fixtures shared by the mirror and Oona tests: the shared server under a unique key prefix, or a
+private redis-server on a free port for tests that kill it."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from eventstore import EventStore, open_store
+from eventstore.mirror import connect_redis
+from leyline import new_envelope, pb
+
+SHARED_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0, interval: float = 0.01) -> None:
+    """Poll until condition holds; the timeout only keeps a broken test from hanging."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, without persistence: a restart comes back empty."""
+
+    def __init__(self, directory: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.directory = directory
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        try:
+            wait_until(lambda: _answers(client), timeout=20)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """SIGKILL: everything in memory is lost."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def shared_redis(prefix: str) -> Iterator[redis.Redis]:
+    """The shared server; every key the test made under its prefix is deleted afterwards."""
+    client = connect_redis(SHARED_REDIS)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.fail(f"Redis is not reachable on 127.0.0.1:6379: {exc}")
+    try:
+        yield client
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EventStore]:
+    opened = open_store(tmp_path / "log")
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def epoch_event(run: str = "r1", epoch: int = 0) -> pb.EventEnvelope:
+    return new_envelope(
+        "EpochCompleted", f"run-{run}", pb.EpochCompleted(state=pb.SystemStatePacket(epoch=epoch)), run_id=run
+    )
+
+
+def telemetry_event(run: str = "r1") -> pb.EventEnvelope:
+    return new_envelope("TelemetryReported", f"telemetry-{run}", pb.TelemetryPacket(), run_id=run)
+
+
+def policy_event(version: str = "v1") -> pb.EventEnvelope:
+    return new_envelope("PolicyPublished", f"policy-{version}", pb.PolicyPublished())
+
+
+def field_report_event(run: str = "r1") -> pb.EventEnvelope:
+    return new_envelope("FieldReportIssued", f"report-{run}", pb.FieldReportIssued(), run_id=run)
+
+
+def emergency_event(name: str = "loss_explosion") -> pb.EventEnvelope:
+    return new_envelope("AlertFired", f"alert-{name}", pb.Alert(), priority=pb.MESSAGE_PRIORITY_EMERGENCY)

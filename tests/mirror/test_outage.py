@@ -1,0 +1,120 @@
+"""Redis outages against a private redis-server: killed and restarted empty, or down from the start."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import redis
+from redis.client import Pipeline
+
+from domains.oona.bus import Delivery, OonaConsumer, OonaFanout
+from domains.oona.routing import DRAIN_ORDER, OonaKeys
+from eventstore import EventStore
+from eventstore.mirror import MirrorCursor, MirrorThread, connect_redis
+from tests.mirror.redis_support import PrivateRedis, wait_until
+from tests.mirror.test_mirror import assert_redis_equals_log, mixed_events
+
+pytestmark = pytest.mark.redis
+
+PREFIX = "esper"
+
+
+def test_redis_killed_and_restarted_empty_is_reseeded_and_consumers_resume(
+    store: EventStore, private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    keys = OonaKeys(PREFIX)
+    handled: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def handler(delivery: Delivery, tx: Pipeline) -> None:
+        with lock:
+            handled[delivery.envelope.event_id] += 1
+
+    consumer_client = connect_redis(private_redis.url)
+    consumer = OonaConsumer(consumer_client, "workers", handler, keys=keys, claim_idle_ms=200)
+    consumer.ensure_groups()
+    stop = threading.Event()
+    worker = threading.Thread(target=consumer.run, args=(stop,), kwargs={"block_ms": 50, "regroup_after": 30})
+    mirror = MirrorThread(
+        store,
+        private_redis.url,
+        tmp_path,
+        prefix=PREFIX,
+        fanout=OonaFanout(keys),
+        idle_timeout=0.05,
+        housekeeping_interval=0.01,
+    )
+    mirror.start()
+    worker.start()
+    try:
+        store.append(mixed_events(150))
+        wait_until(lambda: mirror.position == 150 and len(handled) == 150)
+        # the durable cursor records where the group got to on every queue it reads
+        cursor_path = mirror.mirror.cursor_path
+
+        def durable_groups_caught_up() -> bool:
+            groups = MirrorCursor.load(cursor_path).groups
+            return all(
+                groups.get(keys.queue(queue), {}).get("workers", -1)
+                == _last_position(consumer_client, keys.queue(queue))
+                for queue in DRAIN_ORDER
+            )
+
+        wait_until(durable_groups_caught_up)
+        before_kill = dict(handled)
+
+        private_redis.kill()
+        store.append(mixed_events(60))  # appends never wait on Redis
+        private_redis.start()  # empty: no streams, no groups, no marker
+        store.append(mixed_events(40))
+
+        wait_until(lambda: mirror.position == store.head_position() == 250 and len(handled) == 250)
+        assert mirror.mirror.reseeds >= 1
+        assert mirror.error is None
+        # groups were recreated at their durable cursor, never at $ (nothing skipped) nor at 0 (nothing
+        # handled before the outage came back)
+        assert all(handled[event_id] == 1 for event_id in before_kill)
+        assert set(handled) == {e.event_id for e in store.read_all()}
+        check = connect_redis(private_redis.url)
+        try:
+            assert_redis_equals_log(check, store, PREFIX)
+        finally:
+            check.close()
+    finally:
+        stop.set()
+        worker.join(10)
+        mirror.stop()
+        consumer_client.close()
+
+
+def _last_position(client: redis.Redis, key: str) -> int:
+    """The position of a stream's last entry ever added (0 if it never had one)."""
+    try:
+        info = client.xinfo_stream(key)
+    except redis.exceptions.ResponseError:
+        return 0
+    return int(info["last-generated-id"].decode().split("-")[0])
+
+
+def test_mirror_thread_waits_out_a_redis_that_is_down_then_catches_up(
+    store: EventStore, tmp_path: Path
+) -> None:
+    server = PrivateRedis(tmp_path)  # not started yet: the mirror starts against a dead port
+    mirror = MirrorThread(store, server.url, tmp_path, prefix=PREFIX, idle_timeout=0.05).start()
+    try:
+        store.append(mixed_events(50))
+        store.append(mixed_events(50))
+        assert mirror.is_alive() and mirror.position == 0
+        server.start()
+        wait_until(lambda: mirror.position == 100)
+        check = connect_redis(server.url)
+        try:
+            assert_redis_equals_log(check, store, PREFIX)
+        finally:
+            check.close()
+    finally:
+        mirror.stop()
+        server.kill()
