@@ -1,0 +1,155 @@
+"""The run aggregate: the state of one run folded from its `run-<run_id>` stream, and its decisions.
+
+Pure: `evolve(state, envelope) -> state` and `decide_rollback(state, request) -> RollbackRequested`.
+The state says which checkpoints are in the current timeline (a rollback drops those after its target),
+how many rollbacks have completed (the *generation*, part of every deterministic event id so that epochs
+re-run after a rollback are new events and epochs re-run after a crash are the same events), and whether a
+requested rollback is still pending.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from enum import Enum
+
+from leyline import decode_payload, pb, stream_name
+
+
+class RunStatus(Enum):
+    ABSENT = "absent"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    epoch: int
+    content_hash: str
+    path: str
+    position: int  # global position of its CheckpointCommitted event
+
+
+@dataclass(frozen=True)
+class PendingRollback:
+    target_epoch: int
+    mode: int  # pb.RollbackMode
+    position: int  # global position of the RollbackRequested event
+
+
+@dataclass(frozen=True)
+class RunState:
+    run_id: str = ""
+    status: RunStatus = RunStatus.ABSENT
+    config_json: str = ""
+    epoch: int = 0  # last completed epoch of the current timeline
+    generation: int = 0  # rollbacks completed
+    checkpoints: tuple[CheckpointRecord, ...] = ()  # current timeline, ascending epoch
+    pending_rollback: PendingRollback | None = None
+    last_position: int = 0
+    starts: int = 0  # RunStarted events (the first one and one per resume)
+    test_accuracy: float = 0.0
+    model_sha256: str = ""
+    error: str = ""
+    superseded: tuple[tuple[int, int], ...] = field(default=())  # position ranges rolled back
+
+    def checkpoint_at_or_before(self, epoch: int) -> CheckpointRecord | None:
+        eligible = [c for c in self.checkpoints if c.epoch <= epoch]
+        return eligible[-1] if eligible else None
+
+
+def run_stream(run_id: str) -> str:
+    return stream_name("run", run_id)
+
+
+def event_id(run_id: str, generation: int, epoch: int, kind: str) -> str:
+    """Deterministic id of a run event: a re-append after a crash is absorbed by the store's idempotency."""
+    return hashlib.sha256(f"{run_id}/{generation}/{epoch}/{kind}".encode()).hexdigest()[:32]
+
+
+def evolve(state: RunState, envelope: pb.EventEnvelope) -> RunState:
+    payload = decode_payload(envelope)
+    position = envelope.global_position
+    state = dataclasses.replace(state, last_position=max(state.last_position, position))
+    if isinstance(payload, pb.RunStarted):
+        return dataclasses.replace(
+            state,
+            run_id=payload.run_id,
+            status=RunStatus.RUNNING,
+            config_json=state.config_json or payload.config_json,
+            starts=state.starts + 1,
+        )
+    if isinstance(payload, pb.EpochCompleted):
+        return dataclasses.replace(state, epoch=payload.state.epoch)
+    if isinstance(payload, pb.CheckpointCommitted):
+        manifest = payload.manifest
+        record = CheckpointRecord(manifest.epoch, manifest.content_hash, manifest.path, position)
+        kept = tuple(c for c in state.checkpoints if c.epoch < manifest.epoch)
+        return dataclasses.replace(state, checkpoints=(*kept, record))
+    if isinstance(payload, pb.RollbackRequested):
+        pending = PendingRollback(payload.target_epoch, payload.mode, position)
+        return dataclasses.replace(state, pending_rollback=pending)
+    if isinstance(payload, pb.RollbackCompleted):
+        return dataclasses.replace(
+            state,
+            epoch=payload.target_epoch,
+            generation=state.generation + 1,
+            checkpoints=tuple(c for c in state.checkpoints if c.epoch <= payload.target_epoch),
+            pending_rollback=None,
+            superseded=(*state.superseded, (payload.superseded_from, payload.superseded_to)),
+        )
+    if isinstance(payload, pb.RunCompleted):
+        return dataclasses.replace(
+            state,
+            status=RunStatus.COMPLETED,
+            test_accuracy=payload.test_accuracy,
+            model_sha256=payload.model_sha256,
+        )
+    if isinstance(payload, pb.RunFailed):
+        return dataclasses.replace(state, status=RunStatus.FAILED, error=payload.error)
+    return state
+
+
+def fold(envelopes: list[pb.EventEnvelope], state: RunState | None = None) -> RunState:
+    state = state or RunState()
+    for envelope in envelopes:
+        state = evolve(state, envelope)
+    return state
+
+
+class RollbackRejected(ValueError):
+    """A rollback that cannot be applied; the message says why and what would work."""
+
+
+@dataclass(frozen=True)
+class RequestRollback:
+    run_id: str
+    target_epoch: int
+    requested_by: str
+    reason: str
+
+
+def decide_rollback(state: RunState, request: RequestRollback) -> pb.RollbackRequested:
+    """Validate an operator's rollback against the run's log; the RollbackRequested to deliver."""
+    if state.status is RunStatus.ABSENT:
+        raise RollbackRejected(f"run {request.run_id} does not exist in this log")
+    if state.status is not RunStatus.RUNNING:
+        raise RollbackRejected(
+            f"run {request.run_id} is {state.status.value}; only a running run can roll back"
+        )
+    record = state.checkpoint_at_or_before(request.target_epoch)
+    if record is None or record.epoch != request.target_epoch:
+        available = ", ".join(str(c.epoch) for c in state.checkpoints) or "none yet"
+        raise RollbackRejected(
+            f"run {request.run_id} has no committed checkpoint at epoch {request.target_epoch}; "
+            f"committed epochs: {available}"
+        )
+    return pb.RollbackRequested(
+        run_id=request.run_id,
+        target_epoch=request.target_epoch,
+        mode=pb.ROLLBACK_MODE_UNKNOWN,  # the live run picks fast (cached) or full (from disk)
+        reason=request.reason,
+        requested_by=request.requested_by,
+    )

@@ -1,0 +1,143 @@
+"""Checkpoints: serialized training state in content-addressed files, and an in-memory cache of recent ones.
+
+A checkpoint is one torch.save archive (loaded with weights_only=True: tensors, numbers, strings, lists
+and dicts only) holding the components named in its manifest: model, optimizer, rng (torch, CUDA, numpy,
+python), data_cursor, seeds, controller and trainer (loss history, global step). Its file is
+`checkpoints/<sha256>.ckpt` under the data directory, written to a temporary name, fsynced, renamed and
+the directory fsynced; only a checkpoint whose CheckpointCommitted event is in the log is ever loaded,
+and its bytes are verified against the hash in that event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that is missing or does not match its recorded hash."""
+
+
+@dataclass(frozen=True)
+class SerializedCheckpoint:
+    epoch: int
+    data: bytes
+    sha256: str
+    components: tuple[str, ...]
+
+    @property
+    def relative_path(self) -> str:
+        return f"{CHECKPOINT_DIR}/{self.sha256}.ckpt"
+
+
+def capture_rng() -> dict[str, Any]:
+    numpy_state = np.random.get_state()
+    assert isinstance(numpy_state, tuple)
+    kind, keys, pos, has_gauss, cached = numpy_state
+    rng: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), pos, has_gauss, cached],
+        "python": _python_state_to_lists(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def restore_rng(rng: Mapping[str, Any]) -> None:
+    torch.set_rng_state(rng["torch"])
+    kind, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _python_state_to_lists(state: tuple[Any, ...]) -> list[Any]:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def serialize(epoch: int, components: Mapping[str, Any]) -> SerializedCheckpoint:
+    buffer = io.BytesIO()
+    torch.save(dict(components), buffer)
+    data = buffer.getvalue()
+    return SerializedCheckpoint(epoch, data, hashlib.sha256(data).hexdigest(), tuple(components))
+
+
+def deserialize(data: bytes, map_location: torch.device | str = "cpu") -> dict[str, Any]:
+    loaded: dict[str, Any] = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    return loaded
+
+
+def write_file(data_dir: Path, checkpoint: SerializedCheckpoint) -> Path:
+    """Durably write the checkpoint under its content hash; an existing file of that hash is kept."""
+    directory = data_dir / CHECKPOINT_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    final = data_dir / checkpoint.relative_path
+    if final.exists():
+        return final
+    temporary = directory / f".{checkpoint.sha256}.{os.getpid()}.tmp"
+    with open(temporary, "wb") as handle:
+        handle.write(checkpoint.data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, final)
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    return final
+
+
+def read_file(data_dir: Path, relative_path: str, sha256: str) -> bytes:
+    path = data_dir / relative_path
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file {path} is missing") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise CheckpointError(f"checkpoint file {path} has sha256 {actual}, the log records {sha256}")
+    return data
+
+
+class CheckpointCache:
+    """The last `capacity` checkpoints in memory, by epoch, for fast rollback."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[int, SerializedCheckpoint] = OrderedDict()
+
+    def put(self, checkpoint: SerializedCheckpoint) -> None:
+        self._entries[checkpoint.epoch] = checkpoint
+        self._entries.move_to_end(checkpoint.epoch)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+    def get(self, epoch: int) -> SerializedCheckpoint | None:
+        return self._entries.get(epoch)
+
+    def latest(self) -> SerializedCheckpoint | None:
+        return next(reversed(self._entries.values()), None)
+
+    def discard_after(self, epoch: int) -> None:
+        for key in [k for k in self._entries if k > epoch]:
+            del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)

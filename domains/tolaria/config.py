@@ -1,0 +1,107 @@
+"""The configuration of a training run: embedded defaults, a JSON or TOML file, command-line overrides.
+
+Every key is known: an unknown key is a ConfigError naming it and the keys that exist. `host` and
+`dataset` name a built-in ("cnn-lite", "transformer-lite"; "digits", "synthetic-images",
+"synthetic-sequences") or a `module:factory` entry of the user's own (see hosts.py and data.py for what
+the factory receives and returns).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration the user must fix; the message says what and how."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    epochs: int = 20
+    seed: int = 0
+    host: str = "cnn-lite"
+    host_options: Mapping[str, Any] = field(default_factory=dict)
+    dataset: str = "digits"
+    dataset_options: Mapping[str, Any] = field(default_factory=dict)
+    batch_size: int = 64
+    learning_rate: float = 0.01
+    weight_decay: float = 0.0
+    checkpoint_every: int = 1  # epochs between checkpoints
+    hook_budget_ms: float = 18.0
+    loss_explosion_factor: float = 15.0  # training loss above this × the recent mean is an explosion
+    loss_window: int = 5  # epochs in the recent mean
+    fast_rollback_cache: int = 5  # checkpoints kept in memory for fast rollback
+    max_guard_rollbacks: int = 3  # consecutive explosion rollbacks before the run fails
+    device: str = "cpu"
+    threads: int = 1  # torch intra-op threads; the same count keeps CPU runs bit-identical
+
+    def __post_init__(self) -> None:
+        positive = (
+            "epochs",
+            "batch_size",
+            "checkpoint_every",
+            "loss_window",
+            "fast_rollback_cache",
+            "threads",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be non-negative, got {self.seed}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.hook_budget_ms <= 0 or self.loss_explosion_factor <= 1:
+            raise ConfigError("hook_budget_ms must be positive and loss_explosion_factor above 1")
+        if self.max_guard_rollbacks < 0:
+            raise ConfigError(f"max_guard_rollbacks must be non-negative, got {self.max_guard_rollbacks}")
+        if self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ConfigError(f"device must be cpu or cuda[:N], got {self.device!r}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, default=dict)
+
+
+KNOWN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
+
+
+def build_config(values: Mapping[str, Any]) -> RunConfig:
+    """A RunConfig from a mapping of keys, with the embedded defaults for what is absent."""
+    unknown = sorted(set(values) - set(KNOWN_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(KNOWN_KEYS)}")
+    types = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        expected = types[key]
+        if expected == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"config key {key} must be an integer, got {value!r}")
+        if expected == "float" and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ConfigError(f"config key {key} must be a number, got {value!r}")
+        if expected == "str" and not isinstance(value, str):
+            raise ConfigError(f"config key {key} must be a string, got {value!r}")
+        if expected.startswith("Mapping") and not isinstance(value, Mapping):
+            raise ConfigError(f"config key {key} must be a table/object, got {value!r}")
+        checked[key] = float(value) if expected == "float" else value
+    return RunConfig(**checked)
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """The keys of a .json or .toml config file."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        document = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid {path.suffix[1:] or 'JSON'}: {exc}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"config file {path} must hold an object of keys")
+    return document

@@ -1,0 +1,160 @@
+"""Data for the trainer: scikit-learn's bundled digits, synthetic generators, user plug-ins; batch order.
+
+A data set is three fixed splits held as tensors (everything here is small). The split is fixed by the run
+seed. A user's own data is a `module:factory` callable taking `(seed: int, options: dict)` and returning a
+`Splits`. The order of training batches is a pure function of (seed, epoch), so the data-order cursor of
+a checkpoint is just the epoch and the batch to start from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from domains.tolaria.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Split:
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+    def to(self, device: torch.device) -> Split:
+        return Split(self.inputs.to(device), self.targets.to(device))
+
+
+@dataclass(frozen=True)
+class Splits:
+    name: str
+    train: Split
+    validation: Split
+    test: Split
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.inputs.shape[1:])
+
+    def to(self, device: torch.device) -> Splits:
+        return Splits(
+            self.name,
+            self.train.to(device),
+            self.validation.to(device),
+            self.test.to(device),
+            self.num_classes,
+        )
+
+
+def _split(inputs: np.ndarray, targets: np.ndarray, seed: int, name: str, num_classes: int) -> Splits:
+    """70 / 10 / 20 % train / validation / test, shuffled by the seed."""
+    order = np.random.default_rng(seed).permutation(len(targets))
+    n_test = len(targets) // 5
+    n_val = len(targets) // 10
+    x = torch.from_numpy(np.ascontiguousarray(inputs[order], dtype=np.float32))
+    y = torch.from_numpy(np.ascontiguousarray(targets[order], dtype=np.int64))
+    test = Split(x[:n_test], y[:n_test])
+    validation = Split(x[n_test : n_test + n_val], y[n_test : n_test + n_val])
+    train = Split(x[n_test + n_val :], y[n_test + n_val :])
+    return Splits(name, train, validation, test, num_classes)
+
+
+def digits(seed: int, options: Mapping[str, Any]) -> Splits:
+    """scikit-learn's bundled 1,797 8×8 digit images as [N, 1, 8, 8] in [0, 1]; no download."""
+    from sklearn.datasets import load_digits
+
+    if options:
+        raise ConfigError(f"dataset digits takes no options, got {', '.join(sorted(options))}")
+    bunch = load_digits()
+    images = (bunch.images / 16.0).reshape(-1, 1, 8, 8)
+    return _split(images, bunch.target, seed, "digits", 10)
+
+
+def _synthetic(seed: int, options: Mapping[str, Any], shape: tuple[int, ...], name: str) -> Splits:
+    known = {"samples", "classes", "noise"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"dataset {name}: unknown option(s) {', '.join(unknown)}; known: {sorted(known)}")
+    samples = int(options.get("samples", 512))
+    classes = int(options.get("classes", 4))
+    noise = float(options.get("noise", 0.5))
+    if samples < 10 * classes or classes < 2:
+        raise ConfigError(f"dataset {name}: need classes >= 2 and samples >= 10 × classes")
+    rng = np.random.default_rng(seed + 1)
+    prototypes = rng.normal(size=(classes, *shape))
+    targets = rng.integers(0, classes, size=samples)
+    inputs = prototypes[targets] + noise * rng.normal(size=(samples, *shape))
+    return _split(inputs, targets, seed, name, classes)
+
+
+def synthetic_images(seed: int, options: Mapping[str, Any]) -> Splits:
+    """Class prototypes plus Gaussian noise, [N, 1, 8, 8]: a quick, learnable set for tests."""
+    return _synthetic(seed, options, (1, 8, 8), "synthetic-images")
+
+
+def synthetic_sequences(seed: int, options: Mapping[str, Any]) -> Splits:
+    """Class prototypes plus Gaussian noise, [N, 8, 8] (8 steps of 8 features)."""
+    return _synthetic(seed, options, (8, 8), "synthetic-sequences")
+
+
+DataFactory = Callable[[int, Mapping[str, Any]], Splits]
+
+BUILTIN_DATASETS: dict[str, DataFactory] = {
+    "digits": digits,
+    "synthetic-images": synthetic_images,
+    "synthetic-sequences": synthetic_sequences,
+}
+
+
+def resolve_factory(entry: str, builtins: Mapping[str, Any], what: str) -> Any:
+    """A built-in by name, or the object a `module:attribute` entry names."""
+    if entry in builtins:
+        return builtins[entry]
+    module_name, sep, attribute = entry.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ConfigError(f"unknown {what} {entry!r}; use one of {', '.join(builtins)} or module:factory")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except ImportError as exc:
+        raise ConfigError(f"{what} {entry!r}: cannot import {module_name} ({exc})") from None
+    except AttributeError:
+        raise ConfigError(f"{what} {entry!r}: {module_name} has no attribute {attribute}") from None
+    if not callable(factory):
+        raise ConfigError(f"{what} {entry!r} is not callable")
+    return factory
+
+
+def load_dataset(entry: str, seed: int, options: Mapping[str, Any]) -> Splits:
+    factory: DataFactory = resolve_factory(entry, BUILTIN_DATASETS, "dataset")
+    splits = factory(seed, dict(options))
+    if not isinstance(splits, Splits):
+        raise ConfigError(f"dataset {entry!r} returned {type(splits).__name__}, not a tolaria.data.Splits")
+    return splits
+
+
+def epoch_order(seed: int, epoch: int, size: int) -> torch.Tensor:
+    """The permutation of training samples for an epoch: a pure function of (seed, epoch)."""
+    digest = hashlib.sha256(f"order/{seed}/{epoch}".encode()).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    return torch.randperm(size, generator=generator)
+
+
+def batches(split: Split, order: torch.Tensor, batch_size: int, start: int = 0) -> Iterator[Split]:
+    """Training batches in `order` from batch number `start` (the data-order cursor)."""
+    order = order.to(split.inputs.device)
+    for offset in range(start * batch_size, len(order), batch_size):
+        index = order[offset : offset + batch_size]
+        yield Split(split.inputs[index], split.targets[index])
+
+
+def eval_batches(split: Split, batch_size: int) -> Iterator[Split]:
+    for offset in range(0, len(split), batch_size):
+        yield Split(split.inputs[offset : offset + batch_size], split.targets[offset : offset + batch_size])

@@ -1,0 +1,149 @@
+"""Host models with declared seed slots: cnn-lite for images, transformer-lite for sequences.
+
+A slot is a point in the forward pass where Kasmina may graft a seed; the host calls the slot's module
+there. Each host declares its slots as `SlotSpec(slot, kind, shape)` (shape per sample, without the batch
+dimension) and builds the module of each slot with the `slot_factory` it is given: an empty slot is the
+identity, and Kasmina supplies its own `SeedSlot` modules.
+
+A user's own host is a `module:factory` entry: a callable taking a `HostSpec` and returning an
+`nn.Module` with a `slot_specs` attribute (a sequence of SlotSpec) that calls `spec.slot_factory(s)`'s
+modules at its slots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from domains.tolaria.config import ConfigError
+from domains.tolaria.data import resolve_factory
+from leyline import pb
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    slot: int
+    kind: int  # pb.SlotKind
+    shape: tuple[int, ...]  # per sample: (C, H, W) or (T, D)
+
+
+def identity_slot(spec: SlotSpec) -> nn.Module:
+    """An empty (dormant) slot: the activation passes through unchanged."""
+    return nn.Identity()
+
+
+SlotFactory = Callable[[SlotSpec], nn.Module]
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    input_shape: tuple[int, ...]
+    num_classes: int
+    options: Mapping[str, Any] = field(default_factory=dict)
+    slot_factory: SlotFactory = identity_slot
+
+
+def _options(spec: HostSpec, name: str, defaults: Mapping[str, int]) -> dict[str, int]:
+    unknown = sorted(set(spec.options) - set(defaults))
+    if unknown:
+        raise ConfigError(f"host {name}: unknown option(s) {', '.join(unknown)}; known: {sorted(defaults)}")
+    values = {key: int(spec.options.get(key, default)) for key, default in defaults.items()}
+    if min(values.values()) < 1:
+        raise ConfigError(f"host {name}: options must be positive integers, got {values}")
+    return values
+
+
+class CNNLite(nn.Module):
+    """Two small conv stages and a linear head (~670 parameters by default) with 3 conv2d slots."""
+
+    def __init__(self, spec: HostSpec) -> None:
+        super().__init__()
+        if len(spec.input_shape) != 3:
+            raise ConfigError(f"host cnn-lite needs image inputs [C, H, W], got shape {spec.input_shape}")
+        opts = _options(spec, "cnn-lite", {"channels1": 4, "channels2": 8})
+        c_in, height, width = spec.input_shape
+        c1, c2 = opts["channels1"], opts["channels2"]
+        self.conv1 = nn.Conv2d(c_in, c1, 3, padding=1)
+        self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        h2, w2 = height // 2, width // 2
+        h4, w4 = h2 // 2, w2 // 2
+        if h4 < 1 or w4 < 1:
+            raise ConfigError(f"host cnn-lite needs images of at least 4×4, got {height}×{width}")
+        self.slot_specs: tuple[SlotSpec, ...] = (
+            SlotSpec(0, pb.SLOT_KIND_CONV2D, (c1, height, width)),
+            SlotSpec(1, pb.SLOT_KIND_CONV2D, (c2, h2, w2)),
+            SlotSpec(2, pb.SLOT_KIND_CONV2D, (c2, h4, w4)),
+        )
+        self.slots = nn.ModuleList(spec.slot_factory(s) for s in self.slot_specs)
+        self.head = nn.Linear(c2 * h4 * w4, spec.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.slots[0](torch.relu(self.conv1(x)))
+        x = self.slots[1](torch.relu(self.conv2(self.pool(x))))
+        x = self.slots[2](self.pool(x))
+        return self.head(x.flatten(1))
+
+
+class TransformerLite(nn.Module):
+    """A one-block transformer encoder over a sequence, mean-pooled into a linear head; 3 sequence slots.
+
+    Image inputs [1, H, W] are read as H steps of W features.
+    """
+
+    def __init__(self, spec: HostSpec) -> None:
+        super().__init__()
+        shape = spec.input_shape
+        if len(shape) == 3 and shape[0] == 1:
+            shape = shape[1:]
+        if len(shape) != 2:
+            raise ConfigError(f"host transformer-lite needs sequences [T, D], got shape {spec.input_shape}")
+        opts = _options(spec, "transformer-lite", {"dim": 16, "heads": 2, "hidden": 32})
+        steps, features = shape
+        dim = opts["dim"]
+        if dim % opts["heads"]:
+            raise ConfigError(f"host transformer-lite: dim {dim} must be a multiple of heads {opts['heads']}")
+        self.embed = nn.Linear(features, dim)
+        self.position = nn.Parameter(torch.zeros(steps, dim))
+        self.attention = nn.MultiheadAttention(dim, opts["heads"], batch_first=True)
+        self.norm1 = nn.LayerNorm(dim)
+        self.feedforward = nn.Sequential(
+            nn.Linear(dim, opts["hidden"]), nn.GELU(), nn.Linear(opts["hidden"], dim)
+        )
+        self.norm2 = nn.LayerNorm(dim)
+        self.slot_specs: tuple[SlotSpec, ...] = tuple(
+            SlotSpec(i, pb.SLOT_KIND_SEQUENCE, (steps, dim)) for i in range(3)
+        )
+        self.slots = nn.ModuleList(spec.slot_factory(s) for s in self.slot_specs)
+        self.head = nn.Linear(dim, spec.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:
+            x = x.squeeze(1)
+        h = self.slots[0](self.embed(x) + self.position)
+        attended, _ = self.attention(h, h, h, need_weights=False)
+        h = self.slots[1](self.norm1(h + attended))
+        h = self.slots[2](self.norm2(h + self.feedforward(h)))
+        return self.head(h.mean(dim=1))
+
+
+HostFactory = Callable[[HostSpec], nn.Module]
+
+BUILTIN_HOSTS: dict[str, HostFactory] = {"cnn-lite": CNNLite, "transformer-lite": TransformerLite}
+
+
+def build_host(entry: str, spec: HostSpec) -> nn.Module:
+    factory: HostFactory = resolve_factory(entry, BUILTIN_HOSTS, "host")
+    model = factory(spec)
+    specs: Sequence[SlotSpec] | None = getattr(model, "slot_specs", None)
+    if not isinstance(model, nn.Module) or not specs or not all(isinstance(s, SlotSpec) for s in specs):
+        raise ConfigError(f"host {entry!r} must return an nn.Module with a non-empty slot_specs of SlotSpec")
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,688 @@
+"""The live training loop: epochs, the end-of-epoch hook, checkpoints, rollback and resume (SPEC §8).
+
+Per epoch: train, validate, append EpochCompleted (the SystemStatePacket), then the end-of-epoch hook —
+assembly, controller, command, guard — timed against its budget (EpochHookTimed, or EpochHookOverrun and
+conservative mode), then a rollback if the guard or an operator asked for one, otherwise a checkpoint
+every `checkpoint_every` epochs. Events go to the log through an EventSink, off the training thread.
+
+Determinism: every run event has an id derived from (run, generation, epoch, kind), the batch order is a
+function of (seed, epoch) and checkpoints hold every RNG state, so a run resumed from its last committed
+checkpoint re-creates the events it lost (the store absorbs those it kept) and, on CPU, ends bit-identical
+to a run that was never interrupted. On a GPU the metrics of an epoch accumulate on the device and are
+read once, at the boundary: no per-batch host/device synchronisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import random
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from domains.tolaria import checkpoint as ckpt
+from domains.tolaria import control, metrics
+from domains.tolaria.aggregate import RunState, RunStatus, event_id, fold, run_stream
+from domains.tolaria.config import ConfigError, RunConfig, build_config
+from domains.tolaria.controller import Controller, ControllerContext, NoOpController
+from domains.tolaria.data import Splits, batches, epoch_order, eval_batches, load_dataset
+from domains.tolaria.hosts import HostSpec, SlotFactory, build_host, count_parameters, identity_slot
+from domains.tolaria.sink import EventSink
+from leyline import new_envelope, pb
+from leyline.envelope import new_event_id
+
+SOURCE = "tolaria"
+# Packet metrics measured with the wall clock: they differ between otherwise identical runs.
+WALL_CLOCK_METRICS = frozenset({"epoch_ms", "hook_ms"})
+GUARD = "tolaria.guard"
+
+
+class RunStore(Protocol):
+    def append(self, events: Sequence[pb.EventEnvelope]) -> list[int]: ...
+
+    def read_stream(
+        self, stream: str, from_version: int = 1, limit: int | None = None
+    ) -> list[pb.EventEnvelope]: ...
+
+    def head_position(self) -> int: ...
+
+
+class RunError(Exception):
+    """A run that cannot start, resume or go on; the message says why."""
+
+
+@dataclass
+class EpochMeasurements:
+    epoch: int
+    training_loss: float
+    training_accuracy: float
+    validation_loss: float
+    validation_accuracy: float
+    grad_norm: float
+    test_accuracy: float
+    wall_ms: float
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    status: str
+    epochs: int
+    test_accuracy: float
+    validation_accuracy: float
+    parameters: int
+    seeds: dict[str, int]
+    last_position: int
+    model_sha256: str
+    events_written: int
+    rollbacks: int
+    resumed: bool
+    device: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RollbackResult:
+    target_epoch: int
+    mode: int
+    duration_ms: float
+
+
+@dataclass
+class HookTiming:
+    assembly_ms: float = 0.0
+    controller_ms: float = 0.0
+    command_ms: float = 0.0
+    guard_ms: float = 0.0
+
+    @property
+    def total_ms(self) -> float:
+        return self.assembly_ms + self.controller_ms + self.command_ms + self.guard_ms
+
+
+@dataclass
+class _Pending:
+    """A rollback the guard or an operator asked for at this boundary."""
+
+    target_epoch: int
+    mode: int
+    reason: str
+    requested_by: str
+    request_id: str
+    delivery: control.RollbackDelivery | None = None
+
+
+@dataclass
+class Progress:
+    """What the loop reports after each epoch (the CLI shows it as a progress bar)."""
+
+    on_start: Callable[[int, int], None] = lambda total, epoch: None
+    on_epoch: Callable[[EpochMeasurements, dict[str, int]], None] = lambda m, s: None
+    on_rollback: Callable[[RollbackResult], None] = lambda r: None
+
+
+def new_run_id() -> str:
+    return "r" + uuid.uuid4().hex[:8]
+
+
+def code_version() -> str:
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return described.stdout.strip() or "unknown"
+
+
+def model_sha256(model: nn.Module) -> str:
+    """Hash of the weights: names, dtypes, shapes and bytes of the state dict in order."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        value = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: RunConfig,
+        run_id: str,
+        store: RunStore,
+        data_dir: Path,
+        controller: Controller | None = None,
+        *,
+        slot_factory: SlotFactory = identity_slot,
+        progress: Progress | None = None,
+    ) -> None:
+        self.config = config
+        self.run_id = run_id
+        self.store = store
+        self.data_dir = data_dir
+        self.controller: Controller = controller or NoOpController()
+        self.progress = progress or Progress()
+        self.device = self._device(config.device)
+        torch.set_num_threads(config.threads)
+        seed_everything(config.seed)
+        self.splits: Splits = load_dataset(config.dataset, config.seed, config.dataset_options).to(
+            self.device
+        )
+        spec = HostSpec(self.splits.input_shape, self.splits.num_classes, config.host_options, slot_factory)
+        self.model = build_host(config.host, spec).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.epoch = 0
+        self.global_step = 0
+        self.generation = 0
+        self.loss_history: list[float] = []
+        self.guard_rollbacks = 0  # consecutive explosion rollbacks without a clean epoch between them
+        self.rollbacks = 0
+        self.resumed = False
+        self.last_hook_ms = 0.0
+        self.cache = ckpt.CheckpointCache(config.fast_rollback_cache)
+        self.sink = EventSink(store, store.head_position())
+        self.last: EpochMeasurements | None = None
+
+    @staticmethod
+    def _device(name: str) -> torch.device:
+        if name.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device {name} requested but torch sees no CUDA device; use --device cpu")
+        return torch.device(name)
+
+    # ------------------------------------------------------------------ events
+
+    def _envelope(
+        self, kind: str, payload: Any, epoch: int, identifier: str | None = None
+    ) -> pb.EventEnvelope:
+        return new_envelope(
+            kind,
+            run_stream(self.run_id),
+            payload,
+            run_id=self.run_id,
+            epoch=epoch,
+            correlation_id=self.run_id,
+            source=SOURCE,
+            event_id=identifier or event_id(self.run_id, self.generation, epoch, kind),
+        )
+
+    def start(self) -> None:
+        """Record the start of a new run."""
+        self.sink.emit([self._envelope("RunStarted", self._run_started(resumed=False), 0)])
+
+    def _run_started(self, resumed: bool) -> pb.RunStarted:
+        return pb.RunStarted(
+            run_id=self.run_id,
+            config_json=self.config.to_json(),
+            seed=self.config.seed,
+            host_model=self.config.host,
+            dataset=self.splits.name,
+            code_version=code_version(),
+            device=str(self.device),
+            resumed=resumed,
+        )
+
+    def resume(self, state: RunState) -> None:
+        """Continue from the log: the last committed checkpoint, or a rollback that was pending."""
+        self.resumed = True
+        self.generation = state.generation
+        started = self._run_started(resumed=True)
+        self.sink.emit([self._envelope("RunStarted", started, state.epoch, identifier=new_event_id())])
+        if state.pending_rollback is not None:
+            pending = state.pending_rollback
+            self.epoch = state.epoch
+            self._apply_rollback(pending.target_epoch, pending.position, "resume", time.perf_counter(), state)
+        elif state.checkpoints:
+            record = state.checkpoints[-1]
+            data = ckpt.read_file(self.data_dir, record.path, record.content_hash)
+            self._restore(ckpt.deserialize(data, self.device))
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> RunSummary:
+        self.progress.on_start(self.config.epochs, self.epoch)
+        try:
+            while self.epoch < self.config.epochs:
+                self.run_epoch()
+            return self.finish()
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+
+    def run_epoch(self) -> EpochMeasurements:
+        started = time.perf_counter()
+        epoch = self.epoch + 1
+        train_loss, train_correct, grad_norm = self._train(epoch)
+        val_loss, val_correct = self._evaluate(self.splits.validation)
+        final = epoch == self.config.epochs
+        test_correct = self._evaluate(self.splits.test)[1] if final else torch.zeros((), device=self.device)
+        # One host/device transfer per epoch.
+        values = torch.stack(
+            [
+                t.to(torch.float64)
+                for t in (train_loss, train_correct, val_loss, val_correct, grad_norm, test_correct)
+            ]
+        ).tolist()
+        n_train, n_val, n_test = len(self.splits.train), len(self.splits.validation), len(self.splits.test)
+        measured = EpochMeasurements(
+            epoch=epoch,
+            training_loss=values[0] / n_train,
+            training_accuracy=values[1] / n_train,
+            validation_loss=values[2] / n_val,
+            validation_accuracy=values[3] / n_val,
+            grad_norm=values[4],
+            test_accuracy=values[5] / n_test if final else 0.0,
+            wall_ms=(time.perf_counter() - started) * 1000,
+        )
+        self.epoch = epoch
+        self._boundary(measured)
+        metrics.EPOCHS.inc()
+        metrics.EPOCH_SECONDS.observe(time.perf_counter() - started)
+        return measured
+
+    def _train(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        order = epoch_order(self.config.seed, epoch, len(self.splits.train))
+        for batch in batches(self.splits.train, order, self.config.batch_size):
+            self.optimizer.zero_grad(set_to_none=True)
+            logits = self.model(batch.inputs)
+            loss = self.loss_fn(logits, batch.targets)
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.detach() * len(batch)
+            correct += (logits.detach().argmax(dim=1) == batch.targets).sum()
+            self.global_step += 1
+        grads = [p.grad.detach() for p in self.model.parameters() if p.grad is not None]
+        grad_norm = (
+            torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            if grads
+            else torch.zeros((), device=self.device)
+        )
+        return loss_sum, correct, grad_norm
+
+    @torch.no_grad()
+    def _evaluate(self, split: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        for batch in eval_batches(split, 512):
+            logits = self.model(batch.inputs)
+            loss_sum += self.loss_fn(logits, batch.targets) * len(batch)
+            correct += (logits.argmax(dim=1) == batch.targets).sum()
+        return loss_sum, correct
+
+    # ------------------------------------------------------------------ the end-of-epoch hook
+
+    def packet_id(self, epoch: int) -> int:
+        digest = hashlib.sha256(f"packet/{self.config.seed}/{self.run_id}/{self.generation}/{epoch}".encode())
+        return int.from_bytes(digest.digest()[:8], "little")
+
+    def _packet(self, m: EpochMeasurements) -> pb.SystemStatePacket:
+        packet = pb.SystemStatePacket(
+            epoch=m.epoch,
+            global_step=self.global_step,
+            training_loss=m.training_loss,
+            training_accuracy=m.training_accuracy,
+            validation_loss=m.validation_loss,
+            validation_accuracy=m.validation_accuracy,
+            run_id=self.run_id,
+            packet_id=self.packet_id(m.epoch),
+            hardware=self._hardware(),
+        )
+        packet.metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        packet.metrics["grad_norm"] = m.grad_norm
+        packet.metrics["epoch_ms"] = m.wall_ms
+        packet.metrics["hook_ms"] = self.last_hook_ms
+        return packet
+
+    def _hardware(self) -> pb.HardwareContext:
+        if self.device.type == "cuda":
+            free, total = torch.cuda.mem_get_info(self.device)
+            return pb.HardwareContext(
+                device=str(self.device),
+                memory_used_gb=(total - free) / 2**30,
+                memory_total_gb=total / 2**30,
+                device_count=torch.cuda.device_count(),
+            )
+        return pb.HardwareContext(device="cpu", device_count=1)
+
+    def _boundary(self, m: EpochMeasurements) -> None:
+        timing = HookTiming()
+        clock = time.perf_counter()
+        packet = self._packet(m)
+        parameters = count_parameters(self.model)
+        completed = pb.EpochCompleted(
+            state=packet, epoch_wall_ms=m.wall_ms, test_accuracy=m.test_accuracy, parameters=parameters
+        )
+        self.sink.emit([self._envelope("EpochCompleted", completed, m.epoch)])
+        now = time.perf_counter()
+        timing.assembly_ms, clock = (now - clock) * 1000, now
+
+        context = ControllerContext(
+            run_id=self.run_id,
+            epoch=m.epoch,
+            seeds=list(packet.seeds),
+            catalogue=(),
+            parameters=parameters,
+            last_hook_ms=self.last_hook_ms,
+        )
+        output = self.controller.decide(packet, context)
+        now = time.perf_counter()
+        timing.controller_ms, clock = (now - clock) * 1000, now
+
+        self.sink.emit(output.events)
+        if output.command is not None:
+            self.sink.emit([output.command])
+        now = time.perf_counter()
+        timing.command_ms, clock = (now - clock) * 1000, now
+
+        pending = self._guard(m) or self._operator_request()
+        timing.guard_ms = (time.perf_counter() - clock) * 1000
+
+        self._record_hook(m.epoch, timing)
+        self.last = m
+        self.progress.on_epoch(m, {})
+        metrics.TRAINING_LOSS.set(m.training_loss)
+        metrics.VALIDATION_ACCURACY.set(m.validation_accuracy)
+        if pending is not None:
+            result = self._rollback(pending)
+            self.progress.on_rollback(result)
+            return
+        self.loss_history = [*self.loss_history, m.training_loss][-self.config.loss_window :]
+        self.guard_rollbacks = 0
+        if m.epoch % self.config.checkpoint_every == 0 or m.epoch == self.config.epochs:
+            self.checkpoint()
+
+    def _record_hook(self, epoch: int, timing: HookTiming) -> None:
+        total = timing.total_ms
+        overrun = total > self.config.hook_budget_ms
+        hook = pb.EpochHookTimed(
+            epoch=epoch,
+            assembly_ms=timing.assembly_ms,
+            controller_ms=timing.controller_ms,
+            command_ms=timing.command_ms,
+            guard_ms=timing.guard_ms,
+            total_ms=total,
+            overrun=overrun,
+            budget_ms=self.config.hook_budget_ms,
+        )
+        kind = "EpochHookOverrun" if overrun else "EpochHookTimed"
+        events = [self._envelope(kind, hook, epoch)]
+        if overrun:
+            metrics.HOOK_OVERRUNS.inc()
+            reason = f"end-of-epoch hook took {total:.1f} ms, budget {self.config.hook_budget_ms:.1f} ms"
+            events.extend(self.controller.enter_conservative_mode(reason, epoch))
+        self.sink.emit(events)
+        metrics.HOOK_SECONDS.observe(total / 1000)
+        self.last_hook_ms = total
+
+    def _guard(self, m: EpochMeasurements) -> _Pending | None:
+        """Loss explosion (non-finite, or above factor × the recent mean): fast rollback to the newest."""
+        recent = self.loss_history
+        exploded = not np.isfinite(m.training_loss) or (
+            bool(recent) and m.training_loss > self.config.loss_explosion_factor * (sum(recent) / len(recent))
+        )
+        if not exploded:
+            return None
+        latest = self.cache.latest()
+        if latest is None or self.guard_rollbacks >= self.config.max_guard_rollbacks:
+            raise RunError(
+                f"training loss exploded at epoch {m.epoch} ({m.training_loss:.4g}) and no rollback is left "
+                f"(cached checkpoints: {len(self.cache)}, rollbacks in a row: {self.guard_rollbacks})"
+            )
+        self.guard_rollbacks += 1
+        mean = sum(recent) / len(recent) if recent else float("nan")
+        return _Pending(
+            target_epoch=latest.epoch,
+            mode=pb.ROLLBACK_MODE_FAST,
+            reason=f"loss explosion at epoch {m.epoch}: {m.training_loss:.4g} vs recent mean {mean:.4g}",
+            requested_by=GUARD,
+            request_id=event_id(self.run_id, self.generation, m.epoch, "RollbackRequested"),
+        )
+
+    def _operator_request(self) -> _Pending | None:
+        delivery = control.take(self.data_dir, self.run_id)
+        if delivery is None:
+            return None
+        target = delivery.request.target_epoch
+        cached = self.cache.get(target)
+        return _Pending(
+            target_epoch=target,
+            mode=pb.ROLLBACK_MODE_FAST if cached is not None else pb.ROLLBACK_MODE_FULL,
+            reason=delivery.request.reason or "operator request",
+            requested_by=delivery.request.requested_by or "operator",
+            request_id=delivery.request_id,
+            delivery=delivery,
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def components(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": ckpt.capture_rng(),
+            "data_cursor": {"epoch": self.epoch + 1, "batch": 0},
+            "seeds": {},
+            "controller": dict(self.controller.state_dict()),
+            "trainer": {
+                "epoch": self.epoch,
+                "global_step": self.global_step,
+                "loss_history": list(self.loss_history),
+            },
+        }
+
+    def checkpoint(self) -> ckpt.SerializedCheckpoint:
+        """Serialize and cache now; the writer thread writes the file, then appends CheckpointCommitted."""
+        serialized = ckpt.serialize(self.epoch, self.components())
+        self.cache.put(serialized)
+        envelope_id = event_id(self.run_id, self.generation, self.epoch, "CheckpointCommitted")
+
+        def write(committed_position: int) -> list[pb.EventEnvelope]:
+            started = time.perf_counter()
+            ckpt.write_file(self.data_dir, serialized)
+            metrics.CHECKPOINT_WRITE_SECONDS.observe(time.perf_counter() - started)
+            metrics.CHECKPOINT_BYTES.set(len(serialized.data))
+            manifest = pb.CheckpointManifest(
+                run_id=self.run_id,
+                epoch=serialized.epoch,
+                content_hash=serialized.sha256,
+                components=serialized.components,
+                log_position=committed_position,
+                created_at_ms=time.time_ns() // 1_000_000,
+                size_bytes=len(serialized.data),
+                path=serialized.relative_path,
+            )
+            committed = pb.CheckpointCommitted(manifest=manifest)
+            return [self._envelope("CheckpointCommitted", committed, serialized.epoch, envelope_id)]
+
+        self.sink.submit(write)
+        return serialized
+
+    def _restore(self, components: dict[str, Any]) -> None:
+        self.model.load_state_dict(components["model"])
+        self.optimizer.load_state_dict(components["optimizer"])
+        ckpt.restore_rng(components["rng"])
+        self.controller.load_state_dict(components["controller"])
+        trainer = components["trainer"]
+        self.epoch = int(trainer["epoch"])
+        self.global_step = int(trainer["global_step"])
+        self.loss_history = [float(x) for x in trainer["loss_history"]]
+
+    # ------------------------------------------------------------------ rollback
+
+    def _rollback(self, pending: _Pending) -> RollbackResult:
+        started = time.perf_counter()
+        request = pb.RollbackRequested(
+            run_id=self.run_id,
+            target_epoch=pending.target_epoch,
+            mode=pending.mode,  # type: ignore[arg-type]
+            reason=pending.reason,
+            requested_by=pending.requested_by,
+        )
+        self.sink.emit([self._envelope("RollbackRequested", request, self.epoch, pending.request_id)])
+        self.sink.flush()
+        if pending.delivery is not None:
+            control.done(self.data_dir, pending.delivery)
+        state = self.log_state()
+        if state.pending_rollback is None:
+            raise RunError(f"rollback request {pending.request_id} is not in the log after a flush")
+        trigger = "guard" if pending.requested_by == GUARD else "operator"
+        return self._apply_rollback(
+            pending.target_epoch, state.pending_rollback.position, trigger, started, state
+        )
+
+    def log_state(self) -> RunState:
+        return fold(self.store.read_stream(run_stream(self.run_id)))
+
+    def _apply_rollback(
+        self, target_epoch: int, request_position: int, trigger: str, started: float, state: RunState
+    ) -> RollbackResult:
+        record = state.checkpoint_at_or_before(target_epoch)
+        if record is None:
+            raise RunError(f"run {self.run_id} has no committed checkpoint at or before epoch {target_epoch}")
+        cached = self.cache.get(record.epoch)
+        if cached is not None and cached.sha256 == record.content_hash:
+            mode, data = pb.ROLLBACK_MODE_FAST, cached.data
+        else:
+            mode, data = (
+                pb.ROLLBACK_MODE_FULL,
+                ckpt.read_file(self.data_dir, record.path, record.content_hash),
+            )
+        request_epoch = self.epoch
+        self._restore(ckpt.deserialize(data, self.device))
+        self.cache.discard_after(record.epoch)
+        duration_ms = (time.perf_counter() - started) * 1000
+        completed = pb.RollbackCompleted(
+            run_id=self.run_id,
+            target_epoch=record.epoch,
+            target_position=record.position,
+            checkpoint_hash=record.content_hash,
+            mode=mode,
+            duration_ms=duration_ms,
+            superseded_from=record.position + 1,
+            superseded_to=request_position - 1,
+        )
+        self.sink.emit([self._envelope("RollbackCompleted", completed, request_epoch)])
+        self.generation = state.generation + 1
+        self.rollbacks += 1
+        mode_name = "fast" if mode == pb.ROLLBACK_MODE_FAST else "full"
+        metrics.ROLLBACKS.labels(mode=mode_name, trigger=trigger).inc()
+        metrics.ROLLBACK_SECONDS.labels(mode=mode_name).observe(duration_ms / 1000)
+        return RollbackResult(record.epoch, mode, duration_ms)
+
+    # ------------------------------------------------------------------ the end
+
+    def finish(self) -> RunSummary:
+        final = self.last
+        test_accuracy = final.test_accuracy if final is not None else 0.0
+        digest = model_sha256(self.model)
+        parameters = count_parameters(self.model)
+        completed = pb.RunCompleted(
+            run_id=self.run_id,
+            epochs=self.epoch,
+            test_accuracy=test_accuracy,
+            parameters=parameters,
+            model_sha256=digest,
+        )
+        self.sink.emit([self._envelope("RunCompleted", completed, self.epoch)])
+        last_position = self.sink.flush()
+        self.sink.close()
+        return RunSummary(
+            run_id=self.run_id,
+            status=RunStatus.COMPLETED.value,
+            epochs=self.epoch,
+            test_accuracy=test_accuracy,
+            validation_accuracy=final.validation_accuracy if final is not None else 0.0,
+            parameters=parameters,
+            seeds={},
+            last_position=last_position,
+            model_sha256=digest,
+            events_written=self.sink.events_written,
+            rollbacks=self.rollbacks,
+            resumed=self.resumed,
+            device=str(self.device),
+        )
+
+    def fail(self, exc: BaseException) -> None:
+        """Record RunFailed for an error (an interrupt is not a failure: the run can be resumed)."""
+        if isinstance(exc, KeyboardInterrupt):
+            self.sink.close()
+            return
+        failed = pb.RunFailed(
+            run_id=self.run_id, error=f"{type(exc).__name__}: {exc}"[:500], epoch=self.epoch
+        )
+        try:
+            self.sink.emit([self._envelope("RunFailed", failed, self.epoch, new_event_id())])
+            self.sink.flush()
+        finally:
+            self.sink.close()
+
+
+def open_run(
+    store: RunStore,
+    data_dir: Path,
+    config: RunConfig,
+    run_id: str,
+    controller: Controller | None = None,
+    progress: Progress | None = None,
+) -> Trainer:
+    """A new run, recorded with RunStarted."""
+    if fold(store.read_stream(run_stream(run_id))).status is not RunStatus.ABSENT:
+        raise RunError(f"run {run_id} already exists in this log; resume it with --resume --run-id {run_id}")
+    trainer = Trainer(config, run_id, store, data_dir, controller, progress=progress)
+    trainer.start()
+    return trainer
+
+
+def resume_run(
+    store: RunStore,
+    data_dir: Path,
+    run_id: str,
+    controller: Controller | None = None,
+    progress: Progress | None = None,
+    epochs: int | None = None,
+    device: str | None = None,
+) -> Trainer:
+    """The run continued from its log and last committed checkpoint."""
+    state = fold(store.read_stream(run_stream(run_id)))
+    if state.status is RunStatus.ABSENT:
+        raise RunError(f"run {run_id} does not exist in this log")
+    if state.status is RunStatus.COMPLETED:
+        raise RunError(
+            f"run {run_id} already completed (model sha256 {state.model_sha256[:12]}…); nothing to resume"
+        )
+    values = json.loads(state.config_json)
+    values.update({k: v for k, v in (("epochs", epochs), ("device", device)) if v is not None})
+    config = build_config(values)
+    trainer = Trainer(config, run_id, store, data_dir, controller, progress=progress)
+    trainer.resume(state)
+    return trainer
