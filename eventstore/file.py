@@ -562,22 +562,24 @@ class FileStore:
     ) -> tuple[list[int], list[bytes], list[tuple[int, str, int]]]:
         """Positions of the request's events, the records to write for the new ones and their index keys."""
         events = request.events
-        for event in events:
-            if not event.event_id or not event.stream or not event.event_type:
-                raise InvalidEvent("every event needs an event_id, an event_type and a stream")
-        fps = [wal.fingerprint(event.event_id) for event in events]
-        candidates = self._ids.candidates(fps)
-        positions: list[int] = []
+        ids = [event.event_id for event in events]
+        streams = [event.stream for event in events]
+        if not all(ids) or not all(streams) or not all(event.event_type for event in events):
+            raise InvalidEvent("every event needs an event_id, an event_type and a stream")
+        fingerprint = wal.fingerprint
+        fps = [fingerprint(event_id) for event_id in ids]
+        hits = self._ids.candidates(fps)
+        pending_ids = pending.ids
         fresh: list[int] = []
-        seen: dict[str, int] = {}
-        for index, event in enumerate(events):
-            known = seen.get(event.event_id) or pending.ids.get(event.event_id)
+        positions: list[int] = []
+        local: dict[str, int] = {}
+        for index, event_id in enumerate(ids):
+            known = local.get(event_id) or pending_ids.get(event_id)
+            if known is None and index in hits:
+                known = self._confirm(hits[index], event_id)
             if known is None:
-                known = self._confirm(candidates[index], event.event_id)
-            if known is None:
-                known = -(len(fresh) + 1)
+                known = local[event_id] = -1 - len(fresh)
                 fresh.append(index)
-                seen[event.event_id] = known
             positions.append(known)
         if len(fresh) < len(events):
             metrics.DUPLICATES.labels(BACKEND).inc(len(events) - len(fresh))
@@ -591,22 +593,19 @@ class FileStore:
                 raise
         records = []
         entries = []
+        versions = pending.versions
+        encode = wal.encode_record
+        last = len(fresh) - 1
         for number, index in enumerate(fresh):
-            event = events[index]
+            stream = streams[index]
             position = next_position + number
-            version = self._version(event.stream, pending) + 1
-            pending.versions[event.stream] = version
-            pending.ids[event.event_id] = position
-            stream_bytes = event.stream.encode()
-            envelope = wal.stamp(event.SerializeToString(), version, position)
-            records.append(
-                wal.encode_record(
-                    position, version, fps[index], stream_bytes, envelope, number == len(fresh) - 1
-                )
-            )
-            entries.append((position, event.stream, fps[index]))
-        resolved = [next_position + (-p - 1) if p < 0 else p for p in positions]
-        return resolved, records, entries
+            version = versions.get(stream)
+            version = versions[stream] = (self._version(stream, pending) if version is None else version) + 1
+            pending_ids[ids[index]] = position
+            envelope = events[index].SerializeToString()
+            records.append(encode(position, version, fps[index], stream.encode(), envelope, number == last))
+            entries.append((position, stream, fps[index]))
+        return [next_position - 1 - p if p < 0 else p for p in positions], records, entries
 
     def _version(self, stream: str, pending: _Pending) -> int:
         version = pending.versions.get(stream)
@@ -687,13 +686,12 @@ class FileStore:
         self, first: int, last: int, event_filter: EventFilter
     ) -> Iterator[tuple[int, pb.EventEnvelope]]:
         streams, categories, types = event_filter.streams, event_filter.categories, event_filter.event_types
-        for position, stream, data in self._raw_range(first, last):
+        for position, stream, version, data in self._raw_range(first, last):
             if streams and stream not in streams:
                 continue
             if categories and stream.split("-", 1)[0] not in categories:
                 continue
-            envelope = pb.EventEnvelope()
-            envelope.ParseFromString(data)
+            envelope = _envelope(data, version, position)
             if types and envelope.event_type not in types:
                 continue
             yield position, envelope
@@ -701,8 +699,8 @@ class FileStore:
     def _segment_of(self, position: int) -> _Segment:
         return self._segments[bisect.bisect_right(self._firsts, position) - 1]
 
-    def _raw_range(self, first: int, last: int) -> Iterator[tuple[int, str, bytes]]:
-        """(position, stream, stamped envelope bytes) of positions first..last, CRC-checked."""
+    def _raw_range(self, first: int, last: int) -> Iterator[tuple[int, str, int, bytes]]:
+        """(position, stream, stream version, envelope bytes) of positions first..last, CRC-checked."""
         position = first
         while position <= last:
             segment = self._segment_of(position)
@@ -723,7 +721,12 @@ class FileStore:
                     data = os.pread(segment.fd, needed, offset)
                 scan = wal.Scan(data, 0, position)
                 for frame in scan:
-                    yield frame.position, frame.stream, data[frame.body_start : frame.end]
+                    yield (
+                        frame.position,
+                        frame.stream,
+                        frame.stream_version,
+                        data[frame.body_start : frame.end],
+                    )
                     position = frame.position + 1
                     if position > stop_position:
                         break
@@ -732,10 +735,8 @@ class FileStore:
                 offset += scan.offset
 
     def _read_envelope(self, position: int) -> pb.EventEnvelope:
-        for _, _, data in self._raw_range(position, position):
-            envelope = pb.EventEnvelope()
-            envelope.ParseFromString(data)
-            return envelope
+        for _, _, version, data in self._raw_range(position, position):
+            return _envelope(data, version, position)
         raise EventStoreError(f"position {position} is not in the log")
 
     # ------------------------------------------------------------------ subscriptions
@@ -817,6 +818,15 @@ class FileStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _envelope(data: bytes, stream_version: int, position: int) -> pb.EventEnvelope:
+    """The stored envelope with the store-assigned fields (kept in the frame header) filled in."""
+    envelope = pb.EventEnvelope()
+    envelope.ParseFromString(data)
+    envelope.stream_version = stream_version
+    envelope.global_position = position
+    return envelope
 
 
 def _decode_snapshot(data: bytes) -> Snapshot | None:

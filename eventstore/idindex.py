@@ -1,6 +1,6 @@
 """The idempotency index of the file store: event-id fingerprint → global position, in bounded memory.
 
-Structure: keys are 64-bit BLAKE2b fingerprints of event ids (wal.fingerprint), stored with their
+Structure: keys are 64-bit fingerprints of event ids (wal.fingerprint), stored with their
 positions as a small number of sorted numpy runs (uint64 keys, uint64 positions: 16 bytes per event,
 160 MB for 10 M events, against ~1–2 GB for a dict of strings) plus a dict of the most recent entries.
 When the dict reaches RECENT_LIMIT it is sorted into a new run and runs of similar size are merged
@@ -28,14 +28,18 @@ RECENT_LIMIT = 1 << 16
 class IdIndex:
     def __init__(self) -> None:
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []
-        self._recent: dict[int, list[int]] = {}
+        self._recent: dict[int, int] = {}
+        self._collided: list[tuple[int, int]] = []  # entries whose fingerprint was already in _recent
         self._count = 0
 
     def __len__(self) -> int:
         return self._count
 
     def add(self, fp: int, position: int) -> None:
-        self._recent.setdefault(fp, []).append(position)
+        if fp in self._recent:
+            self._collided.append((fp, position))
+        else:
+            self._recent[fp] = position
         self._count += 1
         if len(self._recent) >= RECENT_LIMIT:
             self._seal()
@@ -50,9 +54,17 @@ class IdIndex:
         self._push_run(keys[order], values[order])
         self._count += len(keys)
 
-    def candidates(self, fps: Sequence[int]) -> list[list[int]]:
-        """For each fingerprint, the positions stored under it (usually none or one)."""
-        found: list[list[int]] = [list(self._recent.get(fp, ())) for fp in fps]
+    def candidates(self, fps: Sequence[int]) -> dict[int, list[int]]:
+        """Index in fps → positions stored under that fingerprint, for the fingerprints found."""
+        found: dict[int, list[int]] = {}
+        recent = self._recent
+        for index, fp in enumerate(fps):
+            if fp in recent:
+                found[index] = [recent[fp]]
+        for fp, position in self._collided:
+            for index, wanted in enumerate(fps):
+                if wanted == fp:
+                    found.setdefault(index, []).append(position)
         if not self._runs or not fps:
             return found
         query = np.fromiter(fps, dtype=np.uint64, count=len(fps))
@@ -60,16 +72,16 @@ class IdIndex:
             left = np.searchsorted(keys, query, side="left")
             right = np.searchsorted(keys, query, side="right")
             for index in np.nonzero(right > left)[0]:
-                found[index].extend(int(v) for v in values[left[index] : right[index]])
+                found.setdefault(int(index), []).extend(int(v) for v in values[left[index] : right[index]])
         return found
 
     def memory_bytes(self) -> int:
         runs = sum(keys.nbytes + values.nbytes for keys, values in self._runs)
-        return runs + len(self._recent) * 120
+        return runs + (len(self._recent) + len(self._collided)) * 120
 
     def _seal(self) -> None:
-        items = sorted((fp, position) for fp, positions in self._recent.items() for position in positions)
-        self._recent = {}
+        items = sorted([*self._recent.items(), *self._collided])
+        self._recent, self._collided = {}, []
         keys = np.fromiter((fp for fp, _ in items), dtype=np.uint64, count=len(items))
         values = np.fromiter((position for _, position in items), dtype=np.uint64, count=len(items))
         self._push_run(keys, values)

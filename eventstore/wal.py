@@ -6,6 +6,9 @@ Each record is framed as
     magic(4) body_len(u32) crc32c(u32) | position(u64) stream_version(u64) fingerprint(u64)
     stream_len(u16) flags(u16) | body = stream (utf-8) + serialized EventEnvelope
 
+The envelope is stored as the caller built it; stream_version and global_position, assigned by the store,
+live in the frame header and are set on the envelope when it is read.
+
 little-endian, 40 bytes of header. The CRC32C covers everything after the crc field (the rest of the
 header and the body), so a flipped bit in a position, a stream name or a payload is caught. `flags` bit 0
 marks the last record of an append batch: a batch is visible only once its commit record is there, which
@@ -17,9 +20,9 @@ without parsing protobuf.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import struct
+import zlib
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -44,20 +47,26 @@ def segment_first_position(name: str) -> int | None:
 
 
 def fingerprint(event_id: str) -> int:
-    """64-bit digest of an event id, the key of the idempotency index."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "little")
+    """64-bit fingerprint of an event id, the key of the idempotency index.
+
+    Two CRCs over different polynomials (CRC-32 and CRC-32C), each implemented in C: several times
+    cheaper than a cryptographic digest, and collisions are harmless (the store confirms every hit).
+    """
+    data = event_id.encode()
+    return (zlib.crc32(data) << 32) | crc32c.crc32c(data)
 
 
 def varint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
+    if value < 0x4000:
+        return bytes((value & 0x7F | 0x80, value >> 7))
     out = bytearray()
-    while True:
-        byte = value & 0x7F
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
         value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+    out.append(value)
+    return bytes(out)
 
 
 def stamp(envelope_bytes: bytes, stream_version: int, position: int) -> bytes:
