@@ -71,8 +71,8 @@ class IdIndex:
         for keys, values in self._runs:
             left = np.searchsorted(keys, query, side="left")
             right = np.searchsorted(keys, query, side="right")
-            for index in np.nonzero(right > left)[0]:
-                found.setdefault(int(index), []).extend(int(v) for v in values[left[index] : right[index]])
+            for hit in np.nonzero(right > left)[0]:
+                found.setdefault(int(hit), []).extend(int(v) for v in values[left[hit] : right[hit]])
         return found
 
     def memory_bytes(self) -> int:
