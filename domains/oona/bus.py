@@ -8,8 +8,9 @@ Consuming: `OonaConsumer` reads with a consumer group, queue by queue in `DRAIN_
 and for each entry:
 - skips it (acks) if the group already handled its event_id (a sorted set in Redis);
 - calls `handler(delivery, tx)`; `tx` is a MULTI pipeline the handler may queue its own Redis writes on:
-  they commit in one transaction with the ack and the event_id mark, so effects written there happen
-  exactly once even if the consumer dies mid-batch; other effects happen at least once;
+  they commit in one transaction per batch with the acks and the event_id marks (the writes of a handler
+  that raised are dropped), so effects written there happen exactly once even if the consumer dies
+  mid-batch; other effects happen at least once;
 - on an exception keeps the entry pending with the error recorded; entries idle beyond `claim_idle_ms` are
   reclaimed with XAUTOCLAIM and redelivered; after `max_attempts` failed attempts (handler errors, or
   deliveries never acked because a consumer died) the entry moves to the dead-letter stream with the reason.
@@ -218,33 +219,35 @@ class OonaConsumer:
             self.oona_keys.handled(self.group), [d.envelope.event_id for d in decoded]
         )
         done = [d for d, score in zip(decoded, scores, strict=True) if score is not None]
-        if done:
-            self.client.xack(key, self.group, *[d.entry_id for d in done])
-            self.client.hdel(self.oona_keys.failures(self.group), *[self._field(d) for d in done])
-            self.stats.duplicates += len(done)
-            DUPLICATES.labels(queue.value).inc(len(done))
-        for delivery in decoded:
-            if delivery not in done:
-                self._handle(key, delivery)
+        fresh = [d for d, score in zip(decoded, scores, strict=True) if score is None]
+        tx = self.client.pipeline(transaction=True)
+        failed: list[tuple[Delivery, str]] = []
+        completed: list[Delivery] = []
+        for delivery in fresh:
+            mark = len(tx)
+            try:
+                self.handler(delivery, tx)
+            except Exception as exc:
+                del tx.command_stack[mark:]  # only completed handlers' writes commit
+                failed.append((delivery, f"{type(exc).__name__}: {exc}"))
+                continue
+            tx.zadd(self.oona_keys.handled(self.group), {delivery.envelope.event_id: delivery.position})
+            completed.append(delivery)
+        acked = done + completed
+        if acked:
+            tx.xack(key, self.group, *[d.entry_id for d in acked])
+            tx.hdel(self.oona_keys.failures(self.group), *[self._field(d) for d in acked])
+            tx.execute()
+        self.stats.duplicates += len(done)
+        self.stats.handled += len(completed)
+        DUPLICATES.labels(queue.value).inc(len(done))
+        HANDLED.labels(queue.value).inc(len(completed))
+        for delivery, error in failed:
+            self._failed(delivery, error)
         return len(entries)
 
     def _field(self, delivery: Delivery) -> str:
         return f"{delivery.queue.value} {delivery.entry_id}"
-
-    def _handle(self, key: str, delivery: Delivery) -> None:
-        tx = self.client.pipeline(transaction=True)
-        try:
-            self.handler(delivery, tx)
-        except Exception as exc:
-            tx.reset()
-            self._failed(delivery, f"{type(exc).__name__}: {exc}")
-            return
-        tx.zadd(self.oona_keys.handled(self.group), {delivery.envelope.event_id: delivery.position})
-        tx.xack(key, self.group, delivery.entry_id)
-        tx.hdel(self.oona_keys.failures(self.group), self._field(delivery))
-        tx.execute()
-        self.stats.handled += 1
-        HANDLED.labels(delivery.queue.value).inc()
 
     def _failed(self, delivery: Delivery, error: str) -> None:
         self.stats.failures += 1

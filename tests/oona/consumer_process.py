@@ -1,5 +1,5 @@
-"""A consumer process for the crash test: handles `stop_after` entries, then signals and hangs mid-batch
-(the rest of its batch delivered but unacked) until the test SIGKILLs it.
+"""A consumer process for the crash test: calls its handler `stop_after` times, then signals and hangs
+mid-batch (its batch delivered but not committed) until the test SIGKILLs it.
 
     python -m tests.oona.consumer_process URL PREFIX GROUP STOP_AFTER READY_FILE
 """
