@@ -1,0 +1,202 @@
+"""Running compile jobs against the event store and Urza's library.
+
+Every step of a job is appended with an exact expected version on its stream, so two workers can never
+both record an attempt; the artifact is written (atomically, content-addressed) before the event that
+names it, so a crash leaves at worst a file no event names yet, which the resumed job writes again with
+the same bytes (same path: no duplicate). `resume()` finds unfinished jobs from the log after a restart.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Protocol
+
+from domains.karn import catalog
+from domains.tezzeret import metrics
+from domains.tezzeret.compiler import compile_artifact
+from domains.tezzeret.jobs import (
+    DEFAULT_STRATEGY,
+    STRATEGIES,
+    Backoff,
+    Command,
+    CompileSpec,
+    Fail,
+    JobState,
+    Queue,
+    Start,
+    Status,
+    Succeed,
+    decide,
+    evolve,
+)
+from domains.urza.library import ArtifactLibrary, UrzaError, sha256_hex
+from eventstore import EventFilter, EventStore, exact
+from leyline import decode_payload, new_envelope
+
+SOURCE = "tezzeret"
+JOB_EVENTS = frozenset({"CompileJobQueued", "CompileJobStarted", "CompileJobFailed", "CompileJobSucceeded"})
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+class RestoreMismatch(UrzaError):
+    pass
+
+
+class FailureHook(Protocol):
+    """Called before each attempt; raising makes the attempt fail (fault drills and tests)."""
+
+    def __call__(self, job_id: str, attempt: int) -> None: ...
+
+
+class FailFirst:
+    """A drill hook: the first `failures` attempts of every job raise."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    def __call__(self, job_id: str, attempt: int) -> None:
+        if attempt <= self.failures:
+            raise RuntimeError(f"injected compile failure (attempt {attempt} of the first {self.failures})")
+
+
+def resolve_spec(
+    blueprint_id: str,
+    parameters: Mapping[str, float],
+    slot_kind: int,
+    slot_shape: Sequence[int],
+    strategy: str = DEFAULT_STRATEGY,
+) -> CompileSpec:
+    """A validated spec (Karn's range and slot checks; defaults filled in)."""
+    resolved = catalog.validate_parameters(blueprint_id, parameters)
+    shape = catalog.validate_slot(blueprint_id, slot_kind, slot_shape)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown compile strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    return CompileSpec.of(blueprint_id, resolved, slot_kind, shape, strategy)
+
+
+def _deterministic_id(*parts: object) -> str:
+    return uuid.uuid5(uuid.NAMESPACE_OID, "|".join(str(part) for part in parts)).hex
+
+
+class Tezzeret:
+    def __init__(
+        self,
+        store: EventStore,
+        library: ArtifactLibrary,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        failure_hook: FailureHook | None = None,
+        compile_fn: Callable[[CompileSpec], bytes] = compile_artifact,
+    ) -> None:
+        self.store = store
+        self.library = library
+        self.max_attempts = max_attempts
+        self.backoff = backoff or Backoff()
+        self.sleep = sleep
+        self.failure_hook = failure_hook
+        self.compile_fn = compile_fn
+
+    def state(self, job_id: str) -> JobState:
+        state = JobState(job_id)
+        for envelope in self.store.read_stream(f"compile-{job_id}"):
+            state = evolve(state, envelope.event_type, decode_payload(envelope))
+        return state
+
+    def jobs(self) -> dict[str, JobState]:
+        """Every job in the log, folded from its events."""
+        states: dict[str, JobState] = {}
+        job_filter = EventFilter(categories=frozenset({"compile"}), event_types=JOB_EVENTS)
+        for envelope in self.store.read_all(event_filter=job_filter):
+            job_id = envelope.stream.split("-", 1)[1]
+            state = states.get(job_id, JobState(job_id))
+            states[job_id] = evolve(state, envelope.event_type, decode_payload(envelope))
+        return states
+
+    def _apply(self, state: JobState, command: Command) -> JobState:
+        pending = decide(state, command, self.backoff)
+        if not pending:
+            return state
+        envelopes = []
+        for stream, event_type, payload in pending:
+            event_id = _deterministic_id("ArtifactStored", stream) if event_type == "ArtifactStored" else None
+            envelopes.append(new_envelope(event_type, stream, payload, source=SOURCE, event_id=event_id))
+        own = f"compile-{state.job_id}"
+        self.store.append(envelopes, expected={own: exact(state.version)})
+        for envelope, (_, event_type, payload) in zip(envelopes, pending, strict=True):
+            if envelope.stream == own:
+                state = evolve(state, event_type, payload)
+        return state
+
+    def queue(self, spec: CompileSpec) -> JobState:
+        state = self.state(spec.job_id)
+        return self._apply(state, Queue(spec, self.max_attempts))
+
+    def compile(self, spec: CompileSpec) -> JobState:
+        """Queue (if new) and run the job to a finished state. A job that already succeeded is returned
+        as it is, after rewriting its artifact file if that went missing or was found corrupt."""
+        state = self.run(self.queue(spec))
+        if state.status is Status.SUCCEEDED and not self.library.exists(state.artifact_hash):
+            self.restore(state)
+        return state
+
+    def run(self, state: JobState) -> JobState:
+        if state.status is Status.RUNNING:
+            metrics.RESUMED.inc()
+        while not state.status.finished:
+            if state.status is Status.RETRY_WAIT and state.retry_after_ms:
+                self.sleep(state.retry_after_ms / 1000.0)
+            state = self._apply(state, Start())
+            if state.status is not Status.RUNNING:
+                break
+            state = self._attempt(state)
+        metrics.JOBS.labels(state.status.value).inc()
+        return state
+
+    def _attempt(self, state: JobState) -> JobState:
+        assert state.spec is not None
+        started = time.perf_counter()
+        try:
+            if self.failure_hook is not None:
+                self.failure_hook(state.job_id, state.attempts)
+            data = self.compile_fn(state.spec)
+            artifact_hash = self.library.put(data)
+        except Exception as exc:  # any compile error is recorded on the job, then retried or final
+            failed = self._apply(state, Fail(f"{type(exc).__name__}: {exc}"))
+            if failed.status is Status.RETRY_WAIT:
+                metrics.RETRIES.inc()
+            return failed
+        duration = time.perf_counter() - started
+        metrics.COMPILE_DURATION.labels(state.spec.strategy).observe(duration)
+        return self._apply(state, Succeed(artifact_hash, len(data), duration * 1000.0))
+
+    def restore(self, state: JobState) -> None:
+        """Rewrite a succeeded job's missing or corrupt artifact file: compiles are deterministic, so the
+        spec gives back the same bytes. Refuses (leaving no file) when they differ, e.g. another torch."""
+        assert state.spec is not None and state.status is Status.SUCCEEDED
+        data = self.compile_fn(state.spec)
+        if sha256_hex(data) != state.artifact_hash:
+            raise RestoreMismatch(
+                f"recompiling job {state.job_id} gave different bytes than artifact "
+                f"{state.artifact_hash[:16]}… (another torch version?); queue a new compile instead"
+            )
+        self.library.put(data)
+
+    def resume(self) -> list[JobState]:
+        """Run every job the log shows unfinished (queued, interrupted, or waiting for a retry)."""
+        unfinished = [state for state in self.jobs().values() if not state.status.finished]
+        return [self.run(state) for state in unfinished]
+
+    def compile_many(
+        self, specs: Iterable[CompileSpec], on_done: Callable[[JobState], None] | None = None
+    ) -> list[JobState]:
+        results = []
+        for spec in specs:
+            result = self.compile(spec)
+            results.append(result)
+            if on_done is not None:
+                on_done(result)
+        return results

@@ -1,0 +1,110 @@
+"""Kasmina's entry point for seed modules: `SeedModuleSource.load_module`.
+
+    source = SeedModuleSource.open(store, data_dir)
+    module, artifact_hash = source.load_module("BP009", {"hidden": 8}, pb.SLOT_KIND_CONV2D, (8, 8, 8))
+
+finds the compiled artifact for the request (compiling it through Tezzeret when the log has none),
+verifies its sha256, keeps the loaded artifact in an in-process LRU cache, and returns a FRESH trainable
+module every call: no two grafts share a parameter. Adversarial blueprints are refused unless
+`use=Use.DRILL`; experimental ones need their id in `approved`. BP046–BP049 come back wrapped in their
+side-effect fault (drills only).
+
+A corrupt artifact is an ArtifactCorrupted event and error (the file is moved aside);
+`esper blueprints compile` (Tezzeret.compile) rewrites it from the job's spec.
+
+Identity fallback: `load_module_or_identity` answers a missing or corrupt artifact with an identity
+module and an empty hash. That is safe only where the slot's output must equal its input anyway (e.g. a
+germinating seed whose output is inert or blended from zero); Kasmina decides where to use it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+
+from torch import nn
+
+from domains.karn import catalog
+from domains.karn.catalog import Use
+from domains.tezzeret.jobs import DEFAULT_STRATEGY, CompileSpec, Status
+from domains.tezzeret.service import Tezzeret, resolve_spec
+from domains.urza import metrics
+from domains.urza.library import ArtifactLibrary, UrzaError
+from eventstore import EventStore
+
+
+class CompileFailed(UrzaError):
+    pass
+
+
+class SeedModuleSource:
+    def __init__(self, library: ArtifactLibrary, compiler: Tezzeret) -> None:
+        self.library = library
+        self.compiler = compiler
+        self._hashes: dict[CompileSpec, str] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, store: EventStore, data_dir: Path, cache_size: int = 128) -> SeedModuleSource:
+        library = ArtifactLibrary(Path(data_dir) / "artifacts", store, cache_size)
+        return cls(library, Tezzeret(store, library))
+
+    def artifact_for(self, spec: CompileSpec) -> str:
+        """The artifact hash of a spec: from memory, else from the log, else by compiling it now."""
+        with self._lock:
+            known = self._hashes.get(spec)
+        if known:
+            return known
+        state = self.compiler.state(spec.job_id)
+        if state.status is not Status.SUCCEEDED:
+            state = self.compiler.run(self.compiler.queue(spec) if state.status is Status.ABSENT else state)
+        if state.status is not Status.SUCCEEDED:
+            raise CompileFailed(
+                f"{spec.blueprint_id}: compile job {spec.job_id} failed after {state.attempts} attempt(s): "
+                f"{state.last_error}"
+            )
+        with self._lock:
+            self._hashes[spec] = state.artifact_hash
+        return state.artifact_hash
+
+    def load_module(
+        self,
+        blueprint_id: str,
+        parameters: Mapping[str, float],
+        slot_kind: int,
+        slot_shape: Sequence[int],
+        *,
+        use: Use = Use.LIVE,
+        approved: Collection[str] = (),
+        strategy: str = DEFAULT_STRATEGY,
+    ) -> tuple[nn.Module, str]:
+        started = time.perf_counter()
+        catalog.check_use(blueprint_id, use, approved)
+        spec = resolve_spec(blueprint_id, parameters, slot_kind, slot_shape, strategy)
+        artifact_hash = self.artifact_for(spec)
+        was_cached = artifact_hash in self.library.cached()
+        module = self.library.load(artifact_hash, blueprint_id).fresh()
+        wrapped = catalog.with_fault(blueprint_id, spec.parameter_map(), module)
+        metrics.FETCH_LATENCY.labels("warm" if was_cached else "cold").observe(time.perf_counter() - started)
+        return wrapped, artifact_hash
+
+    def load_module_or_identity(
+        self,
+        blueprint_id: str,
+        parameters: Mapping[str, float],
+        slot_kind: int,
+        slot_shape: Sequence[int],
+        *,
+        use: Use = Use.LIVE,
+        approved: Collection[str] = (),
+    ) -> tuple[nn.Module, str]:
+        """load_module, or (identity, "") when the artifact is missing, corrupt or cannot be compiled."""
+        try:
+            return self.load_module(
+                blueprint_id, parameters, slot_kind, slot_shape, use=use, approved=approved
+            )
+        except UrzaError:
+            metrics.IDENTITY_FALLBACKS.inc()
+            return nn.Identity(), ""
