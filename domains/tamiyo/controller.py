@@ -15,10 +15,11 @@ What a command causes carries correlation_id = the command id; causation_id is t
 (the decision for the command and a mode change, the command for its field report).
 
 Inputs read from the packet: `metrics["grad_norm"]` (host gradient norm), `hardware` memory for memory
-pressure; from the context: seeds, catalogue, parameters, the previous hook's duration and the command ids
-applied at the previous boundary. Per slot, `SeedState.metrics["headroom"]` ranks slots for germination
-(falling back to the slot's gradient norm); `metrics["contribution"]` (probation) and
-`metrics["isolation_violations"]` are gate evidence.
+pressure; from the context: seeds, catalogue (the controller's own `catalogue` when the context has none),
+parameters, the previous hook's duration and the command ids applied at the previous boundary. Per slot,
+`SeedState.metrics["headroom"]` ranks slots for germination (falling back to the slot's gradient norm);
+`metrics["stage_epochs"]`, `metrics["isolation_violations"]` and `metrics["contribution"]` are gate
+evidence.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from google.protobuf.message import Message
@@ -63,6 +64,7 @@ class TamiyoController:
         decision_timeout_s: float = DEFAULT_DECISION_TIMEOUT_S,
         parameter_estimator: ParameterEstimator | None = None,
         slot_kinds: Mapping[int, int] | None = None,
+        catalogue: Sequence[pb.BlueprintDescriptor] = (),
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -76,6 +78,7 @@ class TamiyoController:
         self.decision_timeout_s = decision_timeout_s
         self.parameter_estimator = parameter_estimator
         self.slot_kinds = dict(slot_kinds or {})
+        self.catalogue = tuple(catalogue)
         self.state = TamiyoState()
         self._new_id = new_id
         self._clock_ns = clock_ns
@@ -123,7 +126,7 @@ class TamiyoController:
         hardware = packet.hardware
         pressure = hardware.memory_used_gb / hardware.memory_total_gb if hardware.memory_total_gb > 0 else 0.0
         seeds = tuple(context.seeds) or tuple(packet.seeds)
-        catalogue = tuple(context.catalogue)
+        catalogue = tuple(context.catalogue) or self.catalogue
         return Observation(
             run_id=self.run_id,
             epoch=packet.epoch,
