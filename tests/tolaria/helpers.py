@@ -1,0 +1,51 @@
+"""Shared by the Tolaria tests: a small run configuration, reading a run's events back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from eventstore import open_store
+from leyline import decode_payload, pb
+
+SMALL = {"epochs": 6, "dataset": "synthetic-images", "dataset_options": {"samples": 240}, "batch_size": 32}
+WALL_CLOCK_METRICS = {"epoch_ms", "hook_ms"}
+
+
+def run_events(data_dir: Path, run_id: str) -> list[pb.EventEnvelope]:
+    store = open_store(data_dir / "log", create=False)
+    try:
+        return list(store.read_stream(f"run-{run_id}"))
+    finally:
+        store.close()
+
+
+def epoch_records(events: list[pb.EventEnvelope]) -> list[dict[str, Any]]:
+    """EpochCompleted payloads without their wall-clock fields, in log order."""
+    records = []
+    for envelope in events:
+        if envelope.event_type != "EpochCompleted":
+            continue
+        payload = decode_payload(envelope)
+        assert isinstance(payload, pb.EpochCompleted)
+        for name in WALL_CLOCK_METRICS:
+            del payload.state.metrics[name]
+        payload.epoch_wall_ms = 0
+        records.append(
+            {"event_id": envelope.event_id, "payload": payload.SerializeToString(deterministic=True)}
+        )
+    return records
+
+
+def checkpoint_hashes(events: list[pb.EventEnvelope]) -> dict[int, str]:
+    hashes = {}
+    for envelope in events:
+        if envelope.event_type == "CheckpointCommitted":
+            payload = decode_payload(envelope)
+            assert isinstance(payload, pb.CheckpointCommitted)
+            hashes[payload.manifest.epoch] = payload.manifest.content_hash
+    return hashes
+
+
+def payloads(events: list[pb.EventEnvelope], kind: str) -> list[Any]:
+    return [decode_payload(e) for e in events if e.event_type == kind]

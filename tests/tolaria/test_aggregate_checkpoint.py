@@ -1,0 +1,147 @@
+"""The run aggregate (pure evolve/decide) and checkpoint files, cache and RNG capture."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domains.tolaria import checkpoint as ckpt
+from domains.tolaria import control
+from domains.tolaria.aggregate import (
+    RequestRollback,
+    RollbackRejected,
+    RunStatus,
+    decide_rollback,
+    event_id,
+    fold,
+    run_stream,
+)
+from leyline import new_envelope, pb
+
+RUN = "rtest0001"
+
+
+def stored(kind: str, payload: object, position: int) -> pb.EventEnvelope:
+    envelope = new_envelope(kind, run_stream(RUN), payload, run_id=RUN)  # type: ignore[arg-type]
+    envelope.global_position = position
+    return envelope
+
+
+def history(epochs: int, rollback_to: int | None = None) -> list[pb.EventEnvelope]:
+    events = [stored("RunStarted", pb.RunStarted(run_id=RUN, config_json="{}"), 1)]
+    for epoch in range(1, epochs + 1):
+        events.append(stored("EpochCompleted", pb.EpochCompleted(state=pb.SystemStatePacket(epoch=epoch)), 0))
+        manifest = pb.CheckpointManifest(epoch=epoch, content_hash=f"h{epoch}", path=f"checkpoints/h{epoch}")
+        events.append(stored("CheckpointCommitted", pb.CheckpointCommitted(manifest=manifest), 0))
+    if rollback_to is not None:
+        events.append(stored("RollbackRequested", pb.RollbackRequested(target_epoch=rollback_to), 0))
+    for position, envelope in enumerate(events, start=1):
+        envelope.global_position = position
+    return events
+
+
+def test_fold_tracks_epochs_and_checkpoints() -> None:
+    state = fold(history(4))
+    assert state.status is RunStatus.RUNNING
+    assert state.epoch == 4
+    assert [c.epoch for c in state.checkpoints] == [1, 2, 3, 4]
+    assert state.checkpoints[1].position == 5
+    assert state.pending_rollback is None
+
+
+def test_rollback_drops_later_checkpoints_and_bumps_the_generation() -> None:
+    events = history(5, rollback_to=2)
+    state = fold(events)
+    assert state.pending_rollback is not None and state.pending_rollback.position == len(events)
+    completed = pb.RollbackCompleted(target_epoch=2, target_position=5, superseded_from=6, superseded_to=11)
+    state = fold([stored("RollbackCompleted", completed, len(events) + 1)], state)
+    assert state.pending_rollback is None
+    assert state.generation == 1 and state.epoch == 2
+    assert [c.epoch for c in state.checkpoints] == [1, 2]
+    assert state.superseded == ((6, 11),)
+
+
+@settings(max_examples=30, deadline=None)
+@given(epochs=st.integers(1, 8), target=st.integers(0, 10))
+def test_decide_rollback_accepts_exactly_the_committed_epochs(epochs: int, target: int) -> None:
+    state = fold(history(epochs))
+    request = RequestRollback(RUN, target, "operator:test", "because")
+    if 1 <= target <= epochs:
+        requested = decide_rollback(state, request)
+        assert requested.target_epoch == target and requested.requested_by == "operator:test"
+    else:
+        with pytest.raises(RollbackRejected, match="no committed checkpoint"):
+            decide_rollback(state, request)
+
+
+def test_decide_rollback_rejects_absent_and_finished_runs() -> None:
+    request = RequestRollback(RUN, 1, "op", "")
+    with pytest.raises(RollbackRejected, match="does not exist"):
+        decide_rollback(fold([]), request)
+    done = [*history(2), stored("RunCompleted", pb.RunCompleted(run_id=RUN), 99)]
+    with pytest.raises(RollbackRejected, match="is completed"):
+        decide_rollback(fold(done), request)
+
+
+def test_event_ids_are_deterministic_per_generation() -> None:
+    assert event_id(RUN, 0, 3, "EpochCompleted") == event_id(RUN, 0, 3, "EpochCompleted")
+    assert event_id(RUN, 0, 3, "EpochCompleted") != event_id(RUN, 1, 3, "EpochCompleted")
+
+
+def test_checkpoint_file_round_trip_and_corruption(tmp_path: Path) -> None:
+    model = torch.nn.Linear(3, 2)
+    serialized = ckpt.serialize(4, {"model": model.state_dict(), "trainer": {"epoch": 4}})
+    assert (
+        ckpt.serialize(4, {"model": model.state_dict(), "trainer": {"epoch": 4}}).sha256 == serialized.sha256
+    )
+    path = ckpt.write_file(tmp_path, serialized)
+    assert path == tmp_path / serialized.relative_path
+    data = ckpt.read_file(tmp_path, serialized.relative_path, serialized.sha256)
+    restored = ckpt.deserialize(data)
+    assert torch.equal(restored["model"]["weight"], model.weight)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ckpt.CheckpointError, match="the log records"):
+        ckpt.read_file(tmp_path, serialized.relative_path, serialized.sha256)
+    with pytest.raises(ckpt.CheckpointError, match="missing"):
+        ckpt.read_file(tmp_path, "checkpoints/absent.ckpt", "0" * 64)
+
+
+def test_rng_capture_restores_every_generator() -> None:
+    state = ckpt.deserialize(ckpt.serialize(0, {"rng": ckpt.capture_rng()}).data)["rng"]
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    ckpt.restore_rng(state)
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(expected[0], again[0])
+    assert np.array_equal(expected[1], again[1])
+    assert expected[2] == again[2]
+
+
+def test_cache_keeps_the_most_recent() -> None:
+    cache = ckpt.CheckpointCache(3)
+    for epoch in range(1, 6):
+        cache.put(ckpt.SerializedCheckpoint(epoch, b"", f"h{epoch}", ()))
+    assert len(cache) == 3 and cache.get(2) is None
+    latest = cache.latest()
+    assert latest is not None and latest.epoch == 5
+    cache.discard_after(3)
+    assert cache.get(4) is None and cache.get(3) is not None
+
+
+def test_control_file_delivery(tmp_path: Path) -> None:
+    assert control.take(tmp_path, RUN) is None
+    first = control.deliver(tmp_path, pb.RollbackRequested(run_id=RUN, target_epoch=2, requested_by="op"))
+    taken = control.take(tmp_path, RUN)
+    assert taken == first
+    second = control.deliver(tmp_path, pb.RollbackRequested(run_id=RUN, target_epoch=1))
+    control.done(tmp_path, first)  # a newer request is left for the next boundary
+    assert control.take(tmp_path, RUN) == second
+    control.done(tmp_path, second)
+    assert control.take(tmp_path, RUN) is None

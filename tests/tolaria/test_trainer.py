@@ -1,0 +1,134 @@
+"""The training loop in process, on the real file store: events, resume from a checkpoint, the guard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from domains.tolaria.config import build_config
+from domains.tolaria.trainer import model_sha256, open_run, resume_run
+from eventstore import open_store
+from leyline import pb
+from tests.tolaria.helpers import SMALL, checkpoint_hashes, epoch_records, payloads, run_events
+
+
+def train(data_dir: Path, run_id: str, **overrides: object) -> tuple[str, list[pb.EventEnvelope]]:
+    store = open_store(data_dir / "log")
+    try:
+        summary = open_run(store, data_dir, build_config({**SMALL, **overrides}), run_id).run()
+    finally:
+        store.close()
+    return summary.model_sha256, run_events(data_dir, run_id)
+
+
+def test_a_run_records_its_epochs_hooks_and_checkpoints(tmp_path: Path) -> None:
+    digest, events = train(tmp_path, "rplain")
+    kinds = [e.event_type for e in events]
+    assert kinds[0] == "RunStarted" and kinds[-1] == "RunCompleted"
+    assert kinds.count("EpochCompleted") == 6
+    assert kinds.count("EpochHookTimed") + kinds.count("EpochHookOverrun") == 6
+    assert sorted(checkpoint_hashes(events)) == [1, 2, 3, 4, 5, 6]
+    packets = [p.state for p in payloads(events, "EpochCompleted")]
+    assert [p.epoch for p in packets] == [1, 2, 3, 4, 5, 6]
+    assert all(p.run_id == "rplain" and p.packet_id for p in packets)
+    assert all(len(p.SerializeToString()) < 280 for p in packets)
+    assert packets[-1].training_loss < packets[0].training_loss
+    completed = payloads(events, "RunCompleted")[0]
+    assert completed.model_sha256 == digest and completed.epochs == 6 and completed.test_accuracy > 0.5
+    for hook in payloads(events, "EpochHookTimed"):
+        assert hook.budget_ms == 18.0 and hook.total_ms >= hook.controller_ms
+    for manifest in (p.manifest for p in payloads(events, "CheckpointCommitted")):
+        assert (tmp_path / manifest.path).stat().st_size == manifest.size_bytes
+        assert set(manifest.components) >= {"model", "optimizer", "rng", "data_cursor", "seeds", "controller"}
+
+
+def test_same_seed_same_run_and_another_seed_differs(tmp_path: Path) -> None:
+    first, first_events = train(tmp_path / "a", "rsame")
+    second, second_events = train(tmp_path / "b", "rsame")
+    third, _ = train(tmp_path / "c", "rsame", seed=1)
+    assert first == second != third
+    assert epoch_records(first_events) == epoch_records(second_events)
+
+
+def test_resume_from_a_checkpoint_continues_bit_identically(tmp_path: Path) -> None:
+    reference, reference_events = train(tmp_path / "ref", "rres")
+    data_dir = tmp_path / "cut"
+    store = open_store(data_dir / "log")
+    trainer = open_run(store, data_dir, build_config(SMALL), "rres")
+    for _ in range(3):
+        trainer.run_epoch()
+    trainer.sink.close()  # the process "dies" here: nothing after epoch 3 is written
+    store.close()
+    store = open_store(data_dir / "log")
+    try:
+        resumed = resume_run(store, data_dir, "rres")
+        assert resumed.epoch == 3
+        summary = resumed.run()
+    finally:
+        store.close()
+    assert summary.model_sha256 == reference
+    events = run_events(data_dir, "rres")
+    assert epoch_records(events) == epoch_records(reference_events)
+    assert checkpoint_hashes(events) == checkpoint_hashes(reference_events)
+    assert [p.resumed for p in payloads(events, "RunStarted")] == [False, True]
+
+
+def test_loss_explosion_drill_triggers_fast_rollback(tmp_path: Path) -> None:
+    reference, _ = train(tmp_path / "ref", "rboom")
+    data_dir = tmp_path / "drill"
+    store = open_store(data_dir / "log")
+    try:
+        trainer = open_run(store, data_dir, build_config(SMALL), "rboom")
+        for _ in range(3):
+            trainer.run_epoch()
+        before = model_sha256(trainer.model)
+        noise = torch.Generator().manual_seed(7)
+        with torch.no_grad():
+            for parameter in trainer.model.parameters():
+                parameter.add_(torch.randn(parameter.shape, generator=noise) * 100.0)
+        exploded = trainer.run_epoch()
+        assert exploded.epoch == 4
+        assert trainer.epoch == 3 and model_sha256(trainer.model) == before
+        summary = trainer.run()
+    finally:
+        store.close()
+    # The rollback restored every RNG state too: the run ends as if nothing had happened.
+    assert summary.model_sha256 == reference and summary.rollbacks == 1
+    events = run_events(data_dir, "rboom")
+    (requested,) = payloads(events, "RollbackRequested")
+    (completed,) = payloads(events, "RollbackCompleted")
+    assert requested.mode == completed.mode == pb.ROLLBACK_MODE_FAST
+    assert requested.requested_by == "tolaria.guard" and "loss explosion" in requested.reason
+    assert completed.target_epoch == 3 and completed.duration_ms < 60_000
+    commits = {e.global_position: e for e in events if e.event_type == "CheckpointCommitted"}
+    assert payloads([commits[completed.target_position]], "CheckpointCommitted")[0].manifest.epoch == 3
+    request_position = next(e.global_position for e in events if e.event_type == "RollbackRequested")
+    assert (completed.superseded_from, completed.superseded_to) == (
+        completed.target_position + 1,
+        request_position - 1,
+    )
+    epochs = [p.state.epoch for p in payloads(events, "EpochCompleted")]
+    assert epochs == [1, 2, 3, 4, 4, 5, 6]  # the exploded epoch 4 stays in the log, superseded
+
+
+def test_repeated_explosions_fail_the_run(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "log")
+    try:
+        trainer = open_run(store, tmp_path, build_config({**SMALL, "max_guard_rollbacks": 0}), "rfail")
+        trainer.run_epoch()
+        trainer.run_epoch()
+        noise = torch.Generator().manual_seed(7)
+        with torch.no_grad():
+            for parameter in trainer.model.parameters():
+                parameter.add_(torch.randn(parameter.shape, generator=noise) * 100.0)
+        try:
+            trainer.run()
+        except Exception as exc:  # RunError, recorded as RunFailed
+            assert "loss exploded" in str(exc)
+        else:
+            raise AssertionError("the run should have failed")
+    finally:
+        store.close()
+    (failed,) = payloads(run_events(tmp_path, "rfail"), "RunFailed")
+    assert "loss exploded at epoch 3" in failed.error
