@@ -1,1 +1,39 @@
-"""Projection runner, read models, rebuilds and audit queries."""
+"""Projection runner, read models, rebuilds and audit queries (SPEC §6).
+
+from projections import catch_up, open_db, resolve_url
+engine = open_db(resolve_url(data_dir))          # upgrades the schema on open
+result = catch_up(store, engine)                 # result.positions: checkpoint per projection
+"""
+
+from projections.db import DatabaseError, open_db, resolve_url, upgrade
+from projections.projectors import PROJECTION_NAMES, Projection, build_projections
+from projections.runner import (
+    CatchUp,
+    ProjectionError,
+    apply_batch,
+    catch_up,
+    default_projections,
+    follow,
+    rebuild,
+    stale,
+    status,
+)
+
+__all__ = [
+    "PROJECTION_NAMES",
+    "CatchUp",
+    "DatabaseError",
+    "Projection",
+    "ProjectionError",
+    "apply_batch",
+    "build_projections",
+    "catch_up",
+    "default_projections",
+    "follow",
+    "open_db",
+    "rebuild",
+    "resolve_url",
+    "stale",
+    "status",
+    "upgrade",
+]

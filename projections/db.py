@@ -1,0 +1,125 @@
+"""The projection database: where it is, how it is opened, and its schema upgrades (alembic).
+
+SQLite (`<data-dir>/projections.sqlite`) by default, PostgreSQL by URL (`--db URL` or `ESPER_DB_URL`).
+SQLite runs in WAL mode so readers keep reading a consistent snapshot while a projection commits, and
+every write transaction starts with `BEGIN IMMEDIATE`, so that two writers serialise at BEGIN instead of
+failing at their first write.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event
+
+import migrations
+
+DB_FILE = "projections.sqlite"
+ENV_DB_URL = "ESPER_DB_URL"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class DatabaseError(Exception):
+    """The projection database cannot be opened or is not at the schema this code needs."""
+
+
+def resolve_url(data_dir: Path | str, url: str | None = None) -> str:
+    """The database URL: the one given, else $ESPER_DB_URL, else the data directory's SQLite file."""
+    chosen = url or os.environ.get(ENV_DB_URL)
+    if chosen:
+        if chosen.startswith(("postgresql://", "postgres://")):
+            return "postgresql+psycopg://" + chosen.split("://", 1)[1]
+        return chosen
+    return f"sqlite:///{Path(data_dir) / DB_FILE}"
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy's "begin" event below instead of the driver's implicit
+        # BEGIN (which it would not issue before DDL, breaking transactional swaps).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA cache_size = -65536")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get("write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def create_db_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def write_connection(engine: Engine) -> Connection:
+    """A connection whose transactions take the write lock at BEGIN (SQLite; a no-op elsewhere)."""
+    return engine.connect().execution_options(write=True)
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise DatabaseError("migrations/ holds no revision")
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
+    """Bring the schema to `revision`; returns (revision before, revision after)."""
+    before = current_revision(engine)
+    with write_connection(engine) as connection:
+        command.upgrade(alembic_config(connection), revision)
+        connection.commit()
+    after = current_revision(engine)
+    if after is None:
+        raise DatabaseError(f"upgrade of {engine.url!r} to {revision} left no revision")
+    return before, after
+
+
+def open_db(url: str, upgrade_schema: bool = True) -> Engine:
+    """An engine on the projection database, upgraded to the current schema unless told otherwise."""
+    try:
+        engine = create_db_engine(url)
+        if upgrade_schema:
+            if current_revision(engine) != head_revision():
+                upgrade(engine)
+        elif current_revision(engine) != head_revision():
+            raise DatabaseError(
+                f"projection database {engine.url!r} is at revision {current_revision(engine)}, "
+                f"this code needs {head_revision()}: run `esper db upgrade`"
+            )
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        raise DatabaseError(f"cannot open projection database {url}: {exc}") from exc
+    return engine
