@@ -201,7 +201,8 @@ class Mirror:
         prefix: str = DEFAULT_PREFIX,
         fanout: Fanout | None = None,
         batch_size: int = DEFAULT_BATCH,
-        housekeeping_interval: float = 0.05,
+        housekeeping_interval: float = 0.25,
+        persist_interval: float = 1.0,
     ) -> None:
         self.store = store
         self.client = client
@@ -209,6 +210,8 @@ class Mirror:
         self.fanout = fanout
         self.batch_size = batch_size
         self.housekeeping_interval = housekeeping_interval
+        self.persist_interval = persist_interval
+        self._next_persist = 0.0
         self.cursor_path = cursor_path(data_dir, redis_url or _url_of(client), prefix)
         self.cursor = MirrorCursor.load(self.cursor_path)
         self._cursor_extra = {"redis": redacted(redis_url or _url_of(client)), "prefix": prefix}
@@ -377,7 +380,8 @@ class Mirror:
         if self.fanout is not None:
             self.fanout.observe({key: depths[key] for key in self.fanout.queue_keys() if key in depths})
         self.cursor.groups = groups
-        self.persist()
+        if force or now >= self._next_persist:
+            self.persist()
 
     def _passed_positions(self, infos: Mapping[str, list[dict[str, Any]]]) -> dict[str, dict[str, int]]:
         pipe = self.client.pipeline(transaction=False)
@@ -410,6 +414,8 @@ class Mirror:
         return depths
 
     def persist(self) -> None:
+        """Write the durable cursor if it changed (two fsyncs: kept off the per-batch path)."""
+        self._next_persist = time.monotonic() + self.persist_interval
         current = (self.cursor.log_id, self.cursor.position, self.cursor.groups)
         if current != (self._saved.log_id, self._saved.position, self._saved.groups):
             self.cursor.save(self.cursor_path, self._cursor_extra)
@@ -446,7 +452,7 @@ class Mirror:
                     MIRROR_LAG.set(max(0, head - self.position))
                     if progress is not None:
                         progress(self.position, head)
-                    self.housekeeping(force=not events)
+                    self.housekeeping(force=False)
                     backoff = 0.05
                 except REDIS_ERRORS:
                     MIRROR_REDIS_ERRORS.inc()
@@ -485,7 +491,8 @@ class MirrorThread:
         fanout: Fanout | None = None,
         batch_size: int = DEFAULT_BATCH,
         idle_timeout: float = 0.2,
-        housekeeping_interval: float = 0.05,
+        housekeeping_interval: float = 0.25,
+        persist_interval: float = 1.0,
     ) -> None:
         self.mirror = Mirror(
             store,
@@ -496,6 +503,7 @@ class MirrorThread:
             fanout=fanout,
             batch_size=batch_size,
             housekeeping_interval=housekeeping_interval,
+            persist_interval=persist_interval,
         )
         self.idle_timeout = idle_timeout
         self.error: BaseException | None = None

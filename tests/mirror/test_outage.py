@@ -46,6 +46,7 @@ def test_redis_killed_and_restarted_empty_is_reseeded_and_consumers_resume(
         fanout=OonaFanout(keys),
         idle_timeout=0.05,
         housekeeping_interval=0.01,
+        persist_interval=0.05,
     )
     mirror.start()
     worker.start()
