@@ -24,6 +24,7 @@ evidence.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 import uuid
@@ -83,6 +84,7 @@ class TamiyoController:
         self._new_id = new_id
         self._clock_ns = clock_ns
         self._costs: dict[tuple[str, int], int | None] = {}
+        self._worker: _PolicyWorker | None = None
 
     # ------------------------------------------------------------------ Controller protocol
 
@@ -169,25 +171,18 @@ class TamiyoController:
         return costs
 
     def _run_policy(self, observation: Observation) -> tuple[list[Message], tuple[str, str] | None]:
-        outcome: dict[str, Any] = {}
-        state = self.state
-
-        def work() -> None:
-            try:
-                outcome["payloads"] = self.policy.decide(state, observation)
-            except Exception as exc:
-                outcome["error"] = exc
-
-        worker = threading.Thread(target=work, name="tamiyo-policy", daemon=True)
-        worker.start()
-        worker.join(self.decision_timeout_s)
-        if worker.is_alive():
+        job = _Job(self.policy, self.state, observation)
+        if self._worker is None:
+            self._worker = _PolicyWorker()
+        self._worker.submit(job)
+        if not job.done.wait(self.decision_timeout_s):
+            self._worker.stop()  # it exits once the overrunning job returns, if ever
+            self._worker = None  # the next decision gets a fresh worker
             return [], ("timeout", f"decision exceeded its timeout of {self.decision_timeout_s:g} s")
-        if "error" in outcome:
-            error = outcome["error"]
+        if job.error is not None:
+            error = job.error
             return [], ("error", f"policy failed: {type(error).__name__}: {error}")
-        payloads: list[Message] = outcome["payloads"]
-        return payloads, None
+        return job.payloads, None
 
     def _fallback(self, observation: Observation, reason: str) -> list[Message]:
         """The safe no-op of a failed decision; it enters conservative mode."""
@@ -286,3 +281,39 @@ class TamiyoController:
             source=SOURCE,
             occurred_at_ns=self._clock_ns(),
         )
+
+
+class _Job:
+    def __init__(self, policy: Policy, state: TamiyoState, observation: Observation) -> None:
+        self.policy = policy
+        self.state = state
+        self.observation = observation
+        self.payloads: list[Message] = []
+        self.error: Exception | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.payloads = self.policy.decide(self.state, self.observation)
+        except Exception as exc:
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+class _PolicyWorker:
+    """One daemon thread that runs decisions; a daemon, so a policy stuck forever never blocks exit."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="tamiyo-policy", daemon=True).start()
+
+    def submit(self, job: _Job) -> None:
+        self._jobs.put(job)
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job.run()

@@ -153,6 +153,9 @@ def test_a_decision_past_its_timeout_is_a_safe_noop_and_enters_conservative_mode
         policy.release.set()
     # the abandoned results never reach the state: two decisions, both the fallback's
     assert tamiyo.state.decisions == 2
+    # a policy that answers in time again is heard again, on a fresh worker
+    third = only_decision(tamiyo.decide(packet(2, 1.0), context(2)))
+    assert not third.reason.startswith("safe no-op") and policy.calls == 3
 
 
 def test_a_policy_that_raises_is_contained_as_a_safe_noop() -> None:
