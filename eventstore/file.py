@@ -340,7 +340,7 @@ class FileStore:
                 relative = offset - segment.end
                 if wal.valid_frame_after(data, relative, position) is not None:
                     raise CorruptLogError(segment.name, offset, position, reason)
-                self._truncate(segment, offset, size, reason)
+                self._truncate(segment, segment.end, size, reason)
                 return
         finally:
             self._index_ids(fps, positions)
