@@ -122,13 +122,21 @@ def redacted(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
+@dataclass(frozen=True)
+class KeyState:
+    """A stream with consumer groups: where its slowest group is and how many entries it has not passed."""
+
+    passed: int  # position the slowest group has passed (oldest pending - 1, else last delivered)
+    depth: int  # entries after `passed` (the stream is trimmed to exactly those)
+
+
 class Fanout(Protocol):
     """Adds bus queues to the mirror (Oona): which keys an event also goes to, given the queue depths."""
 
     def queue_keys(self) -> Sequence[str]: ...
 
-    def observe(self, depths: Mapping[str, int]) -> None:
-        """Depths of the keys that have consumer groups: entries the slowest group has not passed."""
+    def observe(self, states: Mapping[str, KeyState]) -> None:
+        """The state of each of its keys that has consumer groups, sampled by the mirror."""
         ...
 
     def targets(self, envelope: pb.EventEnvelope) -> Sequence[str]: ...
@@ -333,6 +341,7 @@ class Mirror:
         mirrored = 0
         head = self.store.head_position()
         held = self.sync()
+        self.housekeeping(force=True)  # fresh queue depths before the first batch
         while held < head:
             batch = list(self.store.read_all(held + 1, limit=self.batch_size, to_position=head))
             if not batch:
@@ -378,7 +387,13 @@ class Mirror:
         groups = self._passed_positions(infos)
         depths = self._trim(groups)
         if self.fanout is not None:
-            self.fanout.observe({key: depths[key] for key in self.fanout.queue_keys() if key in depths})
+            self.fanout.observe(
+                {
+                    key: KeyState(min(groups[key].values()), depths[key])
+                    for key in self.fanout.queue_keys()
+                    if key in depths
+                }
+            )
         self.cursor.groups = groups
         if force or now >= self._next_persist:
             self.persist()

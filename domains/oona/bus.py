@@ -41,7 +41,7 @@ from domains.oona.metrics import (
     REROUTED,
 )
 from domains.oona.routing import DRAIN_ORDER, OonaKeys, Queue, Thresholds, admit, route
-from eventstore.mirror import REDIS_ERRORS, as_text, position_of
+from eventstore.mirror import REDIS_ERRORS, KeyState, as_text, position_of
 from leyline import DecodeError, decode_envelope, pb
 
 DEFAULT_MAX_ATTEMPTS = 5
@@ -54,7 +54,7 @@ class OonaFanout:
         self.oona_keys = keys or OonaKeys()
         self.thresholds = thresholds or Thresholds()
         self._queue_keys = {queue: self.oona_keys.queue(queue) for queue in Queue}
-        self._consumed: set[Queue] = set()
+        self._passed: dict[Queue, int] = {}
         self.depth = 0
         self.rerouted = 0
         self.dropped = 0
@@ -62,15 +62,19 @@ class OonaFanout:
     def queue_keys(self) -> Sequence[str]:
         return list(self._queue_keys.values())
 
-    def observe(self, depths: Mapping[str, int]) -> None:
-        self._consumed = {queue for queue, key in self._queue_keys.items() if key in depths}
+    def observe(self, states: Mapping[str, KeyState]) -> None:
+        self._passed = {queue: states[key].passed for queue, key in self._queue_keys.items() if key in states}
         for queue, key in self._queue_keys.items():
-            QUEUE_DEPTH.labels(queue.value).set(depths.get(key, 0))
-        self.depth = sum(depths.values())
+            QUEUE_DEPTH.labels(queue.value).set(states[key].depth if key in states else 0)
+        self.depth = sum(state.depth for state in states.values())
         BUS_DEPTH.set(self.depth)
 
     def targets(self, envelope: pb.EventEnvelope) -> Sequence[str]:
         wanted = route(envelope)
+        if envelope.global_position <= self._passed.get(wanted, 0):
+            # re-mirrored (reseed, rewind) and already passed by every group: back where it was routed,
+            # where Redis rejects or the next trim removes it; no pressure applies and nothing is counted
+            return (self._queue_keys[wanted],)
         queue = admit(wanted, self.depth, self.thresholds)
         if queue is None:
             self.dropped += 1
@@ -80,7 +84,7 @@ class OonaFanout:
             self.rerouted += 1
             REROUTED.inc()
         PUBLISHED.labels(queue.value).inc()
-        if queue in self._consumed:
+        if queue in self._passed:
             self.depth += 1  # pending until a consumer passes it: keeps the estimate current between samples
         return (self._queue_keys[queue],)
 

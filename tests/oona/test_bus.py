@@ -199,3 +199,33 @@ def test_load_past_both_backpressure_thresholds(
     assert len(order) == total and order[:emergencies] == [Queue.EMERGENCY] * emergencies
     mirror.housekeeping(force=True)
     assert fanout.depth == 0 and length(Queue.NORMAL) == length(Queue.OVERFLOW) == 0
+
+
+def test_reseeding_after_redis_lost_its_data_applies_no_backpressure_to_consumed_entries(
+    store: EventStore, shared_redis: redis.Redis, prefix: str, tmp_path: Path
+) -> None:
+    keys = OonaKeys(prefix)
+    consumer = OonaConsumer(shared_redis, "g", lambda d, tx: None, keys=keys, batch_size=1000)
+    consumer.ensure_groups()
+    fanout = OonaFanout(keys)
+    mirror = Mirror(store, shared_redis, tmp_path, prefix=prefix, fanout=fanout, batch_size=1000)
+    for _ in range(3):  # a consumer that keeps up: the bus never gets near a threshold
+        store.append([epoch_event(epoch=i) for i in range(3000)] + [telemetry_event() for _ in range(30)])
+        mirror.catch_up()
+        drain(consumer)
+    mirror.housekeeping(force=True)
+    assert fanout.depth == 0 and fanout.rerouted == 0 and fanout.dropped == 0
+
+    shared_redis.delete(*shared_redis.scan_iter(match=f"{prefix}:*"))  # Redis lost everything
+    store.append([epoch_event(epoch=1), telemetry_event()])
+    fanout = OonaFanout(keys)
+    mirror = Mirror(store, shared_redis, tmp_path, prefix=prefix, fanout=fanout, batch_size=1000)
+    mirror.catch_up()
+    assert mirror.reseeds == 1
+    assert fanout.rerouted == 0 and fanout.dropped == 0
+    assert_redis_equals_log(shared_redis, store, prefix)
+    # the group came back where it was: only the two new events are delivered
+    handled: list[int] = []
+    consumer.handler = lambda d, tx: handled.append(d.position)
+    drain(consumer)
+    assert sorted(handled) == [9091, 9092]
