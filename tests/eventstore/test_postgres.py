@@ -58,13 +58,13 @@ def test_four_writer_processes_and_a_live_subscriber(postgres_server: str) -> No
     assert [e.global_position for e in seen] == list(range(1, head + 1)), (
         "every position exactly once, in order"
     )
-    batches: dict[tuple[str, str], list[int]] = {}
+    batches: dict[tuple[str, str, int], list[int]] = {}
     for envelope in seen:
-        name, batch, index, size = decode_payload(envelope).run_id.split("/")  # type: ignore[attr-defined]
-        batches.setdefault((name, batch), []).append(envelope.global_position)
+        name, batch, _, size = decode_payload(envelope).run_id.split("/")  # type: ignore[attr-defined]
+        batches.setdefault((name, batch, int(size)), []).append(envelope.global_position)
     assert len(batches) == WRITERS * BATCHES
-    for positions in batches.values():
-        assert positions == list(range(positions[0], positions[0] + len(positions))), "a batch is contiguous"
+    for (_, _, size), positions in batches.items():
+        assert positions == list(range(positions[0], positions[0] + size)), "a batch is whole and contiguous"
     assert verify_postgres(postgres_server, schema=schema).ok
     store.drop()
     store.close()
