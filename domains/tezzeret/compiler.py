@@ -1,21 +1,13 @@
 """Turning a CompileSpec into artifact bytes (the torch edge of Tezzeret).
 
 Strategy "export" (the default, and the one that makes sense on CPU): torch.export of the template in
-training mode and in eval mode, with a symbolic batch dimension; the eval program is kept only when its
-graph differs (dropout, batch norm), see domains/urza/artifact.py. The template's initial weights come
+training mode, with a symbolic batch dimension, and also in eval mode when the template holds
+mode-dependent modules (dropout, batch norm), see domains/urza/artifact.py. The template's initial weights come
 from a seed derived from the job's spec, so compiling the same spec twice gives the same bytes, hence
 the same sha256 and one file.
-
-Strategy "aot_inductor" additionally packages an AOTInductor-compiled eval program (`aoti.pt2`, compiled
-kernels for inference) beside the export programs; it pays on GPU, where inference of a fossilized or
-evaluated seed runs the compiled kernels. Training always uses the exported graphs, which autograd can
-differentiate; the AOTInductor package cannot.
 """
 
 from __future__ import annotations
-
-import tempfile
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -24,8 +16,8 @@ from domains.karn import catalog
 from domains.tezzeret.jobs import CompileSpec
 from domains.urza.artifact import EVAL_PROGRAM, FORMAT_VERSION, TRAIN_PROGRAM, pack, save_program
 
-AOTI_PROGRAM = "aoti.pt2"
 MAX_BATCH = 65_536
+MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
 
 
 def template_for(spec: CompileSpec) -> nn.Module:
@@ -50,24 +42,29 @@ def export(module: nn.Module, example: torch.Tensor) -> torch.export.ExportedPro
     return torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
 
 
+def mode_dependent(module: nn.Module) -> bool:
+    """Whether the module computes differently in training and eval mode (dropout, batch norm).
+
+    Templates are built from torch's modules and never read `self.training` themselves, so the module
+    types tell; test_templates checks every artifact against its eager template in both modes.
+    """
+    return any(isinstance(m, MODE_DEPENDENT) for m in module.modules())
+
+
 def compile_artifact(spec: CompileSpec) -> bytes:
-    if spec.strategy not in ("export", "aot_inductor"):
-        raise ValueError(f"unknown compile strategy {spec.strategy!r}; use export or aot_inductor")
+    if spec.strategy != "export":
+        raise ValueError(f"unknown compile strategy {spec.strategy!r}; use export")
     module = template_for(spec)
     example = example_input(spec)
     initial_state = {name: tensor.clone() for name, tensor in module.state_dict().items()}
     train_program = export(module.train(), example)
-    # Export may run the forward; put any buffer it changed (e.g. a call counter) back as it was.
-    module.load_state_dict(initial_state)
-    eval_program = export(module.eval(), example)
-    module.load_state_dict(initial_state)
     programs = {TRAIN_PROGRAM: save_program(train_program)}
     modes = ["train"]
-    if eval_program.graph_module.code != train_program.graph_module.code:
-        programs[EVAL_PROGRAM] = save_program(eval_program)
+    if mode_dependent(module):
+        # Export may run the forward; put any buffer it changed (e.g. running statistics) back first.
+        module.load_state_dict(initial_state)
+        programs[EVAL_PROGRAM] = save_program(export(module.eval(), example))
         modes.append("eval")
-    if spec.strategy == "aot_inductor":
-        programs[AOTI_PROGRAM] = aot_inductor_package(eval_program)
     manifest = {
         "format": FORMAT_VERSION,
         "blueprint_id": spec.blueprint_id,
@@ -81,10 +78,3 @@ def compile_artifact(spec: CompileSpec) -> bytes:
         "torch": torch.__version__.split("+")[0],
     }
     return pack(manifest, programs)
-
-
-def aot_inductor_package(program: torch.export.ExportedProgram) -> bytes:
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / AOTI_PROGRAM
-        torch._inductor.aoti_compile_and_package(program, package_path=str(path))
-        return path.read_bytes()

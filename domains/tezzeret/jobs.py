@@ -26,7 +26,7 @@ from leyline import pb, stream_name
 
 ALERT_NAME = "tezzeret_compile_failed"
 DEFAULT_STRATEGY = "export"
-STRATEGIES = ("export", "aot_inductor")
+STRATEGIES = ("export",)
 
 
 class JobError(Exception):
