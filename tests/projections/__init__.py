@@ -1,0 +1,1 @@
+"""Projection tests: runner, read models, rebuilds, audit queries, migrations."""

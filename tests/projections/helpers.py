@@ -1,0 +1,78 @@
+"""Shared helpers: fresh databases, table dumps, logs in a real file store."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, select, text
+
+from eventstore import EventStore, open_store
+from leyline import pb
+from projections.db import create_db_engine, open_db
+from projections.schema import metadata
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+_TEMPLATES: dict[str, Path] = {}
+
+
+def fresh_sqlite(directory: Path, name: str = "projections.sqlite") -> Engine:
+    """A migrated SQLite database: alembic runs once per session, later ones copy its result."""
+    template = _TEMPLATES.get("sqlite")
+    if template is None or not template.exists():
+        template = Path(directory) / f"template-{uuid.uuid4().hex}.sqlite"
+        open_db(f"sqlite:///{template}").dispose()
+        _TEMPLATES["sqlite"] = template
+    target = Path(directory) / name
+    shutil.copyfile(template, target)
+    return create_db_engine(f"sqlite:///{target}")
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A uniquely named PostgreSQL database, dropped afterwards; yields its URL."""
+    name = f"esper_proj_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+def dump(engine: Engine, include_checkpoints: bool = False) -> dict[str, list[tuple[Any, ...]]]:
+    """Every read-model row, ordered by key, for comparisons."""
+    result = {}
+    with engine.connect() as connection:
+        for table in metadata.sorted_tables:
+            if table.name == "projection_checkpoints" and not include_checkpoints:
+                continue
+            columns = [
+                c
+                for c in table.columns
+                if not (table.name == "projection_checkpoints" and c.name == "updated_at_ns")
+            ]
+            order = list(table.primary_key.columns)
+            result[table.name] = [tuple(row) for row in connection.execute(select(*columns).order_by(*order))]
+    return result
+
+
+def to_store(path: Path, events: Sequence[pb.EventEnvelope], batch: int = 500) -> EventStore:
+    """Append events to a new file store in order (they get the positions the simulator assigned)."""
+    store = open_store(path)
+    for start in range(0, len(events), batch):
+        chunk = []
+        for envelope in events[start : start + batch]:
+            copy = pb.EventEnvelope()
+            copy.CopyFrom(envelope)
+            copy.global_position = 0
+            chunk.append(copy)
+        store.append(chunk)
+    return store

@@ -1,0 +1,105 @@
+"""SIGKILL of a runner mid-batch loses and duplicates nothing; readers never see a half-built blue/green."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from leyline import pb
+from projections import apply_batch, catch_up, rebuild, status
+from projections.simulate import realistic_log
+from tests.projections.helpers import dump, fresh_sqlite, to_store
+from tests.projections.worker import view
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def worker(*arguments: str, **options: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.projections.worker", *arguments],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_mid_batch_then_restart_equals_a_rebuild(tmp_path: Path) -> None:
+    log = list(realistic_log(12_000, seed=9))
+    store = to_store(tmp_path / "log", log)
+    head = store.head_position()
+    store.close()
+    engine = fresh_sqlite(tmp_path)
+    url = engine.url.render_as_string()
+    rng = random.Random(4)
+    kills = 0
+    progress: list[int] = []
+    for _ in range(6):
+        process = worker("catch-up", str(tmp_path / "log"), url, "1500")
+        committed = min(entry.position for entry in status(engine))
+        deadline = time.monotonic() + 120
+        # wait until this process has committed a batch, then kill it somewhere inside a later one
+        while min(entry.position for entry in status(engine)) == committed and process.poll() is None:
+            assert time.monotonic() < deadline, "the runner committed nothing"
+            time.sleep(0.02)
+        if process.poll() is not None:
+            break
+        time.sleep(rng.uniform(0.0, 0.3))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+        progress.append(min(entry.position for entry in status(engine)))
+        if progress[-1] >= head:
+            break
+    assert kills >= 2, "the runner finished before it could be killed twice"
+    assert progress == sorted(progress) and progress[0] < head
+    store = to_store(tmp_path / "log2", log)
+    catch_up(store, engine)
+    store.close()
+    full = fresh_sqlite(tmp_path, "full.sqlite")
+    apply_batch(full, log)
+    assert dump(engine) == dump(full)
+    assert (
+        dump(engine, include_checkpoints=True)["projection_checkpoints"]
+        == dump(full, include_checkpoints=True)["projection_checkpoints"]
+    )
+
+
+@pytest.mark.slow
+def test_reader_never_sees_missing_or_half_built_data_during_blue_green(tmp_path: Path) -> None:
+    log: list[pb.EventEnvelope] = list(realistic_log(6000, seed=2))
+    store = to_store(tmp_path / "log", log)
+    engine = fresh_sqlite(tmp_path)
+    catch_up(store, engine)
+    expected_file = tmp_path / "expected.json"
+    expected_file.write_text(json.dumps(view(engine)))
+    ready, stop = tmp_path / "ready", tmp_path / "stop"
+    reader = worker("read", engine.url.render_as_string(), str(expected_file), str(ready), str(stop))
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert reader.poll() is None, reader.communicate()
+            assert time.monotonic() < deadline, "the reader never read"
+            time.sleep(0.02)
+        before = dump(engine)
+        for _ in range(2):
+            rebuild(store, engine, blue_green=True, batch_size=800)
+        assert reader.poll() is None, reader.communicate()
+    finally:
+        stop.touch()
+        out, err = reader.communicate(timeout=60)
+        store.close()
+    assert reader.returncode == 0, err
+    assert int(out) > 3
+    assert dump(engine) == before
+    assert os.path.exists(tmp_path / "projections.sqlite")
