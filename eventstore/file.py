@@ -89,6 +89,9 @@ SNAPSHOT_MAGIC = b"ESNP"
 SNAPSHOT_HEADER = struct.Struct("<4sIIQH")  # magic, crc32c of the rest, schema_version, version, stream_len
 CROSS_PROCESS_POLL_S = 0.02
 BACKEND = "file"
+APPEND_LATENCY = metrics.APPEND_LATENCY.labels(BACKEND)
+EVENTS_APPENDED = metrics.EVENTS_APPENDED.labels(BACKEND)
+BYTES_WRITTEN = metrics.BYTES_WRITTEN.labels(BACKEND)
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,7 @@ class FileStore:
         try:
             with self._file_lock():
                 self._check_segment_names()
-                self._catch_up(repair=True)
+                self._catch_up(repair=True, full=True)
                 self._publish_head()
         except BaseException:
             self._close_files()
@@ -287,22 +290,30 @@ class FileStore:
         self._fsync_directory()
         return segment
 
-    def _later_segments(self) -> list[int]:
-        firsts = []
-        for name in os.listdir(self.path):
-            first = wal.segment_first_position(name)
-            if first is not None and (not self._firsts or first > self._firsts[-1]):
-                firsts.append(first)
-        return sorted(firsts)
+    def _later_segments(self, full: bool) -> list[int]:
+        """Segments after our last one: all of them (a directory listing, on open) or the one that would
+        follow our head (one stat, on every append: another process may have rolled the log, or crashed
+        right after creating a segment)."""
+        if full:
+            firsts = []
+            for name in os.listdir(self.path):
+                first = wal.segment_first_position(name)
+                if first is not None and (not self._firsts or first > self._firsts[-1]):
+                    firsts.append(first)
+            return sorted(firsts)
+        following = self._head + 1
+        if self._firsts and self._firsts[-1] == following:
+            return []
+        return [following] if os.path.exists(self._segment_path(following)) else []
 
-    def _catch_up(self, repair: bool) -> None:
+    def _catch_up(self, repair: bool, full: bool = False) -> None:
         """Index every committed record after our head; under the file lock (repair) fix a torn tail."""
         fps, positions = array("Q"), array("Q")
         retried = False
         try:
             while True:
                 if not self._segments:
-                    later = self._later_segments()
+                    later = self._later_segments(full)
                     if not later:
                         return
                     if later[0] != 1:
@@ -315,7 +326,7 @@ class FileStore:
                 if size > segment.end:
                     data = os.pread(segment.fd, size - segment.end, segment.end)
                     problem = self._apply(segment, data, fps, positions)
-                later = self._later_segments()
+                later = self._later_segments(full)
                 if problem is None:
                     if not later:
                         return
@@ -490,7 +501,7 @@ class FileStore:
                 request.future.set_exception(outcome)
             else:
                 request.future.set_result(outcome)
-                metrics.APPEND_LATENCY.labels(BACKEND).observe(now - request.submitted)
+                APPEND_LATENCY.observe(now - request.submitted)
         with self._changed:
             self._changed.notify_all()
 
@@ -545,7 +556,7 @@ class FileStore:
             raise
         if group_events:
             metrics.FSYNC_BATCH_SIZE.observe(group_events)
-            metrics.EVENTS_APPENDED.labels(BACKEND).inc(group_events)
+            EVENTS_APPENDED.inc(group_events)
         for touched_segment, offset, position, stream, fp in pending.entries:
             positions_of = self._streams.get(stream)
             if positions_of is None:
@@ -629,7 +640,7 @@ class FileStore:
             written += os.pwrite(segment.fd, view[written:], segment.end + written)
         segment.end += len(buffer)
         self._unsynced.add(segment)
-        metrics.BYTES_WRITTEN.labels(BACKEND).inc(len(buffer))
+        BYTES_WRITTEN.inc(len(buffer))
 
     def _sync_unsynced(self) -> None:
         for segment in self._unsynced:

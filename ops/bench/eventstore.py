@@ -1,0 +1,248 @@
+"""Event store throughput and recovery, beside the `eventsourcing` library's SQLite application recorder.
+
+Both stores get the same pre-built events (EpochCompleted envelopes carrying a 3-seed SystemStatePacket,
+~330 bytes) and both are durable per call: our batched appends fdatasync once per batch (fsync policy
+`batch`, one append call per batch), `append_single_durable_eps` fdatasyncs every single-event append
+(policy `always`); the baseline commits one SQLite transaction per call in WAL mode with SQLite's default
+synchronous=FULL (an fsync of the WAL per commit). "Decoded" reads turn stored bytes into EventEnvelope
+objects on both sides. `raw_fsync_per_s` is pwrite + fdatasync of one record-sized write on the same disk,
+measured in alternating rounds with the single durable appends so that drift hits both alike.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from eventstore.file import FileStore
+from leyline import new_envelope, pb
+from ops.bench import BenchOptions, Result
+from ops.bench.leyline import sample_system_state
+
+DESCRIPTION = (
+    "event store: batched/single durable appends, 1M-event replay and recovery vs eventsourcing/SQLite"
+)
+BASELINE = "eventsourcing_sqlite"
+FULL_EVENTS = 1_000_000
+QUICK_EVENTS = 100_000
+
+
+def make_events(count: int, streams: int = 50) -> list[pb.EventEnvelope]:
+    state = pb.EpochCompleted(
+        state=sample_system_state(), epoch_wall_ms=61.2, test_accuracy=0.93, parameters=1200
+    )
+    return [
+        new_envelope(
+            "EpochCompleted", f"run-r{index % streams}", state, run_id=f"r{index % streams}", epoch=index
+        )
+        for index in range(count)
+    ]
+
+
+def batches(events: list[pb.EventEnvelope], size: int) -> list[list[pb.EventEnvelope]]:
+    return [events[start : start + size] for start in range(0, len(events), size)]
+
+
+def timed(operation: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    operation()
+    return time.perf_counter() - started
+
+
+def append_rate(directory: Path, events: list[pb.EventEnvelope], size: int, fsync: str) -> float:
+    with FileStore(directory / f"append-{size}-{fsync}", fsync=fsync) as store:
+        groups = batches(events, size)
+
+        def run() -> None:
+            for group in groups:
+                store.append(group)
+
+        return len(events) / timed(run)
+
+
+def raw_fsync_rate(directory: Path, record: bytes, count: int) -> float:
+    fd = os.open(directory / f"raw-{uuid.uuid4().hex}", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        offset = 0
+        started = time.perf_counter()
+        for _ in range(count):
+            os.pwrite(fd, record, offset)
+            offset += len(record)
+            os.fdatasync(fd)
+        return count / (time.perf_counter() - started)
+    finally:
+        os.close(fd)
+
+
+class Baseline:
+    """The eventsourcing library's SQLite application recorder on a file database."""
+
+    def __init__(self, path: Path) -> None:
+        from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+
+        self.datastore = SQLiteDatastore(str(path))
+        self.recorder = SQLiteApplicationRecorder(self.datastore)
+        self.recorder.create_table()
+
+    def append_rate(self, events: list[pb.EventEnvelope], size: int) -> float:
+        from eventsourcing.persistence import StoredEvent
+
+        stored = [
+            [
+                StoredEvent(uuid.uuid4(), version + 1, event.event_type, event.SerializeToString())
+                for version, event in enumerate(group)
+            ]
+            for group in batches(events, size)
+        ]
+
+        def run() -> None:
+            for group in stored:
+                self.recorder.insert_events(group)
+
+        return len(events) / timed(run)
+
+    def fill(self, events: list[pb.EventEnvelope], size: int, progress: Callable[[int], None]) -> None:
+        from eventsourcing.persistence import StoredEvent
+
+        for number, group in enumerate(batches(events, size)):
+            originator = uuid.uuid4()
+            self.recorder.insert_events(
+                [
+                    StoredEvent(originator, version + 1, event.event_type, event.SerializeToString())
+                    for version, event in enumerate(group)
+                ]
+            )
+            progress(number)
+
+    def read_decoded_rate(self) -> tuple[float, int]:
+        count = 0
+        started = time.perf_counter()
+        start: int | None = 1
+        while start is not None:
+            notifications = self.recorder.select_notifications(start, 5000)
+            for notification in notifications:
+                envelope = pb.EventEnvelope()
+                envelope.ParseFromString(notification.state)
+            count += len(notifications)
+            start = notifications[-1].id + 1 if notifications else None
+        return count / (time.perf_counter() - started), count
+
+
+def run(options: BenchOptions) -> list[Result]:
+    quick = options.quick
+    total = QUICK_EVENTS if quick else FULL_EVENTS
+    with tempfile.TemporaryDirectory(prefix="esper-bench-eventstore-") as temporary:
+        directory = Path(temporary)
+        options.progress("building events")
+        sample = make_events(20_000 if quick else 100_000)
+        baseline = Baseline(directory / "baseline.db")
+
+        options.progress("batched appends, ours and the baseline's")
+        batch100 = append_rate(directory, sample[: (10_000 if quick else 50_000)], 100, "batch")
+        base100 = baseline.append_rate(sample[: (5_000 if quick else 20_000)], 100)
+        batch1000 = append_rate(directory, sample, 1000, "batch")
+
+        options.progress("single durable appends beside raw fsync")
+        record = bytes(len(sample[0].SerializeToString()) + 60)
+        rounds, per_round = (3, 100) if quick else (5, 400)
+        single_rates, raw_rates = [], []
+        for number in range(rounds):
+            chunk = sample[number * per_round : (number + 1) * per_round]
+            single_rates.append(append_rate(directory / f"round{number}", chunk, 1, "always"))
+            raw_rates.append(raw_fsync_rate(directory, record, per_round))
+        single = sorted(single_rates)[rounds // 2]
+        raw = sorted(raw_rates)[rounds // 2]
+
+        options.progress(f"building a {total}-event log")
+        log = directory / "replay"
+        with FileStore(log) as store:
+            for start in range(0, total, len(sample)):
+                for group in batches(sample[: min(len(sample), total - start)], 1000):
+                    store.append([_renamed(event, start) for event in group])
+        options.progress(f"replaying {total} events")
+        with FileStore(log) as store:
+            replay_seconds = timed(lambda: sum(1 for _ in store.read_all()))
+        options.progress(f"recovering the {total}-event log")
+        recover_seconds = timed(lambda: FileStore(log).close())
+
+        options.progress(f"filling the baseline with {total} events")
+        baseline_log = Baseline(directory / "baseline-read.db")
+        for start in range(0, total, len(sample)):
+            baseline_log.fill(sample[: min(len(sample), total - start)], 1000, lambda _: None)
+        options.progress("baseline decoded read")
+        base_read, base_count = baseline_log.read_decoded_rate()
+        if base_count != total:
+            raise RuntimeError(f"the baseline read {base_count} events, expected {total}")
+
+    replay = total / replay_seconds
+    suffix = "" if total == FULL_EVENTS else f" (quick: {total} events)"
+    return [
+        Result(
+            "append_batch100_eps",
+            batch100,
+            "events/s",
+            BASELINE,
+            base100,
+            batch100 / base100,
+            ">= 20x baseline",
+            batch100 >= 20 * base100,
+        ),
+        Result(
+            "append_batch1000_eps",
+            batch1000,
+            "events/s",
+            BASELINE,
+            base100,
+            batch1000 / base100,
+            ">= 20x baseline",
+            batch1000 >= 20 * base100,
+        ),
+        Result(
+            "append_single_durable_eps",
+            single,
+            "events/s",
+            "raw_fsync_per_s",
+            raw,
+            single / raw,
+            ">= 0.8x raw fsync rate",
+            single >= 0.8 * raw,
+        ),
+        Result("raw_fsync_per_s", raw, "fsyncs/s"),
+        Result(
+            "replay_decoded_eps",
+            replay,
+            "events/s",
+            BASELINE,
+            base_read,
+            replay / base_read,
+            ">= 3x baseline decoded read" + suffix,
+            replay >= 3 * base_read,
+        ),
+        Result(
+            "recover_1m_s",
+            recover_seconds,
+            "s",
+            target="< 5 s" + suffix,
+            met=recover_seconds < 5 if total == FULL_EVENTS else None,
+        ),
+        Result("baseline_append_batch100_eps", base100, "events/s"),
+        Result(
+            "baseline_read_decoded_eps",
+            base_read,
+            "events/s" + ("" if base_count == total else f" over {base_count}"),
+        ),
+    ]
+
+
+def _renamed(event: pb.EventEnvelope, offset: int) -> pb.EventEnvelope:
+    """A copy of a sample event with a fresh id, so that refilling from the sample is not deduplicated."""
+    if offset == 0:
+        return event
+    copy = pb.EventEnvelope()
+    copy.CopyFrom(event)
+    copy.event_id = uuid.uuid4().hex
+    return copy
