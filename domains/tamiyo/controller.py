@@ -85,6 +85,7 @@ class TamiyoController:
         self._clock_ns = clock_ns
         self._costs: dict[tuple[str, int], int | None] = {}
         self._worker: _PolicyWorker | None = None
+        self._warm_costs()
 
     # ------------------------------------------------------------------ Controller protocol
 
@@ -148,6 +149,16 @@ class TamiyoController:
             blueprint_costs=self._blueprint_costs(seeds, catalogue),
             slot_kinds=self.slot_kinds,
         )
+
+    def _warm_costs(self) -> None:
+        """Estimate every known (blueprint, slot) now, so the first decision does not pay for it."""
+        if self.parameter_estimator is None:
+            return
+        for slot in self.slot_kinds:
+            for descriptor in self.catalogue:
+                key = (descriptor.blueprint_id, slot)
+                if not descriptor.quarantine_only and descriptor.tier == pb.BLUEPRINT_TIER_SAFE:
+                    self._costs[key] = self.parameter_estimator(descriptor, slot)
 
     def _blueprint_costs(
         self, seeds: tuple[pb.SeedState, ...], catalogue: tuple[pb.BlueprintDescriptor, ...]

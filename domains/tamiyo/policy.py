@@ -4,7 +4,8 @@ One decision per epoch boundary, at most one command, in this order of precedenc
 1. a seed whose gate evidence is bad (non-finite values, exploding gradient, isolation violations, a
    training stage that never ends, a measured contribution below the threshold after probation) → cull
    (the targeted remedy comes before the drastic one);
-2. risk level ≥ rollback level → request a rollback to the last safe epoch (once per target);
+2. a loss signal at the rollback level this window → request a rollback to the last safe epoch (once per
+   target);
 3. risk level ≥ block level → no-op;
 4. with `advance_seeds`, a seed whose stage has lasted its minimum and whose evidence is good → advance
    (in conservative mode a seed is not advanced into BLENDING, which changes the host's output). Off by
@@ -222,7 +223,7 @@ class HeuristicPolicy:
                 epoch=observation.epoch,
             )
 
-        choice = self._choose(resolved, observation, level, conservative)
+        choice = self._choose(resolved, observation, level, assessment.loss_level, conservative)
         decision = pb.DecisionMade(
             policy_name=self.name,
             policy_version=self.version,
@@ -257,9 +258,11 @@ class HeuristicPolicy:
 
     # ------------------------------------------------------------------ choice
 
-    def _choose(self, state: TamiyoState, observation: Observation, level: int, conservative: bool) -> Choice:
+    def _choose(
+        self, state: TamiyoState, observation: Observation, level: int, loss_level: int, conservative: bool
+    ) -> Choice:
         config = self.config
-        action = action_for(level, config.block_level, config.rollback_level)
+        action = action_for(level, loss_level, config.block_level, config.rollback_level)
         cull = self._seed_to_cull(observation)
         if cull is not None:
             seed, why = cull
@@ -268,7 +271,7 @@ class HeuristicPolicy:
             target = state.safe_epoch
             if 0 <= target < observation.epoch and target != state.last_rollback_target:
                 return self._rollback(observation, level, target)
-            return Choice("noop", f"risk level {level}: no safe epoch left to roll back to; blocked")
+            return Choice("noop", "loss critical, but no safe epoch left to roll back to: blocked")
         if action is RiskAction.BLOCK:
             return Choice("noop", f"risk level {level}: germination and advancement blocked")
         advance = self._seed_to_advance(observation, conservative) if config.advance_seeds else None
@@ -475,7 +478,7 @@ class HeuristicPolicy:
         return Choice("germinate", reason, command)
 
     def _rollback(self, observation: Observation, level: int, target: int) -> Choice:
-        reason = f"risk level {level}: roll back to epoch {target}, the last safe one"
+        reason = f"loss critical: roll back to epoch {target}, the last safe one"
         command = self._base_command(observation, level, "rollback", reason)
         command.command_type = pb.COMMAND_TYPE_ROLLBACK
         command.rollback.target_epoch = target

@@ -9,7 +9,9 @@ rises at once and falls only after the higher level has been absent for 3 window
 its own hysteresis in `domains.tamiyo.policy`: it is entered at once and left after 3 calm windows.
 
 What a level does (`action_for`): 0 proceeds; 1–2 mitigate (lower-risk blueprints, slower alpha ramp);
-3 blocks germination and advancement; 4 requests a rollback.
+3 and above block germination and advancement; a rollback is requested only when a loss signal itself is
+critical this window (SPEC §8: loss explosion, accuracy collapse): a gradient spike or a slow hook is a
+reason to hold still, not to throw epochs away.
 """
 
 from __future__ import annotations
@@ -57,8 +59,10 @@ Thresholds = tuple[float, float, float, float]
 class RiskThresholds:
     """Per signal, the values at which levels 1, 2, 3 and 4 begin."""
 
-    grad_norm_ratio: Thresholds = (2.0, 4.0, 10.0, 100.0)
-    loss_drift: Thresholds = (0.05, 0.15, 0.5, 2.0)
+    # The host's gradient norm is its last batch's: noisy, so only orders of magnitude count.
+    grad_norm_ratio: Thresholds = (4.0, 10.0, 100.0, 1e4)
+    # Validation sets are small (digits: ~360 samples), so a 10 % wobble of the loss is noise.
+    loss_drift: Thresholds = (0.15, 0.3, 1.0, 3.0)
     loss_explosion: Thresholds = (2.0, 4.0, 8.0, 15.0)
     memory_pressure: Thresholds = (0.8, 0.9, 0.95, 0.99)
     hook_latency_ratio: Thresholds = (1.0, 2.0, 5.0, 20.0)
@@ -75,6 +79,10 @@ class RiskThresholds:
 class RiskAssessment:
     level: int  # raw level of this window, 0–4
     signal_levels: dict[str, int]
+
+    @property
+    def loss_level(self) -> int:
+        return max(self.signal_levels["loss_explosion"], self.signal_levels["loss_drift"])
 
     @property
     def dominant(self) -> str:
@@ -109,8 +117,9 @@ def effective_level(recent_raw_levels: Sequence[int]) -> int:
     return max(window) if window else 0
 
 
-def action_for(level: int, block_level: int = 3, rollback_level: int = 4) -> RiskAction:
-    if level >= rollback_level:
+def action_for(level: int, loss_level: int, block_level: int = 3, rollback_level: int = 4) -> RiskAction:
+    """What to do at an effective level, given this window's level of the loss signals alone."""
+    if loss_level >= rollback_level:
         return RiskAction.ROLLBACK
     if level >= block_level:
         return RiskAction.BLOCK

@@ -241,7 +241,7 @@ def test_loss_explosion_requests_one_rollback_to_the_last_safe_epoch() -> None:
     assert rollback.rollback.mode == pb.ROLLBACK_MODE_FAST
     assert pb.RiskLevel.Name(decision_of(history[4]).risk_level) == "RISK_LEVEL_CRITICAL"
     assert command_of(history[5]) is None  # no second rollback to the same target
-    assert "no safe epoch left" in decision_of(history[5]).reason
+    assert decision_of(history[5]).reason == "loss critical, but no safe epoch left to roll back to: blocked"
 
 
 def test_red_risk_blocks_germination_but_not_culling() -> None:

@@ -61,7 +61,8 @@ def test_loss_explosion_of_15x_is_critical_and_requests_rollback() -> None:
     assessment = assess(RiskSignals(loss_explosion=15.0), THRESHOLDS)
     assert assessment.level == 4
     assert assessment.dominant == "loss_explosion"
-    assert action_for(assessment.level) is RiskAction.ROLLBACK
+    assert assessment.loss_level == 4
+    assert action_for(assessment.level, assessment.loss_level) is RiskAction.ROLLBACK
 
 
 @given(st.lists(st.integers(min_value=0, max_value=4), min_size=1, max_size=20))
@@ -78,13 +79,16 @@ def test_hysteresis_sequence() -> None:
 
 
 def test_actions_by_level() -> None:
-    assert [action_for(level) for level in range(5)] == [
+    assert [action_for(level, loss_level=0) for level in range(5)] == [
         RiskAction.PROCEED,
         RiskAction.MITIGATE,
         RiskAction.MITIGATE,
         RiskAction.BLOCK,
-        RiskAction.ROLLBACK,
+        RiskAction.BLOCK,  # critical, but not the loss: hold still, do not throw epochs away
     ]
+    assert action_for(2, loss_level=4) is RiskAction.ROLLBACK
+    spike = assess(RiskSignals(grad_norm_ratio=1e5), THRESHOLDS)
+    assert spike.level == 4 and action_for(spike.level, spike.loss_level) is RiskAction.BLOCK
 
 
 def test_pb_level_round_trip() -> None:
