@@ -61,14 +61,14 @@ def restore_rng(rng: Mapping[str, Any]) -> None:
     kind, keys, pos, has_gauss, cached = rng["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     version, internal, gauss = rng["python"]
-    random.setstate((version, tuple(internal), gauss))
+    random.setstate((version, tuple(internal.tolist()), gauss))
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 def _python_state_to_lists(state: tuple[Any, ...]) -> list[Any]:
     version, internal, gauss = state
-    return [version, list(internal), gauss]
+    return [version, torch.tensor(internal, dtype=torch.int64), gauss]
 
 
 def serialize(epoch: int, components: Mapping[str, Any]) -> SerializedCheckpoint:
@@ -116,23 +116,47 @@ def read_file(data_dir: Path, relative_path: str, sha256: str) -> bytes:
     return data
 
 
+@dataclass
+class CachedCheckpoint:
+    """A checkpoint kept in memory: a private copy of the components, and once written, its file's bytes."""
+
+    epoch: int
+    components: dict[str, Any]
+    serialized: SerializedCheckpoint | None = None
+
+    @classmethod
+    def snapshot(cls, epoch: int, components: Mapping[str, Any]) -> CachedCheckpoint:
+        return cls(epoch, clone(dict(components)))
+
+
+def clone(value: Any) -> Any:
+    """A private copy of nested dicts, lists and tuples of tensors and plain values."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {key: clone(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(clone(item) for item in value)
+    return value
+
+
 class CheckpointCache:
     """The last `capacity` checkpoints in memory, by epoch, for fast rollback."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._entries: OrderedDict[int, SerializedCheckpoint] = OrderedDict()
+        self._entries: OrderedDict[int, CachedCheckpoint] = OrderedDict()
 
-    def put(self, checkpoint: SerializedCheckpoint) -> None:
+    def put(self, checkpoint: CachedCheckpoint) -> None:
         self._entries[checkpoint.epoch] = checkpoint
         self._entries.move_to_end(checkpoint.epoch)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
 
-    def get(self, epoch: int) -> SerializedCheckpoint | None:
+    def get(self, epoch: int) -> CachedCheckpoint | None:
         return self._entries.get(epoch)
 
-    def latest(self) -> SerializedCheckpoint | None:
+    def latest(self) -> CachedCheckpoint | None:
         return next(reversed(self._entries.values()), None)
 
     def discard_after(self, epoch: int) -> None:

@@ -192,8 +192,10 @@ class Trainer:
         self.splits: Splits = load_dataset(config.dataset, config.seed, config.dataset_options).to(
             self.device
         )
-        spec = HostSpec(self.splits.input_shape, self.splits.num_classes, config.host_options, slot_factory)
-        self.model = build_host(config.host, spec).to(self.device)
+        self.host_spec = HostSpec(
+            self.splits.input_shape, self.splits.num_classes, config.host_options, slot_factory
+        )
+        self.model = build_host(config.host, self.host_spec).to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
@@ -382,7 +384,9 @@ class Trainer:
         completed = pb.EpochCompleted(
             state=packet, epoch_wall_ms=m.wall_ms, test_accuracy=m.test_accuracy, parameters=parameters
         )
-        self.sink.emit([self._envelope("EpochCompleted", completed, m.epoch)])
+        # The epoch's events go to the writer thread in one hand-over after the hook, so that the writer
+        # does not compete with the hook for the interpreter while it is being timed.
+        events = [self._envelope("EpochCompleted", completed, m.epoch)]
         now = time.perf_counter()
         timing.assembly_ms, clock = (now - clock) * 1000, now
 
@@ -398,16 +402,17 @@ class Trainer:
         now = time.perf_counter()
         timing.controller_ms, clock = (now - clock) * 1000, now
 
-        self.sink.emit(output.events)
+        events.extend(output.events)
         if output.command is not None:
-            self.sink.emit([output.command])
+            events.append(output.command)
         now = time.perf_counter()
         timing.command_ms, clock = (now - clock) * 1000, now
 
         pending = self._guard(m) or self._operator_request()
         timing.guard_ms = (time.perf_counter() - clock) * 1000
 
-        self._record_hook(m.epoch, timing)
+        events.extend(self._record_hook(m.epoch, timing))
+        self.sink.emit(events)
         self.last = m
         self.progress.on_epoch(m, {})
         metrics.TRAINING_LOSS.set(m.training_loss)
@@ -421,7 +426,7 @@ class Trainer:
         if m.epoch % self.config.checkpoint_every == 0 or m.epoch == self.config.epochs:
             self.checkpoint()
 
-    def _record_hook(self, epoch: int, timing: HookTiming) -> None:
+    def _record_hook(self, epoch: int, timing: HookTiming) -> list[pb.EventEnvelope]:
         total = timing.total_ms
         overrun = total > self.config.hook_budget_ms
         hook = pb.EpochHookTimed(
@@ -440,9 +445,9 @@ class Trainer:
             metrics.HOOK_OVERRUNS.inc()
             reason = f"end-of-epoch hook took {total:.1f} ms, budget {self.config.hook_budget_ms:.1f} ms"
             events.extend(self.controller.enter_conservative_mode(reason, epoch))
-        self.sink.emit(events)
         metrics.HOOK_SECONDS.observe(total / 1000)
         self.last_hook_ms = total
+        return events
 
     def _guard(self, m: EpochMeasurements) -> _Pending | None:
         """Loss explosion (non-finite, or above factor × the recent mean): fast rollback to the newest."""
@@ -500,15 +505,18 @@ class Trainer:
             },
         }
 
-    def checkpoint(self) -> ckpt.SerializedCheckpoint:
-        """Serialize and cache now; the writer thread writes the file, then appends CheckpointCommitted."""
-        serialized = ckpt.serialize(self.epoch, self.components())
-        self.cache.put(serialized)
+    def checkpoint(self) -> ckpt.CachedCheckpoint:
+        """Snapshot and cache now; the writer thread serializes and writes the file, then appends
+        CheckpointCommitted, so the training thread only pays for a copy of the state."""
+        entry = ckpt.CachedCheckpoint.snapshot(self.epoch, self.components())
+        self.cache.put(entry)
         envelope_id = event_id(self.run_id, self.generation, self.epoch, "CheckpointCommitted")
 
         def write(committed_position: int) -> list[pb.EventEnvelope]:
             started = time.perf_counter()
+            serialized = ckpt.serialize(entry.epoch, entry.components)
             ckpt.write_file(self.data_dir, serialized)
+            entry.serialized = serialized
             metrics.CHECKPOINT_WRITE_SECONDS.observe(time.perf_counter() - started)
             metrics.CHECKPOINT_BYTES.set(len(serialized.data))
             manifest = pb.CheckpointManifest(
@@ -525,7 +533,7 @@ class Trainer:
             return [self._envelope("CheckpointCommitted", committed, serialized.epoch, envelope_id)]
 
         self.sink.submit(write)
-        return serialized
+        return entry
 
     def _restore(self, components: dict[str, Any]) -> None:
         self.model.load_state_dict(components["model"])
@@ -538,6 +546,11 @@ class Trainer:
         self.loss_history = [float(x) for x in trainer["loss_history"]]
 
     # ------------------------------------------------------------------ rollback
+
+    def rollback_to(self, target_epoch: int, reason: str, requested_by: str) -> RollbackResult:
+        """Roll back now, between epochs (fast when the target is cached, else full from disk)."""
+        mode = pb.ROLLBACK_MODE_FAST if self.cache.get(target_epoch) is not None else pb.ROLLBACK_MODE_FULL
+        return self._rollback(_Pending(target_epoch, mode, reason, requested_by, new_event_id()))
 
     def _rollback(self, pending: _Pending) -> RollbackResult:
         started = time.perf_counter()
@@ -570,15 +583,15 @@ class Trainer:
         if record is None:
             raise RunError(f"run {self.run_id} has no committed checkpoint at or before epoch {target_epoch}")
         cached = self.cache.get(record.epoch)
-        if cached is not None and cached.sha256 == record.content_hash:
-            mode, data = pb.ROLLBACK_MODE_FAST, cached.data
-        else:
-            mode, data = (
-                pb.ROLLBACK_MODE_FULL,
-                ckpt.read_file(self.data_dir, record.path, record.content_hash),
-            )
+        written = cached.serialized if cached is not None else None
         request_epoch = self.epoch
-        self._restore(ckpt.deserialize(data, self.device))
+        if cached is not None and written is not None and written.sha256 == record.content_hash:
+            mode = pb.ROLLBACK_MODE_FAST
+            self._restore(ckpt.clone(cached.components))
+        else:
+            mode = pb.ROLLBACK_MODE_FULL
+            data = ckpt.read_file(self.data_dir, record.path, record.content_hash)
+            self._restore(ckpt.deserialize(data, self.device))
         self.cache.discard_after(record.epoch)
         duration_ms = (time.perf_counter() - started) * 1000
         completed = pb.RollbackCompleted(

@@ -1,0 +1,183 @@
+"""The training loop's costs: overhead against a plain PyTorch loop, hook time, checkpoints, resume, rollback.
+
+`epoch_overhead_ratio`: Esper's full loop (events, timed end-of-epoch hook with the no-op controller,
+a checkpoint every epoch, the file event store) against a plain PyTorch loop training the same host
+(cnn-lite) on the same data (digits) with the same optimizer and batch order, measured in the same
+process. The two alternate in blocks of epochs; each full block ends with a flush of the event writer,
+so the checkpoint writes and appends done off the training thread are counted. Ratio = median of the
+per-block time ratios. Single-threaded torch, as `esper run` uses by default.
+
+`hook_p50_ms` / `hook_p95_ms`: the end-of-epoch hook (assembly, controller, command, guard) over the
+full loop's epochs. `checkpoint_write_ms`: serialize + write + fsync + rename of one checkpoint.
+`resume_s`: from an open store to a trainer ready to train (fold the run's stream, rebuild the host and
+data, load and verify the last checkpoint), in process. `fast_rollback_ms`: a rollback to a cached
+checkpoint, from the request to restored state (flush, log read, restore). `full_rollback_s`: the same
+for a checkpoint older than the cache, read from disk and verified.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from domains.tolaria import checkpoint as ckpt
+from domains.tolaria.config import RunConfig
+from domains.tolaria.data import batches, epoch_order
+from domains.tolaria.hosts import build_host
+from domains.tolaria.trainer import Trainer, open_run, resume_run, seed_everything
+from eventstore import open_store
+from leyline import pb
+from ops.bench import BenchOptions, Result, percentile
+
+DESCRIPTION = "training loop overhead vs plain PyTorch, hook time, checkpoint write, resume, rollback"
+OVERHEAD_TARGET = 1.05
+HOOK_BUDGET_MS = 18.0
+FAST_ROLLBACK_TARGET_MS = 500.0
+FULL_ROLLBACK_TARGET_S = 12.0
+
+
+class PlainLoop:
+    """What a user would write without Esper: same host, data, optimizer and batch order."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        seed_everything(trainer.config.seed)
+        self.model = build_host(trainer.config.host, trainer.host_spec).to(trainer.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=trainer.config.learning_rate)
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+        self.splits = trainer.splits
+        self.config = trainer.config
+        self.epoch = 0
+
+    def run_epoch(self) -> float:
+        self.epoch += 1
+        self.model.train()
+        total = torch.zeros((), device=self.splits.train.inputs.device)
+        order = epoch_order(self.config.seed, self.epoch, len(self.splits.train))
+        for batch in batches(self.splits.train, order, self.config.batch_size):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss_fn(self.model(batch.inputs), batch.targets)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.detach() * len(batch)
+        self.model.eval()
+        with torch.no_grad():
+            validation = self.splits.validation
+            correct = (self.model(validation.inputs).argmax(dim=1) == validation.targets).sum()
+        return float(torch.stack([total, correct.to(total.dtype)]).sum())
+
+
+def run(options: BenchOptions) -> list[Result]:
+    blocks, block_epochs = (4, 3) if options.quick else (12, 5)
+    with tempfile.TemporaryDirectory(prefix="esper-bench-run-") as scratch:
+        data_dir = Path(scratch)
+        config = RunConfig(epochs=blocks * block_epochs + 1, seed=0)
+        store = open_store(data_dir / "log")
+        try:
+            trainer = open_run(store, data_dir, config, "rbench001")
+            plain = PlainLoop(trainer)
+            options.progress(f"overhead: {blocks} blocks of {block_epochs} epochs, full loop vs plain loop")
+            ratios, hooks = [], []
+            for _ in range(blocks):
+                started = time.perf_counter()
+                for _ in range(block_epochs):
+                    trainer.run_epoch()
+                    hooks.append(trainer.last_hook_ms)
+                trainer.sink.flush()
+                full = time.perf_counter() - started
+                started = time.perf_counter()
+                for _ in range(block_epochs):
+                    plain.run_epoch()
+                ratios.append(full / (time.perf_counter() - started))
+            ratio = statistics.median(ratios)
+
+            options.progress("checkpoint writes")
+            writes = [
+                checkpoint_write_ms(trainer, data_dir / f"w{i}") for i in range(10 if options.quick else 30)
+            ]
+
+            options.progress("fast and full rollback")
+            fast = []
+            for _ in range(3):
+                trainer.run_epoch()
+                trainer.run_epoch()
+                fast.append(rollback_ms(trainer, trainer.epoch - 1, pb.ROLLBACK_MODE_FAST))
+            for _ in range(config.fast_rollback_cache + 1):
+                trainer.run_epoch()
+            full_ms = rollback_ms(
+                trainer, trainer.epoch - config.fast_rollback_cache - 1, pb.ROLLBACK_MODE_FULL
+            )
+            trainer.sink.close()
+        finally:
+            store.close()
+
+        options.progress("resume")
+        resumes = []
+        for _ in range(2 if options.quick else 5):
+            store = open_store(data_dir / "log", create=False)
+            try:
+                started = time.perf_counter()
+                resumed = resume_run(store, data_dir, "rbench001")
+                resumes.append(time.perf_counter() - started)
+                resumed.sink.close()
+            finally:
+                store.close()
+
+    return [
+        Result(
+            "epoch_overhead_ratio",
+            ratio,
+            "ratio",
+            baseline_name="plain_pytorch_loop",
+            baseline=1.0,
+            ratio=ratio,
+            target=f"<= {OVERHEAD_TARGET}",
+            met=ratio <= OVERHEAD_TARGET,
+        ),
+        Result(
+            "hook_p50_ms",
+            percentile(hooks, 0.5),
+            "ms",
+            target=f"<= {HOOK_BUDGET_MS}",
+            met=percentile(hooks, 0.5) <= HOOK_BUDGET_MS,
+        ),
+        Result(
+            "hook_p95_ms",
+            percentile(hooks, 0.95),
+            "ms",
+            target=f"<= {HOOK_BUDGET_MS}",
+            met=percentile(hooks, 0.95) <= HOOK_BUDGET_MS,
+        ),
+        Result("checkpoint_write_ms", statistics.median(writes), "ms"),
+        Result("resume_s", statistics.median(resumes), "s"),
+        Result(
+            "fast_rollback_ms",
+            statistics.median(fast),
+            "ms",
+            target=f"<= {FAST_ROLLBACK_TARGET_MS}",
+            met=statistics.median(fast) <= FAST_ROLLBACK_TARGET_MS,
+        ),
+        Result(
+            "full_rollback_s",
+            full_ms / 1000,
+            "s",
+            target=f"<= {FULL_ROLLBACK_TARGET_S}",
+            met=full_ms / 1000 <= FULL_ROLLBACK_TARGET_S,
+        ),
+    ]
+
+
+def checkpoint_write_ms(trainer: Trainer, directory: Path) -> float:
+    started = time.perf_counter()
+    ckpt.write_file(directory, ckpt.serialize(trainer.epoch, trainer.components()))
+    return (time.perf_counter() - started) * 1000
+
+
+def rollback_ms(trainer: Trainer, epoch: int, expected_mode: int) -> float:
+    result = trainer.rollback_to(epoch, "bench", "bench")
+    if result.mode != expected_mode:
+        raise RuntimeError(f"rollback to epoch {epoch} ran in mode {result.mode}, expected {expected_mode}")
+    return result.duration_ms
