@@ -5,6 +5,7 @@ Layout of a store directory:
     STORE                      marker: {"format": "esper-wal", "version": 1}
     LOCK                       flock'ed by a process while it appends (several processes may append)
     HEAD                       last committed global position (u64), a hint for readers in other processes
+    INDEX                      index checkpoint written on close, so that open need not rescan (indexfile.py)
     00000000000000000001.wal   segments, named by the position of their first record (wal.py: framing)
     snapshots/                 per-stream snapshots, a disposable cache
 
@@ -28,8 +29,10 @@ A segment is created when the current one would grow past `segment_size` (64 MB 
 never split across segments), with O_EXCL and an fsync of the directory; `preallocate=True` reserves the
 segment's blocks up front (fallocate with KEEP_SIZE, so the file size still marks the end of the data).
 
-Recovery on open (under the file lock): every segment is scanned and every record's CRC32C checked; the
-indexes are rebuilt from the frames. A damaged or incomplete record in the last segment after which no
+Recovery on open (under the file lock): the indexes come from the INDEX checkpoint when it is valid and
+every checkpointed segment's bytes still match their recorded CRC32C (checked in bulk); the records after
+it, or all of them when there is no usable checkpoint, are scanned one by one with their CRC32C checked and
+indexed. A damaged or incomplete record in the last segment after which no
 valid record follows is a torn tail: it is truncated (with everything after it) and reported in
 `store.recovery`. Damage anywhere else raises CorruptLogError naming segment, byte offset and position;
 nothing is skipped. Note that damage to the very last record is indistinguishable from a torn write.
@@ -63,7 +66,7 @@ from typing import Any, Literal
 
 import crc32c
 
-from eventstore import metrics, wal
+from eventstore import indexfile, metrics, wal
 from eventstore.api import (
     ALL_EVENTS,
     CorruptLogError,
@@ -81,6 +84,7 @@ MARKER = "STORE"
 FORMAT = {"format": "esper-wal", "version": 1}
 LOCK_FILE = "LOCK"
 HEAD_FILE = "HEAD"
+INDEX_FILE = "INDEX"
 SNAPSHOT_DIR = "snapshots"
 DEFAULT_SEGMENT_SIZE = 64 << 20
 READ_CHUNK = 1 << 20
@@ -121,7 +125,8 @@ class RecoveryReport:
     """What opening the store found and did."""
 
     segments: int = 0
-    records: int = 0
+    restored: int = 0  # events whose index came from the INDEX checkpoint (their bytes CRC-checked in bulk)
+    records: int = 0  # events scanned record by record
     head: int = 0
     truncated_bytes: int = 0
     truncated_segment: str | None = None
@@ -131,6 +136,8 @@ class RecoveryReport:
 
     def describe(self) -> str:
         text = f"scanned {self.records} records in {self.segments} segments, head position {self.head}"
+        if self.restored:
+            text += f" ({self.restored} indexed from the checkpoint, their segments' CRC32C verified)"
         if self.truncated_bytes:
             text += (
                 f"; truncated a torn tail of {self.truncated_bytes} bytes "
@@ -141,7 +148,7 @@ class RecoveryReport:
 
 
 class _Segment:
-    __slots__ = ("end", "fd", "first", "name", "offsets")
+    __slots__ = ("crc", "end", "fd", "first", "name", "offsets")
 
     def __init__(self, directory: Path, first: int, fd: int) -> None:
         self.first = first
@@ -149,6 +156,7 @@ class _Segment:
         self.fd = fd
         self.offsets = array("I")  # offset of position first + i at index i
         self.end = 0  # end of the last committed record
+        self.crc = 0  # CRC32C of the bytes before end, for the index checkpoint
 
 
 @dataclass
@@ -218,13 +226,14 @@ class FileStore:
         try:
             with self._file_lock():
                 self._check_segment_names()
+                self.recovery.restored = self._restore_index()
                 self._catch_up(repair=True, full=True)
                 self._publish_head()
         except BaseException:
             self._close_files()
             raise
         self.recovery.segments = len(self._segments)
-        self.recovery.records = self._head
+        self.recovery.records = self._head - self.recovery.restored
         self.recovery.head = self._head
         self.recovery.duration_s = time.perf_counter() - started
         metrics.RECOVERY_DURATION.observe(self.recovery.duration_s)
@@ -266,6 +275,52 @@ class FileStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def _restore_index(self) -> int:
+        """Take the indexes from a valid INDEX checkpoint; the head it restored (0 if none was usable)."""
+        state = indexfile.load(self.path / INDEX_FILE)
+        if state is None or not state.segments:
+            return 0
+        segments: list[_Segment] = []
+        usable = False
+        try:
+            for saved in state.segments:
+                expected_first = segments[-1].first + len(segments[-1].offsets) if segments else 1
+                if saved.first != expected_first:
+                    return 0
+                segment = _Segment(
+                    self.path, saved.first, os.open(self._segment_path(saved.first), os.O_RDWR)
+                )
+                segments.append(segment)
+                if (
+                    os.fstat(segment.fd).st_size < saved.end
+                    or indexfile.segment_crc(segment.fd, saved.end) != saved.crc
+                ):
+                    return 0
+                segment.offsets, segment.end, segment.crc = saved.offsets, saved.end, saved.crc
+            usable = segments[-1].first + len(segments[-1].offsets) - 1 == state.head
+        except FileNotFoundError:
+            return 0
+        finally:
+            if not usable:
+                for segment in segments:
+                    os.close(segment.fd)
+        if not usable:
+            return 0
+        self._segments = segments
+        self._firsts = [segment.first for segment in segments]
+        self._streams = state.streams
+        self._ids.load_runs(state.runs)
+        self._head = state.head
+        return state.head
+
+    def _save_index(self) -> None:
+        segments = [
+            indexfile.SegmentIndex(segment.first, segment.end, segment.crc, segment.offsets)
+            for segment in self._segments
+        ]
+        state = indexfile.IndexState(self._head, segments, self._streams, self._ids.runs())
+        indexfile.save(self.path / INDEX_FILE, state)
 
     def _check_segment_names(self) -> None:
         for name in sorted(os.listdir(self.path)):
@@ -386,6 +441,8 @@ class FileStore:
             self._head = frame.position
             segment.end = base + frame.end
             pending.clear()
+        if segment.end > base:
+            segment.crc = crc32c.crc32c(memoryview(data)[: segment.end - base], segment.crc)
         if scan.problem is not None:
             return base + scan.offset, scan.next_position, scan.problem
         if pending:
@@ -514,7 +571,7 @@ class FileStore:
         next_position = self._head + 1
         written: list[tuple[_Request, list[int]]] = []
         group_events = 0
-        starts: dict[_Segment, int] = {}
+        starts: dict[_Segment, tuple[int, int]] = {}
         try:
             for request in requests:
                 try:
@@ -550,9 +607,9 @@ class FileStore:
             if self.policy.kind == "batch":
                 self._sync_unsynced()
         except BaseException:
-            for touched, start in starts.items():
+            for touched, (start, crc) in starts.items():
                 os.ftruncate(touched.fd, start)
-                touched.end = start
+                touched.end, touched.crc = start, crc
             raise
         if group_events:
             metrics.FSYNC_BATCH_SIZE.observe(group_events)
@@ -632,8 +689,9 @@ class FileStore:
                 return position
         return None
 
-    def _write(self, segment: _Segment, buffer: bytearray, starts: dict[_Segment, int]) -> None:
-        starts.setdefault(segment, segment.end)
+    def _write(self, segment: _Segment, buffer: bytearray, starts: dict[_Segment, tuple[int, int]]) -> None:
+        starts.setdefault(segment, (segment.end, segment.crc))
+        segment.crc = crc32c.crc32c(buffer, segment.crc)
         view = memoryview(buffer)
         written = 0
         while written < len(buffer):
@@ -810,6 +868,8 @@ class FileStore:
             self._closed = True
             if self._unsynced:
                 self._sync_unsynced()
+            if self._segments:
+                self._save_index()
         self._wake.set()
         if self._flusher is not None and self._flusher is not threading.current_thread():
             self._flusher.join()

@@ -75,6 +75,18 @@ class IdIndex:
                 found.setdefault(int(hit), []).extend(int(v) for v in values[left[hit] : right[hit]])
         return found
 
+    def runs(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every entry as sorted runs (the recent entries sealed first), for the index checkpoint."""
+        if self._recent or self._collided:
+            self._seal()
+        return list(self._runs)
+
+    def load_runs(self, runs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Start from the runs of a checkpoint (replacing nothing: call on an empty index)."""
+        for keys, values in runs:
+            self._push_run(keys, values)
+            self._count += len(keys)
+
     def memory_bytes(self) -> int:
         runs = sum(keys.nbytes + values.nbytes for keys, values in self._runs)
         return runs + (len(self._recent) + len(self._collided)) * 120

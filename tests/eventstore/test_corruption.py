@@ -29,6 +29,7 @@ def segment(path: Path, first: int = 1) -> Path:
 def test_flipped_byte_mid_segment_is_named_and_refused(tmp_path: Path) -> None:
     log = tmp_path / "log"
     offsets = build_log(log)
+    assert (log / "INDEX").exists(), "the checkpoint must not hide damage: its segment CRC no longer matches"
     victim = 14  # position 15, mid-segment, mid-batch
     data = bytearray(segment(log).read_bytes())
     data[offsets[victim] + HEADER_SIZE + 5] ^= 0x40

@@ -216,3 +216,34 @@ def test_payload_round_trip_through_reopen(tmp_path: Path) -> None:
         (read,) = list(store.read_all())
         assert decode_payload(read) == pb.RunStarted(run_id="payload")
         assert read.event_id == envelope.event_id
+
+
+def test_index_checkpoint_restores_and_the_tail_is_scanned(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    events = [make_event(f"run-{i % 3}") for i in range(50)]
+    with FileStore(log, segment_size=2048) as store:
+        store.append(events[:30])
+        store.append(events[30:40])
+    crashed = FileStore(log, segment_size=2048)  # appends after the checkpoint, then "crashes" (never closed)
+    crashed.append(events[40:])
+    with FileStore(log, segment_size=2048) as store:
+        assert (store.recovery.restored, store.recovery.records) == (40, 10)
+        assert store.append(events[5:7] + events[45:46]) == [6, 7, 46]
+        assert [e.event_id for e in store.read_all()] == [e.event_id for e in events]
+        assert store.stream_version("run-1") == 17
+    with FileStore(log, segment_size=2048) as store:
+        assert (store.recovery.restored, store.recovery.records) == (50, 0)
+        assert store.read_stream("run-2", from_version=16)[0].event_id == events[47].event_id
+    crashed._close_files()  # release its descriptors without the orderly close that writes a checkpoint
+
+
+def test_a_damaged_index_checkpoint_is_ignored(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    with FileStore(log) as store:
+        store.append([make_event("run-a") for _ in range(20)])
+    data = bytearray((log / "INDEX").read_bytes())
+    data[-3] ^= 0x10
+    (log / "INDEX").write_bytes(bytes(data))
+    with FileStore(log) as store:
+        assert (store.recovery.restored, store.recovery.records) == (0, 20)
+        assert store.stream_version("run-a") == 20
