@@ -267,7 +267,7 @@ class Mirror:
         self._held = held
         self.cursor.position = held
         self._keys |= {
-            key.decode() for key in self.client.scan_iter(match=f"{self.prefix}:cat:*", count=1000)
+            as_text(key) for key in self.client.scan_iter(match=f"{self.prefix}:cat:*", count=1000)
         }
         if self.fanout is not None:
             self._keys |= set(self.fanout.queue_keys())
@@ -317,12 +317,11 @@ class Mirror:
                     keys.append(key)
                     index = key_index[key] = len(keys)
                 argv += (index, eid, envelope.event_type, envelope.stream, data)
-        status, detail = self._script(keys=keys, args=argv)
-        if status != b"ok":
-            if status == b"other_log":
+        status, detail = (as_text(value) for value in self._script(keys=keys, args=argv))
+        if status != "ok":
+            if status == "other_log":
                 raise MirrorConflict(
-                    f"Redis started mirroring another log (first event {detail.decode()}) under prefix "
-                    f"{self.prefix!r}"
+                    f"Redis started mirroring another log (first event {detail}) under prefix {self.prefix!r}"
                 )
             self._held = None  # Redis moved under us (restart, restore): resync before the next batch
             return BatchResult(0, 0)
@@ -405,7 +404,7 @@ class Mirror:
         for key, entries in infos.items():
             groups[key] = {}
             for info in entries:
-                name = info["name"].decode()
+                name = as_text(info["name"])
                 groups[key][name] = position_of(info["last-delivered-id"])
                 if info["pending"]:
                     pipe.xpending(key, name)

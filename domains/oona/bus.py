@@ -181,7 +181,7 @@ class OonaConsumer:
         return replies
 
     def _process_replies(self, replies: list[Any]) -> int:
-        by_queue = {self._queue_of[key.decode()]: entries for key, entries in replies}
+        by_queue = {self._queue_of[as_text(key)]: entries for key, entries in replies}
         return sum(self._process(queue, by_queue[queue]) for queue in self.queues if queue in by_queue)
 
     def run(self, stop: threading.Event, block_ms: int = 200, regroup_after: float = 10.0) -> None:
@@ -370,7 +370,7 @@ class OonaConsumer:
             for info in infos:
                 # a queue the group has fully read adds no floor: its next entries come after the mirror's
                 # position, above every event_id handled so far
-                if info["name"].decode() == self.group and info["lag"] != 0:
+                if as_text(info["name"]) == self.group and info["lag"] != 0:
                     floors.append(position_of(info["last-delivered-id"]) + 1)
         if floors:
             self.client.zremrangebyscore(self.oona_keys.handled(self.group), "-inf", f"({min(floors)}")
