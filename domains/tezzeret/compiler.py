@@ -2,9 +2,9 @@
 
 Strategy "export" (the default, and the one that makes sense on CPU): torch.export of the template in
 training mode, with a symbolic batch dimension, and also in eval mode when the template holds
-mode-dependent modules (dropout, batch norm), see domains/urza/artifact.py. The template's initial weights come
-from a seed derived from the job's spec, so compiling the same spec twice gives the same bytes, hence
-the same sha256 and one file.
+mode-dependent modules (dropout, batch norm), see domains/urza/artifact.py. The template's initial
+weights come from a seed derived from the job's spec, so compiling the same spec twice gives the same
+bytes, hence the same sha256 and one file.
 """
 
 from __future__ import annotations
