@@ -30,6 +30,8 @@ def store_location(args: argparse.Namespace) -> str | Path:
     """The URL or directory the command's log is at."""
     url = getattr(args, "store", None) or os.environ.get(STORE_ENV)
     if url:
+        if not is_database_url(url):
+            raise UsageError(f"store URL {url!r} is not a postgresql:// URL (from --store or ${STORE_ENV})")
         return str(url)
     return Path(args.data_dir) / "log"
 
@@ -37,8 +39,6 @@ def store_location(args: argparse.Namespace) -> str | Path:
 def open_store_from_args(args: argparse.Namespace, create: bool = False, **options: object) -> EventStore:
     location = store_location(args)
     if isinstance(location, str):
-        if not is_database_url(location):
-            raise UsageError(f"--store {location!r} is not a postgresql:// URL")
         try:
             return open_store(location, create=create, **options)
         except StoreUnavailable as exc:
