@@ -13,7 +13,9 @@ from typing import Any
 from eventstore import EventStore
 from eventstore.file import FileStore
 from ops.common import add_command, print_json
+from ops.dbopts import add_db_option, open_db_from_args
 from ops.storeopts import add_store_option, open_store_from_args
+from projections import catch_up
 
 Step = Callable[[argparse.Namespace, EventStore], dict[str, Any]]
 
@@ -37,7 +39,23 @@ def recover_log(args: argparse.Namespace, store: EventStore) -> dict[str, Any]:
     }
 
 
-STEPS: list[Step] = [recover_log]
+def catch_up_projections(args: argparse.Namespace, store: EventStore) -> dict[str, Any]:
+    """Bring every read model up to the recovered head (their batches commit with their checkpoints)."""
+    engine = open_db_from_args(args)
+    try:
+        result = catch_up(store, engine)
+    finally:
+        engine.dispose()
+    applied = sum(result.applied.values())
+    return {
+        "step": "projections",
+        "did": f"applied {applied} event(s) to the read models, all now at position {result.head}",
+        "applied": result.applied,
+        "positions": result.positions,
+    }
+
+
+STEPS: list[Step] = [recover_log, catch_up_projections]
 
 
 def register(subparsers: Any) -> None:
@@ -48,9 +66,11 @@ def register(subparsers: Any) -> None:
         "truncate a torn log tail and bring projections up to date",
         description="Open the event log under its lock, scan it, truncate a torn final record (a crash\n"
         "in the middle of an append) and report what was done. Corruption before the tail is not\n"
-        "repaired: the command fails and `esper verify` names the record.",
+        "repaired: the command fails and `esper verify` names the record. Then every read model\n"
+        "catches up with the log (each batch commits with its checkpoint, so nothing is applied twice).",
     )
     add_store_option(parser)
+    add_db_option(parser)
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -119,3 +119,14 @@ def test_audit_without_a_log(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     code, _, err = run(capsys, "audit", "run", "r1", "--data-dir", str(tmp_path))
     assert code == 2
     assert "holds no event log" in err
+
+
+def test_recover_brings_projections_up_to_date(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    to_store(tmp_path / "log", list(realistic_log(600, seed=4))).close()
+    code, out, err = run(capsys, "recover", "--data-dir", str(tmp_path), "--json")
+    assert code == 0, err
+    steps = {step["step"]: step for step in json.loads(out)["steps"]}
+    assert set(steps["projections"]["positions"].values()) == {600}
+    assert sum(steps["projections"]["applied"].values()) > 0
+    code, out, _ = run(capsys, "recover", "--data-dir", str(tmp_path))
+    assert "applied 0 event(s) to the read models, all now at position 600" in out
