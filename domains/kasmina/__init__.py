@@ -1,0 +1,63 @@
+"""Kasmina: the seed manager. It executes; it never decides, and it never breaks the host (SPEC §7).
+
+Host side::
+
+    class Host(nn.Module):
+        def __init__(self):
+            ...
+            self.slot0 = SeedSlot(0, pb.SLOT_KIND_CONV2D, (16, 8, 8))  # one sample's shape
+        def forward(self, x):
+            x = self.slot0(self.conv(x))  # DORMANT: identity
+            ...
+
+Trainer side (Tolaria), per run::
+
+    kasmina = Kasmina(run_id, host, source, verifier, KasminaConfig())  # host: the model, or its slots
+    kasmina.attach_optimizer(optimizer)
+    # at each epoch boundary, after validation:
+    events = kasmina.end_epoch(epoch, EpochMeasurements(val_loss, val_acc, train_loss), evaluate)
+    ...  # controller decides with kasmina.seed_states()
+    events += kasmina.execute(signed_command_envelope, epoch)  # AdaptationCommandIssued
+    # append `events` to the log; checkpoint with kasmina.state_dict()
+
+- `evaluate()` is the trainer's validation pass (eval mode, no grad, no state change) returning an
+  `Evaluation(loss, accuracy)`; Kasmina calls it inside `counterfactual(slot, alpha)` for the probes: a
+  GERMINATED/TRAINING seed's loss at alpha 1 (admission, G1), and alpha 0 vs 1 in SHADOWING (G3) and at the
+  end of the probation window (G4). `EpochMeasurements.validation_loss` is the host loss for G2.
+- `execute` verifies the signature (bad, replayed, stale, unknown key → CommandRejected + counter), ignores a
+  command id already processed (idempotency, also across restarts via the aggregate), then decides and
+  applies. GERMINATE fetches the module from the `ModuleSource` (Urza in production) and runs G0 (artifact
+  verified, shapes compatible, no quarantine-only blueprint outside `LifecycleConfig(fault_drill=True)`).
+- Events go to `seed-<run_id>.<slot>` (a rejection naming no slot of this host: `command-<command_id>`);
+  effects of a command carry correlation_id = command id and causation_id = the command envelope's
+  event_id; automatic transitions carry the germinating command's id as correlation_id.
+- Resume: build the host and optimizer, `attach_optimizer`, `kasmina.load_state_dict(saved)`, *then* the
+  host's and the optimizer's own `load_state_dict` (they contain the seed entries).
+  `rebuild_from_log(envelopes)` folds the run's logged seed events into the aggregate (replay).
+
+Modules: `lifecycle` (pure decide/evolve, gates G0–G5, no torch), `slot` (SeedSlot, gradient isolation
+and the isolation monitor), `manager` (Kasmina), `source` (ModuleSource protocol), `metrics`.
+"""
+
+from domains.kasmina.lifecycle import KasminaState, LifecycleConfig, Measurements, SlotState
+from domains.kasmina.manager import EpochMeasurements, Evaluation, Evaluator, Kasmina, KasminaConfig
+from domains.kasmina.slot import SeedSlot, find_slots
+from domains.kasmina.source import ArtifactUnavailable, FactorySource, LoadedModule, ModuleSource
+
+__all__ = [
+    "ArtifactUnavailable",
+    "EpochMeasurements",
+    "Evaluation",
+    "Evaluator",
+    "FactorySource",
+    "Kasmina",
+    "KasminaConfig",
+    "KasminaState",
+    "LifecycleConfig",
+    "LoadedModule",
+    "Measurements",
+    "ModuleSource",
+    "SeedSlot",
+    "SlotState",
+    "find_slots",
+]

@@ -1,0 +1,224 @@
+"""SeedSlot: the growth point a host declares and calls in forward, and the isolation monitor.
+
+Forward per stage (the lifecycle sets `stage`; `alpha` is a 0-dim tensor buffer, so a compiled host
+does not recompile when the ramp moves):
+- DORMANT, GERMINATED, CULLED, EMBARGOED, RESETTING, TERMINATED: the input itself (GERMINATED has the
+  module attached but never calls it).
+- TRAINING: the seed runs on the *detached* input and the slot returns the host tensor unchanged, bit for
+  bit; `_ShadowGradient` hands the gradient arriving at the slot output to the seed output as well (with a
+  quadratic pull toward the host tensor), so the seed learns from the task signal as if it were blended
+  in, while nothing flows from the seed path into the host (its input is detached).
+- BLENDING and SHADOWING: `lerp(x, seed(x.detach()), alpha)`; the seed input stays detached.
+- PROBATIONARY: `seed(x)`, isolation lifted; FOSSILIZED: `seed(x)`, merged, no guards.
+
+Guards (until FOSSILIZED): a non-finite seed output is replaced by the host's value and counted; seed
+gradients are made finite and their squared norm accumulated, all on the device (read at the epoch
+boundary, no per-step host synchronisation).
+
+Isolation monitor (isolated stages): after each training forward it walks the seed output's autograd graph
+(it stops at the detached input, so it is as small as the seed's own graph). Any leaf that is not one of the
+seed's own parameters is a path for gradient from the seed into the host; a backward hook on that tensor
+records the violation with the gradient norm it received when backward actually reaches it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from domains.kasmina import lifecycle as lc
+from leyline import pb
+
+
+class _ShadowGradient(torch.autograd.Function):
+    """Forward returns the host tensor unchanged. Backward gives the host its gradient untouched, and the
+    seed the gradient of a local quadratic model of the task loss around the host tensor,
+    `gᵀr + (c / 2B)‖r‖²` with r = seed − host and B the batch size: its minimum is r = −(B/c)·g, a step
+    down each sample's own loss gradient, which shrinks as the host converges. Without the quadratic term
+    the seed would keep following a gradient that its own output never changes."""
+
+    @staticmethod
+    def forward(ctx: Any, host: torch.Tensor, seed: torch.Tensor, curvature: float) -> torch.Tensor:
+        ctx.save_for_backward(host, seed)
+        ctx.curvature = curvature
+        return host.view_as(host)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        host, seed = ctx.saved_tensors
+        pull = ctx.curvature / max(1, host.shape[0])
+        return grad, grad + pull * (seed - host), None
+
+
+@dataclass
+class Violation:
+    parameter: str
+    gradient_norm: torch.Tensor
+
+
+class IsolationMonitor:
+    """Watches one slot's seed: gradient norm, non-finite values and isolation violations."""
+
+    def __init__(self, namer: Callable[[torch.Tensor], str]) -> None:
+        self.namer = namer
+        self.own: set[int] = set()
+        self.violations: list[Violation] = []
+        self.steps = 0
+        self.grad_sq: torch.Tensor | None = None
+        self.nonfinite: torch.Tensor | None = None
+        self._param_hooks: list[RemovableHandle] = []
+        self._probe_hooks: list[RemovableHandle] = []
+
+    @property
+    def armed(self) -> bool:
+        return bool(self._param_hooks)
+
+    def arm(self, seed: nn.Module, device: torch.device) -> None:
+        self.disarm()
+        self.own = {id(t) for t in seed.parameters()} | {id(t) for t in seed.buffers()}
+        self.grad_sq = torch.zeros((), device=device)
+        self.nonfinite = torch.zeros((), dtype=torch.int64, device=device)
+        self._param_hooks = [
+            p.register_hook(self._on_seed_grad) for p in seed.parameters() if p.requires_grad
+        ]
+
+    def disarm(self) -> None:
+        for handle in (*self._param_hooks, *self._probe_hooks):
+            handle.remove()
+        self._param_hooks, self._probe_hooks = [], []
+        self.own = set()
+        self.violations = []
+        self.steps = 0
+        self.grad_sq = None
+        self.nonfinite = None
+
+    def _on_seed_grad(self, grad: torch.Tensor) -> torch.Tensor:
+        clean = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
+        if self.grad_sq is not None and self.nonfinite is not None:
+            self.nonfinite += (clean != grad).any()
+            self.grad_sq += clean.float().square().sum()
+        return clean
+
+    def count_nonfinite(self, output: torch.Tensor) -> torch.Tensor:
+        finite = torch.isfinite(output)
+        if self.nonfinite is not None:
+            self.nonfinite += (~finite).any()
+        return finite
+
+    def check(self, output: torch.Tensor) -> None:
+        """Find tensors outside the seed that the seed output's graph reaches; hook them for backward."""
+        self.steps += 1
+        for handle in self._probe_hooks:
+            handle.remove()
+        self._probe_hooks = []
+        root = output.grad_fn
+        if root is None:
+            return
+        stack = [root]
+        seen = set()
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            variable = getattr(node, "variable", None)
+            if isinstance(variable, torch.Tensor) and id(variable) not in self.own:
+                self._probe_hooks.append(variable.register_hook(self._violation_hook(variable)))
+            stack.extend(child for child, _ in node.next_functions if child is not None)
+
+    def _violation_hook(self, tensor: torch.Tensor) -> Callable[[torch.Tensor], None]:
+        name = self.namer(tensor)
+
+        def record(grad: torch.Tensor) -> None:
+            self.violations.append(Violation(name, torch.linalg.vector_norm(grad.detach().float())))
+
+        return record
+
+    def drain(self) -> tuple[list[tuple[str, float]], float, int]:
+        """(violations, RMS gradient norm per step, non-finite count) since the last drain; resets them."""
+        violations = [(v.parameter, float(v.gradient_norm)) for v in self.violations]
+        grad_norm = 0.0
+        nonfinite = 0
+        if self.grad_sq is not None and self.nonfinite is not None:
+            grad_norm = (float(self.grad_sq) / max(1, self.steps)) ** 0.5
+            nonfinite = int(self.nonfinite)
+            self.grad_sq.zero_()
+            self.nonfinite.zero_()
+        self.violations = []
+        self.steps = 0
+        return violations, grad_norm, nonfinite
+
+
+class SeedSlot(nn.Module):
+    """A growth point: `x = self.slot0(x)` in the host's forward. `shape` is one sample's shape."""
+
+    seed: nn.Module | None
+    alpha: torch.Tensor
+
+    def __init__(self, slot: int, kind: int, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        if kind not in _SLOT_RANKS:
+            raise ValueError(f"unknown slot kind {kind}; use pb.SLOT_KIND_CONV2D or pb.SLOT_KIND_SEQUENCE")
+        if len(shape) != _SLOT_RANKS[kind]:
+            raise ValueError(f"slot kind {kind} takes a shape of rank {_SLOT_RANKS[kind]}, got {shape}")
+        self.slot = slot
+        self.kind = kind
+        self.shape = tuple(int(d) for d in shape)
+        self.stage: int = lc.DORMANT
+        self.override: float | None = None  # counterfactual probes: force this alpha (no grad)
+        self.curvature = 1.0  # TRAINING: of the seed's local loss model (see _ShadowGradient)
+        self.register_buffer("alpha", torch.zeros(()))
+        self.register_module("seed", None)
+        self.monitor = IsolationMonitor(lambda t: f"<tensor {tuple(t.shape)}>")
+
+    def extra_repr(self) -> str:
+        return f"slot={self.slot}, kind={self.kind}, shape={self.shape}, stage={lc.stage_name(self.stage)}"
+
+    @property
+    def device(self) -> torch.device:
+        return self.alpha.device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seed = self.seed
+        stage = self.stage
+        if seed is None:
+            return x
+        if self.override is not None:
+            if self.override == 0.0:
+                return x
+            return seed(x) if self.override == 1.0 else torch.lerp(x, seed(x), self.override)
+        if stage not in _RUNNING:
+            return x
+        if stage == lc.FOSSILIZED:
+            return seed(x)
+        if stage == lc.PROBATIONARY:
+            return self._guarded(seed(x), x)
+        y = seed(x.detach())
+        if torch.is_grad_enabled():
+            self.monitor.check(y)
+        if stage == lc.TRAINING:
+            self.monitor.count_nonfinite(y)
+            return _ShadowGradient.apply(x, y, self.curvature)
+        return torch.lerp(x, self._guarded(y, x.detach()), self.alpha.to(x.dtype))
+
+    def _guarded(self, y: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+        finite = self.monitor.count_nonfinite(y)
+        return torch.where(finite, y, fallback)
+
+
+_SLOT_RANKS: dict[int, int] = {pb.SLOT_KIND_CONV2D: 3, pb.SLOT_KIND_SEQUENCE: 2}  # [C, H, W] and [T, D]
+_RUNNING = frozenset({lc.TRAINING, lc.BLENDING, lc.SHADOWING, lc.PROBATIONARY, lc.FOSSILIZED})
+
+
+def find_slots(host: nn.Module) -> list[SeedSlot]:
+    """The host's slots, by slot number; slot numbers must be unique."""
+    slots = sorted((m for m in host.modules() if isinstance(m, SeedSlot)), key=lambda m: m.slot)
+    numbers = [s.slot for s in slots]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"duplicate slot numbers in host: {numbers}")
+    return slots
