@@ -754,58 +754,72 @@ class FileStore:
     def _matching(
         self, first: int, last: int, event_filter: EventFilter
     ) -> Iterator[tuple[int, pb.EventEnvelope]]:
+        """(position, envelope) of the events first..last that match, each record's CRC32C checked.
+
+        One loop does framing, filtering and decoding: this is the replay hot path.
+        """
         streams, categories, types = event_filter.streams, event_filter.categories, event_filter.event_types
-        for position, stream, version, data in self._raw_range(first, last):
-            if streams and stream not in streams:
-                continue
-            if categories and stream.split("-", 1)[0] not in categories:
-                continue
-            envelope = _envelope(data, version, position)
-            if types and envelope.event_type not in types:
-                continue
-            yield position, envelope
-
-    def _segment_of(self, position: int) -> _Segment:
-        return self._segments[bisect.bisect_right(self._firsts, position) - 1]
-
-    def _raw_range(self, first: int, last: int) -> Iterator[tuple[int, str, int, bytes]]:
-        """(position, stream, stream version, envelope bytes) of positions first..last, CRC-checked."""
+        by_stream = bool(streams or categories)
+        unpack, header_size, crc_start = wal.HEADER.unpack_from, wal.HEADER_SIZE, wal.PREFIX.size
+        magic_expected, crc, envelope_class = wal.MAGIC, crc32c.crc32c, pb.EventEnvelope
         position = first
         while position <= last:
             segment = self._segment_of(position)
             offset = segment.offsets[position - segment.first]
             segment_last = segment.first + len(segment.offsets) - 1
-            stop_position = min(last, segment_last)
-            end = (
-                segment.offsets[stop_position + 1 - segment.first]
-                if stop_position < segment_last
-                else segment.end
-            )
-            while position <= stop_position:
-                data = os.pread(segment.fd, min(READ_CHUNK, end - offset), offset)
-                if len(data) < wal.HEADER_SIZE:
-                    raise CorruptLogError(segment.name, offset, position, "record missing from the file")
-                needed = wal.HEADER_SIZE + wal.PREFIX.unpack_from(data, 0)[1]
-                if needed > len(data):
-                    data = os.pread(segment.fd, needed, offset)
-                scan = wal.Scan(data, 0, position)
-                for frame in scan:
-                    yield (
-                        frame.position,
-                        frame.stream,
-                        frame.stream_version,
-                        data[frame.body_start : frame.end],
+            stop = min(last, segment_last)
+            end = segment.offsets[stop + 1 - segment.first] if stop < segment_last else segment.end
+            want = READ_CHUNK
+            while position <= stop:
+                data = os.pread(segment.fd, min(want, end - offset), offset)
+                view = memoryview(data)
+                length = len(data)
+                cursor = 0
+                while position <= stop and length - cursor >= header_size:
+                    magic, body_len, checksum, record_position, version, _, stream_len, _ = unpack(
+                        data, cursor
                     )
-                    position = frame.position + 1
-                    if position > stop_position:
+                    record_end = cursor + header_size + body_len
+                    if record_end > length:
                         break
-                if scan.offset == 0 and position <= stop_position:
-                    raise CorruptLogError(segment.name, offset, position, scan.problem or "unreadable record")
-                offset += scan.offset
+                    if (
+                        magic != magic_expected
+                        or record_position != position
+                        or crc(view[cursor + crc_start : record_end]) != checksum
+                    ):
+                        raise CorruptLogError(
+                            segment.name, offset + cursor, position, "record damaged since the log was opened"
+                        )
+                    body = cursor + header_size
+                    cursor = record_end
+                    position += 1
+                    if by_stream:
+                        stream = data[body : body + stream_len].decode()
+                        if streams and stream not in streams:
+                            continue
+                        if categories and stream.split("-", 1)[0] not in categories:
+                            continue
+                    envelope = envelope_class()
+                    envelope.ParseFromString(data[body + stream_len : record_end])
+                    if types and envelope.event_type not in types:
+                        continue
+                    envelope.stream_version = version
+                    envelope.global_position = record_position
+                    yield record_position, envelope
+                if cursor == 0 and position <= stop:
+                    if length < header_size:
+                        raise CorruptLogError(segment.name, offset, position, "record missing from the file")
+                    want = header_size + wal.PREFIX.unpack_from(data, 0)[1]  # one record larger than a chunk
+                else:
+                    want = READ_CHUNK
+                offset += cursor
+
+    def _segment_of(self, position: int) -> _Segment:
+        return self._segments[bisect.bisect_right(self._firsts, position) - 1]
 
     def _read_envelope(self, position: int) -> pb.EventEnvelope:
-        for _, _, version, data in self._raw_range(position, position):
-            return _envelope(data, version, position)
+        for _, envelope in self._matching(position, position, ALL_EVENTS):
+            return envelope
         raise EventStoreError(f"position {position} is not in the log")
 
     # ------------------------------------------------------------------ subscriptions
@@ -889,15 +903,6 @@ class FileStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _envelope(data: bytes, stream_version: int, position: int) -> pb.EventEnvelope:
-    """The stored envelope with the store-assigned fields (kept in the frame header) filled in."""
-    envelope = pb.EventEnvelope()
-    envelope.ParseFromString(data)
-    envelope.stream_version = stream_version
-    envelope.global_position = position
-    return envelope
 
 
 def _decode_snapshot(data: bytes) -> Snapshot | None:

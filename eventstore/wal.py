@@ -31,6 +31,7 @@ import crc32c
 MAGIC = b"\xe5\x5e\x01\x7a"
 PREFIX = struct.Struct("<4sII")
 TAIL = struct.Struct("<QQQHH")
+HEADER = struct.Struct("<4sIIQQQHH")  # PREFIX and TAIL in one
 HEADER_SIZE = PREFIX.size + TAIL.size
 FLAG_COMMIT = 1
 MAX_BODY = 1 << 30
