@@ -1,9 +1,12 @@
 """Tamiyo's controller: the edge around a pure policy (Tolaria's `Controller` protocol).
 
-Each `decide` builds an `Observation` from the epoch's packet and context, runs the policy on a daemon
-worker thread and waits at most `decision_timeout_s` (default 2 s). A policy that overruns is abandoned
-(its eventual result is discarded: it only ever returns payloads from an immutable state) and a policy
-that raises is contained; either way the decision is a safe no-op and Tamiyo enters conservative mode.
+Each `decide` builds an `Observation` from the epoch's packet and context and runs the policy for at most
+`decision_timeout_s` (default 2 s). On the main thread the policy runs inline under a SIGALRM interval
+timer that interrupts it at the deadline (no thread hand-off: on a loaded 2-core machine waking a worker
+costs milliseconds of the 12 ms slot); elsewhere it runs on a daemon worker thread that is abandoned when
+it overruns. Either way an overrunning policy's result is discarded (it only ever returns payloads from an
+immutable state) and a policy that raises is contained: the decision is a safe no-op and Tamiyo enters
+conservative mode.
 The payloads are then folded into the state (`domains.tamiyo.state.evolve`) and wrapped in envelopes:
 
 - DecisionMade and ConservativeModeChanged on `decision-<run_id>`;
@@ -25,10 +28,12 @@ evidence.
 from __future__ import annotations
 
 import queue
+import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from types import FrameType
 from typing import Any, Protocol
 
 from google.protobuf.message import Message
@@ -183,17 +188,63 @@ class TamiyoController:
 
     def _run_policy(self, observation: Observation) -> tuple[list[Message], tuple[str, str] | None]:
         job = _Job(self.policy, self.state, observation)
+        if threading.current_thread() is threading.main_thread():
+            return self._run_inline(job)
+        return self._run_on_worker(job)
+
+    def _timed_out(self) -> tuple[list[Message], tuple[str, str]]:
+        return [], ("timeout", f"decision exceeded its timeout of {self.decision_timeout_s:g} s")
+
+    def _outcome(self, job: _Job) -> tuple[list[Message], tuple[str, str] | None]:
+        if job.error is not None:
+            error = job.error
+            return [], ("error", f"policy failed: {type(error).__name__}: {error}")
+        return job.payloads, None
+
+    def _run_inline(self, job: _Job) -> tuple[list[Message], tuple[str, str] | None]:
+        """Run under an ITIMER_REAL deadline, nested inside any timer already armed (e.g. a test timeout)."""
+        outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, 0)
+        outer_first = 0 < outer_delay <= self.decision_timeout_s
+        previous = signal.getsignal(signal.SIGALRM)
+        outer_fired = False
+
+        def expire(signum: int, frame: FrameType | None) -> None:
+            nonlocal outer_fired
+            if outer_first and callable(previous):
+                outer_fired = True
+                previous(signum, frame)  # the outer deadline came first: its handler decides
+            raise _DecisionTimeout
+
+        started = time.monotonic()
+        signal.signal(signal.SIGALRM, expire)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, outer_delay if outer_first else self.decision_timeout_s)
+            try:
+                job.run()
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            if outer_fired and job.error is not None:
+                raise job.error  # the outer handler's exception, not the policy's
+        except _DecisionTimeout:
+            return self._timed_out()
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+            if outer_fired and outer_interval > 0:
+                signal.setitimer(signal.ITIMER_REAL, outer_interval, outer_interval)
+            elif outer_delay > 0 and not outer_fired:
+                remaining = outer_delay - (time.monotonic() - started)
+                signal.setitimer(signal.ITIMER_REAL, max(remaining, 1e-6), outer_interval)
+        return self._outcome(job)
+
+    def _run_on_worker(self, job: _Job) -> tuple[list[Message], tuple[str, str] | None]:
         if self._worker is None:
             self._worker = _PolicyWorker()
         self._worker.submit(job)
         if not job.done.wait(self.decision_timeout_s):
             self._worker.stop()  # it exits once the overrunning job returns, if ever
             self._worker = None  # the next decision gets a fresh worker
-            return [], ("timeout", f"decision exceeded its timeout of {self.decision_timeout_s:g} s")
-        if job.error is not None:
-            error = job.error
-            return [], ("error", f"policy failed: {type(error).__name__}: {error}")
-        return job.payloads, None
+            return self._timed_out()
+        return self._outcome(job)
 
     def _fallback(self, observation: Observation, reason: str) -> list[Message]:
         """The safe no-op of a failed decision; it enters conservative mode."""
@@ -292,6 +343,11 @@ class TamiyoController:
             source=SOURCE,
             occurred_at_ns=self._clock_ns(),
         )
+
+
+class _DecisionTimeout(BaseException):
+    """Raised into an inline policy by the interval timer; a BaseException so `except Exception` in a
+    policy cannot swallow it."""
 
 
 class _Job:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from collections.abc import Sequence
 
@@ -156,6 +157,51 @@ def test_a_decision_past_its_timeout_is_a_safe_noop_and_enters_conservative_mode
     # a policy that answers in time again is heard again, on a fresh worker
     third = only_decision(tamiyo.decide(packet(2, 1.0), context(2)))
     assert not third.reason.startswith("safe no-op") and policy.calls == 3
+
+
+def test_off_the_main_thread_an_overrunning_worker_is_abandoned() -> None:
+    policy = BlockingPolicy()
+    tamiyo = controller(policy, timeout=0.05)
+    outputs: list[ControllerOutput] = []
+    caller = threading.Thread(target=lambda: outputs.append(tamiyo.decide(packet(0, 1.0), context(0))))
+    caller.start()
+    caller.join()
+    policy.release.set()
+    decision = only_decision(outputs[0])
+    assert decision.reason == "safe no-op: decision exceeded its timeout of 0.05 s"
+    assert tamiyo.state.conservative
+    later: list[ControllerOutput] = []
+    caller = threading.Thread(target=lambda: later.append(tamiyo.decide(packet(1, 1.0), context(1))))
+    caller.start()
+    caller.join()
+    assert not only_decision(later[0]).reason.startswith("safe no-op")
+
+
+class OuterDeadline(Exception):
+    pass
+
+
+def test_an_outer_interval_timer_is_kept_and_still_fires() -> None:
+    def outer(signum: int, frame: object) -> None:
+        raise OuterDeadline
+
+    previous = signal.signal(signal.SIGALRM, outer)
+    saved = signal.setitimer(signal.ITIMER_REAL, 0)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 100.0)
+        controller().decide(packet(0, 1.0), context(0))
+        remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 0 < remaining <= 100.0
+        assert signal.getsignal(signal.SIGALRM) is outer
+        # an outer deadline that comes before the decision's own: the outer handler runs
+        policy = BlockingPolicy()
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(OuterDeadline):
+            controller(policy, timeout=5.0).decide(packet(0, 1.0), context(0))
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_REAL, *saved)
 
 
 def test_a_policy_that_raises_is_contained_as_a_safe_noop() -> None:
