@@ -53,7 +53,7 @@ REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 # Checks the marker, XADDs the batch and moves the marker in one atomic step.
 # KEYS[1] marker, KEYS[2..] streams. ARGV: log id, position Redis must hold, position after the batch,
-# then per entry: index into KEYS, entry id, event type, stream, envelope bytes.
+# then per event: its streams as comma-separated indexes into KEYS, position, event type, stream, envelope.
 _MIRROR_BATCH_LUA = """
 local marker = redis.call('HMGET', KEYS[1], 'log_id', 'position')
 if marker[1] and marker[1] ~= ARGV[1] then
@@ -66,13 +66,16 @@ if held ~= tonumber(ARGV[2]) then
 end
 local rejected = 0
 for i = 4, #ARGV, 5 do
-  local reply = redis.pcall('XADD', KEYS[tonumber(ARGV[i])], ARGV[i + 1],
-    'event_type', ARGV[i + 2], 'stream', ARGV[i + 3], 'envelope', ARGV[i + 4])
-  if type(reply) == 'table' and reply.err then
-    if string.find(reply.err, 'equal or smaller', 1, true) then
-      rejected = rejected + 1
-    else
-      return redis.error_reply(reply.err)
+  local id = ARGV[i + 1] .. '-0'
+  for index in string.gmatch(ARGV[i], '%d+') do
+    local reply = redis.pcall('XADD', KEYS[tonumber(index)], id,
+      'event_type', ARGV[i + 2], 'stream', ARGV[i + 3], 'envelope', ARGV[i + 4])
+    if type(reply) == 'table' and reply.err then
+      if string.find(reply.err, 'equal or smaller', 1, true) then
+        rejected = rejected + 1
+      else
+        return redis.error_reply(reply.err)
+      end
     end
   end
 end
@@ -302,21 +305,27 @@ class Mirror:
                 f"mirror batch starts at position {events[0].global_position}, Redis holds {self._held}"
             )
         started = time.perf_counter()
-        key_index: dict[str, int] = {}
+        key_index: dict[str, str] = {}
         keys: list[str] = [marker_key(self.prefix)]
         argv: list[Any] = [self.log_id(), self._held, events[-1].global_position]
         for envelope in events:
             targets = [category_key(self.prefix, category_of(envelope.stream))]
             if self.fanout is not None:
                 targets.extend(self.fanout.targets(envelope))
-            data = envelope.SerializeToString()
-            eid = entry_id(envelope.global_position)
+            indexes = []
             for key in targets:
                 index = key_index.get(key)
                 if index is None:
                     keys.append(key)
-                    index = key_index[key] = len(keys)
-                argv += (index, eid, envelope.event_type, envelope.stream, data)
+                    index = key_index[key] = str(len(keys))
+                indexes.append(index)
+            argv += (
+                ",".join(indexes),
+                envelope.global_position,
+                envelope.event_type,
+                envelope.stream,
+                envelope.SerializeToString(),
+            )
         status, detail = (as_text(value) for value in self._script(keys=keys, args=argv))
         if status != "ok":
             if status == "other_log":

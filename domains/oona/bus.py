@@ -55,6 +55,9 @@ class OonaFanout:
         self.thresholds = thresholds or Thresholds()
         self._queue_keys = {queue: self.oona_keys.queue(queue) for queue in Queue}
         self._passed: dict[Queue, int] = {}
+        # labelled children resolved once: targets() runs for every mirrored event
+        self._published_counter = {queue: PUBLISHED.labels(queue.value) for queue in Queue}
+        self._dropped_counter = {queue: DROPPED.labels(queue.value) for queue in Queue}
         self.depth = 0
         self.rerouted = 0
         self.dropped = 0
@@ -78,12 +81,12 @@ class OonaFanout:
         queue = admit(wanted, self.depth, self.thresholds)
         if queue is None:
             self.dropped += 1
-            DROPPED.labels(wanted.value).inc()
+            self._dropped_counter[wanted].inc()
             return ()
         if queue is not wanted:
             self.rerouted += 1
             REROUTED.inc()
-        PUBLISHED.labels(queue.value).inc()
+        self._published_counter[queue].inc()
         if queue in self._passed:
             self.depth += 1  # pending until a consumer passes it: keeps the estimate current between samples
         return (self._queue_keys[queue],)
