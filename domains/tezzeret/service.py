@@ -33,11 +33,13 @@ from domains.tezzeret.jobs import (
 )
 from domains.urza.library import ArtifactLibrary, UrzaError, sha256_hex
 from eventstore import EventFilter, EventStore, exact
-from leyline import decode_payload, new_envelope
+from leyline import decode_payload, new_envelope, pb
 
 SOURCE = "tezzeret"
 JOB_EVENTS = frozenset({"CompileJobQueued", "CompileJobStarted", "CompileJobFailed", "CompileJobSucceeded"})
 DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_CONV_SHAPE = (8, 8, 8)  # [C, H, W]: the digits host's feature maps
+DEFAULT_SEQUENCE_SHAPE = (16, 32)  # [T, D]
 
 
 class RestoreMismatch(UrzaError):
@@ -76,6 +78,36 @@ def resolve_spec(
     return CompileSpec.of(blueprint_id, resolved, slot_kind, shape, strategy)
 
 
+def catalogue_specs(
+    conv_shape: Sequence[int] = DEFAULT_CONV_SHAPE,
+    sequence_shape: Sequence[int] = DEFAULT_SEQUENCE_SHAPE,
+    blueprint_ids: Iterable[str] | None = None,
+    parameters: Mapping[str, float] | None = None,
+) -> list[CompileSpec]:
+    """One spec per blueprint and slot kind it supports (the whole catalogue by default)."""
+    shapes: dict[int, Sequence[int]] = {
+        pb.SLOT_KIND_CONV2D: conv_shape,
+        pb.SLOT_KIND_SEQUENCE: sequence_shape,
+    }
+    ids = list(blueprint_ids) if blueprint_ids is not None else list(catalog.BY_ID)
+    return [
+        resolve_spec(blueprint_id, parameters or {}, kind, shapes[kind])
+        for blueprint_id in ids
+        for kind in catalog.get(blueprint_id).kinds
+    ]
+
+
+def read_jobs(store: EventStore) -> dict[str, JobState]:
+    """Every compile job in the log, folded from its events."""
+    states: dict[str, JobState] = {}
+    job_filter = EventFilter(categories=frozenset({"compile"}), event_types=JOB_EVENTS)
+    for envelope in store.read_all(event_filter=job_filter):
+        job_id = envelope.stream.split("-", 1)[1]
+        state = states.get(job_id, JobState(job_id))
+        states[job_id] = evolve(state, envelope.event_type, decode_payload(envelope))
+    return states
+
+
 def _deterministic_id(*parts: object) -> str:
     return uuid.uuid5(uuid.NAMESPACE_OID, "|".join(str(part) for part in parts)).hex
 
@@ -107,14 +139,7 @@ class Tezzeret:
         return state
 
     def jobs(self) -> dict[str, JobState]:
-        """Every job in the log, folded from its events."""
-        states: dict[str, JobState] = {}
-        job_filter = EventFilter(categories=frozenset({"compile"}), event_types=JOB_EVENTS)
-        for envelope in self.store.read_all(event_filter=job_filter):
-            job_id = envelope.stream.split("-", 1)[1]
-            state = states.get(job_id, JobState(job_id))
-            states[job_id] = evolve(state, envelope.event_type, decode_payload(envelope))
-        return states
+        return read_jobs(self.store)
 
     def _apply(self, state: JobState, command: Command) -> JobState:
         pending = decide(state, command, self.backoff)

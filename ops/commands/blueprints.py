@@ -1,0 +1,338 @@
+"""`esper blueprints list|show ID|compile [ID ...]`: Karn's catalogue, Tezzeret's jobs, Urza's artifacts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from domains.karn import catalog, registration
+from domains.karn.catalog import SLOT_KIND_NAMES, KarnError
+from domains.tezzeret.jobs import JobState, Status
+from domains.tezzeret.service import (
+    DEFAULT_CONV_SHAPE,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_SEQUENCE_SHAPE,
+    FailFirst,
+    Tezzeret,
+    catalogue_specs,
+    read_jobs,
+)
+from domains.urza.library import ArtifactLibrary
+from eventstore import EventStore
+from ops.common import add_command, print_json
+from ops.errors import CommandError, UsageError
+from ops.storeopts import add_store_option, open_store_from_args, store_location
+
+TIER_NAMES: dict[int, str] = {
+    catalog.SAFE: "safe",
+    catalog.EXPERIMENTAL: "experimental",
+    catalog.ADVERSARIAL: "adversarial",
+}
+
+
+def register(subparsers: Any) -> None:
+    parser = add_command(
+        subparsers,
+        "blueprints",
+        handle_missing_action,
+        "the blueprint catalogue, compile jobs and artifacts",
+        description="Karn's 50 blueprints, Tezzeret's compile jobs and Urza's artifacts.\n\n"
+        "  esper blueprints list                 the catalogue with each blueprint's compile status\n"
+        "  esper blueprints show BP009           one blueprint: metadata, parameter ranges, jobs, artifacts\n"
+        "  esper blueprints compile [ID ...]     compile (all by default) into <data-dir>/artifacts",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+
+    listing = _action(actions, "list", handle_list, "the catalogue with compile status")
+    listing.add_argument("--tier", choices=sorted(TIER_NAMES.values()), help="only this tier")
+
+    show = _action(actions, "show", handle_show, "one blueprint's metadata, ranges, jobs and artifacts")
+    show.add_argument("blueprint_id", metavar="ID", help="e.g. BP009")
+
+    compile_parser = _action(
+        actions,
+        "compile",
+        handle_compile,
+        "compile blueprints into artifacts (jobs in the log; unfinished ones resume first)",
+    )
+    compile_parser.add_argument("blueprint_ids", metavar="ID", nargs="*", help="blueprints (default: all 50)")
+    compile_parser.add_argument(
+        "--conv-shape",
+        default=",".join(map(str, DEFAULT_CONV_SHAPE)),
+        metavar="C,H,W",
+        help="feature-map slot shape without the batch (default: %(default)s)",
+    )
+    compile_parser.add_argument(
+        "--seq-shape",
+        default=",".join(map(str, DEFAULT_SEQUENCE_SHAPE)),
+        metavar="T,D",
+        help="sequence slot shape without the batch (default: %(default)s)",
+    )
+    compile_parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a template parameter (repeatable); checked against each blueprint's ranges",
+    )
+    compile_parser.add_argument(
+        "--max-attempts",
+        type=int,
+        default=DEFAULT_MAX_ATTEMPTS,
+        help="attempts per job (default: %(default)s)",
+    )
+    compile_parser.add_argument(
+        "--inject-failures",
+        type=int,
+        default=0,
+        metavar="N",
+        help="fault drill: make the first N attempts of every job fail",
+    )
+
+
+def handle_missing_action(args: argparse.Namespace) -> int:
+    raise UsageError("choose an action: list, show ID or compile [ID ...] (see esper blueprints --help)")
+
+
+def _action(actions: Any, name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = actions.add_parser(name, help=help_text, description=help_text)
+    # The same options as the parent command, accepted after the action too; SUPPRESS keeps the parent's.
+    parser.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="the data directory")
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine output")
+    add_store_option(parser)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _existing_store(args: argparse.Namespace) -> EventStore | None:
+    """The log if there is one; listing the catalogue needs none."""
+    location = store_location(args)
+    if isinstance(location, Path) and not location.exists():
+        return None
+    return open_store_from_args(args)
+
+
+def _jobs_by_blueprint(store: EventStore | None) -> dict[str, list[JobState]]:
+    grouped: dict[str, list[JobState]] = {}
+    if store is None:
+        return grouped
+    for state in read_jobs(store).values():
+        if state.spec is not None:
+            grouped.setdefault(state.spec.blueprint_id, []).append(state)
+    return grouped
+
+
+def _status(states: list[JobState]) -> str:
+    if not states:
+        return "not compiled"
+    counts: dict[str, int] = {}
+    for state in states:
+        counts[state.status.value] = counts.get(state.status.value, 0) + 1
+    return ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+
+
+def _job_json(state: JobState) -> dict[str, Any]:
+    spec = state.spec
+    return {
+        "job_id": state.job_id,
+        "blueprint_id": spec.blueprint_id if spec else "",
+        "slot_kind": SLOT_KIND_NAMES.get(spec.slot_kind, "") if spec else "",
+        "slot_shape": list(spec.slot_shape) if spec else [],
+        "parameters": spec.parameter_map() if spec else {},
+        "status": state.status.value,
+        "attempts": state.attempts,
+        "artifact_hash": state.artifact_hash,
+        "error": state.last_error if state.status is not Status.SUCCEEDED else "",
+    }
+
+
+def _descriptor_json(blueprint: catalog.Blueprint) -> dict[str, Any]:
+    return {
+        "blueprint_id": blueprint.blueprint_id,
+        "name": blueprint.name,
+        "tier": TIER_NAMES[blueprint.tier],
+        "risk": blueprint.risk,
+        "curriculum_stage": blueprint.stage,
+        "slot_kinds": [SLOT_KIND_NAMES[kind] for kind in blueprint.kinds],
+        "requires_approval": blueprint.requires_approval,
+        "quarantine_only": blueprint.quarantine_only,
+        "conservative_pool": blueprint.conservative,
+        "description": blueprint.descriptor().description,
+        "parameters": {
+            name: {"min": r.low, "max": r.high, "default": r.default, "integer": r.integer}
+            for name, r in blueprint.parameters.items()
+        },
+    }
+
+
+def handle_list(args: argparse.Namespace) -> int:
+    store = _existing_store(args)
+    try:
+        jobs = _jobs_by_blueprint(store)
+    finally:
+        if store is not None:
+            store.close()
+    rows = []
+    for blueprint in catalog.CATALOGUE:
+        if args.tier and TIER_NAMES[blueprint.tier] != args.tier:
+            continue
+        row = _descriptor_json(blueprint)
+        row["compile_status"] = _status(jobs.get(blueprint.blueprint_id, []))
+        rows.append(row)
+    if args.json:
+        print_json(rows)
+        return 0
+    print(
+        f"{'id':6} {'name':24} {'tier':13} {'risk':>5} {'stage':>5}  {'slots':17} {'pool':4}  compile status"
+    )
+    for row in rows:
+        pool = "yes" if row["conservative_pool"] else ""
+        print(
+            f"{row['blueprint_id']:6} {row['name']:24} {row['tier']:13} {row['risk']:5.2f} "
+            f"{row['curriculum_stage']:5d}  {','.join(row['slot_kinds']):17} {pool:4}  "
+            f"{row['compile_status']}"
+        )
+    return 0
+
+
+def handle_show(args: argparse.Namespace) -> int:
+    try:
+        blueprint = catalog.get(args.blueprint_id.upper())
+    except KarnError as exc:
+        raise UsageError(str(exc)) from None
+    store = _existing_store(args)
+    try:
+        states = _jobs_by_blueprint(store).get(blueprint.blueprint_id, [])
+    finally:
+        if store is not None:
+            store.close()
+    library_root = Path(args.data_dir) / "artifacts"
+    document = _descriptor_json(blueprint)
+    document["jobs"] = [_job_json(state) for state in states]
+    for job in document["jobs"]:
+        digest = job["artifact_hash"]
+        job["artifact_path"] = str(library_root / "sha256" / digest[:2] / f"{digest}.pt2") if digest else ""
+    if args.json:
+        print_json(document)
+        return 0
+    print(f"{blueprint.blueprint_id} {blueprint.name}: {document['description']}")
+    print(
+        f"  tier {document['tier']}, risk {blueprint.risk:.2f}, curriculum stage {blueprint.stage}, "
+        f"slots {', '.join(document['slot_kinds'])}"
+    )
+    flags = [
+        name
+        for name, on in (
+            ("needs approval for live grafts", blueprint.requires_approval),
+            ("quarantine-only (drills and offline training)", blueprint.quarantine_only),
+            ("in the conservative pool", blueprint.conservative),
+        )
+        if on
+    ]
+    if flags:
+        print(f"  {'; '.join(flags)}")
+    print("  parameters:" if blueprint.parameters else "  parameters: none")
+    for name, r in blueprint.parameters.items():
+        kind = "integer" if r.integer else "real"
+        print(f"    {name:12} {kind:7} [{r.low:g}, {r.high:g}] default {r.default:g}")
+    print(f"  compile jobs: {len(states)}" if states else "  compile jobs: none")
+    for job in document["jobs"]:
+        shape = "x".join(map(str, job["slot_shape"]))
+        line = f"    {job['job_id']} {job['slot_kind']:8} {shape:8} {job['status']:10} "
+        line += f"attempts {job['attempts']}"
+        print(line + (f"  {job['artifact_path']}" if job["artifact_path"] else f"  {job['error']}"))
+    return 0
+
+
+def _shape(text: str, size: int, option: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        dims = ()
+    if len(dims) != size or min(dims) < 1:
+        raise UsageError(f"{option} {text!r} must be {size} positive integers separated by commas")
+    return dims
+
+
+def _parameters(pairs: list[str]) -> dict[str, float]:
+    parameters = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            parameters[name.strip()] = float(value)
+        except ValueError:
+            raise UsageError(f"--param {pair!r} must be NAME=NUMBER, e.g. --param hidden=8") from None
+    return parameters
+
+
+def handle_compile(args: argparse.Namespace) -> int:
+    conv_shape = _shape(args.conv_shape, 3, "--conv-shape")
+    seq_shape = _shape(args.seq_shape, 2, "--seq-shape")
+    if args.max_attempts < 1:
+        raise UsageError("--max-attempts must be at least 1")
+    ids = [blueprint_id.upper() for blueprint_id in args.blueprint_ids] or list(catalog.BY_ID)
+    parameters = _parameters(args.param)
+    try:
+        blueprints = [catalog.get(blueprint_id) for blueprint_id in ids]
+        unused = set(parameters) - {name for blueprint in blueprints for name in blueprint.parameters}
+        if unused:
+            raise UsageError(f"no blueprint selected takes parameter(s) {', '.join(sorted(unused))}")
+        # Each --param applies to the selected blueprints that declare it.
+        specs = [
+            spec
+            for blueprint in blueprints
+            for spec in catalogue_specs(
+                conv_shape,
+                seq_shape,
+                [blueprint.blueprint_id],
+                {name: value for name, value in parameters.items() if name in blueprint.parameters},
+            )
+        ]
+    except KarnError as exc:
+        raise UsageError(str(exc)) from None
+    store = open_store_from_args(args, create=True)
+    try:
+        library = ArtifactLibrary(Path(args.data_dir) / "artifacts", store)
+        hook = FailFirst(args.inject_failures) if args.inject_failures else None
+        tezzeret = Tezzeret(store, library, max_attempts=args.max_attempts, failure_hook=hook)
+        registered = registration.register_catalogue(store)
+        resumed = tezzeret.resume()
+        bar = tqdm(total=len(specs), desc="compiling", unit="job", disable=args.json, file=sys.stderr)
+
+        def done(state: JobState) -> None:
+            bar.set_postfix_str(state.spec.blueprint_id if state.spec else "")
+            bar.update(1)
+
+        results = tezzeret.compile_many(specs, on_done=done)
+        bar.close()
+    finally:
+        store.close()
+    failed = [state for state in results if state.status is Status.FAILED]
+    if args.json:
+        print_json(
+            {
+                "registered": registered,
+                "resumed": [_job_json(state) for state in resumed],
+                "jobs": [_job_json(state) for state in results],
+            }
+        )
+    else:
+        if registered:
+            print(f"registered {registered} blueprint(s) in the log")
+        if resumed:
+            print(f"resumed {len(resumed)} unfinished job(s) from the log")
+        for state in results:
+            job = _job_json(state)
+            shape = "x".join(map(str, job["slot_shape"]))
+            outcome = state.artifact_hash[:16] if state.status is Status.SUCCEEDED else job["error"]
+            print(f"{job['blueprint_id']} {job['slot_kind']:8} {shape:8} {job['status']:10} {outcome}")
+        print(f"{len(results) - len(failed)} of {len(results)} job(s) succeeded")
+    if failed:
+        raise CommandError(
+            f"{len(failed)} compile job(s) failed; see `esper blueprints show ID` for their errors"
+        )
+    return 0
