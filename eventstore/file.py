@@ -61,6 +61,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, Literal
 
@@ -171,7 +172,8 @@ class _Request:
 class _Pending:
     """Index entries of records written in the current group, applied once the group is durable."""
 
-    entries: list[tuple[_Segment, int, int, str, int]] = field(default_factory=list)
+    # per request written: its segment, its records' offsets, and (position, stream, fingerprint) per record
+    entries: list[tuple[_Segment, list[int], list[tuple[int, str, int]]]] = field(default_factory=list)
     versions: dict[str, int] = field(default_factory=dict)
     ids: dict[str, int] = field(default_factory=dict)
 
@@ -582,7 +584,8 @@ class FileStore:
                 if not records:
                     outcomes.append((request, positions))
                     continue
-                size = sum(len(record) for record in records)
+                lengths = [len(record) for record in records]
+                size = sum(lengths)
                 if segment is None or (
                     segment.end + len(buffer) > 0 and segment.end + len(buffer) + size > self.segment_size
                 ):
@@ -590,10 +593,8 @@ class FileStore:
                         self._write(segment, buffer, starts)
                         buffer = bytearray()
                     segment = self._new_segment(next_position)
-                offset = segment.end + len(buffer)
-                for record, (position, stream, fp) in zip(records, new_entries, strict=True):
-                    pending.entries.append((segment, offset, position, stream, fp))
-                    offset += len(record)
+                offsets = list(accumulate(lengths[:-1], initial=segment.end + len(buffer)))
+                pending.entries.append((segment, offsets, new_entries))
                 buffer += b"".join(records)
                 next_position += len(records)
                 group_events += len(records)
@@ -614,13 +615,15 @@ class FileStore:
         if group_events:
             metrics.FSYNC_BATCH_SIZE.observe(group_events)
             EVENTS_APPENDED.inc(group_events)
-        for touched_segment, offset, position, stream, fp in pending.entries:
-            positions_of = self._streams.get(stream)
-            if positions_of is None:
-                positions_of = self._streams[stream] = array("Q")
-            positions_of.append(position)
-            touched_segment.offsets.append(offset)
-            self._ids.add(fp, position)
+        streams, add_id = self._streams, self._ids.add
+        for touched_segment, offsets, new_entries in pending.entries:
+            touched_segment.offsets.extend(offsets)
+            for position, stream, fp in new_entries:
+                positions_of = streams.get(stream)
+                if positions_of is None:
+                    positions_of = streams[stream] = array("Q")
+                positions_of.append(position)
+                add_id(fp, position)
         self._head = next_position - 1
         self._publish_head()
         outcomes.extend(written)
@@ -630,29 +633,26 @@ class FileStore:
     ) -> tuple[list[int], list[bytes], list[tuple[int, str, int]]]:
         """Positions of the request's events, the records to write for the new ones and their index keys."""
         events = request.events
-        ids = [event.event_id for event in events]
-        streams = [event.stream for event in events]
-        if not all(ids) or not all(streams) or not all(event.event_type for event in events):
-            raise InvalidEvent("every event needs an event_id, an event_type and a stream")
         fingerprint = wal.fingerprint
-        fps = [fingerprint(event_id) for event_id in ids]
+        ids: list[str] = []
+        fps: list[int] = []
+        for event in events:
+            event_id = event.event_id
+            if not event_id or not event.stream or not event.event_type:
+                raise InvalidEvent("every event needs an event_id, an event_type and a stream")
+            ids.append(event_id)
+            fps.append(fingerprint(event_id))
         hits = self._ids.candidates(fps)
         pending_ids = pending.ids
-        fresh: list[int] = []
-        positions: list[int] = []
-        local: dict[str, int] = {}
-        for index, event_id in enumerate(ids):
-            known = local.get(event_id) or pending_ids.get(event_id)
-            if known is None and index in hits:
-                known = self._confirm(hits[index], event_id)
-            if known is None:
-                known = local[event_id] = -1 - len(fresh)
-                fresh.append(index)
-            positions.append(known)
-        if len(fresh) < len(events):
-            metrics.DUPLICATES.labels(BACKEND).inc(len(events) - len(fresh))
-        if not fresh:
-            return positions, [], []
+        if not hits and len(set(ids)) == len(ids) and pending_ids.keys().isdisjoint(ids):
+            fresh: Sequence[int] = range(len(events))  # the common case: every event is new
+            positions = list(range(next_position, next_position + len(events)))
+        else:
+            fresh, positions = self._deduplicate(ids, hits, pending_ids, next_position)
+            if len(fresh) < len(events):
+                metrics.DUPLICATES.labels(BACKEND).inc(len(events) - len(fresh))
+            if not fresh:
+                return positions, [], []
         for stream, expectation in request.expected.items():
             try:
                 expectation.check(stream, self._version(stream, pending))
@@ -661,19 +661,44 @@ class FileStore:
                 raise
         records = []
         entries = []
-        versions = pending.versions
-        encode = wal.encode_record
+        versions, streams = pending.versions, self._streams
+        tail, prefix, crc, magic = wal.TAIL.pack, wal.PREFIX.pack, crc32c.crc32c, wal.MAGIC
         last = len(fresh) - 1
         for number, index in enumerate(fresh):
-            stream = streams[index]
-            position = next_position + number
+            event = events[index]
+            stream = event.stream
             version = versions.get(stream)
-            version = versions[stream] = (self._version(stream, pending) if version is None else version) + 1
+            if version is None:
+                known = streams.get(stream)
+                version = len(known) if known is not None else 0
+            version += 1
+            versions[stream] = version
+            position = next_position + number
             pending_ids[ids[index]] = position
-            envelope = events[index].SerializeToString()
-            records.append(encode(position, version, fps[index], stream.encode(), envelope, number == last))
-            entries.append((position, stream, fps[index]))
-        return [next_position - 1 - p if p < 0 else p for p in positions], records, entries
+            fp = fps[index]
+            name = stream.encode()
+            rest = tail(position, version, fp, len(name), wal.FLAG_COMMIT if number == last else 0)
+            rest += name + event.SerializeToString()
+            records.append(prefix(magic, len(rest) - wal.TAIL.size, crc(rest)) + rest)
+            entries.append((position, stream, fp))
+        return positions, records, entries
+
+    def _deduplicate(
+        self, ids: list[str], hits: dict[int, list[int]], pending_ids: dict[str, int], next_position: int
+    ) -> tuple[list[int], list[int]]:
+        """Indexes of the events not stored yet, and every event's position (new ones numbered in order)."""
+        fresh: list[int] = []
+        positions: list[int] = []
+        local: dict[str, int] = {}
+        for index, event_id in enumerate(ids):
+            known = local.get(event_id) or pending_ids.get(event_id)
+            if known is None and index in hits:
+                known = self._confirm(hits[index], event_id)
+            if known is None:
+                known = local[event_id] = next_position + len(fresh)
+                fresh.append(index)
+            positions.append(known)
+        return fresh, positions
 
     def _version(self, stream: str, pending: _Pending) -> int:
         version = pending.versions.get(stream)

@@ -79,15 +79,6 @@ def stamp(envelope_bytes: bytes, stream_version: int, position: int) -> bytes:
     return envelope_bytes + b"\x20" + varint(stream_version) + b"\x28" + varint(position)
 
 
-def encode_record(
-    position: int, stream_version: int, fp: int, stream: bytes, envelope: bytes, commit: bool
-) -> bytes:
-    rest = (
-        TAIL.pack(position, stream_version, fp, len(stream), FLAG_COMMIT if commit else 0) + stream + envelope
-    )
-    return PREFIX.pack(MAGIC, len(stream) + len(envelope), crc32c.crc32c(rest)) + rest
-
-
 class Frame(NamedTuple):
     offset: int
     end: int
