@@ -324,7 +324,7 @@ class Trainer:
             self.global_step += 1
         grads = [p.grad.detach() for p in self.model.parameters() if p.grad is not None]
         grad_norm = (
-            torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
             if grads
             else torch.zeros((), device=self.device)
         )

@@ -71,7 +71,7 @@ class PlainLoop:
 
 
 def run(options: BenchOptions) -> list[Result]:
-    blocks, block_epochs = (4, 3) if options.quick else (12, 5)
+    blocks, block_epochs = (2, 5) if options.quick else (5, 12)
     with tempfile.TemporaryDirectory(prefix="esper-bench-run-") as scratch:
         data_dir = Path(scratch)
         config = RunConfig(epochs=blocks * block_epochs + 1, seed=0)

@@ -89,7 +89,9 @@ def test_sigkill_at_random_points_then_resume_is_bit_identical(tmp_path: Path) -
 
 
 @pytest.mark.slow
-def test_live_rollback_from_another_process_lands_at_the_next_boundary(tmp_path: Path) -> None:
+def test_live_rollback_from_another_process_lands_at_the_next_boundary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "run.json"
     config.write_text(json.dumps({**SMALL, "epochs": 100_000}))
     run = esper("run", "--data-dir", tmp_path, "--run-id", "rlive", "--config", config, "--json")
@@ -128,6 +130,18 @@ def test_live_rollback_from_another_process_lands_at_the_next_boundary(tmp_path:
     assert superseded_epochs and min(superseded_epochs) == 3
     after = [p.state.epoch for p in payloads(events[at:], "EpochCompleted")]
     assert not after or after[0] == 3  # training went on from the target epoch
+
+    # The runs read model, as of the rollback, shows the run at epoch 2 with the later epochs superseded.
+    capsys.readouterr()
+    as_of = str(events[at].global_position)
+    assert run_cli("audit", "run", "rlive", "--data-dir", tmp_path, "--as-of", as_of, "--json") == 0
+    audit = json.loads(capsys.readouterr().out)
+    assert audit["run"]["last_epoch"] == 2
+    standing = [row["epoch"] for row in audit["epochs"] if not row["superseded"]]
+    assert standing == [1, 2]
+    assert run_cli("audit", "run", "rlive", "--data-dir", tmp_path, "--json") == 0
+    audit = json.loads(capsys.readouterr().out)
+    assert {row["epoch"] for row in audit["epochs"] if row["superseded"]} == superseded_epochs
 
 
 def run_cli(*args: str | Path) -> int:
