@@ -2,6 +2,7 @@
 
 `open_store(location, **options)` is the one way in: a directory path opens (or creates) the file store
 (eventstore.file), a `postgresql://` URL the PostgreSQL backend (eventstore.postgres).
+Appends that must not block the caller (the training loop) go through eventstore.appender.AsyncAppender.
 """
 
 from __future__ import annotations

@@ -238,6 +238,8 @@ class FileStore:
         self.recovery.records = self._head - self.recovery.restored
         self.recovery.head = self._head
         self.recovery.duration_s = time.perf_counter() - started
+        if self.policy.kind == "interval":
+            self._ensure_flusher()  # it fdatasyncs every interval even when nobody calls submit
         metrics.RECOVERY_DURATION.observe(self.recovery.duration_s)
 
     # ------------------------------------------------------------------ opening and recovery
