@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from array import array
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,21 @@ def test_a_damaged_index_checkpoint_is_ignored(tmp_path: Path) -> None:
     with FileStore(log) as store:
         assert (store.recovery.restored, store.recovery.records) == (0, 20)
         assert store.stream_version("run-a") == 20
+
+
+def test_idempotency_index_memory_is_16_bytes_per_event() -> None:
+    import numpy as np
+
+    count = 1_000_000
+    rng = np.random.default_rng(7)
+    keys = rng.integers(0, 2**63, size=count, dtype=np.uint64)
+    index = IdIndex()
+    index.bulk_load(
+        array("Q", keys.tobytes()), array("Q", np.arange(1, count + 1, dtype=np.uint64).tobytes())
+    )
+    for position in range(count + 1, count + 1001):
+        index.add(int(rng.integers(0, 2**63)), position)
+    assert len(index) == count + 1000
+    assert index.memory_bytes() <= 16 * count + 1000 * 120
+    probes = [int(keys[0]), int(keys[123_456]), int(keys[-1])]
+    assert index.candidates(probes) == {0: [1], 1: [123_457], 2: [count]}
