@@ -18,6 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,16 +97,16 @@ class _Renderer:
 
     def __init__(self, dialect: str) -> None:
         self.pyformat = dialect != "sqlite"
-        self.cache: dict[tuple[int, str], tuple[str, frozenset[str], str | None]] = {}
+        self.cache: dict[tuple[int, str], tuple[str, frozenset[str]]] = {}
 
-    def __call__(self, statement: Statement, target: Target) -> tuple[str, frozenset[str], str | None]:
+    def __call__(self, statement: Statement, target: Target) -> tuple[str, frozenset[str]]:
         key = (id(statement), target.checkpoint)
         rendered = self.cache.get(key)
         if rendered is None:
             sql = statement.render(target.names)
             if self.pyformat:
                 sql = _NAMED_PARAMETER.sub(r"%(\1)s", sql)
-            rendered = (sql, frozenset(target.names[name] for name in statement.tables), statement.collapse)
+            rendered = (sql, frozenset(target.names[name] for name in statement.tables))
             self.cache[key] = rendered
         return rendered
 
@@ -152,10 +153,10 @@ class _Applier:
     def event_filter(self) -> EventFilter:
         return EventFilter(event_types=frozenset(self.by_type))
 
-    def apply(
-        self, cursor: Any, events: Sequence[pb.EventEnvelope], floors: Mapping[str, int]
-    ) -> dict[str, int]:
-        """Execute the changes of `events` above each target's floor; returns events applied per target."""
+    def collect(
+        self, events: Sequence[pb.EventEnvelope], floors: Mapping[str, int]
+    ) -> tuple[_Changes, dict[str, int]]:
+        """The changes of `events` above each target's floor, and the events applied per target."""
         changes = _Changes()
         counts = dict.fromkeys((target.checkpoint for target in self.targets), 0)
         render = self.render
@@ -176,13 +177,22 @@ class _Applier:
                             f"event at position {position} ({envelope.event_type}) cannot be decoded: {exc}"
                         ) from exc
                 for statement, params in target.projection.project(envelope, payload):
-                    changes.add(*render(statement, target)[:2], params, statement.collapse)
+                    sql, tables = render(statement, target)
+                    changes.add(sql, tables, params, statement.collapse)
                 counts[target.checkpoint] += 1
         for target in self.targets:
             finish = target.projection.finish_batch
             if finish is not None and counts[target.checkpoint]:
                 for statement, params in finish():
-                    changes.add(*render(statement, target)[:2], params, statement.collapse)
+                    sql, tables = render(statement, target)
+                    changes.add(sql, tables, params, statement.collapse)
+        return changes, counts
+
+    def apply(
+        self, cursor: Any, events: Sequence[pb.EventEnvelope], floors: Mapping[str, int]
+    ) -> dict[str, int]:
+        """Execute the changes of `events` above each target's floor; returns events applied per target."""
+        changes, counts = self.collect(events, floors)
         changes.execute(cursor)
         return counts
 
@@ -433,10 +443,19 @@ def _rebuild_in_place(
         floors = dict.fromkeys((target.checkpoint for target in targets), 0)
         cursor = connection.connection.cursor()
         events = store.read_all(from_position=1, event_filter=applier.event_filter, to_position=head)
-        for chunk in _chunks(events, batch_size):
-            applier.apply(cursor, chunk, floors)
-            if progress is not None:
-                progress(chunk[-1].global_position)
+        # The database executes one chunk's changes (sqlite3 and psycopg release the GIL) while this
+        # thread reads and projects the next; chunks still execute one after another, in log order.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="projection-writer") as writer:
+            pending: Future[None] | None = None
+            for chunk in _chunks(events, batch_size):
+                changes, _ = applier.collect(chunk, floors)
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(changes.execute, cursor)
+                if progress is not None:
+                    progress(chunk[-1].global_position)
+            if pending is not None:
+                pending.result()
         for target in targets:
             # The head is read inside the lock, so it is never behind what the old rows had applied.
             position = max(head, before[target.checkpoint].position)
