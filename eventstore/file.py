@@ -367,6 +367,10 @@ class FileStore:
 
     def _catch_up(self, repair: bool, full: bool = False) -> None:
         """Index every committed record after our head; under the file lock (repair) fix a torn tail."""
+        if self._segments and not full:
+            last = self._segments[-1]
+            if os.fstat(last.fd).st_size == last.end and not self._later_segments(full):
+                return  # nobody appended since our last look: the common case on every append
         fps, positions = array("Q"), array("Q")
         retried = False
         try:
