@@ -18,15 +18,17 @@ One decision per epoch boundary, at most one command, in this order of precedenc
 
 Blueprint choice: quarantine-only, adversarial and unapproved templates, templates above the risk cap of
 the current level and templates that would exceed the parameter budget are never chosen (in conservative
-mode only the conservative pool). Among the rest the policy prefers capacity (log of the estimated
-parameters, relative to the largest candidate: diminishing returns); with
-`use_catalogue_metadata` the catalogue's risk score is subtracted with an aversion that grows with the
-risk level. Ties break by a hash of (seed, blueprint id), so the choice depends on the seed only.
+mode only the conservative pool). Among the rest, over the slots of equal (top) headroom, the policy
+prefers capacity (log of the estimated parameters, relative to the largest candidate: diminishing
+returns); with `use_catalogue_metadata` the catalogue's risk score is subtracted with an aversion that
+grows with the risk level. Ties break by a hash of (seed, blueprint, slot), so the choice depends on the
+seed only.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import statistics
 from collections.abc import Mapping
@@ -130,6 +132,11 @@ class Choice:
     action: str  # "noop", "germinate", "advance", "cull", "rollback"
     reason: str
     command: pb.AdaptationCommand | None = None
+
+
+def headroom(seed: pb.SeedState) -> float:
+    """A slot's measured headroom (`metrics["headroom"]`), else its gradient norm."""
+    return seed.metrics.get(HEADROOM_METRIC, seed.gradient_norm)
 
 
 def stage_epochs(seed: pb.SeedState) -> int:
@@ -348,10 +355,10 @@ class HeuristicPolicy:
         slots = self._open_slots(state, observation)
         if not slots:
             return Choice("noop", "plateau, but no dormant slot outside embargo")
-        for slot in slots:
-            blueprint = self._blueprint(observation, slot.slot, level, conservative)
-            if blueprint is not None:
-                return self._germinate(observation, level, conservative, slot, blueprint)
+        for _, tied in itertools.groupby(slots, key=headroom):
+            best = self._best_graft(observation, list(tied), level, conservative)
+            if best is not None:
+                return self._germinate(observation, level, conservative, *best)
         return Choice("noop", "plateau, but no blueprint fits the risk cap and parameter budget")
 
     def _open_slots(self, state: TamiyoState, observation: Observation) -> list[pb.SeedState]:
@@ -364,13 +371,7 @@ class HeuristicPolicy:
             if culled is not None and observation.epoch - culled < config.embargo_epochs:
                 continue
             open_slots.append(seed)
-        return sorted(
-            open_slots,
-            key=lambda s: (
-                -s.metrics.get(HEADROOM_METRIC, s.gradient_norm),
-                tiebreak(config.seed, f"slot{s.slot}"),
-            ),
-        )
+        return sorted(open_slots, key=lambda s: (-headroom(s), s.slot))
 
     def eligible_blueprints(
         self, observation: Observation, slot: int, level: int, conservative: bool
@@ -397,28 +398,34 @@ class HeuristicPolicy:
             eligible.append(descriptor)
         return eligible
 
-    def _blueprint(
-        self, observation: Observation, slot: int, level: int, conservative: bool
-    ) -> pb.BlueprintDescriptor | None:
+    def _best_graft(
+        self, observation: Observation, slots: list[pb.SeedState], level: int, conservative: bool
+    ) -> tuple[pb.SeedState, pb.BlueprintDescriptor] | None:
+        """The best (slot, blueprint) among slots of equal headroom, or None if nothing is eligible."""
         config = self.config
-        eligible = self.eligible_blueprints(observation, slot, level, conservative)
-        if not eligible:
+        pairs = [
+            (slot, descriptor)
+            for slot in slots
+            for descriptor in self.eligible_blueprints(observation, slot.slot, level, conservative)
+        ]
+        if not pairs:
             return None
 
-        def capacity(descriptor: pb.BlueprintDescriptor) -> float:
-            cost = observation.blueprint_costs.get((descriptor.blueprint_id, slot))
+        def capacity(slot: pb.SeedState, descriptor: pb.BlueprintDescriptor) -> float:
+            cost = observation.blueprint_costs.get((descriptor.blueprint_id, slot.slot))
             return math.log1p(cost if cost is not None else descriptor.curriculum_stage + 1)
 
-        largest = max(capacity(d) for d in eligible) or 1.0
+        largest = max(capacity(*pair) for pair in pairs) or 1.0
         aversion = config.risk_aversion * (1 + level) * (2 if conservative else 1)
 
-        def utility(descriptor: pb.BlueprintDescriptor) -> float:
-            value = capacity(descriptor) / largest
+        def rank(pair: tuple[pb.SeedState, pb.BlueprintDescriptor]) -> tuple[float, int]:
+            slot, descriptor = pair
+            value = capacity(slot, descriptor) / largest
             if config.use_catalogue_metadata:
                 value -= aversion * descriptor.risk
-            return value
+            return round(value, 9), tiebreak(config.seed, f"{descriptor.blueprint_id}@{slot.slot}")
 
-        return max(eligible, key=lambda d: (round(utility(d), 9), tiebreak(config.seed, d.blueprint_id)))
+        return max(pairs, key=rank)
 
     # ------------------------------------------------------------------ commands
 
