@@ -53,6 +53,7 @@ import ctypes.util
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import struct
 import threading
@@ -94,6 +95,7 @@ SNAPSHOT_MAGIC = b"ESNP"
 SNAPSHOT_HEADER = struct.Struct("<4sIIQH")  # magic, crc32c of the rest, schema_version, version, stream_len
 CROSS_PROCESS_POLL_S = 0.02
 BACKEND = "file"
+LOG = logging.getLogger(__name__)
 APPEND_LATENCY = metrics.APPEND_LATENCY.labels(BACKEND)
 EVENTS_APPENDED = metrics.EVENTS_APPENDED.labels(BACKEND)
 BYTES_WRITTEN = metrics.BYTES_WRITTEN.labels(BACKEND)
@@ -151,7 +153,7 @@ class RecoveryReport:
 class _Segment:
     __slots__ = ("crc", "end", "fd", "first", "name", "offsets")
 
-    def __init__(self, directory: Path, first: int, fd: int) -> None:
+    def __init__(self, first: int, fd: int) -> None:
         self.first = first
         self.name = wal.segment_name(first)
         self.fd = fd
@@ -292,9 +294,7 @@ class FileStore:
                 expected_first = segments[-1].first + len(segments[-1].offsets) if segments else 1
                 if saved.first != expected_first:
                     return 0
-                segment = _Segment(
-                    self.path, saved.first, os.open(self._segment_path(saved.first), os.O_RDWR)
-                )
+                segment = _Segment(saved.first, os.open(self._segment_path(saved.first), os.O_RDWR))
                 segments.append(segment)
                 if (
                     os.fstat(segment.fd).st_size < saved.end
@@ -337,7 +337,7 @@ class FileStore:
     def _open_segment(self, first: int, create: bool = False) -> _Segment:
         flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
         fd = os.open(self._segment_path(first), flags, 0o644)
-        segment = _Segment(self.path, first, fd)
+        segment = _Segment(first, fd)
         self._segments.append(segment)
         self._firsts.append(first)
         return segment
@@ -472,6 +472,14 @@ class FileStore:
         self.recovery.truncated_offset = offset
         self.recovery.truncated_reason = reason
         metrics.TRUNCATED_BYTES.inc(size - offset)
+        LOG.warning(
+            "%s: truncated a torn tail of %d bytes in segment %s at byte offset %d (%s)",
+            self.path,
+            size - offset,
+            segment.name,
+            offset,
+            reason,
+        )
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
