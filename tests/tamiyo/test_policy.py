@@ -296,3 +296,48 @@ def test_catalogue_from_spec_tiers_all_considered() -> None:
         "BP009",
     ]
     assert {d.blueprint_id for d in CATALOGUE} >= {"BP036", "BP045"}
+
+
+HOOK_FOR_LEVEL = {0: 2.0, 1: 18.0 * 1.5, 2: 18.0 * 3, 3: 18.0 * 10, 4: 18.0 * 30}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=4), min_size=1, max_size=25))
+def test_conservative_mode_follows_its_hysteresis(raw_levels: list[int]) -> None:
+    """Reference model: enter as soon as the effective level (max of the last 3 raw levels) reaches 3;
+    leave after 3 consecutive windows at raw level <= 1 since the mode was entered."""
+    policy = HeuristicPolicy()
+    state = TamiyoState()
+    conservative, calm = False, 0
+    for epoch, raw in enumerate(raw_levels):
+        payloads = policy.decide(state, observation(epoch, 1.0, hook_ms=HOOK_FOR_LEVEL[raw]))
+        state = fold(state, payloads)
+        effective = max(raw_levels[max(0, epoch - 2) : epoch + 1])
+        changes = [p.active for p in payloads if isinstance(p, pb.ConservativeModeChanged)]
+        if not conservative and effective >= 3:
+            conservative, calm = True, 0
+            assert changes == [True]
+        elif conservative:
+            calm = calm + 1 if raw <= 1 else 0
+            if calm >= 3:
+                conservative = False
+                assert changes == [False]
+            else:
+                assert changes == []
+        else:
+            assert changes == []
+        assert decision_of(payloads).inputs_summary["risk_raw"] == raw
+        assert decision_of(payloads).risk_level - 1 == effective
+        assert state.conservative is conservative
+
+
+def test_a_window_cut_short_by_a_rollback_reports_aborted() -> None:
+    policy = HeuristicPolicy()
+    state, history = run(policy, plateau_run()[:7])
+    _, command = first_command(history)
+    state = fold(state, policy.decide(state, observation(7, 0.4, applied=[command.command_id])))
+    assert [w.command_id for w in state.windows] == [command.command_id]
+    rolled_back = policy.decide(state, observation(5, 0.45))  # the run went back to epoch 5
+    (report,) = [p.report for p in rolled_back if isinstance(p, pb.FieldReportIssued)]
+    assert report.outcome == pb.FIELD_REPORT_OUTCOME_ABORTED
+    assert (report.start_epoch, report.end_epoch) == (6, 5)
