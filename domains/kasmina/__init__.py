@@ -26,8 +26,10 @@ Trainer side (Tolaria), per run::
   end of the probation window (G4). `EpochMeasurements.validation_loss` is the host loss for G2.
 - `execute` verifies the signature (bad, replayed, stale, unknown key → CommandRejected + counter), ignores a
   command id already processed (idempotency, also across restarts via the aggregate), then decides and
-  applies. GERMINATE fetches the module from the `ModuleSource` (Urza in production) and runs G0 (artifact
-  verified, shapes compatible, no quarantine-only blueprint outside `LifecycleConfig(fault_drill=True)`).
+  applies. GERMINATE fetches the module from the `ModuleSource` (Urza's SeedModuleSource in production) and
+  runs G0 (artifact verified, shapes compatible). Quarantine-only (adversarial) blueprints are refused by
+  the source itself unless it was built for a fault drill (`FactorySource(..., drill=True)`, or Urza with
+  `use=Use.DRILL`): the drill path is explicit.
 - Events go to `seed-<run_id>.<slot>` (a rejection naming no slot of this host: `command-<command_id>`);
   effects of a command carry correlation_id = command id and causation_id = the command envelope's
   event_id; automatic transitions carry the germinating command's id as correlation_id.
@@ -42,7 +44,7 @@ and the isolation monitor), `manager` (Kasmina), `source` (ModuleSource protocol
 from domains.kasmina.lifecycle import KasminaState, LifecycleConfig, Measurements, SlotState
 from domains.kasmina.manager import EpochMeasurements, Evaluation, Evaluator, Kasmina, KasminaConfig
 from domains.kasmina.slot import SeedSlot, find_slots
-from domains.kasmina.source import ArtifactUnavailable, FactorySource, LoadedModule, ModuleSource
+from domains.kasmina.source import ArtifactUnavailable, FactorySource, ModuleSource
 
 __all__ = [
     "ArtifactUnavailable",
@@ -54,7 +56,6 @@ __all__ = [
     "KasminaConfig",
     "KasminaState",
     "LifecycleConfig",
-    "LoadedModule",
     "Measurements",
     "ModuleSource",
     "SeedSlot",

@@ -82,7 +82,6 @@ class LifecycleConfig:
     host_loss_tolerance: float = 0.05  # G2: host loss may grow by at most 5 % while blending
     shadow_tolerance: float = 0.02  # G3: loss with the seed may exceed the loss without it by 2 %
     min_contribution: float = 0.0  # G4: loss(alpha 0) - loss(alpha 1) after the probation window
-    fault_drill: bool = False  # allow quarantine-only (adversarial) blueprints, for fault drills only
 
     def __post_init__(self) -> None:
         for name in ("min_training_epochs", "alpha_ramp_epochs", "max_training_seeds"):
@@ -190,18 +189,12 @@ def _finite(*values: float) -> bool:
     return all(math.isfinite(v) for v in values)
 
 
-def gate_g0(
-    artifact_verified: bool, shape_ok: bool, quarantine_only: bool, fault_drill: bool, detail: str = ""
-) -> Gate:
-    measured = {
-        "artifact_verified": float(artifact_verified),
-        "shape_ok": float(shape_ok),
-        "quarantine_only": float(quarantine_only),
-    }
+def gate_g0(artifact_verified: bool, shape_ok: bool, detail: str = "") -> Gate:
+    """The source verified the artifact (and refused it if quarantined outside a fault drill); the module
+    maps the slot's shape to itself."""
+    measured = {"artifact_verified": float(artifact_verified), "shape_ok": float(shape_ok)}
     if not artifact_verified:
         return Gate("G0", Outcome.FAIL, f"artifact not verified: {detail}", measured)
-    if quarantine_only and not fault_drill:
-        return Gate("G0", Outcome.FAIL, "quarantine-only blueprint outside a fault drill", measured)
     if not shape_ok:
         return Gate("G0", Outcome.FAIL, f"shapes incompatible: {detail}", measured)
     return Gate("G0", Outcome.PASS, "artifact verified, shapes compatible", measured)

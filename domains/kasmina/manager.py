@@ -27,7 +27,7 @@ from torch import nn
 from domains.kasmina import lifecycle as lc
 from domains.kasmina import metrics
 from domains.kasmina.slot import SeedSlot, find_slots
-from domains.kasmina.source import LoadedModule, ModuleSource
+from domains.kasmina.source import ModuleSource
 from leyline import DecodeError, decode_payload, new_envelope, pb, stream_name
 from leyline.errors import BadSignature, ReplayedNonce, SignatureError, StaleTimestamp, UnknownKey
 from leyline.signing import Verifier
@@ -110,9 +110,10 @@ class Kasmina:
         self.state = lc.KasminaState.initial(self.slots)
         self.optimizer: torch.optim.Optimizer | None = None
         self.epoch = 0
-        self._pending: dict[int, LoadedModule] = {}
+        self._pending: dict[int, nn.Module] = {}
         self._requests: dict[int, dict[str, Any]] = {}  # slot → how its module was loaded (checkpoints)
         self._last: dict[int, lc.Measurements] = {}
+        self._probed: dict[tuple[str, int, tuple[int, ...]], tuple[bool, str]] = {}
         self._counts: Counter[int] = Counter()
         self._publish_counts()
 
@@ -284,19 +285,19 @@ class Kasmina:
         self._last = {int(k): lc.Measurements(**v) for k, v in state["last_measurements"].items()}
         for slot_no, saved in state["seeds"].items():
             request = {k: v for k, v in saved.items() if k != "weights"}
-            loaded = self.source.load_module(
+            loaded, artifact_hash = self.source.load_module(
                 request["blueprint_id"],
                 request["parameters"],
                 self.slots[slot_no].kind,
                 self.slots[slot_no].shape,
             )
-            if loaded.artifact_hash != request["artifact_hash"]:
+            if artifact_hash != request["artifact_hash"]:
                 raise ValueError(
-                    f"slot {slot_no}: artifact {loaded.artifact_hash} differs from the checkpoint's "
+                    f"slot {slot_no}: artifact {artifact_hash} differs from the checkpoint's "
                     f"{request['artifact_hash']}"
                 )
             slot = self.slots[slot_no]
-            module = loaded.module.to(slot.device)
+            module = loaded.to(slot.device)
             module.load_state_dict(saved["weights"])
             self._requests[slot_no] = request
             slot.seed = module
@@ -337,23 +338,30 @@ class Kasmina:
         started = time.perf_counter()
         slot = self.slots[slot_no]
         parameters = dict(op.parameters)
-        verified, shape_ok, quarantine, detail, artifact_hash, count = False, False, False, "", "", 0
+        verified, shape_ok, detail, artifact_hash, count = False, False, "", "", 0
         try:
-            loaded = self.source.load_module(op.blueprint_id, parameters, slot.kind, slot.shape)
+            loaded, artifact_hash = self.source.load_module(
+                op.blueprint_id, parameters, slot.kind, slot.shape
+            )
         except Exception as exc:  # any failure of the source is a failed G0, never a broken host
             detail = f"{type(exc).__name__}: {exc}"
         else:
-            verified, quarantine, artifact_hash = True, loaded.quarantine_only, loaded.artifact_hash
-            module = loaded.module.to(slot.device)
-            shape_ok, detail = _shape_probe(module, slot)
+            verified = True
+            module = loaded if _on_device(loaded, slot.device) else loaded.to(slot.device)
+            probed = (artifact_hash, slot.kind, slot.shape)
+            # G0's shape check is a property of the (content-addressed) artifact and the slot's shape
+            known = self._probed.get(probed) if artifact_hash else None
+            shape_ok, detail = known if known is not None else _shape_probe(module, slot)
+            if artifact_hash:
+                self._probed[probed] = (shape_ok, detail)
             count = sum(p.numel() for p in module.parameters())
-            self._pending[slot_no] = LoadedModule(module, artifact_hash, quarantine)
+            self._pending[slot_no] = module
             self._requests[slot_no] = {
                 "blueprint_id": op.blueprint_id,
                 "parameters": parameters,
                 "artifact_hash": artifact_hash,
             }
-        g0 = lc.gate_g0(verified, shape_ok, quarantine, self.config.lifecycle.fault_drill, detail)
+        g0 = lc.gate_g0(verified, shape_ok, detail)
         latency_ms = (time.perf_counter() - started) * 1000
         return lc.Germinate(
             command_id,
@@ -456,7 +464,7 @@ class Kasmina:
         slot_no, to = payload.slot, payload.to_stage
         slot = self.slots[slot_no]
         if to == lc.GERMINATED:
-            slot.seed = self._pending.pop(slot_no).module
+            slot.seed = self._pending.pop(slot_no)
             slot.seed.train(slot.training)
         elif to == lc.TRAINING:
             assert slot.seed is not None
@@ -566,6 +574,10 @@ def _parameter_namer(host: nn.Module) -> Callable[[torch.Tensor], str]:
 
 def _bookkeeping(group: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in group.items() if k != "params"}
+
+
+def _on_device(module: nn.Module, device: torch.device) -> bool:
+    return all(t.device == device for t in (*module.parameters(), *module.buffers()))
 
 
 def _shape_probe(module: nn.Module, slot: SeedSlot) -> tuple[bool, str]:

@@ -92,7 +92,7 @@ class WrongShape(nn.Module):
         return x[:, :1]
 
 
-def source(leak_into: nn.Parameter | None = None) -> FactorySource:
+def source(leak_into: nn.Parameter | None = None, drill: bool = False) -> FactorySource:
     factories = {
         "BP_RES": lambda kind, shape, params: Residual(kind, shape),
         "BP_NAN": lambda kind, shape, params: NanOutput(kind, shape),
@@ -100,7 +100,7 @@ def source(leak_into: nn.Parameter | None = None) -> FactorySource:
     }
     if leak_into is not None:
         factories["BP_LEAK"] = lambda kind, shape, params: Leaky(kind, shape, leak_into)
-    return FactorySource(factories, quarantined={"BP_NAN"})
+    return FactorySource(factories, quarantined={"BP_NAN"}, drill=drill)
 
 
 class Commander:
@@ -146,10 +146,11 @@ def manager(
     host: nn.Module,
     lifecycle: LifecycleConfig | None = None,
     leak_into: nn.Parameter | None = None,
+    drill: bool = False,
 ) -> tuple[Kasmina, Commander]:
     keyring = Keyring.generate()
     config = KasminaConfig(lifecycle=lifecycle or LifecycleConfig())
-    kasmina = Kasmina(RUN, host, source(leak_into), Verifier(keyring), config)
+    kasmina = Kasmina(RUN, host, source(leak_into, drill), Verifier(keyring), config)
     return kasmina, Commander(keyring)
 
 

@@ -31,13 +31,7 @@ measurements = st.builds(
     nonfinite=st.sampled_from([0, 0, 0, 1]),
     shape_ok=st.booleans(),
 )
-g0_gates = st.builds(
-    lc.gate_g0,
-    artifact_verified=st.booleans(),
-    shape_ok=st.booleans(),
-    quarantine_only=st.booleans(),
-    fault_drill=st.booleans(),
-)
+g0_gates = st.builds(lc.gate_g0, artifact_verified=st.booleans(), shape_ok=st.booleans())
 
 
 class LifecycleMachine(RuleBasedStateMachine):
@@ -153,7 +147,7 @@ def apply(state: lc.KasminaState, command: lc.Command) -> tuple[lc.KasminaState,
 
 def germinated(slot: int = 0) -> lc.KasminaState:
     state = lc.KasminaState.initial([0, 1])
-    g0 = lc.gate_g0(True, True, False, False)
+    g0 = lc.gate_g0(True, True)
     state, events = apply(state, lc.Germinate("g", slot, 1, "BP002", "hash", g0))
     assert [type(e) for e in events] == [pb.SeedTransitioned, pb.SeedGrafted]
     return state
@@ -207,7 +201,7 @@ def test_failed_gate_culls_then_embargo_then_reset_to_a_pristine_slot() -> None:
         state, events = apply(state, lc.Tick(epoch, {}))
         assert events == []
         state, events = apply(
-            state, lc.Germinate(f"again{epoch}", 0, epoch, "BP002", "h", lc.gate_g0(True, True, False, False))
+            state, lc.Germinate(f"again{epoch}", 0, epoch, "BP002", "h", lc.gate_g0(True, True))
         )
         assert events[0].code == "embargoed"  # type: ignore[attr-defined]
     state, events = apply(state, lc.Tick(6, {}))
@@ -215,9 +209,7 @@ def test_failed_gate_culls_then_embargo_then_reset_to_a_pristine_slot() -> None:
     state, events = apply(state, lc.Scrubbed(0, 6, {"module": True}))
     assert state.slot(0).seed_view() == lc.SlotState(slot=0)
     assert "g" in state.slot(0).processed  # idempotency outlives the reset
-    state, events = apply(
-        state, lc.Germinate("next", 0, 7, "BP002", "h", lc.gate_g0(True, True, False, False))
-    )
+    state, events = apply(state, lc.Germinate("next", 0, 7, "BP002", "h", lc.gate_g0(True, True)))
     assert events[1].seed_id == 2  # type: ignore[attr-defined]
 
 
@@ -235,19 +227,17 @@ def test_illegal_commands_are_rejected_and_never_applied() -> None:
         )
 
 
-def test_quarantined_blueprint_fails_g0_outside_a_fault_drill() -> None:
-    assert lc.gate_g0(True, True, True, fault_drill=False).outcome is lc.Outcome.FAIL
-    assert lc.gate_g0(True, True, True, fault_drill=True).outcome is lc.Outcome.PASS
-    state, events = apply(
-        lc.KasminaState.initial([0]),
-        lc.Germinate("q", 0, 1, "BP045", "h", lc.gate_g0(True, True, True, False)),
-    )
-    assert events[0].code == "gate_failed" and state.slot(0).stage == lc.DORMANT  # type: ignore[attr-defined]
+def test_failed_g0_is_a_rejection_and_the_slot_stays_dormant() -> None:
+    assert lc.gate_g0(True, True).outcome is lc.Outcome.PASS
+    for g0 in (lc.gate_g0(False, True, "quarantine-only"), lc.gate_g0(True, False, "output (2, 1, 8, 8)")):
+        state, events = apply(lc.KasminaState.initial([0]), lc.Germinate("q", 0, 1, "BP045", "h", g0))
+        assert events[0].code == "gate_failed" and state.slot(0).stage == lc.DORMANT  # type: ignore[attr-defined]
+        assert "q" in state.slot(0).processed
 
 
 def test_scheduler_admits_one_seed_at_a_time_oldest_first() -> None:
     state = germinated(1)
-    state, _ = apply(state, lc.Germinate("g2", 0, 1, "BP002", "h", lc.gate_g0(True, True, False, False)))
+    state, _ = apply(state, lc.Germinate("g2", 0, 1, "BP002", "h", lc.gate_g0(True, True)))
     state, events = apply(state, lc.Tick(2, {0: healthy(), 1: healthy()}))
     assert [(e.slot, lc.stage_name(e.to_stage)) for e in events] == [(1, "TRAINING")]  # type: ignore[attr-defined]
     assert state.slot(0).stage == lc.GERMINATED

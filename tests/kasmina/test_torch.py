@@ -195,8 +195,7 @@ def test_nan_seed_is_culled_and_the_host_weights_are_unharmed() -> None:
     torch.manual_seed(0)
     host = TinyCNN()
     bare = copy.deepcopy(host)
-    drill = LifecycleConfig(fault_drill=True)
-    kasmina, _, optimizer = to_training(host, drill, blueprint="BP_NAN")
+    kasmina, _, optimizer = to_training(host, blueprint="BP_NAN", drill=True)
     bare_optimizer = torch.optim.Adam(bare.parameters(), lr=1e-2)
     # the seed is admitted only if its loss is finite: here it is NaN, so it is culled at admission
     events = boundary(kasmina, host, 2)
@@ -210,7 +209,7 @@ def test_nan_in_training_is_contained_then_culled() -> None:
     torch.manual_seed(0)
     host = TinyCNN()
     bare = copy.deepcopy(host)
-    kasmina, _, optimizer = to_training(host, LifecycleConfig(fault_drill=True))
+    kasmina, _, optimizer = to_training(host)
     assert stages(boundary(kasmina, host, 2)) == ["TRAINING"]
     seed = host.slot0.seed
     assert seed is not None

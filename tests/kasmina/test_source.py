@@ -1,0 +1,60 @@
+"""FactorySource over Karn's real templates: stable artifact hashes, independent copies, quarantine."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+import torch
+from torch import nn
+
+from domains.karn import catalog
+from domains.karn.catalog import Use
+from domains.kasmina import ArtifactUnavailable, FactorySource
+from leyline import pb
+
+
+def karn(drill: bool) -> FactorySource:
+    def factory_for(blueprint_id: str):  # type: ignore[no-untyped-def]
+        def factory(kind: int, shape: tuple[int, ...], parameters: Mapping[str, float]) -> nn.Module:
+            return catalog.build(blueprint_id, parameters, kind, shape, use=Use.DRILL if drill else Use.LIVE)
+
+        return factory
+
+    quarantined = {b.blueprint_id for b in catalog.CATALOGUE if b.quarantine_only}
+    factories = {b.blueprint_id: factory_for(b.blueprint_id) for b in catalog.CATALOGUE}
+    return FactorySource(factories, quarantined=quarantined, drill=drill)
+
+
+def slot_for(blueprint: catalog.Blueprint) -> tuple[int, tuple[int, ...]]:
+    if pb.SLOT_KIND_CONV2D in blueprint.kinds:
+        return pb.SLOT_KIND_CONV2D, (8, 4, 4)
+    return pb.SLOT_KIND_SEQUENCE, (6, 8)
+
+
+@pytest.mark.parametrize("blueprint", catalog.CATALOGUE, ids=lambda b: b.blueprint_id)
+def test_every_template_loads_as_independent_copies_with_one_stable_hash(
+    blueprint: catalog.Blueprint,
+) -> None:
+    kind, shape = slot_for(blueprint)
+    source, other_process = karn(drill=True), karn(drill=True)
+    first, hash1 = source.load_module(blueprint.blueprint_id, {}, kind, shape)
+    second, hash2 = source.load_module(blueprint.blueprint_id, {}, kind, shape)
+    _, hash3 = other_process.load_module(blueprint.blueprint_id, {}, kind, shape)
+    assert hash1 == hash2 == hash3 and len(hash1) == 64
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    for a, b in zip(first.parameters(), second.parameters(), strict=True):
+        assert a is not b and a.data_ptr() != b.data_ptr()
+        with torch.no_grad():
+            a.add_(1.0)
+        assert not torch.equal(a, b)
+
+
+def test_quarantined_blueprints_load_only_from_a_drill_source() -> None:
+    with pytest.raises(ArtifactUnavailable, match="fault drill"):
+        karn(drill=False).load_module("BP045", {}, pb.SLOT_KIND_CONV2D, (8, 4, 4))
+    module, _ = karn(drill=True).load_module("BP045", {"period": 1}, pb.SLOT_KIND_CONV2D, (8, 4, 4))
+    assert torch.isnan(module(torch.zeros(2, 8, 4, 4))).all()
+    with pytest.raises(ArtifactUnavailable, match="no module"):
+        karn(drill=True).load_module("BP999", {}, pb.SLOT_KIND_CONV2D, (8, 4, 4))
