@@ -97,7 +97,6 @@ CROSS_PROCESS_POLL_S = 0.02
 BACKEND = "file"
 LOG = logging.getLogger(__name__)
 APPEND_LATENCY = metrics.APPEND_LATENCY.labels(BACKEND)
-EVENTS_APPENDED = metrics.EVENTS_APPENDED.labels(BACKEND)
 BYTES_WRITTEN = metrics.BYTES_WRITTEN.labels(BACKEND)
 
 
@@ -204,6 +203,7 @@ class FileStore:
     ) -> None:
         started = time.perf_counter()
         self.path = Path(path)
+        self._directory = str(self.path)
         self.policy = FsyncPolicy.parse(fsync)
         if segment_size < wal.HEADER_SIZE * 2:
             raise ValueError(f"segment_size {segment_size} is too small")
@@ -331,8 +331,8 @@ class FileStore:
             if name.endswith(".wal") and wal.segment_first_position(name) is None:
                 raise CorruptLogError(name, 0, 0, "a .wal file whose name is not a position")
 
-    def _segment_path(self, first: int) -> Path:
-        return self.path / wal.segment_name(first)
+    def _segment_path(self, first: int) -> str:
+        return os.path.join(self._directory, wal.segment_name(first))
 
     def _open_segment(self, first: int, create: bool = False) -> _Segment:
         flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
@@ -628,7 +628,6 @@ class FileStore:
             raise
         if group_events:
             metrics.FSYNC_BATCH_SIZE.observe(group_events)
-            EVENTS_APPENDED.inc(group_events)
         streams, add_id = self._streams, self._ids.add
         for touched_segment, offsets, new_entries in pending.entries:
             touched_segment.offsets.extend(offsets)

@@ -12,7 +12,7 @@ APPEND_LATENCY = Histogram(
 )
 FSYNC_BATCH_SIZE = Histogram(
     "esper_eventstore_fsync_batch_size_events",
-    "Events made durable by one fsync (group commit)",
+    "Events made durable by one fsync (group commit; its _sum counts the events appended)",
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000),
 )
 FSYNC_LATENCY = Histogram(
@@ -21,9 +21,6 @@ FSYNC_LATENCY = Histogram(
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1),
 )
 BYTES_WRITTEN = Counter("esper_eventstore_written_bytes", "Bytes written to the log", ["backend"])
-EVENTS_APPENDED = Counter(
-    "esper_eventstore_appended_events", "Events appended (duplicates excluded)", ["backend"]
-)
 DUPLICATES = Counter(
     "esper_eventstore_duplicate_events", "Appends of an event id already stored (no-ops)", ["backend"]
 )

@@ -201,7 +201,6 @@ class PostgresStore:
                 [{"stream": stream, "version": versions[stream]} for stream in touched],
             )
             connection.execute(sa.update(self.head).where(self.head.c.id == 1).values(position=position))
-        metrics.EVENTS_APPENDED.labels(BACKEND).inc(len(rows))
         metrics.BYTES_WRITTEN.labels(BACKEND).inc(sum(len(row["data"]) for row in rows))
         metrics.FSYNC_BATCH_SIZE.observe(len(rows))
         metrics.APPEND_LATENCY.labels(BACKEND).observe(time.perf_counter() - started)
