@@ -250,7 +250,7 @@ CATALOGUE: tuple[Blueprint, ...] = (
     ),
     _bp(38, "memory_augmented", X, 0.6, 5, BOTH, t.MemoryAugmented, slots=ints(4, 32, 8)),
     _bp(
-        39, "neural_ode_block", X, 0.7, 5, BOTH, t.NeuralOdeBlock, steps=ints(2, 6, 3), hidden=ints(4, 32, 8)
+        39, "neural_ode_block", X, 0.7, 5, BOTH, t.NeuralOdeBlock, steps=ints(2, 4, 3), hidden=ints(4, 32, 8)
     ),
     _bp(40, "differentiable_nas", X, 0.75, 5, BOTH, t.DifferentiableNas, hidden=ints(4, 32, 8)),
     _bp(

@@ -2,12 +2,13 @@
 
     source = SeedModuleSource.open(store, data_dir)
     module, artifact_hash = source.load_module("BP009", {"hidden": 8}, pb.SLOT_KIND_CONV2D, (8, 8, 8))
+    drills = SeedModuleSource.open(store, data_dir, use=Use.DRILL)  # may load BP043–BP050
 
 finds the compiled artifact for the request (compiling it through Tezzeret when the log has none),
 verifies its sha256, keeps the loaded artifact in an in-process LRU cache, and returns a FRESH trainable
-module every call: no two grafts share a parameter. Adversarial blueprints are refused unless
-`use=Use.DRILL`; experimental ones need their id in `approved`. BP046–BP049 come back wrapped in their
-side-effect fault (drills only).
+module every call: no two grafts share a parameter. Adversarial blueprints are refused unless the source
+(or the call) says `use=Use.DRILL`; experimental ones need their id in `approved`. BP046–BP049 come
+back wrapped in their side-effect fault (drills only).
 
 A corrupt artifact is an ArtifactCorrupted event and error (the file is moved aside);
 `esper blueprints compile` (Tezzeret.compile) rewrites it from the job's spec.
@@ -40,16 +41,32 @@ class CompileFailed(UrzaError):
 
 
 class SeedModuleSource:
-    def __init__(self, library: ArtifactLibrary, compiler: Tezzeret) -> None:
+    def __init__(
+        self,
+        library: ArtifactLibrary,
+        compiler: Tezzeret,
+        use: Use = Use.LIVE,
+        approved: Collection[str] = (),
+    ) -> None:
         self.library = library
         self.compiler = compiler
+        self.use = use  # the default for every request: Use.DRILL only for fault-drill sources
+        self.approved = frozenset(approved)  # experimental blueprints approved for live grafts
         self._hashes: dict[CompileSpec, str] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, store: EventStore, data_dir: Path, cache_size: int = 128) -> SeedModuleSource:
+    def open(
+        cls,
+        store: EventStore,
+        data_dir: Path,
+        *,
+        use: Use = Use.LIVE,
+        approved: Collection[str] = (),
+        cache_size: int = 128,
+    ) -> SeedModuleSource:
         library = ArtifactLibrary(Path(data_dir) / "artifacts", store, cache_size)
-        return cls(library, Tezzeret(store, library))
+        return cls(library, Tezzeret(store, library), use, approved)
 
     def artifact_for(self, spec: CompileSpec) -> str:
         """The artifact hash of a spec: from memory, else from the log, else by compiling it now."""
@@ -76,12 +93,12 @@ class SeedModuleSource:
         slot_kind: int,
         slot_shape: Sequence[int],
         *,
-        use: Use = Use.LIVE,
+        use: Use | None = None,
         approved: Collection[str] = (),
         strategy: str = DEFAULT_STRATEGY,
     ) -> tuple[nn.Module, str]:
         started = time.perf_counter()
-        catalog.check_use(blueprint_id, use, approved)
+        catalog.check_use(blueprint_id, use or self.use, self.approved.union(approved))
         spec = resolve_spec(blueprint_id, parameters, slot_kind, slot_shape, strategy)
         artifact_hash = self.artifact_for(spec)
         was_cached = artifact_hash in self.library.cached()
@@ -97,7 +114,7 @@ class SeedModuleSource:
         slot_kind: int,
         slot_shape: Sequence[int],
         *,
-        use: Use = Use.LIVE,
+        use: Use | None = None,
         approved: Collection[str] = (),
     ) -> tuple[nn.Module, str]:
         """load_module, or (identity, "") when the artifact is missing, corrupt or cannot be compiled."""

@@ -155,3 +155,15 @@ def test_nan_injection_drill_through_the_artifact(source: SeedModuleSource) -> N
     assert poisoned == [False, False, True, False, False, True]
     fresh, _ = source.load_module("BP045", {"period": 3}, CONV, CONV_SHAPE, use=Use.DRILL)
     assert not torch.isnan(fresh(x)).any()  # each graft counts its own calls
+
+
+def test_a_drill_source_loads_adversarial_blueprints_through_the_plain_protocol(
+    library: ArtifactLibrary, tezzeret: Tezzeret
+) -> None:
+    drills = SeedModuleSource(library, tezzeret, use=Use.DRILL)
+    module, digest = drills.load_module("BP045", {"period": 1}, CONV, CONV_SHAPE)
+    assert torch.isnan(module(torch.randn(2, *CONV_SHAPE))).all() and digest
+    live = SeedModuleSource(library, tezzeret, approved={"BP036"})
+    with pytest.raises(NotGraftable):
+        live.load_module("BP045", {"period": 1}, CONV, CONV_SHAPE)
+    assert live.load_module("BP036", {}, CONV, CONV_SHAPE)[1]
