@@ -3,6 +3,8 @@ the fresh, trainable, mode-aware modules Kasmina gets from load_module."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -167,3 +169,26 @@ def test_a_drill_source_loads_adversarial_blueprints_through_the_plain_protocol(
     with pytest.raises(NotGraftable):
         live.load_module("BP045", {"period": 1}, CONV, CONV_SHAPE)
     assert live.load_module("BP036", {}, CONV, CONV_SHAPE)[1]
+
+
+def test_state_dict_round_trip_and_deepcopy_keep_one_set_of_weights(source: SeedModuleSource) -> None:
+    module, _ = source.load_module("BP006", {}, CONV, CONV_SHAPE)
+    other, _ = source.load_module("BP006", {}, CONV, CONV_SHAPE)
+    assert isinstance(module, ArtifactModule) and isinstance(other, ArtifactModule)
+    x = torch.randn(4, *CONV_SHAPE)
+    module.train()
+    module(x).sum().backward()
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.add_(0.5)
+    other.load_state_dict(module.state_dict())
+    for mode in (False, True):
+        module.train(mode)
+        other.train(mode)
+        assert torch.equal(module(x), other(x))
+    copied = copy.deepcopy(module)
+    assert isinstance(copied, ArtifactModule) and copied.eval_graph is not None
+    with torch.no_grad():
+        next(copied.graph.parameters()).mul_(2)
+    assert torch.equal(next(copied.eval_graph.parameters()), next(copied.graph.parameters()))
+    assert not torch.equal(next(copied.graph.parameters()), next(module.graph.parameters()))
