@@ -210,7 +210,6 @@ class Trainer:
         self.last_hook_ms = 0.0
         self.cache = ckpt.CheckpointCache(config.fast_rollback_cache)
         self.sink = EventSink(store, store.head_position())
-        self.last: EpochMeasurements | None = None
 
     @staticmethod
     def _device(name: str) -> torch.device:
@@ -263,7 +262,7 @@ class Trainer:
         elif state.checkpoints:
             record = state.checkpoints[-1]
             data = ckpt.read_file(self.data_dir, record.path, record.content_hash)
-            self._restore(ckpt.deserialize(data, self.device))
+            self._restore(ckpt.deserialize(data))
 
     # ------------------------------------------------------------------ the loop
 
@@ -413,7 +412,6 @@ class Trainer:
 
         events.extend(self._record_hook(m.epoch, timing))
         self.sink.emit(events)
-        self.last = m
         self.progress.on_epoch(m, {})
         metrics.TRAINING_LOSS.set(m.training_loss)
         metrics.VALIDATION_ACCURACY.set(m.validation_accuracy)
@@ -591,7 +589,7 @@ class Trainer:
         else:
             mode = pb.ROLLBACK_MODE_FULL
             data = ckpt.read_file(self.data_dir, record.path, record.content_hash)
-            self._restore(ckpt.deserialize(data, self.device))
+            self._restore(ckpt.deserialize(data))
         self.cache.discard_after(record.epoch)
         duration_ms = (time.perf_counter() - started) * 1000
         completed = pb.RollbackCompleted(
@@ -615,8 +613,12 @@ class Trainer:
     # ------------------------------------------------------------------ the end
 
     def finish(self) -> RunSummary:
-        final = self.last
-        test_accuracy = final.test_accuracy if final is not None else 0.0
+        # Measured here rather than taken from the last epoch: a run resumed after its final checkpoint
+        # (killed before RunCompleted) trains no epoch in this process.
+        correct = torch.stack([self._evaluate(s)[1] for s in (self.splits.validation, self.splits.test)])
+        validation_correct, test_correct = correct.tolist()
+        validation_accuracy = validation_correct / len(self.splits.validation)
+        test_accuracy = test_correct / len(self.splits.test)
         digest = model_sha256(self.model)
         parameters = count_parameters(self.model)
         completed = pb.RunCompleted(
@@ -634,7 +636,7 @@ class Trainer:
             status=RunStatus.COMPLETED.value,
             epochs=self.epoch,
             test_accuracy=test_accuracy,
-            validation_accuracy=final.validation_accuracy if final is not None else 0.0,
+            validation_accuracy=validation_accuracy,
             parameters=parameters,
             seeds={},
             last_position=last_position,

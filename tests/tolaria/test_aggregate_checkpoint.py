@@ -127,7 +127,7 @@ def test_rng_capture_restores_every_generator() -> None:
 def test_cache_keeps_the_most_recent() -> None:
     cache = ckpt.CheckpointCache(3)
     for epoch in range(1, 6):
-        cache.put(ckpt.SerializedCheckpoint(epoch, b"", f"h{epoch}", ()))
+        cache.put(ckpt.CachedCheckpoint(epoch, {"epoch": epoch}))
     assert len(cache) == 3 and cache.get(2) is None
     latest = cache.latest()
     assert latest is not None and latest.epoch == 5
