@@ -62,7 +62,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, chain, repeat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -672,29 +672,36 @@ class FileStore:
             except EventStoreError:
                 metrics.CONFLICTS.labels(BACKEND).inc()
                 raise
-        records = []
-        entries = []
+        chosen = events if len(fresh) == len(events) else [events[index] for index in fresh]
+        chosen_fps = fps if len(fresh) == len(events) else [fps[index] for index in fresh]
+        names = [event.stream for event in chosen]
         versions, streams = pending.versions, self._streams
-        tail, prefix, crc, magic = wal.TAIL.pack, wal.PREFIX.pack, crc32c.crc32c, wal.MAGIC
-        last = len(fresh) - 1
-        for number, index in enumerate(fresh):
-            event = events[index]
-            stream = event.stream
+        numbers = []
+        for stream in names:
             version = versions.get(stream)
             if version is None:
                 known = streams.get(stream)
                 version = len(known) if known is not None else 0
-            version += 1
-            versions[stream] = version
-            position = next_position + number
-            pending_ids[ids[index]] = position
-            fp = fps[index]
-            name = stream.encode()
-            rest = tail(position, version, fp, len(name), wal.FLAG_COMMIT if number == last else 0)
-            rest += name + event.SerializeToString()
-            records.append(prefix(magic, len(rest) - wal.TAIL.size, crc(rest)) + rest)
-            entries.append((position, stream, fp))
-        return positions, records, entries
+            versions[stream] = version = version + 1
+            numbers.append(version)
+        chosen_positions = range(next_position, next_position + len(chosen))
+        pending_ids.update(zip([ids[index] for index in fresh], chosen_positions, strict=True))
+        tail, prefix, crc, magic, tail_size = (
+            wal.TAIL.pack,
+            wal.PREFIX.pack,
+            crc32c.crc32c,
+            wal.MAGIC,
+            wal.TAIL.size,
+        )
+        flags = chain(repeat(0, len(chosen) - 1), (wal.FLAG_COMMIT,))
+        bodies = [
+            tail(position, version, fp, len(name), flag) + name + event.SerializeToString()
+            for position, version, fp, name, flag, event in zip(
+                chosen_positions, numbers, chosen_fps, [n.encode() for n in names], flags, chosen, strict=True
+            )
+        ]
+        records = [prefix(magic, len(body) - tail_size, crc(body)) + body for body in bodies]
+        return positions, records, list(zip(chosen_positions, names, chosen_fps, strict=True))
 
     def _deduplicate(
         self, ids: list[str], hits: dict[int, list[int]], pending_ids: dict[str, int], next_position: int
