@@ -97,3 +97,35 @@ def test_mirror_process_killed_mid_run_resumes_without_gap_or_duplicate(
     assert subprocess.run(command, env=environment, capture_output=True).returncode == 0
     with open_store(data_dir / "log") as store:
         assert_redis_equals_log(shared_redis, store, prefix)
+
+
+def test_follow_mirrors_new_appends_until_interrupted(
+    tmp_path: Path, shared_redis: redis.Redis, prefix: str
+) -> None:
+    data_dir = make_data_dir(tmp_path, 50)
+    command = [
+        sys.executable, "-m", "ops.cli", "mirror", "--follow", "--data-dir", str(data_dir),
+        "--redis", SHARED_REDIS, "--prefix", prefix, "--json",
+    ]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+
+        def mirrored() -> int:
+            assert process.poll() is None, "esper mirror --follow exited on its own"
+            return int(shared_redis.hget(marker_key(prefix), "position") or 0)
+
+        wait_until(lambda: mirrored() == 50)
+        with open_store(data_dir / "log") as store:  # another process appends while it follows
+            store.append(mixed_events(30))
+        wait_until(lambda: mirrored() == 80)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err.decode()
+    assert json.loads(out)["position"] == 80
+    with open_store(data_dir / "log") as store:
+        assert_redis_equals_log(shared_redis, store, prefix)
