@@ -210,6 +210,15 @@ class Kasmina:
         self._sync_learning_rates(epoch)
         return envelopes
 
+    def teardown(self, epoch: int, reason: str = "run ended") -> list[pb.EventEnvelope]:
+        """TERMINATED for every slot holding a seed that is not merged (FOSSILIZED is never left)."""
+        self.epoch = epoch
+        envelopes = []
+        for s in self.state.slots:
+            if s.stage in lc.ACTIVE_STAGES or s.stage in (lc.EMBARGOED, lc.RESETTING):
+                envelopes.extend(self._run(lc.Terminate("", s.slot, epoch, reason)))
+        return envelopes
+
     def seed_states(self) -> list[pb.SeedState]:
         states = []
         for s in self.state.slots:

@@ -7,6 +7,7 @@ import copy
 import hashlib
 import hmac
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 import torch
@@ -16,8 +17,9 @@ from torch import nn
 from domains.kasmina import EpochMeasurements, Kasmina, LifecycleConfig, SeedSlot
 from domains.kasmina import lifecycle as lc
 from leyline import decode_payload, pb
-from leyline.signing import Keyring, Signer, canonical_bytes
-from tests.kasmina.helpers import RUN, TinyCNN, TinyTransformer, evaluator, manager
+from leyline.signing import Keyring, Signer, Verifier, canonical_bytes
+from tests.kasmina.helpers import RUN, Commander, TinyCNN, TinyTransformer, evaluator, manager
+from tests.kasmina.test_source import karn
 
 torch.set_num_threads(1)
 
@@ -429,3 +431,45 @@ def test_replay_of_the_logged_events_equals_the_live_aggregate() -> None:
             log += kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), epoch)
     assert "DORMANT" in stages(log)
     assert kasmina.rebuild_from_log(log) == kasmina.state
+
+
+def test_karn_nan_injection_in_a_fault_drill_is_culled_and_the_host_is_unharmed() -> None:
+    torch.manual_seed(0)
+    host = TinyCNN()
+    bare = copy.deepcopy(host)
+    keyring = Keyring.generate()
+    kasmina = Kasmina(RUN, host, karn(drill=True), Verifier(keyring))
+    optimizer = torch.optim.Adam(host.parameters(), lr=1e-2)
+    kasmina.attach_optimizer(optimizer)
+    commander = Commander(keyring)
+    germinate = commander.command(pb.SEED_OP_GERMINATE, blueprint_id="BP045", parameters={"period": 3})
+    assert stages(kasmina.execute(germinate, 1)) == ["GERMINATED"]
+    bare_optimizer = torch.optim.Adam(bare.parameters(), lr=1e-2)
+    culled_at = None
+    for epoch in range(2, 5):
+        train(host, optimizer, steps=4)
+        train(bare, bare_optimizer, steps=4)
+        if "CULLED" in stages(boundary(kasmina, host, epoch)):
+            culled_at = epoch
+            break
+    assert culled_at is not None
+    assert_same_host(bare, host)
+    live = Kasmina(RUN, TinyCNN(), karn(drill=False), Verifier(keyring))
+    refused = decode_payload(
+        live.execute(commander.command(pb.SEED_OP_GERMINATE, blueprint_id="BP045"), 1)[0]
+    )
+    assert refused.code == "gate_failed" and "fault drill" in refused.reason  # type: ignore[attr-defined]
+
+
+def test_teardown_terminates_seeds_but_never_a_fossilized_one() -> None:
+    torch.manual_seed(0)
+    host = TinyCNN(slots=2)
+    kasmina, commander = manager(host)
+    kasmina.execute(commander.command(pb.SEED_OP_GERMINATE, slot=0), 1)
+    kasmina.state = kasmina.state.with_slot(replace(kasmina.state.slot(1), stage=lc.FOSSILIZED))
+    events = kasmina.teardown(5)
+    assert [(decode_payload(e).slot, lc.stage_name(decode_payload(e).to_stage)) for e in events] == [
+        (0, "TERMINATED")
+    ]  # type: ignore[attr-defined]
+    assert host.slot0.seed is None and kasmina.state.slot(1).stage == lc.FOSSILIZED
+    assert REGISTRY.get_sample_value("esper_kasmina_seeds", {"stage": "TERMINATED"}) >= 1  # type: ignore[operator]
