@@ -3,7 +3,8 @@
 Each query returns a JSON-ready dict. Without `as_of` it shows everything the read models hold, with rows
 superseded by a rollback marked (`superseded_at`); with `as_of=P` it shows the state as the log stood at
 position P: rows after P are hidden and rows superseded only after P are shown as standing. `epoch=N`
-means the position of that run's (standing) EpochCompleted for epoch N.
+means the position of that run's (standing) EpochCompleted for epoch N. For blueprints and policies the
+catalogue row itself is the current one; their histories, uses and counts follow `as_of`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, func, or_, select, true
 
+from leyline import pb
 from projections import schema
+from projections.projectors import STAGES
 
 
 class AuditError(Exception):
@@ -58,6 +61,25 @@ def _decode(rows: list[dict[str, Any]], *columns: str) -> list[dict[str, Any]]:
         for column in columns:
             value = row.pop(column, None)
             row[column.removesuffix("_json")] = json.loads(value) if value else None
+    return rows
+
+
+def _packets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Replace each epoch row's serialized SystemStatePacket by its metrics and seeds."""
+    for row in rows:
+        packet = pb.SystemStatePacket()
+        packet.ParseFromString(row.pop("packet", None) or b"")
+        row["metrics"] = dict(sorted(packet.metrics.items()))
+        row["seeds"] = [
+            {
+                "slot": seed.slot,
+                "seed_id": seed.seed_id,
+                "stage": STAGES.get(seed.stage),
+                "blueprint_id": seed.blueprint_id,
+                "alpha": seed.alpha,
+            }
+            for seed in packet.seeds
+        ]
     return rows
 
 
@@ -195,7 +217,7 @@ def audit_run(
             ),
             as_of,
         )
-        _decode(epochs, "metrics_json", "seeds_json")
+        _packets(epochs)
         checkpoints = _mark(
             _rows(
                 connection, select(k).where(k.c.run_id == run_id, _visible(k, as_of)).order_by(k.c.position)
@@ -280,7 +302,7 @@ def audit_command(
                 select(e).where(e.c.run_id == decision["run_id"], e.c.packet_id == decision["packet_id"])
             ).first()
             if packet_row is not None:
-                packet = _decode(_mark([dict(packet_row._mapping)], as_of), "metrics_json", "seeds_json")[0]
+                packet = _packets(_mark([dict(packet_row._mapping)], as_of))[0]
         effects = _mark(
             _rows(
                 connection,

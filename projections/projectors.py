@@ -235,15 +235,6 @@ def project_runs(envelope: pb.EventEnvelope, payload: Message) -> list[Change]:
     run_id = run_of(envelope)
     if isinstance(payload, pb.EpochCompleted):
         state = payload.state
-        seeds = [
-            {
-                "slot": s.slot,
-                "seed_id": s.seed_id,
-                "stage": STAGES.get(s.stage),
-                "blueprint_id": s.blueprint_id,
-            }
-            for s in state.seeds
-        ]
         return [
             (
                 INSERT_EPOCH,
@@ -260,8 +251,8 @@ def project_runs(envelope: pb.EventEnvelope, payload: Message) -> list[Change]:
                     "test_accuracy": payload.test_accuracy,
                     "epoch_wall_ms": payload.epoch_wall_ms,
                     "parameters": payload.parameters,
-                    "metrics_json": _json(state.metrics),
-                    "seeds_json": _encode(seeds),
+                    # deterministic: map entries in key order, the same bytes in every process
+                    "packet": state.SerializeToString(deterministic=True),
                     "occurred_at_ns": envelope.occurred_at_ns,
                     "superseded_at": None,
                 },
@@ -1129,7 +1120,7 @@ def build_projections(field_report_retention_s: float = DEFAULT_FIELD_REPORT_RET
     return [
         Projection(
             "runs",
-            1,
+            2,  # 2: run_epochs keeps the whole state packet (migration 0002)
             (schema.runs, schema.run_epochs, schema.run_hooks, schema.run_checkpoints, schema.run_rollbacks),
             RUN_EVENTS,
             project_runs,

@@ -374,6 +374,9 @@ def follow(
             events = subscription.poll(timeout=poll_timeout, max_events=batch_size)
             if events:
                 _commit_batch(engine, applier, events, events[-1].global_position)
+                behind = max(0, store.head_position() - events[-1].global_position)
+                for target in targets:
+                    metrics.LAG_EVENTS.labels(target.projection.name).set(behind)
                 if on_batch is not None:
                     on_batch(events)
     finally:
@@ -507,24 +510,23 @@ def _rebuild_blue_green(
         if progress is not None:
             progress(chunk[-1].global_position)
     with write_connection(engine) as connection, connection.begin():
-        floors = {name: c.position for name, c in _lock_checkpoints(connection, targets).items()}
-        final_head = store.head_position()
+        # Lock the live checkpoints too before reading the head: no incremental runner can commit past
+        # it until the swap is done, so the new tables catch up with everything the old ones had.
+        locked = _lock_checkpoints(connection, [*targets, *(Target.live(p) for p in projections)])
+        floors = {target.checkpoint: locked[target.checkpoint].position for target in targets}
+        live = {projection.name: locked[projection.name].position for projection in projections}
+        final_head = max(store.head_position(), *live.values())
         late = store.read_all(
             from_position=min(floors.values()) + 1, event_filter=applier.event_filter, to_position=final_head
         )
         applier.apply(connection.connection.cursor(), list(late), floors)
-        live = {
-            name: c.position
-            for name, c in _lock_checkpoints(connection, [Target.live(p) for p in projections]).items()
-        }
         for projection in projections:
             for table in projection.tables:
                 connection.execute(text(f"DROP TABLE {table.name}"))
                 connection.execute(text(f"ALTER TABLE {table.name}{GREEN_SUFFIX} RENAME TO {table.name}"))
                 for index in table.indexes:
                     index.create(connection)
-            position = max(final_head, live[projection.name])
-            _set_checkpoint(connection, projection.name, position, projection.version)
+            _set_checkpoint(connection, projection.name, final_head, projection.version)
         connection.execute(
             projection_checkpoints.delete().where(
                 projection_checkpoints.c.name.in_([target.checkpoint for target in targets])

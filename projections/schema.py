@@ -8,7 +8,19 @@ rollback-aware present and time travel to any earlier position.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 # On SQLite only a column declared exactly INTEGER PRIMARY KEY is the rowid (64-bit there); any other key
@@ -75,8 +87,7 @@ run_epochs = Table(
     Column("test_accuracy", Float),
     Column("epoch_wall_ms", Float),
     Column("parameters", BigInteger),
-    Column("metrics_json", Text),
-    Column("seeds_json", Text),  # [[slot, seed_id, stage, blueprint_id], …]
+    Column("packet", LargeBinary),  # the serialized SystemStatePacket (current schema), for audits
     Column("occurred_at_ns", BigInteger),
     _superseded(),
     Index("ix_run_epochs_run_epoch", "run_id", "epoch"),

@@ -6,10 +6,12 @@ The read models are first brought up to date from the log (skip with --no-catch-
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
+from tqdm import tqdm
 
 from ops.common import add_command, print_json
 from ops.dbopts import add_db_option, open_db_from_args
@@ -58,7 +60,19 @@ def handle(args: argparse.Namespace) -> int:
         if not args.no_catch_up:
             store = open_store_from_args(args)
             try:
-                catch_up(store, engine)
+                with tqdm(
+                    total=store.head_position(),
+                    unit="pos",
+                    desc="catching up",
+                    leave=False,
+                    disable=args.json,
+                    file=sys.stderr,
+                ) as bar:
+
+                    def progress(position: int) -> None:
+                        bar.update(position - bar.n)
+
+                    catch_up(store, engine, progress=progress)
             finally:
                 store.close()
         report = AUDITS[args.kind](engine, args.id, args.as_of, args.epoch)

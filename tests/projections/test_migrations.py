@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
 
 from ops.cli import main
-from projections.db import current_revision, head_revision, open_db
-from projections.schema import metadata
+from projections import default_projections, stale
+from projections.db import create_db_engine, current_revision, head_revision, open_db, upgrade
+from projections.schema import metadata, projection_checkpoints
 from tests.projections.helpers import postgres_database
 
 
@@ -64,3 +66,24 @@ def test_db_command_on_an_unreachable_database_is_one_line() -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("esper db: ")
+
+
+def test_upgrade_from_0001_then_only_the_changed_projection_is_stale(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.sqlite'}"
+    engine = create_db_engine(url)
+    upgrade(engine, "0001")
+    assert "metrics_json" in {c["name"] for c in inspect(engine).get_columns("run_epochs")}
+    with engine.begin() as connection:
+        connection.execute(
+            projection_checkpoints.insert(),
+            [
+                {"name": p.name, "position": 10, "version": 1, "updated_at_ns": 0}
+                for p in default_projections()
+            ],
+        )
+    engine.dispose()
+    engine = open_db(url)
+    columns = {c["name"] for c in inspect(engine).get_columns("run_epochs")}
+    assert "packet" in columns and "metrics_json" not in columns
+    assert stale(engine) == ["runs"]
+    engine.dispose()
