@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -46,6 +47,8 @@ from eventstore.mirror_metrics import (
     MIRROR_TRIMMED,
 )
 from leyline import category_of, pb
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "esper"
 DEFAULT_BATCH = 500
@@ -265,6 +268,14 @@ class Mirror:
         if held < self.cursor.position or (stored_position is None and self.cursor.groups):
             reason = "lost" if stored_position is None else "behind"
             MIRROR_RESEEDS.labels(reason).inc()
+            log.warning(
+                "Redis %s: it holds position %d, the mirror had reached %d; re-mirroring from there and "
+                "recreating %d consumer group(s) at their durable positions",
+                "lost its data" if reason == "lost" else "went back to an older state",
+                held,
+                self.cursor.position,
+                sum(len(groups) for groups in self.cursor.groups.values()),
+            )
             self.reseeds += 1
             self._recreate_groups()
         self._held = held
@@ -455,29 +466,35 @@ class Mirror:
     ) -> None:
         """Mirror live until `stop` is set. Redis errors back off and retry; nothing here blocks appends."""
         backoff = 0.05
+        outage = False
         subscription: Subscription | None = None
-        subscribed_from = -1
+        next_position = -1  # the next position the subscription will yield
         try:
             while not stop.is_set():
                 try:
                     held = self.sync() if self._held is None else self._held
-                    if subscription is None or subscribed_from != held + 1:
+                    if subscription is None or next_position != held + 1:
                         if subscription is not None:
                             subscription.close()
                         subscription = self.store.subscribe(from_position=held + 1, timeout=idle_timeout)
-                        subscribed_from = held + 1
+                        next_position = held + 1
                     events = subscription.poll(timeout=idle_timeout, max_events=self.batch_size)
                     if events:
+                        next_position = events[-1].global_position + 1
                         self.mirror_batch(events)
-                        if self._held is not None:
-                            subscribed_from = self._held + 1
                     head = self.store.head_position()
                     MIRROR_LAG.set(max(0, head - self.position))
                     if progress is not None:
                         progress(self.position, head)
                     self.housekeeping(force=False)
                     backoff = 0.05
-                except REDIS_ERRORS:
+                    if outage:
+                        log.warning("Redis is back: mirroring from position %d", self.position)
+                        outage = False
+                except REDIS_ERRORS as exc:
+                    if not outage:
+                        log.warning("Redis unreachable (%s): the mirror retries with backoff", exc)
+                        outage = True
                     MIRROR_REDIS_ERRORS.inc()
                     self._held = None
                     MIRROR_LAG.set(max(0, self.store.head_position() - self.position))
