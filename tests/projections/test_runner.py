@@ -129,3 +129,23 @@ def test_postgres_gives_the_same_rows(store: EventStore, expected: dict) -> None
             assert dump(engine) == expected
         finally:
             engine.dispose()
+
+
+def test_concurrent_runners_apply_each_event_once(tmp_path: Path, store: EventStore, expected: dict) -> None:
+    engine = fresh_sqlite(tmp_path)
+    errors: list[BaseException] = []
+
+    def runner() -> None:
+        try:
+            catch_up(store, engine.url.render_as_string(), batch_size=250)
+        except BaseException as exc:  # reported to the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=runner) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert dump(engine) == expected
+    assert {entry.position for entry in status(engine)} == {EVENTS}
