@@ -473,3 +473,32 @@ def test_teardown_terminates_seeds_but_never_a_fossilized_one() -> None:
     ]  # type: ignore[attr-defined]
     assert host.slot0.seed is None and kasmina.state.slot(1).stage == lc.FOSSILIZED
     assert REGISTRY.get_sample_value("esper_kasmina_seeds", {"stage": "TERMINATED"}) >= 1  # type: ignore[operator]
+
+
+def test_alpha_ramp_does_not_recompile_a_compiled_host() -> None:
+    graphs: list[int] = []
+
+    def counting_backend(gm: torch.fx.GraphModule, inputs: list[torch.Tensor]) -> Callable[..., object]:
+        graphs.append(len(gm.graph.nodes))
+        return gm.forward  # type: ignore[no-any-return]
+
+    torch.manual_seed(0)
+    host = TinyCNN()
+    kasmina, commander = manager(host)
+    kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), 1)
+    slot = host.slot0
+    assert slot.seed is not None
+    slot.monitor.arm(slot.seed, slot.device)
+    slot.stage = lc.BLENDING
+    state = replace(kasmina.state.slot(0), stage=lc.BLENDING, stage_epoch=1, alpha_ramp_epochs=3)
+    compiled = torch.compile(host, backend=counting_backend)
+    outputs = []
+    for epoch in (1, 2, 3):
+        slot.alpha.fill_(lc.alpha_at(state, epoch))  # what Kasmina does at each boundary
+        out = compiled(X[:8])
+        out.sum().backward()
+        outputs.append(out.detach())
+        if epoch == 1:
+            first_compile = len(graphs)
+    assert first_compile > 0 and len(graphs) == first_compile, "changing alpha recompiled the host"
+    assert not torch.equal(outputs[0], outputs[1])  # the ramp did change the output
