@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from eventstore import EventStore
 from leyline import pb
@@ -44,7 +45,16 @@ def expected(
 def test_catch_up_in_batches_equals_one_batch(tmp_path: Path, store: EventStore, expected: dict) -> None:
     engine = fresh_sqlite(tmp_path)
     reached: list[int] = []
+    applied_before = (
+        REGISTRY.get_sample_value("esper_projections_events_applied_total", {"projection": "runs"}) or 0
+    )
     result = catch_up(store, engine, batch_size=700, progress=reached.append)
+    applied = REGISTRY.get_sample_value("esper_projections_events_applied_total", {"projection": "runs"})
+    assert applied == applied_before + result.applied["runs"] > applied_before
+    assert REGISTRY.get_sample_value("esper_projections_lag_events", {"projection": "runs"}) == 0
+    assert (
+        REGISTRY.get_sample_value("esper_projections_checkpoint_position", {"projection": "runs"}) == EVENTS
+    )
     assert set(result.positions.values()) == {store.head_position()}
     assert reached == sorted(reached) and len(reached) > 3
     assert sum(result.applied.values()) > 0
