@@ -119,3 +119,27 @@ def test_mirror_thread_waits_out_a_redis_that_is_down_then_catches_up(
     finally:
         mirror.stop()
         server.kill()
+
+
+def test_redis_going_back_to_an_older_state_under_a_running_mirror_is_refilled(
+    store: EventStore, private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    mirror = MirrorThread(store, private_redis.url, tmp_path, prefix=PREFIX, idle_timeout=0.05).start()
+    check = connect_redis(private_redis.url)
+    try:
+        store.append(mixed_events(80))
+        wait_until(lambda: mirror.position == 80)
+        # as if restored from an older snapshot: the marker and the streams only reach position 30
+        for key in list(check.scan_iter(match=f"{PREFIX}:cat:*")):
+            kept = check.xrange(key, max="30-0")
+            check.delete(key)
+            for eid, fields in kept:
+                check.xadd(key, fields, id=eid)
+        check.hset(f"{PREFIX}:mirror", "position", 30)
+        store.append(mixed_events(20))
+        wait_until(lambda: mirror.position == 100)
+        assert mirror.mirror.reseeds == 1 and mirror.error is None
+        assert_redis_equals_log(check, store, PREFIX)
+    finally:
+        mirror.stop()
+        check.close()
