@@ -138,10 +138,20 @@ def _bp(
     kinds: tuple[int, ...],
     factory: Factory,
     conservative: bool = False,
+    description: str = "",
     **parameters: Range,
 ) -> Blueprint:
     return Blueprint(
-        f"BP{number:03d}", name, tier, risk, stage, kinds, factory, parameters, conservative=conservative
+        f"BP{number:03d}",
+        name,
+        tier,
+        risk,
+        stage,
+        kinds,
+        factory,
+        parameters,
+        description=description,
+        conservative=conservative,
     )
 
 
@@ -278,7 +288,17 @@ CATALOGUE: tuple[Blueprint, ...] = (
     _bp(43, "exploding_gradient", A, 0.85, 6, BOTH, t.ExplodingGradient, gain=reals(10.0, 1e4, 1e3)),
     _bp(44, "vanishing_gradient", A, 0.85, 6, BOTH, t.VanishingGradient, scale=reals(1e-8, 1e-3, 1e-6)),
     _bp(45, "nan_injection", A, 0.95, 6, BOTH, t.NanInjection, period=ints(1, 100, 3)),
-    _bp(46, "infinite_loop", A, 0.9, 6, BOTH, t.FaultCarrier, wait_ms=reals(10.0, 2000.0, 250.0)),
+    _bp(
+        46,
+        "infinite_loop",
+        A,
+        0.9,
+        6,
+        BOTH,
+        t.FaultCarrier,
+        description="x + W x after a busy wait of `wait_ms` per call: trips any time budget, then returns.",
+        wait_ms=reals(10.0, 2000.0, 250.0),
+    ),
     _bp(
         47,
         "memory_leak",
@@ -287,10 +307,21 @@ CATALOGUE: tuple[Blueprint, ...] = (
         6,
         BOTH,
         t.FaultCarrier,
+        description="x + W x while retaining `leak_kb` per call, up to `max_mb` in total.",
         leak_kb=reals(1.0, 4096.0, 256.0),
         max_mb=reals(1.0, 256.0, 16.0),
     ),
-    _bp(48, "deadlock_pattern", A, 0.95, 6, BOTH, t.FaultCarrier, timeout_ms=reals(10.0, 2000.0, 200.0)),
+    _bp(
+        48,
+        "deadlock_pattern",
+        A,
+        0.95,
+        6,
+        BOTH,
+        t.FaultCarrier,
+        description="x + W x after a two-lock order inversion with a helper thread, broken by `timeout_ms`.",
+        timeout_ms=reals(10.0, 2000.0, 200.0),
+    ),
     _bp(
         49,
         "race_condition",
@@ -299,6 +330,7 @@ CATALOGUE: tuple[Blueprint, ...] = (
         6,
         BOTH,
         t.FaultCarrier,
+        description="x + W x perturbed by updates lost in unsynchronised threads (bounded).",
         threads=ints(2, 8, 4),
         increments=ints(10, 10_000, 1000),
     ),

@@ -53,6 +53,8 @@ class Template(nn.Module):
 
 
 class IdentityPassthrough(Template):
+    """Returns its input unchanged (no parameters): the null seed."""
+
     def __init__(self, kind: int, shape: Shape, p: Params) -> None:
         super().__init__(kind, shape)
 
@@ -73,6 +75,8 @@ class LinearProjection(Template):
 
 
 class LayerNormBasic(Template):
+    """Layer normalisation over the features of each position, with a learned affine."""
+
     def __init__(self, kind: int, shape: Shape, p: Params) -> None:
         super().__init__(kind, shape)
         self.norm = nn.LayerNorm(self.features, eps=p["eps"])
@@ -95,6 +99,8 @@ class DropoutLight(Template):
 
 
 class ReluActivation(Template):
+    """x + W2 relu(W1 x): a residual ReLU MLP over the features."""
+
     def __init__(self, kind: int, shape: Shape, p: Params) -> None:
         super().__init__(kind, shape)
         self.mlp = MLP(self.features, int(p["hidden"]), nn.ReLU)
@@ -175,6 +181,8 @@ class ConcatFusion(Template):
 
 
 class GeluActivation(Template):
+    """x + W2 gelu(W1 x): a residual GELU MLP over the features."""
+
     def __init__(self, kind: int, shape: Shape, p: Params) -> None:
         super().__init__(kind, shape)
         self.mlp = MLP(self.features, int(p["hidden"]), nn.GELU)
@@ -201,6 +209,8 @@ def _divisor_at_most(value: int, limit: int) -> int:
 
 
 class GroupedConv(Template):
+    """A grouped 3×3 (or 3-step) convolution widening by `multiplier`, mixed back by a 1×1, residual."""
+
     def __init__(self, kind: int, shape: Shape, p: Params) -> None:
         super().__init__(kind, shape)
         groups = _divisor_at_most(self.features, int(p["groups"]))
@@ -230,6 +240,8 @@ class HighwayGate(Template):
 
 
 class DepthwiseSeparable(Template):
+    """Depthwise (2r+1) convolution then a pointwise mix, residual."""
+
     def __init__(self, kind: int, shape: Shape, p: Params) -> None:
         super().__init__(kind, shape)
         radius = int(p["radius"])
@@ -245,6 +257,8 @@ class DepthwiseSeparable(Template):
 
 
 class SqueezeExcitation(Template):
+    """Squeeze-and-excitation: pooled features → bottleneck MLP → sigmoid gate per feature."""
+
     def __init__(self, kind: int, shape: Shape, p: Params) -> None:
         super().__init__(kind, shape)
         self.fc = MLP(self.features, int(p["hidden"]), nn.ReLU)
@@ -313,14 +327,20 @@ class AttentionHeads(Template):
 
 
 class AttentionSingleHead(AttentionHeads):
+    """Residual single-head self-attention over positions."""
+
     heads = 1
 
 
 class MultiHeadAttention4(AttentionHeads):
+    """Residual 4-head self-attention over positions."""
+
     heads = 4
 
 
 class MultiHeadAttention8(AttentionHeads):
+    """Residual 8-head self-attention over positions."""
+
     heads = 8
 
 
@@ -491,6 +511,8 @@ class TemporalConv(Template):
 
 
 class DilatedConv(Template):
+    """A dilated 3×3 (or 3-step) convolution: a wider receptive field at the same cost, residual."""
+
     def __init__(self, kind: int, shape: Shape, p: Params) -> None:
         super().__init__(kind, shape)
         dilation = int(p["dilation"])
