@@ -176,6 +176,8 @@ class Kasmina:
             lc_command = lc.Reject(command_id, slot_no, "unsupported_command", "unknown seed operation")
         envelopes = self._run(lc_command, envelope, command_id)
         self._pending.pop(slot_no, None)
+        if self.slots[slot_no].seed is None:  # a refused graft leaves no load request behind
+            self._requests.pop(slot_no, None)
         if envelopes and envelopes[0].event_type != "CommandRejected":
             metrics.COMMANDS_APPLIED.inc()
         return envelopes
