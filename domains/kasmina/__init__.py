@@ -28,14 +28,17 @@ Trainer side (Tolaria), per run::
   command id already processed (idempotency, also across restarts via the aggregate), then decides and
   applies. GERMINATE fetches the module from the `ModuleSource` (Urza's SeedModuleSource in production) and
   runs G0 (artifact verified, shapes compatible). Quarantine-only (adversarial) blueprints are refused by
-  the source itself unless it was built for a fault drill (`FactorySource(..., drill=True)`, or Urza with
-  `use=Use.DRILL`): the drill path is explicit.
+  the source itself unless it was built for a fault drill (`FactorySource(..., drill=True)`, or a wrapper
+  calling Urza's `load_module(..., use=Use.DRILL)`): the drill path is explicit.
 - Events go to `seed-<run_id>.<slot>` (a rejection naming no slot of this host: `command-<command_id>`);
   effects of a command carry correlation_id = command id and causation_id = the command envelope's
   event_id; automatic transitions carry the germinating command's id as correlation_id.
 - Resume: build the host and optimizer, `attach_optimizer`, `kasmina.load_state_dict(saved)`, *then* the
   host's and the optimizer's own `load_state_dict` (they contain the seed entries).
   `rebuild_from_log(envelopes)` folds the run's logged seed events into the aggregate (replay).
+- `teardown(epoch)` at run end: TERMINATED for every slot holding a seed, except FOSSILIZED ones.
+- Forward per stage, gradient isolation (detached seed input; a straight-through gradient with a quadratic
+  pull in TRAINING) and the isolation monitor are documented in `slot`.
 
 Modules: `lifecycle` (pure decide/evolve, gates G0–G5, no torch), `slot` (SeedSlot, gradient isolation
 and the isolation monitor), `manager` (Kasmina), `source` (ModuleSource protocol), `metrics`.
