@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -41,7 +42,8 @@ from domains.oona.metrics import (
     REROUTED,
 )
 from domains.oona.routing import DRAIN_ORDER, OonaKeys, Queue, Thresholds, admit, route
-from eventstore.mirror import REDIS_ERRORS, KeyState, as_text, position_of
+from eventstore.api import EventStore
+from eventstore.mirror import DEFAULT_PREFIX, REDIS_ERRORS, KeyState, MirrorThread, as_text, position_of
 from leyline import DecodeError, decode_envelope, pb
 
 DEFAULT_MAX_ATTEMPTS = 5
@@ -90,6 +92,23 @@ class OonaFanout:
         if queue in self._passed:
             self.depth += 1  # pending until a consumer passes it: keeps the estimate current between samples
         return (self._queue_keys[queue],)
+
+
+def start_mirror(
+    store: EventStore,
+    redis_url: str,
+    data_dir: Path,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    thresholds: Thresholds | None = None,
+    idle_timeout: float = 0.2,
+) -> MirrorThread:
+    """The writing process's background mirror onto the category streams and the Oona queues (e.g.
+    `esper run` with REDIS_URL): appends never wait on it; call `.stop()` at the end of the run."""
+    fanout = OonaFanout(OonaKeys(prefix), thresholds)
+    return MirrorThread(
+        store, redis_url, data_dir, prefix=prefix, fanout=fanout, idle_timeout=idle_timeout
+    ).start()
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,10 @@ from pathlib import Path
 import redis
 from redis.client import Pipeline
 
-from domains.oona.bus import Delivery, OonaConsumer, OonaFanout
+from domains.oona.bus import Delivery, OonaConsumer, OonaFanout, start_mirror
 from domains.oona.routing import OonaKeys, Queue
 from eventstore import EventStore, open_store
-from eventstore.mirror import Mirror, MirrorThread, category_key, connect_redis
+from eventstore.mirror import Mirror, category_key, connect_redis
 from leyline import category_of, new_envelope, pb
 from ops.bench import BenchOptions, Result, percentile
 from ops.bench.leyline import sample_field_report, sample_system_state
@@ -129,8 +129,7 @@ def measure_latency(store: EventStore, url: str, directory: Path, prefix: str, c
     consumer.ensure_groups()
     stop = threading.Event()
     worker = threading.Thread(target=consumer.run, args=(stop,), kwargs={"block_ms": 100}, daemon=True)
-    mirror = MirrorThread(store, url, directory, prefix=prefix, fanout=OonaFanout(keys), idle_timeout=0.1)
-    mirror.start()
+    mirror = start_mirror(store, url, directory, prefix=prefix, idle_timeout=0.1)
     worker.start()
     try:
         for index in range(count):
