@@ -384,8 +384,9 @@ class FileStore:
                     self._open_segment(later[0])
                 segment = self._segments[-1]
                 size = os.fstat(segment.fd).st_size
-                problem: tuple[int, int, str] | None = None
+                problem: tuple[int, int, str, int] | None = None
                 data = b""
+                base = segment.end
                 if size > segment.end:
                     data = os.pread(segment.fd, size - segment.end, segment.end)
                     problem = self._apply(segment, data, fps, positions)
@@ -403,7 +404,7 @@ class FileStore:
                     self._open_segment(later[0])
                     retried = False
                     continue
-                offset, position, reason = problem
+                offset, position, reason, search_from = problem
                 if later and not repair and not retried:
                     retried = True  # a writer may have completed this batch before creating the next file
                     continue
@@ -411,8 +412,7 @@ class FileStore:
                     if later:
                         raise CorruptLogError(segment.name, offset, position, reason)
                     return
-                relative = offset - segment.end
-                if wal.valid_frame_after(data, relative, position) is not None:
+                if wal.valid_frame_after(data, search_from - base, position) is not None:
                     raise CorruptLogError(segment.name, offset, position, reason)
                 self._truncate(segment, segment.end, size, reason)
                 return
@@ -421,8 +421,11 @@ class FileStore:
 
     def _apply(
         self, segment: _Segment, data: bytes, fps: array, positions: array
-    ) -> tuple[int, int, str] | None:
-        """Index the committed batches in data (read at segment.end); the first problem, if any."""
+    ) -> tuple[int, int, str, int] | None:
+        """Index the committed batches in data (read at segment.end); the first problem, if any.
+
+        A problem is (offset, position, reason, where a search for valid records after it starts).
+        """
         base = segment.end
         scan = wal.Scan(data, 0, self._head + 1)
         pending: list[wal.Frame] = []
@@ -452,9 +455,10 @@ class FileStore:
         if segment.end > base:
             segment.crc = crc32c.crc32c(memoryview(data)[: segment.end - base], segment.crc)
         if scan.problem is not None:
-            return base + scan.offset, scan.next_position, scan.problem
+            return base + scan.offset, scan.next_position, scan.problem, base + scan.offset
         if pending:
-            return base + pending[0].offset, pending[0].position, "incomplete batch (no commit record)"
+            reason = "incomplete batch (no commit record)"
+            return base + pending[0].offset, pending[0].position, reason, base + len(data)
         return None
 
     def _index_ids(self, fps: array, positions: array) -> None:

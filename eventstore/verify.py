@@ -115,14 +115,12 @@ def verify_file_log(path: Path, progress: Callable[[int], None] | None = None) -
         if scan.problem is not None or batch_start is not None:
             if scan.problem is not None:
                 offset, at, reason = scan.offset, scan.next_position, scan.problem
+                torn = last and wal.valid_frame_after(data, offset, at) is None
             else:
                 assert batch_start is not None
-                offset, at, reason = (
-                    batch_start.offset,
-                    batch_start.position,
-                    "incomplete batch (no commit record)",
-                )
-            torn = last and wal.valid_frame_after(data, offset, at) is None
+                offset, at = batch_start.offset, batch_start.position
+                reason = "incomplete batch (no commit record)"
+                torn = last  # the data ends inside the batch: nothing follows it
             report.problem = Problem(name, offset, at, reason, torn)
             break
     report.streams = len(versions)

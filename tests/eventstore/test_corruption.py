@@ -122,6 +122,20 @@ def test_torn_batch_is_removed_entirely(tmp_path: Path) -> None:
     assert segment(log).stat().st_size == offsets[27]
 
 
+def test_batch_torn_on_a_record_boundary_is_a_torn_tail(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    offsets = build_log(log)
+    data = segment(log).read_bytes()
+    segment(log).write_bytes(data[: offsets[29]])  # positions 28 and 29 whole, 30 (the commit record) gone
+    report = verify_file_log(log)
+    assert report.problem is not None and report.problem.torn_tail
+    assert (report.problem.offset, report.problem.position) == (offsets[27], 28)
+    with FileStore(log) as store:
+        assert store.head_position() == 27
+        assert store.recovery.truncated_bytes == offsets[29] - offsets[27]
+    assert verify_file_log(log).ok
+
+
 def test_damage_to_a_segment_before_the_last_is_never_a_torn_tail(tmp_path: Path) -> None:
     log = tmp_path / "log"
     build_log(log, batches=30, segment_size=2048)
