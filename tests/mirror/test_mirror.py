@@ -14,18 +14,21 @@ from prometheus_client import REGISTRY
 
 from domains.oona.bus import OonaFanout
 from domains.oona.routing import OonaKeys, Queue
-from eventstore import EventStore, open_store
+from eventstore import EventStore, EventStoreError, open_store
 from eventstore.mirror import (
     Mirror,
     MirrorConflict,
     MirrorCursor,
     category_key,
+    cursor_path,
     entry_id,
     marker_key,
     position_of,
+    redacted,
 )
 from leyline import category_of, decode_envelope
 from tests.mirror.redis_support import (
+    SHARED_REDIS,
     emergency_event,
     epoch_event,
     field_report_event,
@@ -199,3 +202,22 @@ def test_entry_ids_derive_from_positions() -> None:
     assert entry_id(1) == "1-0"
     assert position_of(b"12345-0") == 12345
     assert position_of(entry_id(987654321)) == 987654321
+
+
+def test_urls_are_redacted_and_each_server_has_its_own_cursor(tmp_path: Path) -> None:
+    assert redacted("redis://user:secret@cache:6380/2") == "redis://user:***@cache:6380/2"
+    assert redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    first = cursor_path(tmp_path, "redis://a:6379/0", "esper")
+    assert first != cursor_path(tmp_path, "redis://b:6379/0", "esper")
+    assert first != cursor_path(tmp_path, "redis://a:6379/0", "other")
+    assert first.parent == tmp_path / "mirror"
+
+
+def test_an_unreadable_cursor_is_a_clear_error(
+    store: EventStore, shared_redis: redis.Redis, prefix: str, tmp_path: Path
+) -> None:
+    path = cursor_path(tmp_path, SHARED_REDIS, prefix)
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    with pytest.raises(EventStoreError, match="delete it to reseed"):
+        Mirror(store, shared_redis, tmp_path, redis_url=SHARED_REDIS, prefix=prefix)
