@@ -29,6 +29,7 @@ class RunConfig:
     host_options: Mapping[str, Any] = field(default_factory=dict)
     dataset: str = "digits"
     dataset_options: Mapping[str, Any] = field(default_factory=dict)
+    controller: str = "tamiyo"  # "tamiyo" (grows the host) or "noop" (never acts: a run without growth)
     batch_size: int = 64
     learning_rate: float = 0.01
     weight_decay: float = 0.0

@@ -21,40 +21,57 @@ import random
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from domains.kasmina import EpochMeasurements as SeedMeasurements
+from domains.kasmina import Evaluation, Kasmina, ModuleSource, SeedSlot
+from domains.kasmina.lifecycle import stage_name
 from domains.tolaria import checkpoint as ckpt
 from domains.tolaria import control, metrics
 from domains.tolaria.aggregate import RunState, RunStatus, event_id, fold, run_stream
 from domains.tolaria.config import ConfigError, RunConfig, build_config
 from domains.tolaria.controller import Controller, ControllerContext, NoOpController
 from domains.tolaria.data import Splits, batches, epoch_order, eval_batches, load_dataset
-from domains.tolaria.hosts import HostSpec, SlotFactory, build_host, count_parameters, identity_slot
+from domains.tolaria.hosts import HostSpec, SlotSpec, build_host, count_parameters
 from domains.tolaria.sink import EventSink
+from domains.urza.source import SeedModuleSource
+from eventstore import EventStore
 from leyline import new_envelope, pb
 from leyline.envelope import new_event_id
+from leyline.signing import Keyring, Signer, Verifier
 
 SOURCE = "tolaria"
 # Packet metrics measured with the wall clock: they differ between otherwise identical runs.
 WALL_CLOCK_METRICS = frozenset({"epoch_ms", "hook_ms"})
 GUARD = "tolaria.guard"
+KEYS_FILE = "keys.json"
+CONTROLLERS = ("noop", "tamiyo")
 
 
-class RunStore(Protocol):
-    def append(self, events: Sequence[pb.EventEnvelope]) -> list[int]: ...
+def seed_slot(spec: SlotSpec) -> SeedSlot:
+    """The slot module of a run's host: Kasmina's SeedSlot (the identity while DORMANT)."""
+    return SeedSlot(spec.slot, spec.kind, spec.shape)
 
-    def read_stream(
-        self, stream: str, from_version: int = 1, limit: int | None = None
-    ) -> list[pb.EventEnvelope]: ...
 
-    def head_position(self) -> int: ...
+def build_controller(name: str, trainer: Trainer, keyring: Keyring) -> Controller:
+    if name == "noop":
+        return NoOpController()
+    if name == "tamiyo":
+        from domains.karn import catalog
+        from domains.tamiyo.controller import TamiyoController
+
+        kinds = {slot.slot: slot.kind for slot in trainer.kasmina.slots.values()}
+        return TamiyoController(
+            trainer.run_id, Signer(keyring), slot_kinds=kinds, catalogue=catalog.descriptors()
+        )
+    raise ConfigError(f"unknown controller {name!r}; use one of {', '.join(CONTROLLERS)}")
 
 
 class RunError(Exception):
@@ -173,19 +190,20 @@ class Trainer:
         self,
         config: RunConfig,
         run_id: str,
-        store: RunStore,
+        store: EventStore,
         data_dir: Path,
         controller: Controller | None = None,
         *,
-        slot_factory: SlotFactory = identity_slot,
+        source: ModuleSource | None = None,
+        keyring: Keyring | None = None,
         progress: Progress | None = None,
     ) -> None:
         self.config = config
         self.run_id = run_id
         self.store = store
         self.data_dir = data_dir
-        self.controller: Controller = controller or NoOpController()
         self.progress = progress or Progress()
+        keyring = keyring or Keyring.from_env() or Keyring.load_or_create(data_dir / KEYS_FILE)
         self.device = self._device(config.device)
         torch.set_num_threads(config.threads)
         seed_everything(config.seed)
@@ -193,12 +211,21 @@ class Trainer:
             self.device
         )
         self.host_spec = HostSpec(
-            self.splits.input_shape, self.splits.num_classes, config.host_options, slot_factory
+            self.splits.input_shape, self.splits.num_classes, config.host_options, seed_slot
         )
         self.model = build_host(config.host, self.host_spec).to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
+        try:
+            self.kasmina = Kasmina(
+                run_id, self.model, source or SeedModuleSource.open(store, data_dir), Verifier(keyring)
+            )
+        except ValueError as exc:
+            raise ConfigError(f"host {config.host!r}: {exc}; call spec.slot_factory at its slots") from None
+        self.kasmina.attach_optimizer(self.optimizer)
+        self.controller: Controller = controller or build_controller(config.controller, self, keyring)
+        self.applied_commands: list[str] = []
         self.loss_fn = nn.CrossEntropyLoss()
         self.epoch = 0
         self.global_step = 0
@@ -375,17 +402,36 @@ class Trainer:
             )
         return pb.HardwareContext(device="cpu", device_count=1)
 
+    def _validation(self) -> Evaluation:
+        """Kasmina's probe: the validation pass with the slots as it has set them."""
+        loss, correct = torch.stack(self._evaluate(self.splits.validation)).tolist()
+        return Evaluation(loss / len(self.splits.validation), correct / len(self.splits.validation))
+
+    def seeds_by_stage(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for state in self.kasmina.state.slots:
+            name = stage_name(state.stage)
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
     def _boundary(self, m: EpochMeasurements) -> None:
+        # The seed lifecycle's own step (gates, alpha ramps, probes) belongs to validation, before the hook.
+        seed_events = self.kasmina.end_epoch(
+            m.epoch,
+            SeedMeasurements(m.validation_loss, m.validation_accuracy, m.training_loss),
+            self._validation,
+        )
         timing = HookTiming()
         clock = time.perf_counter()
         packet = self._packet(m)
+        packet.seeds.extend(self.kasmina.seed_states())
         parameters = count_parameters(self.model)
         completed = pb.EpochCompleted(
             state=packet, epoch_wall_ms=m.wall_ms, test_accuracy=m.test_accuracy, parameters=parameters
         )
         # The epoch's events go to the writer thread in one hand-over after the hook, so that the writer
         # does not compete with the hook for the interpreter while it is being timed.
-        events = [self._envelope("EpochCompleted", completed, m.epoch)]
+        events = [*seed_events, self._envelope("EpochCompleted", completed, m.epoch)]
         now = time.perf_counter()
         timing.assembly_ms, clock = (now - clock) * 1000, now
 
@@ -396,14 +442,20 @@ class Trainer:
             catalogue=(),
             parameters=parameters,
             last_hook_ms=self.last_hook_ms,
+            applied_commands=tuple(self.applied_commands),
         )
         output = self.controller.decide(packet, context)
         now = time.perf_counter()
         timing.controller_ms, clock = (now - clock) * 1000, now
 
         events.extend(output.events)
+        self.applied_commands = []
         if output.command is not None:
             events.append(output.command)
+            effects = self.kasmina.execute(output.command, m.epoch)
+            events.extend(effects)
+            if effects and effects[0].event_type != "CommandRejected":
+                self.applied_commands.append(output.command.event_id)
         now = time.perf_counter()
         timing.command_ms, clock = (now - clock) * 1000, now
 
@@ -412,7 +464,7 @@ class Trainer:
 
         events.extend(self._record_hook(m.epoch, timing))
         self.sink.emit(events)
-        self.progress.on_epoch(m, {})
+        self.progress.on_epoch(m, self.seeds_by_stage())
         metrics.TRAINING_LOSS.set(m.training_loss)
         metrics.VALIDATION_ACCURACY.set(m.validation_accuracy)
         if pending is not None:
@@ -494,9 +546,10 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "rng": ckpt.capture_rng(),
             "data_cursor": {"epoch": self.epoch + 1, "batch": 0},
-            "seeds": {},
+            "seeds": self.kasmina.state_dict(),
             "controller": dict(self.controller.state_dict()),
             "trainer": {
+                "applied_commands": list(self.applied_commands),
                 "epoch": self.epoch,
                 "global_step": self.global_step,
                 "loss_history": list(self.loss_history),
@@ -534,6 +587,7 @@ class Trainer:
         return entry
 
     def _restore(self, components: dict[str, Any]) -> None:
+        self.kasmina.load_state_dict(components["seeds"])  # re-grafts seeds before the host's weights
         self.model.load_state_dict(components["model"])
         self.optimizer.load_state_dict(components["optimizer"])
         ckpt.restore_rng(components["rng"])
@@ -542,6 +596,7 @@ class Trainer:
         self.epoch = int(trainer["epoch"])
         self.global_step = int(trainer["global_step"])
         self.loss_history = [float(x) for x in trainer["loss_history"]]
+        self.applied_commands = [str(x) for x in trainer["applied_commands"]]
 
     # ------------------------------------------------------------------ rollback
 
@@ -638,7 +693,7 @@ class Trainer:
             test_accuracy=test_accuracy,
             validation_accuracy=validation_accuracy,
             parameters=parameters,
-            seeds={},
+            seeds=self.seeds_by_stage(),
             last_position=last_position,
             model_sha256=digest,
             events_written=self.sink.events_written,
@@ -663,7 +718,7 @@ class Trainer:
 
 
 def open_run(
-    store: RunStore,
+    store: EventStore,
     data_dir: Path,
     config: RunConfig,
     run_id: str,
@@ -679,7 +734,7 @@ def open_run(
 
 
 def resume_run(
-    store: RunStore,
+    store: EventStore,
     data_dir: Path,
     run_id: str,
     controller: Controller | None = None,

@@ -74,7 +74,7 @@ def run(options: BenchOptions) -> list[Result]:
     blocks, block_epochs = (2, 5) if options.quick else (5, 12)
     with tempfile.TemporaryDirectory(prefix="esper-bench-run-") as scratch:
         data_dir = Path(scratch)
-        config = RunConfig(epochs=blocks * block_epochs + 1, seed=0)
+        config = RunConfig(epochs=blocks * block_epochs + 1, seed=0, controller="noop")
         store = open_store(data_dir / "log")
         try:
             trainer = open_run(store, data_dir, config, "rbench001")

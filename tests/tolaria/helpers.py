@@ -8,7 +8,13 @@ from typing import Any
 from eventstore import open_store
 from leyline import decode_payload, pb
 
-SMALL = {"epochs": 6, "dataset": "synthetic-images", "dataset_options": {"samples": 240}, "batch_size": 32}
+SMALL = {
+    "controller": "noop",
+    "epochs": 6,
+    "dataset": "synthetic-images",
+    "dataset_options": {"samples": 240},
+    "batch_size": 32,
+}
 WALL_CLOCK_METRICS = {"epoch_ms", "hook_ms"}
 
 

@@ -132,3 +132,38 @@ def test_repeated_explosions_fail_the_run(tmp_path: Path) -> None:
         store.close()
     (failed,) = payloads(run_events(tmp_path, "rfail"), "RunFailed")
     assert "loss exploded at epoch 3" in failed.error
+
+
+def test_a_growing_run_resumes_bit_identically_mid_seed(tmp_path: Path) -> None:
+    """With Tamiyo and Kasmina: a seed germinated before the cut is re-grafted from the checkpoint."""
+    growing = {
+        "controller": "tamiyo",
+        "epochs": 20,
+        "dataset": "digits",
+        "dataset_options": {},
+        "batch_size": 64,
+    }
+    reference, reference_events = train(tmp_path / "ref", "rgrow", **growing)
+    germinated = [
+        e.epoch
+        for e in reference_events
+        if e.event_type == "EpochCompleted"
+        and any(s.stage != pb.SEED_STAGE_DORMANT for s in payloads([e], "EpochCompleted")[0].state.seeds)
+    ]
+    assert germinated, "the controller grew nothing; the test needs a seed alive at the cut"
+    cut = germinated[0] + 1
+    data_dir = tmp_path / "cut"
+    store = open_store(data_dir / "log")
+    trainer = open_run(store, data_dir, build_config({**SMALL, **growing}), "rgrow")
+    for _ in range(cut):
+        trainer.run_epoch()
+    trainer.sink.close()
+    store.close()
+    store = open_store(data_dir / "log")
+    try:
+        resumed = resume_run(store, data_dir, "rgrow")
+        assert any(stage != "DORMANT" for stage in resumed.seeds_by_stage())
+        summary = resumed.run()
+    finally:
+        store.close()
+    assert summary.model_sha256 == reference
