@@ -93,21 +93,24 @@ _NAMED_PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
 class _Renderer:
-    """Statement → SQL for one target and dialect (named `:x` for SQLite, `%(x)s` for psycopg)."""
+    """Statement → (SQL, physical tables, collapse key) for one target and dialect.
 
-    def __init__(self, dialect: str) -> None:
+    SQL parameters are named `:x` for SQLite and `%(x)s` for psycopg.
+    """
+
+    def __init__(self, dialect: str, target: Target) -> None:
         self.pyformat = dialect != "sqlite"
-        self.cache: dict[tuple[int, str], tuple[str, frozenset[str]]] = {}
+        self.target = target
+        self.cache: dict[Statement, tuple[str, tuple[str, ...], str | None]] = {}
 
-    def __call__(self, statement: Statement, target: Target) -> tuple[str, frozenset[str]]:
-        key = (id(statement), target.checkpoint)
-        rendered = self.cache.get(key)
+    def __call__(self, statement: Statement) -> tuple[str, tuple[str, ...], str | None]:
+        rendered = self.cache.get(statement)
         if rendered is None:
-            sql = statement.render(target.names)
+            sql = statement.render(self.target.names)
             if self.pyformat:
                 sql = _NAMED_PARAMETER.sub(r"%(\1)s", sql)
-            rendered = (sql, frozenset(target.names[name] for name in statement.tables))
-            self.cache[key] = rendered
+            tables = tuple(self.target.names[name] for name in statement.tables)
+            rendered = self.cache[statement] = (sql, tables, statement.collapse)
         return rendered
 
 
@@ -119,10 +122,16 @@ class _Changes:
         self.last_group: dict[str, int] = {}  # sql → index of its newest group
         self.last_touch: dict[str, int] = {}  # table → index of the newest group touching it
 
-    def add(self, sql: str, tables: frozenset[str], params: dict[str, Any], collapse: str | None) -> None:
+    def add(self, rendered: tuple[str, tuple[str, ...], str | None], params: dict[str, Any]) -> None:
+        sql, tables, collapse = rendered
         index = self.last_group.get(sql)
         last_touch = self.last_touch
-        if index is None or any(last_touch[table] > index for table in tables):
+        if index is not None:
+            for table in tables:
+                if last_touch[table] > index:
+                    index = None
+                    break
+        if index is None:
             index = len(self.groups)
             self.groups.append((sql, [], {} if collapse else None))
             self.last_group[sql] = index
@@ -143,7 +152,7 @@ class _Changes:
 class _Applier:
     def __init__(self, targets: Sequence[Target], dialect: str) -> None:
         self.targets = list(targets)
-        self.render = _Renderer(dialect)
+        self.renderers = {target.checkpoint: _Renderer(dialect, target) for target in self.targets}
         self.by_type: dict[str, list[Target]] = {}
         for target in self.targets:
             for event_type in target.projection.event_types:
@@ -159,7 +168,7 @@ class _Applier:
         """The changes of `events` above each target's floor, and the events applied per target."""
         changes = _Changes()
         counts = dict.fromkeys((target.checkpoint for target in self.targets), 0)
-        render = self.render
+        renderers = self.renderers
         for envelope in events:
             targets = self.by_type.get(envelope.event_type)
             if not targets:
@@ -176,16 +185,16 @@ class _Applier:
                         raise ProjectionError(
                             f"event at position {position} ({envelope.event_type}) cannot be decoded: {exc}"
                         ) from exc
+                render = renderers[target.checkpoint]
                 for statement, params in target.projection.project(envelope, payload):
-                    sql, tables = render(statement, target)
-                    changes.add(sql, tables, params, statement.collapse)
+                    changes.add(render(statement), params)
                 counts[target.checkpoint] += 1
         for target in self.targets:
             finish = target.projection.finish_batch
             if finish is not None and counts[target.checkpoint]:
+                render = renderers[target.checkpoint]
                 for statement, params in finish():
-                    sql, tables = render(statement, target)
-                    changes.add(sql, tables, params, statement.collapse)
+                    changes.add(render(statement), params)
         return changes, counts
 
     def apply(
