@@ -28,8 +28,11 @@ def register(subparsers: Any) -> None:
         "mirror the event log into Redis Streams (per-category streams and the Oona queues)",
         description="Mirror every committed event into Redis Streams with the entry id <position>-0, so\n"
         "re-mirroring is idempotent: per-category streams <prefix>:cat:<category> and the Oona queues\n"
-        "<prefix>:oona:{emergency,policy,normal,field_reports,overflow,telemetry}. The cursor is kept in\n"
-        "<data-dir>/mirror/. A Redis that lost its data is detected and reseeded from the log, and consumer\n"
+        "<prefix>:oona:{emergency,policy,normal,field_reports,overflow,telemetry}: EMERGENCY priority goes\n"
+        "to emergency, Policy* to policy, FieldReportIssued to field_reports, TelemetryReported to\n"
+        "telemetry, the rest to normal. Above --reroute-above pending entries normal traffic goes to\n"
+        "overflow; above --drop-above telemetry is left out of the bus (never out of the log or the\n"
+        "category streams). The cursor is kept in <data-dir>/mirror/. A Redis that lost its data is detected and reseeded from the log, and consumer\n"
         "groups are recreated where they had got to. Streams are trimmed behind their slowest group.\n"
         "Without --follow, mirrors up to the current head and exits; with it, follows the log until\n"
         "interrupted, riding out Redis outages.",
