@@ -32,8 +32,9 @@ def register(subparsers: Any) -> None:
         "to emergency, Policy* to policy, FieldReportIssued to field_reports, TelemetryReported to\n"
         "telemetry, the rest to normal. Above --reroute-above pending entries normal traffic goes to\n"
         "overflow; above --drop-above telemetry is left out of the bus (never out of the log or the\n"
-        "category streams). The cursor is kept in <data-dir>/mirror/. A Redis that lost its data is detected and reseeded from the log, and consumer\n"
-        "groups are recreated where they had got to. Streams are trimmed behind their slowest group.\n"
+        "category streams). The cursor is kept in <data-dir>/mirror/. A Redis that lost its data is\n"
+        "detected and reseeded from the log, and consumer groups are recreated where they had got to.\n"
+        "Streams are trimmed behind their slowest group.\n"
         "Without --follow, mirrors up to the current head and exits; with it, follows the log until\n"
         "interrupted, riding out Redis outages.",
     )
