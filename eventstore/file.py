@@ -27,15 +27,16 @@ inline by the caller: under load, one fsync covers every caller that queued mean
 
 A segment is created when the current one would grow past `segment_size` (64 MB by default; a batch is
 never split across segments), with O_EXCL and an fsync of the directory; `preallocate=True` reserves the
-segment's blocks up front (fallocate with KEEP_SIZE, so the file size still marks the end of the data).
+segment's blocks up front (best effort: fallocate with KEEP_SIZE, so the file size still marks the end of
+the data).
 
 Recovery on open (under the file lock): the indexes come from the INDEX checkpoint when it is valid and
 every checkpointed segment's bytes still match their recorded CRC32C (checked in bulk); the records after
 it, or all of them when there is no usable checkpoint, are scanned one by one with their CRC32C checked and
-indexed. A damaged or incomplete record in the last segment after which no
-valid record follows is a torn tail: it is truncated (with everything after it) and reported in
-`store.recovery`. Damage anywhere else raises CorruptLogError naming segment, byte offset and position;
-nothing is skipped. Note that damage to the very last record is indistinguishable from a torn write.
+indexed. A damaged or incomplete record (or batch) in the last segment after which no valid record follows
+is a torn tail: it is truncated from the start of its batch and reported in `store.recovery`. Damage
+anywhere else raises CorruptLogError naming segment, byte offset and position; nothing is skipped. Damage
+to the very last record is indistinguishable from a torn write, and is treated as one.
 
 Readers in other processes see new events: reads first compare the HEAD hint with their own head and,
 if it moved, scan the new records (stopping, without repairing, at a batch still being written).
