@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -288,8 +289,17 @@ def _chunks(events: Iterable[pb.EventEnvelope], size: int) -> Iterator[list[pb.E
         yield chunk
 
 
-def _engine(db: Engine | str) -> Engine:
-    return db if isinstance(db, Engine) else open_db(db)
+@contextmanager
+def _engine(db: Engine | str) -> Iterator[Engine]:
+    """The engine given, or one opened on the URL given and disposed of afterwards."""
+    if isinstance(db, Engine):
+        yield db
+        return
+    engine = open_db(db)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 # ---------------------------------------------------------------- catch-up and follow
@@ -308,11 +318,11 @@ def apply_batch(
     The checkpoints move to `upto` (default: the last event's position); events at or below a
     projection's checkpoint are skipped, so re-applying a batch changes nothing.
     """
-    engine = _engine(db)
-    targets = [Target.live(projection) for projection in select(names, projections)]
-    last = upto if upto is not None else (events[-1].global_position if events else 0)
-    counts = _commit_batch(engine, _Applier(targets, engine.dialect.name), events, last)
-    return {target.projection.name: counts[target.checkpoint] for target in targets}
+    with _engine(db) as engine:
+        targets = [Target.live(projection) for projection in select(names, projections)]
+        last = upto if upto is not None else (events[-1].global_position if events else 0)
+        counts = _commit_batch(engine, _Applier(targets, engine.dialect.name), events, last)
+        return {target.projection.name: counts[target.checkpoint] for target in targets}
 
 
 @dataclass
@@ -332,29 +342,31 @@ def catch_up(
     progress: Progress | None = None,
 ) -> CatchUp:
     """Bring the projections up to the head of the log, batch by batch; returns what it applied."""
-    engine = _engine(db)
-    targets = [Target.live(projection) for projection in select(names, projections)]
-    applier = _Applier(targets, engine.dialect.name)
-    head = store.head_position()
-    with engine.connect() as connection:
-        known = read_checkpoints(connection, [target.checkpoint for target in targets])
-    start = min((known[t.checkpoint].position if t.checkpoint in known else 0) for t in targets)
-    applied = dict.fromkeys((target.projection.name for target in targets), 0)
-    if start < head:
-        events = store.read_all(from_position=start + 1, event_filter=applier.event_filter, to_position=head)
-        for chunk in _chunks(events, batch_size):
-            counts = _commit_batch(engine, applier, chunk, chunk[-1].global_position)
-            for target in targets:
-                applied[target.projection.name] += counts[target.checkpoint]
-            if progress is not None:
-                progress(chunk[-1].global_position)
-    # Every position up to the head has been examined, also where the last events were of no interest.
-    _commit_batch(engine, applier, [], head)
-    with engine.connect() as connection:
-        after = read_checkpoints(connection, [target.checkpoint for target in targets])
-    for target in targets:
-        metrics.LAG_EVENTS.labels(target.projection.name).set(head - after[target.checkpoint].position)
-    return CatchUp(head, applied, {name: checkpoint.position for name, checkpoint in after.items()})
+    with _engine(db) as engine:
+        targets = [Target.live(projection) for projection in select(names, projections)]
+        applier = _Applier(targets, engine.dialect.name)
+        head = store.head_position()
+        with engine.connect() as connection:
+            known = read_checkpoints(connection, [target.checkpoint for target in targets])
+        start = min((known[t.checkpoint].position if t.checkpoint in known else 0) for t in targets)
+        applied = dict.fromkeys((target.projection.name for target in targets), 0)
+        if start < head:
+            events = store.read_all(
+                from_position=start + 1, event_filter=applier.event_filter, to_position=head
+            )
+            for chunk in _chunks(events, batch_size):
+                counts = _commit_batch(engine, applier, chunk, chunk[-1].global_position)
+                for target in targets:
+                    applied[target.projection.name] += counts[target.checkpoint]
+                if progress is not None:
+                    progress(chunk[-1].global_position)
+        # Every position up to the head has been examined, also where the last events were of no interest.
+        _commit_batch(engine, applier, [], head)
+        with engine.connect() as connection:
+            after = read_checkpoints(connection, [target.checkpoint for target in targets])
+        for target in targets:
+            metrics.LAG_EVENTS.labels(target.projection.name).set(head - after[target.checkpoint].position)
+        return CatchUp(head, applied, {name: checkpoint.position for name, checkpoint in after.items()})
 
 
 def follow(
@@ -369,27 +381,27 @@ def follow(
     on_batch: Callable[[list[pb.EventEnvelope]], None] | None = None,
 ) -> None:
     """Catch up, then apply new events as they are committed until `stop` is set."""
-    engine = _engine(db)
-    targets = [Target.live(projection) for projection in select(names, projections)]
-    applier = _Applier(targets, engine.dialect.name)
-    with engine.connect() as connection:
-        known = read_checkpoints(connection, [target.checkpoint for target in targets])
-    start = min((known[t.checkpoint].position if t.checkpoint in known else 0) for t in targets)
-    subscription = store.subscribe(
-        from_position=start + 1, event_filter=applier.event_filter, timeout=poll_timeout
-    )
-    try:
-        while not stop.is_set():
-            events = subscription.poll(timeout=poll_timeout, max_events=batch_size)
-            if events:
-                _commit_batch(engine, applier, events, events[-1].global_position)
-                behind = max(0, store.head_position() - events[-1].global_position)
-                for target in targets:
-                    metrics.LAG_EVENTS.labels(target.projection.name).set(behind)
-                if on_batch is not None:
-                    on_batch(events)
-    finally:
-        subscription.close()
+    with _engine(db) as engine:
+        targets = [Target.live(projection) for projection in select(names, projections)]
+        applier = _Applier(targets, engine.dialect.name)
+        with engine.connect() as connection:
+            known = read_checkpoints(connection, [target.checkpoint for target in targets])
+        start = min((known[t.checkpoint].position if t.checkpoint in known else 0) for t in targets)
+        subscription = store.subscribe(
+            from_position=start + 1, event_filter=applier.event_filter, timeout=poll_timeout
+        )
+        try:
+            while not stop.is_set():
+                events = subscription.poll(timeout=poll_timeout, max_events=batch_size)
+                if events:
+                    _commit_batch(engine, applier, events, events[-1].global_position)
+                    behind = max(0, store.head_position() - events[-1].global_position)
+                    for target in targets:
+                        metrics.LAG_EVENTS.labels(target.projection.name).set(behind)
+                    if on_batch is not None:
+                        on_batch(events)
+        finally:
+            subscription.close()
 
 
 # ---------------------------------------------------------------- rebuilds
@@ -409,21 +421,21 @@ class ProjectionStatus:
 
 
 def status(db: Engine | str, projections: Sequence[Projection] | None = None) -> list[ProjectionStatus]:
-    engine = _engine(db)
-    with engine.connect() as connection:
-        known = read_checkpoints(connection)
-    result = []
-    for projection in select(None, projections):
-        checkpoint = known.get(projection.name)
-        result.append(
-            ProjectionStatus(
-                projection.name,
-                checkpoint.position if checkpoint else 0,
-                checkpoint.version if checkpoint else None,
-                projection.version,
+    with _engine(db) as engine:
+        with engine.connect() as connection:
+            known = read_checkpoints(connection)
+        result = []
+        for projection in select(None, projections):
+            checkpoint = known.get(projection.name)
+            result.append(
+                ProjectionStatus(
+                    projection.name,
+                    checkpoint.position if checkpoint else 0,
+                    checkpoint.version if checkpoint else None,
+                    projection.version,
+                )
             )
-        )
-    return result
+        return result
 
 
 def _set_checkpoint(connection: Connection, name: str, position: int, version: int) -> None:
@@ -555,19 +567,19 @@ def rebuild(
     progress: Progress | None = None,
 ) -> dict[str, int]:
     """Rebuild the named projections from position 1; returns each one's checkpoint afterwards."""
-    engine = _engine(db)
-    chosen = select(names, projections)
-    if not chosen:
-        return {}
-    started = time.perf_counter()
-    if blue_green:
-        result = _rebuild_blue_green(store, engine, chosen, batch_size, progress)
-    else:
-        result = _rebuild_in_place(store, engine, chosen, batch_size, progress)
-    metrics.REBUILD_SECONDS.labels("blue_green" if blue_green else "in_place").observe(
-        time.perf_counter() - started
-    )
-    return result
+    with _engine(db) as engine:
+        chosen = select(names, projections)
+        if not chosen:
+            return {}
+        started = time.perf_counter()
+        if blue_green:
+            result = _rebuild_blue_green(store, engine, chosen, batch_size, progress)
+        else:
+            result = _rebuild_in_place(store, engine, chosen, batch_size, progress)
+        metrics.REBUILD_SECONDS.labels("blue_green" if blue_green else "in_place").observe(
+            time.perf_counter() - started
+        )
+        return result
 
 
 def stale(db: Engine | str, projections: Sequence[Projection] | None = None) -> list[str]:
