@@ -1,12 +1,15 @@
-"""Karn's catalogue as Tamiyo sees it: the descriptors, and what a graft would cost at each slot."""
+"""Karn's catalogue as Tamiyo sees it: the descriptors, what a graft would cost at each slot, and the
+heuristic controller built on both."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from domains.karn import catalog
-from domains.tamiyo.controller import ParameterEstimator
+from domains.tamiyo.controller import ParameterEstimator, TamiyoController
+from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy
 from leyline import pb
+from leyline.signing import Signer
 
 SlotShapes = Mapping[int, tuple[int, tuple[int, ...]]]  # slot → (pb.SlotKind, per-sample shape)
 
@@ -34,3 +37,17 @@ def karn_estimator(slots: SlotShapes) -> ParameterEstimator:
             return None
 
     return estimate
+
+
+def heuristic_controller(
+    run_id: str, signer: Signer, slots: SlotShapes, config: HeuristicConfig | None = None
+) -> TamiyoController:
+    """The heuristic controller for a host's slots, with Karn's catalogue and its parameter estimates."""
+    return TamiyoController(
+        run_id,
+        signer,
+        HeuristicPolicy(config),
+        parameter_estimator=karn_estimator(slots),
+        slot_kinds={slot: kind for slot, (kind, _) in slots.items()},
+        catalogue=karn_descriptors(),
+    )

@@ -7,11 +7,12 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domains.tamiyo.catalogue import karn_descriptors, karn_estimator
+from domains.tamiyo.catalogue import heuristic_controller, karn_descriptors, karn_estimator
 from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy
 from domains.tamiyo.state import TamiyoState
-from leyline import pb
-from tests.tamiyo.scripted import observation
+from leyline import decode_payload, pb
+from leyline.signing import Keyring, Signer
+from tests.tamiyo.scripted import PLATEAU_LOSSES, RUN_ID, context, observation, packet
 
 SLOTS = {
     0: (pb.SLOT_KIND_CONV2D, (4, 8, 8)),
@@ -73,3 +74,22 @@ def test_a_chosen_blueprint_respects_every_constraint(
     assert stored[command.target_slot] == max(
         stored[s] for s in SLOTS if policy.eligible_blueprints(obs, s, level, state.conservative)
     )
+
+
+def test_the_heuristic_controller_on_karns_catalogue_germinates_within_budget() -> None:
+    tamiyo = heuristic_controller(
+        RUN_ID, Signer(Keyring.generate()), SLOTS, HeuristicConfig(parameter_budget=670 + 300)
+    )
+    assert tamiyo.slot_kinds == {0: pb.SLOT_KIND_CONV2D, 1: pb.SLOT_KIND_CONV2D, 2: pb.SLOT_KIND_CONV2D}
+    assert len(tamiyo.catalogue) == 50
+    seeds = [pb.SeedState(slot=slot, stage=pb.SEED_STAGE_DORMANT) for slot in SLOTS]
+    for epoch, loss in enumerate(PLATEAU_LOSSES):
+        output = tamiyo.decide(packet(epoch, loss), context(epoch, seeds, parameters=670, catalogue=()))
+        if output.command is not None:
+            break
+    assert output.command is not None
+    issued = decode_payload(output.command)
+    assert isinstance(issued, pb.AdaptationCommandIssued)
+    command = issued.command
+    cost = COSTS[(command.seed_operation.blueprint_id, command.target_slot)]
+    assert cost is not None and 0 < cost <= 300
