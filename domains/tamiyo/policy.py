@@ -13,8 +13,9 @@ One decision per epoch boundary, at most one command, in this order of precedenc
    so an ADVANCE there could only repeat a gate that just waited (and be rejected); a seed manager that
    waits for the controller turns it on;
 5. validation loss on a plateau (no relative improvement above epsilon over `plateau_window` epochs), fewer
-   active seeds than the maximum, a DORMANT slot outside Tamiyo's own embargo → germinate at the slot with
-   the most measured headroom a blueprint chosen from catalogue metadata within the parameter budget.
+   active seeds than the maximum, no germination within `germination_cooldown_epochs`, a DORMANT slot
+   outside Tamiyo's own embargo → germinate, at the slot with the most measured headroom, a blueprint
+   chosen from catalogue metadata within the parameter budget.
 
 Blueprint choice: quarantine-only, adversarial and unapproved templates, templates above the risk cap of
 the current level and templates that would exceed the parameter budget are never chosen (in conservative
