@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+CONTROLLERS = ("tamiyo", "noop")
+
 
 class ConfigError(ValueError):
     """A configuration the user must fix; the message says what and how."""
@@ -62,6 +64,8 @@ class RunConfig:
             raise ConfigError("hook_budget_ms must be positive and loss_explosion_factor above 1")
         if self.max_guard_rollbacks < 0:
             raise ConfigError(f"max_guard_rollbacks must be non-negative, got {self.max_guard_rollbacks}")
+        if self.controller not in CONTROLLERS:
+            raise ConfigError(f"unknown controller {self.controller!r}; use one of {', '.join(CONTROLLERS)}")
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"device must be cpu or cuda[:N], got {self.device!r}")
 

@@ -52,7 +52,6 @@ SOURCE = "tolaria"
 WALL_CLOCK_METRICS = frozenset({"epoch_ms", "hook_ms"})
 GUARD = "tolaria.guard"
 KEYS_FILE = "keys.json"
-CONTROLLERS = ("noop", "tamiyo")
 
 
 def seed_slot(spec: SlotSpec) -> SeedSlot:
@@ -61,17 +60,16 @@ def seed_slot(spec: SlotSpec) -> SeedSlot:
 
 
 def build_controller(name: str, trainer: Trainer, keyring: Keyring) -> Controller:
+    """The controller a config names (RunConfig has checked the name)."""
     if name == "noop":
         return NoOpController()
-    if name == "tamiyo":
-        from domains.karn import catalog
-        from domains.tamiyo.controller import TamiyoController
+    from domains.karn import catalog
+    from domains.tamiyo.controller import TamiyoController
 
-        kinds = {slot.slot: slot.kind for slot in trainer.kasmina.slots.values()}
-        return TamiyoController(
-            trainer.run_id, Signer(keyring), slot_kinds=kinds, catalogue=catalog.descriptors()
-        )
-    raise ConfigError(f"unknown controller {name!r}; use one of {', '.join(CONTROLLERS)}")
+    kinds = {slot.slot: slot.kind for slot in trainer.kasmina.slots.values()}
+    return TamiyoController(
+        trainer.run_id, Signer(keyring), slot_kinds=kinds, catalogue=catalog.descriptors()
+    )
 
 
 class RunError(Exception):

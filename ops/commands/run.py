@@ -29,7 +29,9 @@ DESCRIPTION = f"""\
 Train a host model while the controller may grow it, recording every event in the log.
 
 Out of the box: cnn-lite (~670 parameters, 3 seed slots) on scikit-learn's bundled digits, 20 epochs,
-seed 0, CPU, a checkpoint every epoch; nothing is downloaded and no service is needed.
+seed 0, CPU, a checkpoint every epoch, grown by the Tamiyo controller (seeds compiled by Tezzeret into
+<data-dir>/artifacts on first use); nothing is downloaded and no service is needed. `controller = "noop"`
+trains without growth.
 
 Configuration: embedded defaults, then --config FILE (.json or .toml), then the options below. Keys:
   {", ".join(KNOWN_KEYS)}.
@@ -58,6 +60,7 @@ def register(subparsers: Any) -> None:
         help="continue the run named by --run-id (default: the latest run in the log) from its checkpoint",
     )
     parser.add_argument("--device", help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--controller", help="tamiyo (default: grows the host) or noop (no growth)")
     parser.add_argument("--host", help="cnn-lite (default), transformer-lite or module:factory")
     parser.add_argument(
         "--dataset", help="digits (default), synthetic-images, synthetic-sequences or module:factory"
@@ -67,7 +70,7 @@ def register(subparsers: Any) -> None:
 
 def build_run_config(args: argparse.Namespace) -> RunConfig:
     values: dict[str, Any] = load_config_file(args.config) if args.config else {}
-    for key in ("epochs", "seed", "device", "host", "dataset"):
+    for key in ("epochs", "seed", "device", "host", "dataset", "controller"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     return build_config(values)
@@ -86,7 +89,11 @@ def handle(args: argparse.Namespace) -> int:
     if args.run_id is not None and not RUN_ID_PATTERN.match(args.run_id):
         raise UsageError(f"run id {args.run_id!r} must be 1–32 letters, digits or underscores")
     if args.resume:
-        given = [f"--{k}" for k in ("seed", "config", "host", "dataset") if getattr(args, k) is not None]
+        given = [
+            f"--{k}"
+            for k in ("seed", "config", "host", "dataset", "controller")
+            if getattr(args, k) is not None
+        ]
         if given:
             raise UsageError(f"a resumed run keeps its recorded config; drop {', '.join(given)}")
     try:

@@ -38,6 +38,7 @@ def test_unknown_key_names_it_and_the_known_keys() -> None:
         ({"learning_rate": "fast"}, "must be a number"),
         ({"host_options": 3}, "table/object"),
         ({"device": "tpu"}, "cpu or cuda"),
+        ({"controller": "magic"}, "unknown controller 'magic'"),
         ({"loss_explosion_factor": 1.0}, "above 1"),
     ],
 )
