@@ -9,6 +9,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from domains.karn import catalog
+from domains.karn.catalog import Use
 from domains.kasmina import Evaluation, FactorySource, Kasmina, KasminaConfig, LifecycleConfig, SeedSlot
 from leyline import new_envelope, pb
 from leyline.signing import Keyring, Signer, Verifier
@@ -163,3 +165,15 @@ def evaluator(host: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Evaluation:
         accuracy = float((logits.argmax(1) == y).float().mean())
     host.train(was_training)
     return Evaluation(loss, accuracy)
+
+
+def karn(drill: bool) -> FactorySource:
+    def factory_for(blueprint_id: str):  # type: ignore[no-untyped-def]
+        def factory(kind: int, shape: tuple[int, ...], parameters: Mapping[str, float]) -> nn.Module:
+            return catalog.build(blueprint_id, parameters, kind, shape, use=Use.DRILL if drill else Use.LIVE)
+
+        return factory
+
+    quarantined = {b.blueprint_id for b in catalog.CATALOGUE if b.quarantine_only}
+    factories = {b.blueprint_id: factory_for(b.blueprint_id) for b in catalog.CATALOGUE}
+    return FactorySource(factories, quarantined=quarantined, drill=drill)

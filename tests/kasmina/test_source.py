@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import pytest
 import torch
-from torch import nn
 
 from domains.karn import catalog
-from domains.karn.catalog import Use
-from domains.kasmina import ArtifactUnavailable, FactorySource
+from domains.kasmina import ArtifactUnavailable
 from leyline import pb
-
-
-def karn(drill: bool) -> FactorySource:
-    def factory_for(blueprint_id: str):  # type: ignore[no-untyped-def]
-        def factory(kind: int, shape: tuple[int, ...], parameters: Mapping[str, float]) -> nn.Module:
-            return catalog.build(blueprint_id, parameters, kind, shape, use=Use.DRILL if drill else Use.LIVE)
-
-        return factory
-
-    quarantined = {b.blueprint_id for b in catalog.CATALOGUE if b.quarantine_only}
-    factories = {b.blueprint_id: factory_for(b.blueprint_id) for b in catalog.CATALOGUE}
-    return FactorySource(factories, quarantined=quarantined, drill=drill)
+from tests.kasmina.helpers import karn
 
 
 def slot_for(blueprint: catalog.Blueprint) -> tuple[int, tuple[int, ...]]:

@@ -18,8 +18,7 @@ from domains.kasmina import EpochMeasurements, Kasmina, LifecycleConfig, SeedSlo
 from domains.kasmina import lifecycle as lc
 from leyline import decode_payload, pb
 from leyline.signing import Keyring, Signer, Verifier, canonical_bytes
-from tests.kasmina.helpers import RUN, Commander, TinyCNN, TinyTransformer, evaluator, manager
-from tests.kasmina.test_source import karn
+from tests.kasmina.helpers import RUN, Commander, TinyCNN, TinyTransformer, evaluator, karn, manager
 
 torch.set_num_threads(1)
 
