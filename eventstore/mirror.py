@@ -234,6 +234,7 @@ class Mirror:
         self._log_id = ""
         self._held: int | None = None  # position Redis holds; None until synced
         self._keys: set[str] = set()
+        self._written: set[str] = set()  # keys this mirror wrote since Redis last went back
         self._next_housekeeping = 0.0
         self.reseeds = 0
 
@@ -278,6 +279,7 @@ class Mirror:
             )
             self.reseeds += 1
             self._recreate_groups()
+            self._written.clear()
         self._held = held
         self.cursor.position = held
         self._keys |= {
@@ -348,6 +350,7 @@ class Mirror:
         self._held = events[-1].global_position
         self.cursor.position = self._held
         self._keys.update(keys[1:])
+        self._written.update(keys[1:])
         rejected = int(detail)
         MIRROR_EVENTS.inc(len(events))
         MIRROR_REJECTED.inc(rejected)
@@ -397,12 +400,22 @@ class Mirror:
             self._held = None  # Redis lost its data: never overwrite the durable group cursors with nothing
             return
         infos: dict[str, list[dict[str, Any]]] = {}
+        missing = []
         for key, reply in zip(keys, replies[1:], strict=True):
             if isinstance(reply, Exception):
                 if "no such key" not in str(reply):
                     raise reply
+                if key in self._written:
+                    missing.append(key)
             elif reply:
                 infos[key] = reply
+        if missing:
+            # evicted or deleted (trimming leaves an empty stream, never no key): re-mirror from the start;
+            # Redis rejects what it still holds and refills what it lost
+            log.warning("Redis lost stream(s) %s; re-mirroring from the start of the log", ", ".join(missing))
+            self.client.hset(marker_key(self.prefix), "position", 0)
+            self._held = None
+            return
         groups = self._passed_positions(infos)
         depths = self._trim(groups)
         if self.fanout is not None:

@@ -221,3 +221,17 @@ def test_an_unreadable_cursor_is_a_clear_error(
     path.write_text("{not json")
     with pytest.raises(EventStoreError, match="delete it to reseed"):
         Mirror(store, shared_redis, tmp_path, redis_url=SHARED_REDIS, prefix=prefix)
+
+
+def test_a_stream_evicted_or_deleted_from_redis_is_refilled(
+    store: EventStore, shared_redis: redis.Redis, prefix: str, tmp_path: Path
+) -> None:
+    store.append(mixed_events(60))
+    mirror = Mirror(store, shared_redis, tmp_path, prefix=prefix, fanout=OonaFanout(OonaKeys(prefix)))
+    mirror.catch_up()
+    shared_redis.delete(category_key(prefix, "telemetry"))
+    mirror.housekeeping(force=True)
+    store.append(mixed_events(5))
+    mirror.catch_up()
+    assert mirror.reseeds == 1
+    assert_redis_equals_log(shared_redis, store, prefix)
