@@ -139,6 +139,12 @@ class ConsumerStats:
 
 
 class OonaConsumer:
+    """One consumer of a group over some queues (all by default), drained in DRAIN_ORDER.
+
+    `client` must return bytes (redis-py's default, as `eventstore.mirror.connect_redis` gives): envelopes
+    are binary. Use `poll()` to drive it from your own loop, or `run(stop)` on a thread of its own.
+    """
+
     def __init__(
         self,
         client: redis.Redis,
