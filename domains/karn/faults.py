@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+HELPER_START_S = 10.0  # a bound on how long a helper thread may take to start on a loaded machine
+
 
 class Fault:
     """Runs before each forward of the wrapped module; returns a value the forward adds (0 for none)."""
@@ -63,7 +65,7 @@ class LockInversion(Fault):
     """BP048 deadlock_pattern: the forward and a helper thread take two locks in opposite order.
 
     Both acquire with a timeout, so the cycle breaks after timeout_ms: the call stalls (and counts the
-    stall) instead of hanging forever.
+    stall) instead of hanging forever; the helper then finishes within another timeout_ms.
     """
 
     timeout_ms: float
@@ -78,18 +80,19 @@ class LockInversion(Fault):
         def helper() -> None:
             with self.second:
                 holding.set()
-                if self.first.acquire(timeout=timeout):
+                # Waits longer than the forward does, so the forward's side of the cycle breaks first.
+                if self.first.acquire(timeout=2 * timeout):
                     self.first.release()
 
         with self.first:
             thread = threading.Thread(target=helper, daemon=True)
             thread.start()
-            holding.wait(timeout)
+            holding.wait(HELPER_START_S)
             if self.second.acquire(timeout=timeout):
                 self.second.release()
             else:
                 self.stalls += 1
-        thread.join(timeout)
+        thread.join(2 * timeout + HELPER_START_S)
         return 0.0
 
 
