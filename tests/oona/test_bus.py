@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from tests.mirror.redis_support import (
     field_report_event,
     policy_event,
     telemetry_event,
+    wait_until,
 )
 from tests.mirror.test_mirror import assert_redis_equals_log
 
@@ -229,3 +231,28 @@ def test_reseeding_after_redis_lost_its_data_applies_no_backpressure_to_consumed
     consumer.handler = lambda d, tx: handled.append(d.position)
     drain(consumer)
     assert sorted(handled) == [9091, 9092]
+
+
+def test_a_group_nobody_restores_is_recreated_by_its_consumer(
+    store: EventStore, shared_redis: redis.Redis, prefix: str, tmp_path: Path
+) -> None:
+    store.append([epoch_event(epoch=i) for i in range(20)])
+    mirror_into(store, shared_redis, prefix, tmp_path)
+    keys = OonaKeys(prefix)
+    handled: list[str] = []
+    consumer = OonaConsumer(
+        shared_redis, "g", lambda d, tx: handled.append(d.envelope.event_id), keys=keys, queues=[Queue.NORMAL]
+    )
+    consumer.ensure_groups()
+    drain(consumer)
+    shared_redis.xgroup_destroy(keys.queue(Queue.NORMAL), "g")  # and no mirror holds a cursor for it
+    stop = threading.Event()
+    options = {"block_ms": 20, "regroup_after": 0.1}
+    worker = threading.Thread(target=consumer.run, args=(stop,), kwargs=options)
+    worker.start()
+    try:
+        wait_until(lambda: consumer.stats.duplicates == 20)
+    finally:
+        stop.set()
+        worker.join(10)
+    assert len(handled) == 20
