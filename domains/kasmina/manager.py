@@ -209,6 +209,8 @@ class Kasmina:
         for s in self.state.slots:
             if s.stage == lc.RESETTING:
                 envelopes.extend(self._run(lc.Scrubbed(s.slot, epoch, self._scrub_check(s.slot))))
+        for s in self.state.slots:  # the alpha ramp moves at every boundary, with or without a transition
+            self.slots[s.slot].alpha.fill_(lc.alpha_at(s, epoch))
         self._sync_learning_rates(epoch)
         return envelopes
 
