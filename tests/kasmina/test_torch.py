@@ -14,10 +14,11 @@ import torch
 from prometheus_client import REGISTRY
 from torch import nn
 
-from domains.kasmina import EpochMeasurements, Evaluation, Kasmina, LifecycleConfig, SeedSlot
+from domains.kasmina import EpochMeasurements, Kasmina, LifecycleConfig, SeedSlot
 from domains.kasmina import lifecycle as lc
 from leyline import decode_payload, pb
 from leyline.signing import Keyring, Signer, Verifier, canonical_bytes
+from ops.bench.kasmina import ScriptedProbe
 from tests.kasmina.helpers import RUN, Commander, TinyCNN, TinyTransformer, evaluator, karn, manager
 
 torch.set_num_threads(1)
@@ -504,25 +505,13 @@ def test_alpha_ramp_does_not_recompile_a_compiled_host() -> None:
     assert not torch.equal(outputs[0], outputs[1])  # the ramp did change the output
 
 
-class PassingProbe:
-    """Validation figures that pass every gate: the seed's loss falls each time it is probed."""
-
-    def __init__(self, slot: SeedSlot) -> None:
-        self.slot = slot
-        self.calls = 0
-
-    def __call__(self) -> Evaluation:
-        self.calls += 1
-        return Evaluation(1.0 - 0.01 * self.calls if self.slot.override == 1.0 else 1.0)
-
-
 def test_alpha_buffer_follows_the_ramp_at_every_boundary() -> None:
     torch.manual_seed(0)
     host = TinyCNN()
     config = LifecycleConfig(min_training_epochs=1, alpha_ramp_epochs=3, probation_epochs=1)
     kasmina, commander = manager(host, config)
     kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), 1)
-    probe = PassingProbe(host.slot0)
+    probe = ScriptedProbe(host.slot0)
     seen = []
     for epoch in range(2, 10):
         kasmina.end_epoch(epoch, EpochMeasurements(validation_loss=1.0), probe)
