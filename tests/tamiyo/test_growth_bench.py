@@ -1,4 +1,4 @@
-"""The growth benchmark's grown arm: Tolaria's loop, Kasmina's lifecycle and Tamiyo, wired together."""
+"""The growth benchmark's grown arm: Tolaria's loop and Kasmina with Tamiyo as the controller."""
 
 from __future__ import annotations
 
@@ -7,23 +7,28 @@ from pathlib import Path
 
 import torch
 
+from domains.tamiyo import TamiyoController
 from domains.tolaria.config import RunConfig
 from domains.tolaria.trainer import Trainer
 from eventstore import open_store
 from leyline import decode_payload, pb
-from ops.bench.growth import grow, seed_slot, static_widths
+from leyline.signing import Keyring
+from ops.bench.growth import static_widths, tamiyo_for
 
 torch.set_num_threads(1)
 
 
-def test_the_grown_arm_decides_every_epoch_and_logs_signed_commands() -> None:
+def test_the_grown_arm_decides_every_epoch_on_tolarias_packets() -> None:
     epochs = 4
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(Path(tmp) / "log")
         try:
-            config = RunConfig(epochs=epochs, seed=0, checkpoint_every=epochs)
-            trainer = Trainer(config, "rgrowtest", store, Path(tmp), slot_factory=seed_slot)
-            bridge = grow(trainer, "rgrowtest", seed=0)
+            keyring = Keyring.generate()
+            config = RunConfig(epochs=epochs, seed=0, checkpoint_every=epochs, controller="noop")
+            trainer = Trainer(config, "rgrowtest", store, Path(tmp), keyring=keyring)
+            tamiyo = tamiyo_for(trainer, keyring, seed=0)
+            assert isinstance(tamiyo, TamiyoController) and tamiyo.slot_kinds
+            trainer.controller = tamiyo
             trainer.start()
             summary = trainer.run()
             events = list(store.read_all())
@@ -31,13 +36,11 @@ def test_the_grown_arm_decides_every_epoch_and_logs_signed_commands() -> None:
             store.close()
     assert summary.epochs == epochs and 0.0 < summary.test_accuracy <= 1.0
     decisions = [decode_payload(e) for e in events if e.event_type == "DecisionMade"]
-    assert len(decisions) == epochs == len(bridge.decision_ms)
+    assert len(decisions) == epochs and all(isinstance(d, pb.DecisionMade) for d in decisions)
     packets = [decode_payload(e) for e in events if e.event_type == "EpochCompleted"]
     assert [d.packet_id for d in decisions] == [p.state.packet_id for p in packets]  # type: ignore[attr-defined]
-    assert all(isinstance(d, pb.DecisionMade) and d.policy_name == "heuristic" for d in decisions)
     assert all(d.inputs_summary["parameters"] == summary.parameters for d in decisions)  # type: ignore[attr-defined]
-    commands = [e for e in events if e.event_type == "AdaptationCommandIssued"]
-    assert all(len(c.hmac) == 32 for c in commands)
+    assert tamiyo.state.decisions == epochs
 
 
 def test_the_static_host_matches_the_grown_size() -> None:
