@@ -567,9 +567,12 @@ class FileStore:
             return
         outcomes: list[tuple[_Request, list[int] | BaseException]] = []
         try:
-            with self._file_lock():
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # inline: this runs on every append
+            try:
                 self._catch_up(repair=True)
                 self._write_group(requests, outcomes)
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         except BaseException as exc:
             done = {id(request) for request, _ in outcomes}
             outcomes.extend((request, exc) for request in requests if id(request) not in done)
