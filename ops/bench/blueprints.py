@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-from domains.karn.catalog import Use
 from domains.tezzeret.compiler import template_for
 from domains.tezzeret.jobs import CompileSpec, Status
 from domains.tezzeret.service import Tezzeret, catalogue_specs
@@ -112,9 +111,7 @@ def measure(options: BenchOptions, root: Path, store: EventStore) -> list[Result
 
 
 def fetch(source: SeedModuleSource, spec: CompileSpec) -> None:
-    source.load_module(
-        spec.blueprint_id, spec.parameter_map(), spec.slot_kind, spec.slot_shape, use=Use.DRILL
-    )
+    source.load_module(spec.blueprint_id, spec.parameter_map(), spec.slot_kind, spec.slot_shape)
 
 
 def cold_fetch_ms(store: EventStore, root: Path, spec: CompileSpec) -> float:
