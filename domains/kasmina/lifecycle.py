@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import Any
 
 from google.protobuf.message import Message
 
@@ -136,8 +137,9 @@ class KasminaState:
     def has_slot(self, slot: int) -> bool:
         return any(state.slot == slot for state in self.slots)
 
-    def with_slot(self, new: SlotState) -> KasminaState:
-        return replace(self, slots=tuple(new if s.slot == new.slot else s for s in self.slots))
+    def with_slot(self, new: SlotState, last_seed_id: int | None = None) -> KasminaState:
+        slots = tuple(new if s.slot == new.slot else s for s in self.slots)
+        return KasminaState(slots, self.last_seed_id if last_seed_id is None else last_seed_id)
 
     def count(self, stage: int) -> int:
         return sum(1 for s in self.slots if s.stage == stage)
@@ -642,29 +644,29 @@ def evolve(state: KasminaState, event: Message, config: LifecycleConfig) -> Kasm
         )
     processed = s.processed | {event.command_id} if event.command_id else s.processed
     to = event.to_stage
-    moved = replace(s, stage=to, stage_epoch=event.epoch, processed=processed)
+    if to == DORMANT:
+        return state.with_slot(SlotState(slot=s.slot, processed=processed))
+    changes: dict[str, Any] = {"stage": to, "stage_epoch": event.epoch, "processed": processed}
+    last_seed_id = state.last_seed_id
     if to == GERMINATED:
         ramp = _measured(event, "G0", "alpha_ramp_epochs")
-        moved = replace(
-            moved,
+        changes.update(
             seed_id=event.seed_id,
             blueprint_id=event.blueprint_id,
             origin_command=event.command_id,
             germinated_epoch=event.epoch,
             alpha_ramp_epochs=int(ramp) if math.isfinite(ramp) else config.alpha_ramp_epochs,
         )
-        state = replace(state, last_seed_id=max(state.last_seed_id, event.seed_id))
+        last_seed_id = max(last_seed_id, event.seed_id)
     elif to == TRAINING:
         gap = _measured(event, "admission", "seed_loss") - _measured(event, "admission", "host_loss")
-        moved = replace(moved, training_reference_gap=gap if math.isfinite(gap) else None)
+        changes["training_reference_gap"] = gap if math.isfinite(gap) else None
     elif to == BLENDING:
         loss = _measured(event, "G1", "host_loss")
-        moved = replace(moved, blending_reference_loss=loss if math.isfinite(loss) else None)
+        changes["blending_reference_loss"] = loss if math.isfinite(loss) else None
     elif to == EMBARGOED:
-        moved = replace(moved, embargo_until=event.epoch + config.embargo_epochs)
-    elif to == DORMANT:
-        moved = replace(SlotState(slot=s.slot), processed=processed)
-    return state.with_slot(moved)
+        changes["embargo_until"] = event.epoch + config.embargo_epochs
+    return state.with_slot(replace(s, **changes), last_seed_id)
 
 
 def replay(initial: KasminaState, events: Iterable[Message], config: LifecycleConfig) -> KasminaState:
