@@ -1,7 +1,8 @@
 """Running compile jobs against the event store and Urza's library.
 
 Every step of a job is appended with an exact expected version on its stream, so two workers can never
-both record an attempt; the artifact is written (atomically, content-addressed) before the event that
+both record an attempt (the second one's append fails with WrongExpectedVersion: run a job in one worker
+at a time); the artifact is written (atomically, content-addressed) before the event that
 names it, so a crash leaves at worst a file no event names yet, which the resumed job writes again with
 the same bytes (same path: no duplicate). `resume()` finds unfinished jobs from the log after a restart.
 """
