@@ -76,7 +76,7 @@ class KasminaConfig:
     warmup_epochs: int = 2  # seed learning rate ramps from warmup_start_factor × base to base
     warmup_start_factor: float = 0.1
     seed_lr: float | None = None  # base learning rate of seed groups; None: the optimizer's first group's
-    check_isolation: bool = True
+    training_curvature: float = 1.0  # of the seed's local loss model in TRAINING (slot._ShadowGradient)
 
 
 class Kasmina:
@@ -101,6 +101,8 @@ class Kasmina:
         if not found:
             raise ValueError("the host declares no SeedSlot")
         self.slots: dict[int, SeedSlot] = {s.slot: s for s in found}
+        for slot in found:
+            slot.curvature = self.config.training_curvature
         if len(self.slots) != len(found):
             raise ValueError("duplicate slot numbers")
         if isinstance(slots, nn.Module):
@@ -270,7 +272,7 @@ class Kasmina:
                 seeds[slot_no] = {**self._requests[slot_no], "weights": slot.seed.state_dict()}
         groups = []
         if self.optimizer is not None:
-            groups = [dict(_bookkeeping(g)) for g in self.optimizer.param_groups if "kasmina_slot" in g]
+            groups = [_bookkeeping(g) for g in self.optimizer.param_groups if "kasmina_slot" in g]
         return {
             "version": STATE_DICT_VERSION,
             "epoch": self.epoch,
