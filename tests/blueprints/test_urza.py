@@ -192,3 +192,13 @@ def test_state_dict_round_trip_and_deepcopy_keep_one_set_of_weights(source: Seed
         next(copied.graph.parameters()).mul_(2)
     assert torch.equal(next(copied.eval_graph.parameters()), next(copied.graph.parameters()))
     assert not torch.equal(next(copied.graph.parameters()), next(module.graph.parameters()))
+
+
+def test_preload_makes_the_first_fetch_warm(source: SeedModuleSource, library: ArtifactLibrary) -> None:
+    requests = [("BP005", {}, SEQUENCE, (4, 16)), ("BP045", {"period": 2}, CONV, CONV_SHAPE)]
+    hashes = source.preload(requests)
+    assert library.cached() == hashes
+    module, digest = source.load_module("BP005", {}, SEQUENCE, (4, 16))
+    assert digest == hashes[0] and library.cached()[-1] == digest and isinstance(module, ArtifactModule)
+    with pytest.raises(NotGraftable):  # preloading a drill blueprint does not make it graftable
+        source.load_module("BP045", {"period": 2}, CONV, CONV_SHAPE)
