@@ -7,7 +7,8 @@ Both stores get the same pre-built events (EpochCompleted envelopes carrying a 3
 synchronous=FULL (an fsync of the WAL per commit). "Decoded" reads turn stored bytes into EventEnvelope
 objects on both sides. `raw_fsync_per_s` is pwrite + fdatasync of one record-sized write on the same disk,
 measured in alternating rounds with the single durable appends so that drift hits both alike; batched
-appends alternate with the baseline's likewise, and each figure is the median of its rounds.
+appends alternate with the baseline's likewise, and each figure is the median of its rounds. The decoded
+reads of the 1 M-event logs alternate too (READ_ROUNDS), and each side's best round counts.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ DESCRIPTION = (
 BASELINE = "eventsourcing_sqlite"
 FULL_EVENTS = 1_000_000
 QUICK_EVENTS = 100_000
+READ_ROUNDS = 2  # alternating; the best round of each side counts (load on a shared machine only slows)
 
 
 def make_events(count: int, streams: int = 50) -> list[pb.EventEnvelope]:
@@ -168,9 +170,6 @@ def run(options: BenchOptions) -> list[Result]:
             for start in range(0, total, len(sample)):
                 for group in batches(sample[: min(len(sample), total - start)], 1000):
                     store.append([_renamed(event, start) for event in group])
-        options.progress(f"replaying {total} events")
-        with FileStore(log) as store:
-            replay_seconds = timed(lambda: sum(1 for _ in store.read_all()))
         options.progress(f"recovering the {total}-event log")
         recover_seconds = timed(lambda: FileStore(log).close())
 
@@ -178,12 +177,19 @@ def run(options: BenchOptions) -> list[Result]:
         baseline_log = Baseline(directory / "baseline-read.db")
         for start in range(0, total, len(sample)):
             baseline_log.fill(sample[: min(len(sample), total - start)], 1000, lambda _: None)
-        options.progress("baseline decoded read")
-        base_read, base_count = baseline_log.read_decoded_rate()
-        if base_count != total:
-            raise RuntimeError(f"the baseline read {base_count} events, expected {total}")
+        replays, base_reads = [], []
+        with FileStore(log) as store:
+            for number in range(READ_ROUNDS):
+                options.progress(
+                    f"decoded reads of {total} events, ours and the baseline's, round {number + 1}"
+                )
+                replays.append(total / timed(lambda: sum(1 for _ in store.read_all())))
+                base_read, base_count = baseline_log.read_decoded_rate()
+                if base_count != total:
+                    raise RuntimeError(f"the baseline read {base_count} events, expected {total}")
+                base_reads.append(base_read)
+        replay, base_read = max(replays), max(base_reads)
 
-    replay = total / replay_seconds
     suffix = "" if total == FULL_EVENTS else f" (quick: {total} events)"
     return [
         Result(
