@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Column, Connection, Engine, MetaData, Table, text
+from sqlalchemy.exc import OperationalError
 
 from eventstore.api import EventFilter, EventStore
 from leyline import decode_payload, pb
@@ -39,6 +40,8 @@ from projections.schema import projection_checkpoints
 
 DEFAULT_BATCH_SIZE = 5000
 GREEN_SUFFIX = "__green"
+SWAP_ATTEMPTS = 200
+SWAP_LOCK_TIMEOUT_MS = 200
 ENV_FIELD_REPORT_RETENTION_S = "ESPER_FIELD_REPORT_RETENTION_S"
 Progress = Callable[[int], None]  # called with the log position reached
 
@@ -502,6 +505,48 @@ def _green_table(table: Table, metadata: MetaData) -> Table:
     return Table(table.name + GREEN_SUFFIX, metadata, *columns)
 
 
+def _lock_not_available(exc: OperationalError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == "55P03"
+
+
+def _swap(
+    connection: Connection, store: EventStore, applier: _Applier, projections: Sequence[Projection]
+) -> int:
+    """Catch the new tables up, put them in place of the live ones, move the checkpoints; returns the head."""
+    targets = applier.targets
+    if connection.dialect.name != "sqlite":
+        # Take every table's lock at once, giving up quickly: a reader holding one table while waiting for
+        # another would otherwise deadlock with the swap, and the database could pick the reader as victim.
+        # lock_timeout is below PostgreSQL's deadlock_timeout (1 s), so the swap always yields first.
+        names = [t.name for p in projections for t in p.tables]
+        tables = ", ".join([*names, *(name + GREEN_SUFFIX for name in names)])
+        connection.execute(text(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT_MS}ms'"))
+        connection.execute(text(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"))
+    # Lock the live checkpoints too before reading the head: no incremental runner can commit past it until
+    # the swap is done, so the new tables catch up with everything the old ones had.
+    locked = _lock_checkpoints(connection, [*targets, *(Target.live(p) for p in projections)])
+    floors = {target.checkpoint: locked[target.checkpoint].position for target in targets}
+    live = {projection.name: locked[projection.name].position for projection in projections}
+    final_head = max(store.head_position(), *live.values())
+    late = store.read_all(
+        from_position=min(floors.values()) + 1, event_filter=applier.event_filter, to_position=final_head
+    )
+    applier.apply(connection.connection.cursor(), list(late), floors)
+    for projection in projections:
+        for table in projection.tables:
+            connection.execute(text(f"DROP TABLE {table.name}"))
+            connection.execute(text(f"ALTER TABLE {table.name}{GREEN_SUFFIX} RENAME TO {table.name}"))
+            for index in table.indexes:
+                index.create(connection)
+        _set_checkpoint(connection, projection.name, final_head, projection.version)
+    connection.execute(
+        projection_checkpoints.delete().where(
+            projection_checkpoints.c.name.in_([target.checkpoint for target in targets])
+        )
+    )
+    return final_head
+
+
 def _rebuild_blue_green(
     store: EventStore,
     engine: Engine,
@@ -530,29 +575,15 @@ def _rebuild_blue_green(
         _commit_batch(engine, applier, chunk, chunk[-1].global_position)
         if progress is not None:
             progress(chunk[-1].global_position)
-    with write_connection(engine) as connection, connection.begin():
-        # Lock the live checkpoints too before reading the head: no incremental runner can commit past
-        # it until the swap is done, so the new tables catch up with everything the old ones had.
-        locked = _lock_checkpoints(connection, [*targets, *(Target.live(p) for p in projections)])
-        floors = {target.checkpoint: locked[target.checkpoint].position for target in targets}
-        live = {projection.name: locked[projection.name].position for projection in projections}
-        final_head = max(store.head_position(), *live.values())
-        late = store.read_all(
-            from_position=min(floors.values()) + 1, event_filter=applier.event_filter, to_position=final_head
-        )
-        applier.apply(connection.connection.cursor(), list(late), floors)
-        for projection in projections:
-            for table in projection.tables:
-                connection.execute(text(f"DROP TABLE {table.name}"))
-                connection.execute(text(f"ALTER TABLE {table.name}{GREEN_SUFFIX} RENAME TO {table.name}"))
-                for index in table.indexes:
-                    index.create(connection)
-            _set_checkpoint(connection, projection.name, final_head, projection.version)
-        connection.execute(
-            projection_checkpoints.delete().where(
-                projection_checkpoints.c.name.in_([target.checkpoint for target in targets])
-            )
-        )
+    for attempt in range(SWAP_ATTEMPTS):
+        try:
+            with write_connection(engine) as connection, connection.begin():
+                final_head = _swap(connection, store, applier, projections)
+            break
+        except OperationalError as exc:
+            if not _lock_not_available(exc) or attempt == SWAP_ATTEMPTS - 1:
+                raise
+            time.sleep(min(1.0, 0.05 * (attempt + 1)))
     return dict.fromkeys((projection.name for projection in projections), final_head)
 
 
