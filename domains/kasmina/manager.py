@@ -127,6 +127,8 @@ class Kasmina:
         for slot_no, slot in self.slots.items():
             if slot.seed is not None and self._stage(slot_no) in _LEARNING and self._group(slot_no) is None:
                 self._add_group(slot_no, self.epoch)
+            if slot.seed is not None and self._stage(slot_no) in _GUARDED:
+                slot.monitor.arm(slot.seed, slot.device, optimizer)
 
     def execute(self, envelope: pb.EventEnvelope, epoch: int) -> list[pb.EventEnvelope]:
         """Verify, decide and apply a signed AdaptationCommandIssued envelope; the events to append."""
@@ -318,7 +320,7 @@ class Kasmina:
             slot.seed = module
             slot.stage = self._stage(slot_no)
             if slot.stage in _GUARDED:
-                slot.monitor.arm(module, slot.device)
+                slot.monitor.arm(module, slot.device, self.optimizer)
         if self.optimizer is not None:
             for group in state["groups"]:
                 slot_no = group["kasmina_slot"]
@@ -483,7 +485,7 @@ class Kasmina:
             slot.seed.train(slot.training)
         elif to == lc.TRAINING:
             assert slot.seed is not None
-            slot.monitor.arm(slot.seed, slot.device)
+            slot.monitor.arm(slot.seed, slot.device, self.optimizer)
             if self.optimizer is not None:
                 self._add_group(slot_no, payload.epoch)
         elif to == lc.FOSSILIZED:

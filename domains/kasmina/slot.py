@@ -11,9 +11,10 @@ does not recompile when the ramp moves):
 - BLENDING and SHADOWING: `lerp(x, seed(x.detach()), alpha)`; the seed input stays detached.
 - PROBATIONARY: `seed(x)`, isolation lifted; FOSSILIZED: `seed(x)`, merged, no guards.
 
-Guards (until FOSSILIZED): a non-finite seed output is replaced by the host's value and counted; seed
-gradients are made finite and their squared norm accumulated, all on the device (read at the epoch
-boundary, no per-step host synchronisation).
+Guards (until FOSSILIZED): a non-finite seed output is replaced by the host's value and counted; at each
+optimizer step (a step pre-hook) the seed's gradient norm is accumulated and a non-finite seed gradient
+zeroes the seed's gradients for that step; all on the device, read at the epoch boundary (no per-step
+host synchronisation).
 
 Isolation monitor (isolated stages): after each training forward it walks the seed output's autograd graph
 (it stops at the detached input, so it is as small as the seed's own graph). Any leaf that is not one of the
@@ -71,38 +72,49 @@ class IsolationMonitor:
         self.steps = 0
         self.grad_sq: torch.Tensor | None = None
         self.nonfinite: torch.Tensor | None = None
-        self._param_hooks: list[RemovableHandle] = []
+        self.params: list[nn.Parameter] = []
+        self._step_hooks: list[RemovableHandle] = []
         self._probe_hooks: list[RemovableHandle] = []
 
     @property
     def armed(self) -> bool:
-        return bool(self._param_hooks)
+        return self.grad_sq is not None
 
-    def arm(self, seed: nn.Module, device: torch.device) -> None:
+    def arm(
+        self, seed: nn.Module, device: torch.device, optimizer: torch.optim.Optimizer | None = None
+    ) -> None:
+        """Watch seed; with an optimizer, its gradients are checked once per step, before the step."""
         self.disarm()
         self.own = {id(t) for t in seed.parameters()} | {id(t) for t in seed.buffers()}
+        self.params = [p for p in seed.parameters() if p.requires_grad]
         self.grad_sq = torch.zeros((), device=device)
         self.nonfinite = torch.zeros((), dtype=torch.int64, device=device)
-        self._param_hooks = [
-            p.register_hook(self._on_seed_grad) for p in seed.parameters() if p.requires_grad
-        ]
+        if optimizer is not None:
+            self._step_hooks = [optimizer.register_step_pre_hook(self._before_step)]
 
     def disarm(self) -> None:
-        for handle in (*self._param_hooks, *self._probe_hooks):
+        for handle in (*self._step_hooks, *self._probe_hooks):
             handle.remove()
-        self._param_hooks, self._probe_hooks = [], []
+        self._step_hooks, self._probe_hooks = [], []
         self.own = set()
+        self.params = []
         self.violations = []
         self.steps = 0
         self.grad_sq = None
         self.nonfinite = None
 
-    def _on_seed_grad(self, grad: torch.Tensor) -> torch.Tensor:
-        clean = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
-        if self.grad_sq is not None and self.nonfinite is not None:
-            self.nonfinite += (clean != grad).any()
-            self.grad_sq += clean.float().square().sum()
-        return clean
+    def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        """Accumulate the seed's gradient norm; a non-finite seed gradient zeroes the seed's gradients for
+        this step (the seed skips it, the host is untouched), all without a host synchronisation."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not grads or self.grad_sq is None or self.nonfinite is None:
+            return
+        total = torch.nn.utils.get_total_norm(grads)
+        bad = ~torch.isfinite(total)
+        self.nonfinite += bad
+        self.grad_sq += torch.where(bad, 0.0, total.float().square())
+        for grad in grads:
+            grad.masked_fill_(bad, 0.0)
 
     def count_nonfinite(self, output: torch.Tensor) -> torch.Tensor:
         finite = torch.isfinite(output)

@@ -528,3 +528,27 @@ def test_alpha_buffer_follows_the_ramp_at_every_boundary() -> None:
         ("FOSSILIZED", 1.0),
         ("FOSSILIZED", 1.0),
     ]
+
+
+def test_a_non_finite_seed_gradient_is_counted_and_zeroed_before_the_step() -> None:
+    torch.manual_seed(0)
+    host = TinyCNN()
+    kasmina, _, optimizer = to_training(host)
+    assert stages(boundary(kasmina, host, 2)) == ["TRAINING"]
+    train(host, optimizer, steps=2)
+    _, grad_norm, nonfinite = host.slot0.monitor.drain()
+    assert grad_norm > 0 and nonfinite == 0
+    seed = host.slot0.seed
+    assert seed is not None
+    optimizer.zero_grad()
+    nn.functional.cross_entropy(host(X[:64]), Y[:64]).backward()
+    poisoned = next(seed.parameters())
+    assert poisoned.grad is not None
+    poisoned.grad.view(-1)[0] = float("nan")
+    host_before = [p.clone() for _, p in host_parameters(host)]
+    optimizer.step()
+    assert all(p.grad is not None and torch.count_nonzero(p.grad) == 0 for p in seed.parameters())
+    assert all(torch.isfinite(p).all() for p in seed.parameters())
+    assert any(not torch.equal(a, p) for a, (_, p) in zip(host_before, host_parameters(host), strict=True))
+    _, _, nonfinite = host.slot0.monitor.drain()
+    assert nonfinite == 1
