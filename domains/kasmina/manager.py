@@ -242,6 +242,9 @@ class Kasmina:
             )
             state.metrics["isolation_violations"] = float(s.violations)
             state.metrics["stage_epochs"] = float(max(0, self.epoch - s.stage_epoch))
+            contribution = last.loss_alpha0 - last.loss_alpha1  # measured by the G3/G4 probes
+            if math.isfinite(contribution):
+                state.metrics["contribution"] = contribution
             states.append(state)
         return states
 
