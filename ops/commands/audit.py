@@ -17,7 +17,7 @@ from ops.common import add_command, print_json
 from ops.dbopts import add_db_option, open_db_from_args
 from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args
-from projections import ProjectionError, catch_up
+from projections import ProjectionError, catch_up, status
 from projections.audit import AUDITS, AuditError, NotFound
 
 
@@ -60,12 +60,15 @@ def handle(args: argparse.Namespace) -> int:
         if not args.no_catch_up:
             store = open_store_from_args(args)
             try:
+                head = store.head_position()
+                behind_from = min(entry.position for entry in status(engine))
                 with tqdm(
-                    total=store.head_position(),
+                    total=head,
+                    initial=behind_from,
                     unit="pos",
                     desc="catching up",
                     leave=False,
-                    disable=args.json,
+                    disable=args.json or behind_from >= head,
                     file=sys.stderr,
                 ) as bar:
 
