@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 import torch
 from torch import nn
+
+from domains.urza.artifact import fresh_copy
 
 
 class ArtifactUnavailable(Exception):
@@ -38,7 +39,7 @@ class FactorySource:
 
     The first request for a (blueprint, parameters, slot) builds a prototype (weights seeded from the
     request), hashes its initial state as the artifact hash and caches it; every request gets its own
-    copy of the prototype (`clone_module`, the warm path), so every graft of the same request starts
+    copy of the prototype (Urza's `fresh_copy`, the warm path), so every graft of the same request starts
     from the same weights.
     """
 
@@ -68,11 +69,7 @@ class FactorySource:
             cached = (prototype, _state_hash(prototype))
             self._cache[key] = cached
         prototype, artifact_hash = cached
-        try:
-            return clone_module(prototype), artifact_hash
-        except (TypeError, copy.Error):
-            # state that cannot be copied (a fault template's lock or thread): build anew, same weights
-            return self._build(key, blueprint_id, parameters, slot_kind, tuple(slot_shape)), artifact_hash
+        return fresh_copy(prototype), artifact_hash
 
     def _build(
         self,
@@ -91,32 +88,6 @@ class FactorySource:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return factory(slot_kind, slot_shape, parameters)
-
-
-def clone_module(module: nn.Module) -> nn.Module:
-    """A copy of module with its own parameters, buffers, submodules and containers: what copy.deepcopy
-    gives for a module, at a fraction of its cost (deepcopy walks every internal dict generically)."""
-    clone = module.__class__.__new__(module.__class__)
-    state: dict[str, Any] = {}
-    for name, value in module.__dict__.items():
-        if name == "_parameters":
-            state[name] = {k: None if p is None else _clone_parameter(p) for k, p in value.items()}
-        elif name == "_buffers":
-            state[name] = {k: None if b is None else b.detach().clone() for k, b in value.items()}
-        elif name == "_modules":
-            state[name] = {k: None if m is None else clone_module(m) for k, m in value.items()}
-        elif isinstance(value, dict | set | list):
-            state[name] = copy.copy(value)  # hook tables, buffer-name sets: fresh containers
-        elif isinstance(value, int | float | str | bool | bytes | tuple | frozenset | type(None)):
-            state[name] = value
-        else:
-            state[name] = copy.deepcopy(value)
-    clone.__dict__.update(state)
-    return clone
-
-
-def _clone_parameter(parameter: nn.Parameter) -> nn.Parameter:
-    return nn.Parameter(parameter.detach().clone(), requires_grad=parameter.requires_grad)
 
 
 def _state_hash(module: nn.Module) -> str:

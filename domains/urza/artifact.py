@@ -98,8 +98,8 @@ def fresh_copy(module: nn.Module) -> nn.Module:
     for key, value in state.items():
         if isinstance(value, dict):
             state[key] = value.copy()
-        elif isinstance(value, set):
-            state[key] = set(value)
+        elif isinstance(value, set | list):
+            state[key] = type(value)(value)
     state["_parameters"] = {
         name: None if p is None else nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad)
         for name, p in module._parameters.items()
