@@ -43,8 +43,9 @@ from domains.tolaria.hosts import HostSpec, SlotSpec, build_host, count_paramete
 from domains.tolaria.sink import EventSink
 from domains.urza.source import SeedModuleSource
 from eventstore import EventStore
-from leyline import new_envelope, pb
+from leyline import decode_payload, new_envelope, pb
 from leyline.envelope import new_event_id
+from leyline.errors import SignatureError
 from leyline.signing import Keyring, Signer, Verifier
 
 SOURCE = "tolaria"
@@ -57,6 +58,14 @@ KEYS_FILE = "keys.json"
 def seed_slot(spec: SlotSpec) -> SeedSlot:
     """The slot module of a run's host: Kasmina's SeedSlot (the identity while DORMANT)."""
     return SeedSlot(spec.slot, spec.kind, spec.shape)
+
+
+def is_rollback_command(envelope: pb.EventEnvelope) -> bool:
+    if envelope.event_type != "AdaptationCommandIssued":
+        return False
+    issued = decode_payload(envelope)
+    assert isinstance(issued, pb.AdaptationCommandIssued)
+    return issued.command.command_type == pb.COMMAND_TYPE_ROLLBACK
 
 
 def build_controller(name: str, trainer: Trainer, keyring: Keyring) -> Controller:
@@ -136,6 +145,7 @@ class _Pending:
     reason: str
     requested_by: str
     request_id: str
+    trigger: str = "operator"  # "guard", "controller" or "operator" (the metrics label)
     delivery: control.RollbackDelivery | None = None
 
 
@@ -222,6 +232,7 @@ class Trainer:
         except ValueError as exc:
             raise ConfigError(f"host {config.host!r}: {exc}; call spec.slot_factory at its slots") from None
         self.kasmina.attach_optimizer(self.optimizer)
+        self.verifier = Verifier(keyring)
         self.controller: Controller = controller or build_controller(config.controller, self, keyring)
         self.applied_commands: list[str] = []
         self.loss_fn = nn.CrossEntropyLoss()
@@ -448,16 +459,20 @@ class Trainer:
 
         events.extend(output.events)
         self.applied_commands = []
+        ordered: _Pending | None = None
         if output.command is not None:
             events.append(output.command)
-            effects = self.kasmina.execute(output.command, m.epoch)
+            if is_rollback_command(output.command):
+                ordered, effects = self._rollback_command(output.command, m.epoch)
+            else:
+                effects = self.kasmina.execute(output.command, m.epoch)
             events.extend(effects)
-            if effects and effects[0].event_type != "CommandRejected":
+            if ordered is not None or (effects and effects[0].event_type != "CommandRejected"):
                 self.applied_commands.append(output.command.event_id)
         now = time.perf_counter()
         timing.command_ms, clock = (now - clock) * 1000, now
 
-        pending = self._guard(m) or self._operator_request()
+        pending = self._guard(m) or ordered or self._operator_request()
         timing.guard_ms = (time.perf_counter() - clock) * 1000
 
         events.extend(self._record_hook(m.epoch, timing))
@@ -519,6 +534,46 @@ class Trainer:
             reason=f"loss explosion at epoch {m.epoch}: {m.training_loss:.4g} vs recent mean {mean:.4g}",
             requested_by=GUARD,
             request_id=event_id(self.run_id, self.generation, m.epoch, "RollbackRequested"),
+            trigger="guard",
+        )
+
+    def _rollback_command(
+        self, envelope: pb.EventEnvelope, epoch: int
+    ) -> tuple[_Pending | None, list[pb.EventEnvelope]]:
+        """A controller's signed ROLLBACK command: verified, then applied at this boundary."""
+        issued = decode_payload(envelope)
+        assert isinstance(issued, pb.AdaptationCommandIssued)
+        command = issued.command
+        try:
+            self.verifier.verify(envelope)
+        except SignatureError as exc:
+            return None, [self._command_rejected(envelope, command, "bad_signature", str(exc), epoch)]
+        target = command.rollback.target_epoch
+        if self.cache.get(target) is None and not any(
+            c.epoch <= target for c in self.log_state().checkpoints
+        ):
+            reason = f"no committed checkpoint at or before epoch {target}"
+            return None, [self._command_rejected(envelope, command, "no_checkpoint", reason, epoch)]
+        mode = pb.ROLLBACK_MODE_FAST if self.cache.get(target) is not None else pb.ROLLBACK_MODE_FULL
+        reason = command.rollback.reason or f"controller command {command.command_id}"
+        request_id = event_id(self.run_id, self.generation, epoch, "RollbackRequested")
+        requested_by = command.issued_by or "controller"
+        return _Pending(target, mode, reason, requested_by, request_id, trigger="controller"), []
+
+    def _command_rejected(
+        self, envelope: pb.EventEnvelope, command: pb.AdaptationCommand, code: str, reason: str, epoch: int
+    ) -> pb.EventEnvelope:
+        rejected = pb.CommandRejected(command_id=command.command_id, reason=reason, code=code)
+        return new_envelope(
+            "CommandRejected",
+            envelope.stream,
+            rejected,
+            run_id=self.run_id,
+            epoch=epoch,
+            correlation_id=command.command_id,
+            causation_id=envelope.event_id,
+            source=SOURCE,
+            event_id=event_id(self.run_id, self.generation, epoch, "CommandRejected"),
         )
 
     def _operator_request(self) -> _Pending | None:
@@ -619,10 +674,8 @@ class Trainer:
         state = self.log_state()
         if state.pending_rollback is None:
             raise RunError(f"rollback request {pending.request_id} is not in the log after a flush")
-        trigger = "guard" if pending.requested_by == GUARD else "operator"
-        return self._apply_rollback(
-            pending.target_epoch, state.pending_rollback.position, trigger, started, state
-        )
+        position = state.pending_rollback.position
+        return self._apply_rollback(pending.target_epoch, position, pending.trigger, started, state)
 
     def log_state(self) -> RunState:
         return fold(self.store.read_stream(run_stream(self.run_id)))

@@ -7,9 +7,11 @@ from pathlib import Path
 import torch
 
 from domains.tolaria.config import build_config
+from domains.tolaria.controller import ControllerContext, ControllerOutput, NoOpController
 from domains.tolaria.trainer import model_sha256, open_run, resume_run
 from eventstore import open_store
-from leyline import pb
+from leyline import new_envelope, pb
+from leyline.signing import Keyring, Signer
 from tests.tolaria.helpers import SMALL, checkpoint_hashes, epoch_records, payloads, run_events
 
 
@@ -167,3 +169,55 @@ def test_a_growing_run_resumes_bit_identically_mid_seed(tmp_path: Path) -> None:
     finally:
         store.close()
     assert summary.model_sha256 == reference
+
+
+class RollbackAtEpoch(NoOpController):
+    """A controller that orders one signed rollback (as Tamiyo's risk engine does on a loss signal)."""
+
+    def __init__(self, signer: Signer, run_id: str, at: int, target: int) -> None:
+        self.signer, self.run_id, self.at, self.target = signer, run_id, at, target
+        self.fired = False
+
+    def decide(self, packet: pb.SystemStatePacket, context: ControllerContext) -> ControllerOutput:
+        if packet.epoch != self.at or self.fired:
+            return ControllerOutput()
+        self.fired = True
+        command = pb.AdaptationCommand(
+            command_id=f"c{packet.epoch}",
+            command_type=pb.COMMAND_TYPE_ROLLBACK,
+            rollback=pb.RollbackCommand(target_epoch=self.target, reason="risk: loss drift"),
+            issued_by="test-controller",
+        )
+        issued = pb.AdaptationCommandIssued(command=command)
+        envelope = new_envelope(
+            "AdaptationCommandIssued", f"command-{command.command_id}", issued, run_id=self.run_id
+        )
+        return ControllerOutput(command=self.signer.sign(envelope))
+
+
+def test_a_controller_rollback_command_is_verified_and_applied(tmp_path: Path) -> None:
+    keyring = Keyring.load_or_create(tmp_path / "keys.json")
+    store = open_store(tmp_path / "log")
+    try:
+        controller = RollbackAtEpoch(Signer(keyring), "rctl", at=4, target=2)
+        trainer = open_run(store, tmp_path, build_config(SMALL), "rctl", controller=controller)
+        summary = trainer.run()
+        forged = RollbackAtEpoch(Signer(Keyring.generate("k9")), "rctl2", at=2, target=1)
+        other = open_run(store, tmp_path, build_config(SMALL), "rctl2", controller=forged)
+        other.run()
+    finally:
+        store.close()
+    assert summary.rollbacks == 1
+    events = run_events(tmp_path, "rctl")
+    (requested,) = payloads(events, "RollbackRequested")
+    (completed,) = payloads(events, "RollbackCompleted")
+    assert requested.requested_by == "test-controller" and requested.reason == "risk: loss drift"
+    assert completed.target_epoch == 2 and completed.mode == pb.ROLLBACK_MODE_FAST
+    assert [p.state.epoch for p in payloads(events, "EpochCompleted")] == [1, 2, 3, 4, 3, 4, 5, 6]
+    assert not payloads(run_events(tmp_path, "rctl2"), "RollbackRequested")  # the forged one is refused
+    store = open_store(tmp_path / "log")
+    try:
+        (rejected,) = [e for e in store.read_stream("command-c2") if e.event_type == "CommandRejected"]
+    finally:
+        store.close()
+    assert payloads([rejected], "CommandRejected")[0].code == "bad_signature"
