@@ -72,13 +72,10 @@ def build_controller(name: str, trainer: Trainer, keyring: Keyring) -> Controlle
     """The controller a config names (RunConfig has checked the name)."""
     if name == "noop":
         return NoOpController()
-    from domains.karn import catalog
-    from domains.tamiyo.controller import TamiyoController
+    from domains.tamiyo.catalogue import heuristic_controller
 
-    kinds = {slot.slot: slot.kind for slot in trainer.kasmina.slots.values()}
-    return TamiyoController(
-        trainer.run_id, Signer(keyring), slot_kinds=kinds, catalogue=catalog.descriptors()
-    )
+    slots = {slot.slot: (slot.kind, slot.shape) for slot in trainer.kasmina.slots.values()}
+    return heuristic_controller(trainer.run_id, Signer(keyring), slots)
 
 
 class RunError(Exception):
