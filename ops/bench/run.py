@@ -1,8 +1,9 @@
 """The training loop's costs: overhead against a plain PyTorch loop, hook time, checkpoints, resume, rollback.
 
-`epoch_overhead_ratio`: Esper's full loop (events, timed end-of-epoch hook with the no-op controller,
-a checkpoint every epoch, the file event store) against a plain PyTorch loop training the same host
-(cnn-lite) on the same data (digits) with the same optimizer and batch order, measured in the same
+`epoch_overhead_ratio`: Esper's full loop (events, Kasmina's lifecycle step, the timed end-of-epoch hook
+with the no-op controller, a checkpoint every epoch, the file event store) against a plain PyTorch loop
+training the same host (cnn-lite, with the same dormant seed slots) on the same data (digits) with the
+same optimizer and batch order, measured in the same
 process. The two alternate in blocks of epochs; each full block ends with a flush of the event writer,
 so the checkpoint writes and appends done off the training thread are counted. Ratio = median of the
 per-block time ratios. Single-threaded torch, as `esper run` uses by default.
