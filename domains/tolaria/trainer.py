@@ -21,7 +21,7 @@ import random
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -473,18 +473,21 @@ class Trainer:
         timing.guard_ms = (time.perf_counter() - clock) * 1000
 
         events.extend(self._record_hook(m.epoch, timing))
-        self.sink.emit(events)
-        self.progress.on_epoch(m, self.seeds_by_stage())
         metrics.TRAINING_LOSS.set(m.training_loss)
         metrics.VALIDATION_ACCURACY.set(m.validation_accuracy)
         if pending is not None:
+            self.sink.emit(events)
+            self.progress.on_epoch(m, self.seeds_by_stage())
             result = self._rollback(pending)
             self.progress.on_rollback(result)
             return
         self.loss_history = [*self.loss_history, m.training_loss][-self.config.loss_window :]
         self.guard_rollbacks = 0
         if m.epoch % self.config.checkpoint_every == 0 or m.epoch == self.config.epochs:
-            self.checkpoint()
+            self.checkpoint(events)
+        else:
+            self.sink.emit(events)
+        self.progress.on_epoch(m, self.seeds_by_stage())
 
     def _record_hook(self, epoch: int, timing: HookTiming) -> list[pb.EventEnvelope]:
         total = timing.total_ms
@@ -606,9 +609,13 @@ class Trainer:
             },
         }
 
-    def checkpoint(self) -> ckpt.CachedCheckpoint:
+    def checkpoint(self, epoch_events: Sequence[pb.EventEnvelope] = ()) -> ckpt.CachedCheckpoint:
         """Snapshot and cache now; the writer thread serializes and writes the file, then appends
-        CheckpointCommitted, so the training thread only pays for a copy of the state."""
+        CheckpointCommitted, so the training thread only pays for a copy of the state.
+
+        The epoch's own events are appended in the same atomic append as CheckpointCommitted: a crash
+        leaves either both or neither, so a resume never re-runs an epoch whose controller and seed
+        events (which carry random ids) are already in the log."""
         entry = ckpt.CachedCheckpoint.snapshot(self.epoch, self.components())
         self.cache.put(entry)
         envelope_id = event_id(self.run_id, self.generation, self.epoch, "CheckpointCommitted")
@@ -631,7 +638,8 @@ class Trainer:
                 path=serialized.relative_path,
             )
             committed = pb.CheckpointCommitted(manifest=manifest)
-            return [self._envelope("CheckpointCommitted", committed, serialized.epoch, envelope_id)]
+            envelope = self._envelope("CheckpointCommitted", committed, serialized.epoch, envelope_id)
+            return [*epoch_events, envelope]
 
         self.sink.submit(write)
         return entry

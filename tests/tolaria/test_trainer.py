@@ -221,3 +221,33 @@ def test_a_controller_rollback_command_is_verified_and_applied(tmp_path: Path) -
     finally:
         store.close()
     assert payloads([rejected], "CommandRejected")[0].code == "bad_signature"
+
+
+class RecordingStore:
+    """The real file store, remembering which events went in together in each append."""
+
+    def __init__(self, path: Path) -> None:
+        self.store = open_store(path)
+        self.appends: list[list[pb.EventEnvelope]] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def append(self, events: list[pb.EventEnvelope], expected: object = None) -> list[int]:
+        self.appends.append(list(events))
+        return self.store.append(events)
+
+
+def test_an_epochs_events_and_its_checkpoint_are_one_atomic_append(tmp_path: Path) -> None:
+    store = RecordingStore(tmp_path / "log")
+    try:
+        open_run(store, tmp_path, build_config(SMALL), "ratomic").run()  # type: ignore[arg-type]
+    finally:
+        store.close()
+    together = 0
+    for batch in store.appends:
+        epochs = {e.epoch for e in batch if e.event_type == "EpochCompleted"}
+        checkpointed = {e.epoch for e in batch if e.event_type == "CheckpointCommitted"}
+        assert epochs == checkpointed, "an epoch's events were appended apart from its checkpoint"
+        together += len(epochs)
+    assert together == 6
