@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +24,7 @@ from ops.storeopts import add_store_option, open_store_from_args
 
 if TYPE_CHECKING:
     from domains.tolaria.trainer import EpochMeasurements, Progress, RollbackResult, RunSummary
+    from eventstore.mirror import MirrorThread
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 
@@ -65,6 +68,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--dataset", help="digits (default), synthetic-images, synthetic-sequences or module:factory"
     )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get("REDIS_URL"),
+        help="mirror the log into Redis Streams in the background while training (default: $REDIS_URL; "
+        "without one nothing contacts Redis). Training never waits on Redis: whatever is not mirrored "
+        "when the run ends, `esper mirror` catches up from the durable cursor.",
+    )
     add_store_option(parser)
 
 
@@ -101,10 +112,13 @@ def handle(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     store = open_store_from_args(args, create=not args.resume)
+    mirror = start_mirror(args, store)
     try:
         with progress_bar(args) as progress:
             summary = train(args, store, config, progress)
     finally:
+        if mirror is not None:
+            stop_mirror(mirror, store)
         store.close()
     if args.json:
         print_json(summary.to_json())
@@ -113,10 +127,34 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
+def start_mirror(args: argparse.Namespace, store: EventStore) -> MirrorThread | None:
+    if not args.redis:
+        return None
+    from domains.oona.bus import start_mirror as start_background_mirror
+
+    return start_background_mirror(store, args.redis, Path(args.data_dir))
+
+
+def stop_mirror(mirror: MirrorThread, store: EventStore, grace_s: float = 2.0) -> None:
+    """Give the mirror a moment to reach the head (training is over), then stop it."""
+    deadline = time.monotonic() + grace_s
+    while mirror.is_alive() and mirror.position < store.head_position() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    mirror.stop()
+    behind = store.head_position() - mirror.position
+    if mirror.error is not None:
+        print(f"esper run: the Redis mirror stopped: {mirror.error}", file=sys.stderr)
+    elif behind > 0:
+        print(
+            f"esper run: Redis mirror is {behind} events behind; `esper mirror` catches up", file=sys.stderr
+        )
+
+
 def train(
     args: argparse.Namespace, store: EventStore, config: RunConfig | None, progress: Progress
 ) -> RunSummary:
     # torch is imported here, not at start-up, so that `esper --help` and other commands stay quick.
+    from domains.karn.registration import register_catalogue
     from domains.tolaria.checkpoint import CheckpointError
     from domains.tolaria.trainer import RunError, new_run_id, open_run, resume_run
 
@@ -130,6 +168,7 @@ def train(
                 store, data_dir, run_id, progress=progress, epochs=args.epochs, device=args.device
             )
         else:
+            register_catalogue(store)  # the blueprint_catalog read model shows what the controller chose from
             trainer = open_run(store, data_dir, config, args.run_id or new_run_id(), progress=progress)
         return trainer.run()
     except ConfigError as exc:
