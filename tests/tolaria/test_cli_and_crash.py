@@ -63,7 +63,7 @@ def test_sigkill_at_random_points_then_resume_is_bit_identical(tmp_path: Path) -
     data_dir = tmp_path / "killed"
     kills = 0
     while kills < 5:
-        started = head(data_dir) > 0
+        started = head(data_dir) > 0 and bool(run_events(data_dir, "rcrash"))  # the run stream exists
         args = ["--resume"] if started else ["--config", config]
         process = esper("run", "--data-dir", data_dir, "--run-id", "rcrash", "--json", *args)
         target = head(data_dir) + rng.randint(0, 6)
