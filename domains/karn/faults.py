@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -20,11 +21,11 @@ from torch import Tensor, nn
 HELPER_START_S = 10.0  # a bound on how long a helper thread may take to start on a loaded machine
 
 
-class Fault:
+class Fault(ABC):
     """Runs before each forward of the wrapped module; returns a value the forward adds (0 for none)."""
 
-    def before_forward(self, x: Tensor) -> float:
-        raise NotImplementedError
+    @abstractmethod
+    def before_forward(self, x: Tensor) -> float: ...
 
 
 @dataclass
