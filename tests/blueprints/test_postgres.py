@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,27 +13,15 @@ from domains.tezzeret.jobs import Status
 from domains.urza.source import SeedModuleSource
 from eventstore import open_store
 from ops.cli import main
+from tests.postgres import scratch_database
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 def database_url() -> Iterator[str]:
-    import psycopg
-
-    name = f"esper_bp_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(
-            "postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3
-        )
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with scratch_database("esper_bp") as url:
+        yield url
 
 
 def test_compile_list_and_load_through_postgres(

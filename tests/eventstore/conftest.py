@@ -10,6 +10,7 @@ import pytest
 
 from eventstore import EventStore, open_store
 from leyline import new_envelope, pb
+from tests.postgres import scratch_database
 
 BACKENDS = ["file", "postgres"]
 
@@ -26,21 +27,8 @@ def event() -> Callable[..., pb.EventEnvelope]:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A database of its own on the shared server, dropped at the end of the session."""
-    import psycopg
-
-    name = f"esper_es_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(
-            "postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3
-        )
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with scratch_database("esper_es") as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, select
 
 from eventstore import EventStore, open_store
 from leyline import pb
 from projections.db import create_db_engine, open_db
 from projections.schema import metadata
+from tests.postgres import scratch_database
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 _TEMPLATES: dict[str, Path] = {}
 
 
@@ -32,19 +32,9 @@ def fresh_sqlite(directory: Path, name: str = "projections.sqlite") -> Engine:
     return create_db_engine(f"sqlite:///{target}")
 
 
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    """A uniquely named PostgreSQL database, dropped afterwards; yields its URL."""
-    name = f"esper_proj_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+def postgres_database() -> AbstractContextManager[str]:
+    """A uniquely named PostgreSQL database, dropped afterwards; yields its SQLAlchemy URL."""
+    return scratch_database("esper_proj", driver="postgresql+psycopg")
 
 
 def dump(engine: Engine, include_checkpoints: bool = False) -> dict[str, list[tuple[Any, ...]]]:
