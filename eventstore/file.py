@@ -81,6 +81,7 @@ from eventstore.api import (
     StoreUnavailable,
 )
 from eventstore.idindex import RECENT_LIMIT, IdIndex
+from eventstore.subscription import PollingSubscription
 from leyline import pb
 
 MARKER = "STORE"
@@ -970,53 +971,28 @@ def _decode_snapshot(data: bytes) -> Snapshot | None:
     return Snapshot(stream, version, schema_version, rest[14 + stream_len :])
 
 
-class FileSubscription:
-    """Catch-up, then live: reads from the log, then waits for in-process or cross-process appends."""
+class FileSubscription(PollingSubscription):
+    """Reads from the log, then waits for in-process or cross-process appends."""
 
     def __init__(
         self, store: FileStore, from_position: int, event_filter: EventFilter, timeout: float | None
     ):
+        super().__init__(from_position, event_filter, timeout)
         self._store = store
-        self._next = max(from_position, 1)
-        self._filter = event_filter
-        self._timeout = timeout
-        self._closed = False
 
-    @property
-    def position(self) -> int:
-        """The next position this subscription will look at."""
-        return self._next
+    def _fetch(self, max_events: int) -> list[pb.EventEnvelope] | None:
+        head = self._store.head_position()
+        if head < self._next:
+            return None
+        found: list[pb.EventEnvelope] = []
+        scanned = head
+        for position, envelope in self._store._matching(self._next, head, self._filter):
+            found.append(envelope)
+            if len(found) >= max_events:
+                scanned = position
+                break
+        self._next = scanned + 1
+        return found
 
-    def poll(self, timeout: float | None = None, max_events: int = 1000) -> list[pb.EventEnvelope]:
-        """Up to max_events new events, waiting at most timeout (default: the subscription's) for one."""
-        wait = self._timeout if timeout is None else timeout
-        deadline = None if wait is None else time.monotonic() + wait
-        while not self._closed:
-            head = self._store.head_position()
-            if head >= self._next:
-                found: list[pb.EventEnvelope] = []
-                scanned = head
-                for position, envelope in self._store._matching(self._next, head, self._filter):
-                    found.append(envelope)
-                    if len(found) >= max_events:
-                        scanned = position
-                        break
-                self._next = scanned + 1
-                if found:
-                    return found
-                continue
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return []
-            self._store._wait_for(self._next, CROSS_PROCESS_POLL_S if remaining is None else remaining)
-        return []
-
-    def __iter__(self) -> Iterator[pb.EventEnvelope]:
-        while not self._closed:
-            batch = self.poll()
-            if not batch:
-                return
-            yield from batch
-
-    def close(self) -> None:
-        self._closed = True
+    def _wait(self, remaining: float | None) -> None:
+        self._store._wait_for(self._next, CROSS_PROCESS_POLL_S if remaining is None else remaining)

@@ -35,6 +35,7 @@ from eventstore.api import (
     Snapshot,
     StoreUnavailable,
 )
+from eventstore.subscription import PollingSubscription
 from leyline import category_of, pb
 
 BACKEND = "postgres"
@@ -349,47 +350,24 @@ def _parse(data: bytes) -> pb.EventEnvelope:
     return envelope
 
 
-class PostgresSubscription:
-    """Catch-up, then live by polling the head row every POLL_S seconds."""
+class PostgresSubscription(PollingSubscription):
+    """Polls the head row every POLL_S seconds while live."""
 
     def __init__(
         self, store: PostgresStore, from_position: int, event_filter: EventFilter, timeout: float | None
     ) -> None:
+        super().__init__(from_position, event_filter, timeout)
         self._store = store
-        self._next = max(from_position, 1)
-        self._filter = event_filter
-        self._timeout = timeout
-        self._closed = False
 
-    @property
-    def position(self) -> int:
-        return self._next
-
-    def poll(self, timeout: float | None = None, max_events: int = 1000) -> list[pb.EventEnvelope]:
-        wait = self._timeout if timeout is None else timeout
-        deadline = None if wait is None else time.monotonic() + wait
+    def _fetch(self, max_events: int) -> list[pb.EventEnvelope] | None:
         store = self._store
-        while not self._closed:
-            with store._engine.connect() as connection:
-                head = store._head(connection)
-                if head >= self._next:
-                    rows = connection.execute(store._query(self._next, head, self._filter, max_events)).all()
-                    self._next = rows[-1][0] + 1 if len(rows) == max_events else head + 1
-                    if rows:
-                        return [_parse(data) for _, data in rows]
-                    continue
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return []
-            time.sleep(POLL_S if remaining is None else min(POLL_S, remaining))
-        return []
+        with store._engine.connect() as connection:
+            head = store._head(connection)
+            if head < self._next:
+                return None
+            rows = connection.execute(store._query(self._next, head, self._filter, max_events)).all()
+        self._next = rows[-1][0] + 1 if len(rows) == max_events else head + 1
+        return [_parse(data) for _, data in rows]
 
-    def __iter__(self) -> Iterator[pb.EventEnvelope]:
-        while not self._closed:
-            batch = self.poll()
-            if not batch:
-                return
-            yield from batch
-
-    def close(self) -> None:
-        self._closed = True
+    def _wait(self, remaining: float | None) -> None:
+        time.sleep(POLL_S if remaining is None else min(POLL_S, remaining))
