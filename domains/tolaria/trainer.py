@@ -739,7 +739,10 @@ class Trainer:
             parameters=parameters,
             model_sha256=digest,
         )
-        self.sink.emit([self._envelope("RunCompleted", completed, self.epoch)])
+        # Seeds still in flight are torn down at run end (SPEC §7), in the same append as RunCompleted; the
+        # accuracies and model_sha256 above describe the model as trained.
+        teardown = self.kasmina.teardown(self.epoch)
+        self.sink.emit([*teardown, self._envelope("RunCompleted", completed, self.epoch)])
         last_position = self.sink.flush()
         self.sink.close()
         return RunSummary(

@@ -251,3 +251,31 @@ def test_an_epochs_events_and_its_checkpoint_are_one_atomic_append(tmp_path: Pat
         assert epochs == checkpointed, "an epoch's events were appended apart from its checkpoint"
         together += len(epochs)
     assert together == 6
+
+
+def test_seeds_in_flight_are_terminated_at_run_end(tmp_path: Path) -> None:
+    growing = {
+        "controller": "tamiyo",
+        "epochs": 20,
+        "dataset": "digits",
+        "dataset_options": {},
+        "batch_size": 64,
+    }
+    train(tmp_path, "rend", **growing)
+    store = open_store(tmp_path / "log")
+    try:
+        events = [e for e in store.read_all() if e.run_id == "rend" or e.stream.startswith("seed-rend.")]
+    finally:
+        store.close()
+    last_stage: dict[str, int] = {}
+    for envelope in events:
+        if envelope.event_type == "SeedTransitioned":
+            last_stage[envelope.stream] = payloads([envelope], "SeedTransitioned")[0].to_stage
+    assert last_stage, "the controller grew nothing; the test needs a seed"
+    assert pb.SEED_STAGE_TERMINATED in last_stage.values(), "this seed-0 run ends with a seed blending"
+    settled = {pb.SEED_STAGE_FOSSILIZED, pb.SEED_STAGE_TERMINATED, pb.SEED_STAGE_DORMANT}
+    assert all(stage in settled for stage in last_stage.values()), last_stage
+    tail = [e.event_type for e in events][
+        -1 - sum(s == pb.SEED_STAGE_TERMINATED for s in last_stage.values()) :
+    ]
+    assert tail[-1] == "RunCompleted" and set(tail[:-1]) <= {"SeedTransitioned"}
