@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-EXCLUDED_MODULES = frozenset({"runner"})
-
 
 @dataclass
 class Result:
@@ -50,7 +48,7 @@ def available() -> dict[str, str]:
     """Benchmark name → module path."""
     names = {}
     for info in pkgutil.iter_modules(__path__):
-        if info.name not in EXCLUDED_MODULES and not info.name.startswith("_"):
+        if not info.name.startswith("_"):
             names[info.name] = f"{__name__}.{info.name}"
     return dict(sorted(names.items()))
 

@@ -138,19 +138,9 @@ def run(options: BenchOptions) -> list[Result]:
             target=f"<= {OVERHEAD_TARGET}",
             met=ratio <= OVERHEAD_TARGET,
         ),
-        Result(
-            "hook_p50_ms",
-            percentile(hooks, 0.5),
-            "ms",
-            target=f"<= {HOOK_BUDGET_MS}",
-            met=percentile(hooks, 0.5) <= HOOK_BUDGET_MS,
-        ),
-        Result(
-            "hook_p95_ms",
-            percentile(hooks, 0.95),
-            "ms",
-            target=f"<= {HOOK_BUDGET_MS}",
-            met=percentile(hooks, 0.95) <= HOOK_BUDGET_MS,
+        *(
+            Result(f"hook_{name}_ms", value, "ms", target=f"<= {HOOK_BUDGET_MS}", met=value <= HOOK_BUDGET_MS)
+            for name, value in (("p50", percentile(hooks, 0.5)), ("p95", percentile(hooks, 0.95)))
         ),
         Result("checkpoint_write_ms", statistics.median(writes), "ms"),
         Result("resume_s", statistics.median(resumes), "s"),
