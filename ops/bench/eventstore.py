@@ -7,7 +7,11 @@ Both stores get the same pre-built events (EpochCompleted envelopes carrying a 3
 synchronous=FULL (an fsync of the WAL per commit). "Decoded" reads turn stored bytes into EventEnvelope
 objects on both sides. `raw_fsync_per_s` is pwrite + fdatasync of one record-sized write on the same disk,
 measured in alternating rounds with the single durable appends so that drift hits both alike; batched
-appends alternate with the baseline's likewise, and each figure is the median of its rounds. The decoded
+appends alternate with the baseline's likewise, and each figure is the median of its rounds.
+`raw_group_commit_batch100_eps` / `_batch1000_eps` are the disk's ceiling for those batched appends,
+measured in the same rounds: pre-framed batches of 100 / 1000 records of the same size written with
+os.write + fdatasync, no framing, checks or indexing. Their ratio to the baseline says whether 20x is
+physically possible; `append_batch*_of_raw` says how close the store gets. The decoded
 reads of the 1 M-event logs alternate too (READ_ROUNDS), and each side's best round counts.
 """
 
@@ -20,6 +24,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from eventstore import wal
 from eventstore.file import FileStore
 from leyline import new_envelope, pb
 from ops.bench import BenchOptions, Result
@@ -65,6 +70,21 @@ def append_rate(directory: Path, events: list[pb.EventEnvelope], size: int, fsyn
                 store.append(group)
 
         return len(events) / timed(run)
+
+
+def raw_group_commit_rate(directory: Path, record: bytes, count: int, size: int) -> float:
+    """Records per second when pre-framed batches of `size` records go to disk with os.write + fdatasync:
+    the disk's ceiling for a durable append of `size` events (no framing, indexing or checks)."""
+    groups = [record * min(size, count - start) for start in range(0, count, size)]
+    fd = os.open(directory / f"raw-group-{uuid.uuid4().hex}", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        started = time.perf_counter()
+        for group in groups:
+            os.write(fd, group)
+            os.fdatasync(fd)
+        return count / (time.perf_counter() - started)
+    finally:
+        os.close(fd)
 
 
 def raw_fsync_rate(directory: Path, record: bytes, count: int) -> float:
@@ -144,17 +164,22 @@ def run(options: BenchOptions) -> list[Result]:
         sample = make_events(20_000 if quick else 100_000)
         baseline = Baseline(directory / "baseline.db")
 
-        options.progress("batched appends, ours and the baseline's, in alternating rounds")
+        record = bytes(wal.HEADER_SIZE + len(sample[0].stream.encode()) + len(sample[0].SerializeToString()))
+        options.progress("batched appends, ours, the baseline's and raw group commits, in alternating rounds")
         rounds = 3 if quick else 5
-        ours100, base100s, ours1000 = [], [], []
+        count100, count1000 = (3_000, 6_000) if quick else (10_000, 20_000)
+        ours100, base100s, ours1000, raws100, raws1000 = [], [], [], [], []
         for _ in range(rounds):
-            ours100.append(append_rate(directory, sample[: (3_000 if quick else 10_000)], 100, "batch"))
+            ours100.append(append_rate(directory, sample[:count100], 100, "batch"))
+            raws100.append(raw_group_commit_rate(directory, record, count100, 100))
             base100s.append(baseline.append_rate(sample[: (2_000 if quick else 5_000)], 100))
-            ours1000.append(append_rate(directory, sample[: (6_000 if quick else 20_000)], 1000, "batch"))
-        batch100, base100, batch1000 = (sorted(rates)[rounds // 2] for rates in (ours100, base100s, ours1000))
+            ours1000.append(append_rate(directory, sample[:count1000], 1000, "batch"))
+            raws1000.append(raw_group_commit_rate(directory, record, count1000, 1000))
+        batch100, base100, batch1000, raw100, raw1000 = (
+            sorted(rates)[rounds // 2] for rates in (ours100, base100s, ours1000, raws100, raws1000)
+        )
 
         options.progress("single durable appends beside raw fsync")
-        record = bytes(len(sample[0].SerializeToString()) + 60)
         rounds, per_round = (3, 100) if quick else (5, 400)
         single_rates, raw_rates = [], []
         for number in range(rounds):
@@ -212,6 +237,10 @@ def run(options: BenchOptions) -> list[Result]:
             ">= 20x baseline",
             batch1000 >= 20 * base100,
         ),
+        Result("raw_group_commit_batch100_eps", raw100, "events/s", BASELINE, base100, raw100 / base100),
+        Result("raw_group_commit_batch1000_eps", raw1000, "events/s", BASELINE, base100, raw1000 / base100),
+        Result("append_batch100_of_raw", batch100 / raw100, "fraction of raw_group_commit_batch100_eps"),
+        Result("append_batch1000_of_raw", batch1000 / raw1000, "fraction of raw_group_commit_batch1000_eps"),
         Result(
             "append_single_durable_eps",
             single,
