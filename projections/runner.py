@@ -32,7 +32,9 @@ from projections import metrics
 from projections.db import open_db, write_connection
 from projections.projectors import (
     DEFAULT_FIELD_REPORT_RETENTION_S,
+    Params,
     Projection,
+    Row,
     Statement,
     build_projections,
 )
@@ -99,7 +101,8 @@ _NAMED_PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 class _Renderer:
     """Statement → (SQL, physical tables, collapse key) for one target and dialect.
 
-    SQL parameters are named `:x` for SQLite and `%(x)s` for psycopg.
+    SQL parameters are named `:x` for SQLite and `%(x)s` for psycopg; a positional statement's are `?` and
+    `%s`.
     """
 
     def __init__(self, dialect: str, target: Target) -> None:
@@ -111,7 +114,9 @@ class _Renderer:
         rendered = self.cache.get(statement)
         if rendered is None:
             sql = statement.render(self.target.names)
-            if self.pyformat:
+            if statement.positional:
+                sql = _NAMED_PARAMETER.sub("%s" if self.pyformat else "?", sql)
+            elif self.pyformat:
                 sql = _NAMED_PARAMETER.sub(r"%(\1)s", sql)
             tables = tuple(self.target.names[name] for name in statement.tables)
             rendered = self.cache[statement] = (sql, tables, statement.collapse)
@@ -122,11 +127,11 @@ class _Changes:
     """The batch's changes grouped for executemany, keeping each table's changes in log order."""
 
     def __init__(self) -> None:
-        self.groups: list[tuple[str, list[dict[str, Any]], dict[Any, dict[str, Any]] | None]] = []
+        self.groups: list[tuple[str, list[Params | Row], dict[Any, Params] | None]] = []
         self.last_group: dict[str, int] = {}  # sql → index of its newest group
         self.last_touch: dict[str, int] = {}  # table → index of the newest group touching it
 
-    def add(self, rendered: tuple[str, tuple[str, ...], str | None], params: dict[str, Any]) -> None:
+    def add(self, rendered: tuple[str, tuple[str, ...], str | None], params: Params | Row) -> None:
         sql, tables, collapse = rendered
         index = self.last_group.get(sql)
         last_touch = self.last_touch
@@ -145,7 +150,7 @@ class _Changes:
         if keyed is None:
             rows.append(params)
         else:
-            assert collapse is not None
+            assert collapse is not None and isinstance(params, dict)
             keyed[params[collapse]] = params
 
     def execute(self, cursor: Any) -> None:
