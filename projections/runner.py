@@ -23,11 +23,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from google.protobuf.message import Message
 from sqlalchemy import Column, Connection, Engine, MetaData, Table, text
 from sqlalchemy.exc import OperationalError
 
 from eventstore.api import EventFilter, EventStore
-from leyline import decode_payload, pb
+from leyline import DEFAULT_REGISTRY, decode_payload, pb
 from projections import metrics
 from projections.db import open_db, write_connection
 from projections.projectors import (
@@ -158,6 +159,25 @@ class _Changes:
             cursor.executemany(sql, rows if keyed is None else list(keyed.values()))
 
 
+class _Decoder:
+    """decode_payload, parsing a payload written at its type's current schema version straight away."""
+
+    def __init__(self, event_types: Iterable[str]) -> None:
+        self.current: dict[str, tuple[type[Message], int]] = {}
+        for name in event_types:
+            if name in DEFAULT_REGISTRY:
+                event_type = DEFAULT_REGISTRY.get(name)
+                self.current[name] = (event_type.message, event_type.schema_version)
+
+    def __call__(self, envelope: pb.EventEnvelope) -> Message:
+        current = self.current.get(envelope.event_type)
+        if current is None or envelope.schema_version != current[1]:
+            return decode_payload(envelope)
+        payload = current[0]()
+        payload.ParseFromString(envelope.payload)
+        return payload
+
+
 class _Applier:
     def __init__(self, targets: Sequence[Target], dialect: str) -> None:
         self.targets = list(targets)
@@ -166,6 +186,7 @@ class _Applier:
         for target in self.targets:
             for event_type in target.projection.event_types:
                 self.by_type.setdefault(event_type, []).append(target)
+        self.decode = _Decoder(self.by_type)
 
     @property
     def event_filter(self) -> EventFilter:
@@ -177,7 +198,7 @@ class _Applier:
         """The changes of `events` above each target's floor, and the events applied per target."""
         changes = _Changes()
         counts = dict.fromkeys((target.checkpoint for target in self.targets), 0)
-        renderers = self.renderers
+        renderers, decode = self.renderers, self.decode
         for envelope in events:
             targets = self.by_type.get(envelope.event_type)
             if not targets:
@@ -189,7 +210,7 @@ class _Applier:
                     continue
                 if payload is None:
                     try:
-                        payload = decode_payload(envelope)
+                        payload = decode(envelope)
                     except Exception as exc:
                         raise ProjectionError(
                             f"event at position {position} ({envelope.event_type}) cannot be decoded: {exc}"
