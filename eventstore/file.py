@@ -72,8 +72,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import accumulate, chain, repeat
+from operator import attrgetter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import crc32c
 
@@ -106,6 +107,7 @@ SNAPSHOT_HEADER = struct.Struct("<4sIIQH")  # magic, crc32c of the rest, schema_
 CROSS_PROCESS_POLL_S = 0.02
 BACKEND = "file"
 LOG = logging.getLogger(__name__)
+EVENT_ID, STREAM, EVENT_TYPE = attrgetter("event_id"), attrgetter("stream"), attrgetter("event_type")
 APPEND_LATENCY = metrics.APPEND_LATENCY.labels(BACKEND)
 BYTES_WRITTEN = metrics.BYTES_WRITTEN.labels(BACKEND)
 
@@ -179,12 +181,20 @@ class _Request:
     submitted: float = field(default_factory=time.perf_counter)
 
 
+class _NewEvents(NamedTuple):
+    """Index keys of the events a request adds, in position order."""
+
+    positions: range
+    streams: list[str]
+    fingerprints: list[int]
+
+
 @dataclass
 class _Pending:
     """Index entries of records written in the current group, applied once the group is durable."""
 
-    # per request written: its segment, its records' offsets, and (position, stream, fingerprint) per record
-    entries: list[tuple[_Segment, list[int], list[tuple[int, str, int]]]] = field(default_factory=list)
+    # per request written: its segment, its records' offsets and the index keys of its new events
+    entries: list[tuple[_Segment, list[int], _NewEvents]] = field(default_factory=list)
     versions: dict[str, int] = field(default_factory=dict)
     ids: dict[str, int] = field(default_factory=dict)
 
@@ -655,53 +665,56 @@ class FileStore:
             raise
         if group_events:
             metrics.FSYNC_BATCH_SIZE.observe(group_events)
-        streams, add_id = self._streams, self._ids.add
-        for touched_segment, offsets, new_entries in pending.entries:
+        streams = self._streams
+        for touched_segment, offsets, new_events in pending.entries:
             touched_segment.offsets.extend(offsets)
-            for position, stream, fp in new_entries:
+            for stream, position in zip(new_events.streams, new_events.positions, strict=True):
                 positions_of = streams.get(stream)
                 if positions_of is None:
                     positions_of = streams[stream] = array("Q")
                 positions_of.append(position)
-                add_id(fp, position)
+            self._ids.add_many(new_events.fingerprints, new_events.positions)
         self._head = next_position - 1
         self._publish_head()
         outcomes.extend(written)
 
     def _plan(
         self, request: _Request, pending: _Pending, next_position: int
-    ) -> tuple[list[int], list[bytes], list[tuple[int, str, int]]]:
-        """Positions of the request's events, the records to write for the new ones and their index keys."""
+    ) -> tuple[list[int], list[bytes], _NewEvents]:
+        """Positions of the request's events, the records to write for the new ones and their index keys.
+
+        Per-event work is done a batch at a time where a C loop can do it (map, join, set operations).
+        """
         events = request.events
-        fingerprint = wal.fingerprint
-        ids: list[str] = []
-        fps: list[int] = []
-        for event in events:
-            event_id = event.event_id
-            if not event_id or not event.stream or not event.event_type:
-                raise InvalidEvent("every event needs an event_id, an event_type and a stream")
-            ids.append(event_id)
-            fps.append(fingerprint(event_id))
+        if not events:
+            return [], [], _NewEvents(range(0), [], [])
+        ids = list(map(EVENT_ID, events))
+        names = list(map(STREAM, events))
+        if not (all(ids) and all(names) and all(map(EVENT_TYPE, events))):
+            raise InvalidEvent("every event needs an event_id, an event_type and a stream")
+        fps = wal.fingerprints(ids)
         hits = self._ids.candidates(fps)
         pending_ids = pending.ids
+        chosen = events
         if not hits and len(set(ids)) == len(ids) and pending_ids.keys().isdisjoint(ids):
-            fresh: Sequence[int] = range(len(events))  # the common case: every event is new
-            positions = list(range(next_position, next_position + len(events)))
+            positions = list(range(next_position, next_position + len(events)))  # the common case
         else:
             fresh, positions = self._deduplicate(ids, hits, pending_ids, next_position)
+            if not fresh:
+                metrics.DUPLICATES.labels(BACKEND).inc(len(events))
+                return positions, [], _NewEvents(range(0), [], [])
             if len(fresh) < len(events):
                 metrics.DUPLICATES.labels(BACKEND).inc(len(events) - len(fresh))
-            if not fresh:
-                return positions, [], []
+                chosen = [events[index] for index in fresh]
+                ids = [ids[index] for index in fresh]
+                names = [names[index] for index in fresh]
+                fps = [fps[index] for index in fresh]
         for stream, expectation in request.expected.items():
             try:
                 expectation.check(stream, self._version(stream, pending))
             except EventStoreError:
                 metrics.CONFLICTS.labels(BACKEND).inc()
                 raise
-        chosen = events if len(fresh) == len(events) else [events[index] for index in fresh]
-        chosen_fps = fps if len(fresh) == len(events) else [fps[index] for index in fresh]
-        names = [event.stream for event in chosen]
         versions, streams = pending.versions, self._streams
         numbers = []
         for stream in names:
@@ -712,7 +725,7 @@ class FileStore:
             versions[stream] = version = version + 1
             numbers.append(version)
         chosen_positions = range(next_position, next_position + len(chosen))
-        pending_ids.update(zip([ids[index] for index in fresh], chosen_positions, strict=True))
+        pending_ids.update(zip(ids, chosen_positions, strict=True))
         tail, prefix, crc, magic, tail_size = (
             wal.TAIL.pack,
             wal.PREFIX.pack,
@@ -720,15 +733,14 @@ class FileStore:
             wal.MAGIC,
             wal.TAIL.size,
         )
+        records = []
         flags = chain(repeat(0, len(chosen) - 1), (wal.FLAG_COMMIT,))
-        bodies = [
-            tail(position, version, fp, len(name), flag) + name + event.SerializeToString()
-            for position, version, fp, name, flag, event in zip(
-                chosen_positions, numbers, chosen_fps, [n.encode() for n in names], flags, chosen, strict=True
-            )
-        ]
-        records = [prefix(magic, len(body) - tail_size, crc(body)) + body for body in bodies]
-        return positions, records, list(zip(chosen_positions, names, chosen_fps, strict=True))
+        for position, version, fp, name, flag, event in zip(
+            chosen_positions, numbers, fps, map(str.encode, names), flags, chosen, strict=True
+        ):
+            body = tail(position, version, fp, len(name), flag) + name + event.SerializeToString()
+            records.append(prefix(magic, len(body) - tail_size, crc(body)) + body)
+        return positions, records, _NewEvents(chosen_positions, names, fps)
 
     def _deduplicate(
         self, ids: list[str], hits: dict[int, list[int]], pending_ids: dict[str, int], next_position: int

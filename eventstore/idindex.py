@@ -18,7 +18,7 @@ restarts without a second file to keep consistent.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -44,6 +44,18 @@ class IdIndex:
         if len(self._recent) >= RECENT_LIMIT:
             self._seal()
 
+    def add_many(self, fps: Sequence[int], positions: Iterable[int]) -> None:
+        """Add a batch of entries; one C-level dict update when none of them collides."""
+        recent = self._recent
+        if len(set(fps)) == len(fps) and recent.keys().isdisjoint(fps):
+            recent.update(zip(fps, positions, strict=True))
+            self._count += len(fps)
+            if len(recent) >= RECENT_LIMIT:
+                self._seal()
+            return
+        for fp, position in zip(fps, positions, strict=True):
+            self.add(fp, position)
+
     def bulk_load(self, fps: array, positions: array) -> None:
         """Add many entries at once (recovery): one sort instead of many inserts."""
         if not fps:
@@ -58,9 +70,10 @@ class IdIndex:
         """Index in fps → positions stored under that fingerprint, for the fingerprints found."""
         found: dict[int, list[int]] = {}
         recent = self._recent
-        for index, fp in enumerate(fps):
-            if fp in recent:
-                found[index] = [recent[fp]]
+        if not recent.keys().isdisjoint(fps):
+            for index, fp in enumerate(fps):
+                if fp in recent:
+                    found[index] = [recent[fp]]
         for fp, position in self._collided:
             for index, wanted in enumerate(fps):
                 if wanted == fp:

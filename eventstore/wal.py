@@ -47,14 +47,14 @@ def segment_first_position(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def fingerprint(event_id: str) -> int:
-    """64-bit fingerprint of an event id, the key of the idempotency index.
+def fingerprints(event_ids: list[str]) -> list[int]:
+    """64-bit fingerprints of event ids, the keys of the idempotency index.
 
     Two CRCs over different polynomials (CRC-32 and CRC-32C), each implemented in C: several times
     cheaper than a cryptographic digest, and collisions are harmless (the store confirms every hit).
     """
-    data = event_id.encode()
-    return (zlib.crc32(data) << 32) | crc32c.crc32c(data)
+    crc32, crc32_c = zlib.crc32, crc32c.crc32c
+    return [(crc32(data) << 32) | crc32_c(data) for data in map(str.encode, event_ids)]
 
 
 def varint(value: int) -> bytes:

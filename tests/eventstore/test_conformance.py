@@ -45,6 +45,13 @@ def test_append_assigns_gap_free_positions_and_stream_versions(store: EventStore
     assert decode_payload(read[0]) == pb.RunStarted(run_id="run-a")
 
 
+def test_an_empty_append_writes_nothing(store: EventStore, event: Event) -> None:
+    assert store.append([]) == []
+    assert store.append([event("run-a")]) == [1]
+    assert store.append([]) == []
+    assert store.head_position() == 1
+
+
 def test_read_round_trips_every_field(store: EventStore, event: Event) -> None:
     original = event("seed-r1.2", note="x")
     original.correlation_id = "corr"

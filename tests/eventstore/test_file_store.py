@@ -215,7 +215,7 @@ def test_idempotency_index_runs_and_collisions(monkeypatch: pytest.MonkeyPatch) 
 def test_fingerprint_collisions_do_not_merge_distinct_events(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(wal, "fingerprint", lambda event_id: 42)
+    monkeypatch.setattr(wal, "fingerprints", lambda event_ids: [42] * len(event_ids))
     with FileStore(tmp_path / "log") as store:
         events = [make_event("run-a") for _ in range(5)]
         assert store.append(events) == [1, 2, 3, 4, 5]
