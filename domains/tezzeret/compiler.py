@@ -5,6 +5,9 @@ training mode, with a symbolic batch dimension, and also in eval mode when the t
 mode-dependent modules (dropout, batch norm), see domains/urza/artifact.py. The template's initial
 weights come from a seed derived from the job's spec, so compiling the same spec twice gives the same
 bytes, hence the same sha256 and one file.
+
+Strategy "aot_inductor:<device>": the same exported programs (training needs them: the package has no
+backward) plus an AOTInductor package of the eval forward for that device (domains/tezzeret/aoti.py).
 """
 
 from __future__ import annotations
@@ -13,8 +16,16 @@ import torch
 from torch import nn
 
 from domains.karn import catalog
-from domains.tezzeret.jobs import CompileSpec
-from domains.urza.artifact import EVAL_PROGRAM, FORMAT_VERSION, TRAIN_PROGRAM, pack, save_program
+from domains.tezzeret.aoti import compile_package
+from domains.tezzeret.jobs import STRATEGIES, CompileSpec, strategy_device
+from domains.urza.artifact import (
+    EVAL_PROGRAM,
+    FORMAT_VERSION,
+    INFERENCE_PROGRAM,
+    TRAIN_PROGRAM,
+    pack,
+    save_program,
+)
 
 MAX_BATCH = 65_536
 MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
@@ -37,9 +48,12 @@ def example_input(spec: CompileSpec) -> torch.Tensor:
     return torch.randn(2, *spec.slot_shape, generator=generator)
 
 
+def batch_dim() -> torch.export.Dim:
+    return torch.export.Dim("batch", min=1, max=MAX_BATCH)
+
+
 def export(module: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
-    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    return torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+    return torch.export.export(module, (example,), dynamic_shapes=({0: batch_dim()},))
 
 
 def mode_dependent(module: nn.Module) -> bool:
@@ -52,8 +66,8 @@ def mode_dependent(module: nn.Module) -> bool:
 
 
 def compile_artifact(spec: CompileSpec) -> bytes:
-    if spec.strategy != "export":
-        raise ValueError(f"unknown compile strategy {spec.strategy!r}; use export")
+    if spec.strategy not in STRATEGIES:
+        raise ValueError(f"unknown compile strategy {spec.strategy!r}; use one of: {', '.join(STRATEGIES)}")
     module = template_for(spec)
     example = example_input(spec)
     initial_state = {name: tensor.clone() for name, tensor in module.state_dict().items()}
@@ -65,7 +79,7 @@ def compile_artifact(spec: CompileSpec) -> bytes:
         module.load_state_dict(initial_state)
         programs[EVAL_PROGRAM] = save_program(export(module.eval(), example))
         modes.append("eval")
-    manifest = {
+    manifest: dict[str, object] = {
         "format": FORMAT_VERSION,
         "blueprint_id": spec.blueprint_id,
         "name": catalog.get(spec.blueprint_id).name,
@@ -77,4 +91,10 @@ def compile_artifact(spec: CompileSpec) -> bytes:
         "job_id": spec.job_id,
         "torch": torch.__version__.split("+")[0],
     }
+    device = strategy_device(spec.strategy)
+    if device is not None:
+        module.load_state_dict(initial_state)
+        programs[INFERENCE_PROGRAM], manifest["inference"] = compile_package(
+            module, example, batch_dim(), device
+        )
     return pack(manifest, programs)

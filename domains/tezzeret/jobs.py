@@ -25,8 +25,32 @@ from google.protobuf.message import Message
 from leyline import pb, stream_name
 
 ALERT_NAME = "tezzeret_compile_failed"
-DEFAULT_STRATEGY = "export"
-STRATEGIES = ("export",)
+EXPORT = "export"
+AOT_INDUCTOR = "aot_inductor"
+DEVICES = ("cpu", "cuda")
+DEFAULT_STRATEGY = EXPORT
+# A job's strategy names the device an AOTInductor package is built for: its code only runs there.
+STRATEGIES = (EXPORT, *(f"{AOT_INDUCTOR}:{device}" for device in DEVICES))
+SELECTIONS = ("auto", EXPORT, AOT_INDUCTOR)
+
+
+def choose_strategy(selection: str, device: str) -> str:
+    """The strategy for a selection on a device. "auto" picks AOTInductor where it pays, on CUDA; on CPU
+    its compile (tens of seconds per template against a fraction of a second for export) does not pay,
+    see `esper bench blueprints`."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"unknown compile strategy {selection!r}; choose one of: {', '.join(SELECTIONS)}")
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; choose one of: {', '.join(DEVICES)}")
+    if selection == EXPORT or (selection == "auto" and device != "cuda"):
+        return EXPORT
+    return f"{AOT_INDUCTOR}:{device}"
+
+
+def strategy_device(strategy: str) -> str | None:
+    """The device an AOTInductor strategy compiles for; None for export."""
+    kind, _, device = strategy.partition(":")
+    return device if kind == AOT_INDUCTOR else None
 
 
 class JobError(Exception):

@@ -84,6 +84,7 @@ def catalogue_specs(
     sequence_shape: Sequence[int] = DEFAULT_SEQUENCE_SHAPE,
     blueprint_ids: Iterable[str] | None = None,
     parameters: Mapping[str, float] | None = None,
+    strategy: str = DEFAULT_STRATEGY,
 ) -> list[CompileSpec]:
     """One spec per blueprint and slot kind it supports (the whole catalogue by default)."""
     shapes: dict[int, Sequence[int]] = {
@@ -92,7 +93,7 @@ def catalogue_specs(
     }
     ids = list(blueprint_ids) if blueprint_ids is not None else list(catalog.BY_ID)
     return [
-        resolve_spec(blueprint_id, parameters or {}, kind, shapes[kind])
+        resolve_spec(blueprint_id, parameters or {}, kind, shapes[kind], strategy)
         for blueprint_id in ids
         for kind in catalog.get(blueprint_id).kinds
     ]

@@ -9,6 +9,10 @@ sha256) holding `manifest.json` and one torch.export saved program per mode:
   between them on `.train()` / `.eval()`, with the eval graph bound to the train graph's parameters and
   buffers: one set of weights, two behaviours.
 - Templates without mode-dependent ops store `train.pt2` alone and use it in both modes.
+- Strategy `aot_inductor:<device>` adds `eval.aoti.pt2`, an AOTInductor package of the eval forward for
+  that device (see domains/urza/aoti.py), and the manifest's "inference" entry says what it was built
+  for. `ArtifactModule` runs it for no-grad evaluation on that device, where it can load; training and
+  everything else use the exported programs. The sha256 covers the whole file, package included.
 """
 
 from __future__ import annotations
@@ -23,10 +27,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from domains.urza.aoti import InferenceProgram, load_inference
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 TRAIN_PROGRAM = "train.pt2"
 EVAL_PROGRAM = "eval.pt2"
+INFERENCE_PROGRAM = "eval.aoti.pt2"
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 
 
@@ -40,14 +47,18 @@ class Unpacked:
     programs: dict[str, bytes]
 
 
-def pack(manifest: dict[str, Any], programs: dict[str, bytes]) -> bytes:
+def zip_entries(entries: dict[str, bytes]) -> bytes:
+    """A zip file that depends on the entries alone (sorted names, fixed timestamps, no compression)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        entries = {MANIFEST: json.dumps(manifest, sort_keys=True).encode(), **programs}
         for name in sorted(entries):
             info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
             archive.writestr(info, entries[name])
     return buffer.getvalue()
+
+
+def pack(manifest: dict[str, Any], programs: dict[str, bytes]) -> bytes:
+    return zip_entries({MANIFEST: json.dumps(manifest, sort_keys=True).encode(), **programs})
 
 
 def unpack(data: bytes) -> Unpacked:
@@ -61,6 +72,8 @@ def unpack(data: bytes) -> Unpacked:
         raise ArtifactFormatError(
             f"artifact format {manifest.get('format')!r} is not {FORMAT_VERSION}, or it has no train program"
         )
+    if INFERENCE_PROGRAM in programs and "inference" not in manifest:
+        raise ArtifactFormatError("the artifact has an AOTInductor package but no manifest entry for it")
     return Unpacked(manifest, programs)
 
 
@@ -73,6 +86,13 @@ def save_program(program: torch.export.ExportedProgram) -> bytes:
 def load_graph(data: bytes) -> nn.Module:
     """The saved program as a callable module (a GraphModule) with trainable parameters."""
     return torch.export.load(io.BytesIO(data)).module()
+
+
+def _get_path(root: nn.Module, dotted: str) -> Tensor:
+    value: Any = root
+    for name in dotted.split("."):
+        value = getattr(value, name)
+    return value
 
 
 def _set_path(root: nn.Module, dotted: str, value: Tensor, parameter: bool) -> None:
@@ -115,15 +135,26 @@ def fresh_copy(module: nn.Module) -> nn.Module:
 
 
 class ArtifactModule(nn.Module):
-    """A loaded artifact as a trainable module: forward runs the train or the eval graph."""
+    """A loaded artifact as a trainable module: forward runs the train or the eval graph, or for no-grad
+    evaluation on its device the artifact's AOTInductor package (`inference`) if it has one that loads
+    here; `inference_note` says why one it has is not used."""
 
-    def __init__(self, train_graph: nn.Module, eval_graph: nn.Module | None) -> None:
+    def __init__(
+        self,
+        train_graph: nn.Module,
+        eval_graph: nn.Module | None,
+        inference: InferenceProgram | None = None,
+        inference_note: str = "",
+    ) -> None:
         super().__init__()
         self.graph = train_graph
         object.__setattr__(self, "eval_graph", eval_graph)
+        object.__setattr__(self, "inference", inference)
+        self.inference_note = inference_note
         self._tie()
 
     eval_graph: nn.Module | None
+    inference: InferenceProgram | None
 
     def _tie(self) -> None:
         """Bind the eval graph to the train graph's parameters and buffers."""
@@ -145,14 +176,18 @@ class ArtifactModule(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.inference is not None and not self.training and not torch.is_grad_enabled():
+            state = [_get_path(self.graph, name) for name in self.inference.inputs]
+            if self.inference.accepts(x, state):
+                return self.inference(x, state)
         graph = self.eval_graph if not self.training and self.eval_graph is not None else self.graph
         out: Tensor = graph(x)
         return out
 
     def fresh(self) -> ArtifactModule:
-        """An independent instance: same graphs, its own copy of every parameter and buffer."""
+        """An independent instance: same graphs and package, its own copy of every parameter and buffer."""
         eval_copy = None if self.eval_graph is None else fresh_copy(self.eval_graph)
-        module = ArtifactModule(fresh_copy(self.graph), eval_copy)
+        module = ArtifactModule(fresh_copy(self.graph), eval_copy, self.inference, self.inference_note)
         return module.train(self.training)
 
 
@@ -160,4 +195,8 @@ def module_from(unpacked: Unpacked) -> ArtifactModule:
     train_graph = load_graph(unpacked.programs[TRAIN_PROGRAM])
     eval_data = unpacked.programs.get(EVAL_PROGRAM)
     eval_graph = None if eval_data is None else load_graph(eval_data)
-    return ArtifactModule(train_graph, eval_graph)
+    package = unpacked.programs.get(INFERENCE_PROGRAM)
+    if package is None:
+        return ArtifactModule(train_graph, eval_graph)
+    inference, note = load_inference(unpacked.manifest["inference"], package)
+    return ArtifactModule(train_graph, eval_graph, inference, note)

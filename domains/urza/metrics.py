@@ -20,3 +20,8 @@ CORRUPT_ARTIFACTS = Counter(
 IDENTITY_FALLBACKS = Counter(
     "esper_urza_identity_fallbacks_total", "Requests answered with identity because the artifact was unusable"
 )
+INFERENCE_FALLBACKS = Counter(
+    "esper_urza_inference_fallbacks_total",
+    "AOTInductor packages not used (built for another device or machine, or unloadable)",
+    ["reason"],
+)

@@ -3,6 +3,7 @@
     source = SeedModuleSource.open(store, data_dir)
     module, artifact_hash = source.load_module("BP009", {"hidden": 8}, pb.SLOT_KIND_CONV2D, (8, 8, 8))
     drills = SeedModuleSource.open(store, data_dir, use=Use.DRILL)  # may load BP043–BP050
+    gpu = SeedModuleSource.open(store, data_dir, strategy="auto", device="cuda")  # aot_inductor:cuda
 
 finds the compiled artifact for the request (compiling it through Tezzeret when the log has none),
 verifies its sha256, keeps the loaded artifact in an in-process LRU cache, and returns a FRESH trainable
@@ -16,6 +17,10 @@ A corrupt artifact is an ArtifactCorrupted event and error (the file is moved as
 Identity fallback: `load_module_or_identity` answers a missing or corrupt artifact with an identity
 module and an empty hash. That is safe only where the slot's output must equal its input anyway (e.g. a
 germinating seed whose output is inert or blended from zero); Kasmina decides where to use it.
+
+Strategy: `open` takes a selection (auto, export, aot_inductor) and the device the seeds will run on;
+"auto" is aot_inductor on CUDA and export on CPU (jobs.choose_strategy). Every request of the source
+compiles and loads with that strategy.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from domains.karn import catalog
 from domains.karn.catalog import Use
-from domains.tezzeret.jobs import DEFAULT_STRATEGY, CompileSpec, Status
+from domains.tezzeret.jobs import DEFAULT_STRATEGY, CompileSpec, Status, choose_strategy
 from domains.tezzeret.service import Tezzeret, resolve_spec
 from domains.urza import metrics
 from domains.urza.library import ArtifactLibrary, UrzaError
@@ -42,6 +48,10 @@ class CompileFailed(UrzaError):
     pass
 
 
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class SeedModuleSource:
     def __init__(
         self,
@@ -49,11 +59,13 @@ class SeedModuleSource:
         compiler: Tezzeret,
         use: Use = Use.LIVE,
         approved: Collection[str] = (),
+        strategy: str = DEFAULT_STRATEGY,
     ) -> None:
         self.library = library
         self.compiler = compiler
         self.use = use  # the default for every request: Use.DRILL only for fault-drill sources
         self.approved = frozenset(approved)  # experimental blueprints approved for live grafts
+        self.strategy = strategy
         self._hashes: dict[CompileSpec, str] = {}
         self._lock = threading.Lock()
 
@@ -66,9 +78,12 @@ class SeedModuleSource:
         use: Use = Use.LIVE,
         approved: Collection[str] = (),
         cache_size: int = 128,
+        strategy: str = "auto",
+        device: str | None = None,
     ) -> SeedModuleSource:
         library = ArtifactLibrary(Path(data_dir) / "artifacts", store, cache_size)
-        return cls(library, Tezzeret(store, library), use, approved)
+        chosen = choose_strategy(strategy, device or default_device())
+        return cls(library, Tezzeret(store, library), use, approved, chosen)
 
     def artifact_for(self, spec: CompileSpec) -> str:
         """The artifact hash of a spec: from memory, else from the log, else by compiling it now."""
@@ -97,11 +112,11 @@ class SeedModuleSource:
         *,
         use: Use | None = None,
         approved: Collection[str] = (),
-        strategy: str = DEFAULT_STRATEGY,
+        strategy: str | None = None,
     ) -> tuple[nn.Module, str]:
         started = time.perf_counter()
         catalog.check_use(blueprint_id, use or self.use, self.approved.union(approved))
-        spec = resolve_spec(blueprint_id, parameters, slot_kind, slot_shape, strategy)
+        spec = resolve_spec(blueprint_id, parameters, slot_kind, slot_shape, strategy or self.strategy)
         artifact_hash = self.artifact_for(spec)
         was_cached = artifact_hash in self.library.cached()
         module = self.library.load(artifact_hash, blueprint_id).fresh()
@@ -116,7 +131,7 @@ class SeedModuleSource:
         end-of-epoch hook. Quarantine and approval are checked at load_module time, not here."""
         hashes = []
         for blueprint_id, parameters, slot_kind, slot_shape in requests:
-            spec = resolve_spec(blueprint_id, parameters, slot_kind, slot_shape)
+            spec = resolve_spec(blueprint_id, parameters, slot_kind, slot_shape, self.strategy)
             artifact_hash = self.artifact_for(spec)
             self.library.load(artifact_hash, blueprint_id)
             hashes.append(artifact_hash)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from tqdm import tqdm
 
 from domains.karn import catalog, registration
 from domains.karn.catalog import SLOT_KIND_NAMES, KarnError
-from domains.tezzeret.jobs import JobState, Status
+from domains.tezzeret.jobs import DEVICES, SELECTIONS, JobState, Status, choose_strategy
 from domains.tezzeret.service import (
     DEFAULT_CONV_SHAPE,
     DEFAULT_MAX_ATTEMPTS,
@@ -22,10 +23,13 @@ from domains.tezzeret.service import (
     read_jobs,
 )
 from domains.urza.library import ArtifactLibrary
+from domains.urza.source import default_device
 from eventstore import EventStore
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args, store_location
+
+STRATEGY_VARIABLE = "ESPER_COMPILE_STRATEGY"
 
 TIER_NAMES: dict[int, str] = {
     catalog.SAFE: "safe",
@@ -43,7 +47,10 @@ def register(subparsers: Any) -> None:
         description="Karn's 50 blueprints, Tezzeret's compile jobs and Urza's artifacts.\n\n"
         "  esper blueprints list                 the catalogue with each blueprint's compile status\n"
         "  esper blueprints show BP009           one blueprint: metadata, parameter ranges, jobs, artifacts\n"
-        "  esper blueprints compile [ID ...]     compile (all by default) into <data-dir>/artifacts",
+        "  esper blueprints compile [ID ...]     compile (all by default) into <data-dir>/artifacts\n"
+        "      --strategy auto|export|aot_inductor   (default: $ESPER_COMPILE_STRATEGY, else auto:\n"
+        "                                          aot_inductor on cuda, export on cpu)\n"
+        "      --device cpu|cuda                     (default: cuda where there is one)",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
 
@@ -78,6 +85,20 @@ def register(subparsers: Any) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="a template parameter (repeatable); checked against each blueprint's ranges",
+    )
+    compile_parser.add_argument(
+        "--strategy",
+        choices=SELECTIONS,
+        default=os.environ.get(STRATEGY_VARIABLE, "auto"),
+        help="export: torch.export programs; aot_inductor: those plus an AOTInductor package for no-grad "
+        f"eval on --device; auto: aot_inductor on cuda, export on cpu (default: ${STRATEGY_VARIABLE} "
+        "or auto)",
+    )
+    compile_parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default=None,
+        help="the device the seeds will run on (default: cuda if this process has one, else cpu)",
     )
     compile_parser.add_argument(
         "--max-attempts",
@@ -143,6 +164,7 @@ def _job_json(state: JobState) -> dict[str, Any]:
         "slot_kind": SLOT_KIND_NAMES.get(spec.slot_kind, "") if spec else "",
         "slot_shape": list(spec.slot_shape) if spec else [],
         "parameters": spec.parameter_map() if spec else {},
+        "strategy": spec.strategy if spec else "",
         "status": state.status.value,
         "attempts": state.attempts,
         "artifact_hash": state.artifact_hash,
@@ -242,7 +264,7 @@ def handle_show(args: argparse.Namespace) -> int:
     print(f"  compile jobs: {len(states)}" if states else "  compile jobs: none")
     for job in document["jobs"]:
         shape = "x".join(map(str, job["slot_shape"]))
-        line = f"    {job['job_id']} {job['slot_kind']:8} {shape:8} {job['status']:10} "
+        line = f"    {job['job_id']} {job['slot_kind']:8} {shape:8} {job['strategy']:16} {job['status']:10} "
         line += f"attempts {job['attempts']}"
         print(line + (f"  {job['artifact_path']}" if job["artifact_path"] else f"  {job['error']}"))
     return 0
@@ -274,6 +296,9 @@ def handle_compile(args: argparse.Namespace) -> int:
     seq_shape = _shape(args.seq_shape, 2, "--seq-shape")
     if args.max_attempts < 1:
         raise UsageError("--max-attempts must be at least 1")
+    if args.strategy not in SELECTIONS:
+        raise UsageError(f"{STRATEGY_VARIABLE}={args.strategy!r} is not one of: {', '.join(SELECTIONS)}")
+    strategy = choose_strategy(args.strategy, args.device or default_device())
     ids = [blueprint_id.upper() for blueprint_id in args.blueprint_ids] or list(catalog.BY_ID)
     parameters = _parameters(args.param)
     try:
@@ -290,6 +315,7 @@ def handle_compile(args: argparse.Namespace) -> int:
                 seq_shape,
                 [blueprint.blueprint_id],
                 {name: value for name, value in parameters.items() if name in blueprint.parameters},
+                strategy,
             )
         ]
     except KarnError as exc:
@@ -329,7 +355,10 @@ def handle_compile(args: argparse.Namespace) -> int:
             job = _job_json(state)
             shape = "x".join(map(str, job["slot_shape"]))
             outcome = state.artifact_hash[:16] if state.status is Status.SUCCEEDED else job["error"]
-            print(f"{job['blueprint_id']} {job['slot_kind']:8} {shape:8} {job['status']:10} {outcome}")
+            print(
+                f"{job['blueprint_id']} {job['slot_kind']:8} {shape:8} {job['strategy']:16} "
+                f"{job['status']:10} {outcome}"
+            )
         print(f"{len(results) - len(failed)} of {len(results)} job(s) succeeded")
     if failed:
         raise CommandError(

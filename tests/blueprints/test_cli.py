@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from ops.cli import main
 
@@ -72,6 +73,27 @@ def test_failed_compile_exits_1_with_the_reason(capsys: pytest.CaptureFixture[st
     assert "injected compile failure" in out
     code, out, _ = run(capsys, "blueprints", "show", "BP031", "--json", "--data-dir", str(tmp_path))
     assert json.loads(out)["jobs"][0]["status"] == "failed"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answers of a machine without CUDA")
+def test_strategy_selection(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = str(tmp_path)
+    code, out, _ = run(
+        capsys, "blueprints", "compile", "BP003", "--device", "cpu", "--json", "--data-dir", data
+    )
+    assert code == 0 and {job["strategy"] for job in json.loads(out)["jobs"]} == {"export"}
+    code, out, _ = run(capsys, "blueprints", "compile", "BP003", "--json", "--data-dir", data)
+    assert code == 0 and {job["strategy"] for job in json.loads(out)["jobs"]} == {"export"}
+
+    argv = ["blueprints", "compile", "BP003", "--device", "cuda", "--max-attempts", "1", "--data-dir", data]
+    monkeypatch.setenv("ESPER_COMPILE_STRATEGY", "aot_inductor")
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and "aot_inductor:cuda" in out and "needs a CUDA device" in out
+    monkeypatch.setenv("ESPER_COMPILE_STRATEGY", "fast")
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "ESPER_COMPILE_STRATEGY='fast' is not one of: auto, export, aot_inductor" in err
 
 
 @pytest.mark.parametrize(
