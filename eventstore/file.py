@@ -71,7 +71,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from itertools import accumulate, chain, repeat
+from itertools import accumulate, chain, islice, repeat
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -823,29 +823,18 @@ class FileStore:
     ) -> Iterable[pb.EventEnvelope]:
         self._refresh()
         last = self._head if to_position is None else min(to_position, self._head)
-        return self._filtered(max(from_position, 1), last, event_filter, limit)
+        matching = self._matching(max(from_position, 1), last, event_filter)
+        return matching if limit is None else islice(matching, max(limit, 0))
 
-    def _filtered(
-        self, first: int, last: int, event_filter: EventFilter, limit: int | None
-    ) -> Iterator[pb.EventEnvelope]:
-        if limit is not None and limit <= 0:
-            return
-        for count, (_, envelope) in enumerate(self._matching(first, last, event_filter), start=1):
-            yield envelope
-            if limit is not None and count >= limit:
-                return
-
-    def _matching(
-        self, first: int, last: int, event_filter: EventFilter
-    ) -> Iterator[tuple[int, pb.EventEnvelope]]:
-        """(position, envelope) of the events first..last that match, each record's CRC32C checked.
+    def _matching(self, first: int, last: int, event_filter: EventFilter) -> Iterator[pb.EventEnvelope]:
+        """The events first..last that match, each record's CRC32C checked.
 
         One loop does framing, filtering and decoding: this is the replay hot path.
         """
         streams, categories, types = event_filter.streams, event_filter.categories, event_filter.event_types
         by_stream = bool(streams or categories)
         unpack, header_size, crc_start = wal.HEADER.unpack_from, wal.HEADER_SIZE, wal.PREFIX.size
-        magic_expected, crc, envelope_class = wal.MAGIC, crc32c.crc32c, pb.EventEnvelope
+        magic_expected, crc, parse = wal.MAGIC, crc32c.crc32c, pb.EventEnvelope.FromString
         position = first
         while position <= last:
             segment = self._segment_of(position)
@@ -883,13 +872,12 @@ class FileStore:
                             continue
                         if categories and stream.split("-", 1)[0] not in categories:
                             continue
-                    envelope = envelope_class()
-                    envelope.ParseFromString(data[body + stream_len : record_end])
+                    envelope = parse(data[body + stream_len : record_end])
                     if types and envelope.event_type not in types:
                         continue
                     envelope.stream_version = version
                     envelope.global_position = record_position
-                    yield record_position, envelope
+                    yield envelope
                 if cursor == 0 and position <= stop:
                     if length < header_size:
                         raise CorruptLogError(segment.name, offset, position, "record missing from the file")
@@ -902,7 +890,7 @@ class FileStore:
         return self._segments[bisect.bisect_right(self._firsts, position) - 1]
 
     def _read_envelope(self, position: int) -> pb.EventEnvelope:
-        for _, envelope in self._matching(position, position, ALL_EVENTS):
+        for envelope in self._matching(position, position, ALL_EVENTS):
             return envelope
         raise EventStoreError(f"position {position} is not in the log")
 
@@ -1028,10 +1016,10 @@ class FileSubscription(PollingSubscription):
             return None
         found: list[pb.EventEnvelope] = []
         scanned = head
-        for position, envelope in self._store._matching(self._next, head, self._filter):
+        for envelope in self._store._matching(self._next, head, self._filter):
             found.append(envelope)
             if len(found) >= max_events:
-                scanned = position
+                scanned = envelope.global_position
                 break
         self._next = scanned + 1
         return found
