@@ -6,18 +6,22 @@ mode-dependent modules (dropout, batch norm), see domains/urza/artifact.py. The 
 weights come from a seed derived from the job's spec, so compiling the same spec twice gives the same
 bytes, hence the same sha256 and one file.
 
-Strategy "aot_inductor:<device>": the same exported programs (training needs them: the package has no
-backward) plus an AOTInductor package of the eval forward for that device (domains/tezzeret/aoti.py).
+Strategy "aot_inductor:<device>": the same exported programs, from the same initial weights as the
+export job of the spec (training needs them: the package has no backward), plus an AOTInductor package
+of the eval forward for that device (domains/tezzeret/aoti.py).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from domains.karn import catalog
-from domains.tezzeret.aoti import compile_package
-from domains.tezzeret.jobs import STRATEGIES, CompileSpec, strategy_device
+from domains.tezzeret.aoti import INDUCTOR_DIR, compile_package
+from domains.tezzeret.jobs import DEFAULT_STRATEGY, STRATEGIES, CompileSpec, strategy_device
 from domains.urza.artifact import (
     EVAL_PROGRAM,
     FORMAT_VERSION,
@@ -31,6 +35,11 @@ MAX_BATCH = 65_536
 MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
 
 
+def _seed_key(spec: CompileSpec) -> str:
+    """Seeds come from the default-strategy job of the spec: every strategy starts from the same weights."""
+    return replace(spec, strategy=DEFAULT_STRATEGY).job_id
+
+
 def template_for(spec: CompileSpec) -> nn.Module:
     """The template's tensor part with weights initialised from the spec's seed."""
     blueprint = catalog.get(spec.blueprint_id)
@@ -39,12 +48,12 @@ def template_for(spec: CompileSpec) -> nn.Module:
         spec.parameter_map(),
         spec.slot_kind,
         spec.slot_shape,
-        init_seed=catalog.seed_for(spec.job_id, "init"),
+        init_seed=catalog.seed_for(_seed_key(spec), "init"),
     )
 
 
 def example_input(spec: CompileSpec) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(catalog.seed_for(spec.job_id, "example"))
+    generator = torch.Generator().manual_seed(catalog.seed_for(_seed_key(spec), "example"))
     return torch.randn(2, *spec.slot_shape, generator=generator)
 
 
@@ -65,7 +74,7 @@ def mode_dependent(module: nn.Module) -> bool:
     return any(isinstance(m, MODE_DEPENDENT) for m in module.modules())
 
 
-def compile_artifact(spec: CompileSpec) -> bytes:
+def compile_artifact(spec: CompileSpec, inductor_dir: Path = INDUCTOR_DIR) -> bytes:
     if spec.strategy not in STRATEGIES:
         raise ValueError(f"unknown compile strategy {spec.strategy!r}; use one of: {', '.join(STRATEGIES)}")
     module = template_for(spec)
@@ -95,6 +104,6 @@ def compile_artifact(spec: CompileSpec) -> bytes:
     if device is not None:
         module.load_state_dict(initial_state)
         programs[INFERENCE_PROGRAM], manifest["inference"] = compile_package(
-            module, example, batch_dim(), device
+            module, example, batch_dim(), device, inductor_dir
         )
     return pack(manifest, programs)

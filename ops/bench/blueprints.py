@@ -6,7 +6,14 @@
 - urza_fetch_cold_ms: `SeedModuleSource.load_module` with an empty cache (read, sha256, load, fresh
   copy); urza_fetch_warm_p50_ms / _p95_ms: the same call once the artifact is cached (target < 1 ms).
 - torch_load_p50_ms, the baseline: plain `torch.load` of the same module saved whole with `torch.save`.
---quick compiles 8 blueprints instead of 50 (compile_total_s then carries no target).
+- Strategy aot_inductor:cpu on a few representative templates (one slot kind each), in a fresh inductor
+  cache directory (a first compile on a new machine): aot_inductor_compile_p50_s beside the export jobs
+  of the same specs; aot_inductor_compile_total_est_s, its median times the job count of compile_total_s
+  (the catalogue under this strategy, estimated: measuring it would take tens of minutes); and the no-grad
+  eval forward of a batch through the package (aoti_eval_forward_ms) beside the exported eval program of
+  the same loaded artifact, same weights (export_eval_forward_ms), calls interleaved.
+--quick compiles 8 blueprints instead of 50 (compile_total_s then carries no target) and 1 template with
+AOTInductor instead of 3.
 """
 
 from __future__ import annotations
@@ -14,23 +21,38 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from domains.tezzeret.compiler import template_for
+from domains.tezzeret.compiler import compile_artifact, template_for
 from domains.tezzeret.jobs import CompileSpec, Status
 from domains.tezzeret.service import Tezzeret, catalogue_specs
+from domains.urza.artifact import ArtifactModule
 from domains.urza.library import ArtifactLibrary
 from domains.urza.source import SeedModuleSource
 from eventstore import EventStore, open_store
+from leyline import pb
 from ops.bench import BenchOptions, Result, percentile
 
-DESCRIPTION = "blueprint pipeline: compile the catalogue (export), Urza cold/warm fetch vs torch.load"
+DESCRIPTION = (
+    "blueprint pipeline: compile the catalogue (export), Urza cold/warm fetch vs torch.load, "
+    "aot_inductor:cpu compile and no-grad eval forward vs export on a few templates"
+)
 COMPILE_BUDGET_S = 300.0
 WARM_BUDGET_MS = 1.0
 QUICK_BLUEPRINTS = ("BP001", "BP004", "BP006", "BP009", "BP020", "BP023", "BP031", "BP045")
 FETCH_BLUEPRINTS = ("BP002", "BP006", "BP009", "BP020", "BP023")
+# residual block on feature maps, single-head attention and transformer block on sequences
+AOTI_CASES = (
+    ("BP009", pb.SLOT_KIND_CONV2D),
+    ("BP020", pb.SLOT_KIND_SEQUENCE),
+    ("BP023", pb.SLOT_KIND_SEQUENCE),
+)
+AOTI_STRATEGY = "aot_inductor:cpu"
+EVAL_BATCH = 64
 
 
 def run(options: BenchOptions) -> list[Result]:
@@ -107,7 +129,101 @@ def measure(options: BenchOptions, root: Path, store: EventStore) -> list[Result
         ),
         Result("urza_fetch_warm_p95_ms", percentile(warm, 0.95), "ms"),
         Result("torch_load_p50_ms", torch_load_p50, "ms"),
+        *aot_inductor_results(options, root, store, specs, durations, total),
     ]
+
+
+def aot_inductor_results(
+    options: BenchOptions,
+    root: Path,
+    store: EventStore,
+    export_specs: list[CompileSpec],
+    export_durations: list[float],
+    export_total: float,
+) -> list[Result]:
+    cases = AOTI_CASES[:1] if options.quick else AOTI_CASES
+    chosen = [
+        (spec, d) for spec, d in zip(export_specs, export_durations, strict=True) if spec_case(spec) in cases
+    ]
+    export_same = [duration for _, duration in chosen]
+    specs = [replace(spec, strategy=AOTI_STRATEGY) for spec, _ in chosen]
+    library = ArtifactLibrary(root / "artifacts", store)
+    compile_fn = partial(compile_artifact, inductor_dir=root / "inductor")
+    tezzeret = Tezzeret(store, library, compile_fn=compile_fn)
+    durations, hashes = [], []
+    for spec in specs:
+        options.progress(f"compiling {spec.blueprint_id} with {AOTI_STRATEGY}")
+        started = time.perf_counter()
+        state = tezzeret.compile(spec)
+        durations.append(time.perf_counter() - started)
+        if state.status is not Status.SUCCEEDED:
+            raise RuntimeError(f"{AOTI_STRATEGY} compile of {spec.blueprint_id} failed: {state.last_error}")
+        hashes.append(state.artifact_hash)
+    options.progress("eval forward: AOTInductor package vs exported program")
+    aoti_ms: list[float] = []
+    export_ms: list[float] = []
+    for spec, artifact_hash in zip(specs, hashes, strict=True):
+        module = library.load(artifact_hash, spec.blueprint_id).fresh().eval()
+        package_ms, program_ms = eval_forward_ms(module, spec, 50 if options.quick else 300)
+        aoti_ms += package_ms
+        export_ms += program_ms
+    aoti_p50, export_p50, compile_p50 = (statistics.median(v) for v in (aoti_ms, export_ms, durations))
+    export_compile_p50 = statistics.median(export_same)
+    estimate = compile_p50 * len(export_specs)
+    note = f" ({', '.join(s.blueprint_id for s in specs)}; fresh inductor cache)"
+    return [
+        Result(
+            "aot_inductor_compile_p50_s",
+            compile_p50,
+            "s" + note,
+            baseline_name="export_compile_p50_s",
+            baseline=export_compile_p50,
+            ratio=compile_p50 / export_compile_p50,
+        ),
+        Result(
+            "aot_inductor_compile_total_est_s",
+            estimate,
+            "s (estimated: aot_inductor_compile_p50_s x the jobs of compile_total_s)",
+            baseline_name="compile_total_s",
+            baseline=export_total,
+            ratio=estimate / export_total,
+        ),
+        Result(
+            "aoti_eval_forward_ms",
+            aoti_p50,
+            f"ms (batch {EVAL_BATCH}, no grad)",
+            baseline_name="export_eval_forward_ms",
+            baseline=export_p50,
+            ratio=aoti_p50 / export_p50,
+        ),
+        Result("export_eval_forward_ms", export_p50, f"ms (batch {EVAL_BATCH}, no grad)"),
+    ]
+
+
+def spec_case(spec: CompileSpec) -> tuple[str, int]:
+    return spec.blueprint_id, spec.slot_kind
+
+
+def eval_forward_ms(module: ArtifactModule, spec: CompileSpec, calls: int) -> tuple[list[float], list[float]]:
+    """No-grad eval forward of the module through its package, and through its exported eval program (the
+    same module without the package: what runs where the package cannot), alternating."""
+    if module.inference is None:
+        raise RuntimeError(
+            f"{spec.blueprint_id}: the AOTInductor package did not load: {module.inference_note}"
+        )
+    program = ArtifactModule(module.graph, module.eval_graph).eval()
+    x = torch.randn(EVAL_BATCH, *spec.slot_shape, generator=torch.Generator().manual_seed(0))
+    package_ms, program_ms = [], []
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), program(x), atol=1e-4, rtol=1e-4)
+        for _ in range(calls):
+            begin = time.perf_counter()
+            module(x)
+            package_ms.append((time.perf_counter() - begin) * 1000)
+            begin = time.perf_counter()
+            program(x)
+            program_ms.append((time.perf_counter() - begin) * 1000)
+    return package_ms, program_ms
 
 
 def fetch(source: SeedModuleSource, spec: CompileSpec) -> None:

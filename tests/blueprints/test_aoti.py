@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 import torch
 
 from domains.karn.blocks import CONV
-from domains.tezzeret.compiler import template_for
+from domains.tezzeret.compiler import compile_artifact, template_for
 from domains.tezzeret.jobs import CompileSpec, Status, choose_strategy
 from domains.tezzeret.service import Tezzeret, resolve_spec
 from domains.urza import metrics
@@ -94,6 +95,8 @@ def test_the_job_stores_a_verified_artifact_with_a_package_for_this_machine(
         "norm.running_var",
         "norm.num_batches_tracked",
     ]
+    exported = unpack(compile_artifact(replace(spec(), strategy="export"))).programs
+    assert {name: unpacked.programs[name] for name in exported} == exported  # same programs, same weights
     module = loaded(compiled)
     assert module.inference is not None and module.inference_note == ""
 
