@@ -371,8 +371,8 @@ class FileStore:
 
     def _later_segments(self, full: bool) -> list[int]:
         """Segments after our last one: all of them (a directory listing, on open) or the one that would
-        follow our head (one stat, on every append: another process may have rolled the log, or crashed
-        right after creating a segment)."""
+        follow our head (one stat, when HEAD says another process may have written: it may have rolled
+        the log, or crashed right after creating a segment)."""
         if full:
             firsts = []
             for name in os.listdir(self.path):
@@ -716,14 +716,6 @@ class FileStore:
                 metrics.CONFLICTS.labels(BACKEND).inc()
                 raise
         versions, streams = pending.versions, self._streams
-        numbers = []
-        for stream in names:
-            version = versions.get(stream)
-            if version is None:
-                known = streams.get(stream)
-                version = len(known) if known is not None else 0
-            versions[stream] = version = version + 1
-            numbers.append(version)
         chosen_positions = range(next_position, next_position + len(chosen))
         pending_ids.update(zip(ids, chosen_positions, strict=True))
         tail, prefix, crc, magic, tail_size = (
@@ -735,9 +727,14 @@ class FileStore:
         )
         records = []
         flags = chain(repeat(0, len(chosen) - 1), (wal.FLAG_COMMIT,))
-        for position, version, fp, name, flag, event in zip(
-            chosen_positions, numbers, fps, map(str.encode, names), flags, chosen, strict=True
+        for position, stream, fp, name, flag, event in zip(
+            chosen_positions, names, fps, map(str.encode, names), flags, chosen, strict=True
         ):
+            version = versions.get(stream)
+            if version is None:
+                known = streams.get(stream)
+                version = len(known) if known is not None else 0
+            versions[stream] = version = version + 1
             body = tail(position, version, fp, len(name), flag) + name + event.SerializeToString()
             records.append(prefix(magic, len(body) - tail_size, crc(body)) + body)
         return positions, records, _NewEvents(chosen_positions, names, fps)
