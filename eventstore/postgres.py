@@ -39,6 +39,7 @@ from eventstore.subscription import PollingSubscription
 from leyline import category_of, pb
 
 BACKEND = "postgres"
+_parse = pb.EventEnvelope.FromString
 PAGE = 2000
 POLL_S = 0.02
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -342,12 +343,6 @@ class PostgresStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _parse(data: bytes) -> pb.EventEnvelope:
-    envelope = pb.EventEnvelope()
-    envelope.ParseFromString(data)
-    return envelope
 
 
 class PostgresSubscription(PollingSubscription):
