@@ -63,8 +63,7 @@ def create_db_engine(url: str) -> Engine:
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # The in-place rebuild executes a transaction's statements from a writer thread, one at a time.
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        engine = create_engine(url)
         _configure_sqlite(engine)
         return engine
     return create_engine(url, pool_pre_ping=True)

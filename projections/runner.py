@@ -18,7 +18,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -496,19 +495,10 @@ def _rebuild_in_place(
         floors = dict.fromkeys((target.checkpoint for target in targets), 0)
         cursor = connection.connection.cursor()
         events = store.read_all(from_position=1, event_filter=applier.event_filter, to_position=head)
-        # The database executes one chunk's changes (sqlite3 and psycopg release the GIL) while this
-        # thread reads and projects the next; chunks still execute one after another, in log order.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="projection-writer") as writer:
-            pending: Future[None] | None = None
-            for chunk in _chunks(events, batch_size):
-                changes, _ = applier.collect(chunk, floors)
-                if pending is not None:
-                    pending.result()
-                pending = writer.submit(changes.execute, cursor)
-                if progress is not None:
-                    progress(chunk[-1].global_position)
-            if pending is not None:
-                pending.result()
+        for chunk in _chunks(events, batch_size):
+            applier.apply(cursor, chunk, floors)
+            if progress is not None:
+                progress(chunk[-1].global_position)
         for target in targets:
             # The head is read inside the lock, so it is never behind what the old rows had applied.
             position = max(head, before[target.checkpoint].position)
