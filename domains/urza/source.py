@@ -18,13 +18,16 @@ Identity fallback: `load_module_or_identity` answers a missing or corrupt artifa
 module and an empty hash. That is safe only where the slot's output must equal its input anyway (e.g. a
 germinating seed whose output is inert or blended from zero); Kasmina decides where to use it.
 
-Strategy: `open` takes a selection (auto, export, aot_inductor) and the device the seeds will run on;
-"auto" is aot_inductor on CUDA and export on CPU (jobs.choose_strategy). Every request of the source
-compiles and loads with that strategy.
+Strategy: `open` takes a selection (auto, export, aot_inductor; default $ESPER_COMPILE_STRATEGY, else
+auto) and the device the seeds will run on (default: cuda where there is one); "auto" is aot_inductor on
+CUDA and export on CPU (jobs.choose_strategy). Every request of the source compiles and loads with that
+strategy. A blueprint not compiled ahead (`esper blueprints compile`, `preload`) is compiled at its first
+request, inside the epoch hook: with aot_inductor that takes seconds, not a fraction of one.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -42,6 +45,7 @@ from domains.urza.library import ArtifactLibrary, UrzaError
 from eventstore import EventStore
 
 Request = tuple[str, Mapping[str, float], int, Sequence[int]]  # blueprint, parameters, slot kind, shape
+STRATEGY_VARIABLE = "ESPER_COMPILE_STRATEGY"
 
 
 class CompileFailed(UrzaError):
@@ -78,11 +82,12 @@ class SeedModuleSource:
         use: Use = Use.LIVE,
         approved: Collection[str] = (),
         cache_size: int = 128,
-        strategy: str = "auto",
+        strategy: str | None = None,
         device: str | None = None,
     ) -> SeedModuleSource:
         library = ArtifactLibrary(Path(data_dir) / "artifacts", store, cache_size)
-        chosen = choose_strategy(strategy, device or default_device())
+        selection = strategy or os.environ.get(STRATEGY_VARIABLE, "auto")
+        chosen = choose_strategy(selection, device or default_device())
         return cls(library, Tezzeret(store, library), use, approved, chosen)
 
     def artifact_for(self, spec: CompileSpec) -> str:

@@ -23,13 +23,11 @@ from domains.tezzeret.service import (
     read_jobs,
 )
 from domains.urza.library import ArtifactLibrary
-from domains.urza.source import default_device
+from domains.urza.source import STRATEGY_VARIABLE, default_device
 from eventstore import EventStore
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args, store_location
-
-STRATEGY_VARIABLE = "ESPER_COMPILE_STRATEGY"
 
 TIER_NAMES: dict[int, str] = {
     catalog.SAFE: "safe",

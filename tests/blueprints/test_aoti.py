@@ -24,6 +24,7 @@ from domains.tezzeret.service import Tezzeret, resolve_spec
 from domains.urza import metrics
 from domains.urza.artifact import INFERENCE_PROGRAM, ArtifactModule, Unpacked, module_from, unpack
 from domains.urza.library import ArtifactCorrupted, ArtifactLibrary
+from domains.urza.source import SeedModuleSource
 from eventstore import EventStore, open_store
 from leyline import decode_payload, pb
 
@@ -73,6 +74,19 @@ def test_auto_picks_aot_inductor_on_cuda_and_export_on_cpu() -> None:
         choose_strategy("inductor", "cpu")
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         choose_strategy("auto", "tpu")
+
+
+def test_a_source_compiles_with_the_strategy_chosen_for_its_device(
+    store: EventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ESPER_COMPILE_STRATEGY", raising=False)
+    assert SeedModuleSource.open(store, tmp_path, device="cpu").strategy == "export"
+    assert SeedModuleSource.open(store, tmp_path, device="cuda").strategy == "aot_inductor:cuda"
+    monkeypatch.setenv("ESPER_COMPILE_STRATEGY", "export")
+    assert SeedModuleSource.open(store, tmp_path, device="cuda").strategy == "export"
+    assert SeedModuleSource.open(store, tmp_path, strategy="aot_inductor", device="cpu").strategy == (
+        "aot_inductor:cpu"
+    )
 
 
 @pytest.mark.slow
