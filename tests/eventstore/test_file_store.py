@@ -199,6 +199,16 @@ def test_an_appender_repairs_a_batch_that_a_dead_writer_left_half_written(tmp_pa
     assert verify_file_log(log).ok
 
 
+def test_a_store_with_an_older_eight_byte_head_opens_and_appends(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    with FileStore(log) as store:
+        store.append([make_event("s-1")])
+    (log / "HEAD").write_bytes(struct.pack("<Q", 1))
+    with FileStore(log) as store:
+        assert store.append([make_event("s-1")]) == [2]
+    assert struct.unpack("<QQ", (log / "HEAD").read_bytes()) == (2, 0)
+
+
 def test_idempotency_index_runs_and_collisions(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(idindex_module, "RECENT_LIMIT", 8)
     index = IdIndex()
