@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from google.protobuf.message import Message
@@ -124,38 +125,49 @@ class _Renderer:
 
 
 class _Changes:
-    """The batch's changes grouped for executemany, keeping each table's changes in log order."""
+    """The batch's changes grouped for executemany, keeping each table's changes in log order.
+
+    A change joins the newest group of its SQL while that group is open: no group created after it
+    touches one of its tables.
+    """
 
     def __init__(self) -> None:
-        self.groups: list[tuple[str, list[Params | Row], dict[Any, Params] | None]] = []
-        self.last_group: dict[str, int] = {}  # sql → index of its newest group
-        self.last_touch: dict[str, int] = {}  # table → index of the newest group touching it
+        self.groups: list[tuple[str, list[Params | Row] | dict[Any, Params]]] = []
+        self.open: dict[str, Callable[[Params | Row], None]] = {}  # sql → adds a change to its open group
+        self.open_on: dict[str, str] = {}  # table → SQL of the open group touching it
 
     def add(self, rendered: tuple[str, tuple[str, ...], str | None], params: Params | Row) -> None:
+        add = self.open.get(rendered[0])
+        if add is None:
+            add = self._new_group(rendered)
+        add(params)
+
+    def _new_group(self, rendered: tuple[str, tuple[str, ...], str | None]) -> Callable[[Params | Row], None]:
         sql, tables, collapse = rendered
-        index = self.last_group.get(sql)
-        last_touch = self.last_touch
-        if index is not None:
-            for table in tables:
-                if last_touch[table] > index:
-                    index = None
-                    break
-        if index is None:
-            index = len(self.groups)
-            self.groups.append((sql, [], {} if collapse else None))
-            self.last_group[sql] = index
-            for table in tables:
-                last_touch[table] = index
-        _, rows, keyed = self.groups[index]
-        if keyed is None:
-            rows.append(params)
+        for table in tables:
+            other = self.open_on.get(table)
+            if other is not None:
+                self.open.pop(other, None)
+            self.open_on[table] = sql
+        add: Callable[[Params | Row], None]
+        if collapse is None:
+            rows: list[Params | Row] = []
+            self.groups.append((sql, rows))
+            add = rows.append
         else:
-            assert collapse is not None and isinstance(params, dict)
-            keyed[params[collapse]] = params
+            keyed: dict[Any, Params] = {}
+            self.groups.append((sql, keyed))
+
+            def add(params: Params | Row) -> None:
+                assert isinstance(params, dict)
+                keyed[params[collapse]] = params
+
+        self.open[sql] = add
+        return add
 
     def execute(self, cursor: Any) -> None:
-        for sql, rows, keyed in self.groups:
-            cursor.executemany(sql, rows if keyed is None else list(keyed.values()))
+        for sql, rows in self.groups:
+            cursor.executemany(sql, list(rows.values()) if isinstance(rows, dict) else rows)
 
 
 class _Decoder:
@@ -186,6 +198,10 @@ class _Applier:
             for event_type in target.projection.event_types:
                 self.by_type.setdefault(event_type, []).append(target)
         self.decode = _Decoder(self.by_type)
+        self.consumers = {
+            event_type: [(t.checkpoint, t.projection.project, self.renderers[t.checkpoint]) for t in targets]
+            for event_type, targets in self.by_type.items()
+        }
 
     @property
     def event_filter(self) -> EventFilter:
@@ -197,15 +213,15 @@ class _Applier:
         """The changes of `events` above each target's floor, and the events applied per target."""
         changes = _Changes()
         counts = dict.fromkeys((target.checkpoint for target in self.targets), 0)
-        renderers, decode = self.renderers, self.decode
+        renderers, decode, consumers, add = self.renderers, self.decode, self.consumers, changes.add
         for envelope in events:
-            targets = self.by_type.get(envelope.event_type)
-            if not targets:
+            consuming = consumers.get(envelope.event_type)
+            if consuming is None:
                 continue
             position = envelope.global_position
             payload = None
-            for target in targets:
-                if position <= floors[target.checkpoint]:
+            for checkpoint, project, render in consuming:
+                if position <= floors[checkpoint]:
                     continue
                 if payload is None:
                     try:
@@ -214,10 +230,10 @@ class _Applier:
                         raise ProjectionError(
                             f"event at position {position} ({envelope.event_type}) cannot be decoded: {exc}"
                         ) from exc
-                render = renderers[target.checkpoint]
-                for statement, params in target.projection.project(envelope, payload):
-                    changes.add(render(statement), params)
-                counts[target.checkpoint] += 1
+                rendered = render.cache
+                for statement, params in project(envelope, payload):
+                    add(rendered.get(statement) or render(statement), params)
+                counts[checkpoint] += 1
         for target in self.targets:
             finish = target.projection.finish_batch
             if finish is not None and counts[target.checkpoint]:
@@ -307,13 +323,8 @@ def _commit_batch(
 
 
 def _chunks(events: Iterable[pb.EventEnvelope], size: int) -> Iterator[list[pb.EventEnvelope]]:
-    chunk: list[pb.EventEnvelope] = []
-    for envelope in events:
-        chunk.append(envelope)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
+    iterator = iter(events)
+    while chunk := list(islice(iterator, size)):
         yield chunk
 
 
