@@ -58,17 +58,24 @@ def _options(spec: HostSpec, name: str, defaults: Mapping[str, int]) -> dict[str
 
 
 class CNNLite(nn.Module):
-    """Two small conv stages and a linear head (~670 parameters by default) with 3 conv2d slots."""
+    """Two small conv stages and a linear head (~670 parameters by default) with 3 conv2d slots.
+
+    Options: `channels1`, `channels2` (widths) and `kernel1`, `kernel2` (odd kernel sizes, default 3; a
+    kernel of 1 makes a stage pointwise, without spatial context).
+    """
 
     def __init__(self, spec: HostSpec) -> None:
         super().__init__()
         if len(spec.input_shape) != 3:
             raise ConfigError(f"host cnn-lite needs image inputs [C, H, W], got shape {spec.input_shape}")
-        opts = _options(spec, "cnn-lite", {"channels1": 4, "channels2": 8})
+        defaults = {"channels1": 4, "channels2": 8, "kernel1": 3, "kernel2": 3}
+        opts = _options(spec, "cnn-lite", defaults)
         c_in, height, width = spec.input_shape
-        c1, c2 = opts["channels1"], opts["channels2"]
-        self.conv1 = nn.Conv2d(c_in, c1, 3, padding=1)
-        self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
+        c1, c2, k1, k2 = opts["channels1"], opts["channels2"], opts["kernel1"], opts["kernel2"]
+        if k1 % 2 == 0 or k2 % 2 == 0:
+            raise ConfigError(f"host cnn-lite: kernels must be odd (same-size convolutions), got {k1}, {k2}")
+        self.conv1 = nn.Conv2d(c_in, c1, k1, padding=k1 // 2)
+        self.conv2 = nn.Conv2d(c1, c2, k2, padding=k2 // 2)
         self.pool = nn.MaxPool2d(2)
         h2, w2 = height // 2, width // 2
         h4, w4 = h2 // 2, w2 // 2
