@@ -54,10 +54,17 @@ class Splits:
         )
 
 
-def _split(inputs: np.ndarray, targets: np.ndarray, seed: int, name: str, num_classes: int) -> Splits:
-    """70 / 10 / 20 % train / validation / test, shuffled by the seed."""
+def _split(
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    seed: int,
+    name: str,
+    num_classes: int,
+    test_fraction: float = 0.2,
+) -> Splits:
+    """test_fraction (default 20 %) / 10 % validation / the rest training, shuffled by the seed."""
     order = np.random.default_rng(seed).permutation(len(targets))
-    n_test = len(targets) // 5
+    n_test = int(len(targets) * test_fraction)
     n_val = len(targets) // 10
     x = torch.from_numpy(np.ascontiguousarray(inputs[order], dtype=np.float32))
     y = torch.from_numpy(np.ascontiguousarray(targets[order], dtype=np.int64))
@@ -68,14 +75,25 @@ def _split(inputs: np.ndarray, targets: np.ndarray, seed: int, name: str, num_cl
 
 
 def digits(seed: int, options: Mapping[str, Any]) -> Splits:
-    """scikit-learn's bundled 1,797 8×8 digit images as [N, 1, 8, 8] in [0, 1]; no download."""
+    """scikit-learn's bundled 1,797 8×8 digit images as [N, 1, 8, 8] in [0, 1]; no download.
+
+    Options: `split_seed` shuffles the split instead of the run seed (runs of different seeds on the same
+    data), `test_fraction` (default 0.2, at most 0.6) sizes the test split.
+    """
     from sklearn.datasets import load_digits
 
-    if options:
-        raise ConfigError(f"dataset digits takes no options, got {', '.join(sorted(options))}")
+    unknown = sorted(set(options) - {"split_seed", "test_fraction"})
+    if unknown:
+        raise ConfigError(
+            f"dataset digits: unknown option(s) {', '.join(unknown)}; known: split_seed, test_fraction"
+        )
+    split_seed = int(options.get("split_seed", seed))
+    test_fraction = float(options.get("test_fraction", 0.2))
+    if split_seed < 0 or not 0.05 <= test_fraction <= 0.6:
+        raise ConfigError("dataset digits: split_seed must be >= 0 and test_fraction within [0.05, 0.6]")
     bunch = load_digits()
     images = (bunch.images / 16.0).reshape(-1, 1, 8, 8)
-    return _split(images, bunch.target, seed, "digits", 10)
+    return _split(images, bunch.target, split_seed, "digits", 10, test_fraction)
 
 
 def _synthetic(seed: int, options: Mapping[str, Any], shape: tuple[int, ...], name: str) -> Splits:

@@ -154,3 +154,25 @@ def test_host_options_are_checked() -> None:
         build_host("cnn-lite", HostSpec((8, 8), 10))
     with pytest.raises(ConfigError, match="slot_specs"):
         build_host("torch.nn:Identity", HostSpec((1, 8, 8), 10))
+
+
+def test_cnn_lite_kernels_are_options() -> None:
+    default = count_parameters(build_host("cnn-lite", HostSpec((1, 8, 8), 10)))
+    pointwise = build_host("cnn-lite", HostSpec((1, 8, 8), 10, {"kernel1": 1}))
+    assert count_parameters(pointwise) == default - 4 * 8  # conv1: 4 filters of 1×1 instead of 3×3
+    assert pointwise(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    with pytest.raises(ConfigError, match="kernels must be odd"):
+        build_host("cnn-lite", HostSpec((1, 8, 8), 10, {"kernel2": 2}))
+
+
+def test_digits_split_can_be_fixed_across_run_seeds_and_sized() -> None:
+    a, b = load_dataset("digits", 1, {"split_seed": 7}), load_dataset("digits", 2, {"split_seed": 7})
+    assert torch.equal(a.test.targets, b.test.targets) and torch.equal(a.train.inputs, b.train.inputs)
+    assert not torch.equal(load_dataset("digits", 1, {}).test.targets, a.test.targets)
+    wide = load_dataset("digits", 0, {"test_fraction": 0.4})
+    assert len(wide.test) == int(1797 * 0.4) and len(wide.validation) == 179
+    assert len(wide.train) + len(wide.validation) + len(wide.test) == 1797
+    with pytest.raises(ConfigError, match="unknown option"):
+        load_dataset("digits", 0, {"samples": 10})
+    with pytest.raises(ConfigError, match="test_fraction"):
+        load_dataset("digits", 0, {"test_fraction": 0.9})
