@@ -177,6 +177,9 @@ def inputs_summary(
         "active_seeds": float(sum(1 for s in observation.seeds if s.stage in ACTIVE_STAGE_WEIGHTS)),
         "risk_raw": float(assessment.level),
     }
+    for seed in observation.seeds:
+        if seed.stage == pb.SEED_STAGE_DORMANT and HEADROOM_METRIC in seed.metrics:
+            summary[f"headroom_slot{seed.slot}"] = seed.metrics[HEADROOM_METRIC]
     for name, level in assessment.signal_levels.items():
         summary[f"level_{name}"] = float(level)
     summary["signal_loss_drift"] = signals.loss_drift

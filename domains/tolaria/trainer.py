@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from domains.kasmina import EpochMeasurements as SeedMeasurements
-from domains.kasmina import Evaluation, Kasmina, ModuleSource, SeedSlot
+from domains.kasmina import Evaluation, Kasmina, KasminaConfig, ModuleSource, SeedSlot
 from domains.kasmina.lifecycle import stage_name
 from domains.tolaria import checkpoint as ckpt
 from domains.tolaria import control, metrics
@@ -39,6 +39,7 @@ from domains.tolaria.aggregate import RunState, RunStatus, event_id, fold, run_s
 from domains.tolaria.config import ConfigError, RunConfig, build_config
 from domains.tolaria.controller import Controller, ControllerContext, NoOpController
 from domains.tolaria.data import Splits, batches, epoch_order, eval_batches, load_dataset
+from domains.tolaria.headroom import HeadroomMeter, with_headroom
 from domains.tolaria.hosts import HostSpec, SlotSpec, build_host, count_parameters
 from domains.tolaria.sink import EventSink
 from domains.urza.source import SeedModuleSource
@@ -202,6 +203,7 @@ class Trainer:
         source: ModuleSource | None = None,
         keyring: Keyring | None = None,
         progress: Progress | None = None,
+        kasmina_config: KasminaConfig | None = None,
     ) -> None:
         self.config = config
         self.run_id = run_id
@@ -224,11 +226,16 @@ class Trainer:
         )
         try:
             self.kasmina = Kasmina(
-                run_id, self.model, source or SeedModuleSource.open(store, data_dir), Verifier(keyring)
+                run_id,
+                self.model,
+                source or SeedModuleSource.open(store, data_dir),
+                Verifier(keyring),
+                kasmina_config,
             )
         except ValueError as exc:
             raise ConfigError(f"host {config.host!r}: {exc}; call spec.slot_factory at its slots") from None
         self.kasmina.attach_optimizer(self.optimizer)
+        self.headroom = HeadroomMeter(self.kasmina.slots)
         self.verifier = Verifier(keyring)
         self.controller: Controller = controller or build_controller(config.controller, self, keyring)
         self.applied_commands: list[str] = []
@@ -427,6 +434,7 @@ class Trainer:
             SeedMeasurements(m.validation_loss, m.validation_accuracy, m.training_loss),
             self._validation,
         )
+        headroom = self.headroom.drain()
         timing = HookTiming()
         clock = time.perf_counter()
         packet = self._packet(m)
@@ -444,7 +452,7 @@ class Trainer:
         context = ControllerContext(
             run_id=self.run_id,
             epoch=m.epoch,
-            seeds=list(packet.seeds),
+            seeds=with_headroom(packet.seeds, headroom),
             catalogue=(),
             parameters=parameters,
             last_hook_ms=self.last_hook_ms,

@@ -92,6 +92,8 @@ def test_germinates_on_plateau_at_the_slot_with_most_headroom() -> None:
     assert decision.action == "germinate" and decision.command_id == command.command_id
     assert decision.policy_name == "heuristic" and decision.policy_version == "1.0"
     assert decision.inputs_summary["validation_loss"] == pytest.approx(PLATEAU_LOSSES[epoch])
+    headroom = {k: v for k, v in decision.inputs_summary.items() if k.startswith("headroom_")}
+    assert headroom == pytest.approx({"headroom_slot0": 0.1, "headroom_slot1": 0.9, "headroom_slot2": 0.5})
     assert pb.RiskLevel.Name(decision.risk_level) == "RISK_LEVEL_GREEN"
 
 

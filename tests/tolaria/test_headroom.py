@@ -1,0 +1,91 @@
+"""Headroom of dormant slots: measured on the training pass, handed to the controller, not logged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from domains.kasmina import SeedSlot
+from domains.tolaria.config import build_config
+from domains.tolaria.controller import ControllerContext, ControllerOutput, NoOpController
+from domains.tolaria.headroom import METRIC, HeadroomMeter, with_headroom
+from domains.tolaria.hosts import HostSpec, build_host
+from domains.tolaria.trainer import open_run, seed_slot
+from eventstore import open_store
+from leyline import pb
+from tests.tolaria.helpers import SMALL, payloads, run_events
+
+
+def host_and_meter() -> tuple[nn.Module, HeadroomMeter]:
+    torch.manual_seed(0)
+    model = build_host("cnn-lite", HostSpec((1, 8, 8), 10, {}, seed_slot))
+    slots = {m.slot: m for m in model.modules() if isinstance(m, SeedSlot)}
+    return model, HeadroomMeter(slots)
+
+
+def train_step(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+    model.train()
+    model.zero_grad()
+    nn.functional.cross_entropy(model(inputs), targets).backward()
+
+
+def test_headroom_is_the_per_sample_mean_whatever_the_batch() -> None:
+    model, meter = host_and_meter()
+    inputs, targets = torch.rand(6, 1, 8, 8), torch.arange(6)
+    train_step(model, inputs, targets)
+    batched = meter.drain()
+    singles = []
+    for i in range(6):
+        train_step(model, inputs[i : i + 1], targets[i : i + 1])
+        singles.append(meter.drain())
+    assert set(batched) == {0, 1, 2}
+    for slot, value in batched.items():
+        assert value > 0
+        assert value == pytest.approx(sum(s[slot] for s in singles) / 6, rel=1e-5)
+
+
+def test_only_dormant_slots_in_training_are_measured_and_drain_resets() -> None:
+    model, meter = host_and_meter()
+    inputs, targets = torch.rand(4, 1, 8, 8), torch.arange(4)
+    model.eval()
+    model(inputs)
+    assert meter.drain() == {}
+    slots = [m for m in model.modules() if isinstance(m, SeedSlot)]
+    slots[1].stage = pb.SEED_STAGE_FOSSILIZED  # no seed attached: the activation still passes through
+    train_step(model, inputs, targets)
+    assert set(meter.drain()) == {0, 2}
+    assert meter.drain() == {}
+
+
+def test_with_headroom_annotates_copies() -> None:
+    seeds = [pb.SeedState(slot=0), pb.SeedState(slot=1, stage=pb.SEED_STAGE_TRAINING)]
+    annotated = with_headroom(seeds, {0: 2.5})
+    assert annotated[0].metrics[METRIC] == 2.5 and METRIC not in seeds[0].metrics
+    assert annotated[1] is seeds[1]
+
+
+class Recording(NoOpController):
+    def __init__(self) -> None:
+        self.contexts: list[ControllerContext] = []
+
+    def decide(self, packet: pb.SystemStatePacket, context: ControllerContext) -> ControllerOutput:
+        self.contexts.append(context)
+        return ControllerOutput()
+
+
+def test_the_controller_sees_headroom_and_the_packet_stays_lean(tmp_path: Path) -> None:
+    controller = Recording()
+    store = open_store(tmp_path / "log")
+    try:
+        open_run(store, tmp_path, build_config(SMALL), "rhead", controller=controller).run()
+    finally:
+        store.close()
+    assert len(controller.contexts) == SMALL["epochs"]
+    for context in controller.contexts:
+        assert [s.slot for s in context.seeds] == [0, 1, 2]
+        assert all(s.metrics[METRIC] > 0 for s in context.seeds)
+    packets = [p.state for p in payloads(run_events(tmp_path, "rhead"), "EpochCompleted")]
+    assert all(METRIC not in s.metrics for p in packets for s in p.seeds)
