@@ -127,28 +127,30 @@ class _Renderer:
 class _Changes:
     """The batch's changes grouped for executemany, keeping each table's changes in log order.
 
-    A change joins the newest group of its SQL while that group is open: no group created after it
-    touches one of its tables.
+    A change joins the newest group of its statement while that group is open: no group created after it
+    touches one of its tables. An applier renders each statement one way, so groups are keyed by statement.
     """
 
     def __init__(self) -> None:
         self.groups: list[tuple[str, list[Params | Row] | dict[Any, Params]]] = []
-        self.open: dict[str, Callable[[Params | Row], None]] = {}  # sql → adds a change to its open group
-        self.open_on: dict[str, str] = {}  # table → SQL of the open group touching it
+        self.open: dict[Statement, Callable[[Params | Row], None]] = {}  # adds a change to the open group
+        self.open_on: dict[str, Statement] = {}  # table → statement of the open group touching it
 
-    def add(self, rendered: tuple[str, tuple[str, ...], str | None], params: Params | Row) -> None:
-        add = self.open.get(rendered[0])
+    def add(self, statement: Statement, params: Params | Row, render: _Renderer) -> None:
+        add = self.open.get(statement)
         if add is None:
-            add = self._new_group(rendered)
+            add = self._new_group(statement, render(statement))
         add(params)
 
-    def _new_group(self, rendered: tuple[str, tuple[str, ...], str | None]) -> Callable[[Params | Row], None]:
+    def _new_group(
+        self, statement: Statement, rendered: tuple[str, tuple[str, ...], str | None]
+    ) -> Callable[[Params | Row], None]:
         sql, tables, collapse = rendered
         for table in tables:
             other = self.open_on.get(table)
             if other is not None:
                 self.open.pop(other, None)
-            self.open_on[table] = sql
+            self.open_on[table] = statement
         add: Callable[[Params | Row], None]
         if collapse is None:
             rows: list[Params | Row] = []
@@ -162,7 +164,7 @@ class _Changes:
                 assert isinstance(params, dict)
                 keyed[params[collapse]] = params
 
-        self.open[sql] = add
+        self.open[statement] = add
         return add
 
     def execute(self, cursor: Any) -> None:
@@ -184,9 +186,7 @@ class _Decoder:
         current = self.current.get(envelope.event_type)
         if current is None or envelope.schema_version != current[1]:
             return decode_payload(envelope)
-        payload = current[0]()
-        payload.ParseFromString(envelope.payload)
-        return payload
+        return current[0].FromString(envelope.payload)
 
 
 class _Applier:
@@ -230,16 +230,15 @@ class _Applier:
                         raise ProjectionError(
                             f"event at position {position} ({envelope.event_type}) cannot be decoded: {exc}"
                         ) from exc
-                rendered = render.cache
                 for statement, params in project(envelope, payload):
-                    add(rendered.get(statement) or render(statement), params)
+                    add(statement, params, render)
                 counts[checkpoint] += 1
         for target in self.targets:
             finish = target.projection.finish_batch
             if finish is not None and counts[target.checkpoint]:
                 render = renderers[target.checkpoint]
                 for statement, params in finish():
-                    changes.add(render(statement), params)
+                    add(statement, params, render)
         return changes, counts
 
     def apply(
