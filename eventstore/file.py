@@ -24,8 +24,10 @@ with one `fdatasync`, then publishes the new head and resolves the requests. fsy
 
 Non-blocking appends (the training thread never waits on fsync): `submit(events, expected)` queues the
 request and returns a `concurrent.futures.Future[list[int]]` that the background flusher resolves with the
-positions, or with WrongExpectedVersion / another error. `append(...)` is `submit(...).result()` done
-inline by the caller: under load, one fsync covers every caller that queued meanwhile.
+positions, or with WrongExpectedVersion / another error. `append(...)` queues its request the same way and
+commits the queue inline: under load, one fsync covers every caller that queued meanwhile. It needs no
+Future: whoever commits resolves every request it took before releasing the write mutex, so once the
+caller holds the mutex its request has an outcome.
 
 A segment is created when the current one would grow past `segment_size` (64 MB by default; a batch is
 never split across segments), with O_EXCL and an fsync of the directory; `preallocate=True` reserves the
@@ -177,8 +179,9 @@ class _Segment:
 class _Request:
     events: list[pb.EventEnvelope]
     expected: dict[str, Expected]
-    future: Future[list[int]] = field(default_factory=Future)
+    future: Future[list[int]] | None  # submit's; append reads the outcome
     submitted: float = field(default_factory=time.perf_counter)
+    outcome: list[int] | BaseException | None = None
 
 
 class _NewEvents(NamedTuple):
@@ -539,27 +542,35 @@ class FileStore:
     def append(
         self, events: Sequence[pb.EventEnvelope], expected: Mapping[str, Expected] | None = None
     ) -> list[int]:
-        request = self._enqueue(events, expected)
+        request = self._enqueue(events, expected, None)
         with self._write_lock:
-            if not request.future.done():
+            if request.outcome is None:
                 self._commit_queued()
-        return request.future.result()
+        outcome = request.outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert outcome is not None, "a commit resolves its requests before releasing the write mutex"
+        return outcome
 
     def submit(
         self, events: Sequence[pb.EventEnvelope], expected: Mapping[str, Expected] | None = None
     ) -> Future[list[int]]:
         """Queue an append and return at once; the background flusher resolves the future."""
-        request = self._enqueue(events, expected)
+        future: Future[list[int]] = Future()
+        self._enqueue(events, expected, future)
         self._ensure_flusher()
         self._wake.set()
-        return request.future
+        return future
 
     def _enqueue(
-        self, events: Sequence[pb.EventEnvelope], expected: Mapping[str, Expected] | None
+        self,
+        events: Sequence[pb.EventEnvelope],
+        expected: Mapping[str, Expected] | None,
+        future: Future[list[int]] | None,
     ) -> _Request:
         if self._closed:
             raise EventStoreError("the store is closed")
-        request = _Request(list(events), dict(expected or {}))
+        request = _Request(list(events), dict(expected or {}), future)
         with self._queue_lock:
             self._queue.append(request)
         return request
@@ -607,11 +618,15 @@ class FileStore:
             outcomes.extend((request, exc) for request in requests if id(request) not in done)
         now = time.perf_counter()
         for request, outcome in outcomes:
+            request.outcome = outcome
+            future = request.future
             if isinstance(outcome, BaseException):
-                request.future.set_exception(outcome)
-            else:
-                request.future.set_result(outcome)
-                APPEND_LATENCY.observe(now - request.submitted)
+                if future is not None:
+                    future.set_exception(outcome)
+                continue
+            if future is not None:
+                future.set_result(outcome)
+            APPEND_LATENCY.observe(now - request.submitted)
         with self._changed:
             self._changed.notify_all()
 
@@ -773,10 +788,9 @@ class FileStore:
     def _write(self, segment: _Segment, buffer: bytearray, starts: dict[_Segment, tuple[int, int]]) -> None:
         starts.setdefault(segment, (segment.end, segment.crc))
         segment.crc = crc32c.crc32c(buffer, segment.crc)
-        view = memoryview(buffer)
-        written = 0
+        written = os.pwrite(segment.fd, buffer, segment.end)
         while written < len(buffer):
-            written += os.pwrite(segment.fd, view[written:], segment.end + written)
+            written += os.pwrite(segment.fd, memoryview(buffer)[written:], segment.end + written)
         segment.end += len(buffer)
         self._unsynced.add(segment)
         BYTES_WRITTEN.inc(len(buffer))
