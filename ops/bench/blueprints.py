@@ -165,6 +165,10 @@ def aot_inductor_results(
     for spec, artifact_hash in zip(specs, hashes, strict=True):
         module = library.load(artifact_hash, spec.blueprint_id).fresh().eval()
         package_ms, program_ms = eval_forward_ms(module, spec, 50 if options.quick else 300)
+        options.progress(
+            f"{spec.blueprint_id}: eval forward p50 {statistics.median(package_ms):.3f} ms (package) vs "
+            f"{statistics.median(program_ms):.3f} ms (exported program)"
+        )
         aoti_ms += package_ms
         export_ms += program_ms
     aoti_p50, export_p50, compile_p50 = (statistics.median(v) for v in (aoti_ms, export_ms, durations))
