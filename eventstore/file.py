@@ -650,7 +650,7 @@ class FileStore:
                 if not records:
                     outcomes.append((request, positions))
                     continue
-                lengths = [len(record) for record in records]
+                lengths = list(map(len, records))
                 size = sum(lengths)
                 if segment is None or (
                     segment.end + len(buffer) > 0 and segment.end + len(buffer) + size > self.segment_size
@@ -797,9 +797,7 @@ class FileStore:
 
     def _sync_unsynced(self) -> None:
         for segment in self._unsynced:
-            started = time.perf_counter()
             os.fdatasync(segment.fd)
-            metrics.FSYNC_LATENCY.observe(time.perf_counter() - started)
         self._unsynced.clear()
         self._last_sync = time.monotonic()
 

@@ -15,11 +15,6 @@ FSYNC_BATCH_SIZE = Histogram(
     "Events made durable by one fsync (group commit; its _sum counts the events appended)",
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 10000),
 )
-FSYNC_LATENCY = Histogram(
-    "esper_eventstore_fsync_latency_seconds",
-    "Duration of one fdatasync of a segment",
-    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1),
-)
 BYTES_WRITTEN = Counter("esper_eventstore_written_bytes", "Bytes written to the log", ["backend"])
 DUPLICATES = Counter(
     "esper_eventstore_duplicate_events", "Appends of an event id already stored (no-ops)", ["backend"]
