@@ -136,16 +136,9 @@ class _Changes:
         self.open: dict[Statement, Callable[[Params | Row], None]] = {}  # adds a change to the open group
         self.open_on: dict[str, Statement] = {}  # table → statement of the open group touching it
 
-    def add(self, statement: Statement, params: Params | Row, render: _Renderer) -> None:
-        add = self.open.get(statement)
-        if add is None:
-            add = self._new_group(statement, render(statement))
-        add(params)
-
-    def _new_group(
-        self, statement: Statement, rendered: tuple[str, tuple[str, ...], str | None]
-    ) -> Callable[[Params | Row], None]:
-        sql, tables, collapse = rendered
+    def new_group(self, statement: Statement, render: _Renderer) -> Callable[[Params | Row], None]:
+        """Open a group for `statement`, closing those on its tables; returns what adds a change to it."""
+        sql, tables, collapse = render(statement)
         for table in tables:
             other = self.open_on.get(table)
             if other is not None:
@@ -172,21 +165,14 @@ class _Changes:
             cursor.executemany(sql, list(rows.values()) if isinstance(rows, dict) else rows)
 
 
-class _Decoder:
-    """decode_payload, parsing a payload written at its type's current schema version straight away."""
-
-    def __init__(self, event_types: Iterable[str]) -> None:
-        self.current: dict[str, tuple[type[Message], int]] = {}
-        for name in event_types:
-            if name in DEFAULT_REGISTRY:
-                event_type = DEFAULT_REGISTRY.get(name)
-                self.current[name] = (event_type.message, event_type.schema_version)
-
-    def __call__(self, envelope: pb.EventEnvelope) -> Message:
-        current = self.current.get(envelope.event_type)
-        if current is None or envelope.schema_version != current[1]:
-            return decode_payload(envelope)
-        return current[0].FromString(envelope.payload)
+def _current_message(event_type: str) -> tuple[type[Message] | None, int]:
+    """The payload class and schema version of an event type. Payloads written at that version are parsed
+    directly; older ones (upcast) and those of unregistered types (an error) go through decode_payload.
+    """
+    if event_type not in DEFAULT_REGISTRY:
+        return None, 0
+    registered = DEFAULT_REGISTRY.get(event_type)
+    return registered.message, registered.schema_version
 
 
 class _Applier:
@@ -197,9 +183,11 @@ class _Applier:
         for target in self.targets:
             for event_type in target.projection.event_types:
                 self.by_type.setdefault(event_type, []).append(target)
-        self.decode = _Decoder(self.by_type)
         self.consumers = {
-            event_type: [(t.checkpoint, t.projection.project, self.renderers[t.checkpoint]) for t in targets]
+            event_type: (
+                *_current_message(event_type),
+                [(t.checkpoint, t.projection.project, self.renderers[t.checkpoint]) for t in targets],
+            )
             for event_type, targets in self.by_type.items()
         }
 
@@ -213,11 +201,12 @@ class _Applier:
         """The changes of `events` above each target's floor, and the events applied per target."""
         changes = _Changes()
         counts = dict.fromkeys((target.checkpoint for target in self.targets), 0)
-        renderers, decode, consumers, add = self.renderers, self.decode, self.consumers, changes.add
+        renderers, consumers, open_groups = self.renderers, self.consumers, changes.open
         for envelope in events:
-            consuming = consumers.get(envelope.event_type)
-            if consuming is None:
+            consumer = consumers.get(envelope.event_type)
+            if consumer is None:
                 continue
+            message, version, consuming = consumer
             position = envelope.global_position
             payload = None
             for checkpoint, project, render in consuming:
@@ -225,20 +214,23 @@ class _Applier:
                     continue
                 if payload is None:
                     try:
-                        payload = decode(envelope)
+                        if message is not None and envelope.schema_version == version:
+                            payload = message.FromString(envelope.payload)
+                        else:
+                            payload = decode_payload(envelope)
                     except Exception as exc:
                         raise ProjectionError(
                             f"event at position {position} ({envelope.event_type}) cannot be decoded: {exc}"
                         ) from exc
                 for statement, params in project(envelope, payload):
-                    add(statement, params, render)
+                    (open_groups.get(statement) or changes.new_group(statement, render))(params)
                 counts[checkpoint] += 1
         for target in self.targets:
             finish = target.projection.finish_batch
             if finish is not None and counts[target.checkpoint]:
                 render = renderers[target.checkpoint]
                 for statement, params in finish():
-                    add(statement, params, render)
+                    (open_groups.get(statement) or changes.new_group(statement, render))(params)
         return changes, counts
 
     def apply(

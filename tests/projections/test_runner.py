@@ -9,10 +9,21 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 
 from eventstore import EventStore
-from leyline import pb
-from projections import apply_batch, catch_up, default_projections, follow, open_db, rebuild, stale, status
+from leyline import DEFAULT_REGISTRY, new_envelope, pb
+from projections import (
+    ProjectionError,
+    apply_batch,
+    catch_up,
+    default_projections,
+    follow,
+    open_db,
+    rebuild,
+    stale,
+    status,
+)
 from projections.simulate import realistic_log
 from tests.projections.helpers import dump, fresh_sqlite, postgres_database, to_store
 
@@ -159,3 +170,39 @@ def test_concurrent_runners_apply_each_event_once(tmp_path: Path, store: EventSt
     assert errors == []
     assert dump(engine) == expected
     assert {entry.position for entry in status(engine)} == {EVENTS}
+
+
+def _alert(position: int, summary: str, schema_version: int) -> pb.EventEnvelope:
+    envelope = new_envelope("AlertFired", "alert-disk", pb.Alert(name="disk", summary=summary))
+    envelope.global_position = position
+    envelope.schema_version = schema_version
+    return envelope
+
+
+def test_a_payload_at_an_older_schema_version_is_upcast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alert = DEFAULT_REGISTRY.get("AlertFired")
+
+    def shout(data: bytes) -> bytes:
+        payload = pb.Alert.FromString(data)
+        payload.summary = payload.summary.upper()
+        return payload.SerializeToString()
+
+    monkeypatch.setattr(alert, "schema_version", 2)
+    monkeypatch.setattr(alert, "upcasters", [(1, shout)])
+    engine = fresh_sqlite(tmp_path)
+    apply_batch(engine, [_alert(1, "old", 1), _alert(2, "new", 2)], ["alerts"])
+    with engine.connect() as connection:
+        summaries = connection.execute(text("SELECT summary FROM alert_events ORDER BY position")).scalars()
+        assert list(summaries) == ["OLD", "new"]
+    engine.dispose()
+
+
+def test_an_undecodable_payload_names_its_position(tmp_path: Path) -> None:
+    broken = _alert(7, "x", 1)
+    broken.payload = b"\xff\xff\xff"
+    engine = fresh_sqlite(tmp_path)
+    with pytest.raises(ProjectionError, match="position 7 \\(AlertFired\\) cannot be decoded"):
+        apply_batch(engine, [broken], ["alerts"])
+    engine.dispose()
