@@ -1,5 +1,7 @@
 """Does growth pay? The small host, the same host grown by Tamiyo's heuristic, and a static host of the grown
-size trained from scratch, 3 seeds each on digits with the same epoch budget (Tolaria's real loop).
+size trained from scratch, 3 seeds each on digits with the same epoch budget, the same data split and the
+same Kasmina settings (Tolaria's real loop). The small host and the settings are described below (HOST,
+KASMINA, TAMIYO); the static arm widens the small host's channels (same kernels) to the grown size.
 
 Target: grown_test_acc above baseline_test_acc by more than the spread across seeds (the larger of the two
 arms' max − min over the seeds), with the grown host under the configured parameter budget.
