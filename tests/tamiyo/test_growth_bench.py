@@ -9,11 +9,13 @@ import torch
 
 from domains.tamiyo import TamiyoController
 from domains.tolaria.config import RunConfig
+from domains.tolaria.data import load_dataset
+from domains.tolaria.hosts import HostSpec, build_host, count_parameters
 from domains.tolaria.trainer import Trainer
 from eventstore import open_store
 from leyline import decode_payload, pb
 from leyline.signing import Keyring
-from ops.bench.growth import static_widths, tamiyo_for
+from ops.bench.growth import DATA, HOST, KASMINA, PARAMETER_BUDGET, TAMIYO, static_widths, tamiyo_for
 
 torch.set_num_threads(1)
 
@@ -47,3 +49,13 @@ def test_the_static_host_matches_the_grown_size() -> None:
     options, count = static_widths(1350)
     assert abs(count - 1350) < 60
     assert set(options) == {"channels1", "channels2"}
+
+
+def test_the_bench_configures_one_small_host_split_and_lifecycle() -> None:
+    small = count_parameters(build_host("cnn-lite", HostSpec((1, 8, 8), 10, HOST)))
+    assert small == 930 and 2 * small == PARAMETER_BUDGET
+    assert TAMIYO.parameter_budget == PARAMETER_BUDGET
+    assert TAMIYO.max_training_epochs == KASMINA.lifecycle.max_training_epochs
+    assert TAMIYO.embargo_epochs == KASMINA.lifecycle.embargo_epochs
+    first, second = (load_dataset("digits", seed, DATA) for seed in (0, 1))
+    assert torch.equal(first.test.targets, second.test.targets)

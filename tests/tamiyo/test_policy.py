@@ -72,6 +72,19 @@ def test_plateau(losses: tuple[float, ...], expected: bool) -> None:
     assert plateaued(losses, window=3, epsilon=0.01) is expected
 
 
+@pytest.mark.parametrize(
+    ("losses", "expected"),
+    [
+        ((0.70, 0.65, 0.61, 0.62, 0.60), True),  # noisy creep: 1.6 % better than the best before
+        ((0.90, 0.78, 0.70, 0.62), False),  # 11 % better than the best two epochs ago
+        ((0.70, 0.61, 0.66, 0.64), True),  # worse than a lucky dip
+        ((0.70, 0.61), False),  # not enough history
+    ],
+)
+def test_plateau_over_two_epochs_within_digits_noise(losses: tuple[float, ...], expected: bool) -> None:
+    assert plateaued(losses, window=2, epsilon=0.1) is expected
+
+
 def test_germinates_on_plateau_at_the_slot_with_most_headroom() -> None:
     policy = HeuristicPolicy()
     seeds = dormant_slots(3, headroom=(0.1, 0.9, 0.5))
