@@ -243,6 +243,7 @@ class FileStore:
         self._queue_lock = threading.Lock()
         self._queue: list[_Request] = []
         self._changed = threading.Condition()
+        self._waiting = 0  # threads in _wait_for: an append notifies only when there are some
         self._wake = threading.Event()
         self._flusher: threading.Thread | None = None
         self._unsynced: set[_Segment] = set()
@@ -534,8 +535,7 @@ class FileStore:
         if HEAD_STRUCT.unpack_from(self._head_map)[0] > self._head:
             with self._write_lock:
                 self._catch_up(repair=False)
-            with self._changed:
-                self._changed.notify_all()
+            self._notify_waiters()
 
     # ------------------------------------------------------------------ appending
 
@@ -627,8 +627,14 @@ class FileStore:
             if future is not None:
                 future.set_result(outcome)
             APPEND_LATENCY.observe(now - request.submitted)
-        with self._changed:
-            self._changed.notify_all()
+        self._notify_waiters()
+
+    def _notify_waiters(self) -> None:
+        # A waiter counts itself before it compares heads, under the condition's lock: if it is not
+        # counted yet, it will see the new head and not wait.
+        if self._waiting:
+            with self._changed:
+                self._changed.notify_all()
 
     def _write_group(
         self, requests: list[_Request], outcomes: list[tuple[_Request, list[int] | BaseException]]
@@ -913,8 +919,12 @@ class FileStore:
     def _wait_for(self, position: int, timeout: float) -> None:
         """Wait until the head reaches position, for at most timeout seconds."""
         with self._changed:
-            if self._head < position:
-                self._changed.wait(min(timeout, CROSS_PROCESS_POLL_S))
+            self._waiting += 1
+            try:
+                if self._head < position:
+                    self._changed.wait(min(timeout, CROSS_PROCESS_POLL_S))
+            finally:
+                self._waiting -= 1
 
     # ------------------------------------------------------------------ snapshots
 
