@@ -491,8 +491,7 @@ class FileStore:
         if len(fps) >= RECENT_LIMIT:
             self._ids.bulk_load(fps, positions)
         else:
-            for fp, position in zip(fps, positions, strict=True):
-                self._ids.add(fp, position)
+            self._ids.add_many(fps, positions)
 
     def _truncate(self, segment: _Segment, offset: int, size: int, reason: str) -> None:
         os.ftruncate(segment.fd, offset)
