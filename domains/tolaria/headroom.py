@@ -3,10 +3,11 @@
 For a slot whose activation is a and a sample's loss ℓ, a residual graft that changes a by δ changes the
 loss by about ∇ₐℓ·δ; with ‖δ‖ = ‖a‖ (a change of the activation's own size) the largest first-order
 decrease is ‖∇ₐℓ‖·‖a‖. A slot's headroom is the mean of that over the epoch's training samples: where
-the loss is most sensitive to what a graft can change. The trainer's loss is the batch mean, so the
-gradient that reaches the activation is ∇ₐℓ / B. Everything accumulates on the device; `drain` reads it
-once, at the epoch boundary. The controller gets the values in its seed states (`with_headroom`); Tamiyo
-records them in its DecisionMade inputs.
+the loss is most sensitive to what a graft can change. Every `sample_every`-th training batch is measured
+(default 4: the hooks cost tens of µs per slot and batch, which a small host's epoch notices). The
+trainer's loss is the batch mean, so the gradient that reaches the activation is ∇ₐℓ / B. Everything
+accumulates on the device; `drain` reads it once, at the epoch boundary. The controller gets the values
+in its seed states (`with_headroom`); Tamiyo records them in its DecisionMade inputs.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class _Accumulator:
     def __init__(self) -> None:
         self.total: torch.Tensor | None = None
         self.samples = 0
+        self.batches = 0
 
     def add(self, activation: torch.Tensor, grad: torch.Tensor) -> None:
         batch = grad.shape[0]
@@ -37,16 +39,21 @@ class _Accumulator:
 class HeadroomMeter:
     """Watches the slots while they are DORMANT; `drain()` gives slot → headroom for the last epoch."""
 
-    def __init__(self, slots: Mapping[int, nn.Module]) -> None:
+    def __init__(self, slots: Mapping[int, nn.Module], sample_every: int = 4) -> None:
+        if sample_every < 1:
+            raise ValueError(f"sample_every must be at least 1, got {sample_every}")
+        self.sample_every = sample_every
         self.accumulators = {slot_no: _Accumulator() for slot_no in slots}
         for slot_no, module in slots.items():
             module.register_forward_hook(self._hook(self.accumulators[slot_no]))
 
-    @staticmethod
-    def _hook(accumulator: _Accumulator) -> Any:
+    def _hook(self, accumulator: _Accumulator) -> Any:
         def watch(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
             dormant = getattr(module, "stage", pb.SEED_STAGE_DORMANT) == pb.SEED_STAGE_DORMANT
             if not (dormant and module.training and output.requires_grad):
+                return
+            accumulator.batches += 1
+            if (accumulator.batches - 1) % self.sample_every:
                 return
             activation = output.detach()
             output.register_hook(lambda grad: accumulator.add(activation, grad.detach()))
@@ -59,7 +66,7 @@ class HeadroomMeter:
         values = torch.stack(list(totals.values())).tolist() if totals else []
         headroom = {n: v / self.accumulators[n].samples for n, v in zip(totals, values, strict=True)}
         for accumulator in self.accumulators.values():
-            accumulator.total, accumulator.samples = None, 0
+            accumulator.total, accumulator.samples, accumulator.batches = None, 0, 0
         return headroom
 
 

@@ -19,11 +19,11 @@ from leyline import pb
 from tests.tolaria.helpers import SMALL, payloads, run_events
 
 
-def host_and_meter() -> tuple[nn.Module, HeadroomMeter]:
+def host_and_meter(sample_every: int = 1) -> tuple[nn.Module, HeadroomMeter]:
     torch.manual_seed(0)
     model = build_host("cnn-lite", HostSpec((1, 8, 8), 10, {}, seed_slot))
     slots = {m.slot: m for m in model.modules() if isinstance(m, SeedSlot)}
-    return model, HeadroomMeter(slots)
+    return model, HeadroomMeter(slots, sample_every)
 
 
 def train_step(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> None:
@@ -45,6 +45,24 @@ def test_headroom_is_the_per_sample_mean_whatever_the_batch() -> None:
     for slot, value in batched.items():
         assert value > 0
         assert value == pytest.approx(sum(s[slot] for s in singles) / 6, rel=1e-5)
+
+
+def test_every_nth_batch_is_measured_from_the_first_of_the_epoch() -> None:
+    model, every = host_and_meter()
+    inputs, targets = torch.rand(8, 1, 8, 8), torch.arange(8) % 10
+    for start in range(0, 8, 2):
+        train_step(model, inputs[start : start + 2], targets[start : start + 2])
+    every_batch = every.drain()
+    model, sampled = host_and_meter(sample_every=3)
+    for start in range(0, 8, 2):
+        train_step(model, inputs[start : start + 2], targets[start : start + 2])
+    model, first_and_fourth = host_and_meter()
+    for start in (0, 6):
+        train_step(model, inputs[start : start + 2], targets[start : start + 2])
+    assert sampled.drain() == pytest.approx(first_and_fourth.drain())
+    assert set(every_batch) == {0, 1, 2}
+    with pytest.raises(ValueError, match="sample_every"):
+        HeadroomMeter({}, 0)
 
 
 def test_only_dormant_slots_in_training_are_measured_and_drain_resets() -> None:
