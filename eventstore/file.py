@@ -175,7 +175,7 @@ class _Segment:
         self.crc = 0  # CRC32C of the bytes before end, for the index checkpoint
 
 
-@dataclass
+@dataclass(slots=True)
 class _Request:
     events: list[pb.EventEnvelope]
     expected: dict[str, Expected]
@@ -192,7 +192,7 @@ class _NewEvents(NamedTuple):
     fingerprints: list[int]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     """Index entries of records written in the current group, applied once the group is durable."""
 
