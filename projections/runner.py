@@ -24,7 +24,7 @@ from itertools import islice
 from typing import Any
 
 from google.protobuf.message import Message
-from sqlalchemy import Column, Connection, Engine, MetaData, Table, text
+from sqlalchemy import Column, Connection, Engine, Index, MetaData, Table, text
 from sqlalchemy.exc import OperationalError
 
 from eventstore.api import EventFilter, EventStore
@@ -509,7 +509,9 @@ def _rebuild_in_place(
 
 
 def _green_table(table: Table, metadata: MetaData) -> Table:
-    """The new table of a blue/green rebuild: the same columns and key, indexes added at the swap."""
+    """The new table of a blue/green rebuild: the same columns, key and indexes (the indexes under suffixed
+    names, index names being global; the swap puts the live names in their place). Without them, the
+    rollback statements applied during the build scan whole tables."""
     columns = [
         Column(
             column.name,
@@ -520,7 +522,10 @@ def _green_table(table: Table, metadata: MetaData) -> Table:
         )
         for column in table.columns
     ]
-    return Table(table.name + GREEN_SUFFIX, metadata, *columns)
+    green = Table(table.name + GREEN_SUFFIX, metadata, *columns)
+    for index in table.indexes:
+        Index(str(index.name) + GREEN_SUFFIX, *(green.c[column.name] for column in index.columns))
+    return green
 
 
 def _lock_not_available(exc: OperationalError) -> bool:
@@ -555,6 +560,7 @@ def _swap(
             connection.execute(text(f"DROP TABLE {table.name}"))
             connection.execute(text(f"ALTER TABLE {table.name}{GREEN_SUFFIX} RENAME TO {table.name}"))
             for index in table.indexes:
+                connection.execute(text(f"DROP INDEX {index.name}{GREEN_SUFFIX}"))
                 index.create(connection)
         _set_checkpoint(connection, projection.name, final_head, projection.version)
     connection.execute(
