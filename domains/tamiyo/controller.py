@@ -81,6 +81,7 @@ class TamiyoController:
         self.policy: Policy = policy or HeuristicPolicy()
         self.policy_name = self.policy.name
         self.policy_version = self.policy.version
+        self.measures_headroom = True  # the heuristic germinates where headroom is largest
         self.decision_timeout_s = decision_timeout_s
         self.parameter_estimator = parameter_estimator
         self.slot_kinds = dict(slot_kinds or {})

@@ -35,6 +35,9 @@ class ControllerOutput:
 class Controller(Protocol):
     policy_name: str
     policy_version: str
+    # Whether decide() reads the dormant slots' headroom (SeedState.metrics["headroom"]): Tolaria measures
+    # it only for such a controller, its hooks costing a small host a few per cent of each training step.
+    measures_headroom: bool
 
     def decide(self, packet: pb.SystemStatePacket, context: ControllerContext) -> ControllerOutput: ...
 
@@ -52,6 +55,7 @@ class NoOpController:
 
     policy_name = "noop"
     policy_version = "1"
+    measures_headroom = False
 
     def decide(self, packet: pb.SystemStatePacket, context: ControllerContext) -> ControllerOutput:
         return ControllerOutput()

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from leyline import pb
 
@@ -39,13 +40,30 @@ class _Accumulator:
 class HeadroomMeter:
     """Watches the slots while they are DORMANT; `drain()` gives slot → headroom for the last epoch."""
 
-    def __init__(self, slots: Mapping[int, nn.Module], sample_every: int = 4) -> None:
+    def __init__(self, slots: Mapping[int, nn.Module], sample_every: int = 4, active: bool = True) -> None:
         if sample_every < 1:
             raise ValueError(f"sample_every must be at least 1, got {sample_every}")
         self.sample_every = sample_every
+        self.slots = dict(slots)
         self.accumulators = {slot_no: _Accumulator() for slot_no in slots}
-        for slot_no, module in slots.items():
-            module.register_forward_hook(self._hook(self.accumulators[slot_no]))
+        self.handles: list[RemovableHandle] = []
+        self.activate(active)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.handles)
+
+    def activate(self, on: bool) -> None:
+        """Watch the slots or stop watching them (an inactive meter costs the training step nothing)."""
+        if on and not self.handles:
+            self.handles = [
+                module.register_forward_hook(self._hook(self.accumulators[slot_no]))
+                for slot_no, module in self.slots.items()
+            ]
+        elif not on:
+            for handle in self.handles:
+                handle.remove()
+            self.handles = []
 
     def _hook(self, accumulator: _Accumulator) -> Any:
         def watch(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:

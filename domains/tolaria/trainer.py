@@ -235,7 +235,7 @@ class Trainer:
         except ValueError as exc:
             raise ConfigError(f"host {config.host!r}: {exc}; call spec.slot_factory at its slots") from None
         self.kasmina.attach_optimizer(self.optimizer)
-        self.headroom = HeadroomMeter(self.kasmina.slots)
+        self.headroom = HeadroomMeter(self.kasmina.slots, active=False)
         self.verifier = Verifier(keyring)
         self.controller: Controller = controller or build_controller(config.controller, self, keyring)
         self.applied_commands: list[str] = []
@@ -349,6 +349,7 @@ class Trainer:
 
     def _train(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         self.model.train()
+        self.headroom.activate(self.controller.measures_headroom)  # the controller may have been swapped
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         order = epoch_order(self.config.seed, epoch, len(self.splits.train))

@@ -86,8 +86,9 @@ def test_with_headroom_annotates_copies() -> None:
 
 
 class Recording(NoOpController):
-    def __init__(self) -> None:
+    def __init__(self, measures_headroom: bool = True) -> None:
         self.contexts: list[ControllerContext] = []
+        self.measures_headroom = measures_headroom
 
     def decide(self, packet: pb.SystemStatePacket, context: ControllerContext) -> ControllerOutput:
         self.contexts.append(context)
@@ -107,3 +108,27 @@ def test_the_controller_sees_headroom_and_the_packet_stays_lean(tmp_path: Path) 
         assert all(s.metrics[METRIC] > 0 for s in context.seeds)
     packets = [p.state for p in payloads(run_events(tmp_path, "rhead"), "EpochCompleted")]
     assert all(METRIC not in s.metrics for p in packets for s in p.seeds)
+
+
+def test_a_controller_that_ignores_headroom_gets_none_measured(tmp_path: Path) -> None:
+    controller = Recording(measures_headroom=False)
+    store = open_store(tmp_path / "log")
+    try:
+        trainer = open_run(store, tmp_path, build_config(SMALL), "rnohead", controller=controller)
+        trainer.run()
+    finally:
+        store.close()
+    assert not trainer.headroom.active
+    assert all(METRIC not in s.metrics for context in controller.contexts for s in context.seeds)
+
+
+def test_an_inactive_meter_measures_nothing_until_activated() -> None:
+    model, meter = host_and_meter()
+    inputs, targets = torch.rand(4, 1, 8, 8), torch.arange(4)
+    meter.activate(False)
+    train_step(model, inputs, targets)
+    assert meter.drain() == {}
+    meter.activate(True)
+    meter.activate(True)  # idempotent: one hook per slot
+    train_step(model, inputs, targets)
+    assert set(meter.drain()) == {0, 1, 2} and len(meter.handles) == 3
