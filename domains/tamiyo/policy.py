@@ -52,10 +52,10 @@ from domains.tamiyo.risk import (
     to_pb_level,
 )
 from domains.tamiyo.state import TamiyoState, TrackedCommand, resolve_pending
+from domains.tolaria.controller import HEADROOM_METRIC
 from leyline import pb
 
 HOOK_BUDGET_MS = 18.0  # SPEC §8: the whole end-of-epoch hook
-HEADROOM_METRIC = "headroom"
 CONTRIBUTION_METRIC = "contribution"
 STAGE_EPOCHS_METRIC = "stage_epochs"
 ABORTING_STAGES = frozenset(

@@ -14,6 +14,9 @@ from typing import Any, Protocol
 
 from leyline import pb
 
+# SeedState.metrics key of a dormant slot's headroom: Tolaria measures it, a controller ranks slots by it.
+HEADROOM_METRIC = "headroom"
+
 
 @dataclass(frozen=True)
 class ControllerContext:
@@ -35,8 +38,8 @@ class ControllerOutput:
 class Controller(Protocol):
     policy_name: str
     policy_version: str
-    # Whether decide() reads the dormant slots' headroom (SeedState.metrics["headroom"]): Tolaria measures
-    # it only for such a controller, its hooks costing a small host a few per cent of each training step.
+    # Whether decide() reads the dormant slots' headroom (SeedState.metrics[HEADROOM_METRIC]): Tolaria
+    # measures it only for such a controller, its hooks costing a small host a few per cent of each step.
     measures_headroom: bool
 
     def decide(self, packet: pb.SystemStatePacket, context: ControllerContext) -> ControllerOutput: ...

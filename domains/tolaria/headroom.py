@@ -19,9 +19,8 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from domains.tolaria.controller import HEADROOM_METRIC
 from leyline import pb
-
-METRIC = "headroom"  # SeedState.metrics key; Tamiyo ranks dormant slots by it
 
 
 class _Accumulator:
@@ -89,14 +88,14 @@ class HeadroomMeter:
 
 
 def with_headroom(seeds: Iterable[pb.SeedState], headroom: Mapping[int, float]) -> list[pb.SeedState]:
-    """The seed states for the controller: copies of the measured slots' with `metrics["headroom"]` set.
+    """The seed states for the controller: copies of the measured slots' with `metrics[HEADROOM_METRIC]` set.
     The packet in the log keeps its own (SPEC's 280-byte budget has no room for three more entries)."""
     annotated = []
     for seed in seeds:
         if seed.slot in headroom:
             measured = pb.SeedState()
             measured.CopyFrom(seed)
-            measured.metrics[METRIC] = headroom[seed.slot]
+            measured.metrics[HEADROOM_METRIC] = headroom[seed.slot]
             seed = measured
         annotated.append(seed)
     return annotated

@@ -10,8 +10,13 @@ from torch import nn
 
 from domains.kasmina import SeedSlot
 from domains.tolaria.config import build_config
-from domains.tolaria.controller import ControllerContext, ControllerOutput, NoOpController
-from domains.tolaria.headroom import METRIC, HeadroomMeter, with_headroom
+from domains.tolaria.controller import (
+    HEADROOM_METRIC,
+    ControllerContext,
+    ControllerOutput,
+    NoOpController,
+)
+from domains.tolaria.headroom import HeadroomMeter, with_headroom
 from domains.tolaria.hosts import HostSpec, build_host
 from domains.tolaria.trainer import open_run, seed_slot
 from eventstore import open_store
@@ -81,7 +86,7 @@ def test_only_dormant_slots_in_training_are_measured_and_drain_resets() -> None:
 def test_with_headroom_annotates_copies() -> None:
     seeds = [pb.SeedState(slot=0), pb.SeedState(slot=1, stage=pb.SEED_STAGE_TRAINING)]
     annotated = with_headroom(seeds, {0: 2.5})
-    assert annotated[0].metrics[METRIC] == 2.5 and METRIC not in seeds[0].metrics
+    assert annotated[0].metrics[HEADROOM_METRIC] == 2.5 and HEADROOM_METRIC not in seeds[0].metrics
     assert annotated[1] is seeds[1]
 
 
@@ -105,9 +110,9 @@ def test_the_controller_sees_headroom_and_the_packet_stays_lean(tmp_path: Path) 
     assert len(controller.contexts) == SMALL["epochs"]
     for context in controller.contexts:
         assert [s.slot for s in context.seeds] == [0, 1, 2]
-        assert all(s.metrics[METRIC] > 0 for s in context.seeds)
+        assert all(s.metrics[HEADROOM_METRIC] > 0 for s in context.seeds)
     packets = [p.state for p in payloads(run_events(tmp_path, "rhead"), "EpochCompleted")]
-    assert all(METRIC not in s.metrics for p in packets for s in p.seeds)
+    assert all(HEADROOM_METRIC not in s.metrics for p in packets for s in p.seeds)
 
 
 def test_a_controller_that_ignores_headroom_gets_none_measured(tmp_path: Path) -> None:
@@ -119,7 +124,7 @@ def test_a_controller_that_ignores_headroom_gets_none_measured(tmp_path: Path) -
     finally:
         store.close()
     assert not trainer.headroom.active
-    assert all(METRIC not in s.metrics for context in controller.contexts for s in context.seeds)
+    assert all(HEADROOM_METRIC not in s.metrics for context in controller.contexts for s in context.seeds)
 
 
 def test_an_inactive_meter_measures_nothing_until_activated() -> None:
