@@ -587,12 +587,7 @@ UPSERT_COMMAND = _upsert(
     ", ".join(f"{column} = excluded.{column}" for column in COMMAND_COLUMNS[1:]),
 )
 DECISION_SUPERSEDE = _supersede(schema.decisions)
-COMMAND_SUPERSEDE = Statement(
-    "supersede_commands",
-    "UPDATE {commands} SET superseded_at = :at WHERE run_id = :run_id "
-    "AND position BETWEEN :low AND :high AND superseded_at IS NULL",
-    ("commands",),
-)
+COMMAND_SUPERSEDE = _supersede(schema.commands)
 
 
 def _command_json(command: pb.AdaptationCommand) -> str:
@@ -689,12 +684,7 @@ UPSERT_FIELD_REPORT = _upsert(
     FIELD_REPORT_COLUMNS,
     ", ".join(f"{column} = excluded.{column}" for column in FIELD_REPORT_COLUMNS[1:]),
 )
-FIELD_REPORT_SUPERSEDE = Statement(
-    "supersede_field_reports",
-    "UPDATE {field_reports} SET superseded_at = :at WHERE run_id = :run_id "
-    "AND position BETWEEN :low AND :high AND superseded_at IS NULL",
-    ("field_reports",),
-)
+FIELD_REPORT_SUPERSEDE = _supersede(schema.field_reports)
 # Retention runs on the log's clock (the newest report's time), so incremental application and a rebuild
 # prune the same rows; the log keeps every report.
 FIELD_REPORT_RETENTION = Statement(
