@@ -1,8 +1,9 @@
 """Projectors: pure functions from one event to the row changes it makes (SPEC §6).
 
-A change is a `Statement` (SQL with `{table}` placeholders for the physical table names, so a blue/green
-rebuild can aim the same statements at its new tables) and its parameters. The runner executes changes in
-log order per table, many at a time (executemany), in the transaction that also moves the checkpoint.
+A change is a `Statement` and its parameters. A statement's SQL names each table as a `str.format` field,
+`{runs}`, `{seeds}`, …, filled in with the physical table name when it is rendered, so a blue/green rebuild
+can aim the same statements at its new tables. The runner executes changes in log order per table, many
+at a time (executemany), in the transaction that also moves the checkpoint.
 The SQL is portable between SQLite (≥ 3.24) and PostgreSQL: `INSERT … ON CONFLICT … DO UPDATE`.
 """
 
@@ -29,8 +30,9 @@ class Statement:
 
     `collapse` names a key parameter when, among consecutive executions, only the last one per key
     matters (an upsert that overwrites what it sets): the runner then executes only that one.
-    `positional` statements take a tuple in the order of their `:name` placeholders (each used once)
-    instead of a dict: the hot inserts, where binding by name costs more than the insert itself.
+    `positional` statements take a tuple of values in the order their `:name` parameters appear in the
+    SQL (each used once) instead of a dict: the hot inserts, where binding by name costs more than the
+    insert itself.
     """
 
     name: str
