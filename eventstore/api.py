@@ -82,18 +82,13 @@ def exact(version: int) -> Expected:
 
 @dataclass(frozen=True)
 class EventFilter:
-    """Which events a read or subscription wants; empty means all."""
+    """Which events a read or subscription wants: each non-empty set must hold the event's stream, its
+    category (`leyline.category_of`) or its type; empty means all. Each backend applies it where it is
+    cheapest (the file store before decoding, PostgreSQL in SQL)."""
 
     streams: frozenset[str] = frozenset()
     categories: frozenset[str] = frozenset()
     event_types: frozenset[str] = frozenset()
-
-    def matches(self, envelope: pb.EventEnvelope) -> bool:
-        if self.streams and envelope.stream not in self.streams:
-            return False
-        if self.categories and envelope.stream.split("-", 1)[0] not in self.categories:
-            return False
-        return not (self.event_types and envelope.event_type not in self.event_types)
 
 
 ALL_EVENTS = EventFilter()
