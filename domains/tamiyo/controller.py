@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from google.protobuf.message import Message
 
 from domains.tamiyo import metrics
-from domains.tamiyo.policy import HeuristicPolicy, Observation
+from domains.tamiyo.policy import HeuristicPolicy, Observation, observation_summary
 from domains.tamiyo.risk import effective_level, to_pb_level
 from domains.tamiyo.state import TamiyoState, evolve, from_dict, to_dict
 from domains.tolaria.controller import ControllerContext, ControllerOutput
@@ -253,14 +253,7 @@ class TamiyoController:
         decision = pb.DecisionMade(
             policy_name=self.policy_name,
             policy_version=self.policy_version,
-            inputs_summary={
-                "epoch": float(observation.epoch),
-                "training_loss": observation.training_loss,
-                "validation_loss": observation.validation_loss,
-                "validation_accuracy": observation.validation_accuracy,
-                "grad_norm": observation.grad_norm,
-                "parameters": float(observation.parameters),
-            },
+            inputs_summary=observation_summary(observation),
             risk_level=to_pb_level(level),
             action="noop",
             conservative=True,

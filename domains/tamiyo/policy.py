@@ -164,19 +164,24 @@ def risk_signals(state: TamiyoState, observation: Observation) -> RiskSignals:
     )
 
 
-def inputs_summary(
-    observation: Observation, signals: RiskSignals, assessment: RiskAssessment
-) -> dict[str, float]:
-    summary = {
+def observation_summary(observation: Observation) -> dict[str, float]:
+    """The packet's measurements every DecisionMade records, the controller's safe no-op's included."""
+    return {
         "epoch": float(observation.epoch),
         "training_loss": observation.training_loss,
         "validation_loss": observation.validation_loss,
         "validation_accuracy": observation.validation_accuracy,
         "grad_norm": observation.grad_norm,
         "parameters": float(observation.parameters),
-        "active_seeds": float(sum(1 for s in observation.seeds if s.stage in ACTIVE_STAGE_WEIGHTS)),
-        "risk_raw": float(assessment.level),
     }
+
+
+def inputs_summary(
+    observation: Observation, signals: RiskSignals, assessment: RiskAssessment
+) -> dict[str, float]:
+    summary = observation_summary(observation)
+    summary["active_seeds"] = float(sum(1 for s in observation.seeds if s.stage in ACTIVE_STAGE_WEIGHTS))
+    summary["risk_raw"] = float(assessment.level)
     for seed in observation.seeds:
         if seed.stage == pb.SEED_STAGE_DORMANT and HEADROOM_METRIC in seed.metrics:
             summary[f"headroom_slot{seed.slot}"] = seed.metrics[HEADROOM_METRIC]
