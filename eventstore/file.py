@@ -105,7 +105,8 @@ DEFAULT_SEGMENT_SIZE = 64 << 20
 READ_CHUNK = 1 << 20
 HEAD_STRUCT = struct.Struct("<QQ")  # head, writing flag
 SNAPSHOT_MAGIC = b"ESNP"
-SNAPSHOT_HEADER = struct.Struct("<4sIIQH")  # magic, crc32c of the rest, schema_version, version, stream_len
+SNAPSHOT_PREFIX = struct.Struct("<4sI")  # magic, crc32c of the rest
+SNAPSHOT_FIELDS = struct.Struct("<IQH")  # the rest: schema_version, version, stream_len, then stream, data
 CROSS_PROCESS_POLL_S = 0.02
 BACKEND = "file"
 LOG = logging.getLogger(__name__)
@@ -935,12 +936,12 @@ class FileStore:
         path.parent.mkdir(exist_ok=True)
         stream = snapshot.stream.encode()
         rest = (
-            struct.pack("<IQH", snapshot.schema_version, snapshot.version, len(stream))
+            SNAPSHOT_FIELDS.pack(snapshot.schema_version, snapshot.version, len(stream))
             + stream
             + snapshot.data
         )
         temporary = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        temporary.write_bytes(SNAPSHOT_MAGIC + struct.pack("<I", crc32c.crc32c(rest)) + rest)
+        temporary.write_bytes(SNAPSHOT_PREFIX.pack(SNAPSHOT_MAGIC, crc32c.crc32c(rest)) + rest)
         os.replace(temporary, path)
 
     def load_snapshot(self, stream: str, schema_version: int) -> Snapshot | None:
@@ -1008,15 +1009,16 @@ def _map_head(path: Path) -> mmap.mmap:
 
 
 def _decode_snapshot(data: bytes) -> Snapshot | None:
-    if len(data) < 8 or data[:4] != SNAPSHOT_MAGIC:
+    if len(data) < SNAPSHOT_PREFIX.size:
         return None
-    (checksum,) = struct.unpack_from("<I", data, 4)
-    rest = data[8:]
-    if crc32c.crc32c(rest) != checksum or len(rest) < 14:
+    magic, checksum = SNAPSHOT_PREFIX.unpack_from(data)
+    rest = data[SNAPSHOT_PREFIX.size :]
+    if magic != SNAPSHOT_MAGIC or crc32c.crc32c(rest) != checksum or len(rest) < SNAPSHOT_FIELDS.size:
         return None
-    schema_version, version, stream_len = struct.unpack_from("<IQH", rest, 0)
-    stream = rest[14 : 14 + stream_len].decode("utf-8", "replace")
-    return Snapshot(stream, version, schema_version, rest[14 + stream_len :])
+    schema_version, version, stream_len = SNAPSHOT_FIELDS.unpack_from(rest)
+    start = SNAPSHOT_FIELDS.size
+    stream = rest[start : start + stream_len].decode("utf-8", "replace")
+    return Snapshot(stream, version, schema_version, rest[start + stream_len :])
 
 
 class FileSubscription(PollingSubscription):
