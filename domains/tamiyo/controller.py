@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from google.protobuf.message import Message
 
 from domains.tamiyo import metrics
-from domains.tamiyo.policy import HeuristicPolicy, Observation, observation_summary
+from domains.tamiyo.policy import HeuristicPolicy, Observation, graftable, observation_summary
 from domains.tamiyo.risk import effective_level, to_pb_level
 from domains.tamiyo.state import TamiyoState, evolve, from_dict, to_dict
 from domains.tolaria.controller import ControllerContext, ControllerOutput
@@ -158,13 +158,8 @@ class TamiyoController:
 
     def _warm_costs(self) -> None:
         """Estimate every known (blueprint, slot) now, so the first decision does not pay for it."""
-        if self.parameter_estimator is None:
-            return
-        for slot in self.slot_kinds:
-            for descriptor in self.catalogue:
-                key = (descriptor.blueprint_id, slot)
-                if not descriptor.quarantine_only and descriptor.tier == pb.BLUEPRINT_TIER_SAFE:
-                    self._costs[key] = self.parameter_estimator(descriptor, slot)
+        dormant = tuple(pb.SeedState(slot=slot, stage=pb.SEED_STAGE_DORMANT) for slot in self.slot_kinds)
+        self._blueprint_costs(dormant, self.catalogue)
 
     def _blueprint_costs(
         self, seeds: tuple[pb.SeedState, ...], catalogue: tuple[pb.BlueprintDescriptor, ...]
@@ -177,7 +172,7 @@ class TamiyoController:
             if seed.stage != pb.SEED_STAGE_DORMANT:
                 continue
             for descriptor in catalogue:
-                if descriptor.quarantine_only or descriptor.tier != pb.BLUEPRINT_TIER_SAFE:
+                if not graftable(descriptor):
                     continue
                 key = (descriptor.blueprint_id, seed.slot)
                 if key not in self._costs:

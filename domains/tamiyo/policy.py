@@ -192,6 +192,11 @@ def inputs_summary(
     return summary
 
 
+def graftable(descriptor: pb.BlueprintDescriptor) -> bool:
+    """Whether a catalogue entry may be grafted at all: never quarantine-only, only the safe tier."""
+    return not descriptor.quarantine_only and descriptor.tier == pb.BLUEPRINT_TIER_SAFE
+
+
 def plateaued(losses: tuple[float, ...], window: int, epsilon: float) -> bool:
     """No relative improvement above epsilon of the best loss over the last `window` epochs."""
     if len(losses) < window + 1 or not all(math.isfinite(v) for v in losses[-window - 1 :]):
@@ -391,7 +396,7 @@ class HeuristicPolicy:
         kind = observation.slot_kinds.get(slot)
         eligible = []
         for descriptor in observation.catalogue:
-            if descriptor.quarantine_only or descriptor.tier != pb.BLUEPRINT_TIER_SAFE:
+            if not graftable(descriptor):
                 continue
             if descriptor.requires_approval and not descriptor.approved:
                 continue
