@@ -87,7 +87,6 @@ class Frame(NamedTuple):
     fingerprint: int
     stream: str
     commit: bool
-    body_start: int  # offset of the envelope bytes inside the scanned buffer
 
 
 class Scan:
@@ -136,16 +135,7 @@ class Scan:
                 break
             body = offset + HEADER_SIZE
             stream = bytes(view[body : body + stream_len]).decode("utf-8", "replace")
-            yield Frame(
-                offset,
-                end,
-                position,
-                stream_version,
-                fp,
-                stream,
-                bool(flags & FLAG_COMMIT),
-                body + stream_len,
-            )
+            yield Frame(offset, end, position, stream_version, fp, stream, bool(flags & FLAG_COMMIT))
             position += 1
             offset = end
             self.offset = offset
