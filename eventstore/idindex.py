@@ -1,6 +1,6 @@
 """The idempotency index of the file store: event-id fingerprint → global position, in bounded memory.
 
-Structure: keys are 64-bit fingerprints of event ids (wal.fingerprint), stored with their
+Structure: keys are 64-bit fingerprints of event ids (wal.fingerprints), stored with their
 positions as a small number of sorted numpy runs (uint64 keys, uint64 positions: 16 bytes per event,
 160 MB for 10 M events, against ~1–2 GB for a dict of strings) plus a dict of the most recent entries.
 When the dict reaches RECENT_LIMIT it is sorted into a new run and runs of similar size are merged
