@@ -42,6 +42,10 @@ def _standing(table: Table, as_of: int | None) -> ColumnElement[bool]:
     return _visible(table, as_of)
 
 
+def _until(column: Any, as_of: int | None) -> ColumnElement[bool]:
+    return true() if as_of is None else column <= as_of
+
+
 def _rows(connection: Connection, query: Any) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in connection.execute(query)]
 
@@ -54,6 +58,23 @@ def _mark(rows: list[dict[str, Any]], as_of: int | None) -> list[dict[str, Any]]
         if as_of is not None and at is not None and at > as_of:
             row["superseded_at"] = None
     return rows
+
+
+def _history(
+    connection: Connection, table: Table, condition: ColumnElement[bool], as_of: int | None
+) -> list[dict[str, Any]]:
+    """The rows of `table` meeting `condition` visible as of `as_of`, in log order, marked."""
+    query = select(table).where(condition, _visible(table, as_of)).order_by(table.c.position)
+    return _mark(_rows(connection, query), as_of)
+
+
+def _outcomes(
+    connection: Connection, condition: ColumnElement[bool], as_of: int | None
+) -> dict[str | None, int]:
+    """Standing field reports meeting `condition`, counted by outcome."""
+    f = schema.field_reports
+    query = select(f.c.outcome, func.count()).where(condition, _standing(f, as_of)).group_by(f.c.outcome)
+    return {outcome: count for outcome, count in connection.execute(query)}
 
 
 def _decode(rows: list[dict[str, Any]], *columns: str) -> list[dict[str, Any]]:
@@ -138,18 +159,12 @@ def _commands(connection: Connection, command_ids: Iterable[str], as_of: int | N
     if not ids:
         return []
     c, d = schema.commands, schema.decisions
-    commands = _decode(
-        _mark(_rows(connection, select(c).where(c.c.command_id.in_(ids), _visible(c, as_of))), as_of),
-        "command_json",
-    )
-    decisions = _decode(
-        _mark(_rows(connection, select(d).where(d.c.command_id.in_(ids), _visible(d, as_of))), as_of),
-        "inputs_json",
-    )
+    commands = _decode(_history(connection, c, c.c.command_id.in_(ids), as_of), "command_json")
+    decisions = _decode(_history(connection, d, d.c.command_id.in_(ids), as_of), "inputs_json")
     by_command = {decision["command_id"]: decision for decision in decisions}
     for command in commands:
         command["decision"] = by_command.get(command["command_id"])
-    return sorted(commands, key=lambda command: command["position"])
+    return commands
 
 
 def audit_seed(
@@ -163,22 +178,11 @@ def audit_seed(
         if exists is None:
             raise NotFound(f"no seed {stream.removeprefix('seed-')!r} (expected RUN.SLOT, e.g. r1.0)")
         as_of = _as_of(connection, run_id, as_of, epoch)
-        history = _mark(
-            _rows(
-                connection, select(e).where(e.c.stream == stream, _visible(e, as_of)).order_by(e.c.position)
-            ),
-            as_of,
-        )
-        _decode(history, "gates_json", "detail_json")
+        history = _decode(_history(connection, e, e.c.stream == stream, as_of), "gates_json", "detail_json")
         state = _seed_state(history)
         commands = _commands(connection, (h["command_id"] for h in history if h["command_id"]), as_of)
         f = schema.field_reports
-        reports = _rows(
-            connection,
-            select(f)
-            .where(f.c.run_id == run_id, f.c.slot == int(slot_text or 0), _visible(f, as_of))
-            .order_by(f.c.position),
-        )
+        reports = _history(connection, f, and_(f.c.run_id == run_id, f.c.slot == int(slot_text or 0)), as_of)
     return {
         "seed": stream.removeprefix("seed-"),
         "stream": stream,
@@ -188,7 +192,7 @@ def audit_seed(
         "state": state,
         "history": history,
         "commands": commands,
-        "field_reports": _decode(_mark(reports, as_of), "metrics_json"),
+        "field_reports": _decode(reports, "metrics_json"),
     }
 
 
@@ -211,24 +215,11 @@ def audit_run(
             raise NotFound(f"no run {run_id!r}")
         as_of = _as_of(connection, run_id, as_of, epoch)
         summary = dict(run._mapping)
-        epochs = _mark(
-            _rows(
-                connection, select(e).where(e.c.run_id == run_id, _visible(e, as_of)).order_by(e.c.position)
-            ),
-            as_of,
-        )
-        _packets(epochs)
-        checkpoints = _mark(
-            _rows(
-                connection, select(k).where(k.c.run_id == run_id, _visible(k, as_of)).order_by(k.c.position)
-            ),
-            as_of,
-        )
+        epochs = _packets(_history(connection, e, e.c.run_id == run_id, as_of))
+        checkpoints = _history(connection, k, k.c.run_id == run_id, as_of)
         rollbacks = _rows(
             connection,
-            select(b)
-            .where(b.c.run_id == run_id, true() if as_of is None else b.c.position <= as_of)
-            .order_by(b.c.position),
+            select(b).where(b.c.run_id == run_id, _until(b.c.position, as_of)).order_by(b.c.position),
         )
         overruns = connection.execute(
             select(func.count())
@@ -246,13 +237,7 @@ def audit_run(
         s = schema.seed_events
         seeds = []
         for stream in streams:
-            history = _mark(
-                _rows(
-                    connection,
-                    select(s).where(s.c.stream == stream, _visible(s, as_of)).order_by(s.c.position),
-                ),
-                as_of,
-            )
+            history = _history(connection, s, s.c.stream == stream, as_of)
             if any(not event["superseded"] for event in history):
                 seeds.append({"seed": stream.removeprefix("seed-"), **_seed_state(history)})
     standing = [epoch for epoch in epochs if not epoch["superseded"]]
@@ -303,22 +288,14 @@ def audit_command(
             ).first()
             if packet_row is not None:
                 packet = _packets(_mark([dict(packet_row._mapping)], as_of))[0]
-        effects = _mark(
-            _rows(
-                connection,
-                select(s)
-                .where(
-                    or_(s.c.command_id == command_id, s.c.correlation_id == command_id), _visible(s, as_of)
-                )
-                .order_by(s.c.position),
+        effects = _decode(
+            _history(
+                connection, s, or_(s.c.command_id == command_id, s.c.correlation_id == command_id), as_of
             ),
-            as_of,
+            "gates_json",
+            "detail_json",
         )
-        _decode(effects, "gates_json", "detail_json")
-        reports = _rows(
-            connection,
-            select(f).where(f.c.command_id == command_id, _visible(f, as_of)).order_by(f.c.position),
-        )
+        reports = _history(connection, f, f.c.command_id == command_id, as_of)
     return {
         "command_id": command_id,
         "as_of": as_of,
@@ -326,15 +303,11 @@ def audit_command(
         "decision": decision,
         "command": command,
         "effects": effects,
-        "field_reports": _decode(_mark(reports, as_of), "metrics_json"),
+        "field_reports": _decode(reports, "metrics_json"),
     }
 
 
 # ---------------------------------------------------------------- blueprints
-
-
-def _until(column: Any, as_of: int | None) -> ColumnElement[bool]:
-    return true() if as_of is None else column <= as_of
 
 
 def audit_blueprint(
@@ -343,7 +316,7 @@ def audit_blueprint(
     if epoch is not None:
         raise AuditError("--epoch needs a run to count epochs in; use --as-of POSITION for a blueprint")
     b, j, ce, a = schema.blueprints, schema.compile_jobs, schema.compile_events, schema.artifacts
-    s, c, f = schema.seed_events, schema.commands, schema.field_reports
+    s, c = schema.seed_events, schema.commands
     with engine.connect() as connection:
         row = connection.execute(select(b).where(b.c.blueprint_id == blueprint_id)).first()
         if row is None:
@@ -391,14 +364,7 @@ def audit_blueprint(
         commands = connection.execute(
             select(func.count()).select_from(c).where(c.c.blueprint_id == blueprint_id, _visible(c, as_of))
         ).scalar()
-        outcomes = {
-            outcome: count
-            for outcome, count in connection.execute(
-                select(f.c.outcome, func.count())
-                .where(f.c.blueprint_id == blueprint_id, _standing(f, as_of))
-                .group_by(f.c.outcome)
-            )
-        }
+        outcomes = _outcomes(connection, schema.field_reports.c.blueprint_id == blueprint_id, as_of)
     return {
         "blueprint": blueprint,
         "as_of": as_of,
@@ -418,7 +384,7 @@ def audit_policy(
 ) -> dict[str, Any]:
     if epoch is not None:
         raise AuditError("--epoch needs a run to count epochs in; use --as-of POSITION for a policy")
-    p, pe, d, f = schema.policies, schema.policy_events, schema.decisions, schema.field_reports
+    p, pe, d = schema.policies, schema.policy_events, schema.decisions
     with engine.connect() as connection:
         row = connection.execute(select(p).where(p.c.version == version)).first()
         decisions = connection.execute(
@@ -440,14 +406,7 @@ def audit_policy(
             ),
             "detail_json",
         )
-        outcomes = {
-            outcome: count
-            for outcome, count in connection.execute(
-                select(f.c.outcome, func.count())
-                .where(f.c.policy_version == version, _standing(f, as_of))
-                .group_by(f.c.outcome)
-            )
-        }
+        outcomes = _outcomes(connection, schema.field_reports.c.policy_version == version, as_of)
     return {
         "policy": policy,
         "version": version,
