@@ -778,9 +778,11 @@ class FileStore:
         return fresh, positions
 
     def _version(self, stream: str, pending: _Pending) -> int:
+        """The stream's version counting the records written in this group but not indexed yet."""
         version = pending.versions.get(stream)
-        if version is not None:
-            return version
+        return self._indexed_version(stream) if version is None else version
+
+    def _indexed_version(self, stream: str) -> int:
         positions_of = self._streams.get(stream)
         return len(positions_of) if positions_of is not None else 0
 
@@ -815,8 +817,7 @@ class FileStore:
 
     def stream_version(self, stream: str) -> int:
         self._refresh()
-        positions_of = self._streams.get(stream)
-        return len(positions_of) if positions_of is not None else 0
+        return self._indexed_version(stream)
 
     def read_stream(
         self, stream: str, from_version: int = 1, limit: int | None = None
