@@ -558,16 +558,18 @@ class Trainer:
         except SignatureError as exc:
             return None, [self._command_rejected(envelope, command, "bad_signature", str(exc), epoch)]
         target = command.rollback.target_epoch
-        if self.cache.get(target) is None and not any(
-            c.epoch <= target for c in self.log_state().checkpoints
-        ):
+        mode = self._rollback_mode(target)
+        if mode == pb.ROLLBACK_MODE_FULL and self.log_state().checkpoint_at_or_before(target) is None:
             reason = f"no committed checkpoint at or before epoch {target}"
             return None, [self._command_rejected(envelope, command, "no_checkpoint", reason, epoch)]
-        mode = pb.ROLLBACK_MODE_FAST if self.cache.get(target) is not None else pb.ROLLBACK_MODE_FULL
         reason = command.rollback.reason or f"controller command {command.command_id}"
         request_id = event_id(self.run_id, self.generation, epoch, "RollbackRequested")
         requested_by = command.issued_by or "controller"
         return _Pending(target, mode, reason, requested_by, request_id, trigger="controller"), []
+
+    def _rollback_mode(self, target_epoch: int) -> int:
+        """The mode a rollback to this epoch is requested in: fast when its checkpoint is cached."""
+        return pb.ROLLBACK_MODE_FAST if self.cache.get(target_epoch) is not None else pb.ROLLBACK_MODE_FULL
 
     def _command_rejected(
         self, envelope: pb.EventEnvelope, command: pb.AdaptationCommand, code: str, reason: str, epoch: int
@@ -590,10 +592,9 @@ class Trainer:
         if delivery is None:
             return None
         target = delivery.request.target_epoch
-        cached = self.cache.get(target)
         return _Pending(
             target_epoch=target,
-            mode=pb.ROLLBACK_MODE_FAST if cached is not None else pb.ROLLBACK_MODE_FULL,
+            mode=self._rollback_mode(target),
             reason=delivery.request.reason or "operator request",
             requested_by=delivery.request.requested_by or "operator",
             request_id=delivery.request_id,
@@ -669,7 +670,7 @@ class Trainer:
 
     def rollback_to(self, target_epoch: int, reason: str, requested_by: str) -> RollbackResult:
         """Roll back now, between epochs (fast when the target is cached, else full from disk)."""
-        mode = pb.ROLLBACK_MODE_FAST if self.cache.get(target_epoch) is not None else pb.ROLLBACK_MODE_FULL
+        mode = self._rollback_mode(target_epoch)
         return self._rollback(_Pending(target_epoch, mode, reason, requested_by, new_event_id()))
 
     def _rollback(self, pending: _Pending) -> RollbackResult:
