@@ -268,7 +268,9 @@ class OonaConsumer:
         acked = done + completed
         if acked:
             tx.xack(key, self.group, *[d.entry_id for d in acked])
-            tx.hdel(self.oona_keys.failures(self.group), *[self._field(d) for d in acked])
+            tx.hdel(
+                self.oona_keys.failures(self.group), *[_failure_field(d.queue, d.entry_id) for d in acked]
+            )
             tx.execute()
         self.stats.duplicates += len(done)
         self.stats.handled += len(completed)
@@ -278,20 +280,18 @@ class OonaConsumer:
             self._failed(delivery, error)
         return len(entries)
 
-    def _field(self, delivery: Delivery) -> str:
-        return f"{delivery.queue.value} {delivery.entry_id}"
-
     def _failed(self, delivery: Delivery, error: str) -> None:
         self.stats.failures += 1
         FAILURES.labels(delivery.queue.value).inc()
         failures_key = self.oona_keys.failures(self.group)
-        previous = self.client.hget(failures_key, self._field(delivery))
+        field = _failure_field(delivery.queue, delivery.entry_id)
+        previous = self.client.hget(failures_key, field)
         attempts = (int(as_text(previous).split("|", 1)[0]) if previous else 0) + 1
         if attempts >= self.max_attempts:
             fields = {b"envelope": delivery.envelope.SerializeToString()}
             self._dead_letter(delivery.queue, delivery.entry_id, fields, attempts, error)
         else:
-            self.client.hset(failures_key, self._field(delivery), f"{attempts}|{error}")
+            self.client.hset(failures_key, field, f"{attempts}|{error}")
 
     def _dead_letter(
         self, queue: Queue, eid: str, fields: Mapping[bytes, bytes], attempts: int, reason: str
@@ -318,7 +318,7 @@ class OonaConsumer:
             },
         )
         tx.xack(self.oona_keys.queue(queue), self.group, eid)
-        tx.hdel(self.oona_keys.failures(self.group), f"{queue.value} {eid}")
+        tx.hdel(self.oona_keys.failures(self.group), _failure_field(queue, eid))
         tx.execute()
         self.stats.dead_letters += 1
         DEAD_LETTERS.labels(queue.value).inc()
@@ -368,7 +368,7 @@ class OonaConsumer:
             previous_deliveries = int(counts.get(raw_id, 1)) - 1
             if previous_deliveries >= self.max_attempts:
                 eid = raw_id.decode()
-                recorded = self.client.hget(failures_key, f"{queue.value} {eid}")
+                recorded = self.client.hget(failures_key, _failure_field(queue, eid))
                 reason = (
                     as_text(recorded).split("|", 1)[1]
                     if recorded
@@ -402,3 +402,8 @@ class OonaConsumer:
                     floors.append(position_of(info["last-delivered-id"]) + 1)
         if floors:
             self.client.zremrangebyscore(self.oona_keys.handled(self.group), "-inf", f"({min(floors)}")
+
+
+def _failure_field(queue: Queue, entry_id: str) -> str:
+    """An entry's field in the group's failures hash (OonaKeys.failures)."""
+    return f"{queue.value} {entry_id}"
