@@ -25,8 +25,8 @@ def db_url(args: argparse.Namespace) -> str:
     return resolve_url(Path(args.data_dir), getattr(args, "db", None))
 
 
-def open_db_from_args(args: argparse.Namespace, upgrade_schema: bool = True) -> Engine:
+def open_db_from_args(args: argparse.Namespace) -> Engine:
     try:
-        return open_db(db_url(args), upgrade_schema=upgrade_schema)
+        return open_db(db_url(args))
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None

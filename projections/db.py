@@ -106,18 +106,12 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     return before, after
 
 
-def open_db(url: str, upgrade_schema: bool = True) -> Engine:
-    """An engine on the projection database, upgraded to the current schema unless told otherwise."""
+def open_db(url: str) -> Engine:
+    """An engine on the projection database, upgraded to the current schema."""
     try:
         engine = create_db_engine(url)
-        if upgrade_schema:
-            if current_revision(engine) != head_revision():
-                upgrade(engine)
-        elif current_revision(engine) != head_revision():
-            raise DatabaseError(
-                f"projection database {engine.url!r} is at revision {current_revision(engine)}, "
-                f"this code needs {head_revision()}: run `esper db upgrade`"
-            )
+        if current_revision(engine) != head_revision():
+            upgrade(engine)
     except DatabaseError:
         raise
     except Exception as exc:
