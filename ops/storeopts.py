@@ -36,6 +36,19 @@ def store_location(args: argparse.Namespace) -> str | Path:
     return Path(args.data_dir) / "log"
 
 
+def require_file_log(args: argparse.Namespace, location: Path) -> None:
+    """UsageError unless --data-dir is a directory and the log's location in it exists."""
+    data_dir = Path(args.data_dir)
+    if not data_dir.is_dir():
+        raise UsageError(
+            f"data directory {data_dir} does not exist; pass --data-dir of an esper data directory"
+        )
+    if not location.exists():
+        raise UsageError(
+            f"{data_dir} holds no event log ({location} is missing); is it an esper data directory?"
+        )
+
+
 def open_store_from_args(args: argparse.Namespace, create: bool = False, **options: object) -> EventStore:
     location = store_location(args)
     if isinstance(location, str):
@@ -43,16 +56,8 @@ def open_store_from_args(args: argparse.Namespace, create: bool = False, **optio
             return open_store(location, create=create, **options)
         except StoreUnavailable as exc:
             raise CommandError(f"cannot open the event store: {exc}") from None
-    data_dir = Path(args.data_dir)
     if not create:
-        if not data_dir.is_dir():
-            raise UsageError(
-                f"data directory {data_dir} does not exist; pass --data-dir of an esper data directory"
-            )
-        if not location.exists():
-            raise UsageError(
-                f"{data_dir} holds no event log ({location} is missing); is it an esper data directory?"
-            )
+        require_file_log(args, location)
     try:
         return open_store(location, create=create, **options)
     except StoreUnavailable as exc:

@@ -13,7 +13,7 @@ from eventstore import StoreUnavailable
 from eventstore.verify import verify_location
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
-from ops.storeopts import add_store_option, store_location
+from ops.storeopts import add_store_option, require_file_log, store_location
 
 
 def register(subparsers: Any) -> None:
@@ -33,12 +33,7 @@ def register(subparsers: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     location = store_location(args)
     if isinstance(location, Path):
-        if not Path(args.data_dir).is_dir():
-            raise UsageError(
-                f"data directory {args.data_dir} does not exist; pass --data-dir of an esper data directory"
-            )
-        if not location.is_dir():
-            raise UsageError(f"{args.data_dir} holds no event log ({location} is missing)")
+        require_file_log(args, location)
     with tqdm(
         desc="verify", unit="B", unit_scale=True, disable=args.json or not sys.stderr.isatty(), leave=False
     ) as bar:
