@@ -38,6 +38,10 @@ TERMINATED = pb.SEED_STAGE_TERMINATED
 ACTIVE_STAGES = frozenset({GERMINATED, TRAINING, BLENDING, SHADOWING, PROBATIONARY})
 # Stages in which no gradient from the seed path may reach host parameters (the seed input is detached).
 ISOLATED_STAGES = frozenset({TRAINING, BLENDING, SHADOWING})
+# Stages in which the slot calls its seed, whose parameters then learn in their own optimizer group.
+RUNNING_STAGES = frozenset({TRAINING, BLENDING, SHADOWING, PROBATIONARY, FOSSILIZED})
+# Stages in which the isolation monitor and the non-finite guards watch the seed (until it is merged).
+GUARDED_STAGES = ISOLATED_STAGES | {PROBATIONARY}
 
 TRANSITIONS: Mapping[int, frozenset[int]] = {
     DORMANT: frozenset({GERMINATED, TERMINATED}),

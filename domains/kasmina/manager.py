@@ -125,9 +125,12 @@ class Kasmina:
         """The trainer's optimizer; seed groups are added to and removed from it in place."""
         self.optimizer = optimizer
         for slot_no, slot in self.slots.items():
-            if slot.seed is not None and self._stage(slot_no) in _LEARNING and self._group(slot_no) is None:
+            stage = self._stage(slot_no)
+            if slot.seed is None:
+                continue
+            if stage in lc.RUNNING_STAGES and self._group(slot_no) is None:
                 self._add_group(slot_no, self.epoch)
-            if slot.seed is not None and self._stage(slot_no) in _GUARDED:
+            if stage in lc.GUARDED_STAGES:
                 slot.monitor.arm(slot.seed, slot.device, optimizer)
 
     def execute(self, envelope: pb.EventEnvelope, epoch: int) -> list[pb.EventEnvelope]:
@@ -322,7 +325,7 @@ class Kasmina:
             self._requests[slot_no] = request
             slot.seed = module
             slot.stage = self._stage(slot_no)
-            if slot.stage in _GUARDED:
+            if slot.stage in lc.GUARDED_STAGES:
                 slot.monitor.arm(module, slot.device, self.optimizer)
         if self.optimizer is not None:
             for group in state["groups"]:
@@ -579,8 +582,6 @@ class Kasmina:
 
 
 _TYPES = frozenset(EVENT_TYPES.values())
-_LEARNING = frozenset({lc.TRAINING, lc.BLENDING, lc.SHADOWING, lc.PROBATIONARY, lc.FOSSILIZED})
-_GUARDED = frozenset({lc.TRAINING, lc.BLENDING, lc.SHADOWING, lc.PROBATIONARY})
 
 
 def _parameter_namer(host: nn.Module) -> Callable[[torch.Tensor], str]:

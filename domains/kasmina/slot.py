@@ -204,7 +204,7 @@ class SeedSlot(nn.Module):
             if self.override == 0.0:
                 return x
             return seed(x) if self.override == 1.0 else torch.lerp(x, seed(x), self.override)
-        if stage not in _RUNNING:
+        if stage not in lc.RUNNING_STAGES:
             return x
         if stage == lc.FOSSILIZED:
             return seed(x)
@@ -224,7 +224,6 @@ class SeedSlot(nn.Module):
 
 
 _SLOT_RANKS: dict[int, int] = {pb.SLOT_KIND_CONV2D: 3, pb.SLOT_KIND_SEQUENCE: 2}  # [C, H, W] and [T, D]
-_RUNNING = frozenset({lc.TRAINING, lc.BLENDING, lc.SHADOWING, lc.PROBATIONARY, lc.FOSSILIZED})
 
 
 def find_slots(host: nn.Module) -> list[SeedSlot]:
