@@ -262,6 +262,13 @@ def read_checkpoints(connection: Connection, names: Iterable[str] | None = None)
     }
 
 
+def _lowest_checkpoint(engine: Engine, targets: Sequence[Target]) -> int:
+    """Where reading the log resumes: the lowest checkpoint of the targets (0 for one never applied)."""
+    with engine.connect() as connection:
+        known = read_checkpoints(connection, [target.checkpoint for target in targets])
+    return min((known[t.checkpoint].position if t.checkpoint in known else 0) for t in targets)
+
+
 def _lock_checkpoints(connection: Connection, targets: Sequence[Target]) -> dict[str, Checkpoint]:
     """Create missing checkpoint rows at 0 and read them all under the write lock."""
     now = time.time_ns()
@@ -376,9 +383,7 @@ def catch_up(
         targets = [Target.live(projection) for projection in select(names, projections)]
         applier = _Applier(targets, engine.dialect.name)
         head = store.head_position()
-        with engine.connect() as connection:
-            known = read_checkpoints(connection, [target.checkpoint for target in targets])
-        start = min((known[t.checkpoint].position if t.checkpoint in known else 0) for t in targets)
+        start = _lowest_checkpoint(engine, targets)
         applied = dict.fromkeys((target.projection.name for target in targets), 0)
         if start < head:
             events = store.read_all(
@@ -414,9 +419,7 @@ def follow(
     with _engine(db) as engine:
         targets = [Target.live(projection) for projection in select(names, projections)]
         applier = _Applier(targets, engine.dialect.name)
-        with engine.connect() as connection:
-            known = read_checkpoints(connection, [target.checkpoint for target in targets])
-        start = min((known[t.checkpoint].position if t.checkpoint in known else 0) for t in targets)
+        start = _lowest_checkpoint(engine, targets)
         subscription = store.subscribe(
             from_position=start + 1, event_filter=applier.event_filter, timeout=poll_timeout
         )
