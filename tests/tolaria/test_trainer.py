@@ -14,6 +14,15 @@ from leyline import new_envelope, pb
 from leyline.signing import Keyring, Signer
 from tests.tolaria.helpers import SMALL, checkpoint_hashes, epoch_records, payloads, run_events
 
+# A run long enough for Tamiyo to germinate and for seeds to be in flight at its end.
+GROWING: dict[str, object] = {
+    "controller": "tamiyo",
+    "epochs": 20,
+    "dataset": "digits",
+    "dataset_options": {},
+    "batch_size": 64,
+}
+
 
 def train(data_dir: Path, run_id: str, **overrides: object) -> tuple[str, list[pb.EventEnvelope]]:
     store = open_store(data_dir / "log")
@@ -138,14 +147,7 @@ def test_repeated_explosions_fail_the_run(tmp_path: Path) -> None:
 
 def test_a_growing_run_resumes_bit_identically_mid_seed(tmp_path: Path) -> None:
     """With Tamiyo and Kasmina: a seed germinated before the cut is re-grafted from the checkpoint."""
-    growing = {
-        "controller": "tamiyo",
-        "epochs": 20,
-        "dataset": "digits",
-        "dataset_options": {},
-        "batch_size": 64,
-    }
-    reference, reference_events = train(tmp_path / "ref", "rgrow", **growing)
+    reference, reference_events = train(tmp_path / "ref", "rgrow", **GROWING)
     germinated = [
         e.epoch
         for e in reference_events
@@ -156,7 +158,7 @@ def test_a_growing_run_resumes_bit_identically_mid_seed(tmp_path: Path) -> None:
     cut = germinated[0] + 1
     data_dir = tmp_path / "cut"
     store = open_store(data_dir / "log")
-    trainer = open_run(store, data_dir, build_config({**SMALL, **growing}), "rgrow")
+    trainer = open_run(store, data_dir, build_config({**SMALL, **GROWING}), "rgrow")
     for _ in range(cut):
         trainer.run_epoch()
     trainer.sink.close()
@@ -254,14 +256,7 @@ def test_an_epochs_events_and_its_checkpoint_are_one_atomic_append(tmp_path: Pat
 
 
 def test_seeds_in_flight_are_terminated_at_run_end(tmp_path: Path) -> None:
-    growing = {
-        "controller": "tamiyo",
-        "epochs": 20,
-        "dataset": "digits",
-        "dataset_options": {},
-        "batch_size": 64,
-    }
-    train(tmp_path, "rend", **growing)
+    train(tmp_path, "rend", **GROWING)
     store = open_store(tmp_path / "log")
     try:
         events = [e for e in store.read_all() if e.run_id == "rend" or e.stream.startswith("seed-rend.")]
