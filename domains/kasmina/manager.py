@@ -28,7 +28,7 @@ from domains.kasmina import lifecycle as lc
 from domains.kasmina import metrics
 from domains.kasmina.slot import SeedSlot, find_slots
 from domains.kasmina.source import ModuleSource
-from leyline import DecodeError, decode_payload, new_envelope, pb, stream_name
+from leyline import DecodeError, category_of, decode_payload, new_envelope, pb, stream_name
 from leyline.errors import BadSignature, ReplayedNonce, SignatureError, StaleTimestamp, UnknownKey
 from leyline.signing import Verifier
 
@@ -266,9 +266,7 @@ class Kasmina:
         payloads = (
             decode_payload(e)
             for e in envelopes
-            if e.run_id == self.run_id
-            and e.stream.split("-", 1)[0] == SEED_CATEGORY
-            and e.event_type in _TYPES
+            if e.run_id == self.run_id and category_of(e.stream) == SEED_CATEGORY and e.event_type in _TYPES
         )
         return lc.replay(lc.KasminaState.initial(self.slots), payloads, self.config.lifecycle)
 
