@@ -19,7 +19,8 @@ import pytest
 
 from eventstore.file import FileStore
 from eventstore.verify import verify_file_log
-from leyline import decode_payload, new_envelope, pb
+from leyline import decode_payload, pb
+from tests.eventstore.writer_child import batch_events
 
 KILLS = 55
 SEGMENT_SIZE = 32 * 1024
@@ -33,16 +34,7 @@ def append_forever(location: Path, name: str, fd: int) -> None:
     rng = random.Random(name)
     batch = 0
     while True:
-        size = rng.randint(1, 4)
-        events = [
-            new_envelope(
-                "RunStarted",
-                f"run-{name}" if index % 2 == 0 else f"seed-{name}.{batch % 3}",
-                pb.RunStarted(run_id=f"{name}/{batch}/{index}/{size}", config_json="x" * rng.randint(0, 300)),
-            )
-            for index in range(size)
-        ]
-        store.append(events)
+        store.append(batch_events(name, batch, rng))
         os.write(fd, f"ack {batch}\n".encode())
         batch += 1
 

@@ -18,6 +18,19 @@ from eventstore import open_store
 from leyline import new_envelope, pb
 
 
+def batch_events(name: str, batch: int, rng: random.Random) -> list[pb.EventEnvelope]:
+    """Batch number `batch` of writer `name`: 1-4 events over two streams, run_id "NAME/batch/index/size"."""
+    size = rng.randint(1, 4)
+    return [
+        new_envelope(
+            "RunStarted",
+            f"run-{name}" if index % 2 == 0 else f"seed-{name}.{batch % 3}",
+            pb.RunStarted(run_id=f"{name}/{batch}/{index}/{size}", config_json="x" * rng.randint(0, 300)),
+        )
+        for index in range(size)
+    ]
+
+
 def main() -> None:
     location, name, batches = sys.argv[1], sys.argv[2], int(sys.argv[3])
     options: dict[str, object] = {}
@@ -29,16 +42,7 @@ def main() -> None:
     rng = random.Random(name)
     batch = 0
     while batches == 0 or batch < batches:
-        size = rng.randint(1, 4)
-        events = [
-            new_envelope(
-                "RunStarted",
-                f"run-{name}" if index % 2 == 0 else f"seed-{name}.{batch % 3}",
-                pb.RunStarted(run_id=f"{name}/{batch}/{index}/{size}", config_json="x" * rng.randint(0, 300)),
-            )
-            for index in range(size)
-        ]
-        positions = store.append(events)
+        positions = store.append(batch_events(name, batch, rng))
         print(f"ack {positions[0]} {batch}", flush=True)
         batch += 1
     store.close()
