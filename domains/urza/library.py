@@ -51,6 +51,11 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def artifact_path(root: Path, artifact_hash: str) -> Path:
+    """Where the library under `root` keeps an artifact; for readers that do not open the library."""
+    return Path(root) / "sha256" / artifact_hash[:2] / f"{artifact_hash}.pt2"
+
+
 def _fsync_directory(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -78,7 +83,7 @@ class ArtifactLibrary:
                 leftover.unlink(missing_ok=True)
 
     def path_of(self, artifact_hash: str) -> Path:
-        return self.root / "sha256" / artifact_hash[:2] / f"{artifact_hash}.pt2"
+        return artifact_path(self.root, artifact_hash)
 
     def exists(self, artifact_hash: str) -> bool:
         return self.path_of(artifact_hash).is_file()

@@ -22,7 +22,7 @@ from domains.tezzeret.service import (
     catalogue_specs,
     read_jobs,
 )
-from domains.urza.library import ArtifactLibrary
+from domains.urza.library import ArtifactLibrary, artifact_path
 from domains.urza.source import STRATEGY_VARIABLE, default_device
 from eventstore import EventStore
 from ops.common import add_command, print_json
@@ -235,7 +235,7 @@ def handle_show(args: argparse.Namespace) -> int:
     document["jobs"] = [_job_json(state) for state in states]
     for job in document["jobs"]:
         digest = job["artifact_hash"]
-        job["artifact_path"] = str(library_root / "sha256" / digest[:2] / f"{digest}.pt2") if digest else ""
+        job["artifact_path"] = str(artifact_path(library_root, digest)) if digest else ""
     if args.json:
         print_json(document)
         return 0
