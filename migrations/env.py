@@ -11,6 +11,7 @@ import os
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
+from projections.db import ENV_DB_URL, driver_url
 from projections.schema import metadata
 
 
@@ -29,10 +30,10 @@ def main() -> None:
     if connection is not None:
         run(connection)
         return
-    url = context.config.get_main_option("sqlalchemy.url") or os.environ.get("ESPER_DB_URL")
+    url = context.config.get_main_option("sqlalchemy.url") or os.environ.get(ENV_DB_URL)
     if not url:
-        raise SystemExit("set sqlalchemy.url or ESPER_DB_URL to the projection database")
-    with create_engine(url).connect() as own_connection:
+        raise SystemExit(f"set sqlalchemy.url or {ENV_DB_URL} to the projection database")
+    with create_engine(driver_url(url)).connect() as own_connection:
         run(own_connection)
         own_connection.commit()
 

@@ -29,13 +29,18 @@ class DatabaseError(Exception):
     """The projection database cannot be opened or is not at the schema this code needs."""
 
 
+def driver_url(url: str) -> str:
+    """A plain postgresql:// or postgres:// URL made to name psycopg (3), the driver installed."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
 def resolve_url(data_dir: Path | str, url: str | None = None) -> str:
     """The database URL: the one given, else $ESPER_DB_URL, else the data directory's SQLite file."""
     chosen = url or os.environ.get(ENV_DB_URL)
     if chosen:
-        if chosen.startswith(("postgresql://", "postgres://")):
-            return "postgresql+psycopg://" + chosen.split("://", 1)[1]
-        return chosen
+        return driver_url(chosen)
     return f"sqlite:///{Path(data_dir) / DB_FILE}"
 
 
