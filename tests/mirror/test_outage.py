@@ -13,7 +13,7 @@ from redis.client import Pipeline
 from domains.oona.bus import Delivery, OonaConsumer, OonaFanout
 from domains.oona.routing import DRAIN_ORDER, OonaKeys
 from eventstore import EventStore
-from eventstore.mirror import MirrorCursor, MirrorThread, connect_redis
+from eventstore.mirror import MirrorCursor, MirrorThread, connect_redis, marker_key, position_of
 from tests.mirror.redis_support import PrivateRedis, wait_until
 from tests.mirror.test_mirror import assert_redis_equals_log, mixed_events
 
@@ -79,11 +79,8 @@ def test_redis_killed_and_restarted_empty_is_reseeded_and_consumers_resume(
         # handled before the outage came back)
         assert all(handled[event_id] == 1 for event_id in before_kill)
         assert set(handled) == {e.event_id for e in store.read_all()}
-        check = connect_redis(private_redis.url)
-        try:
+        with connect_redis(private_redis.url) as check:
             assert_redis_equals_log(check, store, PREFIX)
-        finally:
-            check.close()
     finally:
         stop.set()
         worker.join(10)
@@ -97,7 +94,7 @@ def _last_position(client: redis.Redis, key: str) -> int:
         info = client.xinfo_stream(key)
     except redis.exceptions.ResponseError:
         return 0
-    return int(info["last-generated-id"].decode().split("-")[0])
+    return position_of(info["last-generated-id"])
 
 
 def test_mirror_thread_waits_out_a_redis_that_is_down_then_catches_up(
@@ -111,11 +108,8 @@ def test_mirror_thread_waits_out_a_redis_that_is_down_then_catches_up(
         assert mirror.is_alive() and mirror.position == 0
         server.start()
         wait_until(lambda: mirror.position == 100)
-        check = connect_redis(server.url)
-        try:
+        with connect_redis(server.url) as check:
             assert_redis_equals_log(check, store, PREFIX)
-        finally:
-            check.close()
     finally:
         mirror.stop()
         server.kill()
@@ -135,7 +129,7 @@ def test_redis_going_back_to_an_older_state_under_a_running_mirror_is_refilled(
             check.delete(key)
             for eid, fields in kept:
                 check.xadd(key, fields, id=eid)
-        check.hset(f"{PREFIX}:mirror", "position", 30)
+        check.hset(marker_key(PREFIX), "position", 30)
         store.append(mixed_events(20))
         wait_until(lambda: mirror.position == 100)
         assert mirror.mirror.reseeds == 1 and mirror.error is None
