@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 from leyline import pb, stream_name
 
 ALERT_NAME = "tezzeret_compile_failed"
+CATEGORY = "compile"  # a job's stream: compile-<job_id>
 EXPORT = "export"
 AOT_INDUCTOR = "aot_inductor"
 DEVICES = ("cpu", "cuda")
@@ -51,6 +52,10 @@ def strategy_device(strategy: str) -> str | None:
     """The device an AOTInductor strategy compiles for; None for export."""
     kind, _, device = strategy.partition(":")
     return device if kind == AOT_INDUCTOR else None
+
+
+def job_stream(job_id: str) -> str:
+    return stream_name(CATEGORY, job_id)
 
 
 class JobError(Exception):
@@ -94,7 +99,7 @@ class CompileSpec:
 
     @property
     def stream(self) -> str:
-        return stream_name("compile", self.job_id)
+        return job_stream(self.job_id)
 
     def parameter_map(self) -> dict[str, float]:
         return dict(self.parameters)
@@ -168,7 +173,7 @@ PendingEvent = tuple[str, str, Message]  # (stream, event_type, payload)
 
 
 def decide(state: JobState, command: Command, backoff: Backoff = DEFAULT_BACKOFF) -> list[PendingEvent]:
-    stream = stream_name("compile", state.job_id)
+    stream = job_stream(state.job_id)
     if isinstance(command, Queue):
         if state.status is not Status.ABSENT:
             return []
@@ -233,7 +238,7 @@ def _failure(state: JobState, error: str, backoff: Backoff) -> list[PendingEvent
         will_retry=retry,
         retry_after_ms=backoff.delay_ms(state.attempts) if retry else 0,
     )
-    events: list[PendingEvent] = [(stream_name("compile", state.job_id), "CompileJobFailed", failed)]
+    events: list[PendingEvent] = [(job_stream(state.job_id), "CompileJobFailed", failed)]
     if not retry:
         blueprint = state.spec.blueprint_id if state.spec else ""
         alert = pb.Alert(

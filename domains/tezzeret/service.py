@@ -18,6 +18,7 @@ from domains.karn import catalog
 from domains.tezzeret import metrics
 from domains.tezzeret.compiler import compile_artifact
 from domains.tezzeret.jobs import (
+    CATEGORY,
     DEFAULT_STRATEGY,
     STRATEGIES,
     Backoff,
@@ -31,6 +32,7 @@ from domains.tezzeret.jobs import (
     Succeed,
     decide,
     evolve,
+    job_stream,
 )
 from domains.urza.library import ArtifactLibrary, UrzaError, sha256_hex
 from eventstore import EventFilter, EventStore, exact
@@ -102,7 +104,7 @@ def catalogue_specs(
 def read_jobs(store: EventStore) -> dict[str, JobState]:
     """Every compile job in the log, folded from its events."""
     states: dict[str, JobState] = {}
-    job_filter = EventFilter(categories=frozenset({"compile"}), event_types=JOB_EVENTS)
+    job_filter = EventFilter(categories=frozenset({CATEGORY}), event_types=JOB_EVENTS)
     for envelope in store.read_all(event_filter=job_filter):
         job_id = envelope.stream.split("-", 1)[1]
         state = states.get(job_id, JobState(job_id))
@@ -136,7 +138,7 @@ class Tezzeret:
 
     def state(self, job_id: str) -> JobState:
         state = JobState(job_id)
-        for envelope in self.store.read_stream(f"compile-{job_id}"):
+        for envelope in self.store.read_stream(job_stream(job_id)):
             state = evolve(state, envelope.event_type, decode_payload(envelope))
         return state
 
@@ -151,7 +153,7 @@ class Tezzeret:
         for stream, event_type, payload in pending:
             event_id = _deterministic_id("ArtifactStored", stream) if event_type == "ArtifactStored" else None
             envelopes.append(new_envelope(event_type, stream, payload, source=SOURCE, event_id=event_id))
-        own = f"compile-{state.job_id}"
+        own = job_stream(state.job_id)
         self.store.append(envelopes, expected={own: exact(state.version)})
         for envelope, (_, event_type, payload) in zip(envelopes, pending, strict=True):
             if envelope.stream == own:
