@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from domains.tolaria.aggregate import run_stream
+from domains.tolaria.trainer import WALL_CLOCK_METRICS
 from eventstore import open_store
 from leyline import decode_payload, pb
 
@@ -15,13 +17,12 @@ SMALL = {
     "dataset_options": {"samples": 240},
     "batch_size": 32,
 }
-WALL_CLOCK_METRICS = {"epoch_ms", "hook_ms"}
 
 
 def run_events(data_dir: Path, run_id: str) -> list[pb.EventEnvelope]:
     store = open_store(data_dir / "log", create=False)
     try:
-        return list(store.read_stream(f"run-{run_id}"))
+        return list(store.read_stream(run_stream(run_id)))
     finally:
         store.close()
 
