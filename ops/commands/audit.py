@@ -132,6 +132,10 @@ def _as_of(report: dict[str, Any]) -> str:
     return f" (as of position {report['as_of']})" if report.get("as_of") is not None else ""
 
 
+def _outcomes(report: dict[str, Any]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(report["field_report_outcomes"].items())) or "none"
+
+
 def print_seed(report: dict[str, Any]) -> None:
     state = report["state"]
     print(
@@ -334,8 +338,7 @@ def print_blueprint(report: dict[str, Any]) -> None:
         ],
         ("pos", "seed", "command", ""),
     )
-    outcomes = ", ".join(f"{k}: {v}" for k, v in sorted(report["field_report_outcomes"].items())) or "none"
-    print(f"\ncommands naming it: {report['commands']}; field report outcomes: {outcomes}")
+    print(f"\ncommands naming it: {report['commands']}; field report outcomes: {_outcomes(report)}")
 
 
 def print_policy(report: dict[str, Any]) -> None:
@@ -351,8 +354,7 @@ def print_policy(report: dict[str, Any]) -> None:
         [(e["position"], e["event_type"], e["epoch"], e["detail"]) for e in report["events"]],
         ("pos", "event", "epoch", "detail"),
     )
-    outcomes = ", ".join(f"{k}: {v}" for k, v in sorted(report["field_report_outcomes"].items())) or "none"
-    print(f"\ndecisions made with it: {report['decisions']}; field report outcomes: {outcomes}")
+    print(f"\ndecisions made with it: {report['decisions']}; field report outcomes: {_outcomes(report)}")
 
 
 PRINTERS = {
