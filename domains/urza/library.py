@@ -166,6 +166,10 @@ class ArtifactLibrary:
             self._cache.pop(artifact_hash, None)
             metrics.CACHE_ENTRIES.set(len(self._cache))
 
+    def is_cached(self, artifact_hash: str) -> bool:
+        with self._lock:
+            return artifact_hash in self._cache
+
     def cached(self) -> list[str]:
         with self._lock:
             return list(self._cache)

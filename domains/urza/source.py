@@ -123,7 +123,7 @@ class SeedModuleSource:
         catalog.check_use(blueprint_id, use or self.use, self.approved.union(approved))
         spec = resolve_spec(blueprint_id, parameters, slot_kind, slot_shape, strategy or self.strategy)
         artifact_hash = self.artifact_for(spec)
-        was_cached = artifact_hash in self.library.cached()
+        was_cached = self.library.is_cached(artifact_hash)
         module = self.library.load(artifact_hash, blueprint_id).fresh()
         wrapped = catalog.with_fault(blueprint_id, spec.parameter_map(), module)
         metrics.FETCH_LATENCY.labels("warm" if was_cached else "cold").observe(time.perf_counter() - started)
