@@ -40,7 +40,7 @@ from google.protobuf.message import Message
 
 from domains.tamiyo import metrics
 from domains.tamiyo.policy import HeuristicPolicy, Observation, graftable, observation_summary
-from domains.tamiyo.risk import effective_level, to_pb_level
+from domains.tamiyo.risk import effective_level, from_pb_level, to_pb_level
 from domains.tamiyo.state import TamiyoState, evolve, from_dict, to_dict
 from domains.tolaria.controller import ControllerContext, ControllerOutput
 from leyline import new_envelope, pb, stream_name
@@ -276,7 +276,7 @@ class TamiyoController:
                 envelope = self._wrap(payload, epoch=epoch, correlation_id=payload.command_id)
                 decision_event_id = envelope.event_id
                 metrics.DECISIONS.labels(action=payload.action or "noop").inc()
-                metrics.RISK_LEVEL.set(max(0, payload.risk_level - 1))
+                metrics.RISK_LEVEL.set(from_pb_level(payload.risk_level))
                 output.events.append(envelope)
             elif isinstance(payload, pb.AdaptationCommandIssued):
                 payload.decision_event_id = decision_event_id
