@@ -140,6 +140,11 @@ def headroom(seed: pb.SeedState) -> float:
     return seed.metrics.get(HEADROOM_METRIC, seed.gradient_norm)
 
 
+def active_seeds(seeds: tuple[pb.SeedState, ...]) -> int:
+    """Seeds in a stage that touches the host (germinated through probationary)."""
+    return sum(1 for seed in seeds if seed.stage in ACTIVE_STAGE_WEIGHTS)
+
+
 def stage_epochs(seed: pb.SeedState) -> int:
     """Epochs the seed has spent in its current stage (Kasmina's metric; age since germination if absent)."""
     return int(seed.metrics.get(STAGE_EPOCHS_METRIC, seed.age_epochs))
@@ -180,7 +185,7 @@ def inputs_summary(
     observation: Observation, signals: RiskSignals, assessment: RiskAssessment
 ) -> dict[str, float]:
     summary = observation_summary(observation)
-    summary["active_seeds"] = float(sum(1 for s in observation.seeds if s.stage in ACTIVE_STAGE_WEIGHTS))
+    summary["active_seeds"] = float(active_seeds(observation.seeds))
     summary["risk_raw"] = float(assessment.level)
     for seed in observation.seeds:
         if seed.stage == pb.SEED_STAGE_DORMANT and HEADROOM_METRIC in seed.metrics:
@@ -357,7 +362,7 @@ class HeuristicPolicy:
         losses = (*state.validation_losses, observation.validation_loss)
         if not plateaued(losses, config.plateau_window, config.plateau_epsilon):
             return Choice("noop", "validation loss still improving")
-        active = sum(1 for s in observation.seeds if s.stage in ACTIVE_STAGE_WEIGHTS)
+        active = active_seeds(observation.seeds)
         limit = min(config.max_concurrent_seeds, 1) if conservative else config.max_concurrent_seeds
         if active >= limit:
             return Choice("noop", f"plateau, but {active} seed(s) active (max {limit})")
