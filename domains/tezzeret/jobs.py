@@ -252,10 +252,10 @@ def _failure(state: JobState, error: str, backoff: Backoff) -> list[PendingEvent
     return events
 
 
-def evolve(state: JobState, event_type: str, payload: Message) -> JobState:
+def evolve(state: JobState, payload: Message) -> JobState:
     """Apply one event of the job's own stream (events on other streams leave the job unchanged)."""
     version = state.version + 1
-    if isinstance(payload, pb.CompileJobQueued) and event_type == "CompileJobQueued":
+    if isinstance(payload, pb.CompileJobQueued):
         spec = CompileSpec.of(
             payload.blueprint_id, payload.parameters, payload.slot_kind, payload.slot_shape, payload.strategy
         )

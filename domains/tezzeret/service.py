@@ -108,7 +108,7 @@ def read_jobs(store: EventStore) -> dict[str, JobState]:
     for envelope in store.read_all(event_filter=job_filter):
         job_id = envelope.stream.split("-", 1)[1]
         state = states.get(job_id, JobState(job_id))
-        states[job_id] = evolve(state, envelope.event_type, decode_payload(envelope))
+        states[job_id] = evolve(state, decode_payload(envelope))
     return states
 
 
@@ -139,7 +139,7 @@ class Tezzeret:
     def state(self, job_id: str) -> JobState:
         state = JobState(job_id)
         for envelope in self.store.read_stream(job_stream(job_id)):
-            state = evolve(state, envelope.event_type, decode_payload(envelope))
+            state = evolve(state, decode_payload(envelope))
         return state
 
     def jobs(self) -> dict[str, JobState]:
@@ -155,9 +155,9 @@ class Tezzeret:
             envelopes.append(new_envelope(event_type, stream, payload, source=SOURCE, event_id=event_id))
         own = job_stream(state.job_id)
         self.store.append(envelopes, expected={own: exact(state.version)})
-        for envelope, (_, event_type, payload) in zip(envelopes, pending, strict=True):
-            if envelope.stream == own:
-                state = evolve(state, event_type, payload)
+        for stream, _, payload in pending:
+            if stream == own:
+                state = evolve(state, payload)
         return state
 
     def queue(self, spec: CompileSpec) -> JobState:

@@ -37,7 +37,7 @@ def apply(
     for stream, event_type, payload in jobs.decide(state, command, backoff):
         names.append(event_type)
         if stream == SPEC.stream:
-            state = jobs.evolve(state, event_type, payload)
+            state = jobs.evolve(state, payload)
     return state, names
 
 
