@@ -770,21 +770,7 @@ BLUEPRINT_STATUS_BY_JOB = Statement(
     "WHERE blueprint_id = (SELECT j.blueprint_id FROM {compile_jobs} j WHERE j.job_id = :job_id)",
     ("blueprints", "compile_jobs"),
 )
-JOB_COLUMNS = (
-    "job_id",
-    "blueprint_id",
-    "strategy",
-    "status",
-    "attempts",
-    "max_attempts",
-    "parameters_json",
-    "slot_shape",
-    "last_error",
-    "artifact_hash",
-    "duration_ms",
-    "queued_position",
-    "updated_position",
-)
+JOB_COLUMNS = tuple(schema.compile_jobs.columns.keys())
 UPSERT_JOB = _upsert(
     schema.compile_jobs,
     "upsert_compile_job",
@@ -804,9 +790,7 @@ UPSERT_ARTIFACT = _upsert(
 
 
 def _job(job_id: str, position: int, status: str, **values: Any) -> Params:
-    row: Params = dict.fromkeys(JOB_COLUMNS)
-    row.update(job_id=job_id, status=status, updated_position=position, **values)
-    return row
+    return _row(schema.compile_jobs, job_id=job_id, status=status, updated_position=position, **values)
 
 
 def project_blueprints(envelope: pb.EventEnvelope, payload: Message) -> list[Change]:
@@ -965,9 +949,7 @@ INSERT_POLICY_EVENT = _insert(schema.policy_events)
 
 
 def _policy(version: str, position: int, status: str, **values: Any) -> Params:
-    row: Params = dict.fromkeys(POLICY_COLUMNS)
-    row.update(version=version, status=status, updated_position=position, **values)
-    return row
+    return _row(schema.policies, version=version, status=status, updated_position=position, **values)
 
 
 def _update_fields(update: pb.PolicyUpdate) -> Params:
