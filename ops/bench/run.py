@@ -47,7 +47,9 @@ class PlainLoop:
     def __init__(self, trainer: Trainer) -> None:
         seed_everything(trainer.config.seed)
         self.model = build_host(trainer.config.host, trainer.host_spec).to(trainer.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=trainer.config.learning_rate)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=trainer.config.learning_rate, weight_decay=trainer.config.weight_decay
+        )
         self.loss_fn = torch.nn.CrossEntropyLoss()
         self.splits = trainer.splits
         self.config = trainer.config
