@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -174,6 +174,9 @@ class MirrorCursor:
             },
         )
 
+    def copy(self) -> MirrorCursor:
+        return replace(self, groups=dict(self.groups))
+
     def save(self, path: Path, extra: Mapping[str, str]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         document = {**extra, "log_id": self.log_id, "position": self.position, "groups": self.groups}
@@ -229,7 +232,7 @@ class Mirror:
         self.cursor_path = cursor_path(data_dir, redis_url or _url_of(client), prefix)
         self.cursor = MirrorCursor.load(self.cursor_path)
         self._cursor_extra = {"redis": redacted(redis_url or _url_of(client)), "prefix": prefix}
-        self._saved = MirrorCursor(self.cursor.log_id, self.cursor.position, dict(self.cursor.groups))
+        self._saved = self.cursor.copy()
         self._script = client.register_script(_MIRROR_BATCH_LUA)
         self._log_id = ""
         self._held: int | None = None  # position Redis holds; None until synced
@@ -463,10 +466,9 @@ class Mirror:
     def persist(self) -> None:
         """Write the durable cursor if it changed (two fsyncs: kept off the per-batch path)."""
         self._next_persist = time.monotonic() + self.persist_interval
-        current = (self.cursor.log_id, self.cursor.position, self.cursor.groups)
-        if current != (self._saved.log_id, self._saved.position, self._saved.groups):
+        if self.cursor != self._saved:
             self.cursor.save(self.cursor_path, self._cursor_extra)
-            self._saved = MirrorCursor(self.cursor.log_id, self.cursor.position, dict(self.cursor.groups))
+            self._saved = self.cursor.copy()
 
     # ------------------------------------------------------------------ following
 
