@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from domains.karn import catalog
 from domains.urza.artifact import fresh_copy
 
 
@@ -84,9 +85,8 @@ class FactorySource:
             raise ArtifactUnavailable(f"no module for blueprint {blueprint_id!r}")
         # initial weights seeded from the request: the same request gives the same artifact in every
         # process, and building it draws nothing from the caller's random stream
-        seed = int.from_bytes(hashlib.sha256(repr(key).encode()).digest()[:8], "little") >> 1
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.manual_seed(catalog.seed_for(repr(key)))
             return factory(slot_kind, slot_shape, parameters)
 
 
