@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from domains.karn import catalog
+from domains.karn.catalog import Factory
 from domains.urza.artifact import fresh_copy
 
 
@@ -30,9 +31,6 @@ class ModuleSource(Protocol):
         outside a fault drill; Kasmina turns any failure into a failed G0. Urza's SeedModuleSource is the
         production source (a drill passes it `use=Use.DRILL`)."""
         ...
-
-
-Factory = Callable[[int, tuple[int, ...], Mapping[str, float]], nn.Module]
 
 
 class FactorySource:
