@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from tqdm import tqdm
@@ -100,11 +101,7 @@ def handle(args: argparse.Namespace) -> int:
         started_at = mirror.position
         try:
             if args.follow:
-                stop = threading.Event()
-                try:
-                    mirror.follow(stop, progress=progress)
-                except KeyboardInterrupt:
-                    stop.set()
+                follow_until_interrupted(mirror, progress)
             else:
                 mirror.catch_up(progress=progress)
         except REDIS_ERRORS as exc:
@@ -134,3 +131,28 @@ def handle(args: argparse.Namespace) -> int:
             f"dropped from the bus {summary['dropped']}"
         )
     return 0
+
+
+def follow_until_interrupted(mirror: Mirror, progress: Callable[[int, int], None]) -> None:
+    """Follow the log on a worker thread until Ctrl-C, then stop it cleanly. The KeyboardInterrupt lands
+    in this wait, never inside the mirror between Redis committing a batch and the mirror recording it
+    (which left the summary's position behind what Redis held)."""
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            mirror.follow(stop, progress=progress)
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=follow, name="esper-mirror-follow", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        stop.set()
+        worker.join()
+    if failure:
+        raise failure[0]
