@@ -79,8 +79,9 @@ def handle(args: argparse.Namespace) -> int:
     event_filter = EventFilter(frozenset(args.stream), frozenset(args.category), frozenset(args.event_types))
     store = open_store_from_args(args, create=False)
     try:
-        last = store.head_position() if args.to_position is None else args.to_position
-        total = max(0, min(last, store.head_position()) - args.from_position + 1)
+        head = store.head_position()
+        last = head if args.to_position is None else min(args.to_position, head)
+        total = max(0, last - args.from_position + 1)
         events = store.read_all(args.from_position, event_filter, to_position=last)
         out = sys.stdout
         with tqdm(total=total, desc="replay", unit="ev", disable=args.json or not sys.stderr.isatty()) as bar:
