@@ -18,10 +18,11 @@ and for each entry:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,17 @@ class GroupMissing(Exception):
     """A queue's consumer group is gone (Redis lost its data); the mirror recreates it at its cursor."""
 
 
+@contextlib.contextmanager
+def _group_required() -> Iterator[None]:
+    """Turn Redis's NOGROUP reply into GroupMissing."""
+    try:
+        yield
+    except redis.exceptions.ResponseError as exc:
+        if "NOGROUP" in str(exc):
+            raise GroupMissing(str(exc)) from None
+        raise
+
+
 @dataclass
 class ConsumerStats:
     handled: int = 0
@@ -198,14 +210,10 @@ class OonaConsumer:
         return processed
 
     def _read(self, streams: dict[Any, Any], block_ms: int | None) -> list[Any]:
-        try:
+        with _group_required():
             replies: Any = self.client.xreadgroup(
                 self.group, self.name, streams, count=self.batch_size, block=block_ms
             )
-        except redis.exceptions.ResponseError as exc:
-            if "NOGROUP" in str(exc):
-                raise GroupMissing(str(exc)) from None
-            raise
         return replies
 
     def _process_replies(self, replies: list[Any]) -> int:
@@ -337,14 +345,10 @@ class OonaConsumer:
             key = self.oona_keys.queue(queue)
             start = "0-0"
             while True:
-                try:
+                with _group_required():
                     next_start, claimed, _deleted = self.client.xautoclaim(
                         key, self.group, self.name, self.claim_idle_ms, start, count=self.batch_size
                     )
-                except redis.exceptions.ResponseError as exc:
-                    if "NOGROUP" in str(exc):
-                        raise GroupMissing(str(exc)) from None
-                    raise
                 if claimed:
                     processed += self._redeliver(queue, key, claimed)
                 if next_start in (b"0-0", "0-0"):
