@@ -19,10 +19,10 @@ What a command causes carries correlation_id = the command id; causation_id is t
 
 Inputs read from the packet: `metrics["grad_norm"]` (host gradient norm), `hardware` memory for memory
 pressure; from the context: seeds, catalogue (the controller's own `catalogue` when the context has none),
-parameters, the previous hook's duration and the command ids applied at the previous boundary. Per slot,
-`SeedState.metrics["headroom"]` ranks slots for germination (falling back to the slot's gradient norm);
-`metrics["stage_epochs"]`, `metrics["isolation_violations"]` and `metrics["contribution"]` are gate
-evidence.
+parameters, the previous hook's duration and the run's hook budget, and the command ids applied at the
+previous boundary. Per slot, `SeedState.metrics["headroom"]` ranks slots for germination (falling back
+to the slot's gradient norm); `metrics["stage_epochs"]`, `metrics["isolation_violations"]` and
+`metrics["contribution"]` are gate evidence.
 """
 
 from __future__ import annotations
@@ -146,6 +146,7 @@ class TamiyoController:
             grad_norm=packet.metrics.get("grad_norm", 0.0),
             memory_pressure=pressure,
             hook_ms=context.last_hook_ms,
+            hook_budget_ms=context.hook_budget_ms,
             parameters=context.parameters,
             seeds=seeds,
             catalogue=catalogue,

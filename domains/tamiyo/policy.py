@@ -52,10 +52,10 @@ from domains.tamiyo.risk import (
     to_pb_level,
 )
 from domains.tamiyo.state import TamiyoState, TrackedCommand, resolve_pending
+from domains.tolaria.config import DEFAULT_HOOK_BUDGET_MS
 from domains.tolaria.controller import HEADROOM_METRIC
 from leyline import pb
 
-HOOK_BUDGET_MS = 18.0  # SPEC §8: the whole end-of-epoch hook
 CONTRIBUTION_METRIC = "contribution"
 STAGE_EPOCHS_METRIC = "stage_epochs"
 ABORTING_STAGES = frozenset(
@@ -126,6 +126,7 @@ class Observation:
     now_ms: int
     blueprint_costs: Mapping[tuple[str, int], int] = field(default_factory=dict)  # (bp, slot) → params
     slot_kinds: Mapping[int, int] = field(default_factory=dict)  # slot → pb.SlotKind, where known
+    hook_budget_ms: float = DEFAULT_HOOK_BUDGET_MS  # the run's budget that hook_ms is measured against
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def risk_signals(state: TamiyoState, observation: Observation) -> RiskSignals:
         loss_drift=drift,
         loss_explosion=ratio(observation.training_loss, state.best_training_loss),
         memory_pressure=observation.memory_pressure,
-        hook_latency_ratio=observation.hook_ms / HOOK_BUDGET_MS,
+        hook_latency_ratio=observation.hook_ms / observation.hook_budget_ms,
         lifecycle=lifecycle_signal(observation.seeds),
     )
 

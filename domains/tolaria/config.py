@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 CONTROLLERS = ("tamiyo", "noop")
+DEFAULT_HOOK_BUDGET_MS = 18.0  # SPEC §8: the whole end-of-epoch hook
 
 
 class ConfigError(ValueError):
@@ -36,7 +37,7 @@ class RunConfig:
     learning_rate: float = 0.01
     weight_decay: float = 0.0
     checkpoint_every: int = 1  # epochs between checkpoints
-    hook_budget_ms: float = 18.0
+    hook_budget_ms: float = DEFAULT_HOOK_BUDGET_MS
     loss_explosion_factor: float = 15.0  # training loss above this × the recent mean is an explosion
     loss_window: int = 5  # epochs in the recent mean
     fast_rollback_cache: int = 5  # checkpoints kept in memory for fast rollback

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from domains.tolaria.config import DEFAULT_HOOK_BUDGET_MS
 from leyline import pb
 
 # SeedState.metrics key of a dormant slot's headroom: Tolaria measures it, a controller ranks slots by it.
@@ -27,6 +28,7 @@ class ControllerContext:
     parameters: int  # trainable parameters of the host with its seeds
     last_hook_ms: float  # duration of the previous end-of-epoch hook
     applied_commands: Sequence[str] = ()  # command ids Kasmina applied at the previous boundary
+    hook_budget_ms: float = DEFAULT_HOOK_BUDGET_MS  # the run's budget for the end-of-epoch hook
 
 
 @dataclass

@@ -458,6 +458,7 @@ class Trainer:
             parameters=parameters,
             last_hook_ms=self.last_hook_ms,
             applied_commands=tuple(self.applied_commands),
+            hook_budget_ms=self.config.hook_budget_ms,
         )
         output = self.controller.decide(packet, context)
         now = time.perf_counter()
