@@ -22,6 +22,7 @@ from typing import Any
 from eventstore import wal
 from eventstore.api import StoreUnavailable
 from eventstore.file import MARKER
+from leyline import pb
 
 
 @dataclass
@@ -180,8 +181,6 @@ def _row_problem(
     data: bytes,
     versions: dict[str, int],
 ) -> str | None:
-    from leyline import pb
-
     if position != expected:
         return f"position {expected} is missing (next row holds {position})"
     if stream_version != versions.get(stream, 0) + 1:
