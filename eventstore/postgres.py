@@ -152,13 +152,16 @@ class PostgresStore:
                     )
                 )
             }
-            fresh = [event for event in events if event.event_id not in known]
+            fresh: dict[str, pb.EventEnvelope] = {}  # event_id -> its first occurrence, not stored yet
+            for event in events:
+                if event.event_id not in known:
+                    fresh.setdefault(event.event_id, event)
             duplicates = len(events) - len(fresh)
             if duplicates:
                 metrics.DUPLICATES.labels(BACKEND).inc(duplicates)
             if not fresh:
                 return [known[event.event_id] for event in events]
-            names = list({event.stream for event in fresh} | set(expected or {}))
+            names = list({event.stream for event in fresh.values()} | set(expected or {}))
             versions: dict[str, int] = {
                 stream: version
                 for stream, version in connection.execute(
@@ -175,9 +178,7 @@ class PostgresStore:
                     raise
             rows = []
             position = head
-            for event in fresh:
-                if event.event_id in known:
-                    continue
+            for event in fresh.values():
                 position += 1
                 version = versions.get(event.stream, 0) + 1
                 versions[event.stream] = version
