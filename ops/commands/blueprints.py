@@ -24,7 +24,6 @@ from domains.tezzeret.service import (
 )
 from domains.urza.library import ArtifactLibrary, artifact_path
 from domains.urza.source import STRATEGY_VARIABLE, default_device
-from eventstore import EventStore
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args, store_location
@@ -127,19 +126,18 @@ def _action(actions: Any, name: str, handler: Any, help_text: str) -> argparse.A
     return parser
 
 
-def _existing_store(args: argparse.Namespace) -> EventStore | None:
-    """The log if there is one; listing the catalogue needs none."""
+def _jobs_by_blueprint(args: argparse.Namespace) -> dict[str, list[JobState]]:
+    """The compile jobs in the log, by blueprint; none if there is no log yet (the catalogue needs none)."""
+    grouped: dict[str, list[JobState]] = {}
     location = store_location(args)
     if isinstance(location, Path) and not location.exists():
-        return None
-    return open_store_from_args(args)
-
-
-def _jobs_by_blueprint(store: EventStore | None) -> dict[str, list[JobState]]:
-    grouped: dict[str, list[JobState]] = {}
-    if store is None:
         return grouped
-    for state in read_jobs(store).values():
+    store = open_store_from_args(args)
+    try:
+        states = read_jobs(store).values()
+    finally:
+        store.close()
+    for state in states:
         if state.spec is not None:
             grouped.setdefault(state.spec.blueprint_id, []).append(state)
     return grouped
@@ -190,12 +188,7 @@ def _descriptor_json(blueprint: catalog.Blueprint) -> dict[str, Any]:
 
 
 def handle_list(args: argparse.Namespace) -> int:
-    store = _existing_store(args)
-    try:
-        jobs = _jobs_by_blueprint(store)
-    finally:
-        if store is not None:
-            store.close()
+    jobs = _jobs_by_blueprint(args)
     rows = []
     for blueprint in catalog.CATALOGUE:
         if args.tier and TIER_NAMES[blueprint.tier] != args.tier:
@@ -224,12 +217,7 @@ def handle_show(args: argparse.Namespace) -> int:
         blueprint = catalog.get(args.blueprint_id.upper())
     except KarnError as exc:
         raise UsageError(str(exc)) from None
-    store = _existing_store(args)
-    try:
-        states = _jobs_by_blueprint(store).get(blueprint.blueprint_id, [])
-    finally:
-        if store is not None:
-            store.close()
+    states = _jobs_by_blueprint(args).get(blueprint.blueprint_id, [])
     library_root = Path(args.data_dir) / "artifacts"
     document = _descriptor_json(blueprint)
     document["jobs"] = [_job_json(state) for state in states]
