@@ -229,9 +229,10 @@ class Mirror:
         self.housekeeping_interval = housekeeping_interval
         self.persist_interval = persist_interval
         self._next_persist = 0.0
-        self.cursor_path = cursor_path(data_dir, redis_url or _url_of(client), prefix)
+        redis_url = redis_url or _url_of(client)
+        self.cursor_path = cursor_path(data_dir, redis_url, prefix)
         self.cursor = MirrorCursor.load(self.cursor_path)
-        self._cursor_extra = {"redis": redacted(redis_url or _url_of(client)), "prefix": prefix}
+        self._cursor_extra = {"redis": redacted(redis_url), "prefix": prefix}
         self._saved = self.cursor.copy()
         self._script = client.register_script(_MIRROR_BATCH_LUA)
         self._log_id = ""
