@@ -525,8 +525,9 @@ class Trainer:
     def _guard(self, m: EpochMeasurements) -> _Pending | None:
         """Loss explosion (non-finite, or above factor × the recent mean): fast rollback to the newest."""
         recent = self.loss_history
+        mean = sum(recent) / len(recent) if recent else float("nan")
         exploded = not np.isfinite(m.training_loss) or (
-            bool(recent) and m.training_loss > self.config.loss_explosion_factor * (sum(recent) / len(recent))
+            bool(recent) and m.training_loss > self.config.loss_explosion_factor * mean
         )
         if not exploded:
             return None
@@ -537,7 +538,6 @@ class Trainer:
                 f"(cached checkpoints: {len(self.cache)}, rollbacks in a row: {self.guard_rollbacks})"
             )
         self.guard_rollbacks += 1
-        mean = sum(recent) / len(recent) if recent else float("nan")
         return _Pending(
             target_epoch=latest.epoch,
             mode=pb.ROLLBACK_MODE_FAST,
