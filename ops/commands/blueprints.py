@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -146,9 +147,7 @@ def _jobs_by_blueprint(args: argparse.Namespace) -> dict[str, list[JobState]]:
 def _status(states: list[JobState]) -> str:
     if not states:
         return "not compiled"
-    counts: dict[str, int] = {}
-    for state in states:
-        counts[state.status.value] = counts.get(state.status.value, 0) + 1
+    counts = Counter(state.status.value for state in states)
     return ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
 
 
