@@ -173,6 +173,8 @@ class Tezzeret:
         return state
 
     def run(self, state: JobState) -> JobState:
+        if state.status.finished:  # nothing to run; JOBS counts the jobs this process ran to an outcome
+            return state
         if state.status is Status.RUNNING:
             metrics.RESUMED.inc()
         while not state.status.finished:
