@@ -112,13 +112,11 @@ class PostgresStore:
                     )
                 elif connection.execute(sa.select(self.head.c.position)).first() is None:
                     raise StoreUnavailable(f"{self._safe_url()}: no event store in schema {schema!r}")
-        except sa.exc.OperationalError as exc:
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
             self._engine.dispose()
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise StoreUnavailable(f"{self._safe_url()} does not answer: {reason}") from None
-        except sa.exc.ProgrammingError as exc:
-            self._engine.dispose()
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            if isinstance(exc, sa.exc.OperationalError):
+                raise StoreUnavailable(f"{self._safe_url()} does not answer: {reason}") from None
             raise StoreUnavailable(
                 f"{self._safe_url()}: no event store in schema {schema!r} ({reason})"
             ) from None
