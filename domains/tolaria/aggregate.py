@@ -60,6 +60,11 @@ class RunState:
         return eligible[-1] if eligible else None
 
 
+def mode_name(mode: int) -> str:
+    """A RollbackCompleted mode as the CLI and the metrics label show it."""
+    return "fast" if mode == pb.ROLLBACK_MODE_FAST else "full"
+
+
 def run_stream(run_id: str) -> str:
     return stream_name("run", run_id)
 

@@ -35,7 +35,7 @@ from domains.kasmina import Evaluation, Kasmina, KasminaConfig, ModuleSource, Se
 from domains.kasmina.lifecycle import stage_name
 from domains.tolaria import checkpoint as ckpt
 from domains.tolaria import control, metrics
-from domains.tolaria.aggregate import RunState, RunStatus, event_id, fold, run_stream
+from domains.tolaria.aggregate import RunState, RunStatus, event_id, fold, mode_name, run_stream
 from domains.tolaria.config import ConfigError, RunConfig, build_config
 from domains.tolaria.controller import Controller, ControllerContext, NoOpController
 from domains.tolaria.data import Splits, batches, epoch_order, eval_batches, load_dataset
@@ -727,9 +727,8 @@ class Trainer:
         self.sink.emit([self._envelope("RollbackCompleted", completed, request_epoch)])
         self.generation = state.generation + 1
         self.rollbacks += 1
-        mode_name = "fast" if mode == pb.ROLLBACK_MODE_FAST else "full"
-        metrics.ROLLBACKS.labels(mode=mode_name, trigger=trigger).inc()
-        metrics.ROLLBACK_SECONDS.labels(mode=mode_name).observe(duration_ms / 1000)
+        metrics.ROLLBACKS.labels(mode=mode_name(mode), trigger=trigger).inc()
+        metrics.ROLLBACK_SECONDS.labels(mode=mode_name(mode)).observe(duration_ms / 1000)
         return RollbackResult(record.epoch, mode, duration_ms)
 
     # ------------------------------------------------------------------ the end

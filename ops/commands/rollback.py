@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from domains.tolaria import control
-from domains.tolaria.aggregate import RequestRollback, RollbackRejected, decide_rollback, fold, run_stream
+from domains.tolaria.aggregate import (
+    RequestRollback,
+    RollbackRejected,
+    decide_rollback,
+    fold,
+    mode_name,
+    run_stream,
+)
 from leyline import decode_payload, pb
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
@@ -65,7 +72,7 @@ def handle(args: argparse.Namespace) -> int:
     }
     if completed is not None:
         document.update(
-            mode="fast" if completed.mode == pb.ROLLBACK_MODE_FAST else "full",
+            mode=mode_name(completed.mode),
             duration_ms=round(completed.duration_ms, 3),
             target_position=completed.target_position,
         )

@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from domains.tolaria.aggregate import run_stream
+from domains.tolaria.aggregate import mode_name, run_stream
 from domains.tolaria.config import KNOWN_KEYS, ConfigError, RunConfig, build_config, load_config_file
 from eventstore import EventFilter, EventStore
-from leyline import pb
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args
@@ -197,7 +196,7 @@ def progress_bar(args: argparse.Namespace) -> Iterator[Progress]:
         )
 
     def on_rollback(result: RollbackResult) -> None:
-        mode = "fast" if result.mode == pb.ROLLBACK_MODE_FAST else "full"
+        mode = mode_name(result.mode)
         bar = bars[-1]
         bar.write(f"rolled back to epoch {result.target_epoch} ({mode}, {result.duration_ms:.0f} ms)")
         bar.n = result.target_epoch
