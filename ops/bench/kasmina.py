@@ -32,7 +32,7 @@ from domains.kasmina import (
 )
 from domains.kasmina import lifecycle as lc
 from domains.tolaria.hosts import CNNLite, HostSpec, SlotSpec
-from leyline import new_envelope, pb
+from leyline import new_envelope, pb, stream_name
 from leyline.signing import Keyring, Signer, Verifier
 from ops.bench import BenchOptions, Result, median_us
 
@@ -53,7 +53,7 @@ def seed_slot(spec: SlotSpec) -> nn.Module:
 
 def cnn_lite(slots: bool) -> nn.Module:
     spec = HostSpec(input_shape=(1, 8, 8), num_classes=10)
-    return CNNLite(HostSpec(spec.input_shape, spec.num_classes, slot_factory=seed_slot) if slots else spec)
+    return CNNLite(replace(spec, slot_factory=seed_slot) if slots else spec)
 
 
 def karn_source() -> FactorySource:
@@ -73,7 +73,7 @@ def command(signer: Signer, command_id: str, operation: int) -> pb.EventEnvelope
     )
     envelope = new_envelope(
         "AdaptationCommandIssued",
-        f"command-{command_id}",
+        stream_name("command", command_id),
         pb.AdaptationCommandIssued(command=body),
         run_id=RUN,
         source="bench",
