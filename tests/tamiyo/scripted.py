@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from domains.tamiyo.policy import Observation
-from domains.tolaria.controller import ControllerContext
+from domains.tolaria.controller import HEADROOM_METRIC, ControllerContext
 from leyline import pb
 
 RUN_ID = "rtest0001"
@@ -58,7 +58,7 @@ def dormant_slots(count: int = 2, headroom: Sequence[float] = ()) -> list[pb.See
     for slot in range(count):
         seed = pb.SeedState(slot=slot, stage=pb.SEED_STAGE_DORMANT)
         if slot < len(headroom):
-            seed.metrics["headroom"] = headroom[slot]
+            seed.metrics[HEADROOM_METRIC] = headroom[slot]
         seeds.append(seed)
     return seeds
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from domains.tamiyo.catalogue import heuristic_controller, karn_descriptors, karn_estimator
 from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy
 from domains.tamiyo.state import TamiyoState
+from domains.tolaria.controller import HEADROOM_METRIC
 from leyline import decode_payload, pb
 from leyline.signing import Keyring, Signer
 from tests.tamiyo.scripted import PLATEAU_LOSSES, RUN_ID, context, observation, packet
@@ -47,7 +48,7 @@ def test_a_chosen_blueprint_respects_every_constraint(
     config = HeuristicConfig(parameter_budget=budget, seed=seed)
     policy = HeuristicPolicy(config)
     seeds = [
-        pb.SeedState(slot=slot, stage=pb.SEED_STAGE_DORMANT, metrics={"headroom": headroom[slot]})
+        pb.SeedState(slot=slot, stage=pb.SEED_STAGE_DORMANT, metrics={HEADROOM_METRIC: headroom[slot]})
         for slot in SLOTS
     ]
     state = TamiyoState(validation_losses=(0.5, 0.5, 0.5), conservative=conservative)
@@ -70,7 +71,7 @@ def test_a_chosen_blueprint_respects_every_constraint(
     if budget is not None:
         assert 670 + cost <= budget
     # the slot with the most headroom (as stored: float32) that has any eligible blueprint
-    stored = {seed.slot: seed.metrics["headroom"] for seed in seeds}
+    stored = {seed.slot: seed.metrics[HEADROOM_METRIC] for seed in seeds}
     assert stored[command.target_slot] == max(
         stored[s] for s in SLOTS if policy.eligible_blueprints(obs, s, level, state.conservative)
     )
