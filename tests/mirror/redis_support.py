@@ -29,6 +29,13 @@ def wait_until(condition: Callable[[], bool], timeout: float = 60.0, interval: f
         time.sleep(interval)
 
 
+def delete_prefix(client: redis.Redis, prefix: str) -> None:
+    """Delete every key under the prefix."""
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 class PrivateRedis:
     """A redis-server of the test's own, without persistence: a restart comes back empty."""
 
@@ -105,9 +112,7 @@ def shared_redis(prefix: str) -> Iterator[redis.Redis]:
     try:
         yield client
     finally:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
+        delete_prefix(client, prefix)
         client.close()
 
 

@@ -15,6 +15,7 @@ from domains.oona.routing import OonaKeys, Queue, Thresholds
 from eventstore import EventStore
 from eventstore.mirror import Mirror, position_of
 from tests.mirror.redis_support import (
+    delete_prefix,
     emergency_event,
     epoch_event,
     field_report_event,
@@ -218,7 +219,7 @@ def test_reseeding_after_redis_lost_its_data_applies_no_backpressure_to_consumed
     mirror.housekeeping(force=True)
     assert fanout.depth == 0 and fanout.rerouted == 0 and fanout.dropped == 0
 
-    shared_redis.delete(*shared_redis.scan_iter(match=f"{prefix}:*"))  # Redis lost everything
+    delete_prefix(shared_redis, prefix)  # Redis lost everything
     store.append([epoch_event(epoch=1), telemetry_event()])
     fanout = OonaFanout(keys)
     mirror = Mirror(store, shared_redis, tmp_path, prefix=prefix, fanout=fanout, batch_size=1000)

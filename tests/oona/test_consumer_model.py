@@ -22,7 +22,7 @@ from domains.oona.bus import Delivery, OonaConsumer, OonaFanout
 from domains.oona.routing import OonaKeys, Queue
 from eventstore import open_store
 from eventstore.mirror import Mirror, connect_redis
-from tests.mirror.redis_support import SHARED_REDIS, epoch_event
+from tests.mirror.redis_support import SHARED_REDIS, delete_prefix, epoch_event
 
 pytestmark = pytest.mark.redis
 
@@ -113,9 +113,7 @@ class ConsumerGroupModel(RuleBasedStateMachine):
             assert set(effects) | set(dead) == set(self.published)
             assert {event_id for event_id, poison in self.published.items() if poison} <= set(dead)
         finally:
-            keys = list(self.client.scan_iter(match=f"{self.prefix}:*"))
-            if keys:
-                self.client.delete(*keys)
+            delete_prefix(self.client, self.prefix)
             self.client.close()
             self.store.close()
             shutil.rmtree(self.directory, ignore_errors=True)
