@@ -54,15 +54,20 @@ def dump(engine: Engine, include_checkpoints: bool = False) -> dict[str, list[tu
     return result
 
 
+def unpositioned(events: Sequence[pb.EventEnvelope]) -> list[pb.EventEnvelope]:
+    """Copies of events with no global position, ready to append."""
+    copies = []
+    for envelope in events:
+        copy = pb.EventEnvelope()
+        copy.CopyFrom(envelope)
+        copy.global_position = 0
+        copies.append(copy)
+    return copies
+
+
 def to_store(path: Path, events: Sequence[pb.EventEnvelope], batch: int = 500) -> EventStore:
     """Append events to a new file store in order (they get the positions the simulator assigned)."""
     store = open_store(path)
     for start in range(0, len(events), batch):
-        chunk = []
-        for envelope in events[start : start + batch]:
-            copy = pb.EventEnvelope()
-            copy.CopyFrom(envelope)
-            copy.global_position = 0
-            chunk.append(copy)
-        store.append(chunk)
+        store.append(unpositioned(events[start : start + batch]))
     return store

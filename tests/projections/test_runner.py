@@ -25,7 +25,7 @@ from projections import (
     status,
 )
 from projections.simulate import realistic_log
-from tests.projections.helpers import dump, fresh_sqlite, postgres_database, to_store
+from tests.projections.helpers import dump, fresh_sqlite, postgres_database, to_store, unpositioned
 
 EVENTS = 4000
 
@@ -115,13 +115,7 @@ def test_follow_applies_live_appends(tmp_path: Path, log: list[pb.EventEnvelope]
     follower.start()
     try:
         for start in range(1000, EVENTS, 250):
-            chunk = []
-            for envelope in log[start : start + 250]:
-                copy = pb.EventEnvelope()
-                copy.CopyFrom(envelope)
-                copy.global_position = 0
-                chunk.append(copy)
-            store.append(chunk)
+            store.append(unpositioned(log[start : start + 250]))
         consumed = set().union(*(projection.event_types for projection in default_projections()))
         last = max(e.global_position for e in log if e.event_type in consumed)
         for _ in range(1200):
