@@ -15,6 +15,7 @@ from sqlalchemy import Engine, func, select
 from eventstore import open_store
 from projections import catch_up
 from projections.db import create_db_engine
+from projections.runner import GREEN_SUFFIX
 from projections.schema import metadata, projection_checkpoints
 
 
@@ -36,7 +37,7 @@ def view(engine: Engine) -> dict[str, dict[str, int]]:
         checkpoints = {row.name: row.position for row in connection.execute(select(projection_checkpoints))}
     return {
         "counts": counts,
-        "checkpoints": {k: v for k, v in checkpoints.items() if not k.endswith("__green")},
+        "checkpoints": {k: v for k, v in checkpoints.items() if not k.endswith(GREEN_SUFFIX)},
     }
 
 
