@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch._inductor.runtime.cache_dir_utils import temporary_cache_dir
 
-from domains.urza.aoti import DTYPE, device_capability, dtype_name
+from domains.urza.aoti import DTYPE, cpu_features, device_capability, dtype_name
 from domains.urza.artifact import zip_entries
 
 INDUCTOR_DIR = Path(tempfile.gettempdir()) / "esper-inductor"
@@ -76,6 +76,7 @@ def compile_package(
     target = {
         "device": device,
         "capability": device_capability(device),
+        **({"cpu_features": cpu_features()} if device == "cpu" else {}),
         "inputs": [[name, dtype_name(tensor.dtype)] for name, tensor in zip(names, tensors, strict=True)],
         "slot_shape": list(example.shape[1:]),
         "use": "no-grad eval-mode forward on this device; weights are inputs, so trained weights apply",

@@ -7,12 +7,13 @@ the artifact with the weights that copy holds now. It has no backward: `Artifact
 no-grad evaluation on its device, and the exported programs everywhere else.
 
 The native code only runs where it was built (CUDA, or the CPU's instruction set: inductor compiles
-with -march=native), so loading checks the manifest's device and capability first and answers a reason
-instead of a program where they differ; the exported eval program then does the work.
+with -march=native), so loading checks the manifest's device, capability and CPU features first and
+answers a reason instead of a program where they differ; the exported eval program then does the work.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,21 @@ DTYPE = torch.float32
 
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def cpu_features() -> str:
+    """A digest of this CPU's instruction-set flags (Linux /proc/cpuinfo; "" elsewhere).
+
+    inductor compiles CPU packages with -march=native, so they need every extension of the CPU that built
+    them; the coarse capability level ("AVX512") is shared by CPUs that differ in those extensions, and
+    running code built for another one can die on an illegal instruction instead of falling back.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "")
+    except OSError:
+        return ""
+    return hashlib.sha256(" ".join(sorted(flags.partition(":")[2].split())).encode()).hexdigest()[:16]
 
 
 def device_capability(device: str) -> str:
@@ -82,6 +98,8 @@ def unavailable_reason(target: Mapping[str, Any]) -> str:
     built, here = target.get("capability"), device_capability(device)
     if built != here:
         return f"it was compiled for {device} capability {built!r}, this machine has {here!r}"
+    if device == "cpu" and target.get("cpu_features") != cpu_features():
+        return "it was compiled on a CPU with other instruction-set extensions (built with -march=native)"
     return ""
 
 

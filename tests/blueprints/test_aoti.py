@@ -184,6 +184,7 @@ def with_manifest(unpacked: Unpacked, **inference: Any) -> Unpacked:
     [
         ({"device": "cuda"}, "compiled for cuda and this process has no CUDA device"),
         ({"capability": "VSX"}, "compiled for cpu capability 'VSX'"),
+        ({"cpu_features": "0" * 16}, "compiled on a CPU with other instruction-set extensions"),
         ({}, "the package did not load"),
     ],
 )
