@@ -30,6 +30,7 @@ from domains.kasmina.slot import SeedSlot, find_slots
 from domains.kasmina.source import ModuleSource
 from leyline import DecodeError, category_of, decode_payload, new_envelope, pb, stream_name
 from leyline.errors import BadSignature, ReplayedNonce, SignatureError, StaleTimestamp, UnknownKey
+from leyline.seed_metrics import CONTRIBUTION_METRIC, ISOLATION_METRIC, STAGE_EPOCHS_METRIC
 from leyline.signing import Verifier
 
 SOURCE = "kasmina"
@@ -243,11 +244,11 @@ class Kasmina:
                 gradient_norm=last.grad_norm if math.isfinite(last.grad_norm) else 0.0,
                 age_epochs=max(0, self.epoch - s.germinated_epoch) if s.seed_id else 0,
             )
-            state.metrics["isolation_violations"] = float(s.violations)
-            state.metrics["stage_epochs"] = float(max(0, self.epoch - s.stage_epoch))
+            state.metrics[ISOLATION_METRIC] = float(s.violations)
+            state.metrics[STAGE_EPOCHS_METRIC] = float(max(0, self.epoch - s.stage_epoch))
             contribution = last.loss_alpha0 - last.loss_alpha1  # measured by the G3/G4 probes
             if math.isfinite(contribution):
-                state.metrics["contribution"] = contribution
+                state.metrics[CONTRIBUTION_METRIC] = contribution
             states.append(state)
         return states
 

@@ -39,7 +39,6 @@ from google.protobuf.message import Message
 
 from domains.tamiyo.risk import (
     ACTIVE_STAGE_WEIGHTS,
-    ISOLATION_METRIC,
     RiskAction,
     RiskAssessment,
     RiskSignals,
@@ -55,9 +54,8 @@ from domains.tamiyo.state import TamiyoState, TrackedCommand, resolve_pending
 from domains.tolaria.config import DEFAULT_HOOK_BUDGET_MS
 from domains.tolaria.controller import HEADROOM_METRIC
 from leyline import pb
+from leyline.seed_metrics import CONTRIBUTION_METRIC, ISOLATION_METRIC, STAGE_EPOCHS_METRIC
 
-CONTRIBUTION_METRIC = "contribution"
-STAGE_EPOCHS_METRIC = "stage_epochs"
 ABORTING_STAGES = frozenset(
     {pb.SEED_STAGE_CULLED, pb.SEED_STAGE_EMBARGOED, pb.SEED_STAGE_RESETTING, pb.SEED_STAGE_DORMANT}
 )

@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 from typing import cast
 
 from leyline import pb
+from leyline.seed_metrics import ISOLATION_METRIC
 
 MAX_LEVEL = 4
 HYSTERESIS_WINDOWS = 3
@@ -37,7 +38,6 @@ ACTIVE_STAGE_WEIGHTS: dict[int, float] = {
     pb.SEED_STAGE_PROBATIONARY: 0.5,
 }
 ISOLATION_VIOLATION_WEIGHT = 1.0
-ISOLATION_METRIC = "isolation_violations"
 
 
 @dataclass(frozen=True)
