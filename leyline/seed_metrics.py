@@ -1,4 +1,4 @@
-"""Keys of `SeedState.metrics` that Kasmina reports and controllers read as gate evidence.
+"""Keys of `SeedState.metrics` that Kasmina and Tolaria write and controllers read.
 
 The map is open-ended on the wire; these names are the contract between the subsystem that writes a key
 and the ones that read it, so a rename cannot silently starve a reader.
@@ -7,3 +7,4 @@ and the ones that read it, so a rename cannot silently starve a reader.
 ISOLATION_METRIC = "isolation_violations"  # gradient leaks into the host seen by the isolation monitor
 STAGE_EPOCHS_METRIC = "stage_epochs"  # epochs the seed has spent in its current stage
 CONTRIBUTION_METRIC = "contribution"  # loss without the seed minus loss with it (the G3/G4 probes)
+HEADROOM_METRIC = "headroom"  # a dormant slot's measured headroom (Tolaria, domains/tolaria/headroom.py)

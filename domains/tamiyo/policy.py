@@ -52,9 +52,8 @@ from domains.tamiyo.risk import (
 )
 from domains.tamiyo.state import TamiyoState, TrackedCommand, resolve_pending
 from domains.tolaria.config import DEFAULT_HOOK_BUDGET_MS
-from domains.tolaria.controller import HEADROOM_METRIC
 from leyline import pb
-from leyline.seed_metrics import CONTRIBUTION_METRIC, ISOLATION_METRIC, STAGE_EPOCHS_METRIC
+from leyline.seed_metrics import CONTRIBUTION_METRIC, HEADROOM_METRIC, ISOLATION_METRIC, STAGE_EPOCHS_METRIC
 
 ABORTING_STAGES = frozenset(
     {pb.SEED_STAGE_CULLED, pb.SEED_STAGE_EMBARGOED, pb.SEED_STAGE_RESETTING, pb.SEED_STAGE_DORMANT}

@@ -15,9 +15,6 @@ from typing import Any, Protocol
 from domains.tolaria.config import DEFAULT_HOOK_BUDGET_MS
 from leyline import pb
 
-# SeedState.metrics key of a dormant slot's headroom: Tolaria measures it, a controller ranks slots by it.
-HEADROOM_METRIC = "headroom"
-
 
 @dataclass(frozen=True)
 class ControllerContext:

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from domains.tolaria.controller import HEADROOM_METRIC
 from leyline import pb
+from leyline.seed_metrics import HEADROOM_METRIC
 
 
 class _Accumulator:

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from domains.tamiyo.catalogue import heuristic_controller, karn_descriptors, karn_estimator
 from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy
 from domains.tamiyo.state import TamiyoState
-from domains.tolaria.controller import HEADROOM_METRIC
 from leyline import decode_payload, pb
+from leyline.seed_metrics import HEADROOM_METRIC
 from leyline.signing import Keyring, Signer
 from tests.tamiyo.scripted import PLATEAU_LOSSES, RUN_ID, context, observation, packet
 

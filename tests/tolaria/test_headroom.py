@@ -10,17 +10,13 @@ from torch import nn
 
 from domains.kasmina import SeedSlot
 from domains.tolaria.config import build_config
-from domains.tolaria.controller import (
-    HEADROOM_METRIC,
-    ControllerContext,
-    ControllerOutput,
-    NoOpController,
-)
+from domains.tolaria.controller import ControllerContext, ControllerOutput, NoOpController
 from domains.tolaria.headroom import HeadroomMeter, with_headroom
 from domains.tolaria.hosts import HostSpec, build_host
 from domains.tolaria.trainer import open_run, seed_slot
 from eventstore import open_store
 from leyline import pb
+from leyline.seed_metrics import HEADROOM_METRIC
 from tests.tolaria.helpers import SMALL, payloads, run_events
 
 
