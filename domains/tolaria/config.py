@@ -1,9 +1,9 @@
 """The configuration of a training run: embedded defaults, a JSON or TOML file, command-line overrides.
 
 Every key is known: an unknown key is a ConfigError naming it and the keys that exist. `host` and
-`dataset` name a built-in ("cnn-lite", "transformer-lite"; "digits", "synthetic-images",
-"synthetic-sequences") or a `module:factory` entry of the user's own (see hosts.py and data.py for what
-the factory receives and returns).
+`dataset` name a built-in ("cnn-lite", "transformer-lite"; "digits", "fashion-mnist[:DIR]",
+"mnist:DIR", "austen", "synthetic-images", "synthetic-sequences") or a `module:factory` entry of the
+user's own (see hosts.py and data.py for what the factory receives and returns).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Data for the trainer: scikit-learn's bundled digits, synthetic generators, user plug-ins; batch order.
+"""Data for the trainer: bundled digits, installed real data, synthetic sets, user plug-ins; batch order.
 
-A data set is three fixed splits held as tensors (everything here is small). The split is fixed by the run
-seed. A user's own data is a `module:factory` callable taking `(seed: int, options: dict)` and returning a
-`Splits`. The order of training batches is a pure function of (seed, epoch), so the data-order cursor of
-a checkpoint is just the epoch and the batch to start from.
+A data set is three fixed splits held as tensors (domains/tolaria/datasets/splits.py); the split is fixed
+by the run seed unless the data set takes a `split_seed`. The option `train_limit` (every data set) keeps
+the first N training examples. A user's own data is a `module:factory` callable taking `(seed: int,
+options: dict)` and returning a `Splits`. The order of training batches is a pure function of (seed,
+epoch), so the data-order cursor of a checkpoint is just the epoch and the batch to start from.
 """
 
 from __future__ import annotations
@@ -11,47 +12,15 @@ from __future__ import annotations
 import hashlib
 import importlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from domains.tolaria.config import ConfigError
-
-
-@dataclass(frozen=True)
-class Split:
-    inputs: torch.Tensor
-    targets: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.targets.shape[0])
-
-    def to(self, device: torch.device) -> Split:
-        return Split(self.inputs.to(device), self.targets.to(device))
-
-
-@dataclass(frozen=True)
-class Splits:
-    name: str
-    train: Split
-    validation: Split
-    test: Split
-    num_classes: int
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.train.inputs.shape[1:])
-
-    def to(self, device: torch.device) -> Splits:
-        return Splits(
-            self.name,
-            self.train.to(device),
-            self.validation.to(device),
-            self.test.to(device),
-            self.num_classes,
-        )
+from domains.tolaria.datasets.austen import austen
+from domains.tolaria.datasets.idx import IDX_DATASETS, fashion_mnist, mnist
+from domains.tolaria.datasets.splits import Split, Splits
 
 
 def _split(
@@ -129,7 +98,11 @@ BUILTIN_DATASETS: dict[str, DataFactory] = {
     "digits": digits,
     "synthetic-images": synthetic_images,
     "synthetic-sequences": synthetic_sequences,
+    "fashion-mnist": fashion_mnist,
+    "mnist": mnist,
+    "austen": austen,
 }
+TRAIN_LIMIT = "train_limit"  # a dataset option every data set takes: keep the first N training examples
 
 
 def resolve_factory(entry: str, builtins: Mapping[str, Any], what: str) -> Any:
@@ -151,11 +124,19 @@ def resolve_factory(entry: str, builtins: Mapping[str, Any], what: str) -> Any:
 
 
 def load_dataset(entry: str, seed: int, options: Mapping[str, Any]) -> Splits:
+    """The splits an entry names: a built-in, `fashion-mnist:DIR` / `mnist:DIR`, or `module:factory`."""
+    options = dict(options)
+    name, sep, directory = entry.partition(":")
+    if sep and name in IDX_DATASETS:
+        entry, options["directory"] = name, directory
+    limit = options.pop(TRAIN_LIMIT, None)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"dataset option {TRAIN_LIMIT} must be a positive integer, got {limit!r}")
     factory: DataFactory = resolve_factory(entry, BUILTIN_DATASETS, "dataset")
-    splits = factory(seed, dict(options))
+    splits = factory(seed, options)
     if not isinstance(splits, Splits):
         raise ConfigError(f"dataset {entry!r} returned {type(splits).__name__}, not a tolaria.data.Splits")
-    return splits
+    return splits if limit is None else splits.limit_train(limit)
 
 
 def epoch_order(seed: int, epoch: int, size: int) -> torch.Tensor:

@@ -21,6 +21,7 @@ from torch import nn
 
 from domains.tolaria.config import ConfigError
 from domains.tolaria.data import resolve_factory
+from domains.tolaria.datasets.splits import TOKEN_VOCABULARY
 from leyline import pb
 
 
@@ -99,7 +100,8 @@ class CNNLite(nn.Module):
 class TransformerLite(nn.Module):
     """A one-block transformer encoder over a sequence, mean-pooled into a linear head; 3 sequence slots.
 
-    Image inputs [1, H, W] are read as H steps of W features.
+    Feature sequences [T, D] are embedded by a linear layer, token sequences [T] (integer bytes, see
+    TOKEN_VOCABULARY) by an embedding table; image inputs [1, H, W] are read as H steps of W features.
     """
 
     def __init__(self, spec: HostSpec) -> None:
@@ -107,14 +109,18 @@ class TransformerLite(nn.Module):
         shape = spec.input_shape
         if len(shape) == 3 and shape[0] == 1:
             shape = shape[1:]
-        if len(shape) != 2:
-            raise ConfigError(f"host transformer-lite needs sequences [T, D], got shape {spec.input_shape}")
+        if len(shape) not in (1, 2):
+            raise ConfigError(
+                f"host transformer-lite needs sequences [T, D] or tokens [T], got shape {spec.input_shape}"
+            )
         opts = _options(spec, "transformer-lite", {"dim": 16, "heads": 2, "hidden": 32})
-        steps, features = shape
+        steps = shape[0]
         dim = opts["dim"]
         if dim % opts["heads"]:
             raise ConfigError(f"host transformer-lite: dim {dim} must be a multiple of heads {opts['heads']}")
-        self.embed = nn.Linear(features, dim)
+        self.embed: nn.Module = (
+            nn.Embedding(TOKEN_VOCABULARY, dim) if len(shape) == 1 else nn.Linear(shape[1], dim)
+        )
         self.position = nn.Parameter(torch.zeros(steps, dim))
         self.attention = nn.MultiheadAttention(dim, opts["heads"], batch_first=True)
         self.norm1 = nn.LayerNorm(dim)

@@ -38,8 +38,10 @@ trains without growth.
 Configuration: embedded defaults, then --config FILE (.json or .toml), then the options below. Keys:
   {", ".join(KNOWN_KEYS)}.
 `host` is cnn-lite, transformer-lite or module:factory (your own nn.Module with slot_specs, see
-domains/tolaria/hosts.py); `dataset` is digits, synthetic-images, synthetic-sequences or module:factory
-(returning domains.tolaria.data.Splits).
+domains/tolaria/hosts.py); `dataset` is digits, fashion-mnist[:DIR] (Debian dataset-fashion-mnist),
+mnist:DIR (IDX files; or $ESPER_DATASETS_DIR/mnist), austen (Debian r-cran-janeaustenr; with
+transformer-lite), synthetic-images, synthetic-sequences or module:factory (returning
+domains.tolaria.data.Splits); the dataset option train_limit N trains on the first N examples.
 
 Crash-safe: after a crash or kill, `esper run --resume [--run-id ID]` loads the last committed checkpoint
 and continues; on CPU the result is bit-identical to an uninterrupted run (same model_sha256).
@@ -65,7 +67,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--controller", help="tamiyo (default: grows the host) or noop (no growth)")
     parser.add_argument("--host", help="cnn-lite (default), transformer-lite or module:factory")
     parser.add_argument(
-        "--dataset", help="digits (default), synthetic-images, synthetic-sequences or module:factory"
+        "--dataset",
+        help="digits (default), fashion-mnist[:DIR], mnist:DIR, austen, synthetic-images, "
+        "synthetic-sequences or module:factory",
     )
     parser.add_argument(
         "--redis",
@@ -155,6 +159,7 @@ def train(
     # torch is imported here, not at start-up, so that `esper --help` and other commands stay quick.
     from domains.karn.registration import register_catalogue
     from domains.tolaria.checkpoint import CheckpointError
+    from domains.tolaria.datasets.splits import DataUnavailable
     from domains.tolaria.trainer import RunError, new_run_id, open_run, resume_run
 
     data_dir = Path(args.data_dir)
@@ -172,7 +177,7 @@ def train(
         return trainer.run()
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    except (RunError, CheckpointError) as exc:
+    except (RunError, CheckpointError, DataUnavailable) as exc:
         raise CommandError(str(exc)) from None
 
 

@@ -81,8 +81,8 @@ def test_digits_split_is_fixed_by_the_seed_and_disjoint() -> None:
 
 
 def test_unknown_dataset_and_plugin_errors() -> None:
-    with pytest.raises(ConfigError, match="unknown dataset 'mnist'"):
-        load_dataset("mnist", 0, {})
+    with pytest.raises(ConfigError, match="unknown dataset 'imagenet'"):
+        load_dataset("imagenet", 0, {})
     with pytest.raises(ConfigError, match="cannot import"):
         load_dataset("no_such_module_xyz:make", 0, {})
     with pytest.raises(ConfigError, match="has no attribute"):
