@@ -21,41 +21,24 @@ from typing import Any
 from google.protobuf.message import Message
 
 from leyline import pb
-
-DORMANT = pb.SEED_STAGE_DORMANT
-GERMINATED = pb.SEED_STAGE_GERMINATED
-TRAINING = pb.SEED_STAGE_TRAINING
-BLENDING = pb.SEED_STAGE_BLENDING
-SHADOWING = pb.SEED_STAGE_SHADOWING
-PROBATIONARY = pb.SEED_STAGE_PROBATIONARY
-FOSSILIZED = pb.SEED_STAGE_FOSSILIZED
-CULLED = pb.SEED_STAGE_CULLED
-EMBARGOED = pb.SEED_STAGE_EMBARGOED
-RESETTING = pb.SEED_STAGE_RESETTING
-TERMINATED = pb.SEED_STAGE_TERMINATED
-
-# Stages in which a seed exists and may be culled (SPEC §7: "any stage from GERMINATED to PROBATIONARY").
-ACTIVE_STAGES = frozenset({GERMINATED, TRAINING, BLENDING, SHADOWING, PROBATIONARY})
-# Stages in which no gradient from the seed path may reach host parameters (the seed input is detached).
-ISOLATED_STAGES = frozenset({TRAINING, BLENDING, SHADOWING})
-# Stages in which the slot calls its seed, whose parameters then learn in their own optimizer group.
-RUNNING_STAGES = frozenset({TRAINING, BLENDING, SHADOWING, PROBATIONARY, FOSSILIZED})
-# Stages in which the isolation monitor and the non-finite guards watch the seed (until it is merged).
-GUARDED_STAGES = ISOLATED_STAGES | {PROBATIONARY}
-
-TRANSITIONS: Mapping[int, frozenset[int]] = {
-    DORMANT: frozenset({GERMINATED, TERMINATED}),
-    GERMINATED: frozenset({TRAINING, CULLED, TERMINATED}),
-    TRAINING: frozenset({BLENDING, CULLED, TERMINATED}),
-    BLENDING: frozenset({SHADOWING, CULLED, TERMINATED}),
-    SHADOWING: frozenset({PROBATIONARY, CULLED, TERMINATED}),
-    PROBATIONARY: frozenset({FOSSILIZED, CULLED, TERMINATED}),
-    FOSSILIZED: frozenset(),
-    CULLED: frozenset({EMBARGOED}),
-    EMBARGOED: frozenset({RESETTING, TERMINATED}),
-    RESETTING: frozenset({DORMANT, TERMINATED}),
-    TERMINATED: frozenset(),
-}
+from leyline.lifecycle import (
+    ACTIVE_STAGES,
+    BLENDING,
+    CULLED,
+    DORMANT,
+    EMBARGOED,
+    FOSSILIZED,
+    GERMINATED,
+    NEXT_STAGE,
+    PROBATIONARY,
+    RESETTING,
+    SHADOWING,
+    TERMINATED,
+    TRAINING,
+    TRANSITIONS,
+    LifecycleConfig,
+    stage_name,
+)
 
 # Rejections that say nothing about the command itself (anyone can send an unsigned envelope with any
 # command id), so they never mark the command id as processed.
@@ -64,40 +47,8 @@ UNVERIFIED_CODES = frozenset(
 )
 
 
-def stage_name(stage: int) -> str:
-    return pb.SeedLifecycleStage.Name(stage).removeprefix("SEED_STAGE_")
-
-
 class IllegalTransition(Exception):
     """An event that would move a slot along an edge SPEC §7 does not have: never applied."""
-
-
-@dataclass(frozen=True)
-class LifecycleConfig:
-    """Lifecycle defaults of SPEC §7 and the gate thresholds (all configurable)."""
-
-    min_training_epochs: int = 2
-    max_training_epochs: int = 8  # G1 fails if the seed loss has not improved by then
-    alpha_ramp_epochs: int = 3
-    probation_epochs: int = 2
-    embargo_epochs: int = 3
-    max_training_seeds: int = 1
-    max_isolation_violations: int = 3
-    max_grad_norm: float = 1e3  # G1: RMS seed gradient norm per step
-    host_loss_tolerance: float = 0.05  # G2: host loss may grow by at most 5 % while blending
-    shadow_tolerance: float = 0.02  # G3: loss with the seed may exceed the loss without it by 2 %
-    min_contribution: float = 0.0  # G4: loss(alpha 0) - loss(alpha 1) after the probation window
-
-    def __post_init__(self) -> None:
-        for name in ("min_training_epochs", "alpha_ramp_epochs", "max_training_seeds"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_training_epochs < self.min_training_epochs:
-            raise ValueError("max_training_epochs must be >= min_training_epochs")
-        if self.embargo_epochs < 0 or self.probation_epochs < 0 or self.max_isolation_violations < 1:
-            raise ValueError(
-                "embargo_epochs and probation_epochs must be >= 0, max_isolation_violations >= 1"
-            )
 
 
 @dataclass(frozen=True)
@@ -318,12 +269,6 @@ STAGE_GATES: dict[int, GateFunction] = {
     BLENDING: gate_g2,
     SHADOWING: gate_g3,
     PROBATIONARY: gate_g4,
-}
-NEXT_STAGE: dict[int, int] = {
-    TRAINING: BLENDING,
-    BLENDING: SHADOWING,
-    SHADOWING: PROBATIONARY,
-    PROBATIONARY: FOSSILIZED,
 }
 
 

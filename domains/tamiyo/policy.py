@@ -51,8 +51,8 @@ from domains.tamiyo.risk import (
     to_pb_level,
 )
 from domains.tamiyo.state import TamiyoState, TrackedCommand, resolve_pending
-from domains.tolaria.config import DEFAULT_HOOK_BUDGET_MS
 from leyline import pb
+from leyline.controller import DEFAULT_HOOK_BUDGET_MS
 from leyline.seed_metrics import CONTRIBUTION_METRIC, HEADROOM_METRIC, ISOLATION_METRIC, STAGE_EPOCHS_METRIC
 
 ABORTING_STAGES = frozenset(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from domains.tamiyo.policy import Observation
-from domains.tolaria.controller import ControllerContext
 from leyline import pb
+from leyline.controller import ControllerContext
 from leyline.seed_metrics import HEADROOM_METRIC
 
 RUN_ID = "rtest0001"

@@ -14,8 +14,8 @@ from prometheus_client import REGISTRY
 from domains.tamiyo.controller import TamiyoController
 from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy, Observation
 from domains.tamiyo.state import TamiyoState, evolve
-from domains.tolaria.controller import Controller, ControllerOutput
 from leyline import category_of, decode_payload, pb
+from leyline.controller import Controller, ControllerOutput
 from leyline.errors import BadSignature
 from leyline.signing import Keyring, Signer, Verifier
 from tests.tamiyo.scripted import PLATEAU_LOSSES, RUN_ID, context, dormant_slots, estimate, packet
