@@ -45,6 +45,7 @@ from domains.tolaria.sink import EventSink
 from domains.urza.source import SeedModuleSource
 from eventstore import EventStore
 from leyline import decode_payload, new_envelope, pb
+from leyline.datadir import DataDir
 from leyline.envelope import new_event_id
 from leyline.errors import SignatureError
 from leyline.signing import Keyring, Signer, Verifier
@@ -53,7 +54,6 @@ SOURCE = "tolaria"
 # Packet metrics measured with the wall clock: they differ between otherwise identical runs.
 WALL_CLOCK_METRICS = frozenset({"epoch_ms", "hook_ms"})
 GUARD = "tolaria.guard"
-KEYS_FILE = "keys.json"
 
 
 def seed_slot(spec: SlotSpec) -> SeedSlot:
@@ -197,7 +197,7 @@ class Trainer:
         config: RunConfig,
         run_id: str,
         store: EventStore,
-        data_dir: Path,
+        data_dir: DataDir | Path,
         controller: Controller | None = None,
         *,
         source: ModuleSource | None = None,
@@ -208,9 +208,9 @@ class Trainer:
         self.config = config
         self.run_id = run_id
         self.store = store
-        self.data_dir = data_dir
+        self.data_dir = DataDir.of(data_dir)
         self.progress = progress or Progress()
-        keyring = keyring or Keyring.from_env() or Keyring.load_or_create(data_dir / KEYS_FILE)
+        keyring = keyring or Keyring.from_env() or Keyring.load_or_create(self.data_dir.keys)
         self.device = self._device(config.device)
         torch.set_num_threads(config.threads)
         seed_everything(config.seed)
@@ -228,7 +228,7 @@ class Trainer:
             self.kasmina = Kasmina(
                 run_id,
                 self.model,
-                source or SeedModuleSource.open(store, data_dir),
+                source or SeedModuleSource.open(store, self.data_dir),
                 Verifier(keyring),
                 kasmina_config,
             )
@@ -788,7 +788,7 @@ class Trainer:
 
 def open_run(
     store: EventStore,
-    data_dir: Path,
+    data_dir: DataDir | Path,
     config: RunConfig,
     run_id: str,
     controller: Controller | None = None,
@@ -804,7 +804,7 @@ def open_run(
 
 def resume_run(
     store: EventStore,
-    data_dir: Path,
+    data_dir: DataDir | Path,
     run_id: str,
     controller: Controller | None = None,
     progress: Progress | None = None,

@@ -43,6 +43,7 @@ from domains.tezzeret.service import Tezzeret, resolve_spec
 from domains.urza import metrics
 from domains.urza.library import ArtifactLibrary, UrzaError
 from eventstore import EventStore
+from leyline.datadir import DataDir
 
 Request = tuple[str, Mapping[str, float], int, Sequence[int]]  # blueprint, parameters, slot kind, shape
 STRATEGY_VARIABLE = "ESPER_COMPILE_STRATEGY"
@@ -77,7 +78,7 @@ class SeedModuleSource:
     def open(
         cls,
         store: EventStore,
-        data_dir: Path,
+        data_dir: DataDir | Path,
         *,
         use: Use = Use.LIVE,
         approved: Collection[str] = (),
@@ -85,7 +86,7 @@ class SeedModuleSource:
         strategy: str | None = None,
         device: str | None = None,
     ) -> SeedModuleSource:
-        library = ArtifactLibrary(Path(data_dir) / "artifacts", store, cache_size)
+        library = ArtifactLibrary(DataDir.of(data_dir).artifacts, store, cache_size)
         selection = strategy or os.environ.get(STRATEGY_VARIABLE, "auto")
         chosen = choose_strategy(selection, device or default_device())
         return cls(library, Tezzeret(store, library), use, approved, chosen)

@@ -31,6 +31,7 @@ from domains.tolaria.hosts import HostSpec, build_host, count_parameters
 from domains.tolaria.trainer import Trainer
 from eventstore import EventFilter, open_store
 from leyline import decode_payload, pb
+from leyline.datadir import DataDir
 from leyline.signing import Keyring, Signer
 from ops.bench import BenchOptions, Result, percentile
 
@@ -101,7 +102,7 @@ def train(
     config: RunConfig, run_id: str, growing: bool, decision_ms: list[float]
 ) -> tuple[float, int, float]:
     with tempfile.TemporaryDirectory(prefix="esper-growth-") as tmp:
-        store = open_store(Path(tmp) / "log")
+        store = open_store(DataDir(Path(tmp)).log)
         try:
             started = time.perf_counter()
             keyring = Keyring.generate()

@@ -32,6 +32,7 @@ from domains.tolaria.hosts import build_host
 from domains.tolaria.trainer import Trainer, open_run, resume_run, seed_everything
 from eventstore import open_store
 from leyline import pb
+from leyline.datadir import DataDir
 from ops.bench import BenchOptions, Result, percentile
 
 DESCRIPTION = "training loop overhead vs plain PyTorch, hook time, checkpoint write, resume, rollback"
@@ -75,9 +76,9 @@ class PlainLoop:
 def run(options: BenchOptions) -> list[Result]:
     blocks, block_epochs = (2, 5) if options.quick else (5, 12)
     with tempfile.TemporaryDirectory(prefix="esper-bench-run-") as scratch:
-        data_dir = Path(scratch)
+        data_dir = DataDir(Path(scratch))
         config = RunConfig(epochs=blocks * block_epochs + 1, seed=0, controller="noop")
-        store = open_store(data_dir / "log")
+        store = open_store(data_dir.log)
         try:
             trainer = open_run(store, data_dir, config, "rbench001")
             plain = PlainLoop(trainer)
@@ -98,7 +99,8 @@ def run(options: BenchOptions) -> list[Result]:
 
             options.progress("checkpoint writes")
             writes = [
-                checkpoint_write_ms(trainer, data_dir / f"w{i}") for i in range(10 if options.quick else 30)
+                checkpoint_write_ms(trainer, DataDir(data_dir.root / f"w{i}"))
+                for i in range(10 if options.quick else 30)
             ]
 
             options.progress("fast and full rollback")
@@ -119,7 +121,7 @@ def run(options: BenchOptions) -> list[Result]:
         options.progress("resume")
         resumes = []
         for _ in range(2 if options.quick else 5):
-            store = open_store(data_dir / "log", create=False)
+            store = open_store(data_dir.log, create=False)
             try:
                 started = time.perf_counter()
                 resumed = resume_run(store, data_dir, "rbench001")
@@ -168,7 +170,7 @@ def run(options: BenchOptions) -> list[Result]:
     ]
 
 
-def checkpoint_write_ms(trainer: Trainer, directory: Path) -> float:
+def checkpoint_write_ms(trainer: Trainer, directory: DataDir) -> float:
     started = time.perf_counter()
     ckpt.write_file(directory, ckpt.serialize(trainer.epoch, trainer.components()))
     return (time.perf_counter() - started) * 1000

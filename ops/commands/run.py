@@ -17,6 +17,7 @@ from tqdm import tqdm
 from domains.tolaria.aggregate import mode_name, run_stream
 from domains.tolaria.config import KNOWN_KEYS, ConfigError, RunConfig, build_config, load_config_file
 from eventstore import EventFilter, EventStore
+from leyline.datadir import DataDir
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args
@@ -131,7 +132,7 @@ def start_mirror(args: argparse.Namespace, store: EventStore) -> MirrorThread | 
         return None
     from domains.oona.bus import start_mirror as start_background_mirror
 
-    return start_background_mirror(store, args.redis, Path(args.data_dir))
+    return start_background_mirror(store, args.redis, DataDir.of(args.data_dir).root)
 
 
 def stop_mirror(mirror: MirrorThread, store: EventStore, grace_s: float = 2.0) -> None:
@@ -157,7 +158,7 @@ def train(
     from domains.tolaria.checkpoint import CheckpointError
     from domains.tolaria.trainer import RunError, new_run_id, open_run, resume_run
 
-    data_dir = Path(args.data_dir)
+    data_dir = DataDir.of(args.data_dir)
     try:
         if config is None:
             run_id = args.run_id or latest_run(store)
