@@ -65,8 +65,6 @@ KASMINA = KasminaConfig(
 TAMIYO = HeuristicConfig(
     plateau_window=2,
     plateau_epsilon=0.1,
-    max_training_epochs=4,
-    embargo_epochs=1,
     max_concurrent_seeds=2,
     parameter_budget=PARAMETER_BUDGET,
 )
