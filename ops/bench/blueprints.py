@@ -30,9 +30,9 @@ import torch
 from domains.tezzeret.compiler import compile_artifact, template_for
 from domains.tezzeret.jobs import CompileSpec, Status
 from domains.tezzeret.service import Tezzeret, catalogue_specs
+from domains.tezzeret.source import SeedModuleSource
 from domains.urza.artifact import ArtifactModule
 from domains.urza.library import ArtifactLibrary
-from domains.urza.source import SeedModuleSource
 from eventstore import EventStore, open_store
 from leyline import pb
 from leyline.datadir import DataDir

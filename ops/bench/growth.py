@@ -34,6 +34,7 @@ from leyline import decode_payload, pb
 from leyline.datadir import DataDir
 from leyline.signing import Keyring, Signer
 from ops.bench import BenchOptions, Result, percentile
+from ops.compose import build_trainer
 
 DESCRIPTION = "baseline vs Tamiyo-grown vs static-large host on digits: test accuracy, parameters, wall time"
 SEEDS = (0, 1, 2)
@@ -104,7 +105,9 @@ def train(
         try:
             started = time.perf_counter()
             keyring = Keyring.generate()
-            trainer = Trainer(config, run_id, store, Path(tmp), keyring=keyring, kasmina_config=KASMINA)
+            trainer = build_trainer(
+                config, run_id, store, DataDir(Path(tmp)), keyring=keyring, kasmina_config=KASMINA
+            )
             if growing:  # Tolaria's own Tamiyo, given the bench's parameter budget and estimates
                 trainer.controller = tamiyo_for(trainer, keyring, config.seed)
             trainer.start()

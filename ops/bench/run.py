@@ -29,11 +29,13 @@ from domains.tolaria import checkpoint as ckpt
 from domains.tolaria.config import RunConfig
 from domains.tolaria.data import batches, epoch_order
 from domains.tolaria.hosts import build_host
-from domains.tolaria.trainer import Trainer, open_run, resume_run, seed_everything
+from domains.tolaria.trainer import Trainer
+from domains.tolaria.workload import seed_everything
 from eventstore import open_store
 from leyline import pb
 from leyline.datadir import DataDir
 from ops.bench import BenchOptions, Result, percentile
+from ops.compose import new_run, resume
 
 DESCRIPTION = "training loop overhead vs plain PyTorch, hook time, checkpoint write, resume, rollback"
 OVERHEAD_TARGET = 1.05
@@ -80,7 +82,7 @@ def run(options: BenchOptions) -> list[Result]:
         config = RunConfig(epochs=blocks * block_epochs + 1, seed=0, controller="noop")
         store = open_store(data_dir.log)
         try:
-            trainer = open_run(store, data_dir, config, "rbench001")
+            trainer = new_run(store, data_dir, config, "rbench001")
             plain = PlainLoop(trainer)
             options.progress(f"overhead: {blocks} blocks of {block_epochs} epochs, full loop vs plain loop")
             ratios, hooks = [], []
@@ -124,7 +126,7 @@ def run(options: BenchOptions) -> list[Result]:
             store = open_store(data_dir.log, create=False)
             try:
                 started = time.perf_counter()
-                resumed = resume_run(store, data_dir, "rbench001")
+                resumed = resume(store, data_dir, "rbench001")
                 resumes.append(time.perf_counter() - started)
                 resumed.sink.close()
             finally:

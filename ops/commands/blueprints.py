@@ -23,8 +23,8 @@ from domains.tezzeret.service import (
     catalogue_specs,
     read_jobs,
 )
+from domains.tezzeret.source import STRATEGY_VARIABLE, default_device
 from domains.urza.library import ArtifactLibrary, artifact_path
-from domains.urza.source import STRATEGY_VARIABLE, default_device
 from leyline.datadir import DataDir
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError

@@ -156,7 +156,8 @@ def train(
     # torch is imported here, not at start-up, so that `esper --help` and other commands stay quick.
     from domains.karn.registration import register_catalogue
     from domains.tolaria.checkpoint import CheckpointError
-    from domains.tolaria.trainer import RunError, new_run_id, open_run, resume_run
+    from domains.tolaria.trainer import RunError, new_run_id
+    from ops.compose import new_run, resume
 
     data_dir = DataDir.of(args.data_dir)
     try:
@@ -164,12 +165,12 @@ def train(
             run_id = args.run_id or latest_run(store)
             if store.stream_version(run_stream(run_id)) == 0:
                 raise UsageError(f"run {run_id} does not exist in this log; check the id with `esper audit`")
-            trainer = resume_run(
+            trainer = resume(
                 store, data_dir, run_id, progress=progress, epochs=args.epochs, device=args.device
             )
         else:
             register_catalogue(store)  # the blueprint_catalog read model shows what the controller chose from
-            trainer = open_run(store, data_dir, config, args.run_id or new_run_id(), progress=progress)
+            trainer = new_run(store, data_dir, config, args.run_id or new_run_id(), progress=progress)
         return trainer.run()
     except ConfigError as exc:
         raise UsageError(str(exc)) from None

@@ -8,7 +8,7 @@ import torch
 
 from domains.tezzeret.service import Tezzeret
 from domains.urza.library import ArtifactLibrary
-from domains.urza.source import SeedModuleSource
+from domains.tezzeret.source import SeedModuleSource
 from eventstore import EventStore, open_store
 from leyline.datadir import DataDir
 

@@ -24,7 +24,7 @@ from domains.tezzeret.service import Tezzeret, resolve_spec
 from domains.urza import metrics
 from domains.urza.artifact import INFERENCE_PROGRAM, ArtifactModule, Unpacked, module_from, unpack
 from domains.urza.library import ArtifactCorrupted, ArtifactLibrary
-from domains.urza.source import SeedModuleSource
+from domains.tezzeret.source import SeedModuleSource
 from eventstore import EventStore, open_store
 from leyline import decode_payload, pb
 from leyline.datadir import DataDir

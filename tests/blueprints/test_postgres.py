@@ -10,7 +10,7 @@ import pytest
 
 from domains.karn.blocks import SEQUENCE
 from domains.tezzeret.jobs import Status
-from domains.urza.source import SeedModuleSource
+from domains.tezzeret.source import SeedModuleSource
 from eventstore import open_store
 from leyline.datadir import DataDir
 from ops.cli import main

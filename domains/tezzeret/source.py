@@ -1,4 +1,7 @@
-"""Kasmina's entry point for seed modules: `SeedModuleSource.load_module`.
+"""Kasmina's entry point for seed modules: `SeedModuleSource.load_module` (compile-or-load).
+
+It lives in Tezzeret, above both the compiler and Urza's library, because it uses both: Urza stores and
+verifies artifacts and never imports the compiler.
 
     source = SeedModuleSource.open(store, data_dir)
     module, artifact_hash = source.load_module("BP009", {"hidden": 8}, pb.SLOT_KIND_CONV2D, (8, 8, 8))
