@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 import statistics
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from google.protobuf.message import Message
 
@@ -93,6 +94,16 @@ class HeuristicConfig:
             raise ValueError("max_concurrent_seeds must be >= 0")
         if not 0 <= self.conservative_exit_level < self.conservative_enter_level <= 4:
             raise ValueError("need 0 <= conservative_exit_level < conservative_enter_level <= 4")
+
+    def to_json(self) -> str:
+        """The configuration RunStarted records (controller_config_json), so a resumed run restores it."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> HeuristicConfig:
+        values = json.loads(text)
+        thresholds = {name: tuple(levels) for name, levels in values.pop("thresholds").items()}
+        return cls(**values, thresholds=RiskThresholds(**thresholds))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy, Observation, plateaued
+from domains.tamiyo.risk import RiskThresholds
 from domains.tamiyo.state import TamiyoState, evolve
 from leyline import pb
 from leyline.lifecycle import LifecycleConfig
@@ -399,3 +400,14 @@ def test_a_window_cut_short_by_a_rollback_reports_aborted() -> None:
     (report,) = [p.report for p in rolled_back if isinstance(p, pb.FieldReportIssued)]
     assert report.outcome == pb.FIELD_REPORT_OUTCOME_ABORTED
     assert (report.start_epoch, report.end_epoch) == (6, 5)
+
+
+def test_the_config_round_trips_through_the_json_a_run_records() -> None:
+    config = HeuristicConfig(
+        seed=7,
+        plateau_window=2,
+        parameter_budget=1860,
+        thresholds=RiskThresholds(loss_drift=(0.2, 0.4, 1.0, 3.0)),
+    )
+    assert HeuristicConfig.from_json(config.to_json()) == config
+    assert HeuristicConfig.from_json(HeuristicConfig().to_json()) == HeuristicConfig()
