@@ -21,7 +21,9 @@ from domains.tamiyo.catalogue import heuristic_controller
 from domains.tezzeret.source import SeedModuleSource
 from domains.tolaria.aggregate import RunStatus, fold, run_stream
 from domains.tolaria.config import ConfigError, RunConfig
-from domains.tolaria.trainer import Progress, RunError, Trainer, config_to_resume
+from domains.tolaria.report import Progress
+from domains.tolaria.rollback import RunError
+from domains.tolaria.trainer import Trainer, config_to_resume
 from domains.tolaria.workload import Workload, build_workload
 from eventstore import EventStore
 from leyline.controller import Controller, NoOpController

@@ -23,7 +23,9 @@ from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args
 
 if TYPE_CHECKING:
-    from domains.tolaria.trainer import EpochMeasurements, Progress, RollbackResult, RunSummary
+    from domains.tolaria.loop import EpochMeasurements
+    from domains.tolaria.report import Progress, RunSummary
+    from domains.tolaria.rollback import RollbackResult
     from eventstore.mirror import MirrorThread
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,32}$")
@@ -156,7 +158,8 @@ def train(
     # torch is imported here, not at start-up, so that `esper --help` and other commands stay quick.
     from domains.karn.registration import register_catalogue
     from domains.tolaria.checkpoint import CheckpointError
-    from domains.tolaria.trainer import RunError, new_run_id
+    from domains.tolaria.report import new_run_id
+    from domains.tolaria.rollback import RunError
     from ops.compose import new_run, resume
 
     data_dir = DataDir.of(args.data_dir)
@@ -181,7 +184,7 @@ def train(
 @contextmanager
 def progress_bar(args: argparse.Namespace) -> Iterator[Progress]:
     """Epochs, loss, accuracy and seeds by stage on stderr; created once the run knows its epochs."""
-    from domains.tolaria.trainer import Progress
+    from domains.tolaria.report import Progress
 
     bars: list[tqdm[Any]] = []
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from domains.tolaria.config import build_config
-from domains.tolaria.trainer import model_sha256
+from domains.tolaria.report import model_sha256
 from eventstore import open_store
 from leyline import new_envelope, pb
 from leyline.controller import ControllerContext, ControllerOutput, NoOpController
