@@ -18,6 +18,7 @@ from pathlib import Path
 
 from domains.kasmina import Kasmina, KasminaConfig, ModuleSource
 from domains.tamiyo.catalogue import heuristic_controller
+from domains.tamiyo.policy import HeuristicConfig
 from domains.tezzeret.source import SeedModuleSource
 from domains.tolaria.aggregate import RunStatus, fold, run_stream
 from domains.tolaria.config import ConfigError, RunConfig
@@ -44,12 +45,16 @@ def keyring_for(data_dir: DataDir) -> Keyring:
     return Keyring.from_env() or Keyring.load_or_create(data_dir.keys)
 
 
-def build_controller(name: str, run_id: str, kasmina: Kasmina, keyring: Keyring) -> Controller:
-    """The controller a config names (RunConfig has checked the name)."""
+def build_controller(
+    name: str, run_id: str, kasmina: Kasmina, keyring: Keyring, config_json: str = ""
+) -> tuple[Controller, str]:
+    """The controller a config names (RunConfig has checked the name) and its own configuration as JSON
+    (the one recorded in RunStarted when resuming, else the defaults)."""
     if name == "noop":
-        return NoOpController()
+        return NoOpController(), ""
+    config = HeuristicConfig.from_json(config_json) if config_json else HeuristicConfig()
     slots = {slot.slot: (slot.kind, slot.shape) for slot in kasmina.slots.values()}
-    return heuristic_controller(run_id, Signer(keyring), slots)
+    return heuristic_controller(run_id, Signer(keyring), slots, config), config.to_json()
 
 
 def build_kasmina(
@@ -79,6 +84,7 @@ def build_trainer(
     keyring: Keyring | None = None,
     progress: Progress | None = None,
     kasmina_config: KasminaConfig | None = None,
+    controller_config_json: str = "",
 ) -> Trainer:
     """A Trainer with every collaborator built; the given ones (tests, benches) replace the defaults."""
     keyring = keyring or keyring_for(data_dir)
@@ -87,8 +93,22 @@ def build_trainer(
     kasmina = build_kasmina(
         run_id, config, workload, source or SeedModuleSource.open(store, data_dir), verifier, kasmina_config
     )
-    controller = controller or build_controller(config.controller, run_id, kasmina, keyring)
-    return Trainer(config, run_id, store, data_dir, workload, kasmina, controller, verifier, progress)
+    if controller is None:
+        controller, controller_config_json = build_controller(
+            config.controller, run_id, kasmina, keyring, controller_config_json
+        )
+    return Trainer(
+        config,
+        run_id,
+        store,
+        data_dir,
+        workload,
+        kasmina,
+        controller,
+        verifier,
+        progress,
+        controller_config_json,
+    )
 
 
 def new_run(
@@ -119,6 +139,16 @@ def resume(
     """The run continued from its log and last committed checkpoint."""
     state = fold(store.read_stream(run_stream(run_id)))
     config = config_to_resume(state, run_id, epochs, device)
-    trainer = build_trainer(config, run_id, store, data_dir, controller=controller, progress=progress)
+    trainer = build_trainer(
+        config,
+        run_id,
+        store,
+        data_dir,
+        controller=controller,
+        progress=progress,
+        # the lifecycle limits and the controller's configuration the run started with
+        kasmina_config=KasminaConfig(lifecycle=state.lifecycle) if state.lifecycle else None,
+        controller_config_json=state.controller_config_json,
+    )
     trainer.resume(state)
     return trainer

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from leyline import decode_payload, pb, stream_name
+from leyline.lifecycle import LifecycleConfig
 
 
 class RunStatus(Enum):
@@ -44,6 +45,8 @@ class RunState:
     run_id: str = ""
     status: RunStatus = RunStatus.ABSENT
     config_json: str = ""
+    lifecycle: LifecycleConfig | None = None  # the lifecycle limits the run started with
+    controller_config_json: str = ""  # the controller's own configuration it started with
     epoch: int = 0  # last completed epoch of the current timeline
     generation: int = 0  # rollbacks completed
     checkpoints: tuple[CheckpointRecord, ...] = ()  # current timeline, ascending epoch
@@ -84,6 +87,9 @@ def evolve(state: RunState, envelope: pb.EventEnvelope) -> RunState:
             run_id=payload.run_id,
             status=RunStatus.RUNNING,
             config_json=state.config_json or payload.config_json,
+            lifecycle=state.lifecycle
+            or (LifecycleConfig.from_pb(payload.lifecycle) if payload.HasField("lifecycle") else None),
+            controller_config_json=state.controller_config_json or payload.controller_config_json,
             starts=state.starts + 1,
         )
     if isinstance(payload, pb.EpochCompleted):

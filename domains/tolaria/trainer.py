@@ -62,6 +62,7 @@ class Trainer:
         controller: Controller,
         verifier: Verifier,
         progress: Progress | None = None,
+        controller_config_json: str = "",
     ) -> None:
         self.config = config
         self.run_id = run_id
@@ -76,6 +77,7 @@ class Trainer:
         self.kasmina = kasmina
         self.controller = controller
         self.verifier = verifier
+        self.controller_config_json = controller_config_json  # recorded in RunStarted, restored on resume
         self.headroom = HeadroomMeter(kasmina.slots, active=False)
         self.loss_fn = nn.CrossEntropyLoss()
         self.applied_commands: list[str] = []
@@ -120,6 +122,8 @@ class Trainer:
             code_version=code_version(),
             device=str(self.device),
             resumed=resumed,
+            lifecycle=self.kasmina.config.lifecycle.to_pb(),
+            controller_config_json=self.controller_config_json,
         )
 
     def resume(self, state: RunState) -> None:
