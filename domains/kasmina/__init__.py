@@ -44,10 +44,11 @@ Modules: `lifecycle` (pure decide/evolve, gates G0–G5, no torch), `slot` (Seed
 and the isolation monitor), `manager` (Kasmina), `source` (ModuleSource protocol), `metrics`.
 """
 
-from domains.kasmina.lifecycle import KasminaState, LifecycleConfig, Measurements, SlotState
+from domains.kasmina.lifecycle import KasminaState, Measurements, SlotState
 from domains.kasmina.manager import EpochMeasurements, Evaluation, Evaluator, Kasmina, KasminaConfig
 from domains.kasmina.slot import SeedSlot, find_slots
 from domains.kasmina.source import ArtifactUnavailable, FactorySource, ModuleSource
+from leyline.lifecycle import LifecycleConfig
 
 __all__ = [
     "ArtifactUnavailable",

@@ -21,41 +21,24 @@ from typing import Any
 from google.protobuf.message import Message
 
 from leyline import pb
-
-DORMANT = pb.SEED_STAGE_DORMANT
-GERMINATED = pb.SEED_STAGE_GERMINATED
-TRAINING = pb.SEED_STAGE_TRAINING
-BLENDING = pb.SEED_STAGE_BLENDING
-SHADOWING = pb.SEED_STAGE_SHADOWING
-PROBATIONARY = pb.SEED_STAGE_PROBATIONARY
-FOSSILIZED = pb.SEED_STAGE_FOSSILIZED
-CULLED = pb.SEED_STAGE_CULLED
-EMBARGOED = pb.SEED_STAGE_EMBARGOED
-RESETTING = pb.SEED_STAGE_RESETTING
-TERMINATED = pb.SEED_STAGE_TERMINATED
-
-# Stages in which a seed exists and may be culled (SPEC §7: "any stage from GERMINATED to PROBATIONARY").
-ACTIVE_STAGES = frozenset({GERMINATED, TRAINING, BLENDING, SHADOWING, PROBATIONARY})
-# Stages in which no gradient from the seed path may reach host parameters (the seed input is detached).
-ISOLATED_STAGES = frozenset({TRAINING, BLENDING, SHADOWING})
-# Stages in which the slot calls its seed, whose parameters then learn in their own optimizer group.
-RUNNING_STAGES = frozenset({TRAINING, BLENDING, SHADOWING, PROBATIONARY, FOSSILIZED})
-# Stages in which the isolation monitor and the non-finite guards watch the seed (until it is merged).
-GUARDED_STAGES = ISOLATED_STAGES | {PROBATIONARY}
-
-TRANSITIONS: Mapping[int, frozenset[int]] = {
-    DORMANT: frozenset({GERMINATED, TERMINATED}),
-    GERMINATED: frozenset({TRAINING, CULLED, TERMINATED}),
-    TRAINING: frozenset({BLENDING, CULLED, TERMINATED}),
-    BLENDING: frozenset({SHADOWING, CULLED, TERMINATED}),
-    SHADOWING: frozenset({PROBATIONARY, CULLED, TERMINATED}),
-    PROBATIONARY: frozenset({FOSSILIZED, CULLED, TERMINATED}),
-    FOSSILIZED: frozenset(),
-    CULLED: frozenset({EMBARGOED}),
-    EMBARGOED: frozenset({RESETTING, TERMINATED}),
-    RESETTING: frozenset({DORMANT, TERMINATED}),
-    TERMINATED: frozenset(),
-}
+from leyline.lifecycle import (
+    ACTIVE_STAGES,
+    BLENDING,
+    CULLED,
+    DORMANT,
+    EMBARGOED,
+    FOSSILIZED,
+    GERMINATED,
+    NEXT_STAGE,
+    PROBATIONARY,
+    RESETTING,
+    SHADOWING,
+    TERMINATED,
+    TRAINING,
+    TRANSITIONS,
+    LifecycleConfig,
+    stage_name,
+)
 
 # Rejections that say nothing about the command itself (anyone can send an unsigned envelope with any
 # command id), so they never mark the command id as processed.
@@ -64,40 +47,8 @@ UNVERIFIED_CODES = frozenset(
 )
 
 
-def stage_name(stage: int) -> str:
-    return pb.SeedLifecycleStage.Name(stage).removeprefix("SEED_STAGE_")
-
-
 class IllegalTransition(Exception):
     """An event that would move a slot along an edge SPEC §7 does not have: never applied."""
-
-
-@dataclass(frozen=True)
-class LifecycleConfig:
-    """Lifecycle defaults of SPEC §7 and the gate thresholds (all configurable)."""
-
-    min_training_epochs: int = 2
-    max_training_epochs: int = 8  # G1 fails if the seed loss has not improved by then
-    alpha_ramp_epochs: int = 3
-    probation_epochs: int = 2
-    embargo_epochs: int = 3
-    max_training_seeds: int = 1
-    max_isolation_violations: int = 3
-    max_grad_norm: float = 1e3  # G1: RMS seed gradient norm per step
-    host_loss_tolerance: float = 0.05  # G2: host loss may grow by at most 5 % while blending
-    shadow_tolerance: float = 0.02  # G3: loss with the seed may exceed the loss without it by 2 %
-    min_contribution: float = 0.0  # G4: loss(alpha 0) - loss(alpha 1) after the probation window
-
-    def __post_init__(self) -> None:
-        for name in ("min_training_epochs", "alpha_ramp_epochs", "max_training_seeds"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_training_epochs < self.min_training_epochs:
-            raise ValueError("max_training_epochs must be >= min_training_epochs")
-        if self.embargo_epochs < 0 or self.probation_epochs < 0 or self.max_isolation_violations < 1:
-            raise ValueError(
-                "embargo_epochs and probation_epochs must be >= 0, max_isolation_violations >= 1"
-            )
 
 
 @dataclass(frozen=True)
@@ -319,12 +270,6 @@ STAGE_GATES: dict[int, GateFunction] = {
     SHADOWING: gate_g3,
     PROBATIONARY: gate_g4,
 }
-NEXT_STAGE: dict[int, int] = {
-    TRAINING: BLENDING,
-    BLENDING: SHADOWING,
-    SHADOWING: PROBATIONARY,
-    PROBATIONARY: FOSSILIZED,
-}
 
 
 def alpha_at(state: SlotState, epoch: int) -> float:
@@ -452,6 +397,7 @@ def _cull(
     embargo = _transition(
         after, EMBARGOED, epoch, f"embargo for {config.embargo_epochs} epoch(s)", (), command_id
     )
+    embargo.embargo_until_epoch = epoch + config.embargo_epochs
     return [culled, embargo]
 
 
@@ -529,10 +475,8 @@ def _decide_germinate(
         parameters=c.parameters,
         latency_ms=c.latency_ms,
         command_id=c.command_id,
+        alpha_ramp_epochs=c.alpha_ramp_epochs or config.alpha_ramp_epochs,
     )
-    # The ramp length travels in the G0 gate so that a replay restores it.
-    ramp = c.alpha_ramp_epochs or config.alpha_ramp_epochs
-    transition.gates[0].measured["alpha_ramp_epochs"] = float(ramp)
     return [transition, grafted]
 
 
@@ -625,8 +569,10 @@ def _measured(event: pb.SeedTransitioned, gate: str, key: str) -> float:
     return math.nan
 
 
-def evolve(state: KasminaState, event: Message, config: LifecycleConfig) -> KasminaState:
-    """Apply one event; raises IllegalTransition for an edge SPEC §7 does not have."""
+def evolve(state: KasminaState, event: Message) -> KasminaState:
+    """Apply one event; raises IllegalTransition for an edge SPEC §7 does not have. Everything the fold
+    needs rides on the event (the ramp on SeedGrafted, the embargo's end on the EMBARGOED transition), so a
+    replay never depends on the configuration of the process that replays."""
     if isinstance(event, pb.CommandRejected):
         if event.code in UNVERIFIED_CODES or not state.has_slot(event.slot):
             return state
@@ -634,7 +580,9 @@ def evolve(state: KasminaState, event: Message, config: LifecycleConfig) -> Kasm
         return state.with_slot(replace(s, processed=s.processed | {event.command_id}))
     if isinstance(event, pb.SeedGrafted):
         s = state.slot(event.slot)
-        return state.with_slot(replace(s, artifact_hash=event.artifact_hash))
+        return state.with_slot(
+            replace(s, artifact_hash=event.artifact_hash, alpha_ramp_epochs=event.alpha_ramp_epochs)
+        )
     if isinstance(event, pb.IsolationViolationDetected):
         s = state.slot(event.slot)
         return state.with_slot(replace(s, violations=event.violation_count))
@@ -653,13 +601,11 @@ def evolve(state: KasminaState, event: Message, config: LifecycleConfig) -> Kasm
     changes: dict[str, Any] = {"stage": to, "stage_epoch": event.epoch, "processed": processed}
     last_seed_id = state.last_seed_id
     if to == GERMINATED:
-        ramp = _measured(event, "G0", "alpha_ramp_epochs")
         changes.update(
             seed_id=event.seed_id,
             blueprint_id=event.blueprint_id,
             origin_command=event.command_id,
             germinated_epoch=event.epoch,
-            alpha_ramp_epochs=int(ramp) if math.isfinite(ramp) else config.alpha_ramp_epochs,
         )
         last_seed_id = max(last_seed_id, event.seed_id)
     elif to == TRAINING:
@@ -669,12 +615,12 @@ def evolve(state: KasminaState, event: Message, config: LifecycleConfig) -> Kasm
         loss = _measured(event, "G1", "host_loss")
         changes["blending_reference_loss"] = loss if math.isfinite(loss) else None
     elif to == EMBARGOED:
-        changes["embargo_until"] = event.epoch + config.embargo_epochs
+        changes["embargo_until"] = event.embargo_until_epoch
     return state.with_slot(replace(s, **changes), last_seed_id)
 
 
-def replay(initial: KasminaState, events: Iterable[Message], config: LifecycleConfig) -> KasminaState:
+def replay(initial: KasminaState, events: Iterable[Message]) -> KasminaState:
     state = initial
     for event in events:
-        state = evolve(state, event, config)
+        state = evolve(state, event)
     return state

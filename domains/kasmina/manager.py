@@ -30,6 +30,23 @@ from domains.kasmina.slot import SeedSlot, find_slots
 from domains.kasmina.source import ModuleSource
 from leyline import DecodeError, category_of, decode_payload, new_envelope, pb, stream_name
 from leyline.errors import BadSignature, ReplayedNonce, SignatureError, StaleTimestamp, UnknownKey
+from leyline.lifecycle import (
+    ACTIVE_STAGES,
+    CULLED,
+    DORMANT,
+    EMBARGOED,
+    FOSSILIZED,
+    GERMINATED,
+    GUARDED_STAGES,
+    PROBATIONARY,
+    RESETTING,
+    RUNNING_STAGES,
+    SHADOWING,
+    TERMINATED,
+    TRAINING,
+    LifecycleConfig,
+    stage_name,
+)
 from leyline.seed_metrics import CONTRIBUTION_METRIC, ISOLATION_METRIC, STAGE_EPOCHS_METRIC
 from leyline.signing import Verifier
 
@@ -73,7 +90,7 @@ class EpochMeasurements:
 
 @dataclass(frozen=True)
 class KasminaConfig:
-    lifecycle: lc.LifecycleConfig = field(default_factory=lc.LifecycleConfig)
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     warmup_epochs: int = 2  # seed learning rate ramps from warmup_start_factor × base to base
     warmup_start_factor: float = 0.1
     seed_lr: float | None = None  # base learning rate of seed groups; None: the optimizer's first group's
@@ -129,9 +146,9 @@ class Kasmina:
             stage = self._stage(slot_no)
             if slot.seed is None:
                 continue
-            if stage in lc.RUNNING_STAGES and self._group(slot_no) is None:
+            if stage in RUNNING_STAGES and self._group(slot_no) is None:
                 self._add_group(slot_no, self.epoch)
-            if stage in lc.GUARDED_STAGES:
+            if stage in GUARDED_STAGES:
                 slot.monitor.arm(slot.seed, slot.device, optimizer)
 
     def execute(self, envelope: pb.EventEnvelope, epoch: int) -> list[pb.EventEnvelope]:
@@ -165,7 +182,7 @@ class Kasmina:
             lc_command = self._germinate(command_id, slot_no, epoch, operation)
         elif (
             operation.operation == pb.SEED_OP_ADVANCE
-            and self._stage(slot_no) in lc.ACTIVE_STAGES
+            and self._stage(slot_no) in ACTIVE_STAGES
             and slot_no not in self._last
         ):
             reason = "no measurements since germination; advance after an epoch boundary"
@@ -198,24 +215,24 @@ class Kasmina:
         envelopes: list[pb.EventEnvelope] = []
         drained: dict[int, tuple[float, int]] = {}
         for slot_no, slot in self.slots.items():
-            if slot.seed is None or self._stage(slot_no) not in lc.ACTIVE_STAGES:
+            if slot.seed is None or self._stage(slot_no) not in ACTIVE_STAGES:
                 continue
             violations, grad_norm, nonfinite = slot.monitor.drain()
             drained[slot_no] = (grad_norm, nonfinite)
             for parameter, norm in violations:
                 step = self._run(lc.RecordViolation(slot_no, epoch, parameter, norm))
                 envelopes.extend(step)
-                if self._stage(slot_no) not in lc.ACTIVE_STAGES:
+                if self._stage(slot_no) not in ACTIVE_STAGES:
                     break
         measured: dict[int, lc.Measurements] = {}
         for s in self.state.slots:
-            if s.stage in lc.ACTIVE_STAGES:
+            if s.stage in ACTIVE_STAGES:
                 grad_norm, nonfinite = drained.get(s.slot, (0.0, 0))
                 measured[s.slot] = self._measure(s, epoch, measurements, evaluate, grad_norm, nonfinite)
         self._last = measured
         envelopes.extend(self._run(lc.Tick(epoch, measured)))
         for s in self.state.slots:
-            if s.stage == lc.RESETTING:
+            if s.stage == RESETTING:
                 envelopes.extend(self._run(lc.Scrubbed(s.slot, epoch, self._scrub_check(s.slot))))
         for s in self.state.slots:  # the alpha ramp moves at every boundary, with or without a transition
             self.slots[s.slot].alpha.fill_(lc.alpha_at(s, epoch))
@@ -227,7 +244,7 @@ class Kasmina:
         self.epoch = epoch
         envelopes = []
         for s in self.state.slots:
-            if s.stage in lc.ACTIVE_STAGES or s.stage in (lc.EMBARGOED, lc.RESETTING):
+            if s.stage in ACTIVE_STAGES or s.stage in (EMBARGOED, RESETTING):
                 envelopes.extend(self._run(lc.Terminate("", s.slot, epoch, reason)))
         return envelopes
 
@@ -269,7 +286,7 @@ class Kasmina:
             for e in envelopes
             if e.run_id == self.run_id and category_of(e.stream) == SEED_CATEGORY and e.event_type in _TYPES
         )
-        return lc.replay(lc.KasminaState.initial(self.slots), payloads, self.config.lifecycle)
+        return lc.replay(lc.KasminaState.initial(self.slots), payloads)
 
     def state_dict(self) -> dict[str, Any]:
         """Lifecycle, seed modules and their load requests, and the order of seed optimizer groups."""
@@ -324,7 +341,7 @@ class Kasmina:
             self._requests[slot_no] = request
             slot.seed = module
             slot.stage = self._stage(slot_no)
-            if slot.stage in lc.GUARDED_STAGES:
+            if slot.stage in GUARDED_STAGES:
                 slot.monitor.arm(module, slot.device, self.optimizer)
         if self.optimizer is not None:
             for group in state["groups"]:
@@ -353,7 +370,7 @@ class Kasmina:
         self, command_id: str, slot_no: int, epoch: int, op: pb.SeedOperationCommand
     ) -> lc.Germinate:
         s = self.state.slot(slot_no)
-        if s.stage != lc.DORMANT:
+        if s.stage != DORMANT:
             # decide() rejects on the stage before it looks at G0, which is not evaluated here.
             not_run = lc.Gate("G0", lc.Outcome.WAIT, "not evaluated: slot is not dormant")
             return lc.Germinate(command_id, slot_no, epoch, op.blueprint_id, "", not_run)
@@ -426,11 +443,11 @@ class Kasmina:
         nonfinite: int,
     ) -> lc.Measurements:
         m = lc.Measurements(host_loss=host.validation_loss, grad_norm=grad_norm, nonfinite=nonfinite)
-        if s.stage in (lc.GERMINATED, lc.TRAINING):
+        if s.stage in (GERMINATED, TRAINING):
             with self.counterfactual(s.slot, 1.0):
                 m = replace(m, seed_loss=evaluate().loss)
         probation_over = epoch - s.stage_epoch >= self.config.lifecycle.probation_epochs
-        if s.stage == lc.SHADOWING or (s.stage == lc.PROBATIONARY and probation_over):
+        if s.stage == SHADOWING or (s.stage == PROBATIONARY and probation_over):
             with self.counterfactual(s.slot, 0.0):
                 loss0 = evaluate().loss
             with self.counterfactual(s.slot, 1.0):
@@ -453,7 +470,7 @@ class Kasmina:
         for payload in payloads:
             slot_no = payload.slot  # type: ignore[attr-defined]
             correlation = command_id or self.state.slot(slot_no).origin_command
-            self.state = lc.evolve(self.state, payload, self.config.lifecycle)
+            self.state = lc.evolve(self.state, payload)
             self._effect(payload)
             envelopes.append(
                 new_envelope(
@@ -482,23 +499,23 @@ class Kasmina:
             metrics.GRAFT_LATENCY.observe(payload.latency_ms / 1000)
             return
         assert isinstance(payload, pb.SeedTransitioned)
-        metrics.TRANSITIONS.labels(lc.stage_name(payload.from_stage), lc.stage_name(payload.to_stage)).inc()
+        metrics.TRANSITIONS.labels(stage_name(payload.from_stage), stage_name(payload.to_stage)).inc()
         slot_no, to = payload.slot, payload.to_stage
         slot = self.slots[slot_no]
-        if to == lc.GERMINATED:
+        if to == GERMINATED:
             slot.seed = self._pending.pop(slot_no)
             slot.seed.train(slot.training)
-        elif to == lc.TRAINING:
+        elif to == TRAINING:
             assert slot.seed is not None
             slot.monitor.arm(slot.seed, slot.device, self.optimizer)
             if self.optimizer is not None:
                 self._add_group(slot_no, payload.epoch)
-        elif to == lc.FOSSILIZED:
+        elif to == FOSSILIZED:
             slot.monitor.disarm()
-        elif to == lc.CULLED:
+        elif to == CULLED:
             slot.monitor.disarm()
             self._remove_group(slot_no)
-        elif to in (lc.RESETTING, lc.TERMINATED):
+        elif to in (RESETTING, TERMINATED):
             self._scrub(slot_no)
         slot.stage = to
         slot.alpha.fill_(lc.alpha_at(self.state.slot(slot_no), self.epoch))
@@ -576,7 +593,7 @@ class Kasmina:
         for stage in set(counts) | set(self._counts):
             delta = counts[stage] - self._counts[stage]
             if delta:
-                metrics.SEEDS.labels(lc.stage_name(stage)).inc(delta)
+                metrics.SEEDS.labels(stage_name(stage)).inc(delta)
         self._counts = counts
 
 

@@ -2,7 +2,7 @@
 
 - `TamiyoController(run_id, signer, policy=HeuristicPolicy(config), decision_timeout_s=2.0,
   parameter_estimator=..., slot_kinds=...)` implements Tolaria's `Controller` protocol
-  (domains/tolaria/controller.py): `decide(packet, context) -> ControllerOutput(events, signed command)`,
+  (leyline/controller.py): `decide(packet, context) -> ControllerOutput(events, signed command)`,
   `enter_conservative_mode(reason, epoch)`, `state_dict()` / `load_state_dict()`.
 - `HeuristicPolicy(HeuristicConfig(...))`: the pure baseline policy, `decide(state, observation)`.
 - `domains.tamiyo.risk`: the risk engine (signals → level 0–4, hysteresis, actions).
