@@ -17,7 +17,7 @@ from domains.tolaria.data import load_dataset
 from domains.tolaria.datasets.austen import DEFAULT_PACKAGE_DIR, NOVELS, read_novels
 from domains.tolaria.datasets.idx import DATASETS_DIR_ENV, DEFAULT_DATASETS_DIR, FILES, PINNED_SHA256
 from domains.tolaria.datasets.splits import TOKEN_VOCABULARY, DataUnavailable
-from domains.tolaria.hosts import HostSpec, SlotSpec, build_host
+from domains.tolaria.hosts import HostSpec, SlotSpec, build_host, count_parameters
 from leyline import pb
 from ops.cli import main
 
@@ -169,3 +169,17 @@ def test_esper_datasets_dir_is_where_named_data_sets_are_found(
     (tmp_path / "mnist").symlink_to(FASHION_DIR)
     monkeypatch.setenv(DATASETS_DIR_ENV, str(tmp_path))
     assert len(load_dataset("mnist", 0, {"train_limit": 10}).train) == 10
+
+
+@needs_austen
+def test_esper_run_trains_transformer_lite_on_austen_windows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "run.json"
+    options = {"train_limit": 300, "window": 16}
+    config.write_text(json.dumps({"controller": "noop", "epochs": 1, "dataset_options": options}))
+    args = ["run", "--data-dir", str(tmp_path / "d"), "--dataset", "austen", "--host", "transformer-lite"]
+    assert main([*args, "--config", str(config), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    token_host = build_host("transformer-lite", HostSpec((16,), len(NOVELS)))  # shaped by the windows
+    assert summary["epochs"] == 1 and summary["parameters"] == count_parameters(token_host)
