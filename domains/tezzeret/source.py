@@ -76,6 +76,7 @@ class SeedModuleSource:
         self.strategy = strategy
         self._hashes: dict[CompileSpec, str] = {}
         self._lock = threading.Lock()
+        self._compiling = threading.Lock()  # one thread of this process runs compile jobs at a time
 
     @classmethod
     def open(
@@ -100,9 +101,11 @@ class SeedModuleSource:
             known = self._hashes.get(spec)
         if known:
             return known
-        state = self.compiler.state(spec.job_id)
-        if state.status is not Status.SUCCEEDED:
-            state = self.compiler.run(self.compiler.queue(spec) if state.status is Status.ABSENT else state)
+        with self._compiling:
+            state = self.compiler.state(spec.job_id)
+            if state.status is not Status.SUCCEEDED:
+                queued = self.compiler.queue(spec) if state.status is Status.ABSENT else state
+                state = self.compiler.run(queued)
         if state.status is not Status.SUCCEEDED:
             raise CompileFailed(
                 f"{spec.blueprint_id}: compile job {spec.job_id} failed after {state.attempts} attempt(s): "
@@ -144,6 +147,20 @@ class SeedModuleSource:
             artifact_hash = self.artifact_for(spec)
             self.library.load(artifact_hash, blueprint_id)
             hashes.append(artifact_hash)
+        return hashes
+
+    def warm(self, requests: Iterable[Request]) -> list[str]:
+        """Load the artifacts of requests whose compile job has already succeeded into the cache, and
+        nothing else: it never compiles, so it may run beside training (compile_ahead.py)."""
+        hashes = []
+        for blueprint_id, parameters, slot_kind, slot_shape in requests:
+            spec = resolve_spec(blueprint_id, parameters, slot_kind, slot_shape, self.strategy)
+            state = self.compiler.state(spec.job_id)
+            if state.status is Status.SUCCEEDED and self.library.exists(state.artifact_hash):
+                self.library.load(state.artifact_hash, blueprint_id)
+                with self._lock:
+                    self._hashes[spec] = state.artifact_hash
+                hashes.append(state.artifact_hash)
         return hashes
 
     def load_module_or_identity(

@@ -64,6 +64,11 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+# torch.export's deserialiser keeps global state (one program at a time per process): loads from a
+# warming thread and from the training thread take turns.
+DESERIALIZING = threading.Lock()
+
+
 class ArtifactLibrary:
     def __init__(self, root: Path, store: EventStore, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
         self.root = Path(root)
@@ -151,7 +156,8 @@ class ArtifactLibrary:
         metrics.CACHE_REQUESTS.labels("miss").inc()
         data = self.read_verified(artifact_hash, blueprint_id)
         try:
-            module = module_from(unpack(data))
+            with DESERIALIZING:
+                module = module_from(unpack(data))
         except ArtifactFormatError as exc:
             raise ArtifactUnloadable(f"artifact {artifact_hash[:16]}… cannot be loaded: {exc}") from None
         with self._lock:

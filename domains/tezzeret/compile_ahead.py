@@ -1,0 +1,131 @@
+"""Compiling ahead: the blueprints a run may graft, compiled and loaded before a boundary needs them.
+
+    ahead = CompileAhead(source, StoreAddress(location), artifacts_dir, requests)
+    ahead.start()                                   # returns at once
+    module, artifact_hash = ahead.load_module(...)  # Kasmina's ModuleSource
+    ahead.close()                                   # at run end: stops a child still compiling
+
+Without it the first graft of each blueprint compiles inside the end-of-epoch hook: seconds against an
+18 ms budget, an overrun that puts the controller in conservative mode at the moment it grows the host.
+
+The compile jobs run in a spawned child process, appending to the run's log as `esper blueprints compile`
+does: its own interpreter, so training keeps its core and the hook its timing, and its own random number
+generator (Karn seeds template weights through torch's global generator; a thread would share it with
+training and break bit-identical runs). When the child is done, a thread of this process loads the
+artifacts into Urza's in-process cache (file read, sha256, deserialisation; it never compiles), so the
+graft is a warm fetch. A request for a spec the child still holds waits for the child (one writer per
+job); any other request is served at once, compiling in the calling thread as before.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from domains.karn.catalog import KarnError
+from domains.tezzeret.jobs import CompileSpec
+from domains.tezzeret.service import Tezzeret, resolve_spec
+from domains.tezzeret.source import Request, SeedModuleSource
+from domains.urza.library import ArtifactLibrary, UrzaError
+from eventstore import open_store
+
+
+@dataclass(frozen=True)
+class StoreAddress:
+    """Where the child opens the run's log: a file-store directory or a PostgreSQL URL, and its options."""
+
+    location: str
+    options: Mapping[str, object] = field(default_factory=dict)
+
+
+def compile_in_child(address: StoreAddress, artifacts: str, specs: Sequence[CompileSpec]) -> None:
+    """The child's work: run each spec's compile job to its end (a finished job is left as it is)."""
+    torch.set_num_threads(1)
+    store = open_store(address.location, create=False, **dict(address.options))
+    try:
+        Tezzeret(store, ArtifactLibrary(Path(artifacts), store)).compile_many(specs)
+    finally:
+        store.close()
+
+
+class CompileAhead:
+    def __init__(
+        self,
+        source: SeedModuleSource,
+        address: StoreAddress,
+        artifacts: Path,
+        requests: Sequence[Request],
+    ) -> None:
+        self.source = source
+        self.address = address
+        self.artifacts = artifacts
+        self.requests: list[Request] = []
+        self.specs: list[CompileSpec] = []
+        for request in requests:
+            try:
+                spec = resolve_spec(*request, strategy=source.strategy)
+            except (KarnError, ValueError):
+                continue  # a request Karn refuses is refused again, with its reason, at graft time
+            if spec not in self.specs:
+                self.requests.append(request)
+                self.specs.append(spec)
+        self._child: BaseProcess | None = None
+        self._thread: threading.Thread | None = None
+        self.done = threading.Event()  # set once every artifact that could be compiled is in the cache
+
+    def start(self) -> None:
+        if self.specs:
+            context = multiprocessing.get_context("spawn")
+            self._child = context.Process(
+                target=compile_in_child,
+                args=(self.address, str(self.artifacts), self.specs),
+                name="esper-compile-ahead",
+                daemon=True,
+            )
+            self._child.start()
+        self._thread = threading.Thread(target=self._warm, name="esper-warm-artifacts", daemon=True)
+        self._thread.start()
+
+    def _warm(self) -> None:
+        if self._child is not None:
+            self._child.join()
+        for request in self.requests:
+            try:
+                self.source.warm([request])
+            except UrzaError:
+                continue  # a corrupt or unloadable artifact is reported when a graft asks for it
+        self.done.set()
+
+    def _wait_for_child(self, spec: CompileSpec) -> None:
+        child = self._child
+        if child is not None and child.is_alive() and spec in self.specs:
+            child.join()
+
+    def load_module(
+        self,
+        blueprint_id: str,
+        parameters: Mapping[str, float],
+        slot_kind: int,
+        slot_shape: tuple[int, ...],
+    ) -> tuple[nn.Module, str]:
+        try:
+            spec = resolve_spec(blueprint_id, parameters, slot_kind, slot_shape, self.source.strategy)
+        except (KarnError, ValueError):
+            pass  # the source raises the same error, which Kasmina records as a failed G0
+        else:
+            self._wait_for_child(spec)
+        return self.source.load_module(blueprint_id, parameters, slot_kind, slot_shape)
+
+    def close(self) -> None:
+        """Stop a child still compiling (a job it leaves unfinished resumes at its next request)."""
+        child = self._child
+        if child is not None and child.is_alive():
+            child.terminate()
+            child.join()

@@ -1,0 +1,54 @@
+"""Compiling ahead: a child process compiles the blueprints a run may graft, a thread warms the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from domains.tezzeret.compile_ahead import CompileAhead, StoreAddress
+from domains.tezzeret.source import Request, SeedModuleSource
+from domains.urza.library import ArtifactLibrary
+from eventstore import EventStore
+from leyline import pb
+from leyline.datadir import DataDir
+from tests.blueprints.conftest import events_of
+
+CONV, SEQUENCE = pb.SLOT_KIND_CONV2D, pb.SLOT_KIND_SEQUENCE
+REQUESTS: list[Request] = [("BP002", {}, CONV, (4, 8, 8)), ("BP005", {}, SEQUENCE, (4, 16))]
+
+
+def ahead_for(tmp_path: Path, source: SeedModuleSource, requests: list[Request] = REQUESTS) -> CompileAhead:
+    return CompileAhead(
+        source, StoreAddress(str(DataDir(tmp_path).log)), DataDir(tmp_path).artifacts, requests
+    )
+
+
+def test_compiled_in_a_child_then_warm_and_the_rng_untouched(
+    tmp_path: Path, store: EventStore, source: SeedModuleSource, library: ArtifactLibrary
+) -> None:
+    rng = torch.get_rng_state()
+    ahead = ahead_for(
+        tmp_path, source, [*REQUESTS, ("BP002", {}, CONV, (4, 8, 8)), ("BP999", {}, CONV, (4, 8, 8))]
+    )
+    assert len(ahead.specs) == 2  # the repeat and the unknown blueprint are left out
+    ahead.start()
+    assert ahead.done.wait(timeout=300)
+    assert torch.equal(torch.get_rng_state(), rng)  # the templates were seeded in the child
+    assert len(events_of(store, "CompileJobSucceeded")) == 2
+    assert len(library.cached()) == 2
+    module, digest = ahead.load_module("BP005", {}, SEQUENCE, (4, 16))
+    assert digest in library.cached() and isinstance(module, torch.nn.Module)
+    ahead.close()
+
+
+def test_a_request_the_child_holds_waits_for_it_instead_of_compiling_twice(
+    tmp_path: Path, store: EventStore, source: SeedModuleSource
+) -> None:
+    ahead = ahead_for(tmp_path, source)
+    ahead.start()
+    _, digest = ahead.load_module("BP002", {}, CONV, (4, 8, 8))  # at once: the child is still starting
+    assert digest
+    assert ahead.done.wait(timeout=300)
+    assert len(events_of(store, "CompileJobStarted")) == 2  # one attempt per job, all in the child
+    ahead.close()
