@@ -8,7 +8,7 @@ them up and swaps them in under the checkpoint locks in one transaction.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import Column, Connection, Engine, Index, MetaData, Table, text
 from sqlalchemy.exc import OperationalError
@@ -24,10 +24,11 @@ from projections.batches import (
     chunks,
     commit_batch,
     engine_for,
-    lock_checkpoints,
-    set_checkpoint,
+    floors_of,
 )
+from projections.checkpoints import lock_checkpoints, read_checkpoints, record_stop, set_checkpoint
 from projections.db import write_connection
+from projections.errors import ProjectionStopped, Stop
 from projections.projectors import (
     Projection,
 )
@@ -48,8 +49,9 @@ def _rebuild_in_place(
     """Empty and refill the tables in one transaction: readers see the old rows until it commits."""
     targets = [Target.live(projection) for projection in projections]
     applier = Applier(targets, engine.dialect.name)
+    stops: dict[str, Stop] = {}
     with write_connection(engine) as connection, connection.begin():
-        before = lock_checkpoints(connection, targets)
+        before = lock_checkpoints(connection, applier.versions())
         for projection in projections:
             for table in projection.tables:
                 connection.execute(table.delete())
@@ -58,13 +60,18 @@ def _rebuild_in_place(
         cursor = connection.connection.cursor()
         events = store.read_all(from_position=1, event_filter=applier.event_filter, to_position=head)
         for chunk in chunks(events, batch_size):
-            applier.apply(cursor, chunk, floors)
+            stops.update(applier.apply(cursor, chunk, floors)[1])
             if progress is not None:
                 progress(chunk[-1].global_position)
         for target in targets:
             # The head is read inside the lock, so it is never behind what the old rows had applied.
             position = max(head, before[target.checkpoint].position)
             set_checkpoint(connection, target.checkpoint, position, target.projection.version)
+            if target.checkpoint in stops:
+                record_stop(connection, target.checkpoint, stops[target.checkpoint])
+    if stops:
+        # Committed: each stopped projection holds its rows up to the event it cannot apply.
+        raise ProjectionStopped(stops)
     return dict.fromkeys((projection.name for projection in projections), head)
 
 
@@ -88,6 +95,11 @@ def _green_table(table: Table, metadata: MetaData) -> Table:
     return green
 
 
+def _live_names(stops: Mapping[str, Stop]) -> dict[str, Stop]:
+    """Stops keyed by the new tables' checkpoints, keyed by their projections' names instead."""
+    return {name.removesuffix(GREEN_SUFFIX): stop for name, stop in stops.items()}
+
+
 def _lock_not_available(exc: OperationalError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == "55P03"
 
@@ -107,14 +119,16 @@ def _swap(
         connection.execute(text(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"))
     # Lock the live checkpoints too before reading the head: no incremental runner can commit past it until
     # the swap is done, so the new tables catch up with everything the old ones had.
-    locked = lock_checkpoints(connection, [*targets, *(Target.live(p) for p in projections)])
-    floors = {target.checkpoint: locked[target.checkpoint].position for target in targets}
+    locked = lock_checkpoints(connection, {**applier.versions(), **{p.name: p.version for p in projections}})
+    floors = floors_of({target.checkpoint: locked[target.checkpoint] for target in targets})
     live = {projection.name: locked[projection.name].position for projection in projections}
     final_head = max(store.head_position(), *live.values())
     late = store.read_all(
         from_position=min(floors.values()) + 1, event_filter=applier.event_filter, to_position=final_head
     )
-    applier.apply(connection.connection.cursor(), list(late), floors)
+    stops = applier.apply(connection.connection.cursor(), list(late), floors)[1]
+    if stops:
+        raise ProjectionStopped(_live_names(stops))
     for projection in projections:
         for table in projection.tables:
             connection.execute(text(f"DROP TABLE {table.name}"))
@@ -159,6 +173,17 @@ def _rebuild_blue_green(
         commit_batch(engine, applier, chunk, chunk[-1].global_position)
         if progress is not None:
             progress(chunk[-1].global_position)
+    with engine.connect() as connection:
+        built = read_checkpoints(connection, [target.checkpoint for target in targets])
+    stops = {name: checkpoint.stop for name, checkpoint in built.items() if checkpoint.stop is not None}
+    if stops:
+        # The live tables stay as they are; the new ones are dropped rather than swapped in incomplete.
+        with write_connection(engine) as connection, connection.begin():
+            green.drop_all(connection)
+            connection.execute(
+                projection_checkpoints.delete().where(projection_checkpoints.c.name.in_(list(built)))
+            )
+        raise ProjectionStopped(_live_names(stops))
     for attempt in range(SWAP_ATTEMPTS):
         try:
             with write_connection(engine) as connection, connection.begin():
@@ -181,7 +206,11 @@ def rebuild(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
 ) -> dict[str, int]:
-    """Rebuild the named projections from position 1; returns each one's checkpoint afterwards."""
+    """Rebuild the named projections from position 1; returns each one's checkpoint afterwards.
+
+    Raises ProjectionStopped where a projection cannot apply an event: in place, that projection is left
+    stopped just below it (the others are rebuilt); blue/green, nothing is swapped in.
+    """
     with engine_for(db) as engine:
         chosen = select(names, projections)
         if not chosen:
