@@ -31,6 +31,7 @@ from leyline.lifecycle import (
     GERMINATED,
     NEXT_STAGE,
     PROBATIONARY,
+    QUARANTINE_STAGES,
     RESETTING,
     SHADOWING,
     TERMINATED,
@@ -447,19 +448,33 @@ def decide(state: KasminaState, command: Command, config: LifecycleConfig) -> li
     return _decide_advance(state, s, command, config)
 
 
+def germination_refusal(s: SlotState) -> tuple[str, str] | None:
+    """Why a slot cannot take a new seed now, as (code, reason); None when it can."""
+    if s.stage in QUARANTINE_STAGES:
+        return "embargoed", f"slot {s.slot} is under embargo until epoch {s.embargo_until}"
+    if s.stage != DORMANT:
+        return "illegal_transition", f"cannot germinate a {stage_name(s.stage)} slot"
+    return None
+
+
+def precheck(state: KasminaState, slot: int, operation: int, measured: bool) -> tuple[str, str] | None:
+    """The rules a verified seed command must pass before the shell fetches anything, pure: (code, reason)
+    of its rejection, or None. `measured`: the slot has measurements from an epoch boundary (an ADVANCE
+    needs them for its gate). decide() applies the same rules to the commands it receives."""
+    s = state.slot(slot)
+    if operation == pb.SEED_OP_GERMINATE:
+        return germination_refusal(s)
+    if operation == pb.SEED_OP_ADVANCE and s.stage in ACTIVE_STAGES and not measured:
+        return "gate_not_met", "no measurements since germination; advance after an epoch boundary"
+    return None
+
+
 def _decide_germinate(
     state: KasminaState, s: SlotState, c: Germinate, config: LifecycleConfig
 ) -> list[Message]:
-    if s.stage in (CULLED, EMBARGOED, RESETTING):
-        return [
-            _rejected(
-                s, c.command_id, "embargoed", f"slot {s.slot} is under embargo until epoch {s.embargo_until}"
-            )
-        ]
-    if s.stage != DORMANT:
-        return [
-            _rejected(s, c.command_id, "illegal_transition", f"cannot germinate a {stage_name(s.stage)} slot")
-        ]
+    refusal = germination_refusal(s)
+    if refusal is not None:
+        return [_rejected(s, c.command_id, *refusal)]
     if c.g0.outcome is not Outcome.PASS:
         return [_rejected(s, c.command_id, "gate_failed", f"G0: {c.g0.reason}")]
     seed_id = state.last_seed_id + 1

@@ -26,14 +26,13 @@ from torch import nn
 
 from domains.kasmina import lifecycle as lc
 from domains.kasmina import metrics
+from domains.kasmina.intake import ORPHAN_CODES, Received, receive, translate
 from domains.kasmina.slot import SeedSlot, find_slots
 from domains.kasmina.source import ModuleSource
-from leyline import DecodeError, category_of, decode_payload, new_envelope, pb, stream_name
-from leyline.errors import BadSignature, ReplayedNonce, SignatureError, StaleTimestamp, UnknownKey
+from leyline import category_of, decode_payload, new_envelope, pb, stream_name
 from leyline.lifecycle import (
     ACTIVE_STAGES,
     CULLED,
-    DORMANT,
     EMBARGOED,
     FOSSILIZED,
     GERMINATED,
@@ -57,12 +56,6 @@ EVENT_TYPES: Mapping[type[Message], str] = {
     pb.SeedGrafted: "SeedGrafted",
     pb.IsolationViolationDetected: "IsolationViolationDetected",
     pb.CommandRejected: "CommandRejected",
-}
-SIGNATURE_CODES: Mapping[type[SignatureError], str] = {
-    BadSignature: "bad_signature",
-    ReplayedNonce: "replayed_nonce",
-    StaleTimestamp: "stale_timestamp",
-    UnknownKey: "unknown_key",
 }
 SEED_CATEGORY = "seed"
 
@@ -151,61 +144,34 @@ class Kasmina:
             if stage in GUARDED_STAGES:
                 slot.monitor.arm(slot.seed, slot.device, optimizer)
 
-    def execute(self, envelope: pb.EventEnvelope, epoch: int) -> list[pb.EventEnvelope]:
-        """Verify, decide and apply a signed AdaptationCommandIssued envelope; the events to append."""
+    def receive(self, envelope: pb.EventEnvelope) -> Received:
+        """Decode and verify a command envelope, once (intake.py): the trainer acts on a verified ROLLBACK
+        itself and hands everything else to `apply`."""
+        return receive(envelope, self.state, self.verifier, self.run_id)
+
+    def apply(self, received: Received, epoch: int) -> list[pb.EventEnvelope]:
+        """Decide and apply a received command; the events to append (a rejection is an event too)."""
         self.epoch = epoch
-        if envelope.event_type != "AdaptationCommandIssued":
-            return [self._orphan_rejection(envelope, "malformed", f"not a command: {envelope.event_type}")]
-        try:
-            issued = decode_payload(envelope)
-        except DecodeError as exc:
-            return [self._orphan_rejection(envelope, "malformed", str(exc))]
-        assert isinstance(issued, pb.AdaptationCommandIssued)
-        command = issued.command
-        command_id = command.command_id or envelope.event_id
-        slot_no = command.target_slot
-        if not self.state.has_slot(slot_no):
-            return [
-                self._orphan_rejection(
-                    envelope, "unknown_slot", f"this host has no slot {slot_no}", command_id
-                )
-            ]
-        if command_id in self.state.slot(slot_no).processed:
+        if received.duplicate:
             return []
-        rejection = self._refusal(envelope, command)
-        if rejection is not None:
-            code, reason = rejection
-            return self._run(lc.Reject(command_id, slot_no, code, reason), envelope, command_id)
-        operation = command.seed_operation
-        lc_command: lc.Command
-        if operation.operation == pb.SEED_OP_GERMINATE:
-            lc_command = self._germinate(command_id, slot_no, epoch, operation)
-        elif (
-            operation.operation == pb.SEED_OP_ADVANCE
-            and self._stage(slot_no) in ACTIVE_STAGES
-            and slot_no not in self._last
-        ):
-            reason = "no measurements since germination; advance after an epoch boundary"
-            lc_command = lc.Reject(command_id, slot_no, "gate_not_met", reason)
-        elif operation.operation == pb.SEED_OP_ADVANCE:
-            lc_command = lc.Advance(command_id, slot_no, epoch, self._last[slot_no])
-        elif operation.operation == pb.SEED_OP_CULL:
-            lc_command = lc.Cull(
-                command_id, slot_no, epoch, command.annotations.get("reason", "cull command")
-            )
-        elif operation.operation == pb.SEED_OP_TERMINATE:
-            lc_command = lc.Terminate(
-                command_id, slot_no, epoch, command.annotations.get("reason", "terminated")
-            )
-        else:
-            lc_command = lc.Reject(command_id, slot_no, "unsupported_command", "unknown seed operation")
-        envelopes = self._run(lc_command, envelope, command_id)
+        slot_no = received.slot
+        refusal = received.refusal
+        if not self.state.has_slot(slot_no) or (refusal is not None and refusal[0] in ORPHAN_CODES):
+            # a malformed envelope, or a command (a ROLLBACK) naming no slot of this host
+            code, reason = refusal or ("unsupported_command", "Kasmina executes seed operations only")
+            return [self._orphan_rejection(received.envelope, code, reason, received.command_id)]
+        command = translate(received, self.state, self._last, epoch, self.clock_ms(), self._germinate)
+        envelopes = self._run(command, received.envelope, received.command_id)
         self._pending.pop(slot_no, None)
         if self.slots[slot_no].seed is None:  # a refused graft leaves no load request behind
             self._requests.pop(slot_no, None)
         if envelopes and envelopes[0].event_type != "CommandRejected":
             metrics.COMMANDS_APPLIED.inc()
         return envelopes
+
+    def execute(self, envelope: pb.EventEnvelope, epoch: int) -> list[pb.EventEnvelope]:
+        """Verify, decide and apply a signed AdaptationCommandIssued envelope: `apply(receive(envelope))`."""
+        return self.apply(self.receive(envelope), epoch)
 
     def end_epoch(
         self, epoch: int, measurements: EpochMeasurements, evaluate: Evaluator
@@ -353,27 +319,9 @@ class Kasmina:
 
     # ------------------------------------------------------------ commands
 
-    def _refusal(self, envelope: pb.EventEnvelope, command: pb.AdaptationCommand) -> tuple[str, str] | None:
-        try:
-            self.verifier.verify(envelope)
-        except SignatureError as exc:
-            return SIGNATURE_CODES.get(type(exc), "bad_signature"), str(exc)
-        if envelope.run_id != self.run_id:
-            return "wrong_run", f"command for run {envelope.run_id!r}, this is run {self.run_id!r}"
-        if command.command_type != pb.COMMAND_TYPE_SEED or not command.HasField("seed_operation"):
-            return "unsupported_command", "Kasmina executes seed operations only"
-        if command.execution_deadline_ms and self.clock_ms() > command.execution_deadline_ms:
-            return "deadline_expired", f"execution deadline {command.execution_deadline_ms} ms has passed"
-        return None
-
     def _germinate(
         self, command_id: str, slot_no: int, epoch: int, op: pb.SeedOperationCommand
     ) -> lc.Germinate:
-        s = self.state.slot(slot_no)
-        if s.stage != DORMANT:
-            # decide() rejects on the stage before it looks at G0, which is not evaluated here.
-            not_run = lc.Gate("G0", lc.Outcome.WAIT, "not evaluated: slot is not dormant")
-            return lc.Germinate(command_id, slot_no, epoch, op.blueprint_id, "", not_run)
         started = time.perf_counter()
         slot = self.slots[slot_no]
         parameters = dict(op.parameters)
