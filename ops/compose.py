@@ -27,17 +27,23 @@ from domains.tolaria.rollback import RunError
 from domains.tolaria.trainer import Trainer, config_to_resume
 from domains.tolaria.workload import Workload, build_workload
 from eventstore import EventStore
+from eventstore.file import FsyncPolicy
 from leyline.controller import Controller, NoOpController
 from leyline.datadir import DataDir
 from leyline.signing import Keyring, Signer, Verifier
+from ops.errors import UsageError
 from ops.storeopts import open_store_from_args, store_location
 
 
-def open_run_store(args: argparse.Namespace, fsync: str) -> EventStore:
+def open_run_store(args: argparse.Namespace, fsync: str, create: bool = True) -> EventStore:
     """The run's event log (`--store` URL, else `<data-dir>/log`); the file store appends under the fsync
     policy `esper run --fsync` names (PostgreSQL makes every commit durable on its own)."""
+    try:
+        FsyncPolicy.parse(fsync)
+    except ValueError as exc:
+        raise UsageError(f"--fsync: {exc}") from None
     options = {"fsync": fsync} if isinstance(store_location(args), Path) else {}
-    return open_store_from_args(args, create=True, **options)
+    return open_store_from_args(args, create=create, **options)
 
 
 def keyring_for(data_dir: DataDir) -> Keyring:
