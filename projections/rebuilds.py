@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from sqlalchemy import Column, Connection, Engine, Index, MetaData, Table, text
+from sqlalchemy import Column, Connection, Engine, Index, MetaData, Table, inspect, text
 from sqlalchemy.exc import OperationalError
 
 from eventstore.api import EventStore
@@ -75,10 +75,13 @@ def _rebuild_in_place(
     return dict.fromkeys((projection.name for projection in projections), head)
 
 
-def _green_table(table: Table, metadata: MetaData) -> Table:
+def _green_table(table: Table, metadata: MetaData, order: Sequence[str]) -> Table:
     """The new table of a blue/green rebuild: the same columns, key and indexes (the indexes under suffixed
     names, index names being global; the swap puts the live names in their place). Without them, the
-    rollback statements applied during the build scan whole tables."""
+    rollback statements applied during the build scan whole tables. The columns come in `order`, the
+    live table's: a migration that adds a column puts it last, wherever the model lists it, and the
+    swapped-in table must look like the migrated one."""
+    rank = {name: index for index, name in enumerate(order)}
     columns = [
         Column(
             column.name,
@@ -87,7 +90,7 @@ def _green_table(table: Table, metadata: MetaData) -> Table:
             nullable=column.nullable,
             autoincrement=False,
         )
-        for column in table.columns
+        for column in sorted(table.columns, key=lambda column: rank.get(column.name, len(rank)))
     ]
     green = Table(table.name + GREEN_SUFFIX, metadata, *columns)
     for index in table.indexes:
@@ -156,10 +159,11 @@ def _rebuild_blue_green(
     targets = [Target.green(projection) for projection in projections]
     applier = Applier(targets, engine.dialect.name)
     green = MetaData()
-    for projection in projections:
-        for table in projection.tables:
-            _green_table(table, green)
     with write_connection(engine) as connection, connection.begin():
+        inspector = inspect(connection)
+        for projection in projections:
+            for table in projection.tables:
+                _green_table(table, green, [column["name"] for column in inspector.get_columns(table.name)])
         green.drop_all(connection)
         green.create_all(connection)
         connection.execute(
