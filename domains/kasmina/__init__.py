@@ -53,16 +53,23 @@ Trainer side (Tolaria), per run::
 - Forward per stage, gradient isolation (detached seed input; a straight-through gradient with a quadratic
   pull in TRAINING) and the isolation monitor are documented in `slot`.
 
-Modules: `lifecycle` (pure decide/evolve and the pre-check, no torch), `intake` (decode, verify, translate),
-`slot` (SeedSlot, gradient isolation and the isolation monitor), `manager` (Kasmina), `source`
-(ModuleSource protocol), `metrics`. The stage tables and LifecycleConfig are Leyline's (leyline/lifecycle.py).
+Modules, pure (no torch): `lifecycle` (decide/evolve and the pre-check), `state` (the aggregate's state),
+`gates` (measurements and gates G0–G5), `commands`. The shell: `manager` (Kasmina), `intake`
+(decode, verify, translate), `effects` (modules, alphas, monitors, optimizer groups), `probes` (the G0 graft
+probe and the gates' measurements), `slot` (SeedSlot, gradient isolation and the isolation monitor),
+`source` (ModuleSource protocol), `config`, `metrics`. The stage tables and LifecycleConfig are Leyline's
+(leyline/lifecycle.py).
 """
 
+from domains.kasmina.config import KasminaConfig
+from domains.kasmina.gates import Measurements
 from domains.kasmina.intake import Received
-from domains.kasmina.lifecycle import KasminaState, Measurements, SlotState, precheck
-from domains.kasmina.manager import EpochMeasurements, Evaluation, Evaluator, Kasmina, KasminaConfig
+from domains.kasmina.lifecycle import precheck
+from domains.kasmina.manager import Kasmina
+from domains.kasmina.probes import EpochMeasurements, Evaluation, Evaluator
 from domains.kasmina.slot import SeedSlot, find_slots
 from domains.kasmina.source import ArtifactUnavailable, FactorySource, ModuleSource
+from domains.kasmina.state import KasminaState, SlotState
 from leyline.lifecycle import LifecycleConfig
 
 __all__ = [

@@ -16,6 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from domains.kasmina import lifecycle as lc
+from domains.kasmina.commands import Advance, Command, Cull, Germinate, Reject, Terminate
+from domains.kasmina.gates import Measurements
+from domains.kasmina.state import KasminaState
 from leyline import DecodeError, decode_payload, pb
 from leyline.errors import BadSignature, ReplayedNonce, SignatureError, StaleTimestamp, UnknownKey
 from leyline.signing import Verifier
@@ -49,7 +52,7 @@ class Received:
         return self.command.target_slot
 
 
-def receive(envelope: pb.EventEnvelope, state: lc.KasminaState, verifier: Verifier, run_id: str) -> Received:
+def receive(envelope: pb.EventEnvelope, state: KasminaState, verifier: Verifier, run_id: str) -> Received:
     """Decode and verify a command envelope once (see the module docstring)."""
     empty = pb.AdaptationCommand()
     if envelope.event_type != "AdaptationCommandIssued":
@@ -79,37 +82,37 @@ def receive(envelope: pb.EventEnvelope, state: lc.KasminaState, verifier: Verifi
     return Received(envelope, command, command_id)
 
 
-Germinator = Callable[[str, int, int, pb.SeedOperationCommand], lc.Germinate]
+Germinator = Callable[[str, int, int, pb.SeedOperationCommand], Germinate]
 
 
 def translate(
     received: Received,
-    state: lc.KasminaState,
-    last: Mapping[int, lc.Measurements],
+    state: KasminaState,
+    last: Mapping[int, Measurements],
     epoch: int,
     now_ms: int,
     germinate: Germinator,
-) -> lc.Command:
+) -> Command:
     """The lifecycle command a received (not duplicate, slot-bound) command becomes. `germinate` fetches
     the module and runs G0: it is called only once the pure pre-check has passed."""
     command, command_id, slot = received.command, received.command_id, received.slot
     if received.refusal is not None:
-        return lc.Reject(command_id, slot, *received.refusal)
+        return Reject(command_id, slot, *received.refusal)
     if command.command_type != pb.COMMAND_TYPE_SEED or not command.HasField("seed_operation"):
-        return lc.Reject(command_id, slot, "unsupported_command", "Kasmina executes seed operations only")
+        return Reject(command_id, slot, "unsupported_command", "Kasmina executes seed operations only")
     if command.execution_deadline_ms and now_ms > command.execution_deadline_ms:
         reason = f"execution deadline {command.execution_deadline_ms} ms has passed"
-        return lc.Reject(command_id, slot, "deadline_expired", reason)
+        return Reject(command_id, slot, "deadline_expired", reason)
     operation = command.seed_operation
     refusal = lc.precheck(state, slot, operation.operation, measured=slot in last)
     if refusal is not None:
-        return lc.Reject(command_id, slot, *refusal)
+        return Reject(command_id, slot, *refusal)
     if operation.operation == pb.SEED_OP_GERMINATE:
         return germinate(command_id, slot, epoch, operation)
     if operation.operation == pb.SEED_OP_ADVANCE:
-        return lc.Advance(command_id, slot, epoch, last.get(slot, lc.Measurements()))
+        return Advance(command_id, slot, epoch, last.get(slot, Measurements()))
     if operation.operation == pb.SEED_OP_CULL:
-        return lc.Cull(command_id, slot, epoch, command.annotations.get("reason", "cull command"))
+        return Cull(command_id, slot, epoch, command.annotations.get("reason", "cull command"))
     if operation.operation == pb.SEED_OP_TERMINATE:
-        return lc.Terminate(command_id, slot, epoch, command.annotations.get("reason", "terminated"))
-    return lc.Reject(command_id, slot, "unsupported_command", "unknown seed operation")
+        return Terminate(command_id, slot, epoch, command.annotations.get("reason", "terminated"))
+    return Reject(command_id, slot, "unsupported_command", "unknown seed operation")

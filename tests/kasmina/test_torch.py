@@ -17,6 +17,8 @@ from torch import nn
 
 from domains.kasmina import EpochMeasurements, Kasmina, LifecycleConfig, SeedSlot
 from domains.kasmina import lifecycle as lc
+from domains.kasmina.gates import alpha_at
+from domains.kasmina.state import SlotState
 from leyline import decode_payload, new_envelope, pb
 from leyline.lifecycle import BLENDING, DORMANT, FOSSILIZED, SHADOWING, TRAINING, stage_name
 from leyline.signing import Keyring, Signer, Verifier, canonical_bytes
@@ -359,7 +361,7 @@ def test_reset_slot_is_indistinguishable_from_a_never_used_one() -> None:
     )
     assert list(slot.parameters()) == [] and not slot.monitor.armed
     assert len(optimizer.param_groups) == 1
-    assert kasmina.state.slot(0).seed_view() == lc.SlotState(slot=0)
+    assert kasmina.state.slot(0).seed_view() == SlotState(slot=0)
     assert stages(kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), 4)) == ["GERMINATED"]
 
 
@@ -500,7 +502,7 @@ def test_alpha_ramp_does_not_recompile_a_compiled_host() -> None:
     compiled = torch.compile(host, backend=counting_backend)
     outputs = []
     for epoch in (1, 2, 3):
-        slot.alpha.fill_(lc.alpha_at(state, epoch))  # what Kasmina does at each boundary
+        slot.alpha.fill_(alpha_at(state, epoch))  # what Kasmina does at each boundary
         out = compiled(X[:8])
         out.sum().backward()
         outputs.append(out.detach())
