@@ -111,7 +111,6 @@ def build_trainer(
         workload,
         kasmina,
         controller,
-        verifier,
         progress,
         controller_config_json,
     )
