@@ -20,7 +20,7 @@ from pathlib import Path
 from eventstore import EventStore, open_store
 from leyline import pb
 from ops.bench import BenchOptions, Result, percentile
-from ops.bench.workload import realistic_log
+from ops.bench._workload import realistic_log
 from projections import apply_batch, follow, rebuild
 from projections.db import open_db
 

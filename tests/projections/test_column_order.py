@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, inspect
 
-from ops.bench.workload import realistic_log
+from ops.bench._workload import realistic_log
 from projections import PROJECTION_NAMES, catch_up, open_db, rebuild
 from tests.projections.helpers import postgres_database, to_store
 

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, inspect
 
 from eventstore import EventStore
 from leyline import DEFAULT_REGISTRY, pb
-from ops.bench.workload import realistic_log
+from ops.bench._workload import realistic_log
 from ops.cli import main
 from projections import (
     PROJECTION_NAMES,

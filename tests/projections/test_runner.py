@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from eventstore import EventStore
 from leyline import DEFAULT_REGISTRY, new_envelope, pb
-from ops.bench.workload import realistic_log
+from ops.bench._workload import realistic_log
 from projections import (
     apply_batch,
     catch_up,
