@@ -18,7 +18,7 @@ from pathlib import Path
 
 from domains.kasmina import Kasmina, KasminaConfig, ModuleSource
 from domains.tamiyo.catalogue import heuristic_controller
-from domains.tamiyo.policy import HeuristicConfig
+from domains.tamiyo.config import HeuristicConfig
 from domains.tezzeret.source import SeedModuleSource
 from domains.tolaria.aggregate import RunStatus, fold, run_stream
 from domains.tolaria.config import ConfigError, RunConfig

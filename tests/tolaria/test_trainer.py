@@ -7,8 +7,7 @@ from pathlib import Path
 import torch
 
 from domains.kasmina import KasminaConfig
-from domains.tamiyo import TamiyoController
-from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy
+from domains.tamiyo import HeuristicConfig, HeuristicPolicy, TamiyoController
 from domains.tolaria.config import build_config
 from domains.tolaria.report import model_sha256
 from eventstore import open_store
