@@ -69,6 +69,8 @@ def _rebuild_in_place(
             set_checkpoint(connection, target.checkpoint, position, target.projection.version)
             if target.checkpoint in stops:
                 record_stop(connection, target.checkpoint, stops[target.checkpoint])
+    for target in targets:
+        metrics.STOPPED.labels(target.projection.name).set(target.checkpoint in stops)
     if stops:
         # Committed: each stopped projection holds its rows up to the event it cannot apply.
         raise ProjectionStopped(stops)
@@ -197,6 +199,8 @@ def _rebuild_blue_green(
             if not _lock_not_available(exc) or attempt == SWAP_ATTEMPTS - 1:
                 raise
             time.sleep(min(1.0, 0.05 * (attempt + 1)))
+    for projection in projections:
+        metrics.STOPPED.labels(projection.name).set(0)
     return dict.fromkeys((projection.name for projection in projections), final_head)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from google.protobuf.message import Message
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine, inspect
 
 from eventstore import EventStore
@@ -192,9 +193,11 @@ def test_rebuild_resumes_a_stopped_projection_after_an_upcaster_fix(
     code, _, err = run(capsys, "rebuild", *stopped, "--data-dir", str(data_dir), "--json")
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
     assert f"stopped at position {position} ({event_type})" in err
+    assert {REGISTRY.get_sample_value("esper_projections_stopped", {"projection": n}) for n in stopped} == {1}
     fix.original = LOG[position - 1].payload
     code, _, err = run(capsys, "rebuild", *stopped, "--data-dir", str(data_dir), "--json")
     assert code == 0, err
+    assert {REGISTRY.get_sample_value("esper_projections_stopped", {"projection": n}) for n in stopped} == {0}
     assert run(capsys, "db", "status", "--data-dir", str(data_dir))[0] == 0
     reference = _reference(tmp_path, LOG, "reference.sqlite")
     live = open_db(f"sqlite:///{data_dir / 'projections.sqlite'}")
