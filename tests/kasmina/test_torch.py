@@ -600,7 +600,7 @@ def test_the_pure_precheck_runs_before_any_fetch() -> None:
         fetches.append(blueprint_id)
         return load(blueprint_id, *args)
 
-    kasmina.source.load_module = counting  # type: ignore[method-assign]
+    kasmina.source.load_module = counting  # type: ignore[method-assign,assignment]
     kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), 1)
     assert fetches == ["BP_RES"]
     state = kasmina.state
