@@ -5,7 +5,7 @@
     summary = trainer.run()
 
 builds, in order: the keyring (environment, else `<data-dir>/keys.json`), one `Verifier` for the process,
-the module source (compile-or-load, Tezzeret over Urza's library under `<data-dir>/artifacts`), the
+the module source (`module_source`: compile-or-load, Tezzeret over Urza's library), the
 workload (seeded data, host and optimizer), Kasmina on the host's slots, and the controller the config
 names (Tamiyo's heuristic, or the no-op), then hands them to `Trainer`. Domain classes receive their
 collaborators; none constructs another domain's.
@@ -14,30 +14,60 @@ collaborators; none constructs another domain's.
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Collection
 from pathlib import Path
 
+from domains.karn.catalog import Use
 from domains.kasmina import Kasmina, KasminaConfig, ModuleSource
 from domains.tamiyo.catalogue import heuristic_controller
-from domains.tamiyo.policy import HeuristicConfig
-from domains.tezzeret.source import SeedModuleSource
+from domains.tamiyo.config import HeuristicConfig
+from domains.tezzeret.jobs import choose_strategy
+from domains.tezzeret.service import Tezzeret
+from domains.tezzeret.source import STRATEGY_VARIABLE, SeedModuleSource, default_device
 from domains.tolaria.aggregate import RunStatus, fold, run_stream
 from domains.tolaria.config import ConfigError, RunConfig
 from domains.tolaria.report import Progress
 from domains.tolaria.rollback import RunError
 from domains.tolaria.trainer import Trainer, config_to_resume
 from domains.tolaria.workload import Workload, build_workload
+from domains.urza.library import ArtifactLibrary
 from eventstore import EventStore
+from eventstore.file import FsyncPolicy
 from leyline.controller import Controller, NoOpController
 from leyline.datadir import DataDir
 from leyline.signing import Keyring, Signer, Verifier
+from ops.errors import UsageError
 from ops.storeopts import open_store_from_args, store_location
 
 
-def open_run_store(args: argparse.Namespace, fsync: str) -> EventStore:
+def open_run_store(args: argparse.Namespace, fsync: str, create: bool = True) -> EventStore:
     """The run's event log (`--store` URL, else `<data-dir>/log`); the file store appends under the fsync
     policy `esper run --fsync` names (PostgreSQL makes every commit durable on its own)."""
+    try:
+        FsyncPolicy.parse(fsync)
+    except ValueError as exc:
+        raise UsageError(f"--fsync: {exc}") from None
     options = {"fsync": fsync} if isinstance(store_location(args), Path) else {}
-    return open_store_from_args(args, create=True, **options)
+    return open_store_from_args(args, create=create, **options)
+
+
+def module_source(
+    store: EventStore,
+    data_dir: DataDir,
+    *,
+    use: Use = Use.LIVE,
+    approved: Collection[str] = (),
+    cache_size: int = 128,
+    strategy: str | None = None,
+    device: str | None = None,
+) -> SeedModuleSource:
+    """Compile-or-load over Urza's library under `<data-dir>/artifacts`, with the compile strategy chosen
+    (default $ESPER_COMPILE_STRATEGY, else auto) for the device the seeds run on (default: cuda if any)."""
+    library = ArtifactLibrary(data_dir.artifacts, store, cache_size)
+    selection = strategy or os.environ.get(STRATEGY_VARIABLE, "auto")
+    chosen = choose_strategy(selection, device or default_device())
+    return SeedModuleSource(library, Tezzeret(store, library), use, approved, chosen)
 
 
 def keyring_for(data_dir: DataDir) -> Keyring:
@@ -91,7 +121,7 @@ def build_trainer(
     verifier = Verifier(keyring)  # one per process: a nonce seen once is seen by every check
     workload = build_workload(config)
     kasmina = build_kasmina(
-        run_id, config, workload, source or SeedModuleSource.open(store, data_dir), verifier, kasmina_config
+        run_id, config, workload, source or module_source(store, data_dir), verifier, kasmina_config
     )
     if controller is None:
         controller, controller_config_json = build_controller(
@@ -105,7 +135,6 @@ def build_trainer(
         workload,
         kasmina,
         controller,
-        verifier,
         progress,
         controller_config_json,
     )

@@ -4,8 +4,8 @@
 
 1. assembly: the SystemStatePacket (metrics, hardware, seed states) and EpochCompleted;
 2. controller: `decide(packet, context)`, its events and at most one signed command;
-3. command: a ROLLBACK becomes a rollback request (through the aggregate's decide_rollback), any other
-   command is verified and executed by Kasmina; a rejection is a CommandRejected event;
+3. command: Kasmina's intake verifies the envelope once; a verified ROLLBACK becomes a rollback request
+   (through the aggregate's decide_rollback), Kasmina applies any other; a rejection is CommandRejected;
 4. guard: a loss explosion asks for a fast rollback, else an operator's request is taken.
 
 The four phases are timed: EpochHookTimed, or EpochHookOverrun and the controller's conservative mode
@@ -27,9 +27,8 @@ from domains.tolaria.aggregate import RollbackRejected, event_id
 from domains.tolaria.headroom import with_headroom
 from domains.tolaria.hosts import count_parameters
 from domains.tolaria.loop import EpochMeasurements
-from leyline import decode_payload, new_envelope, pb
+from leyline import new_envelope, pb
 from leyline.controller import ControllerContext
-from leyline.errors import SignatureError
 
 if TYPE_CHECKING:
     from domains.tolaria.trainer import Trainer
@@ -141,17 +140,15 @@ def end_of_epoch(
 def command(
     trainer: Trainer, envelope: pb.EventEnvelope, epoch: int
 ) -> tuple[rollback.Pending | None, list[pb.EventEnvelope]]:
-    """A controller's signed command: a ROLLBACK is verified and granted (or rejected) here, any other
-    command goes to Kasmina, which verifies and executes it."""
-    issued = decode_payload(envelope)
-    assert isinstance(issued, pb.AdaptationCommandIssued)
-    verified = issued.command
+    """A controller's signed command, verified once by Kasmina's intake: a verified ROLLBACK is granted
+    (or rejected) here, through the aggregate's decide_rollback; Kasmina applies everything else."""
+    received = trainer.kasmina.receive(envelope)
+    verified = received.command
     if verified.command_type != pb.COMMAND_TYPE_ROLLBACK:
-        return None, trainer.kasmina.execute(envelope, epoch)
-    try:
-        trainer.verifier.verify(envelope)
-    except SignatureError as exc:
-        return None, [command_rejected(trainer, envelope, verified, "bad_signature", str(exc), epoch)]
+        return None, trainer.kasmina.apply(received, epoch)
+    if received.refusal is not None:  # on the command's own stream: a rollback names no seed slot
+        code, reason = received.refusal
+        return None, [command_rejected(trainer, envelope, verified, code, reason, epoch)]
     try:
         return rollback.controller_request(trainer, verified, epoch), []
     except RollbackRejected as exc:

@@ -42,7 +42,6 @@ from leyline.controller import Controller
 from leyline.datadir import DataDir
 from leyline.envelope import new_event_id
 from leyline.lifecycle import stage_name
-from leyline.signing import Verifier
 
 # Packet metrics measured with the wall clock: they differ between otherwise identical runs.
 WALL_CLOCK_METRICS = frozenset({"epoch_ms", "hook_ms"})
@@ -60,7 +59,6 @@ class Trainer:
         workload: Workload,
         kasmina: Kasmina,
         controller: Controller,
-        verifier: Verifier,
         progress: Progress | None = None,
         controller_config_json: str = "",
     ) -> None:
@@ -76,7 +74,6 @@ class Trainer:
         self.optimizer = workload.optimizer
         self.kasmina = kasmina
         self.controller = controller
-        self.verifier = verifier
         self.controller_config_json = controller_config_json  # recorded in RunStarted, restored on resume
         self.headroom = HeadroomMeter(kasmina.slots, active=False)
         self.loss_fn = nn.CrossEntropyLoss()

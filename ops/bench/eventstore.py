@@ -155,6 +155,10 @@ class Baseline:
 
 
 def run(options: BenchOptions) -> list[Result]:
+    if options.backend == "postgres":
+        from ops.bench import _postgres_appends
+
+        return _postgres_appends.run(options)
     quick = options.quick
     total = QUICK_EVENTS if quick else FULL_EVENTS
     with tempfile.TemporaryDirectory(prefix="esper-bench-eventstore-") as temporary:

@@ -20,7 +20,7 @@ from eventstore import EventFilter, EventStore
 from leyline.datadir import DataDir
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
-from ops.storeopts import add_store_option, open_store_from_args
+from ops.storeopts import add_store_option
 
 if TYPE_CHECKING:
     from domains.tolaria.loop import EpochMeasurements
@@ -82,6 +82,13 @@ def register(subparsers: Any) -> None:
         "without one nothing contacts Redis). Training never waits on Redis: whatever is not mirrored "
         "when the run ends, `esper mirror` catches up from the durable cursor.",
     )
+    parser.add_argument(
+        "--fsync",
+        metavar="POLICY",
+        default="batch",
+        help="when the file log fsyncs its appends: always (each append), batch (default: once per group "
+        "commit) or interval:<ms>; a PostgreSQL store (--store) makes every commit durable on its own",
+    )
     add_store_option(parser)
 
 
@@ -117,7 +124,9 @@ def handle(args: argparse.Namespace) -> int:
         config = None if args.resume else build_run_config(args)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    store = open_store_from_args(args, create=not args.resume)
+    from ops.compose import open_run_store  # imports torch: not at start-up
+
+    store = open_run_store(args, args.fsync, create=not args.resume)
     mirror = start_mirror(args, store)
     try:
         with progress_bar(args) as progress:
