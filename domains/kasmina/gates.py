@@ -1,6 +1,8 @@
 """The lifecycle's gates (SPEC §7): what the trainer measured for a slot, and the pure gate functions G0–G5
 that judge it. Outcomes are three-valued: PASS moves on, WAIT stays (a window has not elapsed yet), FAIL
-culls. Every transition records the gates it evaluated with their measured values."""
+culls. Every transition records the gates it evaluated with their measured values; a gate that compares
+losses with and without the seed decides on a paired per-example test (evidence.py), never on the
+difference of two means over a small validation set."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from domains.kasmina.evidence import paired
 from domains.kasmina.state import SlotState
 from leyline import pb
 from leyline.lifecycle import (
@@ -44,6 +47,9 @@ class Measurements:
     grad_norm: float = 0.0  # RMS per-step gradient norm of the seed's parameters
     nonfinite: int = 0  # non-finite seed outputs or gradients seen during the epoch
     shape_ok: bool = True
+    # Per validation example while BLENDING: loss with the seed as blended − loss with the seed out
+    # (G2's paired evidence); () = not measured.
+    blend_deltas: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,13 +117,21 @@ def gate_g1(state: SlotState, epoch: int, m: Measurements, config: LifecycleConf
 
 
 def gate_g2(state: SlotState, epoch: int, m: Measurements, config: LifecycleConfig) -> Gate:
+    """The host loss must not degrade while the seed blends in: per validation example, the loss with the
+    seed as blended minus the loss with the seed out. The gate fails only when the lower confidence bound
+    of the mean difference exceeds the tolerance (host_loss_tolerance × the loss without the seed): a
+    seed whose effect is within noise is not culled for it. Without paired losses it fails closed."""
     blended = epoch - state.stage_epoch
-    reference = state.blending_reference_loss
+    evidence = paired(m.blend_deltas)
+    threshold = config.host_loss_tolerance * m.loss_alpha0
     measured = {
         "epochs": float(blended),
         "ramp_epochs": float(state.alpha_ramp_epochs),
         "host_loss": m.host_loss,
-        "reference_loss": _or_nan(reference),
+        "loss_alpha0": m.loss_alpha0,
+        "reference_loss": _or_nan(state.blending_reference_loss),
+        "threshold": threshold,
+        **evidence.measured("delta"),
         "violations": float(state.violations),
         "nonfinite": float(m.nonfinite),
     }
@@ -125,13 +139,29 @@ def gate_g2(state: SlotState, epoch: int, m: Measurements, config: LifecycleConf
         return Gate(G2, Outcome.FAIL, "non-finite host loss or seed output", measured)
     if state.violations:
         return Gate(G2, Outcome.FAIL, f"{state.violations} isolation violation(s)", measured)
-    if reference is not None and m.host_loss > reference * (1 + config.host_loss_tolerance) + 1e-12:
-        return Gate(G2, Outcome.FAIL, f"host loss degraded {reference:.4g} → {m.host_loss:.4g}", measured)
+    if evidence.n < 2 or not finite(evidence.mean, evidence.std_error, threshold):
+        return Gate(
+            G2, Outcome.FAIL, "host loss not measured per example (paired evidence missing)", measured
+        )
+    if evidence.lower > threshold:
+        return Gate(
+            G2,
+            Outcome.FAIL,
+            f"host loss degraded by {evidence.mean:.4g} per example (lower bound {evidence.lower:.4g} > "
+            f"{threshold:.4g}, n={evidence.n})",
+            measured,
+        )
     if blended < state.alpha_ramp_epochs:
         return Gate(
             G2, Outcome.WAIT, f"alpha ramp at {blended} of {state.alpha_ramp_epochs} epochs", measured
         )
-    return Gate(G2, Outcome.PASS, "ramp done, no violation, host loss within bound", measured)
+    return Gate(
+        G2,
+        Outcome.PASS,
+        f"ramp done, no violation, host loss change {evidence.mean:+.4g} not above {threshold:.4g} "
+        f"beyond noise (n={evidence.n})",
+        measured,
+    )
 
 
 def gate_g3(state: SlotState, epoch: int, m: Measurements, config: LifecycleConfig) -> Gate:

@@ -236,7 +236,10 @@ class Kasmina:
             )
         self.state = KasminaState(slots=slots, last_seed_id=int(state["last_seed_id"]))
         self.epoch = int(state["epoch"])
-        self._last = {int(k): Measurements(**v) for k, v in state["last_measurements"].items()}
+        self._last = {
+            int(k): Measurements(**{**v, "blend_deltas": tuple(v.get("blend_deltas", ()))})
+            for k, v in state["last_measurements"].items()
+        }
         for slot_no, saved in state["seeds"].items():
             request = {k: v for k, v in saved.items() if k != "weights"}
             loaded, artifact_hash = self.source.load_module(

@@ -16,13 +16,14 @@ from domains.kasmina.gates import Gate, Measurements, gate_g0
 from domains.kasmina.slot import SeedSlot
 from domains.kasmina.source import ModuleSource
 from domains.kasmina.state import SlotState
-from leyline.lifecycle import GERMINATED, PROBATIONARY, SHADOWING, TRAINING
+from leyline.lifecycle import BLENDING, GERMINATED, PROBATIONARY, SHADOWING, TRAINING
 
 
 @dataclass(frozen=True)
 class Evaluation:
     loss: float
     accuracy: float = math.nan
+    losses: torch.Tensor | None = None  # per validation example, in a fixed order (paired gates)
 
 
 # The trainer's validation pass: the host in eval mode under torch.no_grad(), over the validation set,
@@ -61,11 +62,21 @@ def measure(
     probation_epochs: int,
 ) -> Measurements:
     """A slot's measurements at an epoch boundary: the seed's loss at alpha 1 while it is GERMINATED or
-    TRAINING (admission, G1), alpha 0 vs 1 in SHADOWING (G3) and once the probation window is over (G4)."""
+    TRAINING (admission, G1), the per-example losses as blended vs
+    alpha 0 while BLENDING (G2), alpha 0 vs 1 in SHADOWING (G3) and once the probation window is over
+    (G4)."""
     m = Measurements(host_loss=host.validation_loss, grad_norm=grad_norm, nonfinite=nonfinite)
     if s.stage in (GERMINATED, TRAINING):
         with counterfactual(slot, 1.0):
             m = replace(m, seed_loss=evaluate().loss)
+    if s.stage == BLENDING:
+        blended = evaluate()
+        with counterfactual(slot, 0.0):
+            without = evaluate()
+        deltas: tuple[float, ...] = ()
+        if blended.losses is not None and without.losses is not None:
+            deltas = tuple((blended.losses - without.losses).tolist())
+        m = replace(m, loss_alpha0=without.loss, blend_deltas=deltas)
     probation_over = epoch - s.stage_epoch >= probation_epochs
     if s.stage == SHADOWING or (s.stage == PROBATIONARY and probation_over):
         with counterfactual(slot, 0.0):

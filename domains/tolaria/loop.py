@@ -79,6 +79,20 @@ def evaluate(model: nn.Module, loss_fn: nn.Module, split: Split) -> tuple[torch.
     return loss_sum, correct
 
 
+@torch.no_grad()
+def example_losses(model: nn.Module, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each example's cross-entropy loss (the trainer's loss, unreduced) and the number of correct
+    predictions over a split, in eval mode: the evidence of Kasmina's paired gates."""
+    model.eval()
+    losses = []
+    correct = torch.zeros((), dtype=torch.long, device=split.inputs.device)
+    for batch in eval_batches(split, EVAL_BATCH):
+        logits = model(batch.inputs)
+        losses.append(nn.functional.cross_entropy(logits, batch.targets, reduction="none"))
+        correct += (logits.argmax(dim=1) == batch.targets).sum()
+    return torch.cat(losses), correct
+
+
 def measure(
     epoch: int, sums: list[torch.Tensor], sizes: tuple[int, int, int], tested: bool, wall_ms: float
 ) -> EpochMeasurements:

@@ -31,7 +31,7 @@ from domains.tolaria.config import RunConfig, build_config
 from domains.tolaria.data import Splits, epoch_order
 from domains.tolaria.headroom import HeadroomMeter
 from domains.tolaria.hosts import count_parameters
-from domains.tolaria.loop import EpochMeasurements, evaluate, measure, train_epoch
+from domains.tolaria.loop import EpochMeasurements, evaluate, example_losses, measure, train_epoch
 from domains.tolaria.report import Progress, RunSummary, code_version, model_sha256
 from domains.tolaria.rollback import RollbackResult, RunError
 from domains.tolaria.sink import EventSink
@@ -203,9 +203,10 @@ class Trainer:
         return measured
 
     def _validation(self) -> Evaluation:
-        """Kasmina's probe: the validation pass with the slots as it has set them."""
-        loss, correct = torch.stack(evaluate(self.model, self.loss_fn, self.splits.validation)).tolist()
-        return Evaluation(loss / len(self.splits.validation), correct / len(self.splits.validation))
+        """Kasmina's probe: the validation pass with the slots as it has set them, per example."""
+        losses, correct = example_losses(self.model, self.splits.validation)
+        size = len(self.splits.validation)
+        return Evaluation(float(losses.sum()) / size, float(correct) / size, losses)
 
     def seeds_by_stage(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -161,10 +161,10 @@ def evaluator(host: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Evaluation:
     host.eval()
     with torch.no_grad():
         logits = host(x)
-        loss = float(nn.functional.cross_entropy(logits, y))
+        losses = nn.functional.cross_entropy(logits, y, reduction="none")
         accuracy = float((logits.argmax(1) == y).float().mean())
     host.train(was_training)
-    return Evaluation(loss, accuracy)
+    return Evaluation(float(losses.mean()), accuracy, losses)
 
 
 def karn(drill: bool) -> FactorySource:

@@ -58,6 +58,7 @@ measurements = st.builds(
     grad_norm=st.sampled_from([0.0, 1.0, 10.0, 1e4, math.nan]),
     nonfinite=st.sampled_from([0, 0, 0, 1]),
     shape_ok=st.booleans(),
+    blend_deltas=st.sampled_from([(), (0.0, 0.01, -0.01), (1.0, 1.2, 0.9), (math.nan, 0.0)]),
 )
 g0_gates = st.builds(gate_g0, artifact_verified=st.booleans(), shape_ok=st.booleans())
 
@@ -196,7 +197,14 @@ TestLifecycle = LifecycleMachine.TestCase
 
 
 def healthy(**overrides: float) -> Measurements:
-    base = Measurements(host_loss=1.0, seed_loss=1.0, loss_alpha0=1.0, loss_alpha1=0.9, grad_norm=1.0)
+    base = Measurements(
+        host_loss=1.0,
+        seed_loss=1.0,
+        loss_alpha0=1.0,
+        loss_alpha1=0.9,
+        grad_norm=1.0,
+        blend_deltas=(0.02, -0.03, 0.01, -0.01),  # the blended seed changes the loss within noise
+    )
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 

@@ -1,0 +1,57 @@
+"""Gates decide on evidence, not noise: G2's paired per-example test."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from domains.kasmina.evidence import CONFIDENCE_Z, paired
+from domains.kasmina.gates import Measurements, Outcome, gate_g2
+from domains.kasmina.state import SlotState
+from leyline.lifecycle import BLENDING, LifecycleConfig
+
+CONFIG = LifecycleConfig()  # host_loss_tolerance 0.05
+BLENDING_SLOT = SlotState(slot=0, stage=BLENDING, seed_id=1, stage_epoch=10, alpha_ramp_epochs=3)
+
+
+def blending(deltas: list[float], loss_alpha0: float = 1.0) -> Measurements:
+    return Measurements(
+        host_loss=loss_alpha0 + sum(deltas) / len(deltas), loss_alpha0=loss_alpha0, blend_deltas=tuple(deltas)
+    )
+
+
+def test_a_seed_whose_effect_is_noise_on_179_examples_is_not_culled() -> None:
+    rng = random.Random(0)
+    noise = [rng.gauss(0.0, 0.5) for _ in range(179)]
+    deltas = [d - sum(noise) / len(noise) + 0.06 for d in noise]  # mean +0.06: "6 % worse" by the old rule
+    gate = gate_g2(BLENDING_SLOT, 13, blending(deltas), CONFIG)
+    assert gate.outcome is Outcome.PASS, gate.reason
+    assert gate.measured["delta_n"] == 179 and gate.measured["threshold"] == CONFIG.host_loss_tolerance
+    assert gate.measured["delta_mean"] > gate.measured["threshold"] > gate.measured["delta_lower"]
+    assert gate.measured["confidence_z"] == CONFIDENCE_Z
+
+
+def test_a_seed_that_clearly_degrades_the_host_is_culled_with_its_evidence() -> None:
+    rng = random.Random(1)
+    deltas = [0.2 + rng.gauss(0.0, 0.05) for _ in range(179)]
+    gate = gate_g2(BLENDING_SLOT, 11, blending(deltas), CONFIG)
+    assert gate.outcome is Outcome.FAIL and "lower bound" in gate.reason
+    assert gate.measured["delta_lower"] > gate.measured["threshold"]
+    assert gate.to_pb().measured["delta_upper"] > gate.to_pb().measured["delta_mean"]
+
+
+def test_without_paired_losses_g2_fails_closed() -> None:
+    gate = gate_g2(BLENDING_SLOT, 13, Measurements(host_loss=1.0, loss_alpha0=1.0), CONFIG)
+    assert gate.outcome is Outcome.FAIL and "not measured" in gate.reason
+
+
+@given(st.lists(st.floats(-5, 5, allow_nan=False), min_size=1, max_size=50), st.floats(0.01, 10))
+def test_g2_never_culls_a_seed_with_no_mean_effect(half: list[float], loss: float) -> None:
+    deltas = half + [-d for d in half]  # mean exactly zero, any spread
+    evidence = paired(deltas)
+    assert evidence.lower <= 0.0 <= evidence.upper or math.isclose(evidence.mean, 0.0, abs_tol=1e-12)
+    gate = gate_g2(BLENDING_SLOT, 13, blending(deltas, loss), CONFIG)
+    assert gate.outcome is Outcome.PASS
