@@ -50,6 +50,8 @@ class Measurements:
     # Per validation example while BLENDING: loss with the seed as blended − loss with the seed out
     # (G2's paired evidence); () = not measured.
     blend_deltas: tuple[float, ...] = ()
+    # While TRAINING: the lowest gap (seed loss at alpha 1 − host loss) measured since admission (G1).
+    best_gap: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -88,15 +90,19 @@ def gate_g0(artifact_verified: bool, shape_ok: bool, detail: str = "") -> Gate:
 
 
 def gate_g1(state: SlotState, epoch: int, m: Measurements, config: LifecycleConfig) -> Gate:
-    """Loss improving = the seed's gap (its loss at alpha 1 minus the host's) shrank since admission: the
-    host keeps training meanwhile, so the seed's own loss alone says little."""
+    """Loss improving = the seed's gap (its loss at alpha 1 minus the host's) fell below its gap at
+    admission at some epoch since (the host keeps training meanwhile, so the seed's own loss alone says
+    little). The lowest gap counts, not the last: a fresh graft that lowered the loss and then drifted
+    back toward the host's output has shown it can learn, and whether it helps is for G2–G4 to judge."""
     trained = epoch - state.stage_epoch
     gap = m.seed_loss - m.host_loss
+    best = min(gap, m.best_gap) if math.isfinite(m.best_gap) else gap
     measured = {
         "epochs": float(trained),
         "seed_loss": m.seed_loss,
         "host_loss": m.host_loss,
         "gap": gap,
+        "best_gap": best,
         "reference_gap": _or_nan(state.training_reference_gap),
         "grad_norm": m.grad_norm,
         "nonfinite": float(m.nonfinite),
@@ -108,9 +114,8 @@ def gate_g1(state: SlotState, epoch: int, m: Measurements, config: LifecycleConf
     if trained < config.min_training_epochs:
         return Gate(G1, Outcome.WAIT, f"trained {trained} of {config.min_training_epochs} epochs", measured)
     reference = state.training_reference_gap
-    improving = reference is None or gap < reference
-    if improving:
-        return Gate(G1, Outcome.PASS, "trained, loss improving, finite, gradient in bounds", measured)
+    if reference is None or best < reference:
+        return Gate(G1, Outcome.PASS, "trained, loss improved, finite, gradient in bounds", measured)
     if trained >= config.max_training_epochs:
         return Gate(G1, Outcome.FAIL, f"seed loss not improving after {trained} epochs", measured)
     return Gate(G1, Outcome.WAIT, "seed loss not improving yet", measured)

@@ -24,7 +24,7 @@ from domains.kasmina import metrics
 from domains.kasmina.commands import Command, Germinate, RecordViolation, Scrubbed, Terminate, Tick
 from domains.kasmina.config import KasminaConfig
 from domains.kasmina.effects import SeedEffects
-from domains.kasmina.gates import Measurements, alpha_at
+from domains.kasmina.gates import Measurements, alpha_at, finite
 from domains.kasmina.intake import ORPHAN_CODES, Received, receive, translate
 from domains.kasmina.probes import EpochMeasurements, Evaluator, GraftProbe, counterfactual, measure
 from domains.kasmina.slot import SeedSlot, find_slots
@@ -36,6 +36,7 @@ from leyline.lifecycle import (
     EMBARGOED,
     GUARDED_STAGES,
     RESETTING,
+    TRAINING,
     stage_name,
 )
 from leyline.seed_metrics import CONTRIBUTION_METRIC, ISOLATION_METRIC, STAGE_EPOCHS_METRIC
@@ -87,6 +88,7 @@ class Kasmina:
         self.grafts = GraftProbe(source)
         self.epoch = 0
         self._last: dict[int, Measurements] = {}
+        self._best_gaps: dict[int, tuple[int, float]] = {}  # slot → (seed id, lowest G1 gap since admission)
         self._counts: Counter[int] = Counter()
         self._publish_counts()
 
@@ -148,9 +150,12 @@ class Kasmina:
                 grad_norm, nonfinite = drained.get(s.slot, (0.0, 0))
                 probation = self.config.lifecycle.probation_epochs
                 slot = self.slots[s.slot]
-                measured[s.slot] = measure(
-                    slot, s, epoch, measurements, evaluate, grad_norm, nonfinite, probation
-                )
+                best_gap = self._best_gap(s)
+                m = measure(slot, s, epoch, measurements, evaluate, grad_norm, nonfinite, probation, best_gap)
+                if s.stage == TRAINING and finite(m.seed_loss, m.host_loss):
+                    gap = m.seed_loss - m.host_loss
+                    self._best_gaps[s.slot] = (s.seed_id, min(gap, best_gap) if finite(best_gap) else gap)
+                measured[s.slot] = m
         self._last = measured
         envelopes.extend(self._run(Tick(epoch, measured)))
         for s in self.state.slots:
@@ -160,6 +165,11 @@ class Kasmina:
             self.slots[s.slot].alpha.fill_(alpha_at(s, epoch))
         self.effects.sync_learning_rates(epoch)
         return envelopes
+
+    def _best_gap(self, s: SlotState) -> float:
+        """The lowest gap measured for the slot's current seed in TRAINING before this boundary."""
+        seed_id, gap = self._best_gaps.get(s.slot, (0, math.nan))
+        return gap if s.stage == TRAINING and seed_id == s.seed_id else math.nan
 
     def teardown(self, epoch: int, reason: str = "run ended") -> list[pb.EventEnvelope]:
         """TERMINATED for every slot holding a seed that is not merged (FOSSILIZED is never left)."""
@@ -218,6 +228,7 @@ class Kasmina:
             "last_seed_id": self.state.last_seed_id,
             "slots": [{**asdict(s), "processed": sorted(s.processed)} for s in self.state.slots],
             "last_measurements": {k: asdict(v) for k, v in self._last.items()},
+            "best_gaps": {k: list(v) for k, v in self._best_gaps.items()},
             "seeds": seeds,
             "groups": self.effects.groups(),
         }
@@ -240,6 +251,7 @@ class Kasmina:
             int(k): Measurements(**{**v, "blend_deltas": tuple(v.get("blend_deltas", ()))})
             for k, v in state["last_measurements"].items()
         }
+        self._best_gaps = {int(k): (int(v[0]), float(v[1])) for k, v in state.get("best_gaps", {}).items()}
         for slot_no, saved in state["seeds"].items():
             request = {k: v for k, v in saved.items() if k != "weights"}
             loaded, artifact_hash = self.source.load_module(

@@ -60,15 +60,16 @@ def measure(
     grad_norm: float,
     nonfinite: int,
     probation_epochs: int,
+    best_gap: float = math.nan,
 ) -> Measurements:
     """A slot's measurements at an epoch boundary: the seed's loss at alpha 1 while it is GERMINATED or
-    TRAINING (admission, G1), the per-example losses as blended vs
+    TRAINING (admission, G1, with the lowest gap since admission), the per-example losses as blended vs
     alpha 0 while BLENDING (G2), alpha 0 vs 1 in SHADOWING (G3) and once the probation window is over
     (G4)."""
     m = Measurements(host_loss=host.validation_loss, grad_norm=grad_norm, nonfinite=nonfinite)
     if s.stage in (GERMINATED, TRAINING):
         with counterfactual(slot, 1.0):
-            m = replace(m, seed_loss=evaluate().loss)
+            m = replace(m, seed_loss=evaluate().loss, best_gap=best_gap)
     if s.stage == BLENDING:
         blended = evaluate()
         with counterfactual(slot, 0.0):

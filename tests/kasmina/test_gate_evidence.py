@@ -1,17 +1,23 @@
-"""Gates decide on evidence, not noise: G2's paired per-example test."""
+"""Gates decide on evidence, not noise: G2's paired per-example test, G1's lowest gap since admission."""
 
 from __future__ import annotations
 
 import math
 import random
 
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from domains.kasmina import Evaluation
 from domains.kasmina.evidence import CONFIDENCE_Z, paired
-from domains.kasmina.gates import Measurements, Outcome, gate_g2
+from domains.kasmina.gates import Measurements, Outcome, gate_g1, gate_g2
+from domains.kasmina.probes import EpochMeasurements
 from domains.kasmina.state import SlotState
-from leyline.lifecycle import BLENDING, LifecycleConfig
+from leyline import decode_payload, pb
+from leyline.lifecycle import BLENDING, TRAINING, LifecycleConfig
+from tests.kasmina.helpers import TinyCNN
+from tests.kasmina.test_torch import stages, to_training
 
 CONFIG = LifecycleConfig()  # host_loss_tolerance 0.05
 BLENDING_SLOT = SlotState(slot=0, stage=BLENDING, seed_id=1, stage_epoch=10, alpha_ramp_epochs=3)
@@ -55,3 +61,33 @@ def test_g2_never_culls_a_seed_with_no_mean_effect(half: list[float], loss: floa
     assert evidence.lower <= 0.0 <= evidence.upper or math.isclose(evidence.mean, 0.0, abs_tol=1e-12)
     gate = gate_g2(BLENDING_SLOT, 13, blending(deltas, loss), CONFIG)
     assert gate.outcome is Outcome.PASS
+
+
+def test_g1_passes_a_graft_that_lowered_the_loss_then_drifted_back() -> None:
+    s = SlotState(slot=0, stage=TRAINING, seed_id=1, stage_epoch=2, training_reference_gap=0.0)
+    drifted = Measurements(host_loss=1.0, seed_loss=1.001, grad_norm=1.0)
+    assert gate_g1(s, 4, drifted, CONFIG).outcome is Outcome.WAIT  # the last gap alone: not improving
+    gate = gate_g1(s, 4, Measurements(host_loss=1.0, seed_loss=1.001, grad_norm=1.0, best_gap=-0.1), CONFIG)
+    assert gate.outcome is Outcome.PASS and gate.measured["best_gap"] == -0.1
+
+
+def test_kasmina_carries_the_lowest_gap_across_boundaries() -> None:
+    host = TinyCNN()
+    kasmina, _, _ = to_training(host)
+    seed_losses = iter([1.0, 0.9, 1.001])  # admission (gap 0), lowered, drifted back toward the host
+
+    def boundary(epoch: int) -> list[pb.EventEnvelope]:
+        seed_loss = next(seed_losses)
+
+        def evaluate() -> Evaluation:
+            loss = seed_loss if host.slot0.override == 1.0 else 1.0
+            return Evaluation(loss, losses=torch.full((8,), loss))
+
+        return kasmina.end_epoch(epoch, EpochMeasurements(1.0), evaluate)
+
+    assert stages(boundary(2)) == ["TRAINING"]
+    assert stages(boundary(3)) == []  # trained 1 of 2 epochs
+    events = boundary(4)
+    assert stages(events) == ["BLENDING"]
+    g1 = decode_payload(events[0]).gates[0]  # type: ignore[attr-defined]
+    assert g1.gate == "G1" and math.isclose(g1.measured["best_gap"], -0.1, rel_tol=1e-6)

@@ -59,6 +59,7 @@ measurements = st.builds(
     nonfinite=st.sampled_from([0, 0, 0, 1]),
     shape_ok=st.booleans(),
     blend_deltas=st.sampled_from([(), (0.0, 0.01, -0.01), (1.0, 1.2, 0.9), (math.nan, 0.0)]),
+    best_gap=st.sampled_from([math.nan, -0.5, 0.0, 1.0]),
 )
 g0_gates = st.builds(gate_g0, artifact_verified=st.booleans(), shape_ok=st.booleans())
 
