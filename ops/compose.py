@@ -22,18 +22,21 @@ from domains.karn.catalog import Use
 from domains.kasmina import Kasmina, KasminaConfig, ModuleSource
 from domains.tamiyo.catalogue import heuristic_controller
 from domains.tamiyo.config import HeuristicConfig
+from domains.tamiyo.controller import TamiyoController
+from domains.tezzeret.compile_ahead import CompileAhead, StoreAddress
 from domains.tezzeret.jobs import choose_strategy
 from domains.tezzeret.service import Tezzeret
 from domains.tezzeret.source import STRATEGY_VARIABLE, SeedModuleSource, default_device
 from domains.tolaria.aggregate import RunStatus, fold, run_stream
 from domains.tolaria.config import ConfigError, RunConfig
+from domains.tolaria.hosts import count_parameters
 from domains.tolaria.report import Progress
 from domains.tolaria.rollback import RunError
 from domains.tolaria.trainer import Trainer, config_to_resume
 from domains.tolaria.workload import Workload, build_workload
 from domains.urza.library import ArtifactLibrary
 from eventstore import EventStore
-from eventstore.file import FsyncPolicy
+from eventstore.file import FileStore, FsyncPolicy
 from leyline.controller import Controller, NoOpController
 from leyline.datadir import DataDir
 from leyline.signing import Keyring, Signer, Verifier
@@ -68,6 +71,30 @@ def module_source(
     selection = strategy or os.environ.get(STRATEGY_VARIABLE, "auto")
     chosen = choose_strategy(selection, device or default_device())
     return SeedModuleSource(library, Tezzeret(store, library), use, approved, chosen)
+
+
+def store_address(store: EventStore) -> StoreAddress | None:
+    """Where another process opens this log (compiling ahead), or None for a store it cannot reopen."""
+    if isinstance(store, FileStore):
+        return StoreAddress(str(store.path))
+    from eventstore.postgres import PostgresStore  # SQLAlchemy, only for a PostgreSQL log
+
+    if isinstance(store, PostgresStore):
+        return StoreAddress(store.url.render_as_string(hide_password=False), {"schema": store.schema})
+    return None
+
+
+def compile_ahead(ahead: CompileAhead, controller: Controller, kasmina: Kasmina, parameters: int) -> None:
+    """Start compiling the grafts the controller would make first, at the slots' kinds and shapes."""
+    grafts = []
+    if isinstance(controller, TamiyoController):
+        grafts = controller.likely_grafts(parameters, kasmina.config.lifecycle)
+    ahead.start(
+        [
+            (blueprint_id, values, kasmina.slots[slot].kind, kasmina.slots[slot].shape)
+            for blueprint_id, values, slot in grafts
+        ]
+    )
 
 
 def keyring_for(data_dir: DataDir) -> Keyring:
@@ -120,13 +147,19 @@ def build_trainer(
     keyring = keyring or keyring_for(data_dir)
     verifier = Verifier(keyring)  # one per process: a nonce seen once is seen by every check
     workload = build_workload(config)
+    address = store_address(store) if source is None else None
+    ahead = (
+        None if address is None else CompileAhead(module_source(store, data_dir), address, data_dir.artifacts)
+    )
     kasmina = build_kasmina(
-        run_id, config, workload, source or module_source(store, data_dir), verifier, kasmina_config
+        run_id, config, workload, ahead or source or module_source(store, data_dir), verifier, kasmina_config
     )
     if controller is None:
         controller, controller_config_json = build_controller(
             config.controller, run_id, kasmina, keyring, controller_config_json
         )
+    if ahead is not None:  # off the training thread, before the first boundary may graft
+        compile_ahead(ahead, controller, kasmina, count_parameters(workload.model))
     return Trainer(
         config,
         run_id,
@@ -137,6 +170,7 @@ def build_trainer(
         controller,
         progress,
         controller_config_json,
+        closing=() if ahead is None else (ahead.close,),
     )
 
 

@@ -40,11 +40,12 @@ from google.protobuf.message import Message
 
 from domains.tamiyo import metrics
 from domains.tamiyo.observation import Observation, graftable, observation_summary
-from domains.tamiyo.policy import HeuristicPolicy
+from domains.tamiyo.policy import HeuristicPolicy, default_parameters
 from domains.tamiyo.risk import effective_level, from_pb_level, to_pb_level
 from domains.tamiyo.state import TamiyoState, evolve, from_dict, to_dict
 from leyline import new_envelope, pb, stream_name
 from leyline.controller import ControllerContext, ControllerOutput
+from leyline.lifecycle import LifecycleConfig
 from leyline.signing import Signer
 
 DEFAULT_DECISION_TIMEOUT_S = 2.0
@@ -158,6 +159,40 @@ class TamiyoController:
             blueprint_costs=self._blueprint_costs(seeds, catalogue),
             slot_kinds=self.slot_kinds,
         )
+
+    def likely_grafts(
+        self, parameters: int, lifecycle: LifecycleConfig
+    ) -> list[tuple[str, dict[str, float], int]]:
+        """(blueprint, template parameters, slot) of the grafts the heuristic would make first, at a host of
+        `parameters` with every slot dormant: what the composition root compiles ahead of the first
+        boundary. Another policy names none."""
+        if not isinstance(self.policy, HeuristicPolicy):
+            return []
+        seeds = tuple(
+            pb.SeedState(slot=slot, stage=pb.SEED_STAGE_DORMANT) for slot in sorted(self.slot_kinds)
+        )
+        observation = Observation(
+            run_id=self.run_id,
+            epoch=0,
+            packet_id=0,
+            training_loss=0.0,
+            validation_loss=0.0,
+            validation_accuracy=0.0,
+            grad_norm=0.0,
+            memory_pressure=0.0,
+            hook_ms=0.0,
+            parameters=parameters,
+            seeds=seeds,
+            catalogue=self.catalogue,
+            applied_commands=(),
+            command_id="",
+            now_ms=0,
+            blueprint_costs=self._blueprint_costs(seeds, self.catalogue),
+            slot_kinds=self.slot_kinds,
+            lifecycle=lifecycle,
+        )
+        picks = self.policy.likely_grafts(observation)
+        return [(descriptor.blueprint_id, default_parameters(descriptor), slot) for slot, descriptor in picks]
 
     def _warm_costs(self) -> None:
         """Estimate every known (blueprint, slot) now, so the first decision does not pay for it."""

@@ -62,6 +62,11 @@ from leyline.lifecycle import stage_name
 from leyline.seed_metrics import CONTRIBUTION_METRIC, ISOLATION_METRIC
 
 
+def default_parameters(descriptor: pb.BlueprintDescriptor) -> dict[str, float]:
+    """The template parameters a germination asks for: each range's default."""
+    return {name: parameter.default for name, parameter in descriptor.parameter_ranges.items()}
+
+
 @dataclass(frozen=True)
 class Choice:
     action: str  # "noop", "germinate", "advance", "cull", "rollback"
@@ -301,6 +306,22 @@ class HeuristicPolicy:
 
         return max(pairs, key=rank)
 
+    def likely_grafts(self, observation: Observation) -> list[tuple[int, pb.BlueprintDescriptor]]:
+        """The (slot, blueprint) a germination would choose at each dormant slot: calm first, then at risk
+        level 1 and in conservative mode. What a run compiles before its first boundary may need it."""
+        picks: list[tuple[int, pb.BlueprintDescriptor]] = []
+        dormant = sorted(
+            (s for s in observation.seeds if s.stage == pb.SEED_STAGE_DORMANT), key=lambda s: s.slot
+        )
+        for level, conservative in ((0, False), (1, False), (0, True)):
+            for seed in dormant:
+                best = self._best_graft(observation, [seed], level, conservative)
+                if best is not None and all(
+                    (seed.slot, best[1].blueprint_id) != (s, d.blueprint_id) for s, d in picks
+                ):
+                    picks.append((seed.slot, best[1]))
+        return picks
+
     # ------------------------------------------------------------------ commands
 
     def _base_command(
@@ -356,8 +377,7 @@ class HeuristicPolicy:
         command.seed_operation.operation = pb.SEED_OP_GERMINATE
         command.seed_operation.blueprint_id = blueprint.blueprint_id
         command.seed_operation.alpha_ramp_epochs = ramp
-        for name, parameter in blueprint.parameter_ranges.items():
-            command.seed_operation.parameters[name] = parameter.default
+        command.seed_operation.parameters.update(default_parameters(blueprint))
         return Choice("germinate", reason, command)
 
     def _rollback(self, observation: Observation, level: int, target: int) -> Choice:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -61,6 +61,7 @@ class Trainer:
         controller: Controller,
         progress: Progress | None = None,
         controller_config_json: str = "",
+        closing: Sequence[Callable[[], None]] = (),
     ) -> None:
         self.config = config
         self.run_id = run_id
@@ -75,6 +76,7 @@ class Trainer:
         self.kasmina = kasmina
         self.controller = controller
         self.controller_config_json = controller_config_json  # recorded in RunStarted, restored on resume
+        self.closing = tuple(closing)  # background work the composition root started for this run
         self.headroom = HeadroomMeter(kasmina.slots, active=False)
         self.loss_fn = nn.CrossEntropyLoss()
         self.applied_commands: list[str] = []
@@ -148,6 +150,9 @@ class Trainer:
         except BaseException as exc:
             self.fail(exc)
             raise
+        finally:
+            for close in self.closing:
+                close()
 
     def run_epoch(self) -> EpochMeasurements:
         started = time.perf_counter()

@@ -18,21 +18,17 @@ CONV, SEQUENCE = pb.SLOT_KIND_CONV2D, pb.SLOT_KIND_SEQUENCE
 REQUESTS: list[Request] = [("BP002", {}, CONV, (4, 8, 8)), ("BP005", {}, SEQUENCE, (4, 16))]
 
 
-def ahead_for(tmp_path: Path, source: SeedModuleSource, requests: list[Request] = REQUESTS) -> CompileAhead:
-    return CompileAhead(
-        source, StoreAddress(str(DataDir(tmp_path).log)), DataDir(tmp_path).artifacts, requests
-    )
+def ahead_for(tmp_path: Path, source: SeedModuleSource) -> CompileAhead:
+    return CompileAhead(source, StoreAddress(str(DataDir(tmp_path).log)), DataDir(tmp_path).artifacts)
 
 
 def test_compiled_in_a_child_then_warm_and_the_rng_untouched(
     tmp_path: Path, store: EventStore, source: SeedModuleSource, library: ArtifactLibrary
 ) -> None:
     rng = torch.get_rng_state()
-    ahead = ahead_for(
-        tmp_path, source, [*REQUESTS, ("BP002", {}, CONV, (4, 8, 8)), ("BP999", {}, CONV, (4, 8, 8))]
-    )
+    ahead = ahead_for(tmp_path, source)
+    ahead.start([*REQUESTS, ("BP002", {}, CONV, (4, 8, 8)), ("BP999", {}, CONV, (4, 8, 8))])
     assert len(ahead.specs) == 2  # the repeat and the unknown blueprint are left out
-    ahead.start()
     assert ahead.done.wait(timeout=300)
     assert torch.equal(torch.get_rng_state(), rng)  # the templates were seeded in the child
     assert len(events_of(store, "CompileJobSucceeded")) == 2
@@ -46,7 +42,7 @@ def test_a_request_the_child_holds_waits_for_it_instead_of_compiling_twice(
     tmp_path: Path, store: EventStore, source: SeedModuleSource
 ) -> None:
     ahead = ahead_for(tmp_path, source)
-    ahead.start()
+    ahead.start(REQUESTS)
     _, digest = ahead.load_module("BP002", {}, CONV, (4, 8, 8))  # at once: the child is still starting
     assert digest
     assert ahead.done.wait(timeout=300)
