@@ -134,6 +134,7 @@ class Writer:
         policy: FsyncPolicy,
         segment_size: int,
         preallocate: bool,
+        read_only: bool = False,
     ) -> None:
         self.log = log
         self.head = head
@@ -146,13 +147,17 @@ class Writer:
         self.fallocate = _preallocator() if preallocate else None
         self.lock = threading.RLock()  # the write mutex
         self.closed = False
+        self._refusal = (
+            f"{log.path} is open read-only: open it without read_only to append" if read_only else None
+        )
+        self._durable = policy.kind != "interval"  # acknowledged appends are fdatasync'ed
         self._queue_lock = threading.Lock()
         self._queue: list[Request] = []
         self._wake = threading.Event()
         self._flusher: threading.Thread | None = None
         self._unsynced: set[Segment] = set()
         self._last_sync = time.monotonic()
-        if policy.kind == "interval":
+        if policy.kind == "interval" and not read_only:
             self._ensure_flusher()  # it fdatasyncs every interval even when nobody calls submit
 
     def append(
@@ -197,8 +202,8 @@ class Writer:
         expected: Mapping[str, Expected] | None,
         future: Future[list[int]] | None,
     ) -> Request:
-        if self.closed:
-            raise EventStoreError("the store is closed")
+        if self.closed or self._refusal is not None:
+            raise EventStoreError(self._refusal or "the store is closed")
         request = Request(list(events), dict(expected or {}), future)
         with self._queue_lock:
             self._queue.append(request)
@@ -319,7 +324,7 @@ class Writer:
                 positions_of.append(position)
             log.ids.add_many(new_events.fingerprints, new_events.positions)
         log.head = next_position - 1
-        self.head.publish(log.head)
+        self.head.publish(log.head, self._durable)
         outcomes.extend(written)
 
     def _plan(
@@ -421,10 +426,10 @@ class Writer:
 
     def _write(self, segment: Segment, buffer: bytearray, starts: dict[Segment, tuple[int, int]]) -> None:
         starts.setdefault(segment, (segment.end, segment.crc))
-        segment.crc = crc32c.crc32c(buffer, segment.crc)
         written = os.pwrite(segment.fd, buffer, segment.end)
         while written < len(buffer):
             written += os.pwrite(segment.fd, memoryview(buffer)[written:], segment.end + written)
+        segment.crc = crc32c.crc32c(buffer, segment.crc)
         segment.end += len(buffer)
         self._unsynced.add(segment)
         BYTES_WRITTEN.inc(len(buffer))
@@ -434,3 +439,5 @@ class Writer:
             os.fdatasync(segment.fd)
         self._unsynced.clear()
         self._last_sync = time.monotonic()
+        if not self._durable:
+            self.head.mark_durable(self.log.head)  # interval: what was only written is durable now
