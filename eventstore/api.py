@@ -63,6 +63,14 @@ class CommittedTailMissing(CorruptLogError):
         self.source = source
 
 
+class DiskFull(EventStoreError):
+    """No space left on the device while appending: nothing of the failed append was committed."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"disk full while writing {path}; free space, then `esper run --resume`")
+        self.path = path
+
+
 class StoreUnavailable(EventStoreError):
     """The location is not a store, or the database does not answer."""
 

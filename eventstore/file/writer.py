@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import fcntl
 import os
 import threading
@@ -40,12 +41,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import accumulate, chain, repeat
 from operator import attrgetter
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, NoReturn
 
 import crc32c
 
 from eventstore import metrics, wal
-from eventstore.api import EventStoreError, Expected, InvalidEvent
+from eventstore.api import DiskFull, EventStoreError, Expected, InvalidEvent
 from eventstore.file.head import HeadWaiters, SharedHead
 from eventstore.file.recovery import Recovery
 from eventstore.file.segments import LogIndex, Segment, fsync_directory
@@ -56,6 +57,7 @@ EVENT_ID, STREAM, EVENT_TYPE = attrgetter("event_id"), attrgetter("stream"), att
 APPEND_LATENCY = metrics.APPEND_LATENCY.labels(BACKEND)
 BYTES_WRITTEN = metrics.BYTES_WRITTEN.labels(BACKEND)
 FALLOC_FL_KEEP_SIZE = 1
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,13 @@ def _preallocator() -> Any:
     function = ctypes.CDLL(libc_name, use_errno=True).fallocate
     function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
     return function
+
+
+def _raise_typed(error: OSError, path: str) -> NoReturn:
+    """Raise DiskFull for an out-of-space error while writing path, any other error as it is."""
+    if error.errno in DISK_FULL_ERRNOS:
+        raise DiskFull(path) from error
+    raise error
 
 
 class Writer:
@@ -418,17 +427,23 @@ class Writer:
         return None
 
     def _new_segment(self, first: int) -> Segment:
-        segment = self.log.open_segment(first, create=True)
-        if self.fallocate is not None:
-            self.fallocate(segment.fd, FALLOC_FL_KEEP_SIZE, 0, self.segment_size)
-        fsync_directory(self.log.path)
+        try:
+            segment = self.log.open_segment(first, create=True)
+            if self.fallocate is not None:
+                self.fallocate(segment.fd, FALLOC_FL_KEEP_SIZE, 0, self.segment_size)
+            fsync_directory(self.log.path)
+        except OSError as exc:
+            _raise_typed(exc, self.log.segment_path(first))
         return segment
 
     def _write(self, segment: Segment, buffer: bytearray, starts: dict[Segment, tuple[int, int]]) -> None:
         starts.setdefault(segment, (segment.end, segment.crc))
-        written = os.pwrite(segment.fd, buffer, segment.end)
-        while written < len(buffer):
-            written += os.pwrite(segment.fd, memoryview(buffer)[written:], segment.end + written)
+        try:
+            written = os.pwrite(segment.fd, buffer, segment.end)
+            while written < len(buffer):
+                written += os.pwrite(segment.fd, memoryview(buffer)[written:], segment.end + written)
+        except OSError as exc:
+            _raise_typed(exc, self.log.segment_path(segment.first))
         segment.crc = crc32c.crc32c(buffer, segment.crc)
         segment.end += len(buffer)
         self._unsynced.add(segment)
@@ -436,7 +451,10 @@ class Writer:
 
     def _sync_unsynced(self) -> None:
         for segment in self._unsynced:
-            os.fdatasync(segment.fd)
+            try:
+                os.fdatasync(segment.fd)
+            except OSError as exc:
+                _raise_typed(exc, self.log.segment_path(segment.first))
         self._unsynced.clear()
         self._last_sync = time.monotonic()
         if not self._durable:
