@@ -279,7 +279,8 @@ class Mirror:
 
     @property
     def position(self) -> int:
-        """The last position Redis is known to hold (the durable cursor before the first sync)."""
+        """The last position Redis is known to hold (the durable cursor before the first sync, and while
+        Redis cannot be asked)."""
         return self.cursor.position if self._held is None else self._held
 
     def log_id(self) -> str:
@@ -555,8 +556,11 @@ class Mirror:
             if subscription is not None:
                 subscription.close()
             with contextlib.suppress(*REDIS_ERRORS):
-                if self._held is not None:
-                    self.housekeeping(force=True)
+                if self._held is None:
+                    # a batch whose reply was lost (a timeout, the client's retry answered 'moved') may
+                    # have committed: ask Redis, so that `position` is what it holds, not the stale cursor
+                    self.sync()
+                self.housekeeping(force=True)
             self.persist()
 
 
