@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import errno
 import itertools
 import json
@@ -13,9 +14,13 @@ from typing import Any
 import pytest
 
 from domains.tolaria import checkpoint
+from domains.tolaria.rollback import RollbackResult
+from domains.tolaria.trainer import Trainer
 from eventstore import DiskFull
 from eventstore.file import FileStore
+from leyline import pb
 from ops.cli import build_parser, command_names, command_summary, main
+from ops.commands.run import progress_bar
 from tests.eventstore.test_disk_full import small_file_system_available
 from tests.tolaria.helpers import SMALL
 
@@ -189,3 +194,80 @@ def test_esper_run_on_a_real_full_disk_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     line = result.stderr.splitlines()[-1]  # after the store's warning that its INDEX could not be saved
     assert line.startswith("esper run: disk full while writing ") and line.endswith(DISK_FULL_HINT)
+
+
+def one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize("url", ["http://localhost:6379", "redis://[::1:6379/0", "ftp://x"])
+def test_run_with_a_redis_url_of_another_scheme_or_malformed_is_bad_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    assert main(["run", "--data-dir", str(tmp_path / "d"), "--redis", url]) == 2
+    assert "--redis: not a Redis URL" in one_line(capsys)
+    assert not (tmp_path / "d").exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize("suffix", [".json", ".toml"])
+def test_a_config_file_that_is_not_utf8_is_bad_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    config = tmp_path / f"run{suffix}"
+    config.write_bytes(b'{"epochs": 1}\xff\xfe' if suffix == ".json" else b"epochs = 1\n\xff")
+    assert main(["run", "--data-dir", str(tmp_path / "d"), "--config", str(config)]) == 2
+    assert f"config file {config} is not UTF-8 text" in one_line(capsys)
+
+
+def test_a_rollback_line_goes_to_stderr_so_json_stays_valid(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for as_json in (True, False):
+        with progress_bar(argparse.Namespace(json=as_json)) as progress:
+            progress.on_start(10, 0)
+            progress.on_rollback(RollbackResult(2, pb.ROLLBACK_MODE_FULL, 12.0))
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert "rolled back to epoch 2 (full, 12 ms)" in err
+
+
+def interrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: Path) -> None:
+    """A run `rres` stopped by Ctrl-C after its first epoch: resumable."""
+    run_epoch = Trainer.run_epoch
+
+    def once(self: Trainer) -> None:
+        run_epoch(self)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "run_epoch", once)
+        argv = ["run", "--data-dir", str(tmp_path / "d"), "--config", str(config), "--run-id", "rres"]
+        assert main(argv) == 130
+
+
+def test_resume_accepts_the_recorded_values_and_names_the_one_that_differs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({**SMALL, "epochs": 3, "seed": 7}))
+    interrupted_run(tmp_path, monkeypatch, config)
+    capsys.readouterr()
+    resume = ["run", "--data-dir", str(tmp_path / "d"), "--run-id", "rres", "--resume"]
+
+    assert main([*resume, "--seed", "8"]) == 2
+    assert "--seed 8 differs from run rres's recorded seed = 7" in one_line(capsys)
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps({**SMALL, "seed": 7, "learning_rate": 0.5}))
+    assert main([*resume, "--config", str(changed)]) == 2
+    assert f"learning_rate = 0.5 in {changed} differs from run rres's recorded learning_rate = 0.01" in (
+        one_line(capsys)
+    )
+    assert main([*resume, "--controller", "tamiyo"]) == 2
+    assert "--controller tamiyo differs from run rres's recorded controller = 'noop'" in one_line(capsys)
+
+    # the recorded values, from the file and as options, are accepted
+    assert main([*resume, "--config", str(config), "--seed", "7", "--controller", "noop", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["resumed"] and summary["epochs"] == 3
