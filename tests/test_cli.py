@@ -19,6 +19,7 @@ from domains.tolaria.trainer import Trainer
 from eventstore import DiskFull
 from eventstore.file import FileStore
 from leyline import pb
+from leyline.datadir import DataDir
 from ops.cli import build_parser, command_names, command_summary, main
 from ops.commands.run import progress_bar
 from tests.eventstore.test_disk_full import small_file_system_available
@@ -271,3 +272,23 @@ def test_resume_accepts_the_recorded_values_and_names_the_one_that_differs(
     assert main([*resume, "--config", str(config), "--seed", "7", "--controller", "noop", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["resumed"] and summary["epochs"] == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["db", "status", "--db", "redis://[::1:6379/0"], 2, "--db: not a database URL"),
+        (["db", "status", "--db", "http://127.0.0.1:1/x"], 2, "--db http:// is not supported"),
+        (["rebuild", "--all", "--db", "mysql://127.0.0.1:1/x"], 2, "--db mysql:// is not supported"),
+        (["audit", "run", "r1", "--db", "postgresql://127.0.0.1:1/x"], 1, "Connection refused"),
+        (["mirror", "--redis", "redis://[::1:6379/0"], 2, "--redis: not a Redis URL (Invalid IPv6 URL)"),
+        (["mirror", "--redis", "http://127.0.0.1:1"], 2, "--redis: not a Redis URL"),
+    ],
+)
+def test_urls_of_another_scheme_or_malformed_are_bad_usage_and_failures_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], code: int, message: str
+) -> None:
+    data_dir = tmp_path / "d"
+    FileStore(DataDir(data_dir).log).close()
+    assert main([*argv, "--data-dir", str(data_dir)]) == code
+    assert message in one_line(capsys)
