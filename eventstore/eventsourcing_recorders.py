@@ -55,17 +55,16 @@ from eventsourcing.utils import Environment, EnvType, resolve_topic
 
 from eventstore import (
     NO_STREAM,
-    DiskFull,
     EventFilter,
     EventStore,
     EventStoreError,
+    Expected,
     InvalidEvent,
     StoreUnavailable,
     WrongExpectedVersion,
     exact,
     open_store,
 )
-from eventstore.api import Expected
 from leyline import pb
 
 SOURCE = "eventsourcing"
@@ -81,7 +80,7 @@ def _translated() -> Iterator[None]:
         yield
     except WrongExpectedVersion as exc:
         raise IntegrityError(str(exc)) from exc
-    except (StoreUnavailable, DiskFull) as exc:
+    except StoreUnavailable as exc:
         raise OperationalError(str(exc)) from exc
     except InvalidEvent as exc:
         raise DataError(str(exc)) from exc

@@ -144,6 +144,7 @@ def build_trainer(
     controller_config_json: str = "",
 ) -> Trainer:
     """A Trainer with every collaborator built; the given ones (tests, benches) replace the defaults."""
+    data_dir.create()  # private (0700/0600) whatever the umask, before the first file under it
     keyring = keyring or keyring_for(data_dir)
     verifier = Verifier(keyring)  # one per process: a nonce seen once is seen by every check
     workload = build_workload(config)

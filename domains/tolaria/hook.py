@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from domains.tolaria import metrics, rollback
-from domains.tolaria.aggregate import RollbackRejected, event_id
+from domains.tolaria.aggregate import IdenticalReplay, RollbackRejected, event_id
 from domains.tolaria.headroom import with_headroom
 from domains.tolaria.hosts import count_parameters
 from domains.tolaria.loop import EpochMeasurements
@@ -152,7 +152,8 @@ def command(
     try:
         return rollback.controller_request(trainer, verified, epoch), []
     except RollbackRejected as exc:
-        return None, [command_rejected(trainer, envelope, verified, "no_checkpoint", str(exc), epoch)]
+        code = "identical_replay" if isinstance(exc, IdenticalReplay) else "no_checkpoint"
+        return None, [command_rejected(trainer, envelope, verified, code, str(exc), epoch)]
 
 
 def command_rejected(

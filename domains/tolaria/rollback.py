@@ -11,6 +11,7 @@ requested but not completed before the crash.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,10 +19,17 @@ import numpy as np
 
 from domains.tolaria import checkpoint as ckpt
 from domains.tolaria import control, metrics
-from domains.tolaria.aggregate import RequestRollback, RollbackRejected, RunState, decide_rollback, event_id
+from domains.tolaria.aggregate import (
+    IdenticalReplay,
+    RequestRollback,
+    RollbackRejected,
+    RunState,
+    decide_rollback,
+    event_id,
+)
 from domains.tolaria.aggregate import mode_name as mode_label
 from domains.tolaria.loop import EpochMeasurements
-from leyline import pb
+from leyline import decode_payload, pb
 
 if TYPE_CHECKING:
     from domains.tolaria.trainer import Trainer
@@ -60,9 +68,29 @@ def request_id(trainer: Trainer, epoch: int) -> str:
 
 
 def decide(trainer: Trainer, request: RequestRollback) -> pb.RollbackRequested:
-    """decide_rollback against the log, read only when the target is not in the cache."""
-    state = trainer.log_state() if request.mode != pb.ROLLBACK_MODE_FAST else RunState()
-    return decide_rollback(state, request)
+    """decide_rollback against the run as the log records it, once everything handed to the writer is
+    there (the checkpoints and the rollbacks already done: a rollback is rare, the flush is cheap)."""
+    trainer.sink.flush()
+    return decide_rollback(trainer.log_state(), request)
+
+
+def loss_reference(
+    history: Sequence[float], training_loss: float, events: Sequence[pb.EventEnvelope], window: int
+) -> list[float]:
+    """The guard's recent losses after a clean epoch: this one's appended, unless a seed left the host at
+    this boundary (culled): the host then computes another function, and the loss change it causes is the
+    seed's doing, not an explosion of the host, so the reference starts again from the next epoch. Kept in
+    the checkpoint, so a replay measures against the same reference."""
+    if any(_culled(event) for event in events):
+        return []
+    return [*history, training_loss][-window:]
+
+
+def _culled(envelope: pb.EventEnvelope) -> bool:
+    if envelope.event_type != "SeedTransitioned":
+        return False
+    payload = decode_payload(envelope)
+    return isinstance(payload, pb.SeedTransitioned) and payload.to_stage == pb.SEED_STAGE_CULLED
 
 
 def guard(trainer: Trainer, m: EpochMeasurements) -> Pending | None:
@@ -80,10 +108,24 @@ def guard(trainer: Trainer, m: EpochMeasurements) -> Pending | None:
             f"training loss exploded at epoch {m.epoch} ({m.training_loss:.4g}) and no rollback is left "
             f"(cached checkpoints: {len(trainer.cache)}, rollbacks in a row: {trainer.guard_rollbacks})"
         )
-    trainer.guard_rollbacks += 1
     reason = f"loss explosion at epoch {m.epoch}: {m.training_loss:.4g} vs recent mean {mean:.4g}"
-    request = RequestRollback(trainer.run_id, latest.epoch, GUARD, reason, mode=pb.ROLLBACK_MODE_FAST)
-    return Pending(decide(trainer, request), request_id(trainer, m.epoch), trigger="guard")
+    request = RequestRollback(
+        trainer.run_id,
+        latest.epoch,
+        GUARD,
+        reason,
+        mode=pb.ROLLBACK_MODE_FAST,
+        from_epoch=m.epoch,
+        repeatable=False,
+    )
+    try:
+        granted = decide(trainer, request)
+    except IdenticalReplay as exc:
+        raise RunError(
+            f"training loss exploded at epoch {m.epoch} ({m.training_loss:.4g}) again: {exc}"
+        ) from None
+    trainer.guard_rollbacks += 1
+    return Pending(granted, request_id(trainer, m.epoch), trigger="guard")
 
 
 def controller_request(trainer: Trainer, command: pb.AdaptationCommand, epoch: int) -> Pending:
@@ -96,6 +138,8 @@ def controller_request(trainer: Trainer, command: pb.AdaptationCommand, epoch: i
         command.rollback.reason or f"controller command {command.command_id}",
         mode=cached_mode(trainer.cache, target),
         exact=False,
+        from_epoch=epoch,
+        repeatable=False,  # what the controller asked for once, its replay would ask for again
     )
     return Pending(decide(trainer, request), request_id(trainer, epoch), trigger="controller")
 

@@ -196,7 +196,9 @@ class Trainer:
             self.progress.on_epoch(measured, self.seeds_by_stage())
             self.progress.on_rollback(rollback.record_and_apply(self, pending))
         else:
-            self.loss_history = [*self.loss_history, measured.training_loss][-self.config.loss_window :]
+            self.loss_history = rollback.loss_reference(
+                self.loss_history, measured.training_loss, events, self.config.loss_window
+            )
             self.guard_rollbacks = 0
             if epoch % self.config.checkpoint_every == 0 or final:
                 self.checkpoint(events)
