@@ -300,8 +300,11 @@ class Trainer:
     # ------------------------------------------------------------------ the end
 
     def finish(self) -> RunSummary:
-        # Measured here rather than taken from the last epoch: a run resumed after its final checkpoint
-        # (killed before RunCompleted) trains no epoch in this process.
+        # Seeds still in flight are torn down first (SPEC §7), in the same append as RunCompleted, so that
+        # the accuracies, parameters and model_sha256 describe the model the run ends with: a TERMINATED
+        # seed is not part of it. Measured here rather than taken from the last epoch: a run resumed after
+        # its final checkpoint (killed before RunCompleted) trains no epoch in this process.
+        teardown = self.kasmina.teardown(self.epoch)
         correct = torch.stack(
             [evaluate(self.model, self.loss_fn, s)[1] for s in (self.splits.validation, self.splits.test)]
         )
@@ -317,9 +320,6 @@ class Trainer:
             parameters=parameters,
             model_sha256=digest,
         )
-        # Seeds still in flight are torn down at run end (SPEC §7), in the same append as RunCompleted; the
-        # accuracies and model_sha256 above describe the model as trained.
-        teardown = self.kasmina.teardown(self.epoch)
         self.sink.emit([*teardown, self.envelope("RunCompleted", completed, self.epoch)])
         last_position = self.sink.flush()
         self.sink.close()
