@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class RunConfig:
-    epochs: int = 20
+    epochs: int = 30
     seed: int = 0
     host: str = "cnn-lite"
     host_options: Mapping[str, Any] = field(default_factory=dict)

@@ -24,6 +24,7 @@ from torch import nn
 
 from domains.kasmina import EpochMeasurements as SeedMeasurements
 from domains.kasmina import Evaluation, Kasmina
+from domains.kasmina.manager import SEED_CATEGORY
 from domains.tolaria import checkpoint as ckpt
 from domains.tolaria import hook, metrics, rollback
 from domains.tolaria.aggregate import RequestRollback, RunState, RunStatus, event_id, fold, run_stream
@@ -32,12 +33,19 @@ from domains.tolaria.data import Splits, epoch_order
 from domains.tolaria.headroom import HeadroomMeter
 from domains.tolaria.hosts import count_parameters
 from domains.tolaria.loop import EpochMeasurements, evaluate, example_losses, measure, train_epoch
-from domains.tolaria.report import Progress, RunSummary, code_version, model_sha256
+from domains.tolaria.report import (
+    GraftSummary,
+    Progress,
+    RunSummary,
+    code_version,
+    graft_summaries,
+    model_sha256,
+)
 from domains.tolaria.rollback import RollbackResult, RunError
 from domains.tolaria.sink import EventSink
 from domains.tolaria.workload import Workload
-from eventstore import EventStore
-from leyline import new_envelope, pb
+from eventstore import EventFilter, EventStore
+from leyline import new_envelope, pb, stream_name
 from leyline.controller import Controller
 from leyline.datadir import DataDir
 from leyline.envelope import new_event_id
@@ -337,7 +345,17 @@ class Trainer:
             rollbacks=self.rollbacks,
             resumed=self.resumed,
             device=str(self.device),
+            grafts=self.grafts(),
         )
+
+    def grafts(self) -> list[GraftSummary]:
+        """The run's grafts as its log tells them (a resumed run's earlier ones included)."""
+        seed_streams = (stream_name(SEED_CATEGORY, f"{self.run_id}.{slot}") for slot in self.kasmina.slots)
+        wanted = EventFilter(
+            streams=frozenset({run_stream(self.run_id), *seed_streams}),
+            event_types=frozenset({"EpochCompleted", "SeedGrafted", "SeedTransitioned"}),
+        )
+        return graft_summaries(self.store.read_all(event_filter=wanted))
 
     def fail(self, exc: BaseException) -> None:
         """Record RunFailed for an error (an interrupt is not a failure: the run can be resumed)."""

@@ -25,7 +25,7 @@ from ops.storeopts import add_store_option
 
 if TYPE_CHECKING:
     from domains.tolaria.loop import EpochMeasurements
-    from domains.tolaria.report import Progress, RunSummary
+    from domains.tolaria.report import GraftSummary, Progress, RunSummary
     from domains.tolaria.rollback import RollbackResult
     from eventstore.mirror import MirrorThread
 
@@ -34,7 +34,7 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 DESCRIPTION = f"""\
 Train a host model while the controller may grow it, recording every event in the log.
 
-Out of the box: cnn-lite (~670 parameters, 3 seed slots) on scikit-learn's bundled digits, 20 epochs,
+Out of the box: cnn-lite (~670 parameters, 3 seed slots) on scikit-learn's bundled digits, 30 epochs,
 seed 0, CPU, a checkpoint every epoch, grown by the Tamiyo controller (seeds compiled by Tezzeret into
 <data-dir>/artifacts on first use); nothing is downloaded and no service is needed. `controller = "noop"`
 trains without growth.
@@ -58,7 +58,7 @@ def register(subparsers: Any) -> None:
     parser = add_command(
         subparsers, "run", handle, "train a host on real data, growing it under the controller", DESCRIPTION
     )
-    parser.add_argument("--epochs", type=int, help="epochs to train (default 20)")
+    parser.add_argument("--epochs", type=int, help=f"epochs to train (default {RunConfig().epochs})")
     parser.add_argument("--seed", type=int, help="seed of data split, batch order and weights (default 0)")
     parser.add_argument("--config", type=Path, metavar="FILE", help="a .json or .toml file of config keys")
     parser.add_argument("--run-id", metavar="ID", help="name the run (default: r + 8 random hex digits)")
@@ -264,6 +264,15 @@ def progress_bar(args: argparse.Namespace) -> Iterator[Progress]:
             bar.close()
 
 
+def graft_line(graft: GraftSummary) -> str:
+    """One graft: slot, blueprint, parameters added, validation accuracy before and after, and its fate."""
+    return (
+        f"  graft slot {graft.slot}  {graft.blueprint_id} +{graft.parameters} parameters, validation "
+        f"accuracy {graft.accuracy_before:.4f} (epoch {graft.epoch}) → {graft.accuracy_after:.4f} (epoch "
+        f"{graft.end_epoch}): {graft.stage}" + (f" ({graft.reason})" if graft.reason else "")
+    )
+
+
 def print_summary(summary: RunSummary) -> None:
     seeds = (
         ", ".join(f"{count} {outcome}" for outcome, count in sorted(summary.seeds.items())) or "none grafted"
@@ -278,6 +287,7 @@ def print_summary(summary: RunSummary) -> None:
         f"  rollbacks               {summary.rollbacks}",
         f"  events written          {summary.events_written} (log head {summary.last_position})",
         f"  model sha256            {summary.model_sha256}",
+        *(graft_line(graft) for graft in summary.grafts),
         f"look deeper: esper audit run {summary.run_id}",
     ]
     print("\n".join(lines))
