@@ -320,3 +320,14 @@ def test_out_of_range_numbers_and_factories_of_the_wrong_signature_are_bad_usage
 ) -> None:
     assert main([*small_run(tmp_path)[:-1], *options]) == 2
     assert message in one_line(capsys)
+
+
+@pytest.mark.parametrize("value", ["-1", str(2**63), "ten"])
+@pytest.mark.parametrize("option", ["--as-of", "--epoch"])
+def test_audit_positions_and_epochs_out_of_range_are_bad_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["audit", "run", "r1", option, value, "--data-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert f"argument {option}" in capsys.readouterr().err.splitlines()[-1]

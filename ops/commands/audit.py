@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
-from ops.common import add_command, print_json
+from ops.common import add_command, position, print_json
 from ops.dbopts import add_db_option, open_db_from_args
 from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args
@@ -41,8 +41,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("kind", choices=sorted(AUDITS), help="what to audit")
     parser.add_argument("id", metavar="ID", help="its id")
     when = parser.add_mutually_exclusive_group()
-    when.add_argument("--as-of", type=int, metavar="POS", help="state as of this log position")
-    when.add_argument("--epoch", type=int, metavar="N", help="state as of this epoch of the run")
+    when.add_argument("--as-of", type=position, metavar="POS", help="state as of this log position")
+    when.add_argument("--epoch", type=position, metavar="N", help="state as of this epoch of the run")
     parser.add_argument(
         "--no-catch-up",
         action="store_true",
@@ -53,8 +53,6 @@ def register(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    if args.as_of is not None and args.as_of < 0:
-        raise UsageError("--as-of must be a log position (>= 0)")
     engine = open_db_from_args(args)
     try:
         if not args.no_catch_up:
