@@ -88,6 +88,17 @@ DATA_DIR_SLOTS: list[list[str]] = [
     ["verify"],
 ]
 ID_COMMANDS = {"audit", "blueprints", "rollback", "run"}  # where an id is looked up
+# the log's undecodable payload, met by the commands that read or fold it: (argv, the code)
+ON_POISON: list[tuple[list[str], int]] = [
+    (["recover"], 1),  # the projections that cannot decode it stop there, named in one line
+    (["rebuild", "--all"], 1),
+    (["db", "status"], 1),
+    (["audit", "run", "rpoison"], 1),
+    (["run", "--resume", "--run-id", "rpoison"], 1),
+    (["rollback", "--run", "rpoison", "--to-epoch", "1"], 1),
+    (["replay"], 0),  # printed with its payload as base64 and the decoding error
+    (["verify"], 0),  # the log itself is sound
+]
 
 
 def expected_codes(argv: list[str], kind: str, value: Value) -> set[int]:
@@ -141,6 +152,8 @@ def cases(tmp: Path, data_dir: Path) -> Iterator[Case]:
             if "path" in value.kinds and (base[0] != "blueprints" or value.name == "regular-file"):
                 yield Case([*base, "--data-dir", value.text], expected_codes(base, "path", value))
         yield Case([*base, NOT_UTF8, "--data-dir", str(data_dir)], {2})
+    for argv, code in ON_POISON:
+        yield Case([*argv, "--data-dir", str(data_dir)], {code})
 
 
 def esper(argv: list[str | bytes], cwd: Path) -> subprocess.CompletedProcess[bytes]:
