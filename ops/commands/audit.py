@@ -13,10 +13,12 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
+from leyline.datadir import DataDir
 from ops.common import add_command, position, print_json
 from ops.dbopts import add_db_option, open_db_from_args
 from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args
+from ops.verification import VERIFIED, command_verification
 from projections import ProjectionError, catch_up, status
 from projections.audit import AUDITS, AuditError, NotFound
 
@@ -52,6 +54,15 @@ def register(subparsers: Any) -> None:
     add_store_option(parser)
 
 
+def verify(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, Any]:
+    """Whether the command was verified (ops/verification.py), from its signed envelope in the log."""
+    store = open_store_from_args(args, read_only=True)
+    try:
+        return command_verification(store, DataDir.of(args.data_dir), report["command_id"], report["effects"])
+    finally:
+        store.close()
+
+
 def handle(args: argparse.Namespace) -> int:
     engine = open_db_from_args(args)
     try:
@@ -77,6 +88,8 @@ def handle(args: argparse.Namespace) -> int:
             finally:
                 store.close()
         report = AUDITS[args.kind](engine, args.id, args.as_of, args.epoch)
+        if args.kind == "command" and report["command"] is not None:
+            report["command"]["verification"] = verify(args, report)
     except NotFound as exc:
         raise CommandError(str(exc)) from None
     except AuditError as exc:
@@ -270,11 +283,18 @@ def print_command(report: dict[str, Any]) -> None:
         )
     command = report["command"]
     if command:
-        print(
-            f"  issued at position {command['position']}: {command['command_type']} "
-            f"{command['operation'] or ''} "
+        check = command["verification"]
+        what = (
+            f"{command['command_type']} {command['operation'] or ''} "
             f"slot {command['target_slot']} blueprint {command['blueprint_id'] or '-'} {_flag(command)}"
         )
+        if check["status"] == VERIFIED:
+            print(f"  issued at position {command['position']}: {what} (verified, key {check['key_id']})")
+        else:  # never shown as issued
+            print(
+                f"  NOT VERIFIED ({check['status']}: {check['reason']}), "
+                f"recorded at position {command['position']}: {what}"
+            )
     table(
         "effects",
         [
