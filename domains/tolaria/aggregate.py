@@ -44,6 +44,7 @@ class PendingRollback:
     mode: int  # pb.RollbackMode
     position: int  # global position of the RollbackRequested event
     requested_by: str = ""
+    event_id: str = ""  # of the RollbackRequested event; a CommandRejected naming it withdraws it
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,16 @@ def evolve(state: RunState, envelope: pb.EventEnvelope) -> RunState:
         kept = tuple(c for c in state.checkpoints if c.epoch < manifest.epoch)
         return dataclasses.replace(state, checkpoints=(*kept, record))
     if isinstance(payload, pb.RollbackRequested):
-        pending = PendingRollback(payload.target_epoch, payload.mode, position, payload.requested_by)
+        pending = PendingRollback(
+            payload.target_epoch, payload.mode, position, payload.requested_by, envelope.event_id
+        )
         return dataclasses.replace(state, pending_rollback=pending)
+    if isinstance(payload, pb.CommandRejected):
+        # a recorded request the run refused to apply (on resume: it does not verify)
+        withdrawn = (
+            state.pending_rollback is not None and state.pending_rollback.event_id == payload.command_id
+        )
+        return dataclasses.replace(state, pending_rollback=None) if withdrawn else state
     if isinstance(payload, pb.RollbackCompleted):
         requested_by = state.pending_rollback.requested_by if state.pending_rollback else ""
         rolled_back = RolledBack(envelope.epoch, payload.target_epoch, requested_by)
