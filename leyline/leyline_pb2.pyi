@@ -198,7 +198,7 @@ class HardwareContext(_message.Message):
     def __init__(self, device: _Optional[str] = ..., memory_used_gb: _Optional[float] = ..., memory_total_gb: _Optional[float] = ..., utilization: _Optional[float] = ..., device_count: _Optional[int] = ...) -> None: ...
 
 class SeedState(_message.Message):
-    __slots__ = ("slot", "seed_id", "stage", "blueprint_id", "alpha", "gradient_norm", "age_epochs", "risk", "metrics")
+    __slots__ = ("slot", "seed_id", "stage", "blueprint_id", "alpha", "gradient_norm", "age_epochs", "risk", "metrics", "outcome_reason")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -215,6 +215,7 @@ class SeedState(_message.Message):
     AGE_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     RISK_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_REASON_FIELD_NUMBER: _ClassVar[int]
     slot: int
     seed_id: int
     stage: SeedLifecycleStage
@@ -224,7 +225,8 @@ class SeedState(_message.Message):
     age_epochs: int
     risk: float
     metrics: _containers.ScalarMap[str, float]
-    def __init__(self, slot: _Optional[int] = ..., seed_id: _Optional[int] = ..., stage: _Optional[_Union[SeedLifecycleStage, str]] = ..., blueprint_id: _Optional[str] = ..., alpha: _Optional[float] = ..., gradient_norm: _Optional[float] = ..., age_epochs: _Optional[int] = ..., risk: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    outcome_reason: str
+    def __init__(self, slot: _Optional[int] = ..., seed_id: _Optional[int] = ..., stage: _Optional[_Union[SeedLifecycleStage, str]] = ..., blueprint_id: _Optional[str] = ..., alpha: _Optional[float] = ..., gradient_norm: _Optional[float] = ..., age_epochs: _Optional[int] = ..., risk: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., outcome_reason: _Optional[str] = ...) -> None: ...
 
 class SystemStatePacket(_message.Message):
     __slots__ = ("epoch", "global_step", "training_loss", "training_accuracy", "validation_loss", "validation_accuracy", "metrics", "seeds", "hardware", "run_id", "packet_id")
@@ -348,7 +350,7 @@ class AdaptationCommand(_message.Message):
     def __init__(self, command_id: _Optional[str] = ..., command_type: _Optional[_Union[CommandType, str]] = ..., target_seed_id: _Optional[int] = ..., target_slot: _Optional[int] = ..., seed_operation: _Optional[_Union[SeedOperationCommand, _Mapping]] = ..., optimizer_adjustment: _Optional[_Union[OptimizerAdjustment, _Mapping]] = ..., circuit_breaker: _Optional[_Union[CircuitBreakerCommand, _Mapping]] = ..., rollback: _Optional[_Union[RollbackCommand, _Mapping]] = ..., execution_deadline_ms: _Optional[int] = ..., issued_by: _Optional[str] = ..., policy_version: _Optional[str] = ..., annotations: _Optional[_Mapping[str, str]] = ..., issued_at_ms: _Optional[int] = ...) -> None: ...
 
 class FieldReport(_message.Message):
-    __slots__ = ("report_id", "command_id", "run_id", "seed_id", "slot", "blueprint_id", "outcome", "delta_accuracy", "delta_loss", "delta_parameters", "policy_version", "risk_at_decision", "start_epoch", "end_epoch", "metrics")
+    __slots__ = ("report_id", "command_id", "run_id", "seed_id", "slot", "blueprint_id", "outcome", "delta_accuracy", "delta_loss", "delta_parameters", "policy_version", "risk_at_decision", "start_epoch", "end_epoch", "metrics", "seed_stage", "seed_reason")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -371,6 +373,8 @@ class FieldReport(_message.Message):
     START_EPOCH_FIELD_NUMBER: _ClassVar[int]
     END_EPOCH_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    SEED_STAGE_FIELD_NUMBER: _ClassVar[int]
+    SEED_REASON_FIELD_NUMBER: _ClassVar[int]
     report_id: str
     command_id: str
     run_id: str
@@ -386,7 +390,9 @@ class FieldReport(_message.Message):
     start_epoch: int
     end_epoch: int
     metrics: _containers.ScalarMap[str, float]
-    def __init__(self, report_id: _Optional[str] = ..., command_id: _Optional[str] = ..., run_id: _Optional[str] = ..., seed_id: _Optional[int] = ..., slot: _Optional[int] = ..., blueprint_id: _Optional[str] = ..., outcome: _Optional[_Union[FieldReportOutcome, str]] = ..., delta_accuracy: _Optional[float] = ..., delta_loss: _Optional[float] = ..., delta_parameters: _Optional[int] = ..., policy_version: _Optional[str] = ..., risk_at_decision: _Optional[_Union[RiskLevel, str]] = ..., start_epoch: _Optional[int] = ..., end_epoch: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    seed_stage: SeedLifecycleStage
+    seed_reason: str
+    def __init__(self, report_id: _Optional[str] = ..., command_id: _Optional[str] = ..., run_id: _Optional[str] = ..., seed_id: _Optional[int] = ..., slot: _Optional[int] = ..., blueprint_id: _Optional[str] = ..., outcome: _Optional[_Union[FieldReportOutcome, str]] = ..., delta_accuracy: _Optional[float] = ..., delta_loss: _Optional[float] = ..., delta_parameters: _Optional[int] = ..., policy_version: _Optional[str] = ..., risk_at_decision: _Optional[_Union[RiskLevel, str]] = ..., start_epoch: _Optional[int] = ..., end_epoch: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., seed_stage: _Optional[_Union[SeedLifecycleStage, str]] = ..., seed_reason: _Optional[str] = ...) -> None: ...
 
 class PolicyUpdate(_message.Message):
     __slots__ = ("version", "policy_name", "content_hash", "parent_version", "artifact_path", "created_at_ms", "training_metrics", "lora")

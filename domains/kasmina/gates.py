@@ -78,6 +78,14 @@ def finite(*values: float) -> bool:
     return all(math.isfinite(v) for v in values)
 
 
+def measured_contribution(m: Measurements) -> float:
+    """Validation loss without the seed minus with it fully in, as last measured (NaN: not measured): the
+    alpha 0 vs 1 probes from BLENDING on; while TRAINING the host as it runs is the seed-out model."""
+    if finite(m.loss_alpha0, m.loss_alpha1):
+        return m.loss_alpha0 - m.loss_alpha1
+    return m.host_loss - m.seed_loss
+
+
 def gate_g0(artifact_verified: bool, shape_ok: bool, detail: str = "") -> Gate:
     """The source verified the artifact (and refused it if quarantined outside a fault drill); the module
     maps the slot's shape to itself."""

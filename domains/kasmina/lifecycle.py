@@ -40,6 +40,7 @@ from leyline.lifecycle import (
     CULLED,
     DORMANT,
     EMBARGOED,
+    FOSSILIZED,
     G1,
     GERMINATED,
     ISOLATION_GATE,
@@ -335,6 +336,8 @@ def evolve(state: KasminaState, event: Message) -> KasminaState:
         changes["blending_reference_loss"] = loss if math.isfinite(loss) else None
     elif to == EMBARGOED:
         changes["embargo_until"] = event.embargo_until_epoch
+    if to in (FOSSILIZED, CULLED, TERMINATED):
+        changes["outcome_reason"] = event.reason
     return state.with_slot(replace(s, **changes), last_seed_id)
 
 

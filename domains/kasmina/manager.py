@@ -24,7 +24,7 @@ from domains.kasmina import metrics
 from domains.kasmina.commands import Command, Germinate, RecordViolation, Scrubbed, Terminate, Tick
 from domains.kasmina.config import KasminaConfig
 from domains.kasmina.effects import SeedEffects
-from domains.kasmina.gates import Measurements, alpha_at, finite
+from domains.kasmina.gates import Measurements, alpha_at, finite, measured_contribution
 from domains.kasmina.intake import ORPHAN_CODES, Received, receive, translate
 from domains.kasmina.probes import EpochMeasurements, Evaluator, GraftProbe, counterfactual, measure
 from domains.kasmina.slot import SeedSlot, find_slots
@@ -195,7 +195,8 @@ class Kasmina:
             )
             state.metrics[ISOLATION_METRIC] = float(s.violations)
             state.metrics[STAGE_EPOCHS_METRIC] = float(max(0, self.epoch - s.stage_epoch))
-            contribution = last.loss_alpha0 - last.loss_alpha1  # measured by the G3/G4 probes
+            state.outcome_reason = s.outcome_reason
+            contribution = measured_contribution(last)
             if math.isfinite(contribution):
                 state.metrics[CONTRIBUTION_METRIC] = contribution
             states.append(state)

@@ -64,8 +64,8 @@ def measure(
 ) -> Measurements:
     """A slot's measurements at an epoch boundary: the seed's loss at alpha 1 while it is GERMINATED or
     TRAINING (admission, G1, with the lowest gap since admission), the per-example losses as blended vs
-    alpha 0 while BLENDING (G2), alpha 0 vs 1 in SHADOWING (G3) and once the probation window is over
-    (G4)."""
+    alpha 0 (G2) and the loss at alpha 1 while BLENDING, alpha 0 vs 1 in SHADOWING (G3) and once the
+    probation window is over (G4)."""
     m = Measurements(host_loss=host.validation_loss, grad_norm=grad_norm, nonfinite=nonfinite)
     if s.stage in (GERMINATED, TRAINING):
         with counterfactual(slot, 1.0):
@@ -77,7 +77,9 @@ def measure(
         deltas: tuple[float, ...] = ()
         if blended.losses is not None and without.losses is not None:
             deltas = tuple((blended.losses - without.losses).tolist())
-        m = replace(m, loss_alpha0=without.loss, blend_deltas=deltas)
+        with counterfactual(slot, 1.0):
+            full = evaluate()
+        m = replace(m, loss_alpha0=without.loss, loss_alpha1=full.loss, blend_deltas=deltas)
     probation_over = epoch - s.stage_epoch >= probation_epochs
     if s.stage == SHADOWING or (s.stage == PROBATIONARY and probation_over):
         with counterfactual(slot, 0.0):

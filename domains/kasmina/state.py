@@ -24,6 +24,7 @@ class SlotState:
     training_reference_gap: float | None = None  # seed loss − host loss when TRAINING started (G1)
     blending_reference_loss: float | None = None  # host validation loss when BLENDING started (G2)
     embargo_until: int = 0
+    outcome_reason: str = ""  # why the seed reached FOSSILIZED, CULLED or TERMINATED
     # The ledger of processed command ids outlives the seed: idempotency survives a reset.
     processed: frozenset[str] = frozenset()
 

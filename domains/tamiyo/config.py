@@ -29,14 +29,17 @@ class HeuristicConfig:
     conservative_exit_level: int = 1
     conservative_exit_windows: int = 3
     observation_window: int = 3
+    # A germination's report closes when its seed reaches FOSSILIZED or is culled, or after this many
+    # epochs: it describes what the graft caused, not the first epochs in which the host is untouched.
+    germination_report_epochs: int = 20
     success_accuracy_delta: float = 0.002
     regression_accuracy_delta: float = -0.002
     command_deadline_ms: int = 5_000
     thresholds: RiskThresholds = field(default_factory=RiskThresholds)
 
     def __post_init__(self) -> None:
-        if self.plateau_window < 1 or self.observation_window < 1:
-            raise ValueError("plateau_window and observation_window must be at least 1")
+        if self.plateau_window < 1 or self.observation_window < 1 or self.germination_report_epochs < 1:
+            raise ValueError("plateau_window, observation_window and germination_report_epochs must be >= 1")
         if self.max_concurrent_seeds < 0:
             raise ValueError("max_concurrent_seeds must be >= 0")
         if not 0 <= self.conservative_exit_level < self.conservative_enter_level <= 4:

@@ -16,11 +16,11 @@ from domains.tamiyo.risk import (
     lifecycle_signal,
     ratio,
 )
-from domains.tamiyo.state import TamiyoState
+from domains.tamiyo.state import TamiyoState, contribution_key
 from leyline import pb
 from leyline.controller import DEFAULT_HOOK_BUDGET_MS
 from leyline.lifecycle import DORMANT, LifecycleConfig
-from leyline.seed_metrics import HEADROOM_METRIC, STAGE_EPOCHS_METRIC
+from leyline.seed_metrics import CONTRIBUTION_METRIC, HEADROOM_METRIC, STAGE_EPOCHS_METRIC
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,8 @@ def inputs_summary(
     for seed in observation.seeds:
         if seed.stage == DORMANT and HEADROOM_METRIC in seed.metrics:
             summary[f"headroom_slot{seed.slot}"] = seed.metrics[HEADROOM_METRIC]
+        if seed.stage != DORMANT and CONTRIBUTION_METRIC in seed.metrics:
+            summary[contribution_key(seed.slot)] = seed.metrics[CONTRIBUTION_METRIC]
     for name, level in assessment.signal_levels.items():
         summary[f"level_{name}"] = float(level)
     summary["signal_loss_drift"] = signals.loss_drift

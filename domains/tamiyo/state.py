@@ -28,6 +28,11 @@ RISK_HISTORY = 16
 SAFE_LEVEL = 1  # a window at or below this raw level is a rollback target
 
 
+def contribution_key(slot: int) -> str:
+    """Where DecisionMade.inputs_summary records a slot's measured seed contribution (field reports)."""
+    return f"contribution_slot{slot}"
+
+
 @dataclass(frozen=True)
 class TrackedCommand:
     """An issued command: pending until applied, then an open observation window."""
@@ -43,6 +48,7 @@ class TrackedCommand:
     baseline_accuracy: float
     baseline_loss: float
     baseline_parameters: int
+    contribution: float | None = None  # the seed's last measured contribution (loss at alpha 0 − 1)
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,12 @@ def evolve(state: TamiyoState, payload: Message) -> TamiyoState:
 def _decision(state: TamiyoState, decision: pb.DecisionMade) -> TamiyoState:
     inputs = decision.inputs_summary
     state = resolve_pending(state, list(decision.applied_command_ids))
+    windows = tuple(
+        dataclasses.replace(w, contribution=inputs[contribution_key(w.slot)])
+        if w.action == "germinate" and contribution_key(w.slot) in inputs
+        else w
+        for w in state.windows
+    )
     raw = int(inputs.get("risk_raw", from_pb_level(decision.risk_level)))
     training_loss = inputs.get("training_loss", math.inf)
     best = state.best_training_loss
@@ -111,6 +123,7 @@ def _decision(state: TamiyoState, decision: pb.DecisionMade) -> TamiyoState:
         validation_losses = _bounded(validation_losses, inputs["validation_loss"], HISTORY)
     return dataclasses.replace(
         state,
+        windows=windows,
         validation_losses=validation_losses,
         grad_norms=grad_norms,
         best_training_loss=best,

@@ -10,10 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domains.kasmina import Evaluation
+from domains.kasmina import lifecycle as lc
+from domains.kasmina.commands import Cull, Germinate
 from domains.kasmina.evidence import CONFIDENCE_Z, paired
-from domains.kasmina.gates import Measurements, Outcome, gate_g1, gate_g2
+from domains.kasmina.gates import Measurements, Outcome, gate_g0, gate_g1, gate_g2
 from domains.kasmina.probes import EpochMeasurements
-from domains.kasmina.state import SlotState
+from domains.kasmina.state import KasminaState, SlotState
 from leyline import decode_payload, pb
 from leyline.lifecycle import BLENDING, TRAINING, LifecycleConfig
 from tests.kasmina.helpers import TinyCNN
@@ -91,3 +93,14 @@ def test_kasmina_carries_the_lowest_gap_across_boundaries() -> None:
     assert stages(events) == ["BLENDING"]
     g1 = decode_payload(events[0]).gates[0]  # type: ignore[attr-defined]
     assert g1.gate == "G1" and math.isclose(g1.measured["best_gap"], -0.1, rel_tol=1e-6)
+
+
+def test_a_culled_seed_keeps_why_through_its_embargo() -> None:
+    state = KasminaState.initial([0])
+    for command in (
+        Germinate("g", 0, 1, "BP002", "h", gate_g0(True, True)),
+        Cull("c", 0, 2, "contribution -0.01"),
+    ):
+        state = lc.replay(state, lc.decide(state, command, CONFIG))
+    assert state.slot(0).stage == pb.SEED_STAGE_EMBARGOED
+    assert state.slot(0).outcome_reason == "contribution -0.01"  # the cull's reason, not the embargo's

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from domains.kasmina import FactorySource, Kasmina, SeedSlot
-from domains.tamiyo import HeuristicPolicy, TamiyoController
+from domains.tamiyo import HeuristicConfig, HeuristicPolicy, TamiyoController
 from eventstore import open_store
 from leyline import decode_payload, pb
 from leyline.controller import ControllerOutput
@@ -50,7 +50,8 @@ def setup(
     tamiyo = TamiyoController(
         RUN_ID,
         Signer(keyring),
-        HeuristicPolicy(),
+        # the scripted seed never leaves GERMINATED: its germination report closes at the window's bound
+        HeuristicPolicy(HeuristicConfig(germination_report_epochs=3)),
         parameter_estimator=estimate,
         clock_ns=(lambda: clock_ns) if clock_ns is not None else time.time_ns,
     )

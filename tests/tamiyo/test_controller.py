@@ -18,6 +18,7 @@ from leyline import category_of, decode_payload, pb
 from leyline.controller import Controller, ControllerOutput
 from leyline.errors import BadSignature
 from leyline.lifecycle import LifecycleConfig
+from leyline.seed_metrics import CONTRIBUTION_METRIC as CONTRIBUTION
 from leyline.signing import Keyring, Signer, Verifier
 from tests.tamiyo.scripted import PLATEAU_LOSSES, RUN_ID, context, dormant_slots, estimate, packet
 
@@ -269,12 +270,20 @@ def test_field_report_contents_against_a_scripted_run() -> None:
     germinated_at = -1
     for epoch, loss in enumerate(PLATEAU_LOSSES):
         applied = [command_id] if command_id and epoch == germinated_at + 1 else []
+        if epoch == 8:  # measured while blending, then fossilized: the report closes at the terminal stage
+            seeds[0] = pb.SeedState(
+                slot=0, seed_id=1, stage=pb.SEED_STAGE_BLENDING, metrics={CONTRIBUTION: 0.04}
+            )
+        if epoch == 9:
+            seeds[0] = pb.SeedState(
+                slot=0, seed_id=1, stage=pb.SEED_STAGE_FOSSILIZED, outcome_reason="G4 passed"
+            )
         output = tamiyo.decide(
             packet(epoch, loss, validation_accuracy=accuracies[epoch]),
             context(epoch, seeds, parameters=parameters, applied=applied),
         )
         reports.extend((epoch, e) for e in of_type(output, "FieldReportIssued"))
-        if output.command is not None:
+        if output.command is not None and germinated_at < 0:  # the first graft (slot 1 follows at 9)
             issued = decode_payload(output.command)
             assert isinstance(issued, pb.AdaptationCommandIssued)
             command_id, germinated_at = issued.command.command_id, epoch
@@ -286,7 +295,7 @@ def test_field_report_contents_against_a_scripted_run() -> None:
             parameters = 700 + 900
     assert germinated_at == 6
     ((closed_at, envelope),) = reports
-    assert closed_at == germinated_at + 3  # the default observation window of 3 epochs
+    assert closed_at == 9  # when the seed reached FOSSILIZED, not after a fixed window
     assert envelope.stream == f"report-{RUN_ID}"
     assert envelope.correlation_id == command_id and envelope.causation_id == command_id
     report = decode_payload(envelope).report  # type: ignore[attr-defined]
@@ -301,6 +310,8 @@ def test_field_report_contents_against_a_scripted_run() -> None:
     assert report.risk_at_decision == pb.RISK_LEVEL_GREEN
     assert (report.start_epoch, report.end_epoch) == (6, 9)
     assert report.metrics["accuracy_start"] == pytest.approx(0.90)
+    assert report.metrics["contribution"] == pytest.approx(0.04)  # the last one measured, at epoch 8
+    assert (report.seed_stage, report.seed_reason) == (pb.SEED_STAGE_FOSSILIZED, "G4 passed")
     assert tamiyo.state.windows == ()
 
 
@@ -314,28 +325,41 @@ def test_a_command_that_was_not_applied_gets_no_field_report() -> None:
     assert tamiyo.state.pending == () and tamiyo.state.windows == ()
 
 
-def test_regression_and_abort_outcomes() -> None:
-    def report_after(final_accuracy: float, final_stage: pb.SeedLifecycleStage) -> pb.FieldReport:
-        tamiyo = controller()
+def test_a_germination_report_says_what_the_seed_caused_and_where_it_ended() -> None:
+    def report_after(final: pb.SeedState, epochs: int = 3, **config: object) -> tuple[int, pb.FieldReport]:
+        tamiyo = controller(**config)
         epoch, output = drive_to_germination(tamiyo)
         issued = decode_payload(output.command)  # type: ignore[arg-type]
         command_id = issued.command.command_id  # type: ignore[attr-defined]
-        seeds = [
-            pb.SeedState(slot=0, seed_id=1, stage=final_stage),
-            pb.SeedState(slot=1, stage=pb.SEED_STAGE_DORMANT),
-        ]
-        for later in range(epoch + 1, epoch + 4):
+        training = pb.SeedState(slot=0, seed_id=1, stage=pb.SEED_STAGE_TRAINING)
+        for later in range(epoch + 1, epoch + 1 + epochs):
             applied = [command_id] if later == epoch + 1 else []
-            out = tamiyo.decide(
-                packet(later, 0.4, validation_accuracy=final_accuracy),
-                context(later, seeds, applied=applied),
-            )
-        (envelope,) = of_type(out, "FieldReportIssued")
-        return decode_payload(envelope).report  # type: ignore[attr-defined]
+            seeds = [
+                final if later == epoch + epochs else training,
+                pb.SeedState(slot=1, stage=pb.SEED_STAGE_DORMANT),
+            ]
+            out = tamiyo.decide(packet(later, 0.4), context(later, seeds, applied=applied))
+            reports = of_type(out, "FieldReportIssued")
+            if reports:
+                return later - epoch, decode_payload(reports[0]).report  # type: ignore[attr-defined]
+        raise AssertionError("no report")
 
-    assert report_after(0.85, pb.SEED_STAGE_BLENDING).outcome == pb.FIELD_REPORT_OUTCOME_REGRESSION
-    assert report_after(0.9, pb.SEED_STAGE_BLENDING).outcome == pb.FIELD_REPORT_OUTCOME_NEUTRAL
-    assert report_after(0.95, pb.SEED_STAGE_EMBARGOED).outcome == pb.FIELD_REPORT_OUTCOME_ABORTED
+    culled = pb.SeedState(
+        slot=0, seed_id=1, stage=pb.SEED_STAGE_EMBARGOED, outcome_reason="G2 failed: host loss degraded"
+    )
+    culled.metrics[CONTRIBUTION] = -0.03
+    age, report = report_after(culled, epochs=5)
+    assert age == 5 and report.outcome == pb.FIELD_REPORT_OUTCOME_ABORTED
+    assert (report.seed_stage, report.seed_reason) == (pb.SEED_STAGE_EMBARGOED, culled.outcome_reason)
+    assert report.metrics["contribution"] == pytest.approx(-0.03)
+    helping = pb.SeedState(slot=0, seed_id=1, stage=pb.SEED_STAGE_FOSSILIZED, outcome_reason="G4 passed")
+    helping.metrics[CONTRIBUTION] = 0.02
+    assert report_after(helping)[1].outcome == pb.FIELD_REPORT_OUTCOME_SUCCESS
+    still = pb.SeedState(slot=0, seed_id=1, stage=pb.SEED_STAGE_BLENDING)
+    still.metrics[CONTRIBUTION] = -0.01
+    age, report = report_after(still, epochs=4, germination_report_epochs=4)  # the window's bound
+    assert age == 4 and report.outcome == pb.FIELD_REPORT_OUTCOME_REGRESSION
+    assert report.seed_stage == pb.SEED_STAGE_BLENDING and report.seed_reason == ""
 
 
 def test_state_rebuilds_from_its_events_and_round_trips_through_a_checkpoint() -> None:
