@@ -47,6 +47,7 @@ from eventstore.mirror_metrics import (
     MIRROR_TRIMMED,
 )
 from leyline import category_of, pb
+from leyline.datadir import DataDir
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class MirrorCursor:
 def cursor_path(data_dir: Path, redis_url: str, prefix: str) -> Path:
     """One cursor per (Redis server, prefix): mirroring to two servers keeps two cursors."""
     digest = hashlib.sha256(f"{redacted(redis_url)}|{prefix}".encode()).hexdigest()[:12]
-    return Path(data_dir) / "mirror" / f"cursor-{prefix}-{digest}.json"
+    return DataDir.of(data_dir).mirror / f"cursor-{prefix}-{digest}.json"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ workloads and read models follow it; they import these tables instead of restati
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 from leyline import pb
 
@@ -103,3 +103,12 @@ class LifecycleConfig:
             raise ValueError(
                 "embargo_epochs and probation_epochs must be >= 0, max_isolation_violations >= 1"
             )
+
+    def to_pb(self) -> pb.LifecycleConfig:
+        """The message RunStarted records, so a resumed run restores the limits it started with."""
+        return pb.LifecycleConfig(**asdict(self))
+
+    @classmethod
+    def from_pb(cls, message: pb.LifecycleConfig) -> LifecycleConfig:
+        """The config a LifecycleConfig message records (every field is written by `to_pb`)."""
+        return cls(**{f.name: getattr(message, f.name) for f in fields(cls)})

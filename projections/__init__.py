@@ -7,6 +7,7 @@ result = catch_up(store, engine)                 # result.positions: checkpoint 
 
 from projections.db import DatabaseError, open_db, resolve_url, upgrade
 from projections.projectors import PROJECTION_NAMES, Projection, build_projections
+from projections.rebuilds import rebuild
 from projections.runner import (
     CatchUp,
     ProjectionError,
@@ -14,7 +15,6 @@ from projections.runner import (
     catch_up,
     default_projections,
     follow,
-    rebuild,
     stale,
     status,
 )

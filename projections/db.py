@@ -19,8 +19,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 
 import migrations
+from leyline.datadir import DataDir
 
-DB_FILE = "projections.sqlite"
 ENV_DB_URL = "ESPER_DB_URL"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -41,7 +41,7 @@ def resolve_url(data_dir: Path | str, url: str | None = None) -> str:
     chosen = url or os.environ.get(ENV_DB_URL)
     if chosen:
         return driver_url(chosen)
-    return f"sqlite:///{Path(data_dir) / DB_FILE}"
+    return f"sqlite:///{DataDir.of(data_dir).projections_db}"
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -397,6 +397,7 @@ def _cull(
     embargo = _transition(
         after, EMBARGOED, epoch, f"embargo for {config.embargo_epochs} epoch(s)", (), command_id
     )
+    embargo.embargo_until_epoch = epoch + config.embargo_epochs
     return [culled, embargo]
 
 
@@ -474,10 +475,8 @@ def _decide_germinate(
         parameters=c.parameters,
         latency_ms=c.latency_ms,
         command_id=c.command_id,
+        alpha_ramp_epochs=c.alpha_ramp_epochs or config.alpha_ramp_epochs,
     )
-    # The ramp length travels in the G0 gate so that a replay restores it.
-    ramp = c.alpha_ramp_epochs or config.alpha_ramp_epochs
-    transition.gates[0].measured["alpha_ramp_epochs"] = float(ramp)
     return [transition, grafted]
 
 
@@ -570,8 +569,10 @@ def _measured(event: pb.SeedTransitioned, gate: str, key: str) -> float:
     return math.nan
 
 
-def evolve(state: KasminaState, event: Message, config: LifecycleConfig) -> KasminaState:
-    """Apply one event; raises IllegalTransition for an edge SPEC §7 does not have."""
+def evolve(state: KasminaState, event: Message) -> KasminaState:
+    """Apply one event; raises IllegalTransition for an edge SPEC §7 does not have. Everything the fold
+    needs rides on the event (the ramp on SeedGrafted, the embargo's end on the EMBARGOED transition), so a
+    replay never depends on the configuration of the process that replays."""
     if isinstance(event, pb.CommandRejected):
         if event.code in UNVERIFIED_CODES or not state.has_slot(event.slot):
             return state
@@ -579,7 +580,9 @@ def evolve(state: KasminaState, event: Message, config: LifecycleConfig) -> Kasm
         return state.with_slot(replace(s, processed=s.processed | {event.command_id}))
     if isinstance(event, pb.SeedGrafted):
         s = state.slot(event.slot)
-        return state.with_slot(replace(s, artifact_hash=event.artifact_hash))
+        return state.with_slot(
+            replace(s, artifact_hash=event.artifact_hash, alpha_ramp_epochs=event.alpha_ramp_epochs)
+        )
     if isinstance(event, pb.IsolationViolationDetected):
         s = state.slot(event.slot)
         return state.with_slot(replace(s, violations=event.violation_count))
@@ -598,13 +601,11 @@ def evolve(state: KasminaState, event: Message, config: LifecycleConfig) -> Kasm
     changes: dict[str, Any] = {"stage": to, "stage_epoch": event.epoch, "processed": processed}
     last_seed_id = state.last_seed_id
     if to == GERMINATED:
-        ramp = _measured(event, "G0", "alpha_ramp_epochs")
         changes.update(
             seed_id=event.seed_id,
             blueprint_id=event.blueprint_id,
             origin_command=event.command_id,
             germinated_epoch=event.epoch,
-            alpha_ramp_epochs=int(ramp) if math.isfinite(ramp) else config.alpha_ramp_epochs,
         )
         last_seed_id = max(last_seed_id, event.seed_id)
     elif to == TRAINING:
@@ -614,12 +615,12 @@ def evolve(state: KasminaState, event: Message, config: LifecycleConfig) -> Kasm
         loss = _measured(event, "G1", "host_loss")
         changes["blending_reference_loss"] = loss if math.isfinite(loss) else None
     elif to == EMBARGOED:
-        changes["embargo_until"] = event.epoch + config.embargo_epochs
+        changes["embargo_until"] = event.embargo_until_epoch
     return state.with_slot(replace(s, **changes), last_seed_id)
 
 
-def replay(initial: KasminaState, events: Iterable[Message], config: LifecycleConfig) -> KasminaState:
+def replay(initial: KasminaState, events: Iterable[Message]) -> KasminaState:
     state = initial
     for event in events:
-        state = evolve(state, event, config)
+        state = evolve(state, event)
     return state

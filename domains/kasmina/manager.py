@@ -286,7 +286,7 @@ class Kasmina:
             for e in envelopes
             if e.run_id == self.run_id and category_of(e.stream) == SEED_CATEGORY and e.event_type in _TYPES
         )
-        return lc.replay(lc.KasminaState.initial(self.slots), payloads, self.config.lifecycle)
+        return lc.replay(lc.KasminaState.initial(self.slots), payloads)
 
     def state_dict(self) -> dict[str, Any]:
         """Lifecycle, seed modules and their load requests, and the order of seed optimizer groups."""
@@ -470,7 +470,7 @@ class Kasmina:
         for payload in payloads:
             slot_no = payload.slot  # type: ignore[attr-defined]
             correlation = command_id or self.state.slot(slot_no).origin_command
-            self.state = lc.evolve(self.state, payload, self.config.lifecycle)
+            self.state = lc.evolve(self.state, payload)
             self._effect(payload)
             envelopes.append(
                 new_envelope(

@@ -147,6 +147,7 @@ class TamiyoController:
             memory_pressure=pressure,
             hook_ms=context.last_hook_ms,
             hook_budget_ms=context.hook_budget_ms,
+            lifecycle=context.lifecycle,
             parameters=context.parameters,
             seeds=seeds,
             catalogue=catalogue,

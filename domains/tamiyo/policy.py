@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 import statistics
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from google.protobuf.message import Message
 
@@ -53,6 +54,7 @@ from domains.tamiyo.risk import (
 from domains.tamiyo.state import TamiyoState, TrackedCommand, resolve_pending
 from leyline import pb
 from leyline.controller import DEFAULT_HOOK_BUDGET_MS
+from leyline.lifecycle import LifecycleConfig
 from leyline.seed_metrics import CONTRIBUTION_METRIC, HEADROOM_METRIC, ISOLATION_METRIC, STAGE_EPOCHS_METRIC
 
 ABORTING_STAGES = frozenset(
@@ -67,20 +69,12 @@ class HeuristicConfig:
     plateau_epsilon: float = 0.01  # relative improvement of the best validation loss that is progress
     germination_cooldown_epochs: int = 3
     max_concurrent_seeds: int = 1
-    embargo_epochs: int = 3  # after Tamiyo culls at a slot, it does not germinate there for this long
     parameter_budget: int | None = None  # max trainable parameters of host + seeds
     max_blueprint_risk: float = 0.5
     mitigated_blueprint_risk: float = 0.25  # cap at risk levels 1–2 and in conservative mode
     use_catalogue_metadata: bool = True
     risk_aversion: float = 0.5
-    alpha_ramp_epochs: int = 3
-    mitigated_alpha_ramp_epochs: int = 6
-    min_training_epochs: int = 2
-    max_training_epochs: int = 8
-    probation_epochs: int = 2
-    min_contribution: float = 0.0
-    max_seed_grad_norm: float = 1e3
-    cull_isolation_violations: int = 2  # one fewer than Kasmina's automatic cull at 3
+    mitigated_alpha_ramp_epochs: int = 6  # ramp at risk levels 1–2 (never faster than the lifecycle's)
     advance_seeds: bool = False
     block_level: int = 3
     rollback_level: int = 4
@@ -100,6 +94,16 @@ class HeuristicConfig:
             raise ValueError("max_concurrent_seeds must be >= 0")
         if not 0 <= self.conservative_exit_level < self.conservative_enter_level <= 4:
             raise ValueError("need 0 <= conservative_exit_level < conservative_enter_level <= 4")
+
+    def to_json(self) -> str:
+        """The configuration RunStarted records (controller_config_json), so a resumed run restores it."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> HeuristicConfig:
+        values = json.loads(text)
+        thresholds = {name: tuple(levels) for name, levels in values.pop("thresholds").items()}
+        return cls(**values, thresholds=RiskThresholds(**thresholds))
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,7 @@ class Observation:
     blueprint_costs: Mapping[tuple[str, int], int] = field(default_factory=dict)  # (bp, slot) → params
     slot_kinds: Mapping[int, int] = field(default_factory=dict)  # slot → pb.SlotKind, where known
     hook_budget_ms: float = DEFAULT_HOOK_BUDGET_MS  # the run's budget that hook_ms is measured against
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)  # the limits Kasmina enforces
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,12 @@ def active_seeds(seeds: tuple[pb.SeedState, ...]) -> int:
 def stage_epochs(seed: pb.SeedState) -> int:
     """Epochs the seed has spent in its current stage (Kasmina's metric; age since germination if absent)."""
     return int(seed.metrics.get(STAGE_EPOCHS_METRIC, seed.age_epochs))
+
+
+def isolation_cull_count(lifecycle: LifecycleConfig) -> int:
+    """Isolation violations at which Tamiyo culls: one fewer than Kasmina's automatic cull, so the
+    controller's targeted cull comes first (never below one)."""
+    return max(1, lifecycle.max_isolation_violations - 1)
 
 
 def risk_signals(state: TamiyoState, observation: Observation) -> RiskSignals:
@@ -305,39 +316,40 @@ class HeuristicPolicy:
         return self._germination(state, observation, level, conservative)
 
     def _seed_to_cull(self, observation: Observation) -> tuple[pb.SeedState, str] | None:
-        config = self.config
+        limits = observation.lifecycle
+        cull_count = isolation_cull_count(limits)
         for seed in sorted(observation.seeds, key=lambda s: s.slot):
             if seed.stage not in ACTIVE_STAGE_WEIGHTS:
                 continue
             values = [seed.gradient_norm, seed.alpha, *seed.metrics.values()]
             if not all(math.isfinite(v) for v in values):
                 return seed, "non-finite seed measurements"
-            if seed.gradient_norm > config.max_seed_grad_norm:
-                return seed, f"seed gradient norm {seed.gradient_norm:.3g} above {config.max_seed_grad_norm}"
+            if seed.gradient_norm > limits.max_grad_norm:
+                return seed, f"seed gradient norm {seed.gradient_norm:.3g} above {limits.max_grad_norm}"
             violations = seed.metrics.get(ISOLATION_METRIC, 0.0)
-            if violations >= config.cull_isolation_violations:
+            if violations >= cull_count:
                 return seed, f"{violations:.0f} gradient isolation violations"
-            if seed.stage == pb.SEED_STAGE_TRAINING and stage_epochs(seed) > config.max_training_epochs:
+            if seed.stage == pb.SEED_STAGE_TRAINING and stage_epochs(seed) > limits.max_training_epochs:
                 return seed, f"still training after {stage_epochs(seed)} epochs"
             contribution = seed.metrics.get(CONTRIBUTION_METRIC)
             if (
                 seed.stage == pb.SEED_STAGE_PROBATIONARY
-                and stage_epochs(seed) >= config.probation_epochs
+                and stage_epochs(seed) >= limits.probation_epochs
                 and contribution is not None
-                and contribution < config.min_contribution
+                and contribution < limits.min_contribution
             ):
-                return seed, f"contribution {contribution:.4f} below {config.min_contribution}"
+                return seed, f"contribution {contribution:.4f} below {limits.min_contribution}"
         return None
 
     def _seed_to_advance(
         self, observation: Observation, conservative: bool
     ) -> tuple[pb.SeedState, str] | None:
-        config = self.config
+        limits = observation.lifecycle
         minimum_age = {
-            pb.SEED_STAGE_TRAINING: config.min_training_epochs,
-            pb.SEED_STAGE_BLENDING: config.alpha_ramp_epochs,
+            pb.SEED_STAGE_TRAINING: limits.min_training_epochs,
+            pb.SEED_STAGE_BLENDING: limits.alpha_ramp_epochs,
             pb.SEED_STAGE_SHADOWING: 1,
-            pb.SEED_STAGE_PROBATIONARY: config.probation_epochs,
+            pb.SEED_STAGE_PROBATIONARY: limits.probation_epochs,
         }
         for seed in sorted(observation.seeds, key=lambda s: s.slot):
             needed = minimum_age.get(seed.stage)
@@ -379,13 +391,13 @@ class HeuristicPolicy:
         return Choice("noop", "plateau, but no blueprint fits the risk cap and parameter budget")
 
     def _open_slots(self, state: TamiyoState, observation: Observation) -> list[pb.SeedState]:
-        config = self.config
+        embargo = observation.lifecycle.embargo_epochs
         open_slots = []
         for seed in observation.seeds:
             if seed.stage != pb.SEED_STAGE_DORMANT:
                 continue
             culled = state.cull_epoch(seed.slot)
-            if culled is not None and observation.epoch - culled < config.embargo_epochs:
+            if culled is not None and observation.epoch - culled < embargo:
                 continue
             open_slots.append(seed)
         return sorted(open_slots, key=lambda s: (-headroom(s), s.slot))
@@ -485,7 +497,9 @@ class HeuristicPolicy:
     ) -> Choice:
         config = self.config
         mitigated = level >= 1 or conservative
-        ramp = config.mitigated_alpha_ramp_epochs if mitigated else config.alpha_ramp_epochs
+        ramp = observation.lifecycle.alpha_ramp_epochs
+        if mitigated:
+            ramp = max(ramp, config.mitigated_alpha_ramp_epochs)
         reason = (
             f"validation loss plateaued over {config.plateau_window} epochs; slot {slot.slot} has the most "
             f"headroom; {blueprint.blueprint_id} ({blueprint.name}, risk {blueprint.risk:.2f})"

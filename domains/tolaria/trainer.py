@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import random
 import subprocess
 import time
 import uuid
@@ -31,34 +30,29 @@ import torch
 from torch import nn
 
 from domains.kasmina import EpochMeasurements as SeedMeasurements
-from domains.kasmina import Evaluation, Kasmina, KasminaConfig, ModuleSource, SeedSlot
-from domains.kasmina.lifecycle import stage_name
+from domains.kasmina import Evaluation, Kasmina
 from domains.tolaria import checkpoint as ckpt
 from domains.tolaria import control, metrics
 from domains.tolaria.aggregate import RunState, RunStatus, event_id, fold, mode_name, run_stream
-from domains.tolaria.config import ConfigError, RunConfig, build_config
-from domains.tolaria.controller import Controller, ControllerContext, NoOpController
-from domains.tolaria.data import Splits, batches, epoch_order, eval_batches, load_dataset
+from domains.tolaria.config import RunConfig, build_config
+from domains.tolaria.data import Splits, batches, epoch_order, eval_batches
 from domains.tolaria.headroom import HeadroomMeter, with_headroom
-from domains.tolaria.hosts import HostSpec, SlotSpec, build_host, count_parameters
+from domains.tolaria.hosts import count_parameters
 from domains.tolaria.sink import EventSink
-from domains.urza.source import SeedModuleSource
+from domains.tolaria.workload import Workload
 from eventstore import EventStore
 from leyline import decode_payload, new_envelope, pb
+from leyline.controller import Controller, ControllerContext
+from leyline.datadir import DataDir
 from leyline.envelope import new_event_id
 from leyline.errors import SignatureError
-from leyline.signing import Keyring, Signer, Verifier
+from leyline.lifecycle import stage_name
+from leyline.signing import Verifier
 
 SOURCE = "tolaria"
 # Packet metrics measured with the wall clock: they differ between otherwise identical runs.
 WALL_CLOCK_METRICS = frozenset({"epoch_ms", "hook_ms"})
 GUARD = "tolaria.guard"
-KEYS_FILE = "keys.json"
-
-
-def seed_slot(spec: SlotSpec) -> SeedSlot:
-    """The slot module of a run's host: Kasmina's SeedSlot (the identity while DORMANT)."""
-    return SeedSlot(spec.slot, spec.kind, spec.shape)
 
 
 def is_rollback_command(envelope: pb.EventEnvelope) -> bool:
@@ -67,16 +61,6 @@ def is_rollback_command(envelope: pb.EventEnvelope) -> bool:
     issued = decode_payload(envelope)
     assert isinstance(issued, pb.AdaptationCommandIssued)
     return issued.command.command_type == pb.COMMAND_TYPE_ROLLBACK
-
-
-def build_controller(name: str, trainer: Trainer, keyring: Keyring) -> Controller:
-    """The controller a config names (RunConfig has checked the name)."""
-    if name == "noop":
-        return NoOpController()
-    from domains.tamiyo.catalogue import heuristic_controller
-
-    slots = {slot.slot: (slot.kind, slot.shape) for slot in trainer.kasmina.slots.values()}
-    return heuristic_controller(trainer.run_id, Signer(keyring), slots)
 
 
 class RunError(Exception):
@@ -185,59 +169,35 @@ def model_sha256(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-
-
 class Trainer:
+    """The run's coordinator: it receives every collaborator (ops/compose.py builds them)."""
+
     def __init__(
         self,
         config: RunConfig,
         run_id: str,
         store: EventStore,
-        data_dir: Path,
-        controller: Controller | None = None,
-        *,
-        source: ModuleSource | None = None,
-        keyring: Keyring | None = None,
+        data_dir: DataDir,
+        workload: Workload,
+        kasmina: Kasmina,
+        controller: Controller,
+        verifier: Verifier,
         progress: Progress | None = None,
-        kasmina_config: KasminaConfig | None = None,
     ) -> None:
         self.config = config
         self.run_id = run_id
         self.store = store
         self.data_dir = data_dir
         self.progress = progress or Progress()
-        keyring = keyring or Keyring.from_env() or Keyring.load_or_create(data_dir / KEYS_FILE)
-        self.device = self._device(config.device)
-        torch.set_num_threads(config.threads)
-        seed_everything(config.seed)
-        self.splits: Splits = load_dataset(config.dataset, config.seed, config.dataset_options).to(
-            self.device
-        )
-        self.host_spec = HostSpec(
-            self.splits.input_shape, self.splits.num_classes, config.host_options, seed_slot
-        )
-        self.model = build_host(config.host, self.host_spec).to(self.device)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-        )
-        try:
-            self.kasmina = Kasmina(
-                run_id,
-                self.model,
-                source or SeedModuleSource.open(store, data_dir),
-                Verifier(keyring),
-                kasmina_config,
-            )
-        except ValueError as exc:
-            raise ConfigError(f"host {config.host!r}: {exc}; call spec.slot_factory at its slots") from None
-        self.kasmina.attach_optimizer(self.optimizer)
+        self.device = workload.device
+        self.splits: Splits = workload.splits
+        self.host_spec = workload.host_spec
+        self.model = workload.model
+        self.optimizer = workload.optimizer
+        self.kasmina = kasmina
         self.headroom = HeadroomMeter(self.kasmina.slots, active=False)
-        self.verifier = Verifier(keyring)
-        self.controller: Controller = controller or build_controller(config.controller, self, keyring)
+        self.verifier = verifier
+        self.controller = controller
         self.applied_commands: list[str] = []
         self.loss_fn = nn.CrossEntropyLoss()
         self.epoch = 0
@@ -250,12 +210,6 @@ class Trainer:
         self.last_hook_ms = 0.0
         self.cache = ckpt.CheckpointCache(config.fast_rollback_cache)
         self.sink = EventSink(store, store.head_position())
-
-    @staticmethod
-    def _device(name: str) -> torch.device:
-        if name.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"device {name} requested but torch sees no CUDA device; use --device cpu")
-        return torch.device(name)
 
     # ------------------------------------------------------------------ events
 
@@ -786,33 +740,8 @@ class Trainer:
             self.sink.close()
 
 
-def open_run(
-    store: EventStore,
-    data_dir: Path,
-    config: RunConfig,
-    run_id: str,
-    controller: Controller | None = None,
-    progress: Progress | None = None,
-) -> Trainer:
-    """A new run, recorded with RunStarted."""
-    if fold(store.read_stream(run_stream(run_id))).status is not RunStatus.ABSENT:
-        raise RunError(f"run {run_id} already exists in this log; resume it with --resume --run-id {run_id}")
-    trainer = Trainer(config, run_id, store, data_dir, controller, progress=progress)
-    trainer.start()
-    return trainer
-
-
-def resume_run(
-    store: EventStore,
-    data_dir: Path,
-    run_id: str,
-    controller: Controller | None = None,
-    progress: Progress | None = None,
-    epochs: int | None = None,
-    device: str | None = None,
-) -> Trainer:
-    """The run continued from its log and last committed checkpoint."""
-    state = fold(store.read_stream(run_stream(run_id)))
+def config_to_resume(state: RunState, run_id: str, epochs: int | None, device: str | None) -> RunConfig:
+    """The config a run resumes with: the one it started with, with the epochs and device given now."""
     if state.status is RunStatus.ABSENT:
         raise RunError(f"run {run_id} does not exist in this log")
     if state.status is RunStatus.COMPLETED:
@@ -821,7 +750,4 @@ def resume_run(
         )
     values = json.loads(state.config_json)
     values.update({k: v for k, v in (("epochs", epochs), ("device", device)) if v is not None})
-    config = build_config(values)
-    trainer = Trainer(config, run_id, store, data_dir, controller, progress=progress)
-    trainer.resume(state)
-    return trainer
+    return build_config(values)

@@ -20,9 +20,9 @@ from pathlib import Path
 from eventstore import EventStore, open_store
 from leyline import pb
 from ops.bench import BenchOptions, Result, percentile
+from ops.bench.workload import realistic_log
 from projections import apply_batch, follow, rebuild
 from projections.db import open_db
-from projections.simulate import realistic_log
 
 DESCRIPTION = "projection rebuild of 1 M events, one-transaction-per-event baseline, live lag under appends"
 REBUILD_BUDGET_S = 20.0

@@ -23,8 +23,9 @@ from domains.tezzeret.service import (
     catalogue_specs,
     read_jobs,
 )
+from domains.tezzeret.source import STRATEGY_VARIABLE, default_device
 from domains.urza.library import ArtifactLibrary, artifact_path
-from domains.urza.source import STRATEGY_VARIABLE, default_device
+from leyline.datadir import DataDir
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args, store_location
@@ -217,7 +218,7 @@ def handle_show(args: argparse.Namespace) -> int:
     except KarnError as exc:
         raise UsageError(str(exc)) from None
     states = _jobs_by_blueprint(args).get(blueprint.blueprint_id, [])
-    library_root = Path(args.data_dir) / "artifacts"
+    library_root = DataDir.of(args.data_dir).artifacts
     document = _descriptor_json(blueprint)
     document["jobs"] = [_job_json(state) for state in states]
     for job in document["jobs"]:
@@ -307,7 +308,7 @@ def handle_compile(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     store = open_store_from_args(args, create=True)
     try:
-        library = ArtifactLibrary(Path(args.data_dir) / "artifacts", store)
+        library = ArtifactLibrary(DataDir.of(args.data_dir).artifacts, store)
         hook = FailFirst(args.inject_failures) if args.inject_failures else None
         tezzeret = Tezzeret(store, library, max_attempts=args.max_attempts, failure_hook=hook)
         registered = registration.register_catalogue(store)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from domains.tolaria.aggregate import mode_name, run_stream
 from domains.tolaria.config import KNOWN_KEYS, ConfigError, RunConfig, build_config, load_config_file
 from eventstore import EventFilter, EventStore
+from leyline.datadir import DataDir
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args
@@ -131,7 +132,7 @@ def start_mirror(args: argparse.Namespace, store: EventStore) -> MirrorThread | 
         return None
     from domains.oona.bus import start_mirror as start_background_mirror
 
-    return start_background_mirror(store, args.redis, Path(args.data_dir))
+    return start_background_mirror(store, args.redis, DataDir.of(args.data_dir).root)
 
 
 def stop_mirror(mirror: MirrorThread, store: EventStore, grace_s: float = 2.0) -> None:
@@ -155,20 +156,21 @@ def train(
     # torch is imported here, not at start-up, so that `esper --help` and other commands stay quick.
     from domains.karn.registration import register_catalogue
     from domains.tolaria.checkpoint import CheckpointError
-    from domains.tolaria.trainer import RunError, new_run_id, open_run, resume_run
+    from domains.tolaria.trainer import RunError, new_run_id
+    from ops.compose import new_run, resume
 
-    data_dir = Path(args.data_dir)
+    data_dir = DataDir.of(args.data_dir)
     try:
         if config is None:
             run_id = args.run_id or latest_run(store)
             if store.stream_version(run_stream(run_id)) == 0:
                 raise UsageError(f"run {run_id} does not exist in this log; check the id with `esper audit`")
-            trainer = resume_run(
+            trainer = resume(
                 store, data_dir, run_id, progress=progress, epochs=args.epochs, device=args.device
             )
         else:
             register_catalogue(store)  # the blueprint_catalog read model shows what the controller chose from
-            trainer = open_run(store, data_dir, config, args.run_id or new_run_id(), progress=progress)
+            trainer = new_run(store, data_dir, config, args.run_id or new_run_id(), progress=progress)
         return trainer.run()
     except ConfigError as exc:
         raise UsageError(str(exc)) from None

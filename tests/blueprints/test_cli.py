@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from leyline.datadir import DataDir
 from ops.cli import main
 
 
@@ -24,7 +25,7 @@ def test_list_needs_no_log(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert {row["compile_status"] for row in rows} == {"not compiled"}
     code, out, _ = run(capsys, "blueprints", "list", "--tier", "adversarial", "--data-dir", str(tmp_path))
     assert code == 0 and "nan_injection" in out and "identity_passthrough" not in out
-    assert not (tmp_path / "log").exists()
+    assert not (DataDir(tmp_path).log).exists()
 
 
 def test_compile_then_list_and_show(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -10,8 +10,9 @@ import pytest
 
 from domains.karn.blocks import SEQUENCE
 from domains.tezzeret.jobs import Status
-from domains.urza.source import SeedModuleSource
+from domains.tezzeret.source import SeedModuleSource
 from eventstore import open_store
+from leyline.datadir import DataDir
 from ops.cli import main
 from tests.postgres import scratch_database
 
@@ -31,7 +32,7 @@ def test_compile_list_and_load_through_postgres(
     assert main(["blueprints", "compile", "BP011", *common]) == 0
     jobs = json.loads(capsys.readouterr().out)["jobs"]
     assert [job["status"] for job in jobs] == ["succeeded", "succeeded"]
-    assert not (tmp_path / "log").exists()  # the log is in PostgreSQL, artifacts under the data dir
+    assert not (DataDir(tmp_path).log).exists()  # the log is in PostgreSQL, artifacts under the data dir
 
     assert main(["blueprints", "list", *common]) == 0
     statuses = {row["blueprint_id"]: row["compile_status"] for row in json.loads(capsys.readouterr().out)}

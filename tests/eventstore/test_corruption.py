@@ -18,7 +18,7 @@ def build_log(path: Path, batches: int = 10, segment_size: int = 64 << 20) -> li
     with FileStore(path, segment_size=segment_size) as store:
         for batch in range(batches):
             store.append([make_event(f"run-{batch % 3}", note=f"{batch}.{i}") for i in range(3)])
-        segment = store._segments[0]
+        segment = store._log.segments[0]
         return list(segment.offsets)
 
 

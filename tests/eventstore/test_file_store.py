@@ -237,12 +237,12 @@ def test_fingerprint_collisions_do_not_merge_distinct_events(
 
 
 def test_idempotency_index_rebuilt_in_bulk_on_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("eventstore.file.RECENT_LIMIT", 16)
+    monkeypatch.setattr("eventstore.file.recovery.RECENT_LIMIT", 16)
     with FileStore(tmp_path / "log") as store:
         events = [make_event(f"run-{i % 3}") for i in range(100)]
         store.append(events)
     with FileStore(tmp_path / "log") as store:
-        assert store._ids._runs, "bulk-loaded into a sorted run"
+        assert store._log.ids._runs, "bulk-loaded into a sorted run"
         assert store.append(events[40:60]) == list(range(41, 61))
         assert store.head_position() == 100
 

@@ -80,7 +80,7 @@ class StoreModel(RuleBasedStateMachine):
 
     @rule(streams=st.lists(st.sampled_from(STREAMS), min_size=1, max_size=4), cut=st.floats(0.0, 0.999))
     def crash_mid_append(self, streams: list[str], cut: float) -> None:
-        segment = self.store._segments[-1] if self.store._segments else None
+        segment = self.store._log.segments[-1] if self.store._log.segments else None
         before = (segment.name, segment.end) if segment is not None else None
         self.store.append([make_event(stream) for stream in streams])
         self.store.close()

@@ -49,9 +49,31 @@ measurements = st.builds(
 g0_gates = st.builds(lc.gate_g0, artifact_verified=st.booleans(), shape_ok=st.booleans())
 
 
+@st.composite
+def lifecycle_configs(draw: st.DrawFn) -> LifecycleConfig:
+    """Limits a run may record: each machine run decides under one of them (CONFIG among them)."""
+    minimum = draw(st.integers(1, 3))
+    return draw(
+        st.one_of(
+            st.just(CONFIG),
+            st.builds(
+                LifecycleConfig,
+                min_training_epochs=st.just(minimum),
+                max_training_epochs=st.integers(minimum, minimum + 3),
+                alpha_ramp_epochs=st.integers(1, 4),
+                probation_epochs=st.integers(0, 2),
+                embargo_epochs=st.integers(0, 4),
+                max_training_seeds=st.integers(1, 2),
+                max_isolation_violations=st.integers(1, 4),
+            ),
+        )
+    )
+
+
 class LifecycleMachine(RuleBasedStateMachine):
-    @initialize()
-    def start(self) -> None:
+    @initialize(config=lifecycle_configs())
+    def start(self, config: LifecycleConfig) -> None:
+        self.config = config
         self.state = lc.KasminaState.initial(SLOTS)
         self.log: list[Message] = []
         self.epoch = 0
@@ -59,12 +81,12 @@ class LifecycleMachine(RuleBasedStateMachine):
     def run(self, command: lc.Command) -> list[Message]:
         command_id = getattr(command, "command_id", "")
         redelivered = bool(command_id) and command_id in self.state.slot(command.slot).processed  # type: ignore[union-attr]
-        events = lc.decide(self.state, command, CONFIG)
+        events = lc.decide(self.state, command, self.config)
         if redelivered:
             assert events == [], "a redelivered command had a second effect"
         for event in events:
             self.check_legal(event)
-            self.state = lc.evolve(self.state, event, CONFIG)
+            self.state = lc.evolve(self.state, event)
             self.log.append(event)
         return events
 
@@ -124,7 +146,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(slot=st.sampled_from(SLOTS), norm=st.floats(0, 10))
     def violation(self, slot: int, norm: float) -> None:
         self.run(lc.RecordViolation(slot, self.epoch, "conv1.weight", norm))
-        assert self.state.slot(slot).violations < CONFIG.max_isolation_violations or (
+        assert self.state.slot(slot).violations < self.config.max_isolation_violations or (
             self.state.slot(slot).stage not in ACTIVE_STAGES
         )
 
@@ -137,11 +159,21 @@ class LifecycleMachine(RuleBasedStateMachine):
 
     @invariant()
     def replay_equals_live(self) -> None:
-        assert lc.replay(lc.KasminaState.initial(SLOTS), self.log, CONFIG) == self.state
+        """The fold takes no config: a log replays to the live state whatever limits were in force when it
+        was written and whatever the replaying process's defaults are."""
+        assert lc.replay(lc.KasminaState.initial(SLOTS), self.log) == self.state
+
+    @invariant()
+    def the_limits_in_force_ride_on_the_events(self) -> None:
+        for s in self.state.slots:
+            if s.stage == EMBARGOED:
+                assert s.embargo_until == s.stage_epoch + self.config.embargo_epochs
+            if s.stage in ACTIVE_STAGES:
+                assert s.alpha_ramp_epochs == self.config.alpha_ramp_epochs  # germinate asks for the default
 
     @invariant()
     def scheduler_capacity(self) -> None:
-        assert self.state.count(TRAINING) <= CONFIG.max_training_seeds
+        assert self.state.count(TRAINING) <= self.config.max_training_seeds
 
 
 LifecycleMachine.TestCase.settings = settings(
@@ -157,7 +189,7 @@ def healthy(**overrides: float) -> lc.Measurements:
 
 def apply(state: lc.KasminaState, command: lc.Command) -> tuple[lc.KasminaState, list[Message]]:
     events = lc.decide(state, command, LifecycleConfig())
-    return lc.replay(state, events, LifecycleConfig()), events
+    return lc.replay(state, events), events
 
 
 def germinated(slot: int = 0) -> lc.KasminaState:
@@ -235,11 +267,7 @@ def test_illegal_commands_are_rejected_and_never_applied() -> None:
         assert [e.code for e in events] == ["illegal_transition"]  # type: ignore[attr-defined]
         assert after.slot(0).stage == DORMANT
     with pytest.raises(lc.IllegalTransition):
-        lc.evolve(
-            state,
-            pb.SeedTransitioned(slot=0, from_stage=DORMANT, to_stage=FOSSILIZED),
-            LifecycleConfig(),
-        )
+        lc.evolve(state, pb.SeedTransitioned(slot=0, from_stage=DORMANT, to_stage=FOSSILIZED))
 
 
 def test_failed_g0_is_a_rejection_and_the_slot_stays_dormant() -> None:

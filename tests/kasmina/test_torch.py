@@ -433,6 +433,9 @@ def test_replay_of_the_logged_events_equals_the_live_aggregate() -> None:
             log += kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), epoch)
     assert "DORMANT" in stages(log)
     assert kasmina.rebuild_from_log(log) == kasmina.state
+    # a process whose defaults differ from the limits the log was written under rebuilds the same state
+    other, _ = manager(TinyCNN(), LifecycleConfig(alpha_ramp_epochs=5, embargo_epochs=4))
+    assert other.rebuild_from_log(log) == kasmina.state
 
 
 def test_karn_nan_injection_in_a_fault_drill_is_culled_and_the_host_is_unharmed() -> None:

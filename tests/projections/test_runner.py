@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from eventstore import EventStore
 from leyline import DEFAULT_REGISTRY, new_envelope, pb
+from ops.bench.workload import realistic_log
 from projections import (
     ProjectionError,
     apply_batch,
@@ -24,7 +25,6 @@ from projections import (
     stale,
     status,
 )
-from projections.simulate import realistic_log
 from tests.projections.helpers import dump, fresh_sqlite, postgres_database, to_store, unpositioned
 
 EVENTS = 4000

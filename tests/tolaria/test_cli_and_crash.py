@@ -16,6 +16,7 @@ import pytest
 
 from domains.tolaria.aggregate import fold
 from eventstore import open_store
+from leyline.datadir import DataDir
 from ops.cli import main
 from tests.tolaria.helpers import SMALL, checkpoint_hashes, epoch_records, payloads, run_events
 
@@ -34,9 +35,9 @@ def esper(*args: str | Path) -> subprocess.Popen[str]:
 
 
 def head(data_dir: Path) -> int:
-    if not (data_dir / "log" / "STORE").exists():
+    if not (DataDir(data_dir).log / "STORE").exists():
         return 0
-    store = open_store(data_dir / "log", create=False)
+    store = open_store(DataDir(data_dir).log, create=False)
     try:
         return store.head_position()
     finally:

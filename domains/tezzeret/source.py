@@ -1,4 +1,7 @@
-"""Kasmina's entry point for seed modules: `SeedModuleSource.load_module`.
+"""Kasmina's entry point for seed modules: `SeedModuleSource.load_module` (compile-or-load).
+
+It lives in Tezzeret, above both the compiler and Urza's library, because it uses both: Urza stores and
+verifies artifacts and never imports the compiler.
 
     source = SeedModuleSource.open(store, data_dir)
     module, artifact_hash = source.load_module("BP009", {"hidden": 8}, pb.SLOT_KIND_CONV2D, (8, 8, 8))
@@ -43,6 +46,7 @@ from domains.tezzeret.service import Tezzeret, resolve_spec
 from domains.urza import metrics
 from domains.urza.library import ArtifactLibrary, UrzaError
 from eventstore import EventStore
+from leyline.datadir import DataDir
 
 Request = tuple[str, Mapping[str, float], int, Sequence[int]]  # blueprint, parameters, slot kind, shape
 STRATEGY_VARIABLE = "ESPER_COMPILE_STRATEGY"
@@ -77,7 +81,7 @@ class SeedModuleSource:
     def open(
         cls,
         store: EventStore,
-        data_dir: Path,
+        data_dir: DataDir | Path,
         *,
         use: Use = Use.LIVE,
         approved: Collection[str] = (),
@@ -85,7 +89,7 @@ class SeedModuleSource:
         strategy: str | None = None,
         device: str | None = None,
     ) -> SeedModuleSource:
-        library = ArtifactLibrary(Path(data_dir) / "artifacts", store, cache_size)
+        library = ArtifactLibrary(DataDir.of(data_dir).artifacts, store, cache_size)
         selection = strategy or os.environ.get(STRATEGY_VARIABLE, "auto")
         chosen = choose_strategy(selection, device or default_device())
         return cls(library, Tezzeret(store, library), use, approved, chosen)
