@@ -7,8 +7,8 @@
 builds, in order: the keyring (environment, else `<data-dir>/keys.json`), one `Verifier` for the process,
 the module source (compile-or-load, Tezzeret over Urza's library under `<data-dir>/artifacts`), the
 workload (seeded data, host and optimizer), Kasmina on the host's slots, and the controller the config
-names (Tamiyo's heuristic, or the no-op), then hands them to `Trainer`. Domain classes receive their
-collaborators; none constructs another domain's.
+names (Tamiyo's heuristic, her learned GNN policy, or the no-op), then hands them to `Trainer`. Domain
+classes receive their collaborators; none constructs another domain's.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pathlib import Path
 
 from domains.kasmina import Kasmina, KasminaConfig, ModuleSource
 from domains.tamiyo.catalogue import heuristic_controller
+from domains.tamiyo.gnn.build import gnn_controller, resolve_policy
+from domains.tamiyo.policy_store import PolicyError, PolicyLibrary
 from domains.tezzeret.source import SeedModuleSource
 from domains.tolaria.aggregate import RunStatus, fold, run_stream
 from domains.tolaria.config import ConfigError, RunConfig
@@ -42,12 +44,32 @@ def keyring_for(data_dir: DataDir) -> Keyring:
     return Keyring.from_env() or Keyring.load_or_create(data_dir.keys)
 
 
-def build_controller(name: str, run_id: str, kasmina: Kasmina, keyring: Keyring) -> Controller:
-    """The controller a config names (RunConfig has checked the name)."""
+def build_controller(
+    name: str,
+    run_id: str,
+    kasmina: Kasmina,
+    keyring: Keyring,
+    *,
+    store: EventStore | None = None,
+    data_dir: DataDir | None = None,
+    workload: Workload | None = None,
+) -> Controller:
+    """The controller a config names (RunConfig has checked the name): noop, tamiyo (the heuristic) or
+    gnn[:VERSION] (Tamiyo's learned policy: the named published version, else the latest one)."""
     if name == "noop":
         return NoOpController()
     slots = {slot.slot: (slot.kind, slot.shape) for slot in kasmina.slots.values()}
-    return heuristic_controller(run_id, Signer(keyring), slots)
+    kind, _, version = name.partition(":")
+    if kind != "gnn":
+        return heuristic_controller(run_id, Signer(keyring), slots)
+    if store is None or data_dir is None or workload is None:
+        raise ConfigError("controller gnn needs the run's event log, data directory and host")
+    try:
+        initial = resolve_policy(store, PolicyLibrary(data_dir), keyring, version or None)
+    except PolicyError as exc:
+        raise ConfigError(f"controller {name}: {exc}") from None
+    shape = workload.splits.input_shape
+    return gnn_controller(run_id, keyring, workload.model, shape, slots, initial, data_dir)
 
 
 def build_kasmina(
@@ -85,7 +107,9 @@ def build_trainer(
     kasmina = build_kasmina(
         run_id, config, workload, source or SeedModuleSource.open(store, data_dir), verifier, kasmina_config
     )
-    controller = controller or build_controller(config.controller, run_id, kasmina, keyring)
+    controller = controller or build_controller(
+        config.controller, run_id, kasmina, keyring, store=store, data_dir=data_dir, workload=workload
+    )
     return Trainer(config, run_id, store, data_dir, workload, kasmina, controller, verifier, progress)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from leyline.controller import DEFAULT_HOOK_BUDGET_MS
 
-CONTROLLERS = ("tamiyo", "noop")
+CONTROLLERS = ("tamiyo", "noop", "gnn")  # gnn takes an optional ":VERSION"
 
 
 class ConfigError(ValueError):
@@ -66,7 +66,7 @@ class RunConfig:
             raise ConfigError("hook_budget_ms must be positive and loss_explosion_factor above 1")
         if self.max_guard_rollbacks < 0:
             raise ConfigError(f"max_guard_rollbacks must be non-negative, got {self.max_guard_rollbacks}")
-        if self.controller not in CONTROLLERS:
+        if self.controller.partition(":")[0] not in CONTROLLERS:
             raise ConfigError(f"unknown controller {self.controller!r}; use one of {', '.join(CONTROLLERS)}")
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"device must be cpu or cuda[:N], got {self.device!r}")

@@ -1,0 +1,235 @@
+"""Tamiyo's controller around the learned policy, with versioned policies hot-reloaded into a live run.
+
+`GnnController` is Tamiyo's controller (timeout, safe no-op, signing, state, field reports) running a
+`GnnPolicy`, plus:
+- at the first decision of a run, PolicyActivated for the version it starts with;
+- at each epoch boundary, one look for an operator's request (`domains.tamiyo.policy_control`). An
+  activation is verified on a background thread (signature, sha256, schema, shapes: everything that
+  reads the disk or builds the network), so training never waits for it; the boundary after it finished
+  runs one smoke decision of the candidate on the current graph (finite outputs) and swaps the network in
+  before deciding: PolicyActivated. A candidate that fails anywhere is refused with PolicyRolledBack
+  (version = the active one, previous_version = the refused one, reason = the failure). A rollback
+  request swaps back to the previous good version: PolicyRolledBack;
+- a decision of the active version that fails (error, non-finite outputs, timeout) is Tamiyo's safe no-op
+  and rolls back to the last good version, if there is one, with PolicyRolledBack.
+The events go on `policy-<version>` of the version now active. The checkpointed state holds the signed
+publications of the active and earlier good versions and a request under verification, so a resumed run
+continues with the same policy and activates a pending one at the same boundary.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from google.protobuf.message import Message
+
+from domains.tamiyo.controller import TamiyoController
+from domains.tamiyo.gnn.graph import build_graph
+from domains.tamiyo.gnn.policy import GnnPolicy
+from domains.tamiyo.gnn.sampling import sample
+from domains.tamiyo.policy import Observation, tiebreak
+from domains.tamiyo.policy_control import ACTIVATE, ROLLBACK, PolicyRequest, done, take
+from domains.tamiyo.policy_store import (
+    CATEGORY,
+    GOOD_VERSIONS_KEPT,
+    PolicyError,
+    PolicyLibrary,
+    VerifiedPolicy,
+    verify,
+)
+from domains.tamiyo.risk import effective_level
+from leyline import new_envelope, pb, stream_name
+from leyline.controller import ControllerContext, ControllerOutput
+from leyline.datadir import DataDir
+from leyline.signing import Keyring
+
+
+class _Verification:
+    """A candidate being verified off the training thread."""
+
+    def __init__(self, request: PolicyRequest, keyring: Keyring, library: PolicyLibrary) -> None:
+        self.request = request
+        self.result: VerifiedPolicy | None = None
+        self.error: str = ""
+        self._thread = threading.Thread(
+            target=self._run, args=(keyring, library), name="tamiyo-policy-verify", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, keyring: Keyring, library: PolicyLibrary) -> None:
+        try:
+            if self.request.published is None:
+                raise PolicyError(f"activation of {self.request.version!r} carries no publication")
+            self.result = verify(self.request.published, keyring, library)
+        except PolicyError as exc:
+            self.error = str(exc)
+        except Exception as exc:
+            self.error = f"policy {self.request.version}: {type(exc).__name__}: {exc}"
+
+    def wait(self) -> None:
+        self._thread.join()
+
+
+class GnnController(TamiyoController):
+    def __init__(
+        self,
+        run_id: str,
+        initial: VerifiedPolicy,
+        policy: GnnPolicy,
+        *,
+        keyring: Keyring,
+        library: PolicyLibrary,
+        data_dir: DataDir | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(run_id, policy=policy, **options)
+        self.gnn: GnnPolicy = policy
+        self.keyring = keyring
+        self.library = library
+        self.data_dir = data_dir
+        self.active = initial
+        self.good: list[VerifiedPolicy] = []
+        self.announced = False
+        self.verification: _Verification | None = None
+        self._failed = False
+        self._use(initial)
+
+    # ------------------------------------------------------------------ Controller protocol
+
+    def decide(self, packet: pb.SystemStatePacket, context: ControllerContext) -> ControllerOutput:
+        before: list[pb.EventEnvelope] = []
+        if not self.announced:
+            self.announced = True
+            before.append(self._event("PolicyActivated", self.active.version, "", "run start", packet.epoch))
+        before.extend(self._boundary(packet, context))
+        self._failed = False
+        output = super().decide(packet, context)
+        after: list[pb.EventEnvelope] = []
+        if self._failed and self.good:
+            failed = self.active.version
+            self._use(self.good.pop())
+            after.append(
+                self._event("PolicyRolledBack", self.active.version, failed, "decision failed", packet.epoch)
+            )
+        output.events = [*before, *output.events, *after]
+        return output
+
+    def state_dict(self) -> Mapping[str, Any]:
+        pending = self.verification.request.to_dict() if self.verification is not None else None
+        return {
+            **super().state_dict(),
+            "gnn": {
+                "active": _encode(self.active.envelope),
+                "good": [_encode(policy.envelope) for policy in self.good],
+                "announced": self.announced,
+                "pending": pending,
+            },
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        saved = state["gnn"]
+        self.good = [verify(_decode(item), self.keyring, self.library) for item in saved["good"]]
+        self._use(verify(_decode(saved["active"]), self.keyring, self.library))
+        self.announced = bool(saved["announced"])
+        self.verification = None
+        if saved["pending"] is not None:
+            self.verification = _Verification(
+                PolicyRequest.from_dict(saved["pending"]), self.keyring, self.library
+            )
+
+    # ------------------------------------------------------------------ hot reload
+
+    def _run_policy(self, observation: Observation) -> tuple[list[Message], tuple[str, str] | None]:
+        payloads, failure = super()._run_policy(observation)
+        self._failed = failure is not None
+        return payloads, failure
+
+    def _boundary(self, packet: pb.SystemStatePacket, context: ControllerContext) -> list[pb.EventEnvelope]:
+        events: list[pb.EventEnvelope] = []
+        taken = ""
+        if self.verification is not None:
+            verification, self.verification = self.verification, None
+            verification.wait()  # started a boundary ago: done long since, unless the disk is very slow
+            events.append(self._activate(verification, packet, context))
+            taken = verification.request.request_id
+            if self.data_dir is not None:
+                done(self.data_dir, verification.request)
+        request = take(self.data_dir, self.run_id) if self.data_dir is not None else None
+        if request is None or request.request_id == taken:
+            return events
+        if request.action == ACTIVATE:
+            self.verification = _Verification(request, self.keyring, self.library)
+        elif request.action == ROLLBACK:
+            assert self.data_dir is not None
+            done(self.data_dir, request)
+            if self.good:
+                current = self.active.version
+                self._use(self.good.pop())
+                reason = f"operator rollback ({request.request_id})"
+                events.append(
+                    self._event("PolicyRolledBack", self.active.version, current, reason, packet.epoch)
+                )
+        return events
+
+    def _activate(
+        self, verification: _Verification, packet: pb.SystemStatePacket, context: ControllerContext
+    ) -> pb.EventEnvelope:
+        request, candidate = verification.request, verification.result
+        error = verification.error
+        if candidate is not None:
+            try:
+                self._smoke(candidate, packet, context)
+            except Exception as exc:
+                error = f"policy {candidate.version}: smoke decision failed: {type(exc).__name__}: {exc}"
+        if candidate is None or error:
+            reason = f"refused: {error}"
+            return self._event("PolicyRolledBack", self.active.version, request.version, reason, packet.epoch)
+        previous = self.active
+        self._use(candidate)
+        self.good = [*self.good, previous][-GOOD_VERSIONS_KEPT:]
+        reason = f"operator activation ({request.request_id})"
+        return self._event("PolicyActivated", candidate.version, previous.version, reason, packet.epoch)
+
+    def _smoke(
+        self, candidate: VerifiedPolicy, packet: pb.SystemStatePacket, context: ControllerContext
+    ) -> None:
+        """One decision of the candidate on this boundary's graph; raises on non-finite outputs."""
+        observation = self.observe(packet, context)
+        level = effective_level(self.state.raw_levels)
+        record = self.gnn.graph_inputs(self.state, observation, level, self.state.conservative)
+        seed = tiebreak(self.gnn.config.seed, f"smoke:{packet.packet_id}")
+        generator = torch.Generator().manual_seed(seed)
+        sample(candidate.network, build_graph(record, self.gnn.blueprint_features(observation)), generator)
+
+    def _use(self, policy: VerifiedPolicy) -> None:
+        self.active = policy
+        self.gnn.network = policy.network
+        self.gnn.version = policy.version
+        self.policy_version = policy.version
+
+    def _event(
+        self, event_type: str, version: str, previous: str, reason: str, epoch: int
+    ) -> pb.EventEnvelope:
+        payload = pb.PolicyActivation(version=version, previous_version=previous, reason=reason, epoch=epoch)
+        return new_envelope(
+            event_type,
+            stream_name(CATEGORY, version),
+            payload,
+            run_id=self.run_id,
+            epoch=epoch,
+            source="tamiyo",
+            occurred_at_ns=self._clock_ns(),
+        )
+
+
+def _encode(envelope: pb.EventEnvelope) -> str:
+    return base64.b64encode(envelope.SerializeToString()).decode()
+
+
+def _decode(text: str) -> pb.EventEnvelope:
+    return pb.EventEnvelope.FromString(base64.b64decode(text))
