@@ -4,12 +4,12 @@
 `GnnPolicy`, plus:
 - at the first decision of a run, PolicyActivated for the version it starts with;
 - at each epoch boundary, one look for an operator's request (`domains.tamiyo.policy_control`). An
-  activation is verified on a background thread (signature, sha256, schema, shapes: everything that
-  reads the disk or builds the network), so training never waits for it; the boundary after it finished
-  runs one smoke decision of the candidate on the current graph (finite outputs) and swaps the network in
-  before deciding: PolicyActivated. A candidate that fails anywhere is refused with PolicyRolledBack
-  (version = the active one, previous_version = the refused one, reason = the failure). A rollback
-  request swaps back to the previous good version: PolicyRolledBack;
+  activation is verified on a background thread (signature, sha256, schema, shapes, and one smoke
+  decision of the candidate on the graph of the boundary that took the request: finite outputs), so
+  training never waits for it; the next boundary swaps the network in before deciding: PolicyActivated.
+  A candidate that fails anywhere is refused with PolicyRolledBack (version = the active one,
+  previous_version = the refused one, reason = the failure). A rollback request swaps back to the
+  previous good version at the boundary that sees it: PolicyRolledBack;
 - a decision of the active version that fails (error, non-finite outputs, timeout) is Tamiyo's safe no-op
   and rolls back to the last good version, if there is one, with PolicyRolledBack.
 The events go on `policy-<version>` of the version now active. The checkpointed state holds the signed
@@ -29,6 +29,7 @@ from google.protobuf.message import Message
 
 from domains.tamiyo.controller import TamiyoController
 from domains.tamiyo.gnn.graph import build_graph
+from domains.tamiyo.gnn.network import PolicyNetwork
 from domains.tamiyo.gnn.policy import GnnPolicy
 from domains.tamiyo.gnn.sampling import sample
 from domains.tamiyo.policy import Observation, tiebreak
@@ -47,28 +48,56 @@ from leyline.controller import ControllerContext, ControllerOutput
 from leyline.datadir import DataDir
 from leyline.signing import Keyring
 
+SmokeInput = tuple[pb.PolicyObservation, torch.Tensor]  # a decision's observation and blueprint features
+
+
+def smoke(network: PolicyNetwork, inputs: SmokeInput, seed: int) -> None:
+    """One decision of a network on a graph; raises on non-finite outputs."""
+    observation, features = inputs
+    generator = torch.Generator().manual_seed(tiebreak(seed, f"smoke:{observation.packet.packet_id}"))
+    sample(network, build_graph(observation, features), generator)
+
 
 class _Verification:
-    """A candidate being verified off the training thread."""
+    """A candidate verified off the training thread: signature, hash, schema, shapes and, given the graph
+    of the boundary that took the request, the smoke decision."""
 
-    def __init__(self, request: PolicyRequest, keyring: Keyring, library: PolicyLibrary) -> None:
+    def __init__(
+        self,
+        request: PolicyRequest,
+        keyring: Keyring,
+        library: PolicyLibrary,
+        inputs: SmokeInput | None,
+        seed: int,
+    ) -> None:
         self.request = request
         self.result: VerifiedPolicy | None = None
         self.error: str = ""
+        self.smoked = False
         self._thread = threading.Thread(
-            target=self._run, args=(keyring, library), name="tamiyo-policy-verify", daemon=True
+            target=self._run, args=(keyring, library, inputs, seed), name="tamiyo-policy-verify", daemon=True
         )
         self._thread.start()
 
-    def _run(self, keyring: Keyring, library: PolicyLibrary) -> None:
+    def _run(self, keyring: Keyring, library: PolicyLibrary, inputs: SmokeInput | None, seed: int) -> None:
         try:
             if self.request.published is None:
                 raise PolicyError(f"activation of {self.request.version!r} carries no publication")
             self.result = verify(self.request.published, keyring, library)
         except PolicyError as exc:
             self.error = str(exc)
+            return
         except Exception as exc:
             self.error = f"policy {self.request.version}: {type(exc).__name__}: {exc}"
+            return
+        if inputs is not None:
+            try:
+                smoke(self.result.network, inputs, seed)
+            except Exception as exc:
+                self.error = (
+                    f"policy {self.result.version}: smoke decision failed: {type(exc).__name__}: {exc}"
+                )
+            self.smoked = True
 
     def wait(self) -> None:
         self._thread.join()
@@ -96,6 +125,7 @@ class GnnController(TamiyoController):
         self.announced = False
         self.verification: _Verification | None = None
         self._failed = False
+        self._taken = ""  # the request id last taken from the control file
         self._use(initial)
 
     # ------------------------------------------------------------------ Controller protocol
@@ -105,9 +135,19 @@ class GnnController(TamiyoController):
         if not self.announced:
             self.announced = True
             before.append(self._event("PolicyActivated", self.active.version, "", "run start", packet.epoch))
-        before.extend(self._boundary(packet, context))
+        before.extend(self._activate_pending(packet, context))
+        request = self._take_request()
+        if request is not None and request.action == ROLLBACK:
+            before.extend(self._rollback_request(request, packet.epoch))
         self._failed = False
         output = super().decide(packet, context)
+        if request is not None and request.action == ACTIVATE:
+            inputs = (
+                None if self.gnn.last_observation is None else (self.gnn.last_observation, self.gnn.features)
+            )
+            self.verification = _Verification(
+                request, self.keyring, self.library, inputs, self.gnn.config.seed
+            )
         after: list[pb.EventEnvelope] = []
         if self._failed and self.good:
             failed = self.active.version
@@ -138,9 +178,9 @@ class GnnController(TamiyoController):
         self.announced = bool(saved["announced"])
         self.verification = None
         if saved["pending"] is not None:
-            self.verification = _Verification(
-                PolicyRequest.from_dict(saved["pending"]), self.keyring, self.library
-            )
+            request = PolicyRequest.from_dict(saved["pending"])
+            self._taken = request.request_id
+            self.verification = _Verification(request, self.keyring, self.library, None, self.gnn.config.seed)
 
     # ------------------------------------------------------------------ hot reload
 
@@ -149,39 +189,45 @@ class GnnController(TamiyoController):
         self._failed = failure is not None
         return payloads, failure
 
-    def _boundary(self, packet: pb.SystemStatePacket, context: ControllerContext) -> list[pb.EventEnvelope]:
-        events: list[pb.EventEnvelope] = []
-        taken = ""
-        if self.verification is not None:
-            verification, self.verification = self.verification, None
-            verification.wait()  # started a boundary ago: done long since, unless the disk is very slow
-            events.append(self._activate(verification, packet, context))
-            taken = verification.request.request_id
-            if self.data_dir is not None:
-                done(self.data_dir, verification.request)
-        request = take(self.data_dir, self.run_id) if self.data_dir is not None else None
-        if request is None or request.request_id == taken:
-            return events
-        if request.action == ACTIVATE:
-            self.verification = _Verification(request, self.keyring, self.library)
-        elif request.action == ROLLBACK:
-            assert self.data_dir is not None
-            done(self.data_dir, request)
-            if self.good:
-                current = self.active.version
-                self._use(self.good.pop())
-                reason = f"operator rollback ({request.request_id})"
-                events.append(
-                    self._event("PolicyRolledBack", self.active.version, current, reason, packet.epoch)
-                )
-        return events
+    def _activate_pending(
+        self, packet: pb.SystemStatePacket, context: ControllerContext
+    ) -> list[pb.EventEnvelope]:
+        """The candidate verified since the last boundary, activated or refused (one event)."""
+        if self.verification is None:
+            return []
+        verification, self.verification = self.verification, None
+        verification.wait()  # started a boundary ago: done long since, unless the disk is very slow
+        self._taken = verification.request.request_id
+        if self.data_dir is not None:
+            done(self.data_dir, verification.request)
+        return [self._activate(verification, packet, context)]
+
+    def _take_request(self) -> PolicyRequest | None:
+        """A new request in the control file (one stat), not the one just acted on."""
+        if self.data_dir is None:
+            return None
+        request = take(self.data_dir, self.run_id)
+        if request is None or request.request_id == self._taken:
+            return None
+        self._taken = request.request_id
+        return request
+
+    def _rollback_request(self, request: PolicyRequest, epoch: int) -> list[pb.EventEnvelope]:
+        assert self.data_dir is not None
+        done(self.data_dir, request)
+        if not self.good:
+            return []
+        current = self.active.version
+        self._use(self.good.pop())
+        reason = f"operator rollback ({request.request_id})"
+        return [self._event("PolicyRolledBack", self.active.version, current, reason, epoch)]
 
     def _activate(
         self, verification: _Verification, packet: pb.SystemStatePacket, context: ControllerContext
     ) -> pb.EventEnvelope:
         request, candidate = verification.request, verification.result
         error = verification.error
-        if candidate is not None:
+        if candidate is not None and not error and not verification.smoked:
             try:
                 self._smoke(candidate, packet, context)
             except Exception as exc:
@@ -198,13 +244,11 @@ class GnnController(TamiyoController):
     def _smoke(
         self, candidate: VerifiedPolicy, packet: pb.SystemStatePacket, context: ControllerContext
     ) -> None:
-        """One decision of the candidate on this boundary's graph; raises on non-finite outputs."""
+        """The smoke decision on this boundary's graph, for a candidate verified without one (a resume)."""
         observation = self.observe(packet, context)
         level = effective_level(self.state.raw_levels)
         record = self.gnn.graph_inputs(self.state, observation, level, self.state.conservative)
-        seed = tiebreak(self.gnn.config.seed, f"smoke:{packet.packet_id}")
-        generator = torch.Generator().manual_seed(seed)
-        sample(candidate.network, build_graph(record, self.gnn.blueprint_features(observation)), generator)
+        smoke(candidate.network, (record, self.gnn.blueprint_features(observation)), self.gnn.config.seed)
 
     def _use(self, policy: VerifiedPolicy) -> None:
         self.active = policy

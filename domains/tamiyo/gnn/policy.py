@@ -89,6 +89,7 @@ class GnnPolicy(HeuristicPolicy):
         self.topology = topology
         self.slot_order = [s.slot for s in topology.slots]
         self._records: dict[str, Recorded] = {}
+        self.last_observation: pb.PolicyObservation | None = None  # of the last sampled decision
         self._blueprints: tuple[tuple[str, ...], torch.Tensor] = ((), torch.zeros((0, BLUEPRINT_DIM)))
 
     def decide(self, state: TamiyoState, observation: Observation) -> list[Message]:
@@ -98,6 +99,7 @@ class GnnPolicy(HeuristicPolicy):
         assert isinstance(decision, pb.DecisionMade)
         decision.action_probability = record.probability
         decision.factored_action.CopyFrom(record.action)
+        self.last_observation = record.observation
         if record.observation is not None:
             decision.observation.CopyFrom(record.observation)
         if record.value is not None and record.risk_level is not None:
@@ -116,6 +118,11 @@ class GnnPolicy(HeuristicPolicy):
             and observation.epoch - culled < observation.lifecycle.embargo_epochs
         ]
         return policy_observation(observation, self.topology, level, conservative, mask, embargoed)
+
+    @property
+    def features(self) -> torch.Tensor:
+        """The blueprint features of the last catalogue seen."""
+        return self._blueprints[1]
 
     def blueprint_features(self, observation: Observation) -> torch.Tensor:
         ids = tuple(d.blueprint_id for d in observation.catalogue)
