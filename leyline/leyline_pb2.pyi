@@ -1058,37 +1058,27 @@ class HostTopology(_message.Message):
     slots: _containers.RepeatedCompositeFieldContainer[HostSlot]
     def __init__(self, layers: _Optional[_Iterable[_Union[HostLayer, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[HostSlot, _Mapping]]] = ...) -> None: ...
 
-class BlueprintCost(_message.Message):
-    __slots__ = ("blueprint_id", "slot", "parameters")
-    BLUEPRINT_ID_FIELD_NUMBER: _ClassVar[int]
-    SLOT_FIELD_NUMBER: _ClassVar[int]
-    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
-    blueprint_id: str
-    slot: int
-    parameters: int
-    def __init__(self, blueprint_id: _Optional[str] = ..., slot: _Optional[int] = ..., parameters: _Optional[int] = ...) -> None: ...
-
 class PolicyObservation(_message.Message):
-    __slots__ = ("packet", "topology", "parameters", "risk_level", "conservative", "costs", "catalogue", "legal", "embargoed_slots")
+    __slots__ = ("packet", "topology", "parameters", "risk_level", "conservative", "catalogue", "legal", "embargoed_slots", "slot_costs")
     PACKET_FIELD_NUMBER: _ClassVar[int]
     TOPOLOGY_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     RISK_LEVEL_FIELD_NUMBER: _ClassVar[int]
     CONSERVATIVE_FIELD_NUMBER: _ClassVar[int]
-    COSTS_FIELD_NUMBER: _ClassVar[int]
     CATALOGUE_FIELD_NUMBER: _ClassVar[int]
     LEGAL_FIELD_NUMBER: _ClassVar[int]
     EMBARGOED_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    SLOT_COSTS_FIELD_NUMBER: _ClassVar[int]
     packet: SystemStatePacket
     topology: HostTopology
     parameters: int
     risk_level: int
     conservative: bool
-    costs: _containers.RepeatedCompositeFieldContainer[BlueprintCost]
     catalogue: _containers.RepeatedScalarFieldContainer[str]
     legal: bytes
     embargoed_slots: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, packet: _Optional[_Union[SystemStatePacket, _Mapping]] = ..., topology: _Optional[_Union[HostTopology, _Mapping]] = ..., parameters: _Optional[int] = ..., risk_level: _Optional[int] = ..., conservative: _Optional[bool] = ..., costs: _Optional[_Iterable[_Union[BlueprintCost, _Mapping]]] = ..., catalogue: _Optional[_Iterable[str]] = ..., legal: _Optional[bytes] = ..., embargoed_slots: _Optional[_Iterable[int]] = ...) -> None: ...
+    slot_costs: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, packet: _Optional[_Union[SystemStatePacket, _Mapping]] = ..., topology: _Optional[_Union[HostTopology, _Mapping]] = ..., parameters: _Optional[int] = ..., risk_level: _Optional[int] = ..., conservative: _Optional[bool] = ..., catalogue: _Optional[_Iterable[str]] = ..., legal: _Optional[bytes] = ..., embargoed_slots: _Optional[_Iterable[int]] = ..., slot_costs: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class FactoredAction(_message.Message):
     __slots__ = ("operation", "slot", "blueprint_id")

@@ -48,6 +48,7 @@ from leyline.controller import ControllerContext, ControllerOutput
 from leyline.datadir import DataDir
 from leyline.signing import Keyring
 
+COST_LAYOUTS_KEPT = 64  # slot layouts (which slots are dormant) whose estimates stay cached
 SmokeInput = tuple[pb.PolicyObservation, torch.Tensor]  # a decision's observation and blueprint features
 
 
@@ -115,6 +116,7 @@ class GnnController(TamiyoController):
         data_dir: DataDir | None = None,
         **options: Any,
     ) -> None:
+        self._cost_cache: dict[object, dict[tuple[str, int], int]] = {}  # before Tamiyo warms it
         super().__init__(run_id, policy=policy, **options)
         self.gnn: GnnPolicy = policy
         self.keyring = keyring
@@ -188,6 +190,20 @@ class GnnController(TamiyoController):
         payloads, failure = super()._run_policy(observation)
         self._failed = failure is not None
         return payloads, failure
+
+    def _blueprint_costs(
+        self, seeds: tuple[pb.SeedState, ...], catalogue: tuple[pb.BlueprintDescriptor, ...]
+    ) -> dict[tuple[str, int], int]:
+        """Tamiyo's estimates, one mapping per (dormant slots, catalogue), kept: the same object comes back
+        for the same slots, so the policy's cost matrix is built once per layout, not once per decision."""
+        dormant = tuple(s.slot for s in seeds if s.stage == pb.SEED_STAGE_DORMANT)
+        key = (dormant, tuple(d.blueprint_id for d in catalogue))
+        costs = self._cost_cache.get(key)
+        if costs is None:
+            if len(self._cost_cache) >= COST_LAYOUTS_KEPT:
+                self._cost_cache.pop(next(iter(self._cost_cache)))
+            costs = self._cost_cache[key] = super()._blueprint_costs(seeds, catalogue)
+        return costs
 
     def _activate_pending(
         self, packet: pb.SystemStatePacket, context: ControllerContext

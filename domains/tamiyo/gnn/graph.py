@@ -25,7 +25,7 @@ receives none drops out of a HeteroConv layer): layer→layer (forward order), s
 layer), layer→activation, activation→layer (the next layer), parameter→layer; reverse: layer→seed,
 layer→parameter. Masks: `legal_op` [1, 3] and, per seed node, `legal_slot` [S, 2] and `legal_bp` [S, B];
 blueprint inputs: `bp_x` [B, BLUEPRINT_DIM] and per seed node `bp_cost` [S, B] (symlog of the parameters
-a graft would add, 0 where unknown).
+a graft would add, from PolicyObservation.slot_costs; 0 where not estimated).
 """
 
 from __future__ import annotations
@@ -243,17 +243,11 @@ def build_graph(
     data.legal_op = torch.from_numpy(mask.operation.copy()).reshape(1, -1)
     data["seed"].legal_slot = torch.from_numpy(mask.slot.T.copy())
     data["seed"].legal_bp = torch.from_numpy(mask.blueprint.copy())
-    costs = torch.zeros((len(slots), blueprints), dtype=torch.float32)
-    if observation.costs:
-        column = {b: j for j, b in enumerate(observation.catalogue)}
-        row = {s.slot: i for i, s in enumerate(slots)}
-        rows, columns, values = [], [], []
-        for cost in observation.costs:
-            if cost.slot in row and cost.blueprint_id in column:
-                rows.append(row[cost.slot])
-                columns.append(column[cost.blueprint_id])
-                values.append(cost.parameters)
-        costs[rows, columns] = torch.tensor(values, dtype=torch.float32).log1p().clamp(max=CLIP)
+    if len(observation.slot_costs) == len(slots) * blueprints:
+        raw = torch.tensor(observation.slot_costs, dtype=torch.float32).reshape(len(slots), blueprints)
+        costs = torch.where(raw >= 0, raw.clamp(min=0).log1p(), torch.zeros(())).clamp(max=CLIP)
+    else:
+        costs = torch.zeros((len(slots), blueprints), dtype=torch.float32)
     data["seed"].bp_cost = costs
     if blueprint_features is None:
         blueprint_features = torch.zeros((blueprints, BLUEPRINT_DIM), dtype=torch.float32)

@@ -5,7 +5,8 @@ The rules are Tamiyo's own, imported from the heuristic policy rather than resta
   (`HeuristicPolicy._open_slots`), with fewer active seeds than the limit (one in conservative mode) and
   the risk level below the block level; the blueprint must pass `HeuristicPolicy.eligible_blueprints`
   there (never quarantine-only, adversarial, unapproved, above the risk cap of the current level, outside
-  the conservative pool in conservative mode, of another slot kind, or over the parameter budget);
+  the conservative pool in conservative mode, of another slot kind, or over the parameter budget; without
+  a budget the answer depends on the slot's kind alone, so it is asked once per kind);
 - cull a slot only when its seed is in an active stage (germinated … probationary);
 - the no-op is always legal.
 
@@ -85,12 +86,19 @@ def legal_actions(
     blueprint_mask = np.zeros((len(slot_order), len(catalogue)), dtype=bool)
     limit = min(config.max_concurrent_seeds, 1) if conservative else config.max_concurrent_seeds
     if level < config.block_level and active_seeds(observation.seeds) < limit:
+        by_kind: dict[int | None, np.ndarray] = {}  # without a budget, eligibility depends on the kind only
         for seed in policy._open_slots(state, observation):
             if seed.slot not in index:
                 continue
-            for descriptor in policy.eligible_blueprints(observation, seed.slot, level, conservative):
-                blueprint_mask[index[seed.slot], catalogue[descriptor.blueprint_id]] = True
-            slot_mask[0, index[seed.slot]] = blueprint_mask[index[seed.slot]].any()
+            kind = observation.slot_kinds.get(seed.slot)
+            row = by_kind.get(kind) if config.parameter_budget is None else None
+            if row is None:
+                row = np.zeros(len(catalogue), dtype=bool)
+                for descriptor in policy.eligible_blueprints(observation, seed.slot, level, conservative):
+                    row[catalogue[descriptor.blueprint_id]] = True
+                by_kind[kind] = row
+            blueprint_mask[index[seed.slot]] = row
+            slot_mask[0, index[seed.slot]] = row.any()
     for seed in observation.seeds:
         if seed.stage in ACTIVE_STAGE_WEIGHTS and seed.slot in index:
             slot_mask[1, index[seed.slot]] = True

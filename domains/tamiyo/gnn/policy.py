@@ -13,6 +13,7 @@ DecisionMade records the version, the action's probability, the factored action 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,7 @@ from domains.tamiyo.state import TamiyoState
 from leyline import pb
 
 POLICY_NAME = "gnn"
+COST_MATRICES_KEPT = 64
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,9 @@ def policy_observation(
     conservative: bool,
     mask: ActionMask,
     embargoed: list[int],
+    costs: Sequence[int] = (),
 ) -> pb.PolicyObservation:
+    """The record of one decision; `costs` is the [slots × catalogue] matrix of `cost_matrix`."""
     packet = pb.SystemStatePacket(
         epoch=observation.epoch,
         training_loss=observation.training_loss,
@@ -63,14 +67,17 @@ def policy_observation(
         parameters=observation.parameters,
         risk_level=level,
         conservative=conservative,
-        costs=[
-            pb.BlueprintCost(blueprint_id=b, slot=s, parameters=c)
-            for (b, s), c in sorted(observation.blueprint_costs.items())
-        ],
+        slot_costs=costs,
         catalogue=[d.blueprint_id for d in observation.catalogue],
         legal=mask.pack(),
         embargoed_slots=embargoed,
     )
+
+
+def cost_matrix(observation: Observation, slot_order: Sequence[int]) -> list[int]:
+    """Parameters each catalogue entry adds at each slot, row-major [slots × catalogue], -1 where unknown."""
+    costs = observation.blueprint_costs
+    return [costs.get((d.blueprint_id, slot), -1) for slot in slot_order for d in observation.catalogue]
 
 
 class GnnPolicy(HeuristicPolicy):
@@ -91,6 +98,10 @@ class GnnPolicy(HeuristicPolicy):
         self._records: dict[str, Recorded] = {}
         self.last_observation: pb.PolicyObservation | None = None  # of the last sampled decision
         self._blueprints: tuple[tuple[str, ...], torch.Tensor] = ((), torch.zeros((0, BLUEPRINT_DIM)))
+        # Cost matrices by the identity of the estimates they were built from: the GNN controller hands the
+        # same mapping for the same layout (estimates never change in a run); the mapping is kept alongside,
+        # so its id is not reused while the entry lives.
+        self._costs: dict[int, tuple[object, list[int]]] = {}
 
     def decide(self, state: TamiyoState, observation: Observation) -> list[Message]:
         payloads = super().decide(state, observation)
@@ -117,7 +128,13 @@ class GnnPolicy(HeuristicPolicy):
             if (culled := state.cull_epoch(slot)) is not None
             and observation.epoch - culled < observation.lifecycle.embargo_epochs
         ]
-        return policy_observation(observation, self.topology, level, conservative, mask, embargoed)
+        estimates = observation.blueprint_costs
+        cached = self._costs.get(id(estimates))
+        if cached is None or cached[0] is not estimates:
+            if len(self._costs) >= COST_MATRICES_KEPT:
+                self._costs.pop(next(iter(self._costs)))
+            cached = self._costs[id(estimates)] = (estimates, cost_matrix(observation, self.slot_order))
+        return policy_observation(observation, self.topology, level, conservative, mask, embargoed, cached[1])
 
     @property
     def features(self) -> torch.Tensor:

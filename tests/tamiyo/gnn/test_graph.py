@@ -42,7 +42,7 @@ def observation(shape: pb.HostTopology, seeds: list[pb.SeedState] | None = None)
         topology=shape,
         parameters=10**12,
         catalogue=["BP001", "BP002"],
-        costs=[pb.BlueprintCost(blueprint_id="BP002", slot=shape.slots[-1].slot, parameters=5000)],
+        slot_costs=[-1] * (2 * slots - 1) + [5000],
         legal=mask.pack(),
     )
 
