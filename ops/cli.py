@@ -16,6 +16,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
+from leyline.datadir import private_umask
 from ops import commands
 from ops.errors import CommandError, UsageError, user_facing_errors
 
@@ -41,6 +42,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    private_umask()  # what any command creates under a data directory is private (leyline.datadir)
     args = build_parser(argv).parse_args(argv)
     try:
         code: int = args.handler(args)

@@ -5,7 +5,7 @@
     summary = trainer.run()
 
 builds, in order: the keyring (environment, else `<data-dir>/keys.json`), one `Verifier` for the process,
-the module source (compile-or-load, Tezzeret over Urza's library under `<data-dir>/artifacts`), the
+the module source (`module_source`: compile-or-load, Tezzeret over Urza's library), the
 workload (seeded data, host and optimizer), Kasmina on the host's slots, and the controller the config
 names (Tamiyo's heuristic, her learned GNN policy, or the no-op), then hands them to `Trainer`. Domain
 classes receive their collaborators; none constructs another domain's.
@@ -14,29 +14,62 @@ classes receive their collaborators; none constructs another domain's.
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Collection
 from pathlib import Path
 
+from domains.karn.catalog import Use
 from domains.kasmina import Kasmina, KasminaConfig, ModuleSource
 from domains.tamiyo.catalogue import heuristic_controller
+from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.gnn.build import gnn_controller, resolve_policy
 from domains.tamiyo.policy_store import PolicyError, PolicyLibrary
-from domains.tezzeret.source import SeedModuleSource
+from domains.tezzeret.jobs import choose_strategy
+from domains.tezzeret.service import Tezzeret
+from domains.tezzeret.source import STRATEGY_VARIABLE, SeedModuleSource, default_device
 from domains.tolaria.aggregate import RunStatus, fold, run_stream
 from domains.tolaria.config import ConfigError, RunConfig
-from domains.tolaria.trainer import Progress, RunError, Trainer, config_to_resume
+from domains.tolaria.report import Progress
+from domains.tolaria.rollback import RunError
+from domains.tolaria.trainer import Trainer, config_to_resume
 from domains.tolaria.workload import Workload, build_workload
+from domains.urza.library import ArtifactLibrary
 from eventstore import EventStore
+from eventstore.file import FsyncPolicy
 from leyline.controller import Controller, NoOpController
 from leyline.datadir import DataDir
 from leyline.signing import Keyring, Signer, Verifier
+from ops.errors import UsageError
 from ops.storeopts import open_store_from_args, store_location
 
 
-def open_run_store(args: argparse.Namespace, fsync: str) -> EventStore:
+def open_run_store(args: argparse.Namespace, fsync: str, create: bool = True) -> EventStore:
     """The run's event log (`--store` URL, else `<data-dir>/log`); the file store appends under the fsync
     policy `esper run --fsync` names (PostgreSQL makes every commit durable on its own)."""
+    try:
+        FsyncPolicy.parse(fsync)
+    except ValueError as exc:
+        raise UsageError(f"--fsync: {exc}") from None
     options = {"fsync": fsync} if isinstance(store_location(args), Path) else {}
-    return open_store_from_args(args, create=True, **options)
+    return open_store_from_args(args, create=create, **options)
+
+
+def module_source(
+    store: EventStore,
+    data_dir: DataDir,
+    *,
+    use: Use = Use.LIVE,
+    approved: Collection[str] = (),
+    cache_size: int = 128,
+    strategy: str | None = None,
+    device: str | None = None,
+) -> SeedModuleSource:
+    """Compile-or-load over Urza's library under `<data-dir>/artifacts`, with the compile strategy chosen
+    (default $ESPER_COMPILE_STRATEGY, else auto) for the device the seeds run on (default: cuda if any)."""
+    library = ArtifactLibrary(data_dir.artifacts, store, cache_size)
+    selection = strategy or os.environ.get(STRATEGY_VARIABLE, "auto")
+    chosen = choose_strategy(selection, device or default_device())
+    return SeedModuleSource(library, Tezzeret(store, library), use, approved, chosen)
 
 
 def keyring_for(data_dir: DataDir) -> Keyring:
@@ -49,27 +82,30 @@ def build_controller(
     run_id: str,
     kasmina: Kasmina,
     keyring: Keyring,
+    config_json: str = "",
     *,
     store: EventStore | None = None,
     data_dir: DataDir | None = None,
     workload: Workload | None = None,
-) -> Controller:
-    """The controller a config names (RunConfig has checked the name): noop, tamiyo (the heuristic) or
+) -> tuple[Controller, str]:
+    """The controller a config names (RunConfig has checked the name) and its own configuration as JSON
+    (the one recorded in RunStarted when resuming, else the defaults): noop, tamiyo (the heuristic) or
     gnn[:VERSION] (Tamiyo's learned policy: the named published version, else the latest one)."""
     if name == "noop":
-        return NoOpController()
+        return NoOpController(), ""
+    config = HeuristicConfig.from_json(config_json) if config_json else HeuristicConfig()
     slots = {slot.slot: (slot.kind, slot.shape) for slot in kasmina.slots.values()}
     kind, _, version = name.partition(":")
     if kind != "gnn":
-        return heuristic_controller(run_id, Signer(keyring), slots)
+        return heuristic_controller(run_id, Signer(keyring), slots, config), config.to_json()
     if store is None or data_dir is None or workload is None:
         raise ConfigError("controller gnn needs the run's event log, data directory and host")
     try:
         initial = resolve_policy(store, PolicyLibrary(data_dir), keyring, version or None)
     except PolicyError as exc:
         raise ConfigError(f"controller {name}: {exc}") from None
-    shape = workload.splits.input_shape
-    return gnn_controller(run_id, keyring, workload.model, shape, slots, initial, data_dir)
+    model, shape = workload.model, workload.splits.input_shape
+    return gnn_controller(run_id, keyring, model, shape, slots, initial, data_dir, config), config.to_json()
 
 
 def build_kasmina(
@@ -99,18 +135,38 @@ def build_trainer(
     keyring: Keyring | None = None,
     progress: Progress | None = None,
     kasmina_config: KasminaConfig | None = None,
+    controller_config_json: str = "",
 ) -> Trainer:
     """A Trainer with every collaborator built; the given ones (tests, benches) replace the defaults."""
+    data_dir.create()  # private (0700/0600) whatever the umask, before the first file under it
     keyring = keyring or keyring_for(data_dir)
     verifier = Verifier(keyring)  # one per process: a nonce seen once is seen by every check
     workload = build_workload(config)
     kasmina = build_kasmina(
-        run_id, config, workload, source or SeedModuleSource.open(store, data_dir), verifier, kasmina_config
+        run_id, config, workload, source or module_source(store, data_dir), verifier, kasmina_config
     )
-    controller = controller or build_controller(
-        config.controller, run_id, kasmina, keyring, store=store, data_dir=data_dir, workload=workload
+    if controller is None:
+        controller, controller_config_json = build_controller(
+            config.controller,
+            run_id,
+            kasmina,
+            keyring,
+            controller_config_json,
+            store=store,
+            data_dir=data_dir,
+            workload=workload,
+        )
+    return Trainer(
+        config,
+        run_id,
+        store,
+        data_dir,
+        workload,
+        kasmina,
+        controller,
+        progress,
+        controller_config_json,
     )
-    return Trainer(config, run_id, store, data_dir, workload, kasmina, controller, verifier, progress)
 
 
 def new_run(
@@ -141,6 +197,16 @@ def resume(
     """The run continued from its log and last committed checkpoint."""
     state = fold(store.read_stream(run_stream(run_id)))
     config = config_to_resume(state, run_id, epochs, device)
-    trainer = build_trainer(config, run_id, store, data_dir, controller=controller, progress=progress)
+    trainer = build_trainer(
+        config,
+        run_id,
+        store,
+        data_dir,
+        controller=controller,
+        progress=progress,
+        # the lifecycle limits and the controller's configuration the run started with
+        kasmina_config=KasminaConfig(lifecycle=state.lifecycle) if state.lifecycle else None,
+        controller_config_json=state.controller_config_json,
+    )
     trainer.resume(state)
     return trainer

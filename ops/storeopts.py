@@ -57,7 +57,9 @@ def open_store_from_args(args: argparse.Namespace, create: bool = False, **optio
             return open_store(location, create=create, **options)
         except StoreUnavailable as exc:
             raise CommandError(f"cannot open the event store: {exc}") from None
-    if not create:
+    if create:
+        DataDir.of(args.data_dir).create()  # private (0700/0600) whatever the umask
+    else:
         require_file_log(args, location)
     try:
         return open_store(location, create=create, **options)

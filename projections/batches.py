@@ -22,27 +22,31 @@ from itertools import islice
 from typing import Any
 
 from google.protobuf.message import Message
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine
 
 from eventstore.api import EventFilter
 from leyline import DEFAULT_REGISTRY, decode_payload, pb
 from projections import metrics
+from projections.checkpoints import (
+    Checkpoint,
+    lock_checkpoints,
+    raise_checkpoints,
+    read_checkpoints,
+    record_stop,
+)
 from projections.db import open_db, write_connection
+from projections.errors import Stop
 from projections.projectors import (
     Params,
     Projection,
     Row,
     Statement,
 )
-from projections.schema import projection_checkpoints
 
 DEFAULT_BATCH_SIZE = 5000
 GREEN_SUFFIX = "__green"
+STOPPED = 2**63 - 1  # the floor of a stopped projection: above every position, so nothing is applied
 Progress = Callable[[int], None]  # called with the log position reached
-
-
-class ProjectionError(Exception):
-    """A projection cannot be run as asked (unknown name, an event it cannot decode, …)."""
 
 
 @dataclass(frozen=True)
@@ -163,11 +167,15 @@ class Applier:
         return EventFilter(event_types=frozenset(self.by_type))
 
     def collect(
-        self, events: Sequence[pb.EventEnvelope], floors: Mapping[str, int]
-    ) -> tuple[_Changes, dict[str, int]]:
-        """The changes of `events` above each target's floor, and the events applied per target."""
+        self, events: Sequence[pb.EventEnvelope], floors: dict[str, int]
+    ) -> tuple[_Changes, dict[str, int], dict[str, Stop]]:
+        """The changes of `events` above each target's floor, the events applied per target, and where
+        targets stopped: an event a target cannot decode or apply stops it there (its floor becomes
+        STOPPED, in `floors` itself, so later batches given the same mapping skip it too) while the other
+        targets go on."""
         changes = _Changes()
         counts = dict.fromkeys((target.checkpoint for target in self.targets), 0)
+        stops: dict[str, Stop] = {}
         renderers, consumers, open_groups = self.renderers, self.consumers, changes.open
         for envelope in events:
             consumer = consumers.get(envelope.event_type)
@@ -179,17 +187,30 @@ class Applier:
             for checkpoint, project, render in consuming:
                 if position <= floors[checkpoint]:
                     continue
-                if payload is None:
-                    try:
+                try:
+                    if payload is None:
                         if message is not None and envelope.schema_version == version:
                             payload = message.FromString(envelope.payload)
                         else:
                             payload = decode_payload(envelope)
-                    except Exception as exc:
-                        raise ProjectionError(
-                            f"event at position {position} ({envelope.event_type}) cannot be decoded: {exc}"
-                        ) from exc
-                for statement, params in project(envelope, payload):
+                except Exception as exc:
+                    stop = Stop(
+                        position, envelope.event_type, f"its payload cannot be decoded: {_reason(exc)}"
+                    )
+                    for stopped, _, _ in consuming:
+                        if position > floors[stopped]:
+                            stops[stopped], floors[stopped] = stop, STOPPED
+                    break
+                try:
+                    projected = project(envelope, payload)
+                except Exception as exc:
+                    reason = f"the projector failed on it: {_reason(exc)}"
+                    stops[checkpoint], floors[checkpoint] = (
+                        Stop(position, envelope.event_type, reason),
+                        STOPPED,
+                    )
+                    continue
+                for statement, params in projected:
                     (open_groups.get(statement) or changes.new_group(statement, render))(params)
                 counts[checkpoint] += 1
         for target in self.targets:
@@ -198,90 +219,72 @@ class Applier:
                 render = renderers[target.checkpoint]
                 for statement, params in finish():
                     (open_groups.get(statement) or changes.new_group(statement, render))(params)
-        return changes, counts
+        return changes, counts, stops
 
     def apply(
-        self, cursor: Any, events: Sequence[pb.EventEnvelope], floors: Mapping[str, int]
-    ) -> dict[str, int]:
-        """Execute the changes of `events` above each target's floor; returns events applied per target."""
-        changes, counts = self.collect(events, floors)
+        self, cursor: Any, events: Sequence[pb.EventEnvelope], floors: dict[str, int]
+    ) -> tuple[dict[str, int], dict[str, Stop]]:
+        """Execute the changes of `events` above each target's floor; returns events applied per target
+        and the targets that stopped (see `collect`)."""
+        changes, counts, stops = self.collect(events, floors)
         changes.execute(cursor)
-        return counts
+        return counts, stops
+
+    def versions(self) -> dict[str, int]:
+        """Checkpoint name → code version of each target, for `lock_checkpoints`."""
+        return {target.checkpoint: target.projection.version for target in self.targets}
 
 
-# ---------------------------------------------------------------- checkpoints
+def _reason(exc: BaseException) -> str:
+    """An exception as one line: its type, and its message without line breaks."""
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    name: str
-    position: int
-    version: int
+def floors_of(checkpoints: Mapping[str, Checkpoint]) -> dict[str, int]:
+    """Each checkpoint's position, or STOPPED for a projection stopped at an event it cannot apply."""
+    return {name: STOPPED if cp.stop is not None else cp.position for name, cp in checkpoints.items()}
 
 
-def read_checkpoints(connection: Connection, names: Iterable[str] | None = None) -> dict[str, Checkpoint]:
-    rows = connection.execute(projection_checkpoints.select()).all()
-    wanted = set(names) if names is not None else None
-    return {
-        row.name: Checkpoint(row.name, row.position, row.version)
-        for row in rows
-        if wanted is None or row.name in wanted
-    }
+# ---------------------------------------------------------------- one batch
 
 
-def lowest_checkpoint(engine: Engine, targets: Sequence[Target]) -> int:
-    """Where reading the log resumes: the lowest checkpoint of the targets (0 for one never applied)."""
+def lowest_checkpoint(engine: Engine, targets: Sequence[Target]) -> int | None:
+    """Where reading the log resumes: the lowest checkpoint of the targets still running (0 for one never
+    applied), None when every target is stopped."""
     with engine.connect() as connection:
         known = read_checkpoints(connection, [target.checkpoint for target in targets])
-    return min((known[t.checkpoint].position if t.checkpoint in known else 0) for t in targets)
-
-
-def lock_checkpoints(connection: Connection, targets: Sequence[Target]) -> dict[str, Checkpoint]:
-    """Create missing checkpoint rows at 0 and read them all under the write lock."""
-    now = time.time_ns()
-    connection.execute(
-        text(
-            "INSERT INTO projection_checkpoints (name, position, version, updated_at_ns) "
-            "VALUES (:name, 0, :version, :now) ON CONFLICT (name) DO NOTHING"
-        ),
-        [{"name": t.checkpoint, "version": t.projection.version, "now": now} for t in targets],
-    )
-    names = [target.checkpoint for target in targets]
-    query = projection_checkpoints.select().where(projection_checkpoints.c.name.in_(names))
-    if connection.dialect.name != "sqlite":
-        query = query.with_for_update()
-    rows = connection.execute(query).all()
-    return {row.name: Checkpoint(row.name, row.position, row.version) for row in rows}
-
-
-def raise_checkpoints(connection: Connection, names: Sequence[str], position: int) -> None:
-    if not names:
-        return
-    connection.execute(
-        text(
-            "UPDATE projection_checkpoints SET position = :position, updated_at_ns = :now "
-            "WHERE name = :name AND position < :position"
-        ),
-        [{"name": name, "position": position, "now": time.time_ns()} for name in names],
-    )
+    running = [
+        known[t.checkpoint].position if t.checkpoint in known else 0
+        for t in targets
+        if t.checkpoint not in known or known[t.checkpoint].stop is None
+    ]
+    return min(running, default=None)
 
 
 def commit_batch(
     engine: Engine, applier: Applier, events: Sequence[pb.EventEnvelope], upto: int
 ) -> dict[str, int]:
-    """Apply one batch and raise the checkpoints to `upto` in a single transaction."""
+    """Apply one batch and raise the checkpoints to `upto` in a single transaction; a projection that
+    cannot apply one of the events stops just below it instead (recorded on its checkpoint)."""
     started = time.perf_counter()
     with write_connection(engine) as connection, connection.begin():
-        checkpoints = lock_checkpoints(connection, applier.targets)
-        floors = {name: checkpoint.position for name, checkpoint in checkpoints.items()}
-        counts = applier.apply(connection.connection.cursor(), events, floors)
+        checkpoints = lock_checkpoints(connection, applier.versions())
+        floors = floors_of(checkpoints)
+        counts, stops = applier.apply(connection.connection.cursor(), events, floors)
+        for name, stop in stops.items():
+            record_stop(connection, name, stop)
         behind = [name for name, position in floors.items() if position < upto]
         raise_checkpoints(connection, behind, upto)
     metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
     metrics.BATCH_EVENTS.observe(len(events))
     for target in applier.targets:
-        metrics.EVENTS_APPLIED.labels(target.projection.name).inc(counts[target.checkpoint])
-        metrics.CHECKPOINT_POSITION.labels(target.projection.name).set(max(upto, floors[target.checkpoint]))
+        name, checkpoint = target.projection.name, checkpoints[target.checkpoint]
+        stopped_at = stops.get(target.checkpoint) or checkpoint.stop
+        metrics.EVENTS_APPLIED.labels(name).inc(counts[target.checkpoint])
+        reached = stopped_at.position - 1 if stopped_at is not None else max(upto, checkpoint.position)
+        metrics.CHECKPOINT_POSITION.labels(name).set(reached)
+        metrics.STOPPED.labels(name).set(stopped_at is not None)
     if events:
         metrics.LAG_SECONDS.set(max(0.0, (time.time_ns() - events[-1].occurred_at_ns) / 1e9))
     return counts
@@ -304,13 +307,3 @@ def engine_for(db: Engine | str) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
-
-
-def set_checkpoint(connection: Connection, name: str, position: int, version: int) -> None:
-    connection.execute(
-        text(
-            "UPDATE projection_checkpoints SET position = :position, version = :version, "
-            "updated_at_ns = :now WHERE name = :name"
-        ),
-        {"name": name, "position": position, "version": version, "now": time.time_ns()},
-    )

@@ -8,9 +8,9 @@ them up and swaps them in under the checkpoint locks in one transaction.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from sqlalchemy import Column, Connection, Engine, Index, MetaData, Table, text
+from sqlalchemy import Column, Connection, Engine, Index, MetaData, Table, inspect, text
 from sqlalchemy.exc import OperationalError
 
 from eventstore.api import EventStore
@@ -24,10 +24,11 @@ from projections.batches import (
     chunks,
     commit_batch,
     engine_for,
-    lock_checkpoints,
-    set_checkpoint,
+    floors_of,
 )
+from projections.checkpoints import lock_checkpoints, read_checkpoints, record_stop, set_checkpoint
 from projections.db import write_connection
+from projections.errors import ProjectionStopped, Stop
 from projections.projectors import (
     Projection,
 )
@@ -48,8 +49,9 @@ def _rebuild_in_place(
     """Empty and refill the tables in one transaction: readers see the old rows until it commits."""
     targets = [Target.live(projection) for projection in projections]
     applier = Applier(targets, engine.dialect.name)
+    stops: dict[str, Stop] = {}
     with write_connection(engine) as connection, connection.begin():
-        before = lock_checkpoints(connection, targets)
+        before = lock_checkpoints(connection, applier.versions())
         for projection in projections:
             for table in projection.tables:
                 connection.execute(table.delete())
@@ -58,20 +60,30 @@ def _rebuild_in_place(
         cursor = connection.connection.cursor()
         events = store.read_all(from_position=1, event_filter=applier.event_filter, to_position=head)
         for chunk in chunks(events, batch_size):
-            applier.apply(cursor, chunk, floors)
+            stops.update(applier.apply(cursor, chunk, floors)[1])
             if progress is not None:
                 progress(chunk[-1].global_position)
         for target in targets:
             # The head is read inside the lock, so it is never behind what the old rows had applied.
             position = max(head, before[target.checkpoint].position)
             set_checkpoint(connection, target.checkpoint, position, target.projection.version)
+            if target.checkpoint in stops:
+                record_stop(connection, target.checkpoint, stops[target.checkpoint])
+    for target in targets:
+        metrics.STOPPED.labels(target.projection.name).set(target.checkpoint in stops)
+    if stops:
+        # Committed: each stopped projection holds its rows up to the event it cannot apply.
+        raise ProjectionStopped(stops)
     return dict.fromkeys((projection.name for projection in projections), head)
 
 
-def _green_table(table: Table, metadata: MetaData) -> Table:
+def _green_table(table: Table, metadata: MetaData, order: Sequence[str]) -> Table:
     """The new table of a blue/green rebuild: the same columns, key and indexes (the indexes under suffixed
     names, index names being global; the swap puts the live names in their place). Without them, the
-    rollback statements applied during the build scan whole tables."""
+    rollback statements applied during the build scan whole tables. The columns come in `order`, the
+    live table's: a migration that adds a column puts it last, wherever the model lists it, and the
+    swapped-in table must look like the migrated one."""
+    rank = {name: index for index, name in enumerate(order)}
     columns = [
         Column(
             column.name,
@@ -80,12 +92,17 @@ def _green_table(table: Table, metadata: MetaData) -> Table:
             nullable=column.nullable,
             autoincrement=False,
         )
-        for column in table.columns
+        for column in sorted(table.columns, key=lambda column: rank.get(column.name, len(rank)))
     ]
     green = Table(table.name + GREEN_SUFFIX, metadata, *columns)
     for index in table.indexes:
         Index(str(index.name) + GREEN_SUFFIX, *(green.c[column.name] for column in index.columns))
     return green
+
+
+def _live_names(stops: Mapping[str, Stop]) -> dict[str, Stop]:
+    """Stops keyed by the new tables' checkpoints, keyed by their projections' names instead."""
+    return {name.removesuffix(GREEN_SUFFIX): stop for name, stop in stops.items()}
 
 
 def _lock_not_available(exc: OperationalError) -> bool:
@@ -107,14 +124,16 @@ def _swap(
         connection.execute(text(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"))
     # Lock the live checkpoints too before reading the head: no incremental runner can commit past it until
     # the swap is done, so the new tables catch up with everything the old ones had.
-    locked = lock_checkpoints(connection, [*targets, *(Target.live(p) for p in projections)])
-    floors = {target.checkpoint: locked[target.checkpoint].position for target in targets}
+    locked = lock_checkpoints(connection, {**applier.versions(), **{p.name: p.version for p in projections}})
+    floors = floors_of({target.checkpoint: locked[target.checkpoint] for target in targets})
     live = {projection.name: locked[projection.name].position for projection in projections}
     final_head = max(store.head_position(), *live.values())
     late = store.read_all(
         from_position=min(floors.values()) + 1, event_filter=applier.event_filter, to_position=final_head
     )
-    applier.apply(connection.connection.cursor(), list(late), floors)
+    stops = applier.apply(connection.connection.cursor(), list(late), floors)[1]
+    if stops:
+        raise ProjectionStopped(_live_names(stops))
     for projection in projections:
         for table in projection.tables:
             connection.execute(text(f"DROP TABLE {table.name}"))
@@ -142,10 +161,11 @@ def _rebuild_blue_green(
     targets = [Target.green(projection) for projection in projections]
     applier = Applier(targets, engine.dialect.name)
     green = MetaData()
-    for projection in projections:
-        for table in projection.tables:
-            _green_table(table, green)
     with write_connection(engine) as connection, connection.begin():
+        inspector = inspect(connection)
+        for projection in projections:
+            for table in projection.tables:
+                _green_table(table, green, [column["name"] for column in inspector.get_columns(table.name)])
         green.drop_all(connection)
         green.create_all(connection)
         connection.execute(
@@ -159,6 +179,17 @@ def _rebuild_blue_green(
         commit_batch(engine, applier, chunk, chunk[-1].global_position)
         if progress is not None:
             progress(chunk[-1].global_position)
+    with engine.connect() as connection:
+        built = read_checkpoints(connection, [target.checkpoint for target in targets])
+    stops = {name: checkpoint.stop for name, checkpoint in built.items() if checkpoint.stop is not None}
+    if stops:
+        # The live tables stay as they are; the new ones are dropped rather than swapped in incomplete.
+        with write_connection(engine) as connection, connection.begin():
+            green.drop_all(connection)
+            connection.execute(
+                projection_checkpoints.delete().where(projection_checkpoints.c.name.in_(list(built)))
+            )
+        raise ProjectionStopped(_live_names(stops))
     for attempt in range(SWAP_ATTEMPTS):
         try:
             with write_connection(engine) as connection, connection.begin():
@@ -168,6 +199,8 @@ def _rebuild_blue_green(
             if not _lock_not_available(exc) or attempt == SWAP_ATTEMPTS - 1:
                 raise
             time.sleep(min(1.0, 0.05 * (attempt + 1)))
+    for projection in projections:
+        metrics.STOPPED.labels(projection.name).set(0)
     return dict.fromkeys((projection.name for projection in projections), final_head)
 
 
@@ -181,7 +214,11 @@ def rebuild(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
 ) -> dict[str, int]:
-    """Rebuild the named projections from position 1; returns each one's checkpoint afterwards."""
+    """Rebuild the named projections from position 1; returns each one's checkpoint afterwards.
+
+    Raises ProjectionStopped where a projection cannot apply an event: in place, that projection is left
+    stopped just below it (the others are rebuilt); blue/green, nothing is swapped in.
+    """
     with engine_for(db) as engine:
         chosen = select(names, projections)
         if not chosen:

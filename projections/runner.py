@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
@@ -20,14 +20,14 @@ from projections.batches import (
     DEFAULT_BATCH_SIZE,
     Applier,
     Progress,
-    ProjectionError,
     Target,
     chunks,
     commit_batch,
     engine_for,
     lowest_checkpoint,
-    read_checkpoints,
 )
+from projections.checkpoints import read_checkpoints
+from projections.errors import ProjectionError, Stop
 from projections.projectors import (
     DEFAULT_FIELD_REPORT_RETENTION_S,
     Projection,
@@ -73,7 +73,8 @@ def apply_batch(
     """Apply events already read from the log (in log order) as one transaction; events per projection.
 
     The checkpoints move to `upto` (default: the last event's position); events at or below a
-    projection's checkpoint are skipped, so re-applying a batch changes nothing.
+    projection's checkpoint are skipped, so re-applying a batch changes nothing. A projection that cannot
+    apply one of the events stops just below it (see `status`); the others are applied.
     """
     with engine_for(db) as engine:
         targets = [Target.live(projection) for projection in select(names, projections)]
@@ -87,6 +88,8 @@ class CatchUp:
     head: int
     applied: dict[str, int]  # events applied per projection
     positions: dict[str, int]  # checkpoint per projection afterwards
+    # projections stopped at an event they cannot apply, and that event
+    stopped: dict[str, Stop] = field(default_factory=dict)
 
 
 def catch_up(
@@ -98,14 +101,18 @@ def catch_up(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
 ) -> CatchUp:
-    """Bring the projections up to the head of the log, batch by batch; returns what it applied."""
+    """Bring the projections up to the head of the log, batch by batch; returns what it applied.
+
+    A projection that cannot decode or apply an event stops just below it, and stays stopped until it is
+    rebuilt; the others go on to the head. `CatchUp.stopped` names the stopped ones.
+    """
     with engine_for(db) as engine:
         targets = [Target.live(projection) for projection in select(names, projections)]
         applier = Applier(targets, engine.dialect.name)
         head = store.head_position()
         start = lowest_checkpoint(engine, targets)
         applied = dict.fromkeys((target.projection.name for target in targets), 0)
-        if start < head:
+        if start is not None and start < head:
             events = store.read_all(
                 from_position=start + 1, event_filter=applier.event_filter, to_position=head
             )
@@ -121,7 +128,9 @@ def catch_up(
             after = read_checkpoints(connection, [target.checkpoint for target in targets])
         for target in targets:
             metrics.LAG_EVENTS.labels(target.projection.name).set(head - after[target.checkpoint].position)
-        return CatchUp(head, applied, {name: checkpoint.position for name, checkpoint in after.items()})
+        positions = {name: checkpoint.position for name, checkpoint in after.items()}
+        stopped = {name: checkpoint.stop for name, checkpoint in after.items() if checkpoint.stop is not None}
+        return CatchUp(head, applied, positions, stopped)
 
 
 def follow(
@@ -140,6 +149,8 @@ def follow(
         targets = [Target.live(projection) for projection in select(names, projections)]
         applier = Applier(targets, engine.dialect.name)
         start = lowest_checkpoint(engine, targets)
+        if start is None:  # every projection is stopped: nothing before the head is wanted
+            start = store.head_position()
         subscription = store.subscribe(
             from_position=start + 1, event_filter=applier.event_filter, timeout=poll_timeout
         )
@@ -163,6 +174,7 @@ class ProjectionStatus:
     position: int
     stored_version: int | None
     code_version: int
+    stop: Stop | None = None  # the event it stopped at, while it cannot apply it
 
     @property
     def stale(self) -> bool:
@@ -183,6 +195,7 @@ def status(db: Engine | str, projections: Sequence[Projection] | None = None) ->
                     checkpoint.position if checkpoint else 0,
                     checkpoint.version if checkpoint else None,
                     projection.version,
+                    checkpoint.stop if checkpoint else None,
                 )
             )
         return result

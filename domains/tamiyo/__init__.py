@@ -7,10 +7,15 @@
 - `HeuristicPolicy(HeuristicConfig(...))`: the pure baseline policy, `decide(state, observation)`.
 - `domains.tamiyo.risk`: the risk engine (signals → level 0–4, hysteresis, actions).
 - `domains.tamiyo.state`: `TamiyoState` and `evolve(state, payload)` over Tamiyo's own events.
+- `config` (HeuristicConfig, `to_json`/`from_json` for RunStarted.controller_config_json), `observation`
+  (what a decision sees; the lifecycle limits arrive on `Observation.lifecycle`), `policy` (the choice and
+  its commands), `reports` (field reports), `catalogue`, `metrics`.
 """
 
+from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.controller import ParameterEstimator, Policy, TamiyoController
-from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy, Observation
+from domains.tamiyo.observation import Observation
+from domains.tamiyo.policy import HeuristicPolicy
 from domains.tamiyo.risk import RiskSignals, RiskThresholds, assess
 from domains.tamiyo.state import TamiyoState, evolve
 

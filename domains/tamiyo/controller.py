@@ -39,7 +39,8 @@ from typing import Any, Protocol
 from google.protobuf.message import Message
 
 from domains.tamiyo import metrics
-from domains.tamiyo.policy import HeuristicPolicy, Observation, graftable, observation_summary
+from domains.tamiyo.observation import Observation, graftable, observation_summary
+from domains.tamiyo.policy import HeuristicPolicy
 from domains.tamiyo.risk import effective_level, from_pb_level, to_pb_level
 from domains.tamiyo.state import TamiyoState, evolve, from_dict, to_dict
 from leyline import new_envelope, pb, stream_name

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from google.protobuf.message import Message
 
+from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.gnn.masking import (
     CULL,
     GERMINATE,
@@ -27,7 +28,8 @@ from domains.tamiyo.gnn.masking import (
     ActionMask,
     legal_actions,
 )
-from domains.tamiyo.policy import Choice, HeuristicConfig, HeuristicPolicy, Observation, tiebreak
+from domains.tamiyo.observation import Observation, tiebreak
+from domains.tamiyo.policy import Choice, HeuristicPolicy
 from domains.tamiyo.state import TamiyoState
 from leyline import pb
 

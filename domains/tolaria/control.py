@@ -12,14 +12,13 @@ with the file and the PostgreSQL event store, as long as the operator names the 
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from dataclasses import dataclass
 
 from google.protobuf import json_format
 
 from leyline import pb
-from leyline.datadir import DataDir
+from leyline.datadir import DataDir, write_private
 
 
 @dataclass(frozen=True)
@@ -29,16 +28,11 @@ class RollbackDelivery:
 
 
 def deliver(data_dir: DataDir, request: pb.RollbackRequested) -> RollbackDelivery:
-    path = data_dir.rollback_request(request.run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = data_dir.create().rollback_request(request.run_id)
+    path.parent.mkdir(exist_ok=True)
     delivery = RollbackDelivery(uuid.uuid4().hex, request)
     document = {"request_id": delivery.request_id, "request": json_format.MessageToDict(request)}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w") as handle:
-        json.dump(document, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_private(path, json.dumps(document).encode())
     return delivery
 
 

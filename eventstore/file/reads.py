@@ -64,7 +64,8 @@ class Reader:
             end = segment.offsets[stop + 1 - segment.first] if stop < segment_last else segment.end
             want = READ_CHUNK
             while position <= stop:
-                data = os.pread(segment.fd, min(want, end - offset), offset)
+                requested = min(want, end - offset)
+                data = os.pread(segment.fd, requested, offset)
                 view = memoryview(data)
                 length = len(data)
                 cursor = 0
@@ -99,9 +100,13 @@ class Reader:
                     envelope.global_position = record_position
                     yield envelope
                 if cursor == 0 and position <= stop:
-                    if length < header_size:
+                    if length < header_size or length < requested:
                         raise CorruptLogError(segment.name, offset, position, "record missing from the file")
                     want = header_size + wal.PREFIX.unpack_from(data, 0)[1]  # one record larger than a chunk
+                    if want > end - offset:  # it would run past the indexed data: never read it
+                        raise CorruptLogError(
+                            segment.name, offset, position, "record damaged since the log was opened"
+                        )
                 else:
                     want = READ_CHUNK
                 offset += cursor

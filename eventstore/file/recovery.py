@@ -6,7 +6,17 @@ all of them when there is no usable checkpoint, are scanned one by one with thei
 indexed. A damaged or incomplete record (or batch) in the last segment after which no valid record follows
 is a torn tail: it is truncated from the start of its batch and reported in the `RecoveryReport`. Damage
 anywhere else raises CorruptLogError naming segment, byte offset and position; nothing is skipped. Damage
-to the very last record is indistinguishable from a torn write, and is treated as one.
+to the very last record is indistinguishable from a torn write, and is treated as one, unless the store
+recorded it as committed.
+
+Committed heads: INDEX (written on close) and HEAD's durable head each record a head whose records were
+made durable. Open holds the segments to the highest of them: segments that end below it (deleted or
+truncated segment files, a segment replaced by other records, a record damaged after it was committed)
+raise CommittedTailMissing naming the expected and the found head; nothing that cannot be a torn write is
+ever truncated. Both records are read before the scan, so an append committed meanwhile cannot look lost.
+
+Read-only (`FileStore(..., read_only=True)`), open classifies the tail the same way but truncates nothing:
+a torn tail is left in place and reported (`RecoveryReport.torn_bytes`).
 
 The same catch-up runs, cheaply, before every append (records other processes committed) and on reads
 when HEAD moved (without repairing: it stops at a batch still being written).
@@ -17,12 +27,12 @@ from __future__ import annotations
 import logging
 import os
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import crc32c
 
 from eventstore import indexfile, metrics, wal
-from eventstore.api import CorruptLogError
+from eventstore.api import CommittedTailMissing, CorruptLogError
 from eventstore.file.head import SharedHead
 from eventstore.file.segments import INDEX_FILE, LogIndex, Segment
 from eventstore.idindex import RECENT_LIMIT
@@ -42,6 +52,9 @@ class RecoveryReport:
     truncated_segment: str | None = None
     truncated_offset: int | None = None
     truncated_reason: str | None = None
+    torn_bytes: int = 0  # a torn tail found read-only, and left in place
+    committed_head: int = 0  # the highest committed head INDEX or HEAD recorded
+    removed_temporaries: list[str] = field(default_factory=list)
     duration_s: float = 0.0
 
     def describe(self) -> str:
@@ -54,6 +67,14 @@ class RecoveryReport:
                 f"in segment {self.truncated_segment} "
                 f"at byte offset {self.truncated_offset} ({self.truncated_reason})"
             )
+        if self.torn_bytes:
+            text += (
+                f"; found a torn tail of {self.torn_bytes} bytes in segment {self.truncated_segment} "
+                f"at byte offset {self.truncated_offset} ({self.truncated_reason}), left in place "
+                "(opened read-only; `esper recover` truncates it)"
+            )
+        if self.removed_temporaries:
+            text += f"; removed {len(self.removed_temporaries)} leftover temporary file(s)"
         return text
 
 
@@ -62,22 +83,47 @@ class Recovery:
         self.log = log
         self.head = head
         self.report = report
+        self.committed = 0  # the highest committed head recorded when the store was opened
+        self.committed_source = ""
+        self.changed_segment: tuple[str, int] | None = (
+            None  # its bytes differ from INDEX's record: name, first
+        )
 
-    def open(self) -> None:
-        """Index the whole log, repairing a torn tail; under the file lock."""
+    def open(self, repair: bool) -> None:
+        """Index the whole log, holding it to the committed heads recorded; repair (truncate) a torn tail
+        unless read-only. Under the file lock."""
         self.check_segment_names()
-        self.report.restored = self.restore_index()
-        self.catch_up(repair=True, full=True)
+        state = indexfile.load(self.log.path / INDEX_FILE)
+        self.committed, self.committed_source = committed_head(state, self.head.durable())
+        self.report.committed_head = self.committed
+        self.report.restored = self.restore_index(state)
+        self.catch_up(repair=repair, full=True)
+        log = self.log
+        if log.head < self.committed:
+            last = log.segments[-1] if log.segments else None
+            raise CommittedTailMissing(
+                last.name if last else wal.segment_name(log.head + 1),
+                last.end if last else 0,
+                log.head,
+                self.committed,
+                self.committed_source,
+                "the last segment ends cleanly" if last else "no segment file is left",
+            )
+        self._refuse_changed()
+
+    def _refuse_changed(self) -> None:
+        if self.changed_segment is not None:
+            name, first = self.changed_segment
+            raise CorruptLogError(name, 0, first, indexfile.CHANGED_SEGMENT_REASON)
 
     def check_segment_names(self) -> None:
         for name in sorted(os.listdir(self.log.path)):
             if name.endswith(".wal") and wal.segment_first_position(name) is None:
                 raise CorruptLogError(name, 0, 0, "a .wal file whose name is not a position")
 
-    def restore_index(self) -> int:
+    def restore_index(self, state: indexfile.IndexState | None) -> int:
         """Take the indexes from a valid INDEX checkpoint; the head it restored (0 if none was usable)."""
         log = self.log
-        state = indexfile.load(log.path / INDEX_FILE)
         if state is None or not state.segments:
             return 0
         segments: list[Segment] = []
@@ -87,16 +133,17 @@ class Recovery:
                 expected_first = segments[-1].first + len(segments[-1].offsets) if segments else 1
                 if saved.first != expected_first:
                     return 0
-                segment = Segment(saved.first, os.open(log.segment_path(saved.first), os.O_RDWR))
+                segment = Segment(saved.first, os.open(log.segment_path(saved.first), log.segment_flags))
                 segments.append(segment)
-                if (
-                    os.fstat(segment.fd).st_size < saved.end
-                    or indexfile.segment_crc(segment.fd, saved.end) != saved.crc
-                ):
+                size = os.fstat(segment.fd).st_size
+                if size < saved.end or indexfile.segment_crc(segment.fd, saved.end) != saved.crc:
+                    self.changed_segment = (segment.name, segment.first)
                     return 0
+                if size > saved.end and saved is not state.segments[-1]:
+                    return 0  # bytes after a full segment's data: the scan names them
                 segment.offsets, segment.end, segment.crc = saved.offsets, saved.end, saved.crc
             usable = segments[-1].first + len(segments[-1].offsets) - 1 == state.head
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):
             return 0
         finally:
             if not usable:
@@ -182,13 +229,26 @@ class Recovery:
                 if later and not repair and not retried:
                     retried = True  # a writer may have completed this batch before creating the next file
                     continue
-                if later or not repair:
-                    if later:
-                        raise CorruptLogError(segment.name, offset, position, reason)
-                    return
+                if later:
+                    raise CorruptLogError(segment.name, offset, position, reason)
+                if not (repair or full):
+                    return  # a read catching up: a batch still being written
                 if wal.valid_frame_after(data, search_from - base, position) is not None:
                     raise CorruptLogError(segment.name, offset, position, reason)
-                self._truncate(segment, segment.end, size, reason)
+                if log.head < self.committed:
+                    raise CommittedTailMissing(
+                        segment.name,
+                        offset,
+                        log.head,
+                        self.committed,
+                        self.committed_source,
+                        f"the record at byte offset {offset} (global position {position}): {reason}",
+                    )
+                self._refuse_changed()
+                if repair:
+                    self._truncate(segment, segment.end, size, reason)
+                else:
+                    self._report_torn(segment, segment.end, size, reason)
                 return
         finally:
             self._index_ids(fps, positions)
@@ -242,6 +302,13 @@ class Recovery:
         else:
             self.log.ids.add_many(fps, positions)
 
+    def _report_torn(self, segment: Segment, offset: int, size: int, reason: str) -> None:
+        report = self.report
+        report.torn_bytes = size - offset
+        report.truncated_segment = segment.name
+        report.truncated_offset = offset
+        report.truncated_reason = reason
+
     def _truncate(self, segment: Segment, offset: int, size: int, reason: str) -> None:
         os.ftruncate(segment.fd, offset)
         os.fsync(segment.fd)
@@ -259,3 +326,10 @@ class Recovery:
             offset,
             reason,
         )
+
+
+def committed_head(state: indexfile.IndexState | None, durable: int | None) -> tuple[int, str]:
+    """The highest committed head the store recorded, and which file recorded it ((0, "") if none)."""
+    claims = [(durable or 0, "HEAD"), (state.head if state is not None else 0, "INDEX")]
+    head, source = max(claims)
+    return (head, source) if head > 0 else (0, "")

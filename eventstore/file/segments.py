@@ -8,6 +8,7 @@ and the index checkpoint read it; each of them receives it rather than owning a 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import os
 from array import array
@@ -24,6 +25,7 @@ HEAD_FILE = "HEAD"
 INDEX_FILE = "INDEX"
 SNAPSHOT_DIR = "snapshots"
 DEFAULT_SEGMENT_SIZE = 64 << 20
+MARKER_LIMIT = 4096  # a STORE marker is a few dozen bytes; more is not one
 
 
 class Segment:
@@ -41,9 +43,10 @@ class Segment:
 class LogIndex:
     """Open segments and the indexes of the records committed in them, up to `head`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
         self.directory = str(path)
+        self.segment_flags = os.O_RDONLY if read_only else os.O_RDWR
         self.segments: list[Segment] = []
         self.firsts: list[int] = []
         self.streams: dict[str, array] = {}
@@ -54,7 +57,7 @@ class LogIndex:
         return os.path.join(self.directory, wal.segment_name(first))
 
     def open_segment(self, first: int, create: bool = False) -> Segment:
-        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
+        flags = self.segment_flags | (os.O_CREAT | os.O_EXCL if create else 0)
         fd = os.open(self.segment_path(first), flags, 0o644)
         segment = Segment(first, fd)
         self.segments.append(segment)
@@ -80,35 +83,79 @@ class LogIndex:
         self.firsts.clear()
 
 
-def prepare_directory(path: Path, create: bool) -> None:
-    """Check the STORE marker of an existing store, or create an empty store's directory and marker."""
+def read_marker(path: Path) -> None:
+    """Check the STORE marker of the store at path: StoreUnavailable unless it is this format's."""
     marker = path / MARKER
+    try:
+        found = json.loads(marker.read_bytes()[:MARKER_LIMIT])
+    except FileNotFoundError:
+        raise StoreUnavailable(f"{path} is not an esper event store (no {MARKER} file)") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise StoreUnavailable(f"{path}: unreadable {MARKER} file ({exc})") from None
+    if not isinstance(found, dict) or found.get("format") != FORMAT["format"]:
+        raise StoreUnavailable(f"{path} is not an esper event store ({MARKER} says {found!r:.200})")
+    if found.get("version") != FORMAT["version"]:
+        raise StoreUnavailable(
+            f"{path}: store format version {found.get('version')!r:.40} is not supported "
+            f"(this esper reads version {FORMAT['version']})"
+        )
+
+
+def prepare_directory(path: Path, create: bool) -> None:
+    """Check the STORE marker of an existing store, or create an empty store's directory and marker.
+
+    A directory holding nothing but the marker's temporary file (a creation that died) counts as empty.
+    """
+    marker = path / MARKER
+    temporary = path / f".{MARKER}.tmp"
     if path.exists() and not path.is_dir():
         raise StoreUnavailable(f"{path} is not a directory")
     if marker.exists():
-        try:
-            found = json.loads(marker.read_text())
-        except (OSError, ValueError) as exc:
-            raise StoreUnavailable(f"{path}: unreadable {MARKER} file ({exc})") from None
-        if not isinstance(found, dict) or found.get("format") != FORMAT["format"]:
-            raise StoreUnavailable(f"{path} is not an esper event store ({MARKER} says {found!r})")
-        if found.get("version") != FORMAT["version"]:
-            raise StoreUnavailable(
-                f"{path}: store format version {found.get('version')} is not supported "
-                f"(this esper reads version {FORMAT['version']})"
-            )
+        read_marker(path)
         return
     if not path.exists() and not create:
         raise StoreUnavailable(f"{path} does not exist")
-    if path.exists() and any(path.iterdir()):
+    if path.exists() and any(entry != temporary for entry in path.iterdir()):
         raise StoreUnavailable(f"{path} is not an esper event store (no {MARKER} file, not empty)")
     if not create:
         raise StoreUnavailable(f"{path} is not an esper event store (empty directory)")
     path.mkdir(parents=True, exist_ok=True)
-    temporary = path / f".{MARKER}.tmp"
     temporary.write_text(json.dumps(FORMAT))
     os.replace(temporary, marker)
     fsync_directory(path)
+
+
+def remove_leftovers(path: Path) -> list[str]:
+    """Delete temporary files (`*.tmp`) that a process which is no longer running left in the store's
+    directory or its snapshots; the names removed. Temporary files of running processes are kept: their
+    names carry the writer's pid."""
+    removed = []
+    for directory in (path, path / SNAPSHOT_DIR):
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            continue
+        for name in names:
+            if name.endswith(".tmp") and not _writer_alive(name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(directory / name)
+                    removed.append(name)
+    return removed
+
+
+def _writer_alive(temporary_name: str) -> bool:
+    """Whether the process whose pid the temporary file's name carries (`<base>.<pid>[.<thread>].tmp`)
+    is still running; False when the name carries no pid."""
+    for part in temporary_name.split(".")[1:-1]:
+        if part.isdigit() and 0 < int(part) < 1 << 22:
+            try:
+                os.kill(int(part), 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+            return True
+    return False
 
 
 def fsync_directory(path: Path) -> None:

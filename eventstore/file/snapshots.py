@@ -18,7 +18,7 @@ from pathlib import Path
 
 import crc32c
 
-from eventstore.api import Snapshot
+from eventstore.api import EventStoreError, Snapshot
 from eventstore.file.segments import SNAPSHOT_DIR
 
 SNAPSHOT_MAGIC = b"ESNP"
@@ -27,13 +27,18 @@ SNAPSHOT_FIELDS = struct.Struct("<IQH")  # the rest: schema_version, version, st
 
 
 class SnapshotCache:
-    def __init__(self, store_path: Path) -> None:
+    """Read-only, snapshots are read but neither saved nor deleted."""
+
+    def __init__(self, store_path: Path, read_only: bool = False) -> None:
         self.directory = store_path / SNAPSHOT_DIR
+        self.read_only = read_only
 
     def path_of(self, stream: str) -> Path:
         return self.directory / f"{hashlib.sha256(stream.encode()).hexdigest()[:40]}.snap"
 
     def save(self, snapshot: Snapshot) -> None:
+        if self.read_only:
+            raise EventStoreError(f"{self.directory.parent} is open read-only: snapshots are not saved")
         path = self.path_of(snapshot.stream)
         path.parent.mkdir(exist_ok=True)
         stream = snapshot.stream.encode()
@@ -61,6 +66,8 @@ class SnapshotCache:
             and snapshot.version <= stream_version()
         )
         if not usable:
+            if self.read_only:
+                return None
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -20,7 +21,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from eventstore import metrics, wal
-from eventstore.api import ALL_EVENTS, EventFilter, Expected, Snapshot
+from eventstore.api import ALL_EVENTS, EventFilter, Expected, Snapshot, StoreUnavailable
 from eventstore.file.head import HeadWaiters, SharedHead
 from eventstore.file.reads import FileSubscription, Reader
 from eventstore.file.recovery import Recovery, RecoveryReport
@@ -30,10 +31,23 @@ from eventstore.file.segments import (
     LOCK_FILE,
     LogIndex,
     prepare_directory,
+    remove_leftovers,
 )
 from eventstore.file.snapshots import SnapshotCache
 from eventstore.file.writer import FsyncPolicy, Writer
 from leyline import pb
+
+LOG = logging.getLogger(__name__)
+
+
+def _open_lock(path: Path, read_only: bool) -> int:
+    """The LOCK file's descriptor; read-only, -1 when there is none (it is never created read-only)."""
+    if not read_only:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return -1
 
 
 class FileStore:
@@ -45,6 +59,7 @@ class FileStore:
         fsync: str = "batch",
         segment_size: int = DEFAULT_SEGMENT_SIZE,
         preallocate: bool = False,
+        read_only: bool = False,
     ) -> None:
         started = time.perf_counter()
         self.path = Path(path)
@@ -52,19 +67,26 @@ class FileStore:
         if segment_size < wal.HEADER_SIZE * 2:
             raise ValueError(f"segment_size {segment_size} is too small")
         self.segment_size = segment_size
-        prepare_directory(self.path, create)
-        self._log = LogIndex(self.path)
-        self._head = SharedHead(self.path / HEAD_FILE)
-        self._lock_fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        self.read_only = read_only
+        prepare_directory(self.path, create and not read_only)
+        self._log = LogIndex(self.path, read_only)
+        try:
+            self._head = SharedHead(self.path / HEAD_FILE, read_only)
+            self._lock_fd = _open_lock(self.path / LOCK_FILE, read_only)
+        except OSError as exc:
+            raise StoreUnavailable(f"{self.path}: cannot open {exc.filename}: {exc.strerror}") from None
         self.recovery = RecoveryReport()
         self._recovery = Recovery(self._log, self._head, self.recovery)
         self._waiters = HeadWaiters()
         self._reader = Reader(self._log)
-        self._snapshots = SnapshotCache(self.path)
+        self._snapshots = SnapshotCache(self.path, read_only)
         try:
             with self._file_lock():
-                self._recovery.open()
-                self._head.publish(self._log.head)
+                if not read_only:
+                    self.recovery.removed_temporaries = remove_leftovers(self.path)
+                self._recovery.open(repair=not read_only)
+                if not read_only:
+                    self._head.publish(self._log.head, durable=False)
         except BaseException:
             self._close_files()
             raise
@@ -82,12 +104,17 @@ class FileStore:
             policy=self.policy,
             segment_size=segment_size,
             preallocate=preallocate,
+            read_only=read_only,
         )
         metrics.RECOVERY_DURATION.observe(self.recovery.duration_s)
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        """The process-shared lock; read-only, a shared one (no LOCK file: no writer to exclude yet)."""
+        if self._lock_fd < 0:
+            yield
+            return
+        fcntl.flock(self._lock_fd, fcntl.LOCK_SH if self.read_only else fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -157,21 +184,31 @@ class FileStore:
     # ------------------------------------------------------------------ closing
 
     def close(self) -> None:
+        """Commit what is queued, save the INDEX checkpoint (not read-only) and close the files."""
         writer = self._writer
         if writer.closed:
             return
         with writer.lock:
             writer.close()
-            if self._log.segments:
-                self._recovery.save_index()
+            if self._log.segments and not self.read_only:
+                self._save_index()
         writer.join_flusher()
         self._close_files()
+
+    def _save_index(self) -> None:
+        """INDEX is a cache: when it cannot be written (a full disk), the next open scans instead."""
+        try:
+            self._recovery.save_index()
+        except OSError as exc:
+            LOG.warning("%s: index checkpoint not saved (%s); the next open rescans the log", self.path, exc)
+            remove_leftovers(self.path)
 
     def _close_files(self) -> None:
         self._log.close_segments()
         self._head.close()
-        with contextlib.suppress(OSError):
-            os.close(self._lock_fd)
+        if self._lock_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
 
     def __enter__(self) -> FileStore:
         return self

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import fcntl
 import os
 import threading
@@ -40,12 +41,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import accumulate, chain, repeat
 from operator import attrgetter
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, NoReturn
 
 import crc32c
 
 from eventstore import metrics, wal
-from eventstore.api import EventStoreError, Expected, InvalidEvent
+from eventstore.api import DiskFull, EventStoreError, Expected, InvalidEvent
 from eventstore.file.head import HeadWaiters, SharedHead
 from eventstore.file.recovery import Recovery
 from eventstore.file.segments import LogIndex, Segment, fsync_directory
@@ -56,6 +57,7 @@ EVENT_ID, STREAM, EVENT_TYPE = attrgetter("event_id"), attrgetter("stream"), att
 APPEND_LATENCY = metrics.APPEND_LATENCY.labels(BACKEND)
 BYTES_WRITTEN = metrics.BYTES_WRITTEN.labels(BACKEND)
 FALLOC_FL_KEEP_SIZE = 1
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,13 @@ def _preallocator() -> Any:
     return function
 
 
+def _raise_typed(error: OSError, path: str) -> NoReturn:
+    """Raise DiskFull for an out-of-space error while writing path, any other error as it is."""
+    if error.errno in DISK_FULL_ERRNOS:
+        raise DiskFull(path) from error
+    raise error
+
+
 class Writer:
     """Appends to the log of `log` under the process-shared lock `lock_fd`.
 
@@ -134,6 +143,7 @@ class Writer:
         policy: FsyncPolicy,
         segment_size: int,
         preallocate: bool,
+        read_only: bool = False,
     ) -> None:
         self.log = log
         self.head = head
@@ -146,13 +156,17 @@ class Writer:
         self.fallocate = _preallocator() if preallocate else None
         self.lock = threading.RLock()  # the write mutex
         self.closed = False
+        self._refusal = (
+            f"{log.path} is open read-only: open it without read_only to append" if read_only else None
+        )
+        self._durable = policy.kind != "interval"  # acknowledged appends are fdatasync'ed
         self._queue_lock = threading.Lock()
         self._queue: list[Request] = []
         self._wake = threading.Event()
         self._flusher: threading.Thread | None = None
         self._unsynced: set[Segment] = set()
         self._last_sync = time.monotonic()
-        if policy.kind == "interval":
+        if policy.kind == "interval" and not read_only:
             self._ensure_flusher()  # it fdatasyncs every interval even when nobody calls submit
 
     def append(
@@ -197,8 +211,8 @@ class Writer:
         expected: Mapping[str, Expected] | None,
         future: Future[list[int]] | None,
     ) -> Request:
-        if self.closed:
-            raise EventStoreError("the store is closed")
+        if self.closed or self._refusal is not None:
+            raise EventStoreError(self._refusal or "the store is closed")
         request = Request(list(events), dict(expected or {}), future)
         with self._queue_lock:
             self._queue.append(request)
@@ -319,7 +333,7 @@ class Writer:
                 positions_of.append(position)
             log.ids.add_many(new_events.fingerprints, new_events.positions)
         log.head = next_position - 1
-        self.head.publish(log.head)
+        self.head.publish(log.head, self._durable)
         outcomes.extend(written)
 
     def _plan(
@@ -413,24 +427,35 @@ class Writer:
         return None
 
     def _new_segment(self, first: int) -> Segment:
-        segment = self.log.open_segment(first, create=True)
-        if self.fallocate is not None:
-            self.fallocate(segment.fd, FALLOC_FL_KEEP_SIZE, 0, self.segment_size)
-        fsync_directory(self.log.path)
+        try:
+            segment = self.log.open_segment(first, create=True)
+            if self.fallocate is not None:
+                self.fallocate(segment.fd, FALLOC_FL_KEEP_SIZE, 0, self.segment_size)
+            fsync_directory(self.log.path)
+        except OSError as exc:
+            _raise_typed(exc, self.log.segment_path(first))
         return segment
 
     def _write(self, segment: Segment, buffer: bytearray, starts: dict[Segment, tuple[int, int]]) -> None:
         starts.setdefault(segment, (segment.end, segment.crc))
+        try:
+            written = os.pwrite(segment.fd, buffer, segment.end)
+            while written < len(buffer):
+                written += os.pwrite(segment.fd, memoryview(buffer)[written:], segment.end + written)
+        except OSError as exc:
+            _raise_typed(exc, self.log.segment_path(segment.first))
         segment.crc = crc32c.crc32c(buffer, segment.crc)
-        written = os.pwrite(segment.fd, buffer, segment.end)
-        while written < len(buffer):
-            written += os.pwrite(segment.fd, memoryview(buffer)[written:], segment.end + written)
         segment.end += len(buffer)
         self._unsynced.add(segment)
         BYTES_WRITTEN.inc(len(buffer))
 
     def _sync_unsynced(self) -> None:
         for segment in self._unsynced:
-            os.fdatasync(segment.fd)
+            try:
+                os.fdatasync(segment.fd)
+            except OSError as exc:
+                _raise_typed(exc, self.log.segment_path(segment.first))
         self._unsynced.clear()
         self._last_sync = time.monotonic()
+        if not self._durable:
+            self.head.mark_durable(self.log.head)  # interval: what was only written is durable now

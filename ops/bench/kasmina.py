@@ -27,12 +27,11 @@ from domains.kasmina import (
     FactorySource,
     Kasmina,
     KasminaConfig,
-    LifecycleConfig,
     SeedSlot,
 )
 from domains.tolaria.hosts import CNNLite, HostSpec, SlotSpec
 from leyline import new_envelope, pb, stream_name
-from leyline.lifecycle import ACTIVE_STAGES, BLENDING, FOSSILIZED, TRAINING, stage_name
+from leyline.lifecycle import ACTIVE_STAGES, BLENDING, FOSSILIZED, TRAINING, LifecycleConfig, stage_name
 from leyline.signing import Keyring, Signer, Verifier
 from ops.bench import BenchOptions, Result, median_us
 

@@ -131,15 +131,12 @@ def ppo_step_ms(decisions: list[pb.DecisionMade], steps: int, features: torch.Te
     graphs = [build_graph(d.observation, features) for d in decisions]
     actions = []
     for d in decisions:
-        operation = OPERATIONS.index(d.factored_action.operation)
+        op = OPERATIONS.index(d.factored_action.operation)
         slots = [s.slot for s in d.observation.topology.slots]
-        slot = slots.index(d.factored_action.slot) if operation != NOOP else -1
-        blueprint = (
-            list(d.observation.catalogue).index(d.factored_action.blueprint_id)
-            if operation == GERMINATE
-            else -1
-        )
-        actions.append((operation, slot, blueprint))
+        at = slots.index(d.factored_action.slot) if op != NOOP else -1
+        catalogue = list(d.observation.catalogue)
+        graft = catalogue.index(d.factored_action.blueprint_id) if op == GERMINATE else -1
+        actions.append((op, at, graft))
     operation, slot, blueprint = torch.tensor(actions, dtype=torch.long).unbind(1)
     old_log_prob = torch.tensor([math.log(d.action_probability) for d in decisions])
     generator = torch.Generator().manual_seed(0)

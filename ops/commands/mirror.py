@@ -80,7 +80,7 @@ def handle(args: argparse.Namespace) -> int:
         client = connect_redis(url)
     except ValueError as exc:
         raise UsageError(f"--redis {redacted(url)!r} is not a Redis URL ({exc})") from None
-    store = open_store_from_args(args)
+    store = open_store_from_args(args, read_only=True)  # the mirror only reads the log
     fanout = OonaFanout(OonaKeys(args.prefix), thresholds)
     try:
         mirror = Mirror(

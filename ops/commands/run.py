@@ -20,10 +20,12 @@ from eventstore import EventFilter, EventStore
 from leyline.datadir import DataDir
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
-from ops.storeopts import add_store_option, open_store_from_args
+from ops.storeopts import add_store_option
 
 if TYPE_CHECKING:
-    from domains.tolaria.trainer import EpochMeasurements, Progress, RollbackResult, RunSummary
+    from domains.tolaria.loop import EpochMeasurements
+    from domains.tolaria.report import Progress, RunSummary
+    from domains.tolaria.rollback import RollbackResult
     from eventstore.mirror import MirrorThread
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,32}$")
@@ -76,6 +78,13 @@ def register(subparsers: Any) -> None:
         "without one nothing contacts Redis). Training never waits on Redis: whatever is not mirrored "
         "when the run ends, `esper mirror` catches up from the durable cursor.",
     )
+    parser.add_argument(
+        "--fsync",
+        metavar="POLICY",
+        default="batch",
+        help="when the file log fsyncs its appends: always (each append), batch (default: once per group "
+        "commit) or interval:<ms>; a PostgreSQL store (--store) makes every commit durable on its own",
+    )
     add_store_option(parser)
 
 
@@ -111,7 +120,9 @@ def handle(args: argparse.Namespace) -> int:
         config = None if args.resume else build_run_config(args)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    store = open_store_from_args(args, create=not args.resume)
+    from ops.compose import open_run_store  # imports torch: not at start-up
+
+    store = open_run_store(args, args.fsync, create=not args.resume)
     mirror = start_mirror(args, store)
     try:
         with progress_bar(args) as progress:
@@ -156,7 +167,8 @@ def train(
     # torch is imported here, not at start-up, so that `esper --help` and other commands stay quick.
     from domains.karn.registration import register_catalogue
     from domains.tolaria.checkpoint import CheckpointError
-    from domains.tolaria.trainer import RunError, new_run_id
+    from domains.tolaria.report import new_run_id
+    from domains.tolaria.rollback import RunError
     from ops.compose import new_run, resume
 
     data_dir = DataDir.of(args.data_dir)
@@ -181,7 +193,7 @@ def train(
 @contextmanager
 def progress_bar(args: argparse.Namespace) -> Iterator[Progress]:
     """Epochs, loss, accuracy and seeds by stage on stderr; created once the run knows its epochs."""
-    from domains.tolaria.trainer import Progress
+    from domains.tolaria.report import Progress
 
     bars: list[tqdm[Any]] = []
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from domains.tezzeret.service import Tezzeret
-from domains.urza.library import ArtifactLibrary
 from domains.tezzeret.source import SeedModuleSource
+from domains.urza.library import ArtifactLibrary
 from eventstore import EventStore, open_store
 from leyline.datadir import DataDir
 

@@ -24,10 +24,10 @@ from domains.tezzeret.service import Tezzeret, resolve_spec
 from domains.urza import metrics
 from domains.urza.artifact import INFERENCE_PROGRAM, ArtifactModule, Unpacked, module_from, unpack
 from domains.urza.library import ArtifactCorrupted, ArtifactLibrary
-from domains.tezzeret.source import SeedModuleSource
 from eventstore import EventStore, open_store
 from leyline import decode_payload, pb
 from leyline.datadir import DataDir
+from ops.compose import module_source
 
 SHAPE = (8, 8, 8)
 TOLERANCE = 1e-5
@@ -81,11 +81,11 @@ def test_a_source_compiles_with_the_strategy_chosen_for_its_device(
     store: EventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ESPER_COMPILE_STRATEGY", raising=False)
-    assert SeedModuleSource.open(store, tmp_path, device="cpu").strategy == "export"
-    assert SeedModuleSource.open(store, tmp_path, device="cuda").strategy == "aot_inductor:cuda"
+    assert module_source(store, DataDir(tmp_path), device="cpu").strategy == "export"
+    assert module_source(store, DataDir(tmp_path), device="cuda").strategy == "aot_inductor:cuda"
     monkeypatch.setenv("ESPER_COMPILE_STRATEGY", "export")
-    assert SeedModuleSource.open(store, tmp_path, device="cuda").strategy == "export"
-    assert SeedModuleSource.open(store, tmp_path, strategy="aot_inductor", device="cpu").strategy == (
+    assert module_source(store, DataDir(tmp_path), device="cuda").strategy == "export"
+    assert module_source(store, DataDir(tmp_path), strategy="aot_inductor", device="cpu").strategy == (
         "aot_inductor:cpu"
     )
 

@@ -14,8 +14,8 @@ import pytest
 from domains.karn.blocks import CONV
 from domains.tezzeret.jobs import CompileSpec, Status
 from domains.tezzeret.service import Tezzeret, resolve_spec
-from domains.urza.library import ArtifactLibrary
 from domains.tezzeret.source import SeedModuleSource
+from domains.urza.library import ArtifactLibrary
 from eventstore import open_store
 from leyline import decode_payload, pb
 from leyline.datadir import DataDir

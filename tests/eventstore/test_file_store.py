@@ -14,6 +14,7 @@ import pytest
 from eventstore import NO_STREAM, StoreUnavailable, WrongExpectedVersion, open_store, wal
 from eventstore import idindex as idindex_module
 from eventstore.file import FileStore, FsyncPolicy
+from eventstore.file.head import DURABLE_CHECK
 from eventstore.idindex import IdIndex
 from eventstore.verify import verify_file_log
 from leyline import decode_payload, pb
@@ -206,7 +207,8 @@ def test_a_store_with_an_older_eight_byte_head_opens_and_appends(tmp_path: Path)
     (log / "HEAD").write_bytes(struct.pack("<Q", 1))
     with FileStore(log) as store:
         assert store.append([make_event("s-1")]) == [2]
-    assert struct.unpack("<QQ", (log / "HEAD").read_bytes()) == (2, 0)
+    head, writing, durable, check = struct.unpack("<QQQQ", (log / "HEAD").read_bytes())
+    assert (head, writing, durable) == (2, 0, 2) and check == durable ^ DURABLE_CHECK
 
 
 def test_idempotency_index_runs_and_collisions(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,6 +20,7 @@ from eventstore import ANY, EXISTS, NO_STREAM, Expected, WrongExpectedVersion, e
 from eventstore.file import FileStore
 from leyline import pb
 from tests.eventstore.conftest import make_event
+from tests.eventstore.damage import as_if_crashed
 
 STREAMS = ["run-a", "run-b", "seed-r.1", "seed-r.2"]
 expectations = st.sampled_from(["any", "no_stream", "exists", "exact", "exact_wrong"])
@@ -84,6 +85,7 @@ class StoreModel(RuleBasedStateMachine):
         before = (segment.name, segment.end) if segment is not None else None
         self.store.append([make_event(stream) for stream in streams])
         self.store.close()
+        as_if_crashed(self.location, len(self.log))  # the append never returned
         names = sorted(p.name for p in self.location.glob("*.wal"))
         path = self.location / names[-1]
         start = before[1] if before is not None and before[0] == names[-1] else 0

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import torch
@@ -16,7 +17,9 @@ from torch import nn
 
 from domains.kasmina import EpochMeasurements, Kasmina, LifecycleConfig, SeedSlot
 from domains.kasmina import lifecycle as lc
-from leyline import decode_payload, pb
+from domains.kasmina.gates import alpha_at
+from domains.kasmina.state import SlotState
+from leyline import decode_payload, new_envelope, pb
 from leyline.lifecycle import BLENDING, DORMANT, FOSSILIZED, SHADOWING, TRAINING, stage_name
 from leyline.signing import Keyring, Signer, Verifier, canonical_bytes
 from ops.bench.kasmina import ScriptedProbe
@@ -358,7 +361,7 @@ def test_reset_slot_is_indistinguishable_from_a_never_used_one() -> None:
     )
     assert list(slot.parameters()) == [] and not slot.monitor.armed
     assert len(optimizer.param_groups) == 1
-    assert kasmina.state.slot(0).seed_view() == lc.SlotState(slot=0)
+    assert kasmina.state.slot(0).seed_view() == SlotState(slot=0)
     assert stages(kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), 4)) == ["GERMINATED"]
 
 
@@ -499,7 +502,7 @@ def test_alpha_ramp_does_not_recompile_a_compiled_host() -> None:
     compiled = torch.compile(host, backend=counting_backend)
     outputs = []
     for epoch in (1, 2, 3):
-        slot.alpha.fill_(lc.alpha_at(state, epoch))  # what Kasmina does at each boundary
+        slot.alpha.fill_(alpha_at(state, epoch))  # what Kasmina does at each boundary
         out = compiled(X[:8])
         out.sum().backward()
         outputs.append(out.detach())
@@ -559,3 +562,58 @@ def test_a_non_finite_seed_gradient_is_counted_and_zeroed_before_the_step() -> N
     assert any(not torch.equal(a, p) for a, (_, p) in zip(host_before, host_parameters(host), strict=True))
     _, _, nonfinite = host.slot0.monitor.drain()
     assert nonfinite == 1
+
+
+def test_the_intake_verifies_each_envelope_once_and_exposes_the_verified_command() -> None:
+    torch.manual_seed(0)
+    host = TinyCNN()
+    kasmina, commander = manager(host)
+    germinate = commander.command(pb.SEED_OP_GERMINATE, command_id="g-1")
+    received = kasmina.receive(germinate)
+    assert received.verified and received.command.seed_operation.operation == pb.SEED_OP_GERMINATE
+    # apply does not verify again: a second verification would find the nonce spent (replayed_nonce)
+    assert stages(kasmina.apply(received, 1)) == ["GERMINATED"]
+    assert kasmina.receive(germinate).duplicate  # processed: not verified (nor rejected) again
+    rollback = pb.AdaptationCommand(command_id="rb-1", command_type=pb.COMMAND_TYPE_ROLLBACK)
+    rollback.rollback.target_epoch = 0
+    issued = pb.AdaptationCommandIssued(command=rollback)
+    signed = commander.signer.sign(
+        new_envelope("AdaptationCommandIssued", "command-rb-1", issued, run_id=RUN)
+    )
+    received = kasmina.receive(signed)
+    assert received.verified and received.command.rollback.target_epoch == 0  # the trainer's to act on
+    assert kasmina.receive(signed).refusal[0] == "replayed_nonce"  # type: ignore[index]
+    tampered = pb.EventEnvelope()
+    tampered.CopyFrom(commander.command(pb.SEED_OP_CULL))
+    tampered.run_id = "another-run"
+    assert kasmina.receive(tampered).refusal[0] == "bad_signature"  # type: ignore[index]
+
+
+def test_the_pure_precheck_runs_before_any_fetch() -> None:
+    torch.manual_seed(0)
+    host = TinyCNN()
+    kasmina, commander = manager(host)
+    fetches: list[str] = []
+    load = kasmina.source.load_module
+
+    def counting(blueprint_id: str, *args: Any) -> tuple[nn.Module, str]:
+        fetches.append(blueprint_id)
+        return load(blueprint_id, *args)
+
+    kasmina.source.load_module = counting  # type: ignore[method-assign,assignment]
+    kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), 1)
+    assert fetches == ["BP_RES"]
+    state = kasmina.state
+    assert lc.precheck(state, 0, pb.SEED_OP_GERMINATE, measured=False) == (
+        "illegal_transition",
+        "cannot germinate a GERMINATED slot",
+    )
+    assert lc.precheck(state, 0, pb.SEED_OP_ADVANCE, measured=False)[0] == "gate_not_met"  # type: ignore[index]
+    assert lc.precheck(state, 0, pb.SEED_OP_ADVANCE, measured=True) is None
+    refused = kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), 1)
+    assert [decode_payload(e).code for e in refused] == ["illegal_transition"]  # type: ignore[attr-defined]
+    assert fetches == ["BP_RES"]  # refused before the source was asked
+    kasmina.execute(commander.command(pb.SEED_OP_CULL), 1)
+    assert lc.precheck(kasmina.state, 0, pb.SEED_OP_GERMINATE, measured=False)[0] == "embargoed"  # type: ignore[index]
+    kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), 1)
+    assert fetches == ["BP_RES"]

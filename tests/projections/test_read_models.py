@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 from sqlalchemy import Engine, select
 
 from leyline import new_envelope, pb
-from ops.bench.workload import Simulator
+from ops.bench._workload import Simulator
 from projections import apply_batch, build_projections, schema
 from projections.audit import audit_run, audit_seed
 from tests.projections.helpers import fresh_sqlite

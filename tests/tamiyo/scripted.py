@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from domains.tamiyo.policy import Observation
+from domains.tamiyo.observation import Observation
 from leyline import pb
 from leyline.controller import ControllerContext
 from leyline.lifecycle import LifecycleConfig

@@ -11,8 +11,8 @@ import pytest
 from google.protobuf.message import Message
 from prometheus_client import REGISTRY
 
+from domains.tamiyo import HeuristicConfig, HeuristicPolicy, Observation
 from domains.tamiyo.controller import TamiyoController
-from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy, Observation
 from domains.tamiyo.state import TamiyoState, evolve
 from leyline import category_of, decode_payload, pb
 from leyline.controller import Controller, ControllerOutput

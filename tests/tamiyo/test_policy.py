@@ -9,7 +9,9 @@ from google.protobuf.message import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy, Observation, plateaued
+from domains.tamiyo.config import HeuristicConfig
+from domains.tamiyo.observation import Observation, plateaued
+from domains.tamiyo.policy import HeuristicPolicy
 from domains.tamiyo.risk import RiskThresholds
 from domains.tamiyo.state import TamiyoState, evolve
 from leyline import pb

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -15,9 +16,12 @@ from typing import Any
 import pytest
 
 from domains.tolaria.aggregate import fold
-from eventstore import open_store
+from eventstore import EventStore, open_store
+from eventstore.file import FileStore, FsyncPolicy
 from leyline.datadir import DataDir
+from ops import compose
 from ops.cli import main
+from ops.storeopts import open_store_from_args
 from tests.tolaria.helpers import SMALL, checkpoint_hashes, epoch_records, payloads, run_events
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,3 +186,27 @@ def test_run_json_then_resume_and_rollback_errors(tmp_path: Path, capsys: pytest
     assert "is completed" in capsys.readouterr().err
     assert run_cli("run", "--data-dir", tmp_path, "--config", config, "--run-id", "rcli") == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def test_run_fsync_policy_reaches_the_file_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[EventStore] = []
+
+    def recording(args: argparse.Namespace, create: bool = False, **options: object) -> EventStore:
+        store = open_store_from_args(args, create=create, **options)
+        opened.append(store)
+        return store
+
+    monkeypatch.setattr(compose, "open_store_from_args", recording)
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({**SMALL, "epochs": 1}))
+    for policy in ("always", "interval:5", "batch"):
+        data_dir = tmp_path / policy.replace(":", "-")
+        assert run_cli("run", "--data-dir", data_dir, "--config", config, "--fsync", policy, "--json") == 0
+        assert json.loads(capsys.readouterr().out)["epochs"] == 1
+        store = opened[-1]
+        assert isinstance(store, FileStore) and store.policy == FsyncPolicy.parse(policy)
+    assert run_cli("run", "--data-dir", tmp_path / "bad", "--fsync", "sometimes") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--fsync" in err and "interval:<ms>" in err

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from torch import nn
 
 from domains.tamiyo.catalogue import SlotShapes, karn_descriptors, karn_estimator
+from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.gnn.controller import GnnController
 from domains.tamiyo.gnn.policy import GnnPolicy
 from domains.tamiyo.gnn.topology import host_topology
-from domains.tamiyo.policy import HeuristicConfig
 from domains.tamiyo.policy_store import (
     PolicyLibrary,
     UnknownPolicy,

@@ -32,7 +32,7 @@ from domains.tamiyo.gnn.graph import build_graph
 from domains.tamiyo.gnn.network import PolicyNetwork
 from domains.tamiyo.gnn.policy import GnnPolicy
 from domains.tamiyo.gnn.sampling import sample
-from domains.tamiyo.policy import Observation, tiebreak
+from domains.tamiyo.observation import Observation, tiebreak
 from domains.tamiyo.policy_control import ACTIVATE, ROLLBACK, PolicyRequest, done, take
 from domains.tamiyo.policy_store import (
     CATEGORY,

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from domains.tamiyo.policy import HeuristicPolicy, Observation, active_seeds
+from domains.tamiyo.observation import Observation, active_seeds
+from domains.tamiyo.policy import HeuristicPolicy
 from domains.tamiyo.risk import ACTIVE_STAGE_WEIGHTS
 from domains.tamiyo.state import TamiyoState
 

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 import torch
 from google.protobuf.message import Message
 
+from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.gnn.graph import BLUEPRINT_DIM, blueprint_rows, build_graph
 from domains.tamiyo.gnn.masking import CULL, GERMINATE, OPERATIONS, ActionMask, legal_actions
 from domains.tamiyo.gnn.network import PolicyNetwork
 from domains.tamiyo.gnn.sampling import Sample, sample
-from domains.tamiyo.policy import Choice, HeuristicConfig, HeuristicPolicy, Observation, tiebreak
+from domains.tamiyo.observation import Observation, tiebreak
+from domains.tamiyo.policy import Choice, HeuristicPolicy
 from domains.tamiyo.risk import RiskAction, action_for
 from domains.tamiyo.state import TamiyoState
 from leyline import pb

@@ -6,11 +6,11 @@ import torch
 from torch import nn
 
 from domains.kasmina import SeedSlot
+from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.gnn.controller import GnnController
 from domains.tamiyo.gnn.network import initial_network
 from domains.tamiyo.gnn.policy import GnnPolicy
 from domains.tamiyo.gnn.topology import host_topology
-from domains.tamiyo.policy import HeuristicConfig
 from domains.tamiyo.policy_store import PolicyLibrary, VerifiedPolicy, publish, verify
 from domains.tolaria.hosts import HostSpec, build_host
 from domains.tolaria.workload import seed_slot

@@ -9,12 +9,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.gnn.graph import BLUEPRINT_DIM, blueprint_rows, build_graph
 from domains.tamiyo.gnn.masking import CULL, GERMINATE, NOOP, OPERATIONS, ActionMask, legal_actions
 from domains.tamiyo.gnn.network import PolicyNetwork
 from domains.tamiyo.gnn.policy import policy_observation
 from domains.tamiyo.gnn.sampling import sample
-from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy, Observation
+from domains.tamiyo.observation import Observation
+from domains.tamiyo.policy import HeuristicPolicy
 from domains.tamiyo.state import TamiyoState
 from leyline import pb
 from leyline.lifecycle import LifecycleConfig

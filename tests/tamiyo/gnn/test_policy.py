@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from domains.tamiyo.catalogue import heuristic_controller
+from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.controller import TamiyoController
 from domains.tamiyo.exploration import ExploringHeuristic
 from domains.tamiyo.gnn.graph import graph_from_decision
 from domains.tamiyo.gnn.masking import ActionMask
-from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy
+from domains.tamiyo.policy import HeuristicPolicy
 from leyline import decode_payload, pb
 from leyline.datadir import DataDir
 from leyline.signing import Keyring, Signer
