@@ -1,24 +1,23 @@
 """Delivery of an operator's policy change to a live run: a control file, as for `esper rollback`.
 
 `esper policy activate VERSION` (after checking the version's signature and artifact hash against the log)
-and `esper policy rollback` write `<data-dir>/control/policy-<run>.json` atomically (temporary file, fsync,
-rename). The live run's GNN controller looks for it at each epoch boundary (one stat): an activation is
-verified off the training thread (signature, hash, schema, shapes) and activated at the next boundary
-after a smoke decision on the current graph; a rollback is applied at the boundary that sees it. The file
-is removed once its request took effect; a later request replaces an earlier one not yet taken. A request
-written while the run is not live is taken when it is resumed.
+and `esper policy rollback` write `<data-dir>/control/policy-<run>.json` atomically and privately
+(`leyline.datadir.write_private`). The live run's GNN controller looks for it at each epoch boundary:
+an activation is verified off the training thread (signature, hash, schema, shapes, a smoke decision on
+the graph of that boundary) and activated at the next boundary; a rollback is applied at the boundary
+that sees it. The file is removed once its request took effect; a later request replaces an earlier one
+not yet taken. A request written while the run is not live is taken when it is resumed.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import uuid
 from dataclasses import dataclass
 
 from leyline import pb
-from leyline.datadir import DataDir
+from leyline.datadir import DataDir, write_private
 
 ACTIVATE = "activate"
 ROLLBACK = "rollback"
@@ -59,14 +58,7 @@ def deliver(
     if action not in (ACTIVATE, ROLLBACK):
         raise ValueError(f"unknown policy action {action!r}")
     request = PolicyRequest(uuid.uuid4().hex, run_id, action, version, published)
-    path = data_dir.policy_request(run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w") as handle:
-        json.dump(request.to_dict(), handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_private(data_dir.create().policy_request(run_id), json.dumps(request.to_dict()).encode())
     return request
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from domains.tamiyo.gnn.network import NetworkConfig, PolicyNetwork
 from eventstore import EventStore
 from eventstore.api import EventFilter
 from leyline import decode_payload, new_envelope, pb, stream_name
-from leyline.datadir import DataDir
+from leyline.datadir import DataDir, write_private
 from leyline.errors import SignatureError
 from leyline.signing import Keyring, Signer, Verifier
 
@@ -136,15 +135,9 @@ class PolicyLibrary:
 
     def put(self, data: bytes) -> str:
         digest = sha256(data)
-        path = self.data_dir.policy_artifact(digest)
+        path = self.data_dir.create().policy_artifact(digest)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
+            write_private(path, data)
         return digest
 
     def read(self, digest: str) -> bytes:
