@@ -87,7 +87,14 @@ def _layer_rows(topology: pb.HostTopology) -> list[list[float]]:
     return rows
 
 
+# Columns of a seed row that go through symlog (the others are one-hot flags or already in [0, 1]).
+SEED_SYMLOG = torch.tensor(
+    [False] * STAGES + [False, True, True, True, True, False, True, False, True] + [False] * 4 + [True, False]
+)
+
+
 def _seed_row(seed: pb.SeedState, slot: pb.HostSlot, embargoed: bool) -> list[float]:
+    """Raw values; `bounded(rows, SEED_SYMLOG)` transforms them all at once."""
     stage = [0.0] * STAGES
     stage[seed.stage if 0 <= seed.stage < STAGES else 0] = 1.0
     metrics = seed.metrics
@@ -95,22 +102,29 @@ def _seed_row(seed: pb.SeedState, slot: pb.HostSlot, embargoed: bool) -> list[fl
     contribution = metrics.get(CONTRIBUTION_METRIC)
     return [
         *stage,
-        unit(seed.alpha),
-        symlog(seed.gradient_norm),
-        symlog(seed.age_epochs),
-        symlog(metrics.get(STAGE_EPOCHS_METRIC, float(seed.age_epochs))),
-        symlog(metrics.get(ISOLATION_METRIC, 0.0)),
-        unit(seed.risk),
-        symlog(headroom) if headroom is not None else 0.0,
+        seed.alpha,
+        seed.gradient_norm,
+        seed.age_epochs,
+        metrics.get(STAGE_EPOCHS_METRIC, float(seed.age_epochs)),
+        metrics.get(ISOLATION_METRIC, 0.0),
+        seed.risk,
+        headroom if headroom is not None else 0.0,
         1.0 if headroom is not None else 0.0,
-        symlog(contribution * 100.0) if contribution is not None else 0.0,
+        contribution * 100.0 if contribution is not None else 0.0,
         1.0 if contribution is not None else 0.0,
         1.0 if embargoed else 0.0,
         1.0 if slot.kind == pb.SLOT_KIND_CONV2D else 0.0,
         1.0 if slot.kind == pb.SLOT_KIND_SEQUENCE else 0.0,
-        symlog(_size(slot.shape)),
+        _size(slot.shape),
         1.0 if seed.stage in ACTIVE_STAGE_WEIGHTS else 0.0,
     ]
+
+
+def bounded(rows: list[list[float]], logged: torch.Tensor) -> torch.Tensor:
+    """symlog on the `logged` columns, then NaN → 0, ±inf → ±CLIP and everything clipped to [-CLIP, CLIP]."""
+    x = torch.tensor(rows, dtype=torch.float64).reshape(len(rows), logged.shape[0])
+    x = torch.where(logged, torch.sign(x) * torch.log1p(x.abs()), x)
+    return torch.nan_to_num(x, nan=0.0, posinf=CLIP, neginf=-CLIP).clamp(-CLIP, CLIP).float()
 
 
 def _globals(observation: pb.PolicyObservation) -> list[float]:
@@ -233,7 +247,7 @@ def build_graph(
         )
         for s in slots
     ]
-    data["seed"].x = torch.tensor(seed_rows, dtype=torch.float32)
+    data["seed"].x = bounded(seed_rows, SEED_SYMLOG)
     data["seed"].slot_id = static.slot_id
     for edge_type, edge_index in static.edges.items():
         data[edge_type].edge_index = edge_index
