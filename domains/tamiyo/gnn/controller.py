@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from google.protobuf.message import Message
 
+from domains.tamiyo import metrics
 from domains.tamiyo.controller import TamiyoController
 from domains.tamiyo.gnn.graph import build_graph
 from domains.tamiyo.gnn.network import PolicyNetwork
@@ -275,6 +276,9 @@ class GnnController(TamiyoController):
     def _event(
         self, event_type: str, version: str, previous: str, reason: str, epoch: int
     ) -> pb.EventEnvelope:
+        refused = reason.startswith("refused")
+        outcome = "activated" if event_type == "PolicyActivated" else "refused" if refused else "rolled_back"
+        metrics.POLICY_CHANGES.labels(outcome=outcome).inc()
         payload = pb.PolicyActivation(version=version, previous_version=previous, reason=reason, epoch=epoch)
         return new_envelope(
             event_type,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from prometheus_client import REGISTRY
 
 from domains.tamiyo import policy_control
 from domains.tamiyo.gnn.controller import GnnController
@@ -175,6 +176,7 @@ def test_a_bad_candidate_is_refused_with_an_event_and_the_run_goes_on(
         envelope.ClearField("hmac")
     controller = gnn_controller(first, KEYRING, data_dir)
     boundary(controller, 0)
+    refusals = REGISTRY.get_sample_value("esper_tamiyo_policy_changes_total", {"outcome": "refused"}) or 0.0
     policy_control.deliver(data_dir, RUN_ID, policy_control.ACTIVATE, "bad", envelope)
     boundary(controller, 1)
     events = boundary(controller, 2)
@@ -183,6 +185,9 @@ def test_a_bad_candidate_is_refused_with_an_event_and_the_run_goes_on(
     reason = decode_payload(refused[0]).reason  # type: ignore[attr-defined]
     assert reason.startswith("refused: ") and "\n" not in reason
     assert controller.policy_version == "v1"
+    assert (
+        REGISTRY.get_sample_value("esper_tamiyo_policy_changes_total", {"outcome": "refused"}) == refusals + 1
+    )
     assert any(e.event_type == "DecisionMade" for e in events)
     assert policy_events(boundary(controller, 3)) == []
 
