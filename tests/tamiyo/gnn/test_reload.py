@@ -159,7 +159,7 @@ def test_a_live_controller_swaps_at_the_boundary_after_the_request(
     assert controller.policy_version == "v1"
 
 
-@pytest.mark.parametrize("damage", ["corrupt", "unsigned", "non-finite"])
+@pytest.mark.parametrize("damage", ["corrupt", "mis-shaped", "unsigned", "non-finite"])
 def test_a_bad_candidate_is_refused_with_an_event_and_the_run_goes_on(
     setting: tuple[EventStore, DataDir], damage: str
 ) -> None:
@@ -172,6 +172,11 @@ def test_a_bad_candidate_is_refused_with_an_event_and_the_run_goes_on(
     envelope = publish(store, PolicyLibrary(data_dir), Signer(KEYRING), network, version="bad")
     if damage == "corrupt":
         data_dir.policy_artifact(update_of(envelope).content_hash).write_bytes(b"not a policy")
+    if damage == "mis-shaped":
+        weights = network.state_dict()
+        weights["slot_head.0.weight"] = torch.zeros(5, 5)
+        update = pb.PolicyUpdate(version="bad", content_hash=PolicyLibrary(data_dir).put(artifact(weights)))
+        envelope = published_envelope(update, Signer(KEYRING))
     if damage == "unsigned":
         envelope.ClearField("hmac")
     controller = gnn_controller(first, KEYRING, data_dir)
