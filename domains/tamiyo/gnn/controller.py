@@ -41,6 +41,7 @@ from domains.tamiyo.policy_store import (
     PolicyError,
     PolicyLibrary,
     VerifiedPolicy,
+    update_of,
     verify,
 )
 from domains.tamiyo.risk import effective_level
@@ -129,6 +130,7 @@ class GnnController(TamiyoController):
         self.verification: _Verification | None = None
         self._failed = False
         self._taken = ""  # the request id last taken from the control file
+        self._resumed: tuple[str, str] | None = None  # (version, reason): checkpointed, refused on resume
         self._use(initial)
 
     # ------------------------------------------------------------------ Controller protocol
@@ -138,6 +140,10 @@ class GnnController(TamiyoController):
         if not self.announced:
             self.announced = True
             before.append(self._event("PolicyActivated", self.active.version, "", "run start", packet.epoch))
+        if self._resumed is not None:
+            refused, reason = self._resumed
+            before.append(self._event("PolicyRolledBack", self.active.version, refused, reason, packet.epoch))
+            self._resumed = None
         before.extend(self._activate_pending(packet, context))
         request = self._take_request()
         if request is not None and request.action == ROLLBACK:
@@ -174,10 +180,22 @@ class GnnController(TamiyoController):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the checkpointed versions, each verified again; one that no longer verifies (its
+        artifact gone or changed, its key retired) is left out, and an active one that fails leaves the
+        run on the policy it was built with, with PolicyRolledBack at the next decision."""
         super().load_state_dict(state)
         saved = state["gnn"]
-        self.good = [verify(_decode(item), self.keyring, self.library) for item in saved["good"]]
-        self._use(verify(_decode(saved["active"]), self.keyring, self.library))
+        self.good = []
+        for item in saved["good"]:
+            try:
+                self.good.append(verify(_decode(item), self.keyring, self.library))
+            except PolicyError:
+                continue
+        active = _decode(saved["active"])
+        try:
+            self._use(verify(active, self.keyring, self.library))
+        except PolicyError as exc:
+            self._resumed = (update_of(active).version, f"refused on resume: {exc}")
         self.announced = bool(saved["announced"])
         self.verification = None
         if saved["pending"] is not None:

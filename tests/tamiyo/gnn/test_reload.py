@@ -214,3 +214,24 @@ def test_a_version_whose_decisions_fail_is_rolled_back(setting: tuple[EventStore
     decision = next(decode_payload(e) for e in events if e.event_type == "DecisionMade")
     assert isinstance(decision, pb.DecisionMade) and decision.reason.startswith("safe no-op")
     assert controller.policy_version == "v1"
+
+
+def test_a_checkpointed_version_that_no_longer_verifies_is_refused_on_resume(
+    setting: tuple[EventStore, DataDir],
+) -> None:
+    store, data_dir = setting
+    first = published_policy(store, data_dir, KEYRING, seed=0, version="v1")
+    second = published_policy(store, data_dir, KEYRING, seed=1, version="v2")
+    controller = gnn_controller(first, KEYRING, data_dir)
+    boundary(controller, 0)
+    request_activation(store, data_dir, "v2")
+    boundary(controller, 1)
+    boundary(controller, 2)
+    saved = controller.state_dict()
+    data_dir.policy_artifact(second.content_hash).unlink()
+    resumed = gnn_controller(first, KEYRING, data_dir)
+    resumed.load_state_dict(saved)
+    assert resumed.policy_version == "v1"
+    events = policy_events(boundary(resumed, 3))
+    assert events == [("PolicyRolledBack", "v1", "v2")]
+    assert policy_events(boundary(resumed, 4)) == []
