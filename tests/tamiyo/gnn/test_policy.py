@@ -6,13 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+from torch_geometric.data import Batch
 
 from domains.tamiyo.catalogue import heuristic_controller
 from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.controller import TamiyoController
 from domains.tamiyo.exploration import ExploringHeuristic
 from domains.tamiyo.gnn.graph import graph_from_decision
-from domains.tamiyo.gnn.masking import ActionMask
+from domains.tamiyo.gnn.masking import GERMINATE, NOOP, OPERATIONS, ActionMask
+from domains.tamiyo.gnn.sampling import evaluate
 from domains.tamiyo.policy import HeuristicPolicy
 from leyline import decode_payload, pb
 from leyline.datadir import DataDir
@@ -102,3 +105,38 @@ def test_exploration_takes_legal_actions_and_records_their_propensity() -> None:
         if decision.action == "germinate":
             assert decision.factored_action.blueprint_id in {"BP001", "BP009", "BP016", "BP023"}
     assert fingerprint(made) == fingerprint(decisions(exploring(0.5, seed=3), epochs=30))
+
+
+def test_batched_evaluation_gives_the_logged_probabilities(tmp_path: Path) -> None:
+    """Off-policy use: the log-probability of each logged action under the same weights, on a batch of the
+    rebuilt graphs, is the probability the decision recorded."""
+    policy = verified_in_memory(3)
+    controller = gnn_controller(policy, KEYRING, DataDir(tmp_path), host_name="custom", seed=2)
+    made = []
+    for epoch in range(16):
+        seeds = dormant_slots(5)
+        seeds[epoch % 5].stage = pb.SEED_STAGE_TRAINING if epoch % 2 else pb.SEED_STAGE_DORMANT
+        output = controller.decide(packet(epoch, 0.4), context(epoch, seeds))
+        made.extend(
+            d
+            for e in output.events
+            if isinstance(d := decode_payload(e), pb.DecisionMade) and d.HasField("observation")
+        )
+    graphs = [graph_from_decision(d, CATALOGUE) for d in made]
+    rows = []
+    for d in made:
+        operation = OPERATIONS.index(d.factored_action.operation)
+        slots = [s.slot for s in d.observation.topology.slots]
+        slot = slots.index(d.factored_action.slot) if operation != NOOP else -1
+        graft = (
+            list(d.observation.catalogue).index(d.factored_action.blueprint_id)
+            if operation == GERMINATE
+            else -1
+        )
+        rows.append((operation, slot, graft))
+    operation, slot, graft = torch.tensor(rows, dtype=torch.long).unbind(1)
+    with torch.no_grad():
+        out = evaluate(policy.network, Batch.from_data_list(graphs), operation, slot, graft)
+    expected = torch.tensor([d.action_probability for d in made])
+    assert torch.allclose(out["log_prob"].exp(), expected, rtol=1e-4, atol=1e-6)
+    assert {d.factored_action.operation for d in made} == {"noop", "germinate", "cull"}
