@@ -101,7 +101,6 @@ def test_strategy_selection(
     ("argv", "message"),
     [
         (["blueprints"], "choose an action"),
-        (["blueprints", "show", "BP051"], "unknown blueprint 'BP051'"),
         (["blueprints", "compile", "BP009", "--param", "hidden=99"], "'hidden' = 99 is outside [2, 16]"),
         (["blueprints", "compile", "BP009", "--param", "hidden"], "must be NAME=NUMBER"),
         (["blueprints", "compile", "BP009", "--param", "width=2"], "takes parameter(s) width"),
@@ -115,3 +114,14 @@ def test_bad_usage_is_one_line_and_exit_2(
     code, _, err = run(capsys, *argv, "--data-dir", str(tmp_path))
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "argv", [["blueprints", "show", "BP051"], ["blueprints", "compile", "BP009", "bp051"]]
+)
+def test_an_unknown_blueprint_is_exit_1_as_in_audit(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]
+) -> None:
+    code, _, err = run(capsys, *argv, "--data-dir", str(tmp_path))
+    assert code == 1  # an id that names nothing, as `esper audit blueprint BP051`
+    assert "unknown blueprint 'BP051'" in err and len(err.strip().splitlines()) == 1

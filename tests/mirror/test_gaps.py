@@ -4,10 +4,7 @@ when the reply to a committed batch was lost."""
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ from domains.oona.routing import OonaKeys, Queue
 from eventstore import EventStore
 from eventstore.mirror import ForeignEntry, Mirror, category_key, connect_redis, marker_key
 from leyline import category_of
-from tests.mirror.redis_support import PrivateRedis, emergency_event
+from tests.mirror.redis_support import PrivateRedis, ScriptReplyProxy, emergency_event
 from tests.mirror.test_mirror import assert_redis_equals_log, mixed_events
 
 pytestmark = pytest.mark.redis
@@ -57,53 +54,6 @@ def test_an_entry_another_producer_added_is_refused_not_counted(
     assert_redis_equals_log(shared_redis, store, prefix)
 
 
-class LossyProxy:
-    """A TCP proxy to Redis that loses the reply to the first script call after `arm()`: Redis runs the
-    script, the client sees its connection drop (as a reply lost under load or on the network would
-    leave it) and `on_loss` is called at that moment."""
-
-    def __init__(self, port: int, on_loss: Callable[[], None]) -> None:
-        self.upstream = port
-        self.on_loss = on_loss
-        self.armed = False
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def arm(self) -> None:
-        self.armed = True
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                client, _ = self.listener.accept()
-                server = socket.create_connection(("127.0.0.1", self.upstream))
-                losing = threading.Event()
-                threading.Thread(target=self._requests, args=(client, server, losing), daemon=True).start()
-                threading.Thread(target=self._replies, args=(server, client, losing), daemon=True).start()
-
-    def _requests(self, client: socket.socket, server: socket.socket, losing: threading.Event) -> None:
-        with contextlib.suppress(OSError):
-            while data := client.recv(65536):
-                if self.armed and b"EVALSHA" in data:
-                    self.armed = False
-                    losing.set()
-                server.sendall(data)
-
-    def _replies(self, server: socket.socket, client: socket.socket, losing: threading.Event) -> None:
-        with contextlib.suppress(OSError):
-            while data := server.recv(65536):
-                if losing.is_set():
-                    self.on_loss()
-                    client.shutdown(socket.SHUT_RDWR)
-                    client.close()
-                    return
-                client.sendall(data)
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 def test_a_lost_reply_never_makes_the_mirror_report_less_than_redis_holds(
     store: EventStore, private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
@@ -111,7 +61,7 @@ def test_a_lost_reply_never_makes_the_mirror_report_less_than_redis_holds(
     mirror no longer knows what Redis holds. Stopped right then (Ctrl-C in `esper mirror --follow`), it
     reports what Redis committed, not the position before that batch."""
     stop = threading.Event()
-    proxy = LossyProxy(private_redis.port, stop.set)
+    proxy = ScriptReplyProxy(private_redis.port, on_reply=stop.set, lose=True)
     client = connect_redis(proxy.url)
     admin = redis.Redis.from_url(private_redis.url)
     try:
