@@ -22,8 +22,6 @@ from domains.karn.catalog import Use
 from domains.kasmina import Kasmina, KasminaConfig, ModuleSource
 from domains.tamiyo.catalogue import heuristic_controller
 from domains.tamiyo.config import HeuristicConfig
-from domains.tamiyo.gnn.build import gnn_controller, resolve_policy
-from domains.tamiyo.policy_store import PolicyError, PolicyLibrary
 from domains.tezzeret.jobs import choose_strategy
 from domains.tezzeret.service import Tezzeret
 from domains.tezzeret.source import STRATEGY_VARIABLE, SeedModuleSource, default_device
@@ -100,6 +98,10 @@ def build_controller(
         return heuristic_controller(run_id, Signer(keyring), slots, config), config.to_json()
     if store is None or data_dir is None or workload is None:
         raise ConfigError("controller gnn needs the run's event log, data directory and host")
+    # torch-geometric is imported only by runs that use the learned policy
+    from domains.tamiyo.gnn.build import gnn_controller, resolve_policy
+    from domains.tamiyo.policy_store import PolicyError, PolicyLibrary
+
     try:
         initial = resolve_policy(store, PolicyLibrary(data_dir), keyring, version or None)
     except PolicyError as exc:
