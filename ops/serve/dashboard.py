@@ -90,20 +90,25 @@ class LiveFeed:
         events = [{"run_id": run, "type": kind, "epoch": epoch} for (run, kind), epoch in seen.items()]
         return sse("append", {"position": reached, "events": events})
 
+    def _after(self, sent: int) -> list[tuple[int, bytes]]:
+        """The messages published after number `sent`, waiting up to KEEPALIVE_S for one."""
+        with self.changed:
+            self.changed.wait_for(
+                lambda: self.sequence > sent or self.ctx.stopping.is_set(), timeout=KEEPALIVE_S
+            )
+            return [(number, message) for number, message in self.messages if number > sent]
+
     def stream(self) -> Iterator[bytes]:
         with self.changed:
             sent = self.sequence
             position = self.position
         yield sse("hello", {"position": position})
         while not self.ctx.stopping.is_set():
-            with self.changed:
-                self.changed.wait_for(
-                    lambda: self.sequence > sent or self.ctx.stopping.is_set(), timeout=KEEPALIVE_S
-                )
-                pending = [(number, message) for number, message in self.messages if number > sent]
-                sent = self.sequence
+            pending = self._after(sent)
             if not pending:
                 yield b": keep-alive\n\n"
+                continue
+            sent = pending[-1][0]
             for _, message in pending:
                 yield message
 
@@ -147,7 +152,7 @@ def routes(ctx: ServeContext) -> list[Route]:
         if path is None:
             return error_response(404, f"no static file {request.params['name']!r}")
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return Response(200, path.read_bytes(), content_type, {"Cache-Control": "no-cache"})
+        return Response(200, path.read_bytes(), content_type)
 
     def run_baseline(request: Request) -> Response:
         try:
@@ -159,7 +164,7 @@ def routes(ctx: ServeContext) -> list[Route]:
         with feed_lock:
             if not feed:
                 feed.append(LiveFeed(ctx))
-        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        headers = {"X-Accel-Buffering": "no"}
         return Response(200, feed[0].stream(), "text/event-stream", headers)
 
     return [

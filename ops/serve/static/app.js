@@ -1,6 +1,7 @@
 // The Esper dashboard's pages. The server sends one HTML shell naming the page and its parameters
 // (body data-page, data-run, data-seed); this script fetches the JSON API and renders, then follows
 // /api/live (server-sent events) and re-renders in place on every append, keeping zoom and scroll.
+(() => {
 "use strict";
 
 const { LineChart, renderTimeline, stageLegend } = window.EsperCharts;
@@ -74,6 +75,7 @@ pages.runs = async () => {
     ["rollbacks", (r) => fmt(r.rollbacks)],
     ["started", (r) => when(r.started_at_ns)],
   ];
+  section("header").replaceChildren(h("h1", {}, "runs"));
   section("content").replaceChildren(
     runs.length ? table(columns, runs, (r) => ({ "data-run": r.run_id, "data-status": r.status }))
       : h("p", { class: "empty" }, "No run in the log yet: start one with `esper run`."));
@@ -205,7 +207,7 @@ pages.alerts = async () => {
     ["position", (e) => e.position], ["event", (e) => e.event_type], ["alert", (e) => e.name],
     ["severity", (e) => fmt(e.severity)], ["summary", (e) => fmt(e.summary)],
   ];
-  section("header").replaceChildren(h("h1", {}, "alerts ", h("span", { class: "count", id: "firing" }, `${data.firing} firing`)));
+  section("header").replaceChildren(h("h1", {}, "alerts ", h("span", { class: data.firing ? "count" : "count none", id: "firing" }, `${data.firing} firing`)));
   section("content").replaceChildren(
     h("h2", {}, "current"), data.alerts.length ? table(current, data.alerts, (a) => ({ "data-state": a.state })) : h("p", { class: "empty" }, "no alert has fired"),
     h("h2", {}, "history"), data.events.length ? table(history, data.events) : h("p", { class: "empty" }, "none"));
@@ -237,7 +239,8 @@ pages.seed = async () => {
     return h("ol", { class: "chain", "data-command": link.command_id }, steps);
   });
   const others = chain.other_transitions.map((t) => chainStep("transition", `${t.from_stage || ""} → ${t.to_stage || t.event_type} · epoch ${t.epoch}`, t.reason));
-  section("content").replaceChildren(...links, others.length ? h("h2", {}, "without a command") : null, others.length ? h("ol", { class: "chain" }, others) : null);
+  const rest = others.length ? [h("h2", {}, "without a command"), h("ol", { class: "chain" }, others)] : [];
+  section("content").replaceChildren(...links, ...rest);
 };
 
 // ---------------------------------------------------------------- live updates
@@ -287,3 +290,4 @@ function follow() {
 }
 
 refresh(0).then(follow);
+})();

@@ -1,5 +1,6 @@
 // Hand-written SVG charts for the Esper dashboard: line charts with event markers and zoom, and the seed
 // timeline. No library; every element carries data-* attributes the browser tests read.
+(() => {
 "use strict";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -86,12 +87,14 @@ class LineChart {
         "stroke-dasharray": series.dashed ? "5 4" : "none", "data-series": series.name, "data-points": pts.length,
       }, plot);
     }
+    const atEpoch = {};
     for (const marker of data.markers) {
       if (marker.x < x0 || marker.x > x1) continue;
       const x = sx(marker.x);
+      const shift = 11 * (atEpoch[marker.x] = (atEpoch[marker.x] ?? -1) + 1);
       const link = svgEl("a", { href: marker.href || "#", class: "marker", "data-kind": marker.kind, "data-epoch": marker.x }, svg);
       svgEl("line", { x1: x, x2: x, y1: m.top, y2: height - m.bottom, stroke: MARKER_COLOURS[marker.kind], class: "marker-line" }, link);
-      svgEl("path", { d: `M${x - 5},${m.top - 8}L${x + 5},${m.top - 8}L${x},${m.top}Z`, fill: MARKER_COLOURS[marker.kind] }, link);
+      svgEl("path", { d: `M${x + shift - 5},${m.top - 8}L${x + shift + 5},${m.top - 8}L${x + shift},${m.top}Z`, fill: MARKER_COLOURS[marker.kind] }, link);
       svgEl("title", {}, link).textContent = marker.label;
     }
     this.legend(svg, data.series, width - m.right, m.top);
@@ -183,11 +186,12 @@ function renderTimeline(container, seeds, lastEpoch, hrefFor) {
     svgEl("text", { x: 4, y: y + 17, class: "tick" }, row).textContent = `slot ${seed.slot}`;
     svgEl("rect", { x: sx(1), y: y + 3, width: sx(end + 1) - sx(1), height: rowHeight - 6, fill: STAGE_COLOURS.DORMANT }, row);
     const steps = seed.transitions.filter((t) => t.to_stage && !t.superseded);
-    steps.forEach((step, i) => {
-      const from = step.epoch ?? 1;
-      const to = i + 1 < steps.length ? steps[i + 1].epoch ?? end : end + 1;
+    const spans = steps.map((step, i) => [step, step.epoch ?? 1, i + 1 < steps.length ? steps[i + 1].epoch ?? end : end + 1]);
+    // a stage entered and left at one boundary (culled → embargoed) is drawn last, as a sliver on top
+    spans.sort((a, b) => (a[2] === a[1]) - (b[2] === b[1]));
+    spans.forEach(([step, from, to]) => {
       const segment = svgEl("rect", {
-        x: sx(from), y: y + 3, width: Math.max(2, sx(to) - sx(from)), height: rowHeight - 6,
+        x: sx(from), y: y + 3, width: Math.max(4, sx(to) - sx(from)), height: rowHeight - 6,
         fill: STAGE_COLOURS[step.to_stage] || "#999", class: "segment", "data-stage": step.to_stage,
       }, row);
       const gates = (step.gates || []).map((g) => `${g.gate} ${g.passed ? "passed" : "failed"}: ${g.reason}`);
@@ -215,3 +219,4 @@ function stageLegend(container) {
 }
 
 window.EsperCharts = { LineChart, renderTimeline, stageLegend, MARKER_COLOURS, STAGE_COLOURS };
+})();
