@@ -3,7 +3,8 @@
 Bound to a loopback address (the default) no token is needed; bound to any other address the server
 refuses to start without a bearer token from $ESPER_SERVE_TOKEN or --token-file, and then every request
 must carry it. The read models are caught up with the log before the first request and follow it while
-the server runs.
+the server runs, and so does Nissa: the alert conditions evaluated on the log append AlertFired and
+AlertResolved events, each also POSTed to --webhook and appended to --alert-file when given.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from domains.nissa.routing import Channel, FileChannel, Router, WebhookChannel
+from domains.nissa.service import Nissa
 from ops.common import add_command, print_json
 from ops.dbopts import add_db_option, db_url, open_db_from_args
 from ops.errors import UsageError
@@ -52,8 +56,26 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--es", metavar="URL", default=None, help="an Elasticsearch to report in /health ($ESPER_ES_URL)"
     )
+    parser.add_argument(
+        "--webhook", metavar="URL", default=None, help="POST each alert of record here as JSON"
+    )
+    parser.add_argument(
+        "--alert-file", type=Path, default=None, help="append each alert of record to FILE as a JSON line"
+    )
+    parser.add_argument(
+        "--no-alerts", action="store_true", help="do not evaluate alerts of record (another server does)"
+    )
     add_store_option(parser)
     add_db_option(parser)
+
+
+def alert_channels(args: argparse.Namespace) -> list[Channel]:
+    channels: list[Channel] = []
+    if args.webhook:
+        channels.append(WebhookChannel(args.webhook))
+    if args.alert_file is not None:
+        channels.append(FileChannel(args.alert_file))
+    return channels
 
 
 def read_token(args: argparse.Namespace) -> str | None:
@@ -98,6 +120,9 @@ def handle(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot listen on {args.bind}:{args.port}: {exc.strerror}") from None
         follower.start()
+        if not args.no_alerts:
+            nissa = Nissa(store, Router(alert_channels(args)))
+            threading.Thread(target=nissa.follow, args=(ctx.stopping,), name="nissa", daemon=True).start()
         host = f"[{args.bind}]" if ":" in args.bind else args.bind
         url = f"http://{host}:{server.port}/"
         if args.json:

@@ -1,0 +1,31 @@
+"""The alert rules' names, severities and thresholds: one place for both the Prometheus rules
+(ops/prometheus/esper.rules.yml, whose test checks it uses these numbers) and the event-stream conditions."""
+
+from __future__ import annotations
+
+from domains.oona.routing import Thresholds
+
+TRAINING_LATENCY_HIGH = "training_latency_high"
+KASMINA_ISOLATION_VIOLATION = "kasmina_isolation_violation"
+OONA_QUEUE_DEPTH = "oona_queue_depth"
+TEZZERET_COMPILE_RETRY_HIGH = "tezzeret_compile_retry_high"
+EPOCH_HOOK_BUDGET_BURN = "epoch_hook_budget_burn"
+MIRROR_LAG_BUDGET_BURN = "mirror_lag_budget_burn"
+
+SEVERITY = {
+    TRAINING_LATENCY_HIGH: "warning",
+    KASMINA_ISOLATION_VIOLATION: "critical",
+    OONA_QUEUE_DEPTH: "warning",
+    TEZZERET_COMPILE_RETRY_HIGH: "warning",
+}
+
+DEFAULT_HOOK_BUDGET_MS = 18.0  # used when an EpochHookTimed event carries no budget
+HOOK_QUANTILE = 0.95
+HOOK_WINDOW = 10  # the latest end-of-epoch hooks of a run whose p95 is compared with the budget
+HOOK_MIN_SAMPLES = 5
+ISOLATION_CLEAR_EPOCHS = 3
+RETRY_THRESHOLD = 3
+RETRY_WINDOW_S = 900
+OONA_DEPTH_THRESHOLD = Thresholds().reroute_above  # where the bus starts rerouting normal traffic
+HOOK_SLO = 0.99  # of end-of-epoch hooks within budget
+MIRROR_LAG_SLO_POSITIONS = 1000  # mirror lag above this counts against the mirror's error budget
