@@ -9,8 +9,6 @@ TRAINING_LATENCY_HIGH = "training_latency_high"
 KASMINA_ISOLATION_VIOLATION = "kasmina_isolation_violation"
 OONA_QUEUE_DEPTH = "oona_queue_depth"
 TEZZERET_COMPILE_RETRY_HIGH = "tezzeret_compile_retry_high"
-EPOCH_HOOK_BUDGET_BURN = "epoch_hook_budget_burn"
-MIRROR_LAG_BUDGET_BURN = "mirror_lag_budget_burn"
 
 SEVERITY = {
     TRAINING_LATENCY_HIGH: "warning",
@@ -27,5 +25,5 @@ ISOLATION_CLEAR_EPOCHS = 3
 RETRY_THRESHOLD = 3
 RETRY_WINDOW_S = 900
 OONA_DEPTH_THRESHOLD = Thresholds().reroute_above  # where the bus starts rerouting normal traffic
-HOOK_SLO = 0.99  # of end-of-epoch hooks within budget
+SLO = 0.99  # of end-of-epoch hooks within budget, of time with the mirror lag under its bound
 MIRROR_LAG_SLO_POSITIONS = 1000  # mirror lag above this counts against the mirror's error budget
