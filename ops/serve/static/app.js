@@ -1,6 +1,7 @@
 // The Esper dashboard's pages. The server sends one HTML shell naming the page and its parameters
 // (body data-page, data-run, data-seed); this script fetches the JSON API and renders, then follows
-// /api/live (server-sent events) and re-renders in place on every append, keeping zoom and scroll.
+// /api/live (server-sent events) and re-renders in place on every append: each page replaces its sections
+// in one synchronous step after its reads, so the scroll position stays, and charts keep their zoom.
 (() => {
 "use strict";
 
@@ -251,7 +252,6 @@ let renderedPosition = 0;
 
 async function refresh(position) {
   if (rendering) { again = true; return; }
-  const scroll = [window.scrollX, window.scrollY];
   rendering = pages[page]();
   try {
     await rendering;
@@ -264,7 +264,6 @@ async function refresh(position) {
     section("error").hidden = false;
   } finally {
     rendering = null;
-    window.scrollTo(scroll[0], scroll[1]);
   }
   if (again) { again = false; refresh(renderedPosition); }
 }

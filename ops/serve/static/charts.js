@@ -94,6 +94,7 @@ class LineChart {
       const shift = 11 * (atEpoch[marker.x] = (atEpoch[marker.x] ?? -1) + 1);
       const link = svgEl("a", { href: marker.href || "#", class: "marker", "data-kind": marker.kind, "data-epoch": marker.x }, svg);
       svgEl("line", { x1: x, x2: x, y1: m.top, y2: height - m.bottom, stroke: MARKER_COLOURS[marker.kind], class: "marker-line" }, link);
+      svgEl("line", { x1: x, x2: x, y1: m.top - 8, y2: height - m.bottom, class: "marker-hit" }, link);
       svgEl("path", { d: `M${x + shift - 5},${m.top - 8}L${x + shift + 5},${m.top - 8}L${x + shift},${m.top}Z`, fill: MARKER_COLOURS[marker.kind] }, link);
       svgEl("title", {}, link).textContent = marker.label;
     }
@@ -116,38 +117,50 @@ class LineChart {
     }
   }
 
+  // Listeners live on the container, which outlives every render, and the drag lives in this.state, so
+  // a live update in the middle of a drag neither drops it nor the zoom it sets.
   interact(svg, g) {
-    const plotWidth = g.width - g.m.left - g.m.right;
-    const toX = (px) => g.x0 + ((px - g.m.left) / plotWidth) * (g.x1 - g.x0);
-    const band = svgEl("rect", { y: g.m.top, height: g.height - g.m.top - g.m.bottom, class: "zoom-band", width: 0 }, svg);
-    let start = null;
-    const local = (event) => event.clientX - svg.getBoundingClientRect().left;
-    svg.addEventListener("mousedown", (event) => { start = local(event); event.preventDefault(); });
-    svg.addEventListener("mousemove", (event) => {
+    this.geometry = g;
+    this.band = svgEl("rect", { y: g.m.top, height: g.height - g.m.top - g.m.bottom, class: "zoom-band", width: 0 }, svg);
+    this.drawBand();
+    if (this.listening) return;
+    this.listening = true;
+    const box = this.container;
+    const local = (event) => event.clientX - box.querySelector("svg.chart").getBoundingClientRect().left;
+    const toX = (px) => {
+      const { x0, x1, m, width } = this.geometry;
+      return x0 + ((px - m.left) / (width - m.left - m.right)) * (x1 - x0);
+    };
+    box.addEventListener("mousedown", (event) => {
+      this.state.drag = [local(event), local(event)];
+      event.preventDefault();
+    });
+    box.addEventListener("mousemove", (event) => {
       const px = local(event);
-      if (start !== null) {
-        band.setAttribute("x", Math.min(start, px));
-        band.setAttribute("width", Math.abs(px - start));
-      }
+      if (this.state.drag) { this.state.drag[1] = px; this.drawBand(); }
       this.hover(event, toX(px));
     });
-    svg.addEventListener("mouseleave", () => { this.tooltip.hidden = true; });
-    svg.addEventListener("mouseup", (event) => {
-      if (start === null) return;
-      const a = toX(start);
-      const b = toX(local(event));
-      start = null;
-      if (Math.abs(b - a) >= 1) {
-        this.state.zoom = [Math.min(a, b), Math.max(a, b)];
-        this.render(this.data);
-        this.container.dataset.zoomed = "true";
-      } else band.setAttribute("width", 0);
-    });
-    svg.addEventListener("dblclick", () => {
-      this.state.zoom = null;
-      delete this.container.dataset.zoomed;
+    box.addEventListener("mouseleave", () => { this.tooltip.hidden = true; });
+    window.addEventListener("mouseup", () => {
+      if (!this.state.drag) return;
+      const [a, b] = this.state.drag.map(toX);
+      this.state.drag = null;
+      if (Math.abs(b - a) < 1) { this.drawBand(); return; } // a click (on a marker, say), not a drag
+      this.state.zoom = [Math.min(a, b), Math.max(a, b)];
+      box.dataset.zoomed = "true";
       this.render(this.data);
     });
+    box.addEventListener("dblclick", () => {
+      this.state.zoom = null;
+      delete box.dataset.zoomed;
+      this.render(this.data);
+    });
+  }
+
+  drawBand() {
+    const drag = this.state.drag;
+    this.band.setAttribute("x", drag ? Math.min(...drag) : 0);
+    this.band.setAttribute("width", drag ? Math.abs(drag[1] - drag[0]) : 0);
   }
 
   hover(event, x) {
