@@ -20,3 +20,5 @@ WEBHOOK_ATTEMPTS = Counter(
 WEBHOOK_FAILURES = Counter(
     "esper_nissa_webhook_failures_total", "Alert notifications the webhook still refused after every retry"
 )
+INDEXED_EVENTS = Counter("esper_nissa_indexed_events_total", "Events indexed into Elasticsearch")
+INDEXED_POSITION = Gauge("esper_nissa_indexed_position", "Last log position indexed into Elasticsearch")
