@@ -16,6 +16,7 @@ from tqdm import tqdm
 from ops.common import add_command, print_json
 from ops.dbopts import add_db_option, open_db_from_args
 from ops.errors import CommandError, UsageError
+from ops.plot import add_plot_option, write_plot
 from ops.storeopts import add_store_option, open_store_from_args
 from projections import ProjectionError, catch_up, status
 from projections.audit import AUDITS, AuditError, NotFound
@@ -50,11 +51,14 @@ def register(subparsers: Any) -> None:
     )
     add_db_option(parser)
     add_store_option(parser)
+    add_plot_option(parser)
 
 
 def handle(args: argparse.Namespace) -> int:
     if args.as_of is not None and args.as_of < 0:
         raise UsageError("--as-of must be a log position (>= 0)")
+    if args.plot and args.kind != "run":
+        raise UsageError("--plot draws a run: use it with `esper audit run RUN`")
     engine = open_db_from_args(args)
     try:
         if not args.no_catch_up:
@@ -91,6 +95,8 @@ def handle(args: argparse.Namespace) -> int:
         print_json(report)
     else:
         PRINTERS[args.kind](report)
+    if args.plot:
+        write_plot(args, args.id)
     return 0
 
 

@@ -19,6 +19,7 @@ from domains.tolaria.config import KNOWN_KEYS, ConfigError, RunConfig, build_con
 from eventstore import EventFilter, EventStore
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
+from ops.plot import add_plot_option, write_plot
 from ops.storeopts import add_store_option, open_store_from_args
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ def register(subparsers: Any) -> None:
         "when the run ends, `esper mirror` catches up from the durable cursor.",
     )
     add_store_option(parser)
+    add_plot_option(parser)
 
 
 def build_run_config(args: argparse.Namespace) -> RunConfig:
@@ -123,6 +125,8 @@ def handle(args: argparse.Namespace) -> int:
         print_json(summary.to_json())
     else:
         print_summary(summary)
+    if args.plot:
+        write_plot(args, summary.run_id)
     return 0
 
 

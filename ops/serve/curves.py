@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -17,9 +19,17 @@ from ops.serve import queries
 from projections import schema
 from projections.audit import NotFound
 
+PALETTE_FILE = Path(__file__).parent / "static" / "palette.json"
 NO_GROWTH_CONTROLLER = "noop"
 TASK_KEYS = ("host", "dataset", "host_options", "dataset_options")
 CURVE_COLUMNS = ("training_loss", "validation_loss", "training_accuracy", "validation_accuracy")
+
+
+@cache
+def palette() -> dict[str, dict[str, str]]:
+    """Colours of markers, stages and series, shared by the dashboard's pages and `--plot`."""
+    loaded: dict[str, dict[str, str]] = json.loads(PALETTE_FILE.read_text(encoding="utf-8"))
+    return loaded
 
 
 def _task(config_json: str | None) -> tuple[str, ...] | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from ops.serve.curves import baseline
+from ops.serve.curves import baseline, palette
 from ops.serve.routes import Request, Response, Route, ServeContext, error_response, json_response
 from projections.audit import NotFound
 
@@ -50,6 +50,7 @@ def page_html(page: str, title: str, run: str = "", seed: str = "") -> bytes:
         run=html.escape(run, quote=True),
         seed=html.escape(seed, quote=True),
         sections=RUN_SECTIONS if page == "run" else "",
+        palette=json.dumps(palette(), separators=(",", ":")),
     ).encode()
 
 

@@ -116,6 +116,7 @@ def test_live_run_in_the_browser(
         page.locator(f"{row} rect.segment").first.hover()
         assert "G0" in page.inner_text("#tooltip")
         screenshot(page, artifacts, "run-after-graft")
+        page.mouse.move(0, 0)
 
         rollback = subprocess.run(
             esper(data_dir, "rollback", "--run", RUN_ID, "--to-epoch", str(ROLLBACK_TO), "--wait", "60"),

@@ -5,7 +5,8 @@
 (() => {
 "use strict";
 
-const { LineChart, renderTimeline, stageLegend } = window.EsperCharts;
+const { LineChart, renderTimeline, stageLegend, PALETTE } = window.EsperCharts;
+const COLOURS = PALETTE.series;
 const body = document.body;
 const page = body.dataset.page;
 const runId = body.dataset.run || "";
@@ -139,21 +140,21 @@ pages.run = async () => {
     charts.accuracy = new LineChart(section("accuracy-chart"), { id: "accuracy", title: "accuracy" });
   }
   const withBaseline = (series, key, colour) => baseName ? [...series, { name: `${baseName} val`, colour, dashed: true, points: curve(base, key) }] : series;
-  const voidedSeries = (key, name) => voided.length ? [{ name, colour: "#9e9e9e", faint: true, points: curve(voided, key) }] : [];
+  const voidedSeries = (key, name) => voided.length ? [{ name, colour: COLOURS.voided, faint: true, points: curve(voided, key) }] : [];
   charts.loss.render({
     series: withBaseline([
-      { name: "train loss", colour: "#1e88e5", points: curve(standing, "training_loss") },
-      { name: "val loss", colour: "#d81b60", points: curve(standing, "validation_loss") },
+      { name: "train loss", colour: COLOURS.training, points: curve(standing, "training_loss") },
+      { name: "val loss", colour: COLOURS.validation, points: curve(standing, "validation_loss") },
       ...voidedSeries("validation_loss", "rolled back"),
-    ], "validation_loss", "#757575"),
+    ], "validation_loss", COLOURS.baseline),
     markers: marks,
   });
   charts.accuracy.render({
     series: withBaseline([
-      { name: "train acc", colour: "#1e88e5", points: curve(standing, "training_accuracy") },
-      { name: "val acc", colour: "#d81b60", points: curve(standing, "validation_accuracy") },
+      { name: "train acc", colour: COLOURS.training, points: curve(standing, "training_accuracy") },
+      { name: "val acc", colour: COLOURS.validation, points: curve(standing, "validation_accuracy") },
       ...voidedSeries("validation_accuracy", "rolled back"),
-    ], "validation_accuracy", "#757575"),
+    ], "validation_accuracy", COLOURS.baseline),
     markers: marks,
   });
   renderTimeline(section("timeline"), seeds, run.last_epoch || 1, (seed) => seedHref(seed.seed));
@@ -278,6 +279,9 @@ function follow() {
   const live = new EventSource("/api/live");
   const dot = section("live");
   live.addEventListener("open", () => { dot.dataset.state = "live"; dot.title = "following the log"; });
+  // hello comes first on every (re)connection: render then, so nothing appended before the feed opened,
+  // or while it was down, is missed
+  live.addEventListener("hello", (message) => refresh(JSON.parse(message.data).position));
   live.addEventListener("error", () => { dot.dataset.state = "down"; dot.title = "reconnecting"; });
   live.addEventListener("append", (message) => {
     const news = JSON.parse(message.data);
@@ -288,5 +292,5 @@ function follow() {
   });
 }
 
-refresh(0).then(follow);
+follow();
 })();

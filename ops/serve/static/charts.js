@@ -4,12 +4,10 @@
 "use strict";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
-const MARKER_COLOURS = { graft: "#2e7d32", cull: "#c62828", fossilize: "#1565c0", rollback: "#ef6c00" };
-const STAGE_COLOURS = {
-  DORMANT: "#e0e0e0", GERMINATED: "#b3e5fc", TRAINING: "#4fc3f7", BLENDING: "#7986cb",
-  SHADOWING: "#9575cd", PROBATIONARY: "#ffb74d", FOSSILIZED: "#43a047", CULLED: "#e53935",
-  EMBARGOED: "#f48fb1", RESETTING: "#bdbdbd", TERMINATED: "#616161",
-};
+// one palette for the dashboard and `--plot` (static/palette.json, inlined into every page by the server)
+const PALETTE = window.ESPER_PALETTE;
+const MARKER_COLOURS = PALETTE.markers;
+const STAGE_COLOURS = PALETTE.stages;
 
 function svgEl(tag, attrs, parent) {
   const node = document.createElementNS(SVG_NS, tag);
@@ -179,7 +177,8 @@ class LineChart {
 function showTooltip(tooltip, event, text) {
   tooltip.textContent = text;
   tooltip.hidden = false;
-  tooltip.style.left = `${event.pageX + 14}px`;
+  const room = document.documentElement.clientWidth + window.scrollX - tooltip.offsetWidth - 8;
+  tooltip.style.left = `${Math.min(event.pageX + 14, room)}px`;
   tooltip.style.top = `${event.pageY + 10}px`;
 }
 
@@ -193,6 +192,7 @@ function renderTimeline(container, seeds, lastEpoch, hrefFor) {
   const height = m.top + m.bottom + rowHeight * Math.max(1, seeds.length);
   const svg = svgEl("svg", { width, height, class: "timeline" });
   const tooltip = document.getElementById("tooltip");
+  tooltip.hidden = true; // its segment is about to be replaced, and would never see the mouse leave
   seeds.forEach((seed, index) => {
     const y = m.top + index * rowHeight;
     const row = svgEl("a", { href: hrefFor(seed), class: "timeline-row", "data-slot": seed.slot, "data-stage": seed.stage }, svg);
@@ -231,5 +231,5 @@ function stageLegend(container) {
   }));
 }
 
-window.EsperCharts = { LineChart, renderTimeline, stageLegend, MARKER_COLOURS, STAGE_COLOURS };
+window.EsperCharts = { LineChart, renderTimeline, stageLegend, PALETTE };
 })();
