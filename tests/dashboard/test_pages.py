@@ -121,7 +121,7 @@ def test_live_feed_names_the_position_and_runs_of_each_append(tmp_path: Path) ->
     dashboard_runs(tmp_path, epochs=3)
     with served(tmp_path) as (url, ctx):
         address = urllib.parse.urlsplit(url)
-        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+        connection = http.client.HTTPConnection(str(address.hostname), address.port, timeout=30)
         connection.request("GET", "/api/live")
         response = connection.getresponse()
         assert response.status == 200
