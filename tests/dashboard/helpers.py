@@ -8,6 +8,7 @@ from pathlib import Path
 
 from eventstore import EventStore, open_store
 from leyline import pb
+from ops.bench.serve_dashboard import epoch_batches
 from projections.simulate import Simulator
 from tests.projections.helpers import unpositioned
 
@@ -56,12 +57,6 @@ def continuing(store: EventStore, seed: int) -> Simulator:
 
 
 def epochs_of(simulator: Simulator, run_id: str, epochs: int) -> Iterator[list[pb.EventEnvelope]]:
-    """A simulated run's events cut at each EpochCompleted: what one epoch boundary appends."""
-    batch: list[pb.EventEnvelope] = []
-    for envelope in with_controller(list(simulator.run(epochs, run_id=run_id, rollback_every=0)), "tamiyo"):
-        batch.append(envelope)
-        if envelope.event_type == "EpochCompleted":
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    """A simulated grown run's events cut after each EpochCompleted: what one epoch boundary appends."""
+    for batch in epoch_batches(simulator, run_id, epochs):
+        yield with_controller(batch, "tamiyo")
