@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -177,3 +178,23 @@ class Server(ThreadingHTTPServer):
         self.ctx.stopping.set()
         self.shutdown()
         self.server_close()
+
+
+@contextmanager
+def running(
+    ctx: ServeContext, bind: str = "127.0.0.1", port: int = 0, token: str | None = None
+) -> Iterator[Server]:
+    """A server on a thread of this process (tests, benchmarks), the read models caught up and followed;
+    stopped, with its follower, on exit. The context's store and engine stay open."""
+    follower = Follower(ctx)
+    follower.catch_up()
+    server = Server(ctx, bind, port, token)
+    follower.start()
+    thread = threading.Thread(target=server.serve_forever, name="esper-serve", daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        thread.join()
+        follower.thread.join()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from typing import Any
 from eventstore import open_store
 from leyline import pb
 from ops.serve.routes import ServeContext
-from ops.serve.server import Follower, Server
+from ops.serve.server import running
 from projections import open_db, resolve_url
 from projections.simulate import Simulator
 from tests.projections.helpers import unpositioned
@@ -45,18 +44,10 @@ def served(data_dir: Path, token: str | None = None, **options: Any) -> Iterator
     url = resolve_url(data_dir)
     engine = open_db(url)
     ctx = ServeContext(Path(data_dir), url, store, engine, **options)
-    follower = Follower(ctx)
-    follower.catch_up()
-    server = Server(ctx, "127.0.0.1", 0, token)
-    follower.start()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.port}", ctx
+        with running(ctx, token=token) as server:
+            yield f"http://127.0.0.1:{server.port}", ctx
     finally:
-        server.stop()
-        thread.join()
-        follower.thread.join()
         store.close()
         engine.dispose()
 
