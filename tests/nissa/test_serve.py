@@ -168,3 +168,43 @@ def test_serve_command_answers_with_the_token_from_a_file(
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0
+
+
+def test_metrics_expose_read_model_gauges_and_request_counts(data_dir: tuple[Path, list[str]]) -> None:
+    directory, run_ids = data_dir
+    mirror = directory / "mirror"
+    mirror.mkdir(exist_ok=True)
+    (mirror / "cursor-esper-abc.json").write_text('{"log_id": "x", "position": 3, "groups": {}}')
+    with served(directory) as (url, ctx):
+        get(f"{url}/api/runs")
+        status, headers, body = get(f"{url}/metrics")
+        head = ctx.store.head_position()
+    text = body.decode()
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert samples['esper_nissa_runs{status="completed"}'] == len(run_ids)
+    assert samples['esper_nissa_seeds{stage="FOSSILIZED"}'] >= 1
+    assert samples["esper_nissa_alerts_firing"] == 0
+    assert samples['esper_nissa_projection_lag_positions{projection="runs"}'] == 0
+    assert samples['esper_nissa_mirror_lag_positions{cursor="cursor-esper-abc"}'] == head - 3
+    assert samples['esper_serve_requests_total{code="200",route="/api/runs"}'] >= 1
+    (mirror / "cursor-esper-abc.json").unlink()
+
+
+@pytest.mark.redis
+def test_health_names_what_is_down(data_dir: tuple[Path, list[str]]) -> None:
+    directory, _ = data_dir
+    with served(directory, redis_url="redis://127.0.0.1:6379/0") as (url, _):
+        status, report = get_json(f"{url}/health")
+    assert status == 200 and report["down"] == [] and set(report["checks"]) == {"log", "projections", "redis"}
+    with served(directory, redis_url="redis://127.0.0.1:1/0", es_url="http://127.0.0.1:1") as (url, ctx):
+        status, report = get_json(f"{url}/health")
+        assert status == 503 and report["status"] == "down"
+        assert report["down"] == ["redis", "elasticsearch"]
+        ctx.updates.failure = "OperationalError: database is gone"
+        status, report = get_json(f"{url}/health")
+        assert status == 503 and "projections" in report["down"]
