@@ -76,6 +76,7 @@ def draw(curves: RunCurves, path: Path) -> Path:
     from matplotlib import pyplot
 
     colours = palette()
+    pyplot.rcParams["svg.fonttype"] = "none"  # SVG text stays text: searchable, selectable, smaller
     figure, axes = pyplot.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
     for axis, (title, training, validation) in zip(axes, PANELS, strict=True):
         axis.plot(
