@@ -33,12 +33,13 @@ def append(store: EventStore, events: list[pb.EventEnvelope], batch: int = 500) 
 
 
 def dashboard_runs(data_dir: Path, epochs: int = 30) -> dict[str, str]:
-    """Two grown runs (one with a rollback) and their no-growth baseline; returns {role: run id}."""
+    """Two grown runs (one with a rollback), their no-growth baseline and alerts; returns {role: run id}."""
     simulator = Simulator(seed=4)  # its grown run has a graft, a cull, a fossilization and a rollback
     events = list(simulator.catalogue(5))
     events += with_controller(list(simulator.run(epochs, run_id="grown", rollback_every=12)), "tamiyo")
     events += with_controller(list(simulator.run(epochs, run_id="plain", rollback_every=0)), "tamiyo")
     events += with_controller(list(simulator.run(epochs, run_id="nogrowth", rollback_every=0)), "noop")
+    events += [*simulator.alert(), *list(simulator.alert())[:1]]  # one alert resolved, one still firing
     store = open_store(Path(data_dir) / "log")
     try:
         append(store, events)

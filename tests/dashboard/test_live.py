@@ -85,6 +85,7 @@ def test_live_run_in_the_browser(
         page.click(f'a.run-link:text-is("{RUN_ID}")')
         page.wait_for_selector('svg[data-chart="loss"] path[data-series="val loss"]')
         first = points(page, "val loss")
+        assert page.locator('path[data-series="no-growth base val"]').count() == 2  # the noop run's curves
         wait_until(lambda: points(page, "val loss") > first, "the curves to grow")
 
         # zoom into the accuracy chart and scroll down: neither may be lost on later updates

@@ -191,6 +191,9 @@ function renderTimeline(container, seeds, lastEpoch, hrefFor) {
   const sx = (e) => m.left + ((e - 1) / Math.max(1, end)) * (width - m.left - m.right);
   const height = m.top + m.bottom + rowHeight * Math.max(1, seeds.length);
   const svg = svgEl("svg", { width, height, class: "timeline" });
+  if (!seeds.length) {
+    svgEl("text", { x: m.left, y: m.top + 17, class: "tick" }, svg).textContent = "no seed germinated yet (or since the rollback)";
+  }
   const tooltip = document.getElementById("tooltip");
   tooltip.hidden = true; // its segment is about to be replaced, and would never see the mouse leave
   seeds.forEach((seed, index) => {
