@@ -19,6 +19,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from prometheus_client import Counter, Gauge
+
 from ops.serve.curves import baseline, palette
 from ops.serve.routes import Request, Response, Route, ServeContext, error_response, json_response
 from projections.audit import NotFound
@@ -28,6 +30,9 @@ SHELL = "page.html"
 KEEPALIVE_S = 15.0  # a comment line this often keeps proxies and the browser from closing an idle feed
 SUMMARY_LIMIT = 200  # (run, type) pairs named in one message; a page reloads on any of its run's events
 BACKLOG = 256  # messages a slow client may fall behind before it skips to the newest
+
+LIVE_CLIENTS = Gauge("esper_serve_live_clients", "Pages following /api/live now")
+LIVE_MESSAGES = Counter("esper_serve_live_messages_total", "Append messages published on /api/live")
 
 RUN_SECTIONS = """\
 <section class="charts"><div class="chart-box" id="loss-chart"></div>\
@@ -78,6 +83,7 @@ class LiveFeed:
                 self.sequence += 1
                 self.messages.append((self.sequence, message))
                 self.changed.notify_all()
+            LIVE_MESSAGES.inc()
         with self.changed:
             self.changed.notify_all()
 
@@ -103,15 +109,19 @@ class LiveFeed:
         with self.changed:
             sent = self.sequence
             position = self.position
-        yield sse("hello", {"position": position})
-        while not self.ctx.stopping.is_set():
-            pending = self._after(sent)
-            if not pending:
-                yield b": keep-alive\n\n"
-                continue
-            sent = pending[-1][0]
-            for _, message in pending:
-                yield message
+        LIVE_CLIENTS.inc()
+        try:
+            yield sse("hello", {"position": position})
+            while not self.ctx.stopping.is_set():
+                pending = self._after(sent)
+                if not pending:
+                    yield b": keep-alive\n\n"
+                    continue
+                sent = pending[-1][0]
+                for _, message in pending:
+                    yield message
+        finally:
+            LIVE_CLIENTS.dec()
 
 
 def sse(event: str, data: Any) -> bytes:

@@ -139,7 +139,11 @@ def test_live_feed_names_the_position_and_runs_of_each_append(tmp_path: Path) ->
         finally:
             store.close()
         lines = [response.readline() for _ in range(2)]
+        metrics = get(f"{url}/metrics")[2].decode()
         connection.close()
+    clients = next(line for line in metrics.splitlines() if line.startswith("esper_serve_live_clients "))
+    assert float(clients.split()[1]) >= 1
+    assert "esper_serve_live_messages_total" in metrics
     assert lines[0] == b"event: append\n"
     message = json.loads(lines[1].removeprefix(b"data: "))
     assert message["position"] == head
