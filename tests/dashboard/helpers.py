@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from eventstore import EventStore, open_store
-from leyline import pb
+from leyline import new_envelope, pb
 from ops.bench.serve_dashboard import epoch_batches
 from projections.simulate import Simulator
 from tests.projections.helpers import unpositioned
@@ -27,6 +27,17 @@ def with_controller(events: list[pb.EventEnvelope], controller: str) -> list[pb.
     return events
 
 
+def alerts() -> list[pb.EventEnvelope]:
+    """One alert fired and resolved, another still firing."""
+    resolved = pb.Alert(name="oona_queue_depth", severity="warning", summary="queue above 4000", value=4100)
+    firing = pb.Alert(name="training_latency_high", severity="critical", summary="hook over budget", value=31)
+    return [
+        new_envelope("AlertFired", "alert-oona_queue_depth", resolved),
+        new_envelope("AlertResolved", "alert-oona_queue_depth", resolved),
+        new_envelope("AlertFired", "alert-training_latency_high", firing),
+    ]
+
+
 def append(store: EventStore, events: list[pb.EventEnvelope], batch: int = 500) -> None:
     for start in range(0, len(events), batch):
         store.append(unpositioned(events[start : start + batch]))
@@ -39,7 +50,7 @@ def dashboard_runs(data_dir: Path, epochs: int = 30) -> dict[str, str]:
     events += with_controller(list(simulator.run(epochs, run_id="grown", rollback_every=12)), "tamiyo")
     events += with_controller(list(simulator.run(epochs, run_id="plain", rollback_every=0)), "tamiyo")
     events += with_controller(list(simulator.run(epochs, run_id="nogrowth", rollback_every=0)), "noop")
-    events += [*simulator.alert(), *list(simulator.alert())[:1]]  # one alert resolved, one still firing
+    events += alerts()
     store = open_store(Path(data_dir) / "log")
     try:
         append(store, events)

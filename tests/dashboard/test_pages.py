@@ -63,6 +63,7 @@ def test_every_page_renders(runs: tuple[Path, dict[str, str]], page: Page, artif
         page.goto(f"{url}/alerts")
         rendered(page)
         assert page.locator('tr[data-state="firing"]').count() == 1
+        assert page.locator('tr[data-state="resolved"]').count() == 1
         assert page.inner_text("#firing") == "1 firing"
         screenshot(page, artifacts, "sim-alerts")
 
