@@ -20,9 +20,9 @@ from tests.nissa.helpers import served
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_ID = "live1"
-EPOCHS = 60
+EPOCHS = 80  # long enough that the rollback, asked for after the first graft, finds the run live
 ROLLBACK_TO = 10
-WAIT_S = 120.0  # deadline of each condition below; a run of 60 epochs takes ~20 s here
+WAIT_S = 120.0  # deadline of each condition below; a run of 80 epochs takes ~25 s here
 
 
 def esper(data_dir: Path, *args: str) -> list[str]:
