@@ -3,8 +3,8 @@
 Pages are one HTML shell (static/page.html) naming the page and its parameters; static/app.js renders
 them from the JSON API (ops.serve.api) with hand-written SVG charts (static/charts.js, no library, no
 CDN). /api/live is a server-sent event stream: one `append` message per advance of the read models,
-naming the position reached and the runs and event types appended, so a page re-reads only what it shows
-and does so after the projections hold the new events.
+naming the position reached and the runs and event types appended (or null after a very large advance),
+so a page re-reads only what it shows and does so after the projections hold the new events.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 SHELL = "page.html"
 KEEPALIVE_S = 15.0  # a comment line this often keeps proxies and the browser from closing an idle feed
 SUMMARY_LIMIT = 200  # (run, type) pairs named in one message; a page reloads on any of its run's events
+SCAN_LIMIT = 10_000  # a larger advance (an import, a catch-up) is announced without names: pages reload
 BACKLOG = 256  # messages a slow client may fall behind before it skips to the newest
 
 LIVE_CLIENTS = Gauge("esper_serve_live_clients", "Pages following /api/live now")
@@ -88,6 +89,8 @@ class LiveFeed:
             self.changed.notify_all()
 
     def _summary(self, after: int, reached: int) -> bytes:
+        if reached - after > SCAN_LIMIT:
+            return sse("append", {"position": reached, "events": None})
         seen: dict[tuple[str, str], int | None] = {}
         for event in self.ctx.store.read_all(from_position=after + 1, to_position=reached):
             key = (event.run_id, event.event_type)

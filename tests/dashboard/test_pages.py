@@ -7,11 +7,13 @@ import http.client
 import json
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Page
 
 from eventstore import open_store
+from ops.serve import dashboard
 from tests.dashboard.conftest import screenshot
 from tests.dashboard.helpers import append, continuing, dashboard_runs, epochs_of
 from tests.nissa.helpers import get, get_json, served
@@ -120,9 +122,9 @@ def test_live_appends_reach_the_page_and_keep_the_zoom(
             store.close()
 
 
-def test_live_feed_names_the_position_and_runs_of_each_append(tmp_path: Path) -> None:
-    dashboard_runs(tmp_path, epochs=3)
-    with served(tmp_path) as (url, ctx):
+def _first_append(data_dir: Path) -> tuple[int, dict[str, Any], str]:
+    """Follow /api/live, append one epoch boundary: the head, the first append message, /metrics then."""
+    with served(data_dir) as (url, ctx):
         address = urllib.parse.urlsplit(url)
         connection = http.client.HTTPConnection(str(address.hostname), address.port, timeout=30)
         connection.request("GET", "/api/live")
@@ -133,7 +135,7 @@ def test_live_feed_names_the_position_and_runs_of_each_append(tmp_path: Path) ->
         hello = json.loads(response.readline().removeprefix(b"data: "))
         assert hello["position"] == ctx.updates.position
         response.readline()
-        store = open_store(tmp_path / "log")
+        store = open_store(data_dir / "log")
         try:
             append(store, next(epochs_of(continuing(store, seed=5), "fed", 2)))
             head = store.head_position()
@@ -142,14 +144,26 @@ def test_live_feed_names_the_position_and_runs_of_each_append(tmp_path: Path) ->
         lines = [response.readline() for _ in range(2)]
         metrics = get(f"{url}/metrics")[2].decode()
         connection.close()
-    clients = next(line for line in metrics.splitlines() if line.startswith("esper_serve_live_clients "))
-    assert float(clients.split()[1]) >= 1
-    assert "esper_serve_live_messages_total" in metrics
     assert lines[0] == b"event: append\n"
-    message = json.loads(lines[1].removeprefix(b"data: "))
+    return head, json.loads(lines[1].removeprefix(b"data: ")), metrics
+
+
+def test_live_feed_names_the_position_and_runs_of_each_append(tmp_path: Path) -> None:
+    dashboard_runs(tmp_path, epochs=3)
+    head, message, metrics = _first_append(tmp_path)
     assert message["position"] == head
     assert {"run_id": "fed", "type": "RunStarted", "epoch": 0} in message["events"]
     assert any(event["type"] == "EpochCompleted" and event["epoch"] == 1 for event in message["events"])
+    clients = next(line for line in metrics.splitlines() if line.startswith("esper_serve_live_clients "))
+    assert float(clients.split()[1]) >= 1
+    assert "esper_serve_live_messages_total" in metrics
+
+
+def test_a_large_advance_is_announced_without_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dashboard_runs(tmp_path, epochs=3)
+    monkeypatch.setattr(dashboard, "SCAN_LIMIT", 1)
+    head, message, _ = _first_append(tmp_path)
+    assert message == {"position": head, "events": None}
 
 
 def test_static_files_and_pages(runs: tuple[Path, dict[str, str]]) -> None:

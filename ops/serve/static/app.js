@@ -270,7 +270,7 @@ async function refresh(position) {
 }
 
 function relevant(events) {
-  if (page === "runs" || page === "alerts") return true;
+  if (page === "runs" || page === "alerts" || events === null) return true;
   const wanted = page === "seed" ? seedName.split(".").slice(0, -1).join(".") : runId;
   return events.some((e) => e.run_id === wanted || e.run_id === "");
 }
