@@ -219,6 +219,15 @@ function chainStep(kind, title, ...lines) {
   return h("li", { class: `step step-${kind}` }, h("h3", {}, title), ...lines.filter(Boolean).map((l) => h("p", {}, l)));
 }
 
+function transitionStep(t) {
+  const gates = (t.gates || []).map((g) => `${g.gate} ${g.passed ? "✓" : "✗"} ${g.reason}`).join("; ");
+  const title = t.to_stage ? `${t.from_stage || ""} → ${t.to_stage} · epoch ${t.epoch}` : `${t.event_type} · epoch ${t.epoch}`;
+  const step = chainStep(t.superseded ? "superseded" : "transition", title, t.reason, gates);
+  if (t.to_stage) step.dataset.stage = t.to_stage;
+  step.style.setProperty("--dot", PALETTE.stages[t.to_stage] || "#7986cb");
+  return step;
+}
+
 pages.seed = async () => {
   const chain = await api(`/api/seeds/${enc(seedName)}/chain`);
   section("header").replaceChildren(
@@ -232,15 +241,11 @@ pages.seed = async () => {
     if (d) steps.push(chainStep("decision", `decision · ${d.policy_name} ${d.policy_version}`, `${d.action}, risk ${d.risk_level}, ${fmt(d.latency_ms, 2)} ms${d.conservative ? ", conservative" : ""}`, d.reason));
     const c = link.command;
     if (c) steps.push(chainStep("command", `command · ${c.operation} ${c.blueprint_id || ""}`, `slot ${c.target_slot}, issued by ${c.issued_by}, id ${c.command_id}`));
-    for (const t of link.effects) {
-      const gates = (t.gates || []).map((g) => `${g.gate} ${g.passed ? "✓" : "✗"} ${g.reason}`).join("; ");
-      steps.push(chainStep(t.superseded ? "superseded" : "transition",
-        t.to_stage ? `${t.from_stage} → ${t.to_stage} · epoch ${t.epoch}` : `${t.event_type} · epoch ${t.epoch}`, t.reason, gates));
-    }
+    steps.push(...link.effects.map(transitionStep));
     for (const f of link.field_reports) steps.push(chainStep("report", `field report · ${f.outcome}`, `Δ accuracy ${fmt(f.delta_accuracy)}, Δ loss ${fmt(f.delta_loss)} over epochs ${f.start_epoch}–${f.end_epoch}`));
     return h("ol", { class: "chain", "data-command": link.command_id }, steps);
   });
-  const others = chain.other_transitions.map((t) => chainStep("transition", `${t.from_stage || ""} → ${t.to_stage || t.event_type} · epoch ${t.epoch}`, t.reason));
+  const others = chain.other_transitions.map(transitionStep);
   const rest = others.length ? [h("h2", {}, "without a command"), h("ol", { class: "chain" }, others)] : [];
   section("content").replaceChildren(...links, ...rest);
 };
