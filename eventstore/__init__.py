@@ -14,7 +14,9 @@ from eventstore.api import (
     ANY,
     EXISTS,
     NO_STREAM,
+    CommittedTailMissing,
     CorruptLogError,
+    DiskFull,
     EventFilter,
     EventStore,
     EventStoreError,
@@ -39,10 +41,15 @@ def open_store(location: str | os.PathLike[str], **options: object) -> EventStor
 
     File store options: create (default True), fsync ("always", "batch", "interval:<ms>"), segment_size,
     preallocate. PostgreSQL options: create (default True: create the tables if absent), schema.
+    Both: read_only (default False): open an existing store for reading; nothing is created, repaired or
+    rewritten (a torn tail of the file store is left in place and reported in `store.recovery`), and
+    appends are refused. Commands that only read (replay, verify, audit) open the log this way.
     """
     if is_database_url(location):
         from eventstore.postgres import PostgresStore
 
+        if options.pop("read_only", False):
+            options["create"] = False  # the database refuses nothing itself: readers never append
         return PostgresStore(str(location), **options)  # type: ignore[arg-type]
     from eventstore.file import FileStore
 
@@ -54,7 +61,9 @@ __all__ = [
     "ANY",
     "EXISTS",
     "NO_STREAM",
+    "CommittedTailMissing",
     "CorruptLogError",
+    "DiskFull",
     "EventFilter",
     "EventStore",
     "EventStoreError",

@@ -44,6 +44,33 @@ class CorruptLogError(EventStoreError):
         self.reason = reason
 
 
+class CommittedTailMissing(CorruptLogError):
+    """The segments end below a head the store recorded as committed (INDEX, HEAD): records that were
+    acknowledged are gone or were replaced, which no torn write explains; nothing is truncated."""
+
+    def __init__(
+        self, segment: str, offset: int, found: int, expected: int, source: str, detail: str
+    ) -> None:
+        super().__init__(
+            segment,
+            offset,
+            found + 1,
+            f"{detail}, but {source} records committed head {expected} and the segments hold only "
+            f"up to head {found}: restore the log from a copy",
+        )
+        self.expected_head = expected
+        self.found_head = found
+        self.source = source
+
+
+class DiskFull(EventStoreError):
+    """No space left on the device while appending: nothing of the failed append was committed."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"disk full while writing {path}; free space, then `esper run --resume`")
+        self.path = path
+
+
 class StoreUnavailable(EventStoreError):
     """The location is not a store, or the database does not answer."""
 

@@ -3,7 +3,9 @@
 Written when a store is closed; a disposable cache like snapshots. It holds, for each segment, its first
 position, the end of its committed data, the CRC32C of the segment's bytes up to that end and its record
 offsets; each stream's positions; the idempotency index's sorted runs. On open the checkpoint is trusted
-only if its own CRC32C matches *and* every segment's bytes still hash to the recorded CRC32C (one C call
+only if its own CRC32C matches, its content is consistent (positions, offsets and counts agree with its
+head; anything else, however it got there, is ignored and the log rescanned) *and* every segment's bytes
+still hash to the recorded CRC32C (one C call
 per chunk, at memory speed), so corruption anywhere in the checkpointed range still makes the store fall
 back to a full record-by-record scan, which names the damaged record. Records after the checkpoint (appended
 later or by a process that crashed) are scanned and recovered as usual.
@@ -31,6 +33,10 @@ PREFIX = struct.Struct("<4sII")
 COUNTS = struct.Struct("<QIII")
 SEGMENT = struct.Struct("<QQIQ")
 CHUNK = 16 << 20
+CHANGED_SEGMENT_REASON = (
+    "the segment's committed bytes differ from those INDEX recorded at close, although every record is "
+    "well formed: records were replaced after they were committed; restore the log from a copy"
+)
 
 
 @dataclass
@@ -64,16 +70,29 @@ def save(path: Path, state: IndexState) -> None:
         parts.append(values.astype("<u8").tobytes())
     rest = b"".join(parts)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(PREFIX.pack(MAGIC, VERSION, crc32c.crc32c(rest)) + rest)
-    os.replace(temporary, path)
+    try:
+        temporary.write_bytes(PREFIX.pack(MAGIC, VERSION, crc32c.crc32c(rest)) + rest)
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def load(path: Path) -> IndexState | None:
-    """The checkpoint, or None when there is none or it is damaged or from another format version."""
+    """The checkpoint, or None when there is none, or it is damaged, inconsistent or from another format
+    version: whatever the file holds, never an exception."""
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
         return None
+    try:
+        state = _parse(data)
+    except (struct.error, ValueError, OverflowError, MemoryError):  # UnicodeDecodeError is a ValueError
+        return None
+    return state if state is not None and _consistent(state) else None
+
+
+def _parse(data: bytes) -> IndexState | None:
     if len(data) < PREFIX.size + COUNTS.size:
         return None
     magic, version, checksum = PREFIX.unpack_from(data, 0)
@@ -112,6 +131,41 @@ def load(path: Path) -> IndexState | None:
     if offset != len(view):
         return None
     return IndexState(head, segments, streams, runs)
+
+
+def _consistent(state: IndexState) -> bool:
+    """Whether the checkpoint describes a log 1..head: contiguous segments with increasing record offsets
+    inside their data, each position in exactly one stream (checked by count, range, order and sum) and one
+    idempotency entry per event."""
+    head = state.head
+    first = 1
+    for segment in state.segments:
+        offsets = np.frombuffer(segment.offsets, dtype=np.uint32)
+        if segment.first != first:
+            return False
+        if len(offsets) and (offsets[0] != 0 or offsets[-1] >= segment.end or np.any(np.diff(offsets) <= 0)):
+            return False
+        if not len(offsets) and segment.end != 0:
+            return False
+        first += len(offsets)
+    if first - 1 != head:
+        return False
+    total = 0
+    position_sum = 0
+    for name, positions in state.streams.items():
+        values = np.frombuffer(positions, dtype=np.uint64)
+        if not name or not len(values) or values[0] < 1 or values[-1] > head or np.any(np.diff(values) <= 0):
+            return False
+        total += len(values)
+        position_sum += int(values.sum(dtype=np.uint64))
+    if total != head or position_sum != head * (head + 1) // 2:
+        return False
+    entries = 0
+    for keys, values in state.runs:
+        if len(keys) and (np.any(np.diff(keys) < 0) or values.min() < 1 or values.max() > head):
+            return False
+        entries += len(keys)
+    return entries == head
 
 
 def segment_crc(fd: int, end: int) -> int:

@@ -1,7 +1,9 @@
 """The Redis Streams mirror of the log (SPEC §5, §11). Redis is a mirror, never the source of truth.
 
 Every committed event is XADDed with the entry id `<global position>-0`, so Redis rejects a re-add and
-re-mirroring is idempotent. Keys (`prefix` defaults to `esper`):
+re-mirroring is idempotent. A rejected XADD counts as already mirrored only when the stream holds that very
+entry: an id another producer put above the log's positions (XADD with `*`) would swallow every later
+event, and stops the mirror with ForeignEntry instead. Keys (`prefix` defaults to `esper`):
 
 - `<prefix>:cat:<category>`: one stream per category (`run`, `seed`, …) holding every event of it;
 - the bus queues a `Fanout` adds (Oona: `<prefix>:oona:<queue>`), same entry ids;
@@ -47,6 +49,7 @@ from eventstore.mirror_metrics import (
     MIRROR_TRIMMED,
 )
 from leyline import category_of, pb
+from leyline.datadir import DataDir
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,10 @@ DEFAULT_PREFIX = "esper"
 DEFAULT_BATCH = 500
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
-# Checks the marker, XADDs the batch and moves the marker in one atomic step.
+# Checks the marker, XADDs the batch and moves the marker in one atomic step. An XADD that Redis rejects
+# counts as already mirrored only if the stream really holds that entry id; otherwise another producer put
+# a higher id on the stream (XADD with `*`), nothing more of the log could go there, and the script stops
+# with 'foreign' before it moves the marker.
 # KEYS[1] marker, KEYS[2..] streams. ARGV: log id, position Redis must hold, position after the batch,
 # then per event: its streams as comma-separated indexes into KEYS, position, event type, stream, envelope.
 _MIRROR_BATCH_LUA = """
@@ -75,6 +81,16 @@ for i = 4, #ARGV, 5 do
       'event_type', ARGV[i + 2], 'stream', ARGV[i + 3], 'envelope', ARGV[i + 4])
     if type(reply) == 'table' and reply.err then
       if string.find(reply.err, 'equal or smaller', 1, true) then
+        local key = KEYS[tonumber(index)]
+        if #redis.call('XRANGE', key, id, id) == 0 then
+          local info = redis.call('XINFO', 'STREAM', key)
+          for field = 1, #info, 2 do
+            if info[field] == 'last-generated-id' then
+              return {'foreign', key, info[field + 1]}
+            end
+          end
+          return {'foreign', key, '?'}
+        end
         rejected = rejected + 1
       else
         return redis.error_reply(reply.err)
@@ -89,6 +105,23 @@ return {'ok', tostring(rejected)}
 
 class MirrorConflict(EventStoreError):
     """Redis already holds the mirror of another log under this prefix."""
+
+
+class ForeignEntry(MirrorConflict):
+    """A mirror stream holds an entry id above the log's positions that the mirror did not write: every
+    later event of the log would be rejected there. The mirror refuses that stream instead of counting the
+    rejections as already mirrored."""
+
+    def __init__(self, key: str, found: str, position: int, marker: str) -> None:
+        super().__init__(
+            f"Redis stream {key} has reached entry id {found}, which the mirror did not write (another "
+            f"producer adds to it, e.g. XADD with '*'), so the log's events from position {position} on "
+            f"cannot be mirrored there; move that producer off the mirror's keys, delete {key} and set "
+            f"'position' in {marker} to 0: the next mirror re-adds whatever Redis lacks"
+        )
+        self.key = key
+        self.found = found
+        self.position = position
 
 
 def connect_redis(url: str) -> redis.Redis:
@@ -196,7 +229,7 @@ class MirrorCursor:
 def cursor_path(data_dir: Path, redis_url: str, prefix: str) -> Path:
     """One cursor per (Redis server, prefix): mirroring to two servers keeps two cursors."""
     digest = hashlib.sha256(f"{redacted(redis_url)}|{prefix}".encode()).hexdigest()[:12]
-    return Path(data_dir) / "mirror" / f"cursor-{prefix}-{digest}.json"
+    return DataDir.of(data_dir).mirror / f"cursor-{prefix}-{digest}.json"
 
 
 @dataclass(frozen=True)
@@ -246,7 +279,8 @@ class Mirror:
 
     @property
     def position(self) -> int:
-        """The last position Redis is known to hold (the durable cursor before the first sync)."""
+        """The last position Redis is known to hold (the durable cursor before the first sync, and while
+        Redis cannot be asked)."""
         return self.cursor.position if self._held is None else self._held
 
     def log_id(self) -> str:
@@ -343,8 +377,10 @@ class Mirror:
                 envelope.stream,
                 envelope.SerializeToString(),
             )
-        status, detail = (as_text(value) for value in self._script(keys=keys, args=argv))
+        status, detail, *more = (as_text(value) for value in self._script(keys=keys, args=argv))
         if status != "ok":
+            if status == "foreign":
+                raise ForeignEntry(detail, more[0], events[0].global_position, marker_key(self.prefix))
             if status == "other_log":
                 raise MirrorConflict(
                     f"Redis started mirroring another log (first event {detail}) under prefix {self.prefix!r}"
@@ -520,8 +556,11 @@ class Mirror:
             if subscription is not None:
                 subscription.close()
             with contextlib.suppress(*REDIS_ERRORS):
-                if self._held is not None:
-                    self.housekeeping(force=True)
+                if self._held is None:
+                    # a batch whose reply was lost (a timeout, the client's retry answered 'moved') may
+                    # have committed: ask Redis, so that `position` is what it holds, not the stale cursor
+                    self.sync()
+                self.housekeeping(force=True)
             self.persist()
 
 

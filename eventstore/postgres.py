@@ -1,12 +1,14 @@
 """The PostgreSQL backend (SQLAlchemy 2 Core over psycopg 3), with the same contract as the file store.
 
-Gap-free, commit-ordered positions under concurrent writers (several processes or hosts): every append
-transaction first locks the single row of `<schema>.head` (SELECT … FOR UPDATE), assigns positions from
-it, inserts its events, advances it and commits. The row lock is held until commit, so the next writer
-can only read the head after this one's events are committed: positions are handed out in commit order
-and a reader that sees position N has also been able to see every position below N. (A sequence would
-hand out ids at insert and make them visible at commit, letting a subscriber skip a late committer.)
-Readers never block writers: they read the head row without locking, then events up to that head.
+Gap-free, commit-ordered positions under concurrent writers (several processes or hosts): an append is one
+call of a server-side function (one round trip, one transaction) that first locks the single row of
+`<schema>.head` (SELECT … FOR UPDATE), assigns positions from it, inserts its events, advances it and
+commits. The row lock is held until commit, so the next writer can only read the head after this one's
+events are committed: positions are handed out in commit order and a reader that sees position N has also
+been able to see every position below N. (A sequence would hand out ids at insert and make them visible at
+commit, letting a subscriber skip a late committer.) Readers never block writers: they read the head row
+without locking, then events up to that head. Live subscribers LISTEN on `<schema>_appended`, which every
+append NOTIFYs at commit.
 
 Tables (created when absent, in a schema of their own, `esper` by default): events (position primary key,
 event_id unique for idempotency, stream + stream_version unique, category, event_type, the stamped
@@ -16,20 +18,21 @@ envelope bytes), streams (current version per stream), head, snapshots.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import crc32c
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, make_url
 
-from eventstore import metrics, wal
+from eventstore import metrics
 from eventstore.api import (
     ALL_EVENTS,
     EventFilter,
-    EventStoreError,
     Expected,
     InvalidEvent,
     Snapshot,
@@ -41,8 +44,115 @@ from leyline import category_of, pb
 BACKEND = "postgres"
 _parse = pb.EventEnvelope.FromString
 PAGE = 2000
-POLL_S = 0.02
+MAX_WAIT_S = 1.0
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+# Everything an append does, in one statement and so one round trip and one transaction: lock the head row
+# (positions are handed out in commit order), skip event_ids already stored (idempotent appends), check the
+# expected versions (the rule of eventstore.api.Expected.check; a conflict raises SQLSTATE ES409 naming the
+# stream, with the actual version as detail), number the new events, insert them stamped with stream
+# version and position (eventstore.wal.stamp, byte for byte), advance the streams and the head, and notify
+# live subscribers, whom PostgreSQL tells at commit.
+APPEND_FUNCTION = "append_events_v1"
+CONFLICT_STATE = "ES409"
+_APPEND_FUNCTION_SQL = """
+CREATE OR REPLACE FUNCTION "{schema}".varint(n bigint) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE STRICT AS $varint$
+DECLARE
+    out bytea := ''::bytea;
+BEGIN
+    LOOP
+        IF n < 128 THEN
+            RETURN out || set_byte('\\x00'::bytea, 0, n::int);
+        END IF;
+        out := out || set_byte('\\x00'::bytea, 0, ((n & 127) | 128)::int);
+        n := n >> 7;
+    END LOOP;
+END
+$varint$;
+
+CREATE OR REPLACE FUNCTION "{schema}".{function}(
+    p_ids text[], p_streams text[], p_categories text[], p_types text[], p_data bytea[],
+    p_expect_streams text[], p_expect_kinds text[], p_expect_versions bigint[],
+    OUT positions bigint[], OUT inserted int)
+LANGUAGE plpgsql AS $append$
+DECLARE
+    v_head bigint;
+    v_actual bigint;
+BEGIN
+    SELECT h.position INTO v_head FROM "{schema}".head h WHERE h.id = 1 FOR UPDATE;
+    SELECT count(*) INTO inserted FROM (SELECT DISTINCT u.event_id FROM unnest(p_ids) AS u(event_id)) d
+        WHERE NOT EXISTS (SELECT 1 FROM "{schema}".events e WHERE e.event_id = d.event_id);
+    IF inserted > 0 THEN
+        FOR i IN 1 .. coalesce(array_length(p_expect_streams, 1), 0) LOOP
+            SELECT coalesce(max(s.version), 0) INTO v_actual
+                FROM "{schema}".streams s WHERE s.stream = p_expect_streams[i];
+            IF NOT (p_expect_kinds[i] = 'any'
+                    OR (p_expect_kinds[i] = 'no_stream' AND v_actual = 0)
+                    OR (p_expect_kinds[i] = 'exists' AND v_actual > 0)
+                    OR (p_expect_kinds[i] = 'exact' AND v_actual = p_expect_versions[i])) THEN
+                RAISE EXCEPTION USING ERRCODE = '{conflict}', MESSAGE = p_expect_streams[i],
+                    DETAIL = v_actual::text;
+            END IF;
+        END LOOP;
+        WITH input AS (
+            SELECT t.*, row_number() OVER (PARTITION BY t.event_id ORDER BY t.n) AS occurrence
+            FROM unnest(p_ids, p_streams, p_categories, p_types, p_data)
+                WITH ORDINALITY AS t(event_id, stream, category, event_type, data, n)
+        ), fresh AS (
+            SELECT i.* FROM input i
+            WHERE i.occurrence = 1
+              AND NOT EXISTS (SELECT 1 FROM "{schema}".events e WHERE e.event_id = i.event_id)
+        ), numbered AS (
+            SELECT f.*,
+                   v_head + row_number() OVER (ORDER BY f.n) AS position,
+                   coalesce(s.version, 0) + row_number() OVER (PARTITION BY f.stream ORDER BY f.n)
+                       AS stream_version
+            FROM fresh f LEFT JOIN "{schema}".streams s ON s.stream = f.stream
+        )
+        INSERT INTO "{schema}".events (position, event_id, stream, stream_version, category, event_type, data)
+        SELECT position, event_id, stream, stream_version, category, event_type,
+               data || '\\x20'::bytea || "{schema}".varint(stream_version)
+                    || '\\x28'::bytea || "{schema}".varint(position)
+        FROM numbered;
+        INSERT INTO "{schema}".streams AS s (stream, version)
+            SELECT e.stream, max(e.stream_version) FROM "{schema}".events e
+            WHERE e.position > v_head GROUP BY e.stream
+            ON CONFLICT (stream) DO UPDATE SET version = excluded.version;
+        UPDATE "{schema}".head SET position = v_head + inserted WHERE id = 1;
+        PERFORM pg_notify('{channel}', (v_head + inserted)::text);
+    END IF;
+    positions := ARRAY(
+        SELECT e.position FROM unnest(p_ids) WITH ORDINALITY AS u(event_id, n)
+        JOIN "{schema}".events e ON e.event_id = u.event_id ORDER BY u.n);
+END
+$append$;
+"""
+
+
+def _install_append_function(connection: Connection, schema: str) -> None:
+    # serialised: concurrent CREATE OR REPLACE FUNCTION of one name fails with "tuple concurrently updated"
+    connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:schema))"), {"schema": schema})
+    exists = connection.execute(
+        sa.text(
+            "SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = :schema AND p.proname = :function"
+        ),
+        {"schema": schema, "function": APPEND_FUNCTION},
+    ).first()
+    if exists is None:
+        sql = _APPEND_FUNCTION_SQL.format(
+            schema=schema, function=APPEND_FUNCTION, conflict=CONFLICT_STATE, channel=f"{schema}_appended"
+        )
+        connection.exec_driver_sql(sql)
+
+
+def _conflict(exc: psycopg.Error) -> tuple[str | None, int]:
+    """(stream, actual version) of the append function's expected-version conflict, else (None, 0)."""
+    if exc.sqlstate != CONFLICT_STATE:
+        return None, 0
+    return exc.diag.message_primary, int(exc.diag.message_detail or 0)
 
 
 def engine_url(url: str) -> sa.URL:
@@ -61,9 +171,13 @@ class PostgresStore:
         self.url = engine_url(url)
         self._display = make_url(url).render_as_string(hide_password=True)
         self.schema = schema
-        self._engine = sa.create_engine(
-            self.url, pool_pre_ping=True, connect_args={"connect_timeout": connect_timeout}
-        )
+        self._engine = sa.create_engine(self.url, connect_args={"connect_timeout": connect_timeout})
+        # Appends are one autocommitted statement on a connection of their own: no pool checkout, reset or
+        # isolation-level change around each (each would be one more round trip).
+        self._plain_url = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._connect_timeout = connect_timeout
+        self._appender: psycopg.Connection[Any] | None = None
+        self._append_lock = threading.Lock()
         metadata = sa.MetaData(schema=schema)
         self.events = sa.Table(
             "events",
@@ -99,6 +213,12 @@ class PostgresStore:
             sa.Column("data", sa.LargeBinary, nullable=False),
         )
         self._metadata = metadata
+        self.channel = f"{schema}_appended"
+        self._append_sql = (
+            f'SELECT positions, inserted FROM "{schema}".{APPEND_FUNCTION}('
+            "%(ids)s, %(streams)s, %(categories)s, %(types)s, %(data)s, %(expect_streams)s, "
+            "%(expect_kinds)s, %(expect_versions)s::bigint[])"
+        )
         started = time.perf_counter()
         try:
             with self._engine.begin() as connection:
@@ -110,6 +230,7 @@ class PostgresStore:
                         .values(id=1, position=0)
                         .on_conflict_do_nothing(index_elements=["id"])
                     )
+                    _install_append_function(connection, schema)
                 elif connection.execute(sa.select(self.head.c.position)).first() is None:
                     raise StoreUnavailable(f"{self._safe_url()}: no event store in schema {schema!r}")
         except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
@@ -137,75 +258,64 @@ class PostgresStore:
                 raise InvalidEvent("every event needs an event_id, an event_type and a stream")
         if not events:
             return []
-        with self._engine.begin() as connection:
-            head = connection.execute(
-                sa.select(self.head.c.position).where(self.head.c.id == 1).with_for_update()
-            ).scalar_one()
-            ids = list({event.event_id for event in events})
-            known: dict[str, int] = {
-                event_id: position
-                for event_id, position in connection.execute(
-                    sa.select(self.events.c.event_id, self.events.c.position).where(
-                        self.events.c.event_id.in_(ids)
-                    )
-                )
-            }
-            fresh: dict[str, pb.EventEnvelope] = {}  # event_id -> its first occurrence, not stored yet
-            for event in events:
-                if event.event_id not in known:
-                    fresh.setdefault(event.event_id, event)
-            duplicates = len(events) - len(fresh)
-            if duplicates:
-                metrics.DUPLICATES.labels(BACKEND).inc(duplicates)
-            if not fresh:
-                return [known[event.event_id] for event in events]
-            names = list({event.stream for event in fresh.values()} | set(expected or {}))
-            versions: dict[str, int] = {
-                stream: version
-                for stream, version in connection.execute(
-                    sa.select(self.streams.c.stream, self.streams.c.version).where(
-                        self.streams.c.stream.in_(names)
-                    )
-                )
-            }
-            for stream, expectation in (expected or {}).items():
-                try:
-                    expectation.check(stream, versions.get(stream, 0))
-                except EventStoreError:
-                    metrics.CONFLICTS.labels(BACKEND).inc()
-                    raise
-            rows = []
-            position = head
-            for event in fresh.values():
-                position += 1
-                version = versions.get(event.stream, 0) + 1
-                versions[event.stream] = version
-                known[event.event_id] = position
-                rows.append(
-                    {
-                        "position": position,
-                        "event_id": event.event_id,
-                        "stream": event.stream,
-                        "stream_version": version,
-                        "category": category_of(event.stream),
-                        "event_type": event.event_type,
-                        "data": wal.stamp(event.SerializeToString(), version, position),
-                    }
-                )
-            connection.execute(self.events.insert(), rows)
-            touched = {row["stream"] for row in rows}
-            upsert = pg_insert(self.streams)
-            connection.execute(
-                upsert.on_conflict_do_update(
-                    index_elements=["stream"], set_={"version": upsert.excluded.version}
-                ),
-                [{"stream": stream, "version": versions[stream]} for stream in touched],
-            )
-            connection.execute(sa.update(self.head).where(self.head.c.id == 1).values(position=position))
-        metrics.BYTES_WRITTEN.labels(BACKEND).inc(sum(len(row["data"]) for row in rows))
-        metrics.FSYNC_BATCH_SIZE.observe(len(rows))
+        expected = dict(expected or {})
+        data = [event.SerializeToString() for event in events]
+        parameters: dict[str, list[Any]] = {
+            "ids": [event.event_id for event in events],
+            "streams": [event.stream for event in events],
+            "categories": [category_of(event.stream) for event in events],
+            "types": [event.event_type for event in events],
+            "data": data,
+            "expect_streams": list(expected),
+            "expect_kinds": [expectation.kind for expectation in expected.values()],
+            "expect_versions": [expectation.version for expectation in expected.values()],
+        }
+        try:
+            positions, inserted = self._call_append(parameters)
+        except psycopg.Error as exc:
+            stream, actual = _conflict(exc)
+            if stream is None:
+                raise
+            metrics.CONFLICTS.labels(BACKEND).inc()
+            expected[stream].check(stream, actual)
+            raise  # the server's rule and Expected.check disagree: surface the server's error
+        if inserted < len(events):
+            metrics.DUPLICATES.labels(BACKEND).inc(len(events) - inserted)
+        if inserted:
+            metrics.BYTES_WRITTEN.labels(BACKEND).inc(sum(map(len, data)))
+            metrics.FSYNC_BATCH_SIZE.observe(inserted)
         metrics.APPEND_LATENCY.labels(BACKEND).observe(time.perf_counter() - started)
-        return [known[event.event_id] for event in events]
+        return positions
+
+    def _call_append(self, parameters: dict[str, list[Any]]) -> tuple[list[int], int]:
+        """A connection the server dropped is retried once on a new one: appends are idempotent by
+        event_id. A server that does not answer is StoreUnavailable."""
+        with self._append_lock:
+            try:
+                return self._append_once(parameters)
+            except psycopg.OperationalError:
+                self._drop_appender()
+            try:
+                return self._append_once(parameters)
+            except psycopg.OperationalError as exc:
+                self._drop_appender()
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise StoreUnavailable(f"{self._safe_url()} does not answer: {reason}") from None
+
+    def _append_once(self, parameters: dict[str, list[Any]]) -> tuple[list[int], int]:
+        if self._appender is None:
+            self._appender = psycopg.connect(
+                self._plain_url, autocommit=True, connect_timeout=self._connect_timeout
+            )
+        row = self._appender.execute(self._append_sql, parameters).fetchone()
+        assert row is not None
+        positions, inserted = row
+        return [int(position) for position in positions], int(inserted)
+
+    def _drop_appender(self) -> None:
+        if self._appender is not None:
+            self._appender.close()
+            self._appender = None
 
     # ------------------------------------------------------------------ reading
 
@@ -331,6 +441,8 @@ class PostgresStore:
 
     def close(self) -> None:
         self._engine.dispose()
+        with self._append_lock:
+            self._drop_appender()
 
     def drop(self) -> None:
         """Remove this store's schema and everything in it (tests, benchmarks)."""
@@ -345,13 +457,18 @@ class PostgresStore:
 
 
 class PostgresSubscription(PollingSubscription):
-    """Polls the head row every POLL_S seconds while live."""
+    """Live by LISTEN/NOTIFY: every append notifies the store's channel at commit, so a waiting subscriber
+    wakes when there is something to read instead of polling. LISTEN is issued before the first read, so a
+    notification sent between a read and the next wait is already queued and is never missed; a wait still
+    ends after MAX_WAIT_S so that appends by a writer that does not notify are seen too."""
 
     def __init__(
         self, store: PostgresStore, from_position: int, event_filter: EventFilter, timeout: float | None
     ) -> None:
         super().__init__(from_position, event_filter, timeout)
         self._store = store
+        self._listener = psycopg.connect(store._plain_url, autocommit=True)
+        self._listener.execute(f'LISTEN "{store.channel}"')
 
     def _fetch(self, max_events: int) -> list[pb.EventEnvelope] | None:
         store = self._store
@@ -364,4 +481,10 @@ class PostgresSubscription(PollingSubscription):
         return [_parse(data) for _, data in rows]
 
     def _wait(self, remaining: float | None) -> None:
-        time.sleep(POLL_S if remaining is None else min(POLL_S, remaining))
+        wait = MAX_WAIT_S if remaining is None else min(MAX_WAIT_S, remaining)
+        for _ in self._listener.notifies(timeout=wait, stop_after=1):
+            pass
+
+    def close(self) -> None:
+        super().close()
+        self._listener.close()

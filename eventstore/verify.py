@@ -5,7 +5,11 @@ following on from the previous one, the segment's name matching its first positi
 following on per stream, batches closed by a commit record). The first problem is reported with its
 segment, byte offset and global position, and classified: a *torn tail* (damage in the last segment with
 no valid record after it, which `esper recover` truncates) or *corruption* (anything else, which no tool
-repairs silently). A torn tail can also be an append in progress by another process.
+repairs silently). A torn tail can also be an append in progress by another process. The committed heads
+the store recorded (INDEX, HEAD) are held against the segments as open does (eventstore.file.recovery): a
+log that ends below one, or a damaged tail below one, is corruption, never a torn tail; so is a segment
+whose committed bytes differ from those INDEX recorded. Verify reads every file defensively, as open does,
+and agrees with it: what open would refuse, verify reports as corruption.
 
 PostgreSQL: positions 1..head without a gap, stream versions following on, every row's envelope parsing
 and carrying the row's position, stream version and event id.
@@ -19,9 +23,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eventstore import wal
-from eventstore.api import StoreUnavailable
-from eventstore.file import MARKER
+import crc32c
+
+from eventstore import indexfile, wal
+from eventstore.file.head import read_durable
+from eventstore.file.recovery import committed_head
+from eventstore.file.segments import HEAD_FILE, INDEX_FILE, read_marker
 from leyline import pb
 
 
@@ -75,12 +82,16 @@ def verify_location(
 
 def verify_file_log(path: Path, progress: Callable[[int], None] | None = None) -> VerifyReport:
     """progress, if given, is called with the number of bytes checked so far in the current segment."""
-    if not (path / MARKER).is_file():
-        raise StoreUnavailable(f"{path} is not an esper event store (no {MARKER} file)")
+    read_marker(path)
+    state = indexfile.load(path / INDEX_FILE)
+    committed, source = committed_head(state, read_durable(path / HEAD_FILE))
+    recorded = {segment.first: segment for segment in state.segments} if state is not None else {}
+    changed: Problem | None = None
     report = VerifyReport(str(path))
     names = sorted(name for name in os.listdir(path) if name.endswith(".wal"))
     versions: dict[str, int] = {}
     position = 1
+    last_size = 0
     for index, name in enumerate(names):
         last = index == len(names) - 1
         first = wal.segment_first_position(name)
@@ -91,8 +102,16 @@ def verify_file_log(path: Path, progress: Callable[[int], None] | None = None) -
             )
             break
         data = (path / name).read_bytes()
+        saved = recorded.get(first)
+        if (
+            changed is None
+            and saved is not None
+            and (len(data) < saved.end or crc32c.crc32c(memoryview(data)[: saved.end]) != saved.crc)
+        ):
+            changed = Problem(name, 0, first, indexfile.CHANGED_SEGMENT_REASON, False)
         report.segments += 1
         report.bytes += len(data)
+        last_size = len(data)
         scan = wal.Scan(data, 0, position)
         batch_start: wal.Frame | None = None
         for frame in scan:
@@ -122,8 +141,20 @@ def verify_file_log(path: Path, progress: Callable[[int], None] | None = None) -
                 offset, at = batch_start.offset, batch_start.position
                 reason = "incomplete batch (no commit record)"
                 torn = last  # the data ends inside the batch: nothing follows it
+            if torn and at <= committed:
+                torn = False
+                reason += f", but {source} records committed head {committed}: not a torn write"
             report.problem = Problem(name, offset, at, reason, torn)
             break
+    if report.problem is None and report.head < committed:
+        last_name = names[-1] if names else wal.segment_name(1)
+        reason = (
+            f"the segments hold only up to head {report.head}, but {source} records committed head "
+            f"{committed}: segment files are missing, truncated or replaced; restore the log from a copy"
+        )
+        report.problem = Problem(last_name, last_size, report.head + 1, reason, False)
+    if changed is not None and (report.problem is None or report.problem.torn_tail):
+        report.problem = changed  # open refuses it before it would truncate a torn tail
     report.streams = len(versions)
     report.checked = ["segment names", "framing", "CRC32C", "positions", "stream versions", "batch commits"]
     return report

@@ -558,7 +558,7 @@ class CheckpointManifest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., epoch: _Optional[int] = ..., content_hash: _Optional[str] = ..., components: _Optional[_Iterable[str]] = ..., log_position: _Optional[int] = ..., created_at_ms: _Optional[int] = ..., size_bytes: _Optional[int] = ..., path: _Optional[str] = ...) -> None: ...
 
 class RunStarted(_message.Message):
-    __slots__ = ("run_id", "config_json", "seed", "host_model", "dataset", "code_version", "device", "resumed")
+    __slots__ = ("run_id", "config_json", "seed", "host_model", "dataset", "code_version", "device", "resumed", "lifecycle", "controller_config_json")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
@@ -567,6 +567,8 @@ class RunStarted(_message.Message):
     CODE_VERSION_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FIELD_NUMBER: _ClassVar[int]
+    LIFECYCLE_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLER_CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     config_json: str
     seed: int
@@ -575,7 +577,35 @@ class RunStarted(_message.Message):
     code_version: str
     device: str
     resumed: bool
-    def __init__(self, run_id: _Optional[str] = ..., config_json: _Optional[str] = ..., seed: _Optional[int] = ..., host_model: _Optional[str] = ..., dataset: _Optional[str] = ..., code_version: _Optional[str] = ..., device: _Optional[str] = ..., resumed: _Optional[bool] = ...) -> None: ...
+    lifecycle: LifecycleConfig
+    controller_config_json: str
+    def __init__(self, run_id: _Optional[str] = ..., config_json: _Optional[str] = ..., seed: _Optional[int] = ..., host_model: _Optional[str] = ..., dataset: _Optional[str] = ..., code_version: _Optional[str] = ..., device: _Optional[str] = ..., resumed: _Optional[bool] = ..., lifecycle: _Optional[_Union[LifecycleConfig, _Mapping]] = ..., controller_config_json: _Optional[str] = ...) -> None: ...
+
+class LifecycleConfig(_message.Message):
+    __slots__ = ("min_training_epochs", "max_training_epochs", "alpha_ramp_epochs", "probation_epochs", "embargo_epochs", "max_training_seeds", "max_isolation_violations", "max_grad_norm", "host_loss_tolerance", "shadow_tolerance", "min_contribution")
+    MIN_TRAINING_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TRAINING_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_RAMP_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    PROBATION_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    EMBARGO_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TRAINING_SEEDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ISOLATION_VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    HOST_LOSS_TOLERANCE_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_TOLERANCE_FIELD_NUMBER: _ClassVar[int]
+    MIN_CONTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    min_training_epochs: int
+    max_training_epochs: int
+    alpha_ramp_epochs: int
+    probation_epochs: int
+    embargo_epochs: int
+    max_training_seeds: int
+    max_isolation_violations: int
+    max_grad_norm: float
+    host_loss_tolerance: float
+    shadow_tolerance: float
+    min_contribution: float
+    def __init__(self, min_training_epochs: _Optional[int] = ..., max_training_epochs: _Optional[int] = ..., alpha_ramp_epochs: _Optional[int] = ..., probation_epochs: _Optional[int] = ..., embargo_epochs: _Optional[int] = ..., max_training_seeds: _Optional[int] = ..., max_isolation_violations: _Optional[int] = ..., max_grad_norm: _Optional[float] = ..., host_loss_tolerance: _Optional[float] = ..., shadow_tolerance: _Optional[float] = ..., min_contribution: _Optional[float] = ...) -> None: ...
 
 class EpochCompleted(_message.Message):
     __slots__ = ("state", "epoch_wall_ms", "test_accuracy", "parameters")
@@ -693,7 +723,7 @@ class GateResult(_message.Message):
     def __init__(self, gate: _Optional[str] = ..., passed: _Optional[bool] = ..., reason: _Optional[str] = ..., measured: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class SeedTransitioned(_message.Message):
-    __slots__ = ("slot", "seed_id", "from_stage", "to_stage", "gates", "command_id", "reason", "epoch", "blueprint_id")
+    __slots__ = ("slot", "seed_id", "from_stage", "to_stage", "gates", "command_id", "reason", "epoch", "blueprint_id", "embargo_until_epoch")
     SLOT_FIELD_NUMBER: _ClassVar[int]
     SEED_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_STAGE_FIELD_NUMBER: _ClassVar[int]
@@ -703,6 +733,7 @@ class SeedTransitioned(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     BLUEPRINT_ID_FIELD_NUMBER: _ClassVar[int]
+    EMBARGO_UNTIL_EPOCH_FIELD_NUMBER: _ClassVar[int]
     slot: int
     seed_id: int
     from_stage: SeedLifecycleStage
@@ -712,10 +743,11 @@ class SeedTransitioned(_message.Message):
     reason: str
     epoch: int
     blueprint_id: str
-    def __init__(self, slot: _Optional[int] = ..., seed_id: _Optional[int] = ..., from_stage: _Optional[_Union[SeedLifecycleStage, str]] = ..., to_stage: _Optional[_Union[SeedLifecycleStage, str]] = ..., gates: _Optional[_Iterable[_Union[GateResult, _Mapping]]] = ..., command_id: _Optional[str] = ..., reason: _Optional[str] = ..., epoch: _Optional[int] = ..., blueprint_id: _Optional[str] = ...) -> None: ...
+    embargo_until_epoch: int
+    def __init__(self, slot: _Optional[int] = ..., seed_id: _Optional[int] = ..., from_stage: _Optional[_Union[SeedLifecycleStage, str]] = ..., to_stage: _Optional[_Union[SeedLifecycleStage, str]] = ..., gates: _Optional[_Iterable[_Union[GateResult, _Mapping]]] = ..., command_id: _Optional[str] = ..., reason: _Optional[str] = ..., epoch: _Optional[int] = ..., blueprint_id: _Optional[str] = ..., embargo_until_epoch: _Optional[int] = ...) -> None: ...
 
 class SeedGrafted(_message.Message):
-    __slots__ = ("slot", "seed_id", "blueprint_id", "artifact_hash", "parameters", "latency_ms", "command_id")
+    __slots__ = ("slot", "seed_id", "blueprint_id", "artifact_hash", "parameters", "latency_ms", "command_id", "alpha_ramp_epochs")
     SLOT_FIELD_NUMBER: _ClassVar[int]
     SEED_ID_FIELD_NUMBER: _ClassVar[int]
     BLUEPRINT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -723,6 +755,7 @@ class SeedGrafted(_message.Message):
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_RAMP_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     slot: int
     seed_id: int
     blueprint_id: str
@@ -730,7 +763,8 @@ class SeedGrafted(_message.Message):
     parameters: int
     latency_ms: float
     command_id: str
-    def __init__(self, slot: _Optional[int] = ..., seed_id: _Optional[int] = ..., blueprint_id: _Optional[str] = ..., artifact_hash: _Optional[str] = ..., parameters: _Optional[int] = ..., latency_ms: _Optional[float] = ..., command_id: _Optional[str] = ...) -> None: ...
+    alpha_ramp_epochs: int
+    def __init__(self, slot: _Optional[int] = ..., seed_id: _Optional[int] = ..., blueprint_id: _Optional[str] = ..., artifact_hash: _Optional[str] = ..., parameters: _Optional[int] = ..., latency_ms: _Optional[float] = ..., command_id: _Optional[str] = ..., alpha_ramp_epochs: _Optional[int] = ...) -> None: ...
 
 class IsolationViolationDetected(_message.Message):
     __slots__ = ("slot", "seed_id", "violation_count", "parameter", "gradient_norm", "epoch")

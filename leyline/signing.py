@@ -13,6 +13,7 @@ Where keys come from (never from the repository):
   (default: the last listed), or
 - ESPER_SIGNING_KEY_FILE=path to a JSON file {"current": "kid2", "keys": {"kid1": "<hex>", ...}}, or
 - `Keyring.load_or_create(path)`: the data directory's own key file, created with mode 0600 on first use.
+A key file the group or others may access is refused (as ssh refuses such a private key).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from leyline import leyline_pb2 as pb
+from leyline.datadir import is_private, private_temporary, sync_directory, write_private
 from leyline.errors import BadSignature, KeyConfigError, ReplayedNonce, StaleTimestamp, UnknownKey
 
 KEY_BYTES = 32
@@ -70,7 +72,15 @@ class Keyring:
 
     @classmethod
     def from_file(cls, path: Path) -> Keyring:
+        """The keyring in a key file, refused (as ssh refuses a private key) when the group or others may
+        read or write it."""
         try:
+            mode = path.stat().st_mode
+            if not is_private(mode):
+                raise KeyConfigError(
+                    f"signing key file {path} is accessible by group or others (mode {mode & 0o777:o}); "
+                    f"it must be private: chmod 600 {path}"
+                )
             document = json.loads(path.read_text())
             keys = {key_id: _parse_hex(key_id, value) for key_id, value in document["keys"].items()}
             return cls(keys, document["current"])
@@ -84,22 +94,28 @@ class Keyring:
 
     @classmethod
     def load_or_create(cls, path: Path) -> Keyring:
+        """The key file's keyring; a new one when there is none. Two processes creating it at once agree:
+        the file is linked into place only if absent, and the loser reads the winner's keys."""
         if path.exists():
             return cls.from_file(path)
         keyring = cls.generate()
-        keyring.save(path)
+        temporary = private_temporary(path, keyring._document())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return cls.from_file(path)
+        finally:
+            temporary.unlink()
+        sync_directory(path.parent)
         return keyring
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write the keyring to path (replacing it) through a private temporary file."""
+        write_private(path, self._document())
+
+    def _document(self) -> bytes:
         document = {"current": self.current, "keys": {k: v.hex() for k, v in self.keys.items()}}
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(document, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        return json.dumps(document).encode()
 
 
 def _parse_hex(key_id: str, value: str) -> bytes:

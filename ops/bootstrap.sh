@@ -2,6 +2,7 @@
 # One-command set-up for a fresh clone, then the job:
 #   bash ops/bootstrap.sh run  [esper run options]   create/update .venv, then `esper run` on the bundled data
 #   bash ops/bootstrap.sh test [pytest options]      create/update .venv, then ruff, mypy and pytest
+#                                                    (prints the 15 slowest tests; -m "not slow" skips the slow ones)
 # Installing is idempotent: a stamp of pyproject.toml and this script skips pip when nothing changed.
 set -euo pipefail
 
@@ -48,7 +49,7 @@ case "$cmd" in
         "$venv/bin/ruff" check .
         "$venv/bin/ruff" format --check .
         "$venv/bin/mypy"
-        exec "$venv/bin/python" -m pytest "$@"
+        exec "$venv/bin/python" -m pytest --durations=15 "$@"
         ;;
     install)
         install

@@ -2,22 +2,27 @@
 
 Each subcommand lives in its own module under ops/commands/, named like the command, with a
 `register(subparsers)` function; modules are discovered, so adding a command touches no shared file. Only
-the module of the command being run is imported (several import torch, which takes seconds); `esper`
-alone or `esper --help` imports them all to list them. Errors the user can act on are one line on
-stderr: exit 2 for bad usage, 1 for a detected problem.
+the module of the command being run is imported; `esper` alone or `esper --help` imports none of them: it
+lists each command with the one-line help its module passes to `add_command`, read from the module's
+source (a module whose help is not a literal there is imported). No command module imports torch at
+module level: handlers that train or compile import it. Errors the user can act on are one line on
+stderr with the exit codes of ops/errors.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import os
 import pkgutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ops import commands
-from ops.errors import CommandError, UsageError, user_facing_errors
+from ops.errors import CommandError, UsageError, disk_full_message, user_facing_errors
 
 
 def command_names() -> list[str]:
@@ -33,15 +38,47 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     names = command_names()
     if argv and argv[0] in names:
-        names = [argv[0]]
+        importlib.import_module(f"{commands.__name__}.{argv[0]}").register(subparsers)
+        return parser
     for name in names:
-        importlib.import_module(f"{commands.__name__}.{name}").register(subparsers)
+        summary = command_summary(name)
+        if summary is None:
+            importlib.import_module(f"{commands.__name__}.{name}").register(subparsers)
+        else:
+            subparsers.add_parser(name, help=summary)
     return parser
+
+
+def command_summary(name: str) -> str | None:
+    """The literal one-line help a command module passes to add_command (its 4th argument), from its
+    source; None when the module computes it."""
+    spec = importlib.util.find_spec(f"{commands.__name__}.{name}")
+    if spec is None or spec.origin is None:
+        return None
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "add_command"
+            and len(node.args) >= 4
+            and isinstance(node.args[3], ast.Constant)
+            and isinstance(node.args[3].value, str)
+        ):
+            return node.args[3].value
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    undecodable = next((arg for arg in argv if not is_utf8(arg)), None)
+    if undecodable is not None:
+        print(f"esper: argument {undecodable!a} is not UTF-8 text", file=sys.stderr)
+        return 2
     args = build_parser(argv).parse_args(argv)
+    from leyline.datadir import private_umask  # after parsing: `esper --help` imports no protobuf
+
+    private_umask()  # what any command creates under a data directory is private (leyline.datadir)
     try:
         code: int = args.handler(args)
         return code
@@ -52,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"esper {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
     except user_facing_errors() as exc:
-        print(f"esper {args.command}: {exc}", file=sys.stderr)
+        print(f"esper {args.command}: {disk_full_message(exc) or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"esper {args.command}: interrupted", file=sys.stderr)
@@ -61,6 +98,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the reader went away (`esper replay | head`): silence the flush at exit as well
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except Exception as exc:
+        message = disk_full_message(exc, args.data_dir)
+        if message is None:
+            raise
+        print(f"esper {args.command}: {message}", file=sys.stderr)
+        return 1
+
+
+def is_utf8(arg: str) -> bool:
+    """False for an argument holding bytes that are not UTF-8 (Python passes them as lone surrogates)."""
+    try:
+        arg.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -10,18 +10,32 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ops.errors import UsageError
+
 DEFAULT_DATA_DIR = "./esper-data"
+
+
+def data_dir_path(text: str) -> Path:
+    """The --data-dir value: a directory, or a path where one can be created (not a regular file)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a directory")
+    return path
+
+
+def add_data_dir_option(parser: argparse.ArgumentParser, default: Any = None) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=data_dir_path,
+        default=os.environ.get("ESPER_DATA_DIR", DEFAULT_DATA_DIR) if default is None else default,
+        help="where the log, projections, artifacts and checkpoints live "
+        "(default: $ESPER_DATA_DIR or ./esper-data)",
+    )
 
 
 def common_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(os.environ.get("ESPER_DATA_DIR", DEFAULT_DATA_DIR)),
-        help="where the log, projections, artifacts and checkpoints live "
-        "(default: $ESPER_DATA_DIR or ./esper-data)",
-    )
+    add_data_dir_option(parent)
     parent.add_argument("--json", action="store_true", help="print machine-readable JSON")
     return parent
 
@@ -42,6 +56,16 @@ def add_command(
     )
     parser.set_defaults(handler=handler)
     return parser
+
+
+def check_redis_url(url: str, option: str = "--redis") -> None:
+    """UsageError unless url is a Redis URL the client accepts (redis://, rediss://, unix://)."""
+    from eventstore.mirror import connect_redis
+
+    try:
+        connect_redis(url).close()
+    except ValueError as exc:
+        raise UsageError(f"{option}: not a Redis URL ({exc}); e.g. redis://localhost:6379/0") from None
 
 
 def print_json(document: Any) -> None:

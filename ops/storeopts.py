@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from eventstore import CorruptLogError, EventStore, StoreUnavailable, is_database_url, open_store
+from leyline.datadir import DataDir
 from ops.errors import CommandError, UsageError
 
 STORE_ENV = "ESPER_STORE_URL"
@@ -33,7 +34,7 @@ def store_location(args: argparse.Namespace) -> str | Path:
         if not is_database_url(url):
             raise UsageError(f"store URL {url!r} is not a postgresql:// URL (from --store or ${STORE_ENV})")
         return str(url)
-    return Path(args.data_dir) / "log"
+    return DataDir.of(args.data_dir).log
 
 
 def require_file_log(args: argparse.Namespace, location: Path) -> None:
@@ -56,7 +57,9 @@ def open_store_from_args(args: argparse.Namespace, create: bool = False, **optio
             return open_store(location, create=create, **options)
         except StoreUnavailable as exc:
             raise CommandError(f"cannot open the event store: {exc}") from None
-    if not create:
+    if create:
+        DataDir.of(args.data_dir).create()  # private (0700/0600) whatever the umask
+    else:
         require_file_log(args, location)
     try:
         return open_store(location, create=create, **options)

@@ -6,15 +6,15 @@ result = catch_up(store, engine)                 # result.positions: checkpoint 
 """
 
 from projections.db import DatabaseError, open_db, resolve_url, upgrade
+from projections.errors import ProjectionError, ProjectionStopped, Stop
 from projections.projectors import PROJECTION_NAMES, Projection, build_projections
+from projections.rebuilds import rebuild
 from projections.runner import (
     CatchUp,
-    ProjectionError,
     apply_batch,
     catch_up,
     default_projections,
     follow,
-    rebuild,
     stale,
     status,
 )
@@ -25,6 +25,8 @@ __all__ = [
     "DatabaseError",
     "Projection",
     "ProjectionError",
+    "ProjectionStopped",
+    "Stop",
     "apply_batch",
     "build_projections",
     "catch_up",

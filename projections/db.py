@@ -18,10 +18,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 
-import migrations
+from leyline.datadir import DataDir
 
-DB_FILE = "projections.sqlite"
 ENV_DB_URL = "ESPER_DB_URL"
+# The alembic scripts (the top-level migrations package, beside this one): alembic reads them as files.
+# A path, not an import: migrations sits above projections (its env.py imports the schema from here).
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -41,7 +43,7 @@ def resolve_url(data_dir: Path | str, url: str | None = None) -> str:
     chosen = url or os.environ.get(ENV_DB_URL)
     if chosen:
         return driver_url(chosen)
-    return f"sqlite:///{Path(data_dir) / DB_FILE}"
+    return f"sqlite:///{DataDir.of(data_dir).projections_db}"
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -81,7 +83,7 @@ def write_connection(engine: Engine) -> Connection:
 
 def alembic_config(connection: Connection | None = None) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
         config.attributes["connection"] = connection
     return config

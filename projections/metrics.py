@@ -39,3 +39,8 @@ REBUILD_SECONDS = Histogram(
     ["mode"],
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 20, 60, 120, 300),
 )
+STOPPED = Gauge(
+    "esper_projections_stopped",
+    "1 while a projection is stopped at an event it cannot decode or apply (until `esper rebuild NAME`)",
+    ["projection"],
+)

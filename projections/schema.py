@@ -4,6 +4,8 @@ Every row that comes from a run's events carries the log `position` of its event
 the position of the RollbackCompleted that superseded it (NULL while it stands). A row is visible as of
 position P when `position <= P` and (`superseded_at` is NULL or `superseded_at > P`), which gives both the
 rollback-aware present and time travel to any earlier position.
+
+Slightly over ~400 lines on purpose: the whole schema in one module, read beside the migrations.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ projection_checkpoints = Table(
     Column("position", BigInteger, nullable=False),
     Column("version", Integer, nullable=False),
     Column("updated_at_ns", BigInteger, nullable=False),
+    # Set while the projection is stopped at an event it cannot apply (migration 0003): that event's
+    # position and type, and why; the checkpoint stays just below it until `esper rebuild NAME`.
+    Column("error_position", BigInteger, nullable=True),
+    Column("error_event_type", String(128), nullable=True),
+    Column("error", Text, nullable=True),
 )
 
 # ---------------------------------------------------------------- runs

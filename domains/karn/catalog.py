@@ -4,6 +4,9 @@ the conservative pool and deterministic selection.
 Tiers: BP001–BP035 safe (risk 0.0–0.5, curriculum stages 0–4), BP036–BP042 experimental (risk 0.5–0.8,
 stage 5, live use needs approval), BP043–BP050 adversarial (risk 0.8–1.0, stage 6, quarantine-only:
 built only for fault drills and offline training, never for a live graft).
+
+Longer than our ~400-line rule on purpose: the 50-entry table of SPEC §9 (about 210 lines) stays in one
+place, beside the validation and selection that read it.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ slot's shape without the batch dimension ([C, H, W] or [T, D]) and params the va
 forward maps a batch of that shape to an output of the same shape. Integer parameters arrive as floats
 and are converted here. Faults that are side effects rather than tensor computation (busy waits,
 retained memory, lock inversion, unsynchronised threads) live in domains/karn/faults.py.
+
+Longer than our ~400-line rule on purpose: one short module class per blueprint, 50 in all, in catalogue
+order under their tier's heading; the shared building blocks are in blocks.py.
 """
 
 from __future__ import annotations

@@ -24,10 +24,23 @@ Trainer side (Tolaria), per run::
   `Evaluation(loss, accuracy)`; Kasmina calls it inside `counterfactual(slot, alpha)` for the probes: a
   GERMINATED/TRAINING seed's loss at alpha 1 (admission, G1), and alpha 0 vs 1 in SHADOWING (G3) and at the
   end of the probation window (G4). `EpochMeasurements.validation_loss` is the host loss for G2.
-- `execute` verifies the signature (bad, replayed, stale, unknown key → CommandRejected + counter), ignores a
-  command id already processed (idempotency, also across restarts via the aggregate), then decides and
-  applies. GERMINATE fetches the module from the `ModuleSource` (Urza's SeedModuleSource in production) and
-  runs G0 (artifact verified, shapes compatible). Quarantine-only (adversarial) blueprints are refused by
+- Commands: every envelope is verified once, by Kasmina's intake (`intake.py`)::
+
+      received = kasmina.receive(envelope)  # decode + verify (signature, nonce, clock, run id)
+      if received.command.command_type == pb.COMMAND_TYPE_ROLLBACK:
+          ...  # the trainer's: granted from received.command if received.verified, else rejected with
+          ...  # received.refusal, (code, reason); it never verifies the envelope again
+      else:
+          events += kasmina.apply(received, epoch)  # a refusal becomes a CommandRejected here
+
+  `execute(envelope, epoch)` is `apply(receive(envelope), epoch)`. A command id already processed is
+  `received.duplicate` (idempotency, also across restarts via the aggregate) and is neither verified again
+  nor applied; bad, replayed, stale or unknown-key signatures are CommandRejected + counter. Before any
+  artifact fetch, `apply` runs the pure pre-check `lifecycle.precheck(state, slot, operation, measured)`
+  (embargo, a stage that cannot take the operation, an ADVANCE without measurements); decide() uses the
+  same rules.
+- GERMINATE fetches the module from the `ModuleSource` (Urza's SeedModuleSource in production) and runs
+  G0 (artifact verified, shapes compatible). Quarantine-only (adversarial) blueprints are refused by
   the source itself unless it was built for a fault drill (`FactorySource(..., drill=True)`, or a wrapper
   calling Urza's `load_module(..., use=Use.DRILL)`): the drill path is explicit.
 - Events go to `seed-<run_id>.<slot>` (a rejection naming no slot of this host: `command-<command_id>`);
@@ -40,14 +53,24 @@ Trainer side (Tolaria), per run::
 - Forward per stage, gradient isolation (detached seed input; a straight-through gradient with a quadratic
   pull in TRAINING) and the isolation monitor are documented in `slot`.
 
-Modules: `lifecycle` (pure decide/evolve, gates G0–G5, no torch), `slot` (SeedSlot, gradient isolation
-and the isolation monitor), `manager` (Kasmina), `source` (ModuleSource protocol), `metrics`.
+Modules, pure (no torch): `lifecycle` (decide/evolve and the pre-check), `state` (the aggregate's state),
+`gates` (measurements and gates G0–G5), `commands`. The shell: `manager` (Kasmina), `intake`
+(decode, verify, translate), `effects` (modules, alphas, monitors, optimizer groups), `probes` (the G0 graft
+probe and the gates' measurements), `slot` (SeedSlot, gradient isolation and the isolation monitor),
+`source` (ModuleSource protocol), `config`, `metrics`. The stage tables and LifecycleConfig are Leyline's
+(leyline/lifecycle.py).
 """
 
-from domains.kasmina.lifecycle import KasminaState, LifecycleConfig, Measurements, SlotState
-from domains.kasmina.manager import EpochMeasurements, Evaluation, Evaluator, Kasmina, KasminaConfig
+from domains.kasmina.config import KasminaConfig
+from domains.kasmina.gates import Measurements
+from domains.kasmina.intake import Received
+from domains.kasmina.lifecycle import precheck
+from domains.kasmina.manager import Kasmina
+from domains.kasmina.probes import EpochMeasurements, Evaluation, Evaluator
 from domains.kasmina.slot import SeedSlot, find_slots
 from domains.kasmina.source import ArtifactUnavailable, FactorySource, ModuleSource
+from domains.kasmina.state import KasminaState, SlotState
+from leyline.lifecycle import LifecycleConfig
 
 __all__ = [
     "ArtifactUnavailable",
@@ -61,7 +84,9 @@ __all__ = [
     "LifecycleConfig",
     "Measurements",
     "ModuleSource",
+    "Received",
     "SeedSlot",
     "SlotState",
     "find_slots",
+    "precheck",
 ]

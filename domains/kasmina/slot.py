@@ -32,8 +32,8 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from domains.kasmina import lifecycle as lc
 from leyline import pb
+from leyline.lifecycle import DORMANT, FOSSILIZED, PROBATIONARY, RUNNING_STAGES, TRAINING, stage_name
 
 
 class _ShadowGradient(torch.autograd.Function):
@@ -181,7 +181,7 @@ class SeedSlot(nn.Module):
         self.slot = slot
         self.kind = kind
         self.shape = tuple(int(d) for d in shape)
-        self.stage: int = lc.DORMANT
+        self.stage: int = DORMANT
         self.override: float | None = None  # counterfactual probes: force this alpha (no grad)
         self.curvature = 1.0  # TRAINING: of the seed's local loss model (see _ShadowGradient)
         self.register_buffer("alpha", torch.zeros(()))
@@ -189,7 +189,7 @@ class SeedSlot(nn.Module):
         self.monitor = IsolationMonitor(lambda t: f"<tensor {tuple(t.shape)}>")
 
     def extra_repr(self) -> str:
-        return f"slot={self.slot}, kind={self.kind}, shape={self.shape}, stage={lc.stage_name(self.stage)}"
+        return f"slot={self.slot}, kind={self.kind}, shape={self.shape}, stage={stage_name(self.stage)}"
 
     @property
     def device(self) -> torch.device:
@@ -204,16 +204,16 @@ class SeedSlot(nn.Module):
             if self.override == 0.0:
                 return x
             return seed(x) if self.override == 1.0 else torch.lerp(x, seed(x), self.override)
-        if stage not in lc.RUNNING_STAGES:
+        if stage not in RUNNING_STAGES:
             return x
-        if stage == lc.FOSSILIZED:
+        if stage == FOSSILIZED:
             return seed(x)
-        if stage == lc.PROBATIONARY:
+        if stage == PROBATIONARY:
             return self._guarded(seed(x), x)
         y = seed(x.detach())
         if torch.is_grad_enabled():
             self.monitor.check(y)
-        if stage == lc.TRAINING:
+        if stage == TRAINING:
             self.monitor.count_nonfinite(y)
             return _ShadowGradient.apply(x, y, self.curvature)
         return torch.lerp(x, self._guarded(y, x.detach()), self.alpha.to(x.dtype))

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from domains.karn import catalog
+from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.controller import ParameterEstimator, TamiyoController
-from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy
+from domains.tamiyo.policy import HeuristicPolicy
 from leyline import pb
 from leyline.signing import Signer
 

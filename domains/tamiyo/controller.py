@@ -39,11 +39,12 @@ from typing import Any, Protocol
 from google.protobuf.message import Message
 
 from domains.tamiyo import metrics
-from domains.tamiyo.policy import HeuristicPolicy, Observation, graftable, observation_summary
+from domains.tamiyo.observation import Observation, graftable, observation_summary
+from domains.tamiyo.policy import HeuristicPolicy
 from domains.tamiyo.risk import effective_level, from_pb_level, to_pb_level
 from domains.tamiyo.state import TamiyoState, evolve, from_dict, to_dict
-from domains.tolaria.controller import ControllerContext, ControllerOutput
 from leyline import new_envelope, pb, stream_name
+from leyline.controller import ControllerContext, ControllerOutput
 from leyline.signing import Signer
 
 DEFAULT_DECISION_TIMEOUT_S = 2.0
@@ -147,6 +148,7 @@ class TamiyoController:
             memory_pressure=pressure,
             hook_ms=context.last_hook_ms,
             hook_budget_ms=context.hook_budget_ms,
+            lifecycle=context.lifecycle,
             parameters=context.parameters,
             seeds=seeds,
             catalogue=catalogue,

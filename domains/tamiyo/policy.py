@@ -28,102 +28,38 @@ seed only.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
-import statistics
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
+from domains.tamiyo.config import HeuristicConfig
+from domains.tamiyo.observation import (
+    Observation,
+    active_seeds,
+    graftable,
+    headroom,
+    inputs_summary,
+    isolation_cull_count,
+    plateaued,
+    risk_signals,
+    stage_epochs,
+    tiebreak,
+)
+from domains.tamiyo.reports import field_reports
 from domains.tamiyo.risk import (
     ACTIVE_STAGE_WEIGHTS,
     RiskAction,
-    RiskAssessment,
-    RiskSignals,
-    RiskThresholds,
     action_for,
     assess,
     effective_level,
-    lifecycle_signal,
-    ratio,
     to_pb_level,
 )
-from domains.tamiyo.state import TamiyoState, TrackedCommand, resolve_pending
-from domains.tolaria.config import DEFAULT_HOOK_BUDGET_MS
+from domains.tamiyo.state import TamiyoState, resolve_pending
 from leyline import pb
-from leyline.seed_metrics import CONTRIBUTION_METRIC, HEADROOM_METRIC, ISOLATION_METRIC, STAGE_EPOCHS_METRIC
-
-ABORTING_STAGES = frozenset(
-    {pb.SEED_STAGE_CULLED, pb.SEED_STAGE_EMBARGOED, pb.SEED_STAGE_RESETTING, pb.SEED_STAGE_DORMANT}
-)
-
-
-@dataclass(frozen=True)
-class HeuristicConfig:
-    seed: int = 0
-    plateau_window: int = 3
-    plateau_epsilon: float = 0.01  # relative improvement of the best validation loss that is progress
-    germination_cooldown_epochs: int = 3
-    max_concurrent_seeds: int = 1
-    embargo_epochs: int = 3  # after Tamiyo culls at a slot, it does not germinate there for this long
-    parameter_budget: int | None = None  # max trainable parameters of host + seeds
-    max_blueprint_risk: float = 0.5
-    mitigated_blueprint_risk: float = 0.25  # cap at risk levels 1–2 and in conservative mode
-    use_catalogue_metadata: bool = True
-    risk_aversion: float = 0.5
-    alpha_ramp_epochs: int = 3
-    mitigated_alpha_ramp_epochs: int = 6
-    min_training_epochs: int = 2
-    max_training_epochs: int = 8
-    probation_epochs: int = 2
-    min_contribution: float = 0.0
-    max_seed_grad_norm: float = 1e3
-    cull_isolation_violations: int = 2  # one fewer than Kasmina's automatic cull at 3
-    advance_seeds: bool = False
-    block_level: int = 3
-    rollback_level: int = 4
-    conservative_enter_level: int = 3
-    conservative_exit_level: int = 1
-    conservative_exit_windows: int = 3
-    observation_window: int = 3
-    success_accuracy_delta: float = 0.002
-    regression_accuracy_delta: float = -0.002
-    command_deadline_ms: int = 5_000
-    thresholds: RiskThresholds = field(default_factory=RiskThresholds)
-
-    def __post_init__(self) -> None:
-        if self.plateau_window < 1 or self.observation_window < 1:
-            raise ValueError("plateau_window and observation_window must be at least 1")
-        if self.max_concurrent_seeds < 0:
-            raise ValueError("max_concurrent_seeds must be >= 0")
-        if not 0 <= self.conservative_exit_level < self.conservative_enter_level <= 4:
-            raise ValueError("need 0 <= conservative_exit_level < conservative_enter_level <= 4")
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What one decision sees: the epoch's packet, the seeds, the catalogue and the edge's measurements."""
-
-    run_id: str
-    epoch: int
-    packet_id: int
-    training_loss: float
-    validation_loss: float
-    validation_accuracy: float
-    grad_norm: float
-    memory_pressure: float
-    hook_ms: float
-    parameters: int
-    seeds: tuple[pb.SeedState, ...]
-    catalogue: tuple[pb.BlueprintDescriptor, ...]
-    applied_commands: tuple[str, ...]
-    command_id: str  # the id a command issued by this decision takes
-    now_ms: int
-    blueprint_costs: Mapping[tuple[str, int], int] = field(default_factory=dict)  # (bp, slot) → params
-    slot_kinds: Mapping[int, int] = field(default_factory=dict)  # slot → pb.SlotKind, where known
-    hook_budget_ms: float = DEFAULT_HOOK_BUDGET_MS  # the run's budget that hook_ms is measured against
+from leyline.lifecycle import stage_name
+from leyline.seed_metrics import CONTRIBUTION_METRIC, ISOLATION_METRIC
 
 
 @dataclass(frozen=True)
@@ -131,86 +67,6 @@ class Choice:
     action: str  # "noop", "germinate", "advance", "cull", "rollback"
     reason: str
     command: pb.AdaptationCommand | None = None
-
-
-def headroom(seed: pb.SeedState) -> float:
-    """A slot's measured headroom (`metrics["headroom"]`), else its gradient norm."""
-    return seed.metrics.get(HEADROOM_METRIC, seed.gradient_norm)
-
-
-def active_seeds(seeds: tuple[pb.SeedState, ...]) -> int:
-    """Seeds in a stage that touches the host (germinated through probationary)."""
-    return sum(1 for seed in seeds if seed.stage in ACTIVE_STAGE_WEIGHTS)
-
-
-def stage_epochs(seed: pb.SeedState) -> int:
-    """Epochs the seed has spent in its current stage (Kasmina's metric; age since germination if absent)."""
-    return int(seed.metrics.get(STAGE_EPOCHS_METRIC, seed.age_epochs))
-
-
-def risk_signals(state: TamiyoState, observation: Observation) -> RiskSignals:
-    finite_norms = [n for n in state.grad_norms[-5:] if math.isfinite(n)]
-    reference_norm = statistics.median(finite_norms) if finite_norms else 0.0
-    recent_losses = [v for v in state.validation_losses[-5:] if math.isfinite(v)]
-    drift = 0.0
-    if not math.isfinite(observation.validation_loss):
-        drift = math.inf
-    elif recent_losses and min(recent_losses) > 0:
-        drift = max(0.0, observation.validation_loss / min(recent_losses) - 1.0)
-    return RiskSignals(
-        grad_norm_ratio=ratio(observation.grad_norm, reference_norm),
-        loss_drift=drift,
-        loss_explosion=ratio(observation.training_loss, state.best_training_loss),
-        memory_pressure=observation.memory_pressure,
-        hook_latency_ratio=observation.hook_ms / observation.hook_budget_ms,
-        lifecycle=lifecycle_signal(observation.seeds),
-    )
-
-
-def observation_summary(observation: Observation) -> dict[str, float]:
-    """The packet's measurements every DecisionMade records, the controller's safe no-op's included."""
-    return {
-        "epoch": float(observation.epoch),
-        "training_loss": observation.training_loss,
-        "validation_loss": observation.validation_loss,
-        "validation_accuracy": observation.validation_accuracy,
-        "grad_norm": observation.grad_norm,
-        "parameters": float(observation.parameters),
-    }
-
-
-def inputs_summary(
-    observation: Observation, signals: RiskSignals, assessment: RiskAssessment
-) -> dict[str, float]:
-    summary = observation_summary(observation)
-    summary["active_seeds"] = float(active_seeds(observation.seeds))
-    summary["risk_raw"] = float(assessment.level)
-    for seed in observation.seeds:
-        if seed.stage == pb.SEED_STAGE_DORMANT and HEADROOM_METRIC in seed.metrics:
-            summary[f"headroom_slot{seed.slot}"] = seed.metrics[HEADROOM_METRIC]
-    for name, level in assessment.signal_levels.items():
-        summary[f"level_{name}"] = float(level)
-    summary["signal_loss_drift"] = signals.loss_drift
-    summary["signal_grad_norm_ratio"] = signals.grad_norm_ratio
-    return summary
-
-
-def graftable(descriptor: pb.BlueprintDescriptor) -> bool:
-    """Whether a catalogue entry may be grafted at all: never quarantine-only, only the safe tier."""
-    return not descriptor.quarantine_only and descriptor.tier == pb.BLUEPRINT_TIER_SAFE
-
-
-def plateaued(losses: tuple[float, ...], window: int, epsilon: float) -> bool:
-    """No relative improvement above epsilon of the best loss over the last `window` epochs."""
-    if len(losses) < window + 1 or not all(math.isfinite(v) for v in losses[-window - 1 :]):
-        return False
-    best_before = min(losses[:-window])
-    best_recent = min(losses[-window:])
-    return best_recent > best_before * (1.0 - epsilon)
-
-
-def tiebreak(seed: int, key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest(), "little")
 
 
 class HeuristicPolicy:
@@ -266,7 +122,7 @@ class HeuristicPolicy:
             payloads.append(mode_change)
         if choice.command is not None:
             payloads.append(pb.AdaptationCommandIssued(command=choice.command))
-        payloads.extend(self._field_reports(resolved, observation))
+        payloads.extend(field_reports(resolved, observation, self.config))
         return payloads
 
     def _calm_windows(self, state: TamiyoState, raw_level: int) -> int:
@@ -305,39 +161,40 @@ class HeuristicPolicy:
         return self._germination(state, observation, level, conservative)
 
     def _seed_to_cull(self, observation: Observation) -> tuple[pb.SeedState, str] | None:
-        config = self.config
+        limits = observation.lifecycle
+        cull_count = isolation_cull_count(limits)
         for seed in sorted(observation.seeds, key=lambda s: s.slot):
             if seed.stage not in ACTIVE_STAGE_WEIGHTS:
                 continue
             values = [seed.gradient_norm, seed.alpha, *seed.metrics.values()]
             if not all(math.isfinite(v) for v in values):
                 return seed, "non-finite seed measurements"
-            if seed.gradient_norm > config.max_seed_grad_norm:
-                return seed, f"seed gradient norm {seed.gradient_norm:.3g} above {config.max_seed_grad_norm}"
+            if seed.gradient_norm > limits.max_grad_norm:
+                return seed, f"seed gradient norm {seed.gradient_norm:.3g} above {limits.max_grad_norm}"
             violations = seed.metrics.get(ISOLATION_METRIC, 0.0)
-            if violations >= config.cull_isolation_violations:
+            if violations >= cull_count:
                 return seed, f"{violations:.0f} gradient isolation violations"
-            if seed.stage == pb.SEED_STAGE_TRAINING and stage_epochs(seed) > config.max_training_epochs:
+            if seed.stage == pb.SEED_STAGE_TRAINING and stage_epochs(seed) > limits.max_training_epochs:
                 return seed, f"still training after {stage_epochs(seed)} epochs"
             contribution = seed.metrics.get(CONTRIBUTION_METRIC)
             if (
                 seed.stage == pb.SEED_STAGE_PROBATIONARY
-                and stage_epochs(seed) >= config.probation_epochs
+                and stage_epochs(seed) >= limits.probation_epochs
                 and contribution is not None
-                and contribution < config.min_contribution
+                and contribution < limits.min_contribution
             ):
-                return seed, f"contribution {contribution:.4f} below {config.min_contribution}"
+                return seed, f"contribution {contribution:.4f} below {limits.min_contribution}"
         return None
 
     def _seed_to_advance(
         self, observation: Observation, conservative: bool
     ) -> tuple[pb.SeedState, str] | None:
-        config = self.config
+        limits = observation.lifecycle
         minimum_age = {
-            pb.SEED_STAGE_TRAINING: config.min_training_epochs,
-            pb.SEED_STAGE_BLENDING: config.alpha_ramp_epochs,
+            pb.SEED_STAGE_TRAINING: limits.min_training_epochs,
+            pb.SEED_STAGE_BLENDING: limits.alpha_ramp_epochs,
             pb.SEED_STAGE_SHADOWING: 1,
-            pb.SEED_STAGE_PROBATIONARY: config.probation_epochs,
+            pb.SEED_STAGE_PROBATIONARY: limits.probation_epochs,
         }
         for seed in sorted(observation.seeds, key=lambda s: s.slot):
             needed = minimum_age.get(seed.stage)
@@ -349,7 +206,7 @@ class HeuristicPolicy:
                 continue
             if seed.stage == pb.SEED_STAGE_PROBATIONARY and CONTRIBUTION_METRIC not in seed.metrics:
                 continue
-            stage = pb.SeedLifecycleStage.Name(seed.stage).removeprefix("SEED_STAGE_").lower()
+            stage = stage_name(seed.stage).lower()
             return seed, f"{stage} for {stage_epochs(seed)} epochs with good evidence"
         return None
 
@@ -379,13 +236,13 @@ class HeuristicPolicy:
         return Choice("noop", "plateau, but no blueprint fits the risk cap and parameter budget")
 
     def _open_slots(self, state: TamiyoState, observation: Observation) -> list[pb.SeedState]:
-        config = self.config
+        embargo = observation.lifecycle.embargo_epochs
         open_slots = []
         for seed in observation.seeds:
             if seed.stage != pb.SEED_STAGE_DORMANT:
                 continue
             culled = state.cull_epoch(seed.slot)
-            if culled is not None and observation.epoch - culled < config.embargo_epochs:
+            if culled is not None and observation.epoch - culled < embargo:
                 continue
             open_slots.append(seed)
         return sorted(open_slots, key=lambda s: (-headroom(s), s.slot))
@@ -485,7 +342,9 @@ class HeuristicPolicy:
     ) -> Choice:
         config = self.config
         mitigated = level >= 1 or conservative
-        ramp = config.mitigated_alpha_ramp_epochs if mitigated else config.alpha_ramp_epochs
+        ramp = observation.lifecycle.alpha_ramp_epochs
+        if mitigated:
+            ramp = max(ramp, config.mitigated_alpha_ramp_epochs)
         reason = (
             f"validation loss plateaued over {config.plateau_window} epochs; slot {slot.slot} has the most "
             f"headroom; {blueprint.blueprint_id} ({blueprint.name}, risk {blueprint.risk:.2f})"
@@ -509,51 +368,3 @@ class HeuristicPolicy:
         command.rollback.mode = pb.ROLLBACK_MODE_FAST
         command.rollback.reason = reason
         return Choice("rollback", reason, command)
-
-    # ------------------------------------------------------------------ field reports
-
-    def _field_reports(self, state: TamiyoState, observation: Observation) -> list[Message]:
-        reports: list[Message] = []
-        for window in state.windows:
-            rolled_back = observation.epoch < window.epoch
-            if not rolled_back and observation.epoch < window.epoch + self.config.observation_window:
-                continue
-            report = self._report(window, observation, rolled_back)
-            reports.append(pb.FieldReportIssued(report=report))
-        return reports
-
-    def _report(self, window: TrackedCommand, observation: Observation, rolled_back: bool) -> pb.FieldReport:
-        config = self.config
-        delta_accuracy = observation.validation_accuracy - window.baseline_accuracy
-        delta_loss = observation.validation_loss - window.baseline_loss
-        slot_stage = next((s.stage for s in observation.seeds if s.slot == window.slot), None)
-        if rolled_back or (window.action in ("germinate", "advance") and slot_stage in ABORTING_STAGES):
-            outcome = pb.FIELD_REPORT_OUTCOME_ABORTED
-        elif delta_accuracy >= config.success_accuracy_delta:
-            outcome = pb.FIELD_REPORT_OUTCOME_SUCCESS
-        elif delta_accuracy <= config.regression_accuracy_delta:
-            outcome = pb.FIELD_REPORT_OUTCOME_REGRESSION
-        else:
-            outcome = pb.FIELD_REPORT_OUTCOME_NEUTRAL
-        return pb.FieldReport(
-            report_id=f"fr-{window.command_id}",
-            command_id=window.command_id,
-            run_id=observation.run_id,
-            seed_id=window.seed_id,
-            slot=window.slot,
-            blueprint_id=window.blueprint_id,
-            outcome=outcome,
-            delta_accuracy=delta_accuracy,
-            delta_loss=delta_loss,
-            delta_parameters=observation.parameters - window.baseline_parameters,
-            policy_version=window.policy_version,
-            risk_at_decision=to_pb_level(window.risk_level),
-            start_epoch=window.epoch,
-            end_epoch=observation.epoch,
-            metrics={
-                "accuracy_start": window.baseline_accuracy,
-                "accuracy_end": observation.validation_accuracy,
-                "loss_start": window.baseline_loss,
-                "loss_end": observation.validation_loss,
-            },
-        )

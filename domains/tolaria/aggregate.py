@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from leyline import decode_payload, pb, stream_name
+from leyline.lifecycle import LifecycleConfig
 
 
 class RunStatus(Enum):
@@ -44,6 +45,8 @@ class RunState:
     run_id: str = ""
     status: RunStatus = RunStatus.ABSENT
     config_json: str = ""
+    lifecycle: LifecycleConfig | None = None  # the lifecycle limits the run started with
+    controller_config_json: str = ""  # the controller's own configuration it started with
     epoch: int = 0  # last completed epoch of the current timeline
     generation: int = 0  # rollbacks completed
     checkpoints: tuple[CheckpointRecord, ...] = ()  # current timeline, ascending epoch
@@ -84,6 +87,9 @@ def evolve(state: RunState, envelope: pb.EventEnvelope) -> RunState:
             run_id=payload.run_id,
             status=RunStatus.RUNNING,
             config_json=state.config_json or payload.config_json,
+            lifecycle=state.lifecycle
+            or (LifecycleConfig.from_pb(payload.lifecycle) if payload.HasField("lifecycle") else None),
+            controller_config_json=state.controller_config_json or payload.controller_config_json,
             starts=state.starts + 1,
         )
     if isinstance(payload, pb.EpochCompleted):
@@ -130,14 +136,33 @@ class RollbackRejected(ValueError):
 
 @dataclass(frozen=True)
 class RequestRollback:
+    """A rollback asked for by an operator (`esper rollback`), the controller or the loss guard."""
+
     run_id: str
     target_epoch: int
     requested_by: str
     reason: str
+    # UNKNOWN: asked from outside the run (the live run picks the mode); FAST: the live run holds the
+    # target in its checkpoint cache, so nothing in the log needs checking; FULL: from a committed file.
+    mode: int = pb.ROLLBACK_MODE_UNKNOWN
+    exact: bool = True  # a checkpoint at exactly target_epoch (an operator's); else the newest at or before
 
 
 def decide_rollback(state: RunState, request: RequestRollback) -> pb.RollbackRequested:
-    """Validate an operator's rollback against the run's log; the RollbackRequested to deliver."""
+    """The one rule for every rollback (operator, controller, guard): the run is running and a checkpoint
+    of the current timeline is there to return to; the RollbackRequested to record, or RollbackRejected."""
+    if request.mode != pb.ROLLBACK_MODE_FAST:
+        _check_target(state, request)
+    return pb.RollbackRequested(
+        run_id=request.run_id,
+        target_epoch=request.target_epoch,
+        mode=request.mode,  # type: ignore[arg-type]
+        reason=request.reason,
+        requested_by=request.requested_by,
+    )
+
+
+def _check_target(state: RunState, request: RequestRollback) -> None:
     if state.status is RunStatus.ABSENT:
         raise RollbackRejected(f"run {request.run_id} does not exist in this log")
     if state.status is not RunStatus.RUNNING:
@@ -145,16 +170,10 @@ def decide_rollback(state: RunState, request: RequestRollback) -> pb.RollbackReq
             f"run {request.run_id} is {state.status.value}; only a running run can roll back"
         )
     record = state.checkpoint_at_or_before(request.target_epoch)
-    if record is None or record.epoch != request.target_epoch:
+    if record is None or (request.exact and record.epoch != request.target_epoch):
         available = ", ".join(str(c.epoch) for c in state.checkpoints) or "none yet"
+        at = "at" if request.exact else "at or before"
         raise RollbackRejected(
-            f"run {request.run_id} has no committed checkpoint at epoch {request.target_epoch}; "
+            f"run {request.run_id} has no committed checkpoint {at} epoch {request.target_epoch}; "
             f"committed epochs: {available}"
         )
-    return pb.RollbackRequested(
-        run_id=request.run_id,
-        target_epoch=request.target_epoch,
-        mode=pb.ROLLBACK_MODE_UNKNOWN,  # the live run picks fast (cached) or full (from disk)
-        reason=request.reason,
-        requested_by=request.requested_by,
-    )

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-CHECKPOINT_DIR = "checkpoints"
+from leyline.datadir import DataDir
 
 
 class CheckpointError(Exception):
@@ -39,7 +39,7 @@ class SerializedCheckpoint:
 
     @property
     def relative_path(self) -> str:
-        return f"{CHECKPOINT_DIR}/{self.sha256}.ckpt"
+        return DataDir.checkpoint_name(self.sha256)
 
 
 def capture_rng() -> dict[str, Any]:
@@ -83,11 +83,11 @@ def deserialize(data: bytes, map_location: torch.device | str = "cpu") -> dict[s
     return loaded
 
 
-def write_file(data_dir: Path, checkpoint: SerializedCheckpoint) -> Path:
+def write_file(data_dir: DataDir, checkpoint: SerializedCheckpoint) -> Path:
     """Durably write the checkpoint under its content hash; an existing file of that hash is kept."""
-    directory = data_dir / CHECKPOINT_DIR
+    directory = data_dir.checkpoints
     directory.mkdir(parents=True, exist_ok=True)
-    final = data_dir / checkpoint.relative_path
+    final = data_dir.resolve(checkpoint.relative_path)
     if final.exists():
         return final
     temporary = directory / f".{checkpoint.sha256}.{os.getpid()}.tmp"
@@ -104,8 +104,8 @@ def write_file(data_dir: Path, checkpoint: SerializedCheckpoint) -> Path:
     return final
 
 
-def read_file(data_dir: Path, relative_path: str, sha256: str) -> bytes:
-    path = data_dir / relative_path
+def read_file(data_dir: DataDir, relative_path: str, sha256: str) -> bytes:
+    path = data_dir.resolve(relative_path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leyline.controller import DEFAULT_HOOK_BUDGET_MS
+
 CONTROLLERS = ("tamiyo", "noop")
-DEFAULT_HOOK_BUDGET_MS = 18.0  # SPEC §8: the whole end-of-epoch hook
 
 
 class ConfigError(ValueError):

@@ -12,16 +12,13 @@ with the file and the PostgreSQL event store, as long as the operator names the 
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from google.protobuf import json_format
 
 from leyline import pb
-
-CONTROL_DIR = "control"
+from leyline.datadir import DataDir, write_private
 
 
 @dataclass(frozen=True)
@@ -30,27 +27,18 @@ class RollbackDelivery:
     request: pb.RollbackRequested
 
 
-def request_path(data_dir: Path, run_id: str) -> Path:
-    return data_dir / CONTROL_DIR / f"rollback-{run_id}.json"
-
-
-def deliver(data_dir: Path, request: pb.RollbackRequested) -> RollbackDelivery:
-    path = request_path(data_dir, request.run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def deliver(data_dir: DataDir, request: pb.RollbackRequested) -> RollbackDelivery:
+    path = data_dir.create().rollback_request(request.run_id)
+    path.parent.mkdir(exist_ok=True)
     delivery = RollbackDelivery(uuid.uuid4().hex, request)
     document = {"request_id": delivery.request_id, "request": json_format.MessageToDict(request)}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w") as handle:
-        json.dump(document, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_private(path, json.dumps(document).encode())
     return delivery
 
 
-def take(data_dir: Path, run_id: str) -> RollbackDelivery | None:
+def take(data_dir: DataDir, run_id: str) -> RollbackDelivery | None:
     """The pending request for run_id, if any; the caller removes it with `done` once it is logged."""
-    path = request_path(data_dir, run_id)
+    path = data_dir.rollback_request(run_id)
     try:
         document = json.loads(path.read_text())
     except FileNotFoundError:
@@ -59,9 +47,9 @@ def take(data_dir: Path, run_id: str) -> RollbackDelivery | None:
     return RollbackDelivery(str(document["request_id"]), request)
 
 
-def done(data_dir: Path, delivery: RollbackDelivery) -> None:
+def done(data_dir: DataDir, delivery: RollbackDelivery) -> None:
     """Remove the control file if it still holds this request (a newer one is left for the next boundary)."""
-    path = request_path(data_dir, delivery.request.run_id)
+    path = data_dir.rollback_request(delivery.request.run_id)
     current = take(data_dir, delivery.request.run_id)
     if current is not None and current.request_id == delivery.request_id:
         path.unlink(missing_ok=True)

@@ -15,6 +15,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+POSTGRES_URL_ENV = "ESPER_BENCH_POSTGRES_URL"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
 
 @dataclass
 class Result:
@@ -42,6 +45,7 @@ class BenchOptions:
     quick: bool
     data_dir: str
     progress: Callable[[str], None]
+    backend: str = "file"  # the event store a bench drives, where it can drive more than one
 
 
 def available() -> dict[str, str]:

@@ -30,11 +30,12 @@ import torch
 from domains.tezzeret.compiler import compile_artifact, template_for
 from domains.tezzeret.jobs import CompileSpec, Status
 from domains.tezzeret.service import Tezzeret, catalogue_specs
+from domains.tezzeret.source import SeedModuleSource
 from domains.urza.artifact import ArtifactModule
 from domains.urza.library import ArtifactLibrary
-from domains.urza.source import SeedModuleSource
 from eventstore import EventStore, open_store
 from leyline import pb
+from leyline.datadir import DataDir
 from ops.bench import BenchOptions, Result, percentile
 
 DESCRIPTION = (
@@ -59,7 +60,7 @@ def run(options: BenchOptions) -> list[Result]:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="esper-bench-blueprints-") as directory:
         root = Path(directory)
-        store = open_store(root / "log")
+        store = open_store(DataDir(root).log)
         try:
             return measure(options, root, store)
         finally:
@@ -67,7 +68,7 @@ def run(options: BenchOptions) -> list[Result]:
 
 
 def measure(options: BenchOptions, root: Path, store: EventStore) -> list[Result]:
-    library = ArtifactLibrary(root / "artifacts", store)
+    library = ArtifactLibrary(DataDir(root).artifacts, store)
     tezzeret = Tezzeret(store, library)
     specs = catalogue_specs(blueprint_ids=QUICK_BLUEPRINTS if options.quick else None)
     options.progress(f"compiling {len(specs)} jobs ({len({s.blueprint_id for s in specs})} blueprints)")
@@ -147,7 +148,7 @@ def aot_inductor_results(
     ]
     export_same = [duration for _, duration in chosen]
     specs = [replace(spec, strategy=AOTI_STRATEGY) for spec, _ in chosen]
-    library = ArtifactLibrary(root / "artifacts", store)
+    library = ArtifactLibrary(DataDir(root).artifacts, store)
     compile_fn = partial(compile_artifact, inductor_dir=root / "inductor")
     tezzeret = Tezzeret(store, library, compile_fn=compile_fn)
     durations, hashes = [], []
@@ -236,7 +237,7 @@ def fetch(source: SeedModuleSource, spec: CompileSpec) -> None:
 
 def cold_fetch_ms(store: EventStore, root: Path, spec: CompileSpec) -> float:
     """A new process's first fetch: empty cache, hash looked up in the log, file read and verified."""
-    library = ArtifactLibrary(root / "artifacts", store)
+    library = ArtifactLibrary(DataDir(root).artifacts, store)
     source = SeedModuleSource(library, Tezzeret(store, library))
     begin = time.perf_counter()
     fetch(source, spec)

@@ -28,6 +28,7 @@ from eventstore import wal
 from eventstore.file import FileStore
 from leyline import new_envelope, pb
 from ops.bench import BenchOptions, Result
+from ops.bench._eventsourcing_app import app_save_results
 from ops.bench.leyline import sample_system_state
 
 DESCRIPTION = (
@@ -155,6 +156,10 @@ class Baseline:
 
 
 def run(options: BenchOptions) -> list[Result]:
+    if options.backend == "postgres":
+        from ops.bench import _postgres_appends
+
+        return _postgres_appends.run(options)
     quick = options.quick
     total = QUICK_EVENTS if quick else FULL_EVENTS
     with tempfile.TemporaryDirectory(prefix="esper-bench-eventstore-") as temporary:
@@ -213,6 +218,8 @@ def run(options: BenchOptions) -> list[Result]:
                     raise RuntimeError(f"the baseline read {base_count} events, expected {total}")
                 base_reads.append(base_read)
         replay, base_read = max(replays), max(base_reads)
+        options.progress("one eventsourcing application saving through Esper's recorder and SQLite's")
+        app_results = app_save_results(directory, options)
 
     suffix = "" if total == FULL_EVENTS else f" (quick: {total} events)"
     return [
@@ -270,6 +277,7 @@ def run(options: BenchOptions) -> list[Result]:
         ),
         Result("baseline_append_batch100_eps", base100, "events/s"),
         Result("baseline_read_decoded_eps", base_read, "events/s"),
+        *app_results,
     ]
 
 

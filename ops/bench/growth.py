@@ -31,8 +31,10 @@ from domains.tolaria.hosts import HostSpec, build_host, count_parameters
 from domains.tolaria.trainer import Trainer
 from eventstore import EventFilter, open_store
 from leyline import decode_payload, pb
+from leyline.datadir import DataDir
 from leyline.signing import Keyring, Signer
 from ops.bench import BenchOptions, Result, percentile
+from ops.compose import build_trainer
 
 DESCRIPTION = "baseline vs Tamiyo-grown vs static-large host on digits: test accuracy, parameters, wall time"
 SEEDS = (0, 1, 2)
@@ -64,8 +66,6 @@ KASMINA = KasminaConfig(
 TAMIYO = HeuristicConfig(
     plateau_window=2,
     plateau_epsilon=0.1,
-    max_training_epochs=4,
-    embargo_epochs=1,
     max_concurrent_seeds=2,
     parameter_budget=PARAMETER_BUDGET,
 )
@@ -101,11 +101,13 @@ def train(
     config: RunConfig, run_id: str, growing: bool, decision_ms: list[float]
 ) -> tuple[float, int, float]:
     with tempfile.TemporaryDirectory(prefix="esper-growth-") as tmp:
-        store = open_store(Path(tmp) / "log")
+        store = open_store(DataDir(Path(tmp)).log)
         try:
             started = time.perf_counter()
             keyring = Keyring.generate()
-            trainer = Trainer(config, run_id, store, Path(tmp), keyring=keyring, kasmina_config=KASMINA)
+            trainer = build_trainer(
+                config, run_id, store, DataDir(Path(tmp)), keyring=keyring, kasmina_config=KASMINA
+            )
             if growing:  # Tolaria's own Tamiyo, given the bench's parameter budget and estimates
                 trainer.controller = tamiyo_for(trainer, keyring, config.seed)
             trainer.start()

@@ -27,12 +27,11 @@ from domains.kasmina import (
     FactorySource,
     Kasmina,
     KasminaConfig,
-    LifecycleConfig,
     SeedSlot,
 )
-from domains.kasmina import lifecycle as lc
 from domains.tolaria.hosts import CNNLite, HostSpec, SlotSpec
 from leyline import new_envelope, pb, stream_name
+from leyline.lifecycle import ACTIVE_STAGES, BLENDING, FOSSILIZED, TRAINING, LifecycleConfig, stage_name
 from leyline.signing import Keyring, Signer, Verifier
 from ops.bench import BenchOptions, Result, median_us
 
@@ -160,8 +159,8 @@ def staged_host(stage: int) -> tuple[Stepper, Kasmina]:
     probe = ScriptedProbe(kasmina.slots[SLOT])
     epoch = 1
     while kasmina.state.slot(SLOT).stage != stage:
-        if kasmina.state.slot(SLOT).stage not in lc.ACTIVE_STAGES:
-            raise RuntimeError(f"seed left the lifecycle at {lc.stage_name(kasmina.state.slot(SLOT).stage)}")
+        if kasmina.state.slot(SLOT).stage not in ACTIVE_STAGES:
+            raise RuntimeError(f"seed left the lifecycle at {stage_name(kasmina.state.slot(SLOT).stage)}")
         epoch += 1
         stepper.step()
         kasmina.end_epoch(epoch, EpochMeasurements(validation_loss=1.0), probe)
@@ -179,7 +178,7 @@ def overhead_results(rounds: int, steps: int, progress: Callable[[str], None]) -
     torch.manual_seed(0)
     bare = Stepper(cnn_lite(False))
     results = []
-    for name, stage in (("training", lc.TRAINING), ("blending", lc.BLENDING), ("fossilized", lc.FOSSILIZED)):
+    for name, stage in (("training", TRAINING), ("blending", BLENDING), ("fossilized", FOSSILIZED)):
         progress(f"step overhead with a {name} seed: {rounds} rounds of {steps} steps")
         seeded, _ = staged_host(stage)
         for warm in (bare, seeded):
@@ -202,7 +201,7 @@ def overhead_results(rounds: int, steps: int, progress: Callable[[str], None]) -
 
 
 def isolation_result(iterations: int) -> Result:
-    _, kasmina = staged_host(lc.TRAINING)
+    _, kasmina = staged_host(TRAINING)
     slot = kasmina.slots[SLOT]
     assert slot.seed is not None
     activation = torch.randn(BATCH, *slot.shape)

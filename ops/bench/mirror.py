@@ -31,6 +31,7 @@ from domains.oona.routing import OonaKeys, Queue
 from eventstore import EventStore, open_store
 from eventstore.mirror import Mirror, category_key, connect_redis
 from leyline import category_of, new_envelope, pb
+from leyline.datadir import DataDir
 from ops.bench import BenchOptions, Result, percentile
 from ops.bench.leyline import sample_field_report, sample_system_state
 
@@ -159,7 +160,7 @@ def run(options: BenchOptions) -> list[Result]:
     base = f"bench{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="esper-bench-mirror-") as temporary:
         directory = Path(temporary)
-        store = open_store(directory / "log")
+        store = open_store(DataDir(directory).log)
         try:
             options.progress(f"appending {count} events")
             events = sample_events(count)

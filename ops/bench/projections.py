@@ -19,10 +19,11 @@ from pathlib import Path
 
 from eventstore import EventStore, open_store
 from leyline import pb
+from leyline.datadir import DataDir
 from ops.bench import BenchOptions, Result, percentile
+from ops.bench._workload import realistic_log
 from projections import apply_batch, follow, rebuild
 from projections.db import open_db
-from projections.simulate import realistic_log
 
 DESCRIPTION = "projection rebuild of 1 M events, one-transaction-per-event baseline, live lag under appends"
 REBUILD_BUDGET_S = 20.0
@@ -101,7 +102,7 @@ def run(options: BenchOptions) -> list[Result]:
     Path(options.data_dir).mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="bench-projections-", dir=options.data_dir))
     try:
-        store = open_store(directory / "log")
+        store = open_store(DataDir(directory).log)
         options.progress(f"writing {events:,} realistic events to the file store")
         _fill(store, events, options)
         head = store.head_position()

@@ -29,10 +29,13 @@ from domains.tolaria import checkpoint as ckpt
 from domains.tolaria.config import RunConfig
 from domains.tolaria.data import batches, epoch_order
 from domains.tolaria.hosts import build_host
-from domains.tolaria.trainer import Trainer, open_run, resume_run, seed_everything
+from domains.tolaria.trainer import Trainer
+from domains.tolaria.workload import seed_everything
 from eventstore import open_store
 from leyline import pb
+from leyline.datadir import DataDir
 from ops.bench import BenchOptions, Result, percentile
+from ops.compose import new_run, resume
 
 DESCRIPTION = "training loop overhead vs plain PyTorch, hook time, checkpoint write, resume, rollback"
 OVERHEAD_TARGET = 1.05
@@ -75,11 +78,11 @@ class PlainLoop:
 def run(options: BenchOptions) -> list[Result]:
     blocks, block_epochs = (2, 5) if options.quick else (5, 12)
     with tempfile.TemporaryDirectory(prefix="esper-bench-run-") as scratch:
-        data_dir = Path(scratch)
+        data_dir = DataDir(Path(scratch))
         config = RunConfig(epochs=blocks * block_epochs + 1, seed=0, controller="noop")
-        store = open_store(data_dir / "log")
+        store = open_store(data_dir.log)
         try:
-            trainer = open_run(store, data_dir, config, "rbench001")
+            trainer = new_run(store, data_dir, config, "rbench001")
             plain = PlainLoop(trainer)
             options.progress(f"overhead: {blocks} blocks of {block_epochs} epochs, full loop vs plain loop")
             ratios, hooks = [], []
@@ -98,7 +101,8 @@ def run(options: BenchOptions) -> list[Result]:
 
             options.progress("checkpoint writes")
             writes = [
-                checkpoint_write_ms(trainer, data_dir / f"w{i}") for i in range(10 if options.quick else 30)
+                checkpoint_write_ms(trainer, DataDir(data_dir.root / f"w{i}"))
+                for i in range(10 if options.quick else 30)
             ]
 
             options.progress("fast and full rollback")
@@ -119,10 +123,10 @@ def run(options: BenchOptions) -> list[Result]:
         options.progress("resume")
         resumes = []
         for _ in range(2 if options.quick else 5):
-            store = open_store(data_dir / "log", create=False)
+            store = open_store(data_dir.log, create=False)
             try:
                 started = time.perf_counter()
-                resumed = resume_run(store, data_dir, "rbench001")
+                resumed = resume(store, data_dir, "rbench001")
                 resumes.append(time.perf_counter() - started)
                 resumed.sink.close()
             finally:
@@ -168,7 +172,7 @@ def run(options: BenchOptions) -> list[Result]:
     ]
 
 
-def checkpoint_write_ms(trainer: Trainer, directory: Path) -> float:
+def checkpoint_write_ms(trainer: Trainer, directory: DataDir) -> float:
     started = time.perf_counter()
     ckpt.write_file(directory, ckpt.serialize(trainer.epoch, trainer.components()))
     return (time.perf_counter() - started) * 1000

@@ -10,6 +10,9 @@ from ops import bench
 from ops.common import add_command, print_json
 from ops.errors import UsageError
 
+BACKENDS = ("file", "postgres")
+MULTI_BACKEND = ("eventstore",)
+
 
 def register(subparsers: Any) -> None:
     names = ", ".join(bench.available())
@@ -23,19 +26,30 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("name", metavar="NAME", help=f"one of: {names}")
     parser.add_argument("--quick", action="store_true", help="fewer iterations, for a smoke check")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="file",
+        help="the event store to drive (eventstore only): the file log, or PostgreSQL with 1/2/4 writer "
+        f"processes (${bench.POSTGRES_URL_ENV}, default {bench.DEFAULT_POSTGRES_URL})",
+    )
 
 
 def handle(args: argparse.Namespace) -> int:
     names = bench.available()
     if args.name not in names:
         raise UsageError(f"unknown benchmark {args.name!r}; choose one of: {', '.join(names)}")
+    if args.backend != "file" and args.name not in MULTI_BACKEND:
+        raise UsageError(f"--backend applies to: {', '.join(MULTI_BACKEND)}, not {args.name!r}")
     module = bench.load(args.name)
 
     def progress(message: str) -> None:
         if not args.json:
             print(f"  … {message}", file=sys.stderr, flush=True)
 
-    options = bench.BenchOptions(quick=args.quick, data_dir=str(args.data_dir), progress=progress)
+    options = bench.BenchOptions(
+        quick=args.quick, data_dir=str(args.data_dir), progress=progress, backend=args.backend
+    )
     results = module.run(options)
     document = {
         "bench": args.name,

@@ -1,4 +1,8 @@
-"""`esper blueprints list|show ID|compile [ID ...]`: Karn's catalogue, Tezzeret's jobs, Urza's artifacts."""
+"""`esper blueprints list|show ID|compile [ID ...]`: Karn's catalogue, Tezzeret's jobs, Urza's artifacts.
+
+Karn's templates, Tezzeret and Urza import torch, so the handlers import them, not this module: `esper
+--help` lists this command without importing torch.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +11,24 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from domains.karn import catalog, registration
-from domains.karn.catalog import SLOT_KIND_NAMES, KarnError
 from domains.tezzeret.jobs import DEVICES, SELECTIONS, JobState, Status, choose_strategy
-from domains.tezzeret.service import (
-    DEFAULT_CONV_SHAPE,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_SEQUENCE_SHAPE,
-    FailFirst,
-    Tezzeret,
-    catalogue_specs,
-    read_jobs,
-)
-from domains.urza.library import ArtifactLibrary, artifact_path
-from domains.urza.source import STRATEGY_VARIABLE, default_device
-from ops.common import add_command, print_json
+from leyline import pb
+from leyline.datadir import DataDir
+from ops.common import add_command, add_data_dir_option, print_json
 from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args, store_location
 
+if TYPE_CHECKING:
+    from domains.karn.catalog import Blueprint
+
 TIER_NAMES: dict[int, str] = {
-    catalog.SAFE: "safe",
-    catalog.EXPERIMENTAL: "experimental",
-    catalog.ADVERSARIAL: "adversarial",
+    pb.BLUEPRINT_TIER_SAFE: "safe",
+    pb.BLUEPRINT_TIER_EXPERIMENTAL: "experimental",
+    pb.BLUEPRINT_TIER_ADVERSARIAL: "adversarial",
 }
 
 
@@ -67,15 +63,11 @@ def register(subparsers: Any) -> None:
     compile_parser.add_argument("blueprint_ids", metavar="ID", nargs="*", help="blueprints (default: all 50)")
     compile_parser.add_argument(
         "--conv-shape",
-        default=",".join(map(str, DEFAULT_CONV_SHAPE)),
         metavar="C,H,W",
-        help="feature-map slot shape without the batch (default: %(default)s)",
+        help="feature-map slot shape without the batch (default: Tezzeret's, the digits host's slots)",
     )
     compile_parser.add_argument(
-        "--seq-shape",
-        default=",".join(map(str, DEFAULT_SEQUENCE_SHAPE)),
-        metavar="T,D",
-        help="sequence slot shape without the batch (default: %(default)s)",
+        "--seq-shape", metavar="T,D", help="sequence slot shape without the batch (default: Tezzeret's)"
     )
     compile_parser.add_argument(
         "--param",
@@ -87,9 +79,8 @@ def register(subparsers: Any) -> None:
     compile_parser.add_argument(
         "--strategy",
         choices=SELECTIONS,
-        default=os.environ.get(STRATEGY_VARIABLE, "auto"),
         help="export: torch.export programs; aot_inductor: those plus an AOTInductor package for no-grad "
-        f"eval on --device; auto: aot_inductor on cuda, export on cpu (default: ${STRATEGY_VARIABLE} "
+        "eval on --device; auto: aot_inductor on cuda, export on cpu (default: $ESPER_COMPILE_STRATEGY "
         "or auto)",
     )
     compile_parser.add_argument(
@@ -98,12 +89,7 @@ def register(subparsers: Any) -> None:
         default=None,
         help="the device the seeds will run on (default: cuda if this process has one, else cpu)",
     )
-    compile_parser.add_argument(
-        "--max-attempts",
-        type=int,
-        default=DEFAULT_MAX_ATTEMPTS,
-        help="attempts per job (default: %(default)s)",
-    )
+    compile_parser.add_argument("--max-attempts", type=int, help="attempts per job (default: Tezzeret's)")
     compile_parser.add_argument(
         "--inject-failures",
         type=int,
@@ -120,7 +106,7 @@ def handle_missing_action(args: argparse.Namespace) -> int:
 def _action(actions: Any, name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = actions.add_parser(name, help=help_text, description=help_text)
     # The same options as the parent command, accepted after the action too; SUPPRESS keeps the parent's.
-    parser.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="the data directory")
+    add_data_dir_option(parser, default=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine output")
     add_store_option(parser)
     parser.set_defaults(handler=handler)
@@ -129,6 +115,8 @@ def _action(actions: Any, name: str, handler: Any, help_text: str) -> argparse.A
 
 def _jobs_by_blueprint(args: argparse.Namespace) -> dict[str, list[JobState]]:
     """The compile jobs in the log, by blueprint; none if there is no log yet (the catalogue needs none)."""
+    from domains.tezzeret.service import read_jobs
+
     grouped: dict[str, list[JobState]] = {}
     location = store_location(args)
     if isinstance(location, Path) and not location.exists():
@@ -152,6 +140,8 @@ def _status(states: list[JobState]) -> str:
 
 
 def _job_json(state: JobState) -> dict[str, Any]:
+    from domains.karn.catalog import SLOT_KIND_NAMES
+
     spec = state.spec
     return {
         "job_id": state.job_id,
@@ -167,7 +157,9 @@ def _job_json(state: JobState) -> dict[str, Any]:
     }
 
 
-def _descriptor_json(blueprint: catalog.Blueprint) -> dict[str, Any]:
+def _descriptor_json(blueprint: Blueprint) -> dict[str, Any]:
+    from domains.karn.catalog import SLOT_KIND_NAMES
+
     return {
         "blueprint_id": blueprint.blueprint_id,
         "name": blueprint.name,
@@ -187,6 +179,8 @@ def _descriptor_json(blueprint: catalog.Blueprint) -> dict[str, Any]:
 
 
 def handle_list(args: argparse.Namespace) -> int:
+    from domains.karn import catalog
+
     jobs = _jobs_by_blueprint(args)
     rows = []
     for blueprint in catalog.CATALOGUE:
@@ -212,12 +206,11 @@ def handle_list(args: argparse.Namespace) -> int:
 
 
 def handle_show(args: argparse.Namespace) -> int:
-    try:
-        blueprint = catalog.get(args.blueprint_id.upper())
-    except KarnError as exc:
-        raise UsageError(str(exc)) from None
+    from domains.urza.library import artifact_path
+
+    blueprint = _blueprints([args.blueprint_id])[0]
     states = _jobs_by_blueprint(args).get(blueprint.blueprint_id, [])
-    library_root = Path(args.data_dir) / "artifacts"
+    library_root = DataDir.of(args.data_dir).artifacts
     document = _descriptor_json(blueprint)
     document["jobs"] = [_job_json(state) for state in states]
     for job in document["jobs"]:
@@ -255,7 +248,10 @@ def handle_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shape(text: str, size: int, option: str) -> tuple[int, ...]:
+def _shape(text: str | None, default: tuple[int, ...], option: str) -> tuple[int, ...]:
+    if text is None:
+        return default
+    size = len(default)
     try:
         dims = tuple(int(part) for part in text.split(","))
     except ValueError:
@@ -276,18 +272,35 @@ def _parameters(pairs: list[str]) -> dict[str, float]:
     return parameters
 
 
+def _blueprints(ids: list[str]) -> list[Blueprint]:
+    """The blueprints of ids (any case); an id that names none is a detected problem (exit 1), as in
+    `esper audit blueprint`."""
+    from domains.karn import catalog
+
+    try:
+        return [catalog.get(blueprint_id.upper()) for blueprint_id in ids]
+    except catalog.UnknownBlueprint as exc:
+        raise CommandError(str(exc)) from None
+
+
 def handle_compile(args: argparse.Namespace) -> int:
-    conv_shape = _shape(args.conv_shape, 3, "--conv-shape")
-    seq_shape = _shape(args.seq_shape, 2, "--seq-shape")
-    if args.max_attempts < 1:
+    from domains.karn import catalog, registration
+    from domains.tezzeret import service
+    from domains.tezzeret.source import STRATEGY_VARIABLE, default_device
+    from domains.urza.library import ArtifactLibrary
+
+    conv_shape = _shape(args.conv_shape, service.DEFAULT_CONV_SHAPE, "--conv-shape")
+    seq_shape = _shape(args.seq_shape, service.DEFAULT_SEQUENCE_SHAPE, "--seq-shape")
+    max_attempts = service.DEFAULT_MAX_ATTEMPTS if args.max_attempts is None else args.max_attempts
+    if max_attempts < 1:
         raise UsageError("--max-attempts must be at least 1")
-    if args.strategy not in SELECTIONS:
-        raise UsageError(f"{STRATEGY_VARIABLE}={args.strategy!r} is not one of: {', '.join(SELECTIONS)}")
-    strategy = choose_strategy(args.strategy, args.device or default_device())
-    ids = [blueprint_id.upper() for blueprint_id in args.blueprint_ids] or list(catalog.BY_ID)
+    selection = args.strategy or os.environ.get(STRATEGY_VARIABLE, "auto")
+    if selection not in SELECTIONS:
+        raise UsageError(f"{STRATEGY_VARIABLE}={selection!r} is not one of: {', '.join(SELECTIONS)}")
+    strategy = choose_strategy(selection, args.device or default_device())
+    blueprints = _blueprints(args.blueprint_ids or list(catalog.BY_ID))
     parameters = _parameters(args.param)
     try:
-        blueprints = [catalog.get(blueprint_id) for blueprint_id in ids]
         unused = set(parameters) - {name for blueprint in blueprints for name in blueprint.parameters}
         if unused:
             raise UsageError(f"no blueprint selected takes parameter(s) {', '.join(sorted(unused))}")
@@ -295,7 +308,7 @@ def handle_compile(args: argparse.Namespace) -> int:
         specs = [
             spec
             for blueprint in blueprints
-            for spec in catalogue_specs(
+            for spec in service.catalogue_specs(
                 conv_shape,
                 seq_shape,
                 [blueprint.blueprint_id],
@@ -303,13 +316,13 @@ def handle_compile(args: argparse.Namespace) -> int:
                 strategy,
             )
         ]
-    except KarnError as exc:
+    except catalog.KarnError as exc:
         raise UsageError(str(exc)) from None
     store = open_store_from_args(args, create=True)
     try:
-        library = ArtifactLibrary(Path(args.data_dir) / "artifacts", store)
-        hook = FailFirst(args.inject_failures) if args.inject_failures else None
-        tezzeret = Tezzeret(store, library, max_attempts=args.max_attempts, failure_hook=hook)
+        library = ArtifactLibrary(DataDir.of(args.data_dir).artifacts, store)
+        hook = service.FailFirst(args.inject_failures) if args.inject_failures else None
+        tezzeret = service.Tezzeret(store, library, max_attempts=max_attempts, failure_hook=hook)
         registered = registration.register_catalogue(store)
         resumed = tezzeret.resume()
         bar = tqdm(total=len(specs), desc="compiling", unit="job", disable=args.json, file=sys.stderr)

@@ -28,6 +28,9 @@ def register(subparsers: Any) -> None:
         "differs from the code's) are rebuilt. In place, the rebuild runs in one transaction: readers\n"
         "keep the old rows until it commits, and writers wait. --blue-green builds new tables while the\n"
         "live ones keep serving and updating, then swaps them in one transaction.\n"
+        "A projection stopped at an event it cannot decode or apply (`esper db status` names it) resumes\n"
+        "with `esper rebuild NAME` once its upcaster or projector is fixed; until then the rebuild stops\n"
+        "at the same event again (exit 1), and a blue/green one swaps nothing in.\n"
         f"Projections: {', '.join(PROJECTION_NAMES)}.",
     )
     parser.add_argument("names", nargs="*", metavar="NAME", help="projections to rebuild")

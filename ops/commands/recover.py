@@ -14,6 +14,7 @@ from eventstore import EventStore
 from eventstore.file import FileStore
 from ops.common import add_command, print_json
 from ops.dbopts import add_db_option, open_db_from_args
+from ops.errors import CommandError
 from ops.storeopts import add_store_option, open_store_from_args
 from projections import catch_up
 
@@ -47,11 +48,13 @@ def catch_up_projections(args: argparse.Namespace, store: EventStore) -> dict[st
     finally:
         engine.dispose()
     applied = sum(result.applied.values())
+    reached = "all" if not result.stopped else f"all but {', '.join(result.stopped)} (stopped)"
     return {
         "step": "projections",
-        "did": f"applied {applied} event(s) to the read models, all now at position {result.head}",
+        "did": f"applied {applied} event(s) to the read models, {reached} now at position {result.head}",
         "applied": result.applied,
         "positions": result.positions,
+        "stopped": {name: stop.describe(name) for name, stop in result.stopped.items()},
     }
 
 
@@ -84,4 +87,7 @@ def handle(args: argparse.Namespace) -> int:
     else:
         for step in steps:
             print(f"{step['step']}: {step['did']}")
+    stopped = [message for step in steps for message in step.get("stopped", {}).values()]
+    if stopped:
+        raise CommandError("; ".join(stopped))
     return 0

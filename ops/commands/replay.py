@@ -1,4 +1,8 @@
-"""`esper replay`: print events of the log as JSON lines (SPEC §12)."""
+"""`esper replay`: print events of the log as JSON lines (SPEC §12).
+
+The log is opened read-only: replay never truncates, repairs or rewrites anything (a torn tail is left
+for `esper recover`, and said on stderr).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from google.protobuf import json_format
 from tqdm import tqdm
 
 from eventstore import EventFilter
+from eventstore.file import FileStore
 from leyline import DecodeError, decode_payload, pb
 from ops.common import add_command
 from ops.errors import UsageError
@@ -77,7 +82,9 @@ def handle(args: argparse.Namespace) -> int:
     if args.to_position is not None and args.to_position < args.from_position:
         raise UsageError("--to must not be below --from")
     event_filter = EventFilter(frozenset(args.stream), frozenset(args.category), frozenset(args.event_types))
-    store = open_store_from_args(args, create=False)
+    store = open_store_from_args(args, create=False, read_only=True)
+    if isinstance(store, FileStore) and store.recovery.torn_bytes:
+        print(f"esper replay: {store.recovery.describe()}", file=sys.stderr)
     try:
         head = store.head_position()
         last = head if args.to_position is None else min(args.to_position, head)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import time
-from pathlib import Path
 from typing import Any
 
 from domains.tolaria import control
@@ -18,6 +17,7 @@ from domains.tolaria.aggregate import (
     run_stream,
 )
 from leyline import decode_payload, pb
+from leyline.datadir import DataDir
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args
@@ -58,7 +58,7 @@ def handle(args: argparse.Namespace) -> int:
             rollback = decide_rollback(state, request)
         except RollbackRejected as exc:
             raise CommandError(str(exc)) from None
-        delivery = control.deliver(Path(args.data_dir), rollback)
+        delivery = control.deliver(DataDir.of(args.data_dir), rollback)
         completed = (
             wait_for_completion(store, stream, delivery.request_id, args.wait) if args.wait > 0 else None
         )

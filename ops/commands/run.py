@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import sys
@@ -14,16 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from domains.tolaria.aggregate import mode_name, run_stream
+from domains.tolaria.aggregate import fold, mode_name, run_stream
 from domains.tolaria.config import KNOWN_KEYS, ConfigError, RunConfig, build_config, load_config_file
 from eventstore import EventFilter, EventStore
-from ops.common import add_command, print_json
+from leyline.datadir import DataDir
+from ops.common import add_command, check_redis_url, print_json
 from ops.errors import CommandError, UsageError
 from ops.plot import add_plot_option, write_plot
-from ops.storeopts import add_store_option, open_store_from_args
+from ops.storeopts import add_store_option
 
 if TYPE_CHECKING:
-    from domains.tolaria.trainer import EpochMeasurements, Progress, RollbackResult, RunSummary
+    from domains.tolaria.loop import EpochMeasurements
+    from domains.tolaria.report import Progress, RunSummary
+    from domains.tolaria.rollback import RollbackResult
     from eventstore.mirror import MirrorThread
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,32}$")
@@ -76,16 +80,52 @@ def register(subparsers: Any) -> None:
         "without one nothing contacts Redis). Training never waits on Redis: whatever is not mirrored "
         "when the run ends, `esper mirror` catches up from the durable cursor.",
     )
+    parser.add_argument(
+        "--fsync",
+        metavar="POLICY",
+        default="batch",
+        help="when the file log fsyncs its appends: always (each append), batch (default: once per group "
+        "commit) or interval:<ms>; a PostgreSQL store (--store) makes every commit durable on its own",
+    )
     add_store_option(parser)
     add_plot_option(parser)
 
 
-def build_run_config(args: argparse.Namespace) -> RunConfig:
-    values: dict[str, Any] = load_config_file(args.config) if args.config else {}
-    for key in ("epochs", "seed", "device", "host", "dataset", "controller"):
+OPTION_KEYS = ("epochs", "seed", "device", "host", "dataset", "controller")  # config keys with an option
+RESUME_MAY_CHANGE = ("epochs", "device")  # what a resumed run takes from the command line
+
+
+def config_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The config keys given: --config FILE's, then the options."""
+    try:
+        values: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"config file {args.config} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    for key in OPTION_KEYS:
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
-    return build_config(values)
+    return values
+
+
+def check_resumed_values(
+    args: argparse.Namespace, values: dict[str, Any], recorded: RunConfig, run_id: str
+) -> None:
+    """A resumed run keeps its recorded config: a value given now must equal the recorded one."""
+    fixed = {key: value for key, value in values.items() if key not in RESUME_MAY_CHANGE}
+    given = build_config({**dataclasses.asdict(recorded), **fixed})  # checked and normalised (1 -> 1.0)
+    for key, value in fixed.items():
+        if getattr(given, key) != getattr(recorded, key):
+            source = (
+                f"--{key} {value}"
+                if key in OPTION_KEYS and getattr(args, key) is not None
+                else f"{key} = {value!r} in {args.config}"
+            )
+            raise UsageError(
+                f"{source} differs from run {run_id}'s recorded {key} = {getattr(recorded, key)!r}; "
+                "a resumed run keeps its recorded config"
+            )
 
 
 def latest_run(store: EventStore) -> str:
@@ -93,30 +133,27 @@ def latest_run(store: EventStore) -> str:
     for envelope in store.read_all(event_filter=EventFilter(event_types=frozenset({"RunStarted"}))):
         run_id = envelope.run_id
     if not run_id:
-        raise UsageError("the log holds no run to resume; start one with `esper run`")
+        raise CommandError("the log holds no run to resume; start one with `esper run`")
     return run_id
 
 
 def handle(args: argparse.Namespace) -> int:
     if args.run_id is not None and not RUN_ID_PATTERN.match(args.run_id):
         raise UsageError(f"run id {args.run_id!r} must be 1–32 letters, digits or underscores")
-    if args.resume:
-        given = [
-            f"--{k}"
-            for k in ("seed", "config", "host", "dataset", "controller")
-            if getattr(args, k) is not None
-        ]
-        if given:
-            raise UsageError(f"a resumed run keeps its recorded config; drop {', '.join(given)}")
+    if args.redis:
+        check_redis_url(args.redis)
     try:
-        config = None if args.resume else build_run_config(args)
+        values = config_values(args)
+        config = None if args.resume else build_config(values)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    store = open_store_from_args(args, create=not args.resume)
+    from ops.compose import open_run_store  # imports torch: not at start-up
+
+    store = open_run_store(args, args.fsync, create=not args.resume)
     mirror = start_mirror(args, store)
     try:
         with progress_bar(args) as progress:
-            summary = train(args, store, config, progress)
+            summary = train(args, store, config, values, progress)
     finally:
         if mirror is not None:
             stop_mirror(mirror, store)
@@ -135,7 +172,7 @@ def start_mirror(args: argparse.Namespace, store: EventStore) -> MirrorThread | 
         return None
     from domains.oona.bus import start_mirror as start_background_mirror
 
-    return start_background_mirror(store, args.redis, Path(args.data_dir))
+    return start_background_mirror(store, args.redis, DataDir.of(args.data_dir).root)
 
 
 def stop_mirror(mirror: MirrorThread, store: EventStore, grace_s: float = 2.0) -> None:
@@ -154,25 +191,35 @@ def stop_mirror(mirror: MirrorThread, store: EventStore, grace_s: float = 2.0) -
 
 
 def train(
-    args: argparse.Namespace, store: EventStore, config: RunConfig | None, progress: Progress
+    args: argparse.Namespace,
+    store: EventStore,
+    config: RunConfig | None,
+    values: dict[str, Any],
+    progress: Progress,
 ) -> RunSummary:
     # torch is imported here, not at start-up, so that `esper --help` and other commands stay quick.
     from domains.karn.registration import register_catalogue
     from domains.tolaria.checkpoint import CheckpointError
-    from domains.tolaria.trainer import RunError, new_run_id, open_run, resume_run
+    from domains.tolaria.report import new_run_id
+    from domains.tolaria.rollback import RunError
+    from domains.tolaria.trainer import config_to_resume
+    from ops.compose import new_run, resume
 
-    data_dir = Path(args.data_dir)
+    data_dir = DataDir.of(args.data_dir)
     try:
         if config is None:
             run_id = args.run_id or latest_run(store)
             if store.stream_version(run_stream(run_id)) == 0:
-                raise UsageError(f"run {run_id} does not exist in this log; check the id with `esper audit`")
-            trainer = resume_run(
-                store, data_dir, run_id, progress=progress, epochs=args.epochs, device=args.device
-            )
+                raise CommandError(
+                    f"run {run_id} does not exist in this log; check the id with `esper audit`"
+                )
+            recorded = config_to_resume(fold(store.read_stream(run_stream(run_id))), run_id, None, None)
+            check_resumed_values(args, values, recorded, run_id)
+            epochs, device = (values.get(key) for key in RESUME_MAY_CHANGE)
+            trainer = resume(store, data_dir, run_id, progress=progress, epochs=epochs, device=device)
         else:
             register_catalogue(store)  # the blueprint_catalog read model shows what the controller chose from
-            trainer = open_run(store, data_dir, config, args.run_id or new_run_id(), progress=progress)
+            trainer = new_run(store, data_dir, config, args.run_id or new_run_id(), progress=progress)
         return trainer.run()
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
@@ -183,7 +230,7 @@ def train(
 @contextmanager
 def progress_bar(args: argparse.Namespace) -> Iterator[Progress]:
     """Epochs, loss, accuracy and seeds by stage on stderr; created once the run knows its epochs."""
-    from domains.tolaria.trainer import Progress
+    from domains.tolaria.report import Progress
 
     bars: list[tqdm[Any]] = []
 
@@ -202,7 +249,10 @@ def progress_bar(args: argparse.Namespace) -> Iterator[Progress]:
     def on_rollback(result: RollbackResult) -> None:
         mode = mode_name(result.mode)
         bar = bars[-1]
-        bar.write(f"rolled back to epoch {result.target_epoch} ({mode}, {result.duration_ms:.0f} ms)")
+        # stderr, as the bar: with --json, stdout holds only the summary
+        bar.write(
+            f"rolled back to epoch {result.target_epoch} ({mode}, {result.duration_ms:.0f} ms)", sys.stderr
+        )
         bar.n = result.target_epoch
         bar.refresh()
 

@@ -16,14 +16,15 @@ from domains.tezzeret.jobs import CompileSpec
 from domains.tezzeret.service import Tezzeret
 from domains.urza.library import ArtifactLibrary
 from eventstore import open_store
+from leyline.datadir import DataDir
 from tests.blueprints.test_crash import SPEC
 
 
 def main() -> None:
     torch.set_num_threads(1)
     data_dir, moment = Path(sys.argv[1]), sys.argv[2]
-    store = open_store(data_dir / "log", fsync="always")
-    library = ArtifactLibrary(data_dir / "artifacts", store)
+    store = open_store(DataDir(data_dir).log, fsync="always")
+    library = ArtifactLibrary(DataDir(data_dir).artifacts, store)
 
     def hang(job_id: str, attempt: int) -> None:
         (data_dir / "reached").write_text(f"{job_id} {attempt}")

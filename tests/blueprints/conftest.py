@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from domains.tezzeret.service import Tezzeret
+from domains.tezzeret.source import SeedModuleSource
 from domains.urza.library import ArtifactLibrary
-from domains.urza.source import SeedModuleSource
 from eventstore import EventStore, open_store
+from leyline.datadir import DataDir
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -19,14 +20,14 @@ def one_thread() -> None:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[EventStore]:
-    opened = open_store(tmp_path / "log")
+    opened = open_store(DataDir(tmp_path).log)
     yield opened
     opened.close()
 
 
 @pytest.fixture
 def library(tmp_path: Path, store: EventStore) -> ArtifactLibrary:
-    return ArtifactLibrary(tmp_path / "artifacts", store, cache_size=4)
+    return ArtifactLibrary(DataDir(tmp_path).artifacts, store, cache_size=4)
 
 
 @pytest.fixture

@@ -24,9 +24,10 @@ from domains.tezzeret.service import Tezzeret, resolve_spec
 from domains.urza import metrics
 from domains.urza.artifact import INFERENCE_PROGRAM, ArtifactModule, Unpacked, module_from, unpack
 from domains.urza.library import ArtifactCorrupted, ArtifactLibrary
-from domains.urza.source import SeedModuleSource
 from eventstore import EventStore, open_store
 from leyline import decode_payload, pb
+from leyline.datadir import DataDir
+from ops.compose import module_source
 
 SHAPE = (8, 8, 8)
 TOLERANCE = 1e-5
@@ -35,8 +36,8 @@ TOLERANCE = 1e-5
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EventStore, ArtifactLibrary, str]]:
     root = tmp_path_factory.mktemp("aoti")
-    store = open_store(root / "log")
-    library = ArtifactLibrary(root / "artifacts", store)
+    store = open_store(DataDir(root).log)
+    library = ArtifactLibrary(DataDir(root).artifacts, store)
     state = Tezzeret(store, library).compile(spec())
     assert state.status is Status.SUCCEEDED, state.last_error
     yield store, library, state.artifact_hash
@@ -80,11 +81,11 @@ def test_a_source_compiles_with_the_strategy_chosen_for_its_device(
     store: EventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ESPER_COMPILE_STRATEGY", raising=False)
-    assert SeedModuleSource.open(store, tmp_path, device="cpu").strategy == "export"
-    assert SeedModuleSource.open(store, tmp_path, device="cuda").strategy == "aot_inductor:cuda"
+    assert module_source(store, DataDir(tmp_path), device="cpu").strategy == "export"
+    assert module_source(store, DataDir(tmp_path), device="cuda").strategy == "aot_inductor:cuda"
     monkeypatch.setenv("ESPER_COMPILE_STRATEGY", "export")
-    assert SeedModuleSource.open(store, tmp_path, device="cuda").strategy == "export"
-    assert SeedModuleSource.open(store, tmp_path, strategy="aot_inductor", device="cpu").strategy == (
+    assert module_source(store, DataDir(tmp_path), device="cuda").strategy == "export"
+    assert module_source(store, DataDir(tmp_path), strategy="aot_inductor", device="cpu").strategy == (
         "aot_inductor:cpu"
     )
 
@@ -217,7 +218,7 @@ def test_a_corrupted_package_is_detected_by_the_hash(
     package = unpacked.programs[INFERENCE_PROGRAM]
     offset = bytes(data).index(package[:4096]) + len(package) // 2  # inside the package's bytes
     data[offset] ^= 0xFF
-    copy = ArtifactLibrary(tmp_path / "artifacts", store)
+    copy = ArtifactLibrary(DataDir(tmp_path).artifacts, store)
     copy.path_of(digest).parent.mkdir(parents=True)
     copy.path_of(digest).write_bytes(bytes(data))
     with pytest.raises(ArtifactCorrupted, match="is corrupt"):
@@ -232,9 +233,9 @@ def test_a_recompile_gives_the_same_bytes(
 ) -> None:
     """What a resumed or restored job relies on to write the same file rather than a second one."""
     _, library, digest = compiled
-    store = open_store(tmp_path / "log")
+    store = open_store(DataDir(tmp_path).log)
     try:
-        other = ArtifactLibrary(tmp_path / "artifacts", store)
+        other = ArtifactLibrary(DataDir(tmp_path).artifacts, store)
         assert Tezzeret(store, other).compile(spec()).artifact_hash == digest
         assert other.path_of(digest).read_bytes() == library.path_of(digest).read_bytes()
     finally:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from leyline.datadir import DataDir
 from ops.cli import main
 
 
@@ -24,7 +25,7 @@ def test_list_needs_no_log(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert {row["compile_status"] for row in rows} == {"not compiled"}
     code, out, _ = run(capsys, "blueprints", "list", "--tier", "adversarial", "--data-dir", str(tmp_path))
     assert code == 0 and "nan_injection" in out and "identity_passthrough" not in out
-    assert not (tmp_path / "log").exists()
+    assert not (DataDir(tmp_path).log).exists()
 
 
 def test_compile_then_list_and_show(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -100,7 +101,6 @@ def test_strategy_selection(
     ("argv", "message"),
     [
         (["blueprints"], "choose an action"),
-        (["blueprints", "show", "BP051"], "unknown blueprint 'BP051'"),
         (["blueprints", "compile", "BP009", "--param", "hidden=99"], "'hidden' = 99 is outside [2, 16]"),
         (["blueprints", "compile", "BP009", "--param", "hidden"], "must be NAME=NUMBER"),
         (["blueprints", "compile", "BP009", "--param", "width=2"], "takes parameter(s) width"),
@@ -114,3 +114,14 @@ def test_bad_usage_is_one_line_and_exit_2(
     code, _, err = run(capsys, *argv, "--data-dir", str(tmp_path))
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "argv", [["blueprints", "show", "BP051"], ["blueprints", "compile", "BP009", "bp051"]]
+)
+def test_an_unknown_blueprint_is_exit_1_as_in_audit(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]
+) -> None:
+    code, _, err = run(capsys, *argv, "--data-dir", str(tmp_path))
+    assert code == 1  # an id that names nothing, as `esper audit blueprint BP051`
+    assert "unknown blueprint 'BP051'" in err and len(err.strip().splitlines()) == 1

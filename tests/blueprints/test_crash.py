@@ -14,10 +14,11 @@ import pytest
 from domains.karn.blocks import CONV
 from domains.tezzeret.jobs import CompileSpec, Status
 from domains.tezzeret.service import Tezzeret, resolve_spec
+from domains.tezzeret.source import SeedModuleSource
 from domains.urza.library import ArtifactLibrary
-from domains.urza.source import SeedModuleSource
 from eventstore import open_store
 from leyline import decode_payload, pb
+from leyline.datadir import DataDir
 
 SPEC: CompileSpec = resolve_spec("BP009", {"hidden": 4}, CONV, (8, 8, 8))
 REPO = Path(__file__).resolve().parents[2]
@@ -44,9 +45,9 @@ def kill_child_at(data_dir: Path, moment: str) -> None:
 @pytest.mark.parametrize("moment", ["during_compile", "after_write"])
 def test_sigkill_during_a_compile_then_resume(tmp_path: Path, moment: str) -> None:
     kill_child_at(tmp_path, moment)
-    store = open_store(tmp_path / "log")
+    store = open_store(DataDir(tmp_path).log)
     try:
-        library = ArtifactLibrary(tmp_path / "artifacts", store)
+        library = ArtifactLibrary(DataDir(tmp_path).artifacts, store)
         tezzeret = Tezzeret(store, library)
         before = tezzeret.state(SPEC.job_id)
         assert before.status is Status.RUNNING and before.attempts == 1

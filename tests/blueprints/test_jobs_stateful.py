@@ -19,6 +19,7 @@ from domains.tezzeret.service import Tezzeret, resolve_spec
 from domains.urza.library import ArtifactLibrary, sha256_hex
 from eventstore import EventStore, open_store
 from leyline import decode_payload, pb
+from leyline.datadir import DataDir
 
 SPECS = [resolve_spec("BP002", {"hidden": float(hidden)}, CONV, (4, 4, 4)) for hidden in (2, 3, 4)]
 MAX_ATTEMPTS = 3
@@ -45,11 +46,11 @@ class CompileJobs(RuleBasedStateMachine):
         super().__init__()
         self.directory = Path(tempfile.mkdtemp(prefix="esper-jobs-"))
         self.flaky = Flaky()
-        self.store: EventStore = open_store(self.directory / "log")
+        self.store: EventStore = open_store(DataDir(self.directory).log)
         self.tezzeret = self._service()
 
     def _service(self) -> Tezzeret:
-        library = ArtifactLibrary(self.directory / "artifacts", self.store)
+        library = ArtifactLibrary(DataDir(self.directory).artifacts, self.store)
         return Tezzeret(
             self.store,
             library,
@@ -74,13 +75,13 @@ class CompileJobs(RuleBasedStateMachine):
             return
         self.tezzeret._apply(state, Start())
         self.store.close()
-        self.store = open_store(self.directory / "log")
+        self.store = open_store(DataDir(self.directory).log)
         self.tezzeret = self._service()
 
     @rule()
     def restart_and_resume(self) -> None:
         self.store.close()
-        self.store = open_store(self.directory / "log")
+        self.store = open_store(DataDir(self.directory).log)
         self.tezzeret = self._service()
         for state in self.tezzeret.resume():
             assert state.status.finished

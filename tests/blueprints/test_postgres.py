@@ -10,9 +10,10 @@ import pytest
 
 from domains.karn.blocks import SEQUENCE
 from domains.tezzeret.jobs import Status
-from domains.urza.source import SeedModuleSource
 from eventstore import open_store
+from leyline.datadir import DataDir
 from ops.cli import main
+from ops.compose import module_source
 from tests.postgres import scratch_database
 
 pytestmark = pytest.mark.postgres
@@ -31,7 +32,7 @@ def test_compile_list_and_load_through_postgres(
     assert main(["blueprints", "compile", "BP011", *common]) == 0
     jobs = json.loads(capsys.readouterr().out)["jobs"]
     assert [job["status"] for job in jobs] == ["succeeded", "succeeded"]
-    assert not (tmp_path / "log").exists()  # the log is in PostgreSQL, artifacts under the data dir
+    assert not (DataDir(tmp_path).log).exists()  # the log is in PostgreSQL, artifacts under the data dir
 
     assert main(["blueprints", "list", *common]) == 0
     statuses = {row["blueprint_id"]: row["compile_status"] for row in json.loads(capsys.readouterr().out)}
@@ -39,7 +40,7 @@ def test_compile_list_and_load_through_postgres(
 
     store = open_store(database_url)
     try:
-        source = SeedModuleSource.open(store, tmp_path)
+        source = module_source(store, DataDir(tmp_path))
         module, digest = source.load_module("BP011", {}, SEQUENCE, (16, 32))
         assert digest == jobs[1]["artifact_hash"]
         assert source.compiler.state(jobs[1]["job_id"]).status is Status.SUCCEEDED

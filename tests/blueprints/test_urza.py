@@ -11,9 +11,9 @@ import torch
 from domains.karn.blocks import CONV, SEQUENCE
 from domains.karn.catalog import NotGraftable, ParameterOutOfRange, Use
 from domains.tezzeret.service import Tezzeret, resolve_spec
+from domains.tezzeret.source import SeedModuleSource
 from domains.urza.artifact import ArtifactModule
 from domains.urza.library import ArtifactCorrupted, ArtifactLibrary, ArtifactMissing, sha256_hex
-from domains.urza.source import SeedModuleSource
 from eventstore import EventStore
 from leyline import decode_payload, pb
 from tests.blueprints.conftest import events_of

@@ -41,7 +41,7 @@ def test_verify_sound_log(capsys: pytest.CaptureFixture[str], data_dir: Path) ->
 
 def test_verify_names_the_damaged_record(capsys: pytest.CaptureFixture[str], data_dir: Path) -> None:
     with FileStore(data_dir / "log") as store:
-        offset = store._segments[0].offsets[4]
+        offset = store._log.segments[0].offsets[4]
     data = bytearray(segment(data_dir).read_bytes())
     data[offset + 50] ^= 0xFF
     segment(data_dir).write_bytes(bytes(data))

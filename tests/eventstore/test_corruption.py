@@ -11,6 +11,7 @@ from eventstore.file import FileStore
 from eventstore.verify import verify_file_log
 from eventstore.wal import HEADER_SIZE
 from tests.eventstore.conftest import make_event
+from tests.eventstore.damage import as_if_crashed
 
 
 def build_log(path: Path, batches: int = 10, segment_size: int = 64 << 20) -> list[int]:
@@ -18,7 +19,7 @@ def build_log(path: Path, batches: int = 10, segment_size: int = 64 << 20) -> li
     with FileStore(path, segment_size=segment_size) as store:
         for batch in range(batches):
             store.append([make_event(f"run-{batch % 3}", note=f"{batch}.{i}") for i in range(3)])
-        segment = store._segments[0]
+        segment = store._log.segments[0]
         return list(segment.offsets)
 
 
@@ -115,6 +116,7 @@ def test_torn_batch_is_removed_entirely(tmp_path: Path) -> None:
     offsets = build_log(log)
     data = segment(log).read_bytes()
     segment(log).write_bytes(data[: offsets[28] + 10])  # the last batch loses its last record and a half
+    as_if_crashed(log, 27)  # the last batch was being written: never acknowledged
     with FileStore(log) as store:
         assert store.head_position() == 27
         assert store.recovery.truncated_offset == offsets[27]
@@ -127,6 +129,7 @@ def test_batch_torn_on_a_record_boundary_is_a_torn_tail(tmp_path: Path) -> None:
     offsets = build_log(log)
     data = segment(log).read_bytes()
     segment(log).write_bytes(data[: offsets[29]])  # positions 28 and 29 whole, 30 (the commit record) gone
+    as_if_crashed(log, 27)
     report = verify_file_log(log)
     assert report.problem is not None and report.problem.torn_tail
     assert (report.problem.offset, report.problem.position) == (offsets[27], 28)

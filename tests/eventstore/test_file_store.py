@@ -14,6 +14,7 @@ import pytest
 from eventstore import NO_STREAM, StoreUnavailable, WrongExpectedVersion, open_store, wal
 from eventstore import idindex as idindex_module
 from eventstore.file import FileStore, FsyncPolicy
+from eventstore.file.head import DURABLE_CHECK
 from eventstore.idindex import IdIndex
 from eventstore.verify import verify_file_log
 from leyline import decode_payload, pb
@@ -206,7 +207,8 @@ def test_a_store_with_an_older_eight_byte_head_opens_and_appends(tmp_path: Path)
     (log / "HEAD").write_bytes(struct.pack("<Q", 1))
     with FileStore(log) as store:
         assert store.append([make_event("s-1")]) == [2]
-    assert struct.unpack("<QQ", (log / "HEAD").read_bytes()) == (2, 0)
+    head, writing, durable, check = struct.unpack("<QQQQ", (log / "HEAD").read_bytes())
+    assert (head, writing, durable) == (2, 0, 2) and check == durable ^ DURABLE_CHECK
 
 
 def test_idempotency_index_runs_and_collisions(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,12 +239,12 @@ def test_fingerprint_collisions_do_not_merge_distinct_events(
 
 
 def test_idempotency_index_rebuilt_in_bulk_on_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("eventstore.file.RECENT_LIMIT", 16)
+    monkeypatch.setattr("eventstore.file.recovery.RECENT_LIMIT", 16)
     with FileStore(tmp_path / "log") as store:
         events = [make_event(f"run-{i % 3}") for i in range(100)]
         store.append(events)
     with FileStore(tmp_path / "log") as store:
-        assert store._ids._runs, "bulk-loaded into a sorted run"
+        assert store._log.ids._runs, "bulk-loaded into a sorted run"
         assert store.append(events[40:60]) == list(range(41, 61))
         assert store.head_position() == 100
 

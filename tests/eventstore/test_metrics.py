@@ -29,7 +29,7 @@ def test_file_store_metrics(tmp_path: Path) -> None:
         events = [make_event("run-a") for _ in range(5)]
         store.append(events)
         store.append(events[:2])
-        size = store._segments[0].end
+        size = store._log.segments[0].end
     with (log / f"{1:020d}.wal").open("ab") as handle:
         handle.write(b"torn")
     FileStore(log).close()

@@ -20,6 +20,7 @@ from eventstore import ANY, EXISTS, NO_STREAM, Expected, WrongExpectedVersion, e
 from eventstore.file import FileStore
 from leyline import pb
 from tests.eventstore.conftest import make_event
+from tests.eventstore.damage import as_if_crashed
 
 STREAMS = ["run-a", "run-b", "seed-r.1", "seed-r.2"]
 expectations = st.sampled_from(["any", "no_stream", "exists", "exact", "exact_wrong"])
@@ -80,10 +81,11 @@ class StoreModel(RuleBasedStateMachine):
 
     @rule(streams=st.lists(st.sampled_from(STREAMS), min_size=1, max_size=4), cut=st.floats(0.0, 0.999))
     def crash_mid_append(self, streams: list[str], cut: float) -> None:
-        segment = self.store._segments[-1] if self.store._segments else None
+        segment = self.store._log.segments[-1] if self.store._log.segments else None
         before = (segment.name, segment.end) if segment is not None else None
         self.store.append([make_event(stream) for stream in streams])
         self.store.close()
+        as_if_crashed(self.location, len(self.log))  # the append never returned
         names = sorted(p.name for p in self.location.glob("*.wal"))
         path = self.location / names[-1]
         start = before[1] if before is not None and before[0] == names[-1] else 0

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import torch
@@ -16,7 +17,10 @@ from torch import nn
 
 from domains.kasmina import EpochMeasurements, Kasmina, LifecycleConfig, SeedSlot
 from domains.kasmina import lifecycle as lc
-from leyline import decode_payload, pb
+from domains.kasmina.gates import alpha_at
+from domains.kasmina.state import SlotState
+from leyline import decode_payload, new_envelope, pb
+from leyline.lifecycle import BLENDING, DORMANT, FOSSILIZED, SHADOWING, TRAINING, stage_name
 from leyline.signing import Keyring, Signer, Verifier, canonical_bytes
 from ops.bench.kasmina import ScriptedProbe
 from tests.kasmina.helpers import RUN, Commander, TinyCNN, TinyTransformer, evaluator, karn, manager
@@ -64,7 +68,7 @@ def stages(events: list[pb.EventEnvelope]) -> list[str]:
     for envelope in events:
         payload = decode_payload(envelope)
         if isinstance(payload, pb.SeedTransitioned):
-            out.append(lc.stage_name(payload.to_stage))
+            out.append(stage_name(payload.to_stage))
     return out
 
 
@@ -116,7 +120,7 @@ Host = Callable[[], nn.Module]
     [(TinyCNN, cnn_data(32, 5)), (TinyTransformer, sequence_data(32, 5))],
     ids=["cnn", "transformer"],
 )
-@pytest.mark.parametrize("stage", [lc.TRAINING, lc.BLENDING, lc.SHADOWING])
+@pytest.mark.parametrize("stage", [TRAINING, BLENDING, SHADOWING])
 def test_no_gradient_from_the_seed_path_reaches_host_parameters(
     make_host: Host, data: tuple[torch.Tensor, torch.Tensor], stage: int
 ) -> None:
@@ -130,7 +134,7 @@ def test_no_gradient_from_the_seed_path_reaches_host_parameters(
     slot.seed.train()
     slot.monitor.arm(slot.seed, slot.device)
     slot.stage = stage
-    slot.alpha.fill_(0.5 if stage == lc.BLENDING else 1.0)
+    slot.alpha.fill_(0.5 if stage == BLENDING else 1.0)
 
     def grads(detach_seed: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         host.zero_grad()
@@ -306,7 +310,7 @@ def test_signature_failures_are_rejected_with_an_event_and_a_counter() -> None:
         commander.signer.keyring.keys["k1"], canonical_bytes(replayed), hashlib.sha256
     ).digest()
     assert decode_payload(kasmina.execute(replayed, 1)[0]).code == "replayed_nonce"  # type: ignore[attr-defined]
-    assert host.slot0.seed is None and kasmina.state.slot(0).stage == lc.DORMANT
+    assert host.slot0.seed is None and kasmina.state.slot(0).stage == DORMANT
 
     # a forged command does not poison its command id: the genuine one still runs
     genuine = commander.command(pb.SEED_OP_GERMINATE, command_id="cmd-1")
@@ -349,7 +353,7 @@ def test_reset_slot_is_indistinguishable_from_a_never_used_one() -> None:
     assert stages(boundary(kasmina, host, 3)) == []
     assert stages(boundary(kasmina, host, 4)) == ["RESETTING", "DORMANT"]
     slot = host.slot0
-    assert slot.seed is None and slot.stage == lc.DORMANT and slot.override is None
+    assert slot.seed is None and slot.stage == DORMANT and slot.override is None
     assert slot.state_dict().keys() == fresh.state_dict().keys()
     assert all(
         torch.equal(a, b)
@@ -357,7 +361,7 @@ def test_reset_slot_is_indistinguishable_from_a_never_used_one() -> None:
     )
     assert list(slot.parameters()) == [] and not slot.monitor.armed
     assert len(optimizer.param_groups) == 1
-    assert kasmina.state.slot(0).seed_view() == lc.SlotState(slot=0)
+    assert kasmina.state.slot(0).seed_view() == SlotState(slot=0)
     assert stages(kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), 4)) == ["GERMINATED"]
 
 
@@ -369,7 +373,7 @@ def run_epochs(
         train(host, optimizer, steps=16)
         for envelope in boundary(kasmina, host, epoch):
             payload = decode_payload(envelope)
-            stage = lc.stage_name(payload.to_stage) if isinstance(payload, pb.SeedTransitioned) else ""
+            stage = stage_name(payload.to_stage) if isinstance(payload, pb.SeedTransitioned) else ""
             log.append((envelope.event_type, stage))
     return log
 
@@ -391,7 +395,7 @@ def test_resume_from_a_checkpoint_continues_bit_identically_and_replay_rebuilds_
             "rng": torch.get_rng_state(),
         }
     )
-    assert kasmina.state.slot(0).stage == lc.BLENDING  # the checkpoint is taken mid-ramp
+    assert kasmina.state.slot(0).stage == BLENDING  # the checkpoint is taken mid-ramp
     tail_a = run_epochs(host, kasmina, optimizer, range(8, 12))
     assert len(tail_a) >= 2  # the lifecycle moves on after the checkpoint
     final_a = copy.deepcopy(host.state_dict())
@@ -428,10 +432,13 @@ def test_replay_of_the_logged_events_equals_the_live_aggregate() -> None:
     for epoch in range(2, 10):
         train(host, optimizer, steps=2)
         log += boundary(kasmina, host, epoch)
-        if kasmina.state.slot(0).stage == lc.DORMANT:
+        if kasmina.state.slot(0).stage == DORMANT:
             log += kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), epoch)
     assert "DORMANT" in stages(log)
     assert kasmina.rebuild_from_log(log) == kasmina.state
+    # a process whose defaults differ from the limits the log was written under rebuilds the same state
+    other, _ = manager(TinyCNN(), LifecycleConfig(alpha_ramp_epochs=5, embargo_epochs=4))
+    assert other.rebuild_from_log(log) == kasmina.state
 
 
 def test_karn_nan_injection_in_a_fault_drill_is_culled_and_the_host_is_unharmed() -> None:
@@ -467,12 +474,12 @@ def test_teardown_terminates_seeds_but_never_a_fossilized_one() -> None:
     host = TinyCNN(slots=2)
     kasmina, commander = manager(host)
     kasmina.execute(commander.command(pb.SEED_OP_GERMINATE, slot=0), 1)
-    kasmina.state = kasmina.state.with_slot(replace(kasmina.state.slot(1), stage=lc.FOSSILIZED))
+    kasmina.state = kasmina.state.with_slot(replace(kasmina.state.slot(1), stage=FOSSILIZED))
     events = kasmina.teardown(5)
-    assert [(decode_payload(e).slot, lc.stage_name(decode_payload(e).to_stage)) for e in events] == [
+    assert [(decode_payload(e).slot, stage_name(decode_payload(e).to_stage)) for e in events] == [
         (0, "TERMINATED")
     ]  # type: ignore[attr-defined]
-    assert host.slot0.seed is None and kasmina.state.slot(1).stage == lc.FOSSILIZED
+    assert host.slot0.seed is None and kasmina.state.slot(1).stage == FOSSILIZED
     assert REGISTRY.get_sample_value("esper_kasmina_seeds", {"stage": "TERMINATED"}) >= 1  # type: ignore[operator]
 
 
@@ -490,12 +497,12 @@ def test_alpha_ramp_does_not_recompile_a_compiled_host() -> None:
     slot = host.slot0
     assert slot.seed is not None
     slot.monitor.arm(slot.seed, slot.device)
-    slot.stage = lc.BLENDING
-    state = replace(kasmina.state.slot(0), stage=lc.BLENDING, stage_epoch=1, alpha_ramp_epochs=3)
+    slot.stage = BLENDING
+    state = replace(kasmina.state.slot(0), stage=BLENDING, stage_epoch=1, alpha_ramp_epochs=3)
     compiled = torch.compile(host, backend=counting_backend)
     outputs = []
     for epoch in (1, 2, 3):
-        slot.alpha.fill_(lc.alpha_at(state, epoch))  # what Kasmina does at each boundary
+        slot.alpha.fill_(alpha_at(state, epoch))  # what Kasmina does at each boundary
         out = compiled(X[:8])
         out.sum().backward()
         outputs.append(out.detach())
@@ -518,9 +525,9 @@ def test_alpha_buffer_follows_the_ramp_at_every_boundary() -> None:
         alpha = float(host.slot0.alpha)
         state = kasmina.seed_states()[0]
         assert state.alpha == pytest.approx(alpha)
-        if lc.stage_name(state.stage) == "PROBATIONARY":  # the G3 probe measured the contribution
+        if stage_name(state.stage) == "PROBATIONARY":  # the G3 probe measured the contribution
             assert state.metrics["contribution"] > 0
-        seen.append((lc.stage_name(host.slot0.stage), round(alpha, 4)))
+        seen.append((stage_name(host.slot0.stage), round(alpha, 4)))
     assert seen == [
         ("TRAINING", 0.0),
         ("BLENDING", 0.3333),
@@ -555,3 +562,58 @@ def test_a_non_finite_seed_gradient_is_counted_and_zeroed_before_the_step() -> N
     assert any(not torch.equal(a, p) for a, (_, p) in zip(host_before, host_parameters(host), strict=True))
     _, _, nonfinite = host.slot0.monitor.drain()
     assert nonfinite == 1
+
+
+def test_the_intake_verifies_each_envelope_once_and_exposes_the_verified_command() -> None:
+    torch.manual_seed(0)
+    host = TinyCNN()
+    kasmina, commander = manager(host)
+    germinate = commander.command(pb.SEED_OP_GERMINATE, command_id="g-1")
+    received = kasmina.receive(germinate)
+    assert received.verified and received.command.seed_operation.operation == pb.SEED_OP_GERMINATE
+    # apply does not verify again: a second verification would find the nonce spent (replayed_nonce)
+    assert stages(kasmina.apply(received, 1)) == ["GERMINATED"]
+    assert kasmina.receive(germinate).duplicate  # processed: not verified (nor rejected) again
+    rollback = pb.AdaptationCommand(command_id="rb-1", command_type=pb.COMMAND_TYPE_ROLLBACK)
+    rollback.rollback.target_epoch = 0
+    issued = pb.AdaptationCommandIssued(command=rollback)
+    signed = commander.signer.sign(
+        new_envelope("AdaptationCommandIssued", "command-rb-1", issued, run_id=RUN)
+    )
+    received = kasmina.receive(signed)
+    assert received.verified and received.command.rollback.target_epoch == 0  # the trainer's to act on
+    assert kasmina.receive(signed).refusal[0] == "replayed_nonce"  # type: ignore[index]
+    tampered = pb.EventEnvelope()
+    tampered.CopyFrom(commander.command(pb.SEED_OP_CULL))
+    tampered.run_id = "another-run"
+    assert kasmina.receive(tampered).refusal[0] == "bad_signature"  # type: ignore[index]
+
+
+def test_the_pure_precheck_runs_before_any_fetch() -> None:
+    torch.manual_seed(0)
+    host = TinyCNN()
+    kasmina, commander = manager(host)
+    fetches: list[str] = []
+    load = kasmina.source.load_module
+
+    def counting(blueprint_id: str, *args: Any) -> tuple[nn.Module, str]:
+        fetches.append(blueprint_id)
+        return load(blueprint_id, *args)
+
+    kasmina.source.load_module = counting  # type: ignore[method-assign,assignment]
+    kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), 1)
+    assert fetches == ["BP_RES"]
+    state = kasmina.state
+    assert lc.precheck(state, 0, pb.SEED_OP_GERMINATE, measured=False) == (
+        "illegal_transition",
+        "cannot germinate a GERMINATED slot",
+    )
+    assert lc.precheck(state, 0, pb.SEED_OP_ADVANCE, measured=False)[0] == "gate_not_met"  # type: ignore[index]
+    assert lc.precheck(state, 0, pb.SEED_OP_ADVANCE, measured=True) is None
+    refused = kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), 1)
+    assert [decode_payload(e).code for e in refused] == ["illegal_transition"]  # type: ignore[attr-defined]
+    assert fetches == ["BP_RES"]  # refused before the source was asked
+    kasmina.execute(commander.command(pb.SEED_OP_CULL), 1)
+    assert lc.precheck(kasmina.state, 0, pb.SEED_OP_GERMINATE, measured=False)[0] == "embargoed"  # type: ignore[index]
+    kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), 1)
+    assert fetches == ["BP_RES"]

@@ -3,8 +3,10 @@ private redis-server on a free port for tests that kill it."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -145,3 +147,60 @@ def field_report_event(run: str = "r1") -> pb.EventEnvelope:
 
 def emergency_event(name: str = "loss_explosion") -> pb.EventEnvelope:
     return new_envelope("AlertFired", f"alert-{name}", pb.Alert(), priority=pb.MESSAGE_PRIORITY_EMERGENCY)
+
+
+class ScriptReplyProxy:
+    """A TCP proxy to a Redis server that interferes with the reply to the first script call (EVALSHA)
+    after `arm()`: Redis runs the script, then the reply is either lost (`lose=True`: the client's
+    connection drops, as a reply lost under load or on the network would leave it) or held until
+    `release()`. `on_reply` is called when that reply arrives from Redis."""
+
+    def __init__(self, port: int, on_reply: Callable[[], None] = lambda: None, lose: bool = False) -> None:
+        self.upstream = port
+        self.on_reply = on_reply
+        self.lose = lose
+        self.armed = False
+        self.released = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self) -> None:
+        self.armed = True
+
+    def release(self) -> None:
+        self.released.set()
+
+    def close(self) -> None:
+        self.released.set()
+        self.listener.close()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.listener.accept()
+                server = socket.create_connection(("127.0.0.1", self.upstream))
+                caught = threading.Event()
+                threading.Thread(target=self._requests, args=(client, server, caught), daemon=True).start()
+                threading.Thread(target=self._replies, args=(server, client, caught), daemon=True).start()
+
+    def _requests(self, client: socket.socket, server: socket.socket, caught: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                if self.armed and b"EVALSHA" in data:
+                    self.armed = False
+                    caught.set()  # before Redis can answer
+                server.sendall(data)
+
+    def _replies(self, server: socket.socket, client: socket.socket, caught: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while data := server.recv(65536):
+                if caught.is_set():
+                    caught.clear()
+                    self.on_reply()
+                    if self.lose:
+                        client.shutdown(socket.SHUT_RDWR)
+                        client.close()
+                        return
+                    self.released.wait()
+                client.sendall(data)

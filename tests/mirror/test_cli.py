@@ -15,7 +15,7 @@ import redis
 from eventstore import open_store
 from eventstore.mirror import marker_key
 from ops.cli import main
-from tests.mirror.redis_support import SHARED_REDIS, epoch_event, wait_until
+from tests.mirror.redis_support import SHARED_REDIS, ScriptReplyProxy, epoch_event, wait_until
 from tests.mirror.test_mirror import assert_redis_equals_log, mixed_events
 
 pytestmark = pytest.mark.redis
@@ -129,3 +129,39 @@ def test_follow_mirrors_new_appends_until_interrupted(
     assert json.loads(out)["position"] == 80
     with open_store(data_dir / "log") as store:
         assert_redis_equals_log(shared_redis, store, prefix)
+
+
+def test_an_interrupt_while_a_batch_commits_reports_what_redis_holds(
+    tmp_path: Path, shared_redis: redis.Redis, prefix: str
+) -> None:
+    """Ctrl-C lands while Redis has committed a batch whose reply has not reached the mirror yet (held by
+    a proxy, as load would delay it): the summary still says what Redis holds, never the position before."""
+    data_dir = make_data_dir(tmp_path, 50)
+    proxy = ScriptReplyProxy(6379)
+    command = [
+        sys.executable, "-m", "ops.cli", "mirror", "--follow", "--data-dir", str(data_dir),
+        "--redis", proxy.url, "--prefix", prefix, "--json",
+    ]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+
+        def mirrored() -> int:
+            assert process.poll() is None, "esper mirror --follow exited on its own"
+            return int(shared_redis.hget(marker_key(prefix), "position") or 0)
+
+        wait_until(lambda: mirrored() == 50)
+        proxy.arm()
+        with open_store(data_dir / "log") as store:
+            store.append(mixed_events(30))
+        wait_until(lambda: mirrored() == 80)  # committed in Redis; the reply is held
+        process.send_signal(signal.SIGINT)
+        proxy.release()
+        out, err = process.communicate(timeout=60)
+    finally:
+        proxy.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err.decode()
+    assert json.loads(out)["position"] == 80

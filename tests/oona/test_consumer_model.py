@@ -22,6 +22,7 @@ from domains.oona.bus import Delivery, OonaConsumer, OonaFanout
 from domains.oona.routing import OonaKeys, Queue
 from eventstore import open_store
 from eventstore.mirror import Mirror, connect_redis
+from leyline.datadir import DataDir
 from tests.mirror.redis_support import SHARED_REDIS, delete_prefix, epoch_event
 
 pytestmark = pytest.mark.redis
@@ -36,7 +37,7 @@ class ConsumerGroupModel(RuleBasedStateMachine):
         self.prefix = f"m{uuid.uuid4().hex[:10]}"
         self.keys = OonaKeys(self.prefix)
         self.client = connect_redis(SHARED_REDIS)
-        self.store = open_store(self.directory / "log")
+        self.store = open_store(DataDir(self.directory).log)
         self.mirror = Mirror(
             self.store, self.client, self.directory, prefix=self.prefix, fanout=OonaFanout(self.keys)
         )

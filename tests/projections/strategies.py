@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from hypothesis import strategies as st
 
 from leyline import pb
-from projections.simulate import Simulator
+from ops.bench._workload import Simulator
 
 
 @st.composite

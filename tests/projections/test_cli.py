@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from leyline import pb
+from ops.bench._workload import realistic_log
 from ops.cli import main
 from projections import open_db, schema
-from projections.simulate import realistic_log
 from tests.projections.helpers import to_store
 
 

@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from leyline import pb
+from ops.bench._workload import realistic_log
 from projections import apply_batch, catch_up, open_db, rebuild, schema, status
-from projections.simulate import realistic_log
 from tests.projections.helpers import dump, fresh_sqlite, postgres_database, to_store
 from tests.projections.worker import view
 

@@ -11,9 +11,9 @@ from google.protobuf.message import Message
 from sqlalchemy import Engine, select
 
 from leyline import new_envelope, pb
+from ops.bench._workload import Simulator
 from projections import apply_batch, build_projections, schema
 from projections.audit import audit_run, audit_seed
-from projections.simulate import Simulator
 from tests.projections.helpers import fresh_sqlite
 
 HOUR_NS = 3600 * 10**9

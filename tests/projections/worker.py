@@ -14,8 +14,8 @@ from sqlalchemy import Engine, func, select
 
 from eventstore import open_store
 from projections import catch_up
+from projections.batches import GREEN_SUFFIX
 from projections.db import create_db_engine
-from projections.runner import GREEN_SUFFIX
 from projections.schema import metadata, projection_checkpoints
 
 

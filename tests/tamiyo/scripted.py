@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from domains.tamiyo.policy import Observation
-from domains.tolaria.controller import ControllerContext
+from domains.tamiyo.observation import Observation
 from leyline import pb
+from leyline.controller import ControllerContext
+from leyline.lifecycle import LifecycleConfig
 from leyline.seed_metrics import HEADROOM_METRIC
 
 RUN_ID = "rtest0001"
 HOST_PARAMETERS = 700
+LIFECYCLE = LifecycleConfig()
 
 
 def descriptor(
@@ -91,6 +93,7 @@ def context(
     hook_ms: float = 2.0,
     applied: Sequence[str] = (),
     catalogue: Sequence[pb.BlueprintDescriptor] = CATALOGUE,
+    lifecycle: LifecycleConfig = LIFECYCLE,
 ) -> ControllerContext:
     return ControllerContext(
         run_id=RUN_ID,
@@ -100,6 +103,7 @@ def context(
         parameters=parameters,
         last_hook_ms=hook_ms,
         applied_commands=tuple(applied),
+        lifecycle=lifecycle,
     )
 
 
@@ -115,6 +119,7 @@ def observation(
     parameters: int = HOST_PARAMETERS,
     applied: Sequence[str] = (),
     catalogue: Sequence[pb.BlueprintDescriptor] = CATALOGUE,
+    lifecycle: LifecycleConfig = LIFECYCLE,
 ) -> Observation:
     seed_list = tuple(dormant_slots() if seeds is None else seeds)
     return Observation(
@@ -132,6 +137,7 @@ def observation(
         catalogue=tuple(catalogue),
         applied_commands=tuple(applied),
         command_id=f"c{epoch:04d}",
+        lifecycle=lifecycle,
         now_ms=1_800_000_000_000 + epoch,
         blueprint_costs={
             (d.blueprint_id, s.slot): COSTS[d.blueprint_id]

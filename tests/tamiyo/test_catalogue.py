@@ -7,8 +7,8 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domains.tamiyo import HeuristicConfig, HeuristicPolicy
 from domains.tamiyo.catalogue import heuristic_controller, karn_descriptors, karn_estimator
-from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy
 from domains.tamiyo.state import TamiyoState
 from leyline import decode_payload, pb
 from leyline.seed_metrics import HEADROOM_METRIC

@@ -12,9 +12,9 @@ from torch import nn
 
 from domains.kasmina import FactorySource, Kasmina, SeedSlot
 from domains.tamiyo import HeuristicPolicy, TamiyoController
-from domains.tolaria.controller import ControllerOutput
 from eventstore import open_store
 from leyline import decode_payload, pb
+from leyline.controller import ControllerOutput
 from leyline.signing import Keyring, Signer, Verifier
 from projections import catch_up, open_db, resolve_url
 from projections.audit import audit_seed

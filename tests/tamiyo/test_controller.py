@@ -11,12 +11,13 @@ import pytest
 from google.protobuf.message import Message
 from prometheus_client import REGISTRY
 
+from domains.tamiyo import HeuristicConfig, HeuristicPolicy, Observation
 from domains.tamiyo.controller import TamiyoController
-from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy, Observation
 from domains.tamiyo.state import TamiyoState, evolve
-from domains.tolaria.controller import Controller, ControllerOutput
 from leyline import category_of, decode_payload, pb
+from leyline.controller import Controller, ControllerOutput
 from leyline.errors import BadSignature
+from leyline.lifecycle import LifecycleConfig
 from leyline.signing import Keyring, Signer, Verifier
 from tests.tamiyo.scripted import PLATEAU_LOSSES, RUN_ID, context, dormant_slots, estimate, packet
 
@@ -70,6 +71,21 @@ def test_every_decision_is_a_decision_made_event_on_the_decision_stream() -> Non
     assert decision.latency_ms > 0
     assert decision.inputs_summary["validation_loss"] == pytest.approx(1.0)
     assert decision.inputs_summary["parameters"] == 700
+
+
+def test_the_context_lifecycle_reaches_the_policy() -> None:
+    slow = LifecycleConfig(alpha_ramp_epochs=7)
+    observed = controller().observe(packet(0, 1.0), context(0, lifecycle=slow))
+    assert observed.lifecycle is slow
+    tamiyo = controller(use_catalogue_metadata=False)
+    for epoch, loss in enumerate(PLATEAU_LOSSES):
+        output = tamiyo.decide(packet(epoch, loss), context(epoch, lifecycle=slow))
+        if output.command is not None:
+            command = decode_payload(output.command)
+            assert isinstance(command, pb.AdaptationCommandIssued)
+            assert command.command.seed_operation.alpha_ramp_epochs == 7
+            return
+    raise AssertionError("no germination")
 
 
 def drive_to_germination(tamiyo: TamiyoController) -> tuple[int, ControllerOutput]:

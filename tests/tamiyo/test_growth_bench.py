@@ -11,11 +11,12 @@ from domains.tamiyo import TamiyoController
 from domains.tolaria.config import RunConfig
 from domains.tolaria.data import load_dataset
 from domains.tolaria.hosts import HostSpec, build_host, count_parameters
-from domains.tolaria.trainer import Trainer
 from eventstore import open_store
 from leyline import decode_payload, pb
+from leyline.datadir import DataDir
 from leyline.signing import Keyring
-from ops.bench.growth import DATA, HOST, KASMINA, PARAMETER_BUDGET, TAMIYO, static_widths, tamiyo_for
+from ops.bench.growth import DATA, HOST, PARAMETER_BUDGET, TAMIYO, static_widths, tamiyo_for
+from ops.compose import build_trainer
 
 torch.set_num_threads(1)
 
@@ -27,7 +28,7 @@ def test_the_grown_arm_decides_every_epoch_on_tolarias_packets() -> None:
         try:
             keyring = Keyring.generate()
             config = RunConfig(epochs=epochs, seed=0, checkpoint_every=epochs, controller="noop")
-            trainer = Trainer(config, "rgrowtest", store, Path(tmp), keyring=keyring)
+            trainer = build_trainer(config, "rgrowtest", store, DataDir(Path(tmp)), keyring=keyring)
             tamiyo = tamiyo_for(trainer, keyring, seed=0)
             assert isinstance(tamiyo, TamiyoController) and tamiyo.slot_kinds
             trainer.controller = tamiyo
@@ -55,7 +56,5 @@ def test_the_bench_configures_one_small_host_split_and_lifecycle() -> None:
     small = count_parameters(build_host("cnn-lite", HostSpec((1, 8, 8), 10, HOST)))
     assert small == 930 and 2 * small == PARAMETER_BUDGET
     assert TAMIYO.parameter_budget == PARAMETER_BUDGET
-    assert TAMIYO.max_training_epochs == KASMINA.lifecycle.max_training_epochs
-    assert TAMIYO.embargo_epochs == KASMINA.lifecycle.embargo_epochs
     first, second = (load_dataset("digits", seed, DATA) for seed in (0, 1))
     assert torch.equal(first.test.targets, second.test.targets)

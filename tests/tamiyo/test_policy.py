@@ -9,9 +9,13 @@ from google.protobuf.message import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy, Observation, plateaued
+from domains.tamiyo.config import HeuristicConfig
+from domains.tamiyo.observation import Observation, plateaued
+from domains.tamiyo.policy import HeuristicPolicy
+from domains.tamiyo.risk import RiskThresholds
 from domains.tamiyo.state import TamiyoState, evolve
 from leyline import pb
+from leyline.lifecycle import LifecycleConfig
 from tests.tamiyo.scripted import CATALOGUE, PLATEAU_LOSSES, descriptor, dormant_slots, observation
 
 
@@ -164,11 +168,11 @@ def test_conservative_mode_uses_the_conservative_pool_and_a_slower_ramp() -> Non
 def test_respects_the_maximum_number_of_concurrent_seeds() -> None:
     training = pb.SeedState(slot=0, seed_id=1, stage=pb.SEED_STAGE_TRAINING, blueprint_id="BP009")
     seeds = [training, pb.SeedState(slot=1, stage=pb.SEED_STAGE_DORMANT)]
-    policy = HeuristicPolicy(HeuristicConfig(min_training_epochs=99))
+    policy = HeuristicPolicy()
     _, history = run(policy, plateau_run(seeds=seeds))
     assert all(command_of(p) is None for p in history)
     assert decision_of(history[-1]).reason == "plateau, but 1 seed(s) active (max 1)"
-    two = HeuristicPolicy(HeuristicConfig(min_training_epochs=99, max_concurrent_seeds=2))
+    two = HeuristicPolicy(HeuristicConfig(max_concurrent_seeds=2))
     _, history = run(two, plateau_run(seeds=seeds))
     _, command = first_command(history)
     assert command.target_slot == 1 and command.target_seed_id == 2
@@ -243,6 +247,48 @@ def test_advances_seeds_on_gate_evidence_and_culls_on_bad_evidence() -> None:
     )
     assert decide(settled) is None
     assert command_of(HeuristicPolicy().decide(TamiyoState(), observation(5, 0.5, seeds=[ready]))) is None
+
+
+def test_the_lifecycle_limits_come_from_the_observation_not_the_policy_config() -> None:
+    policy = HeuristicPolicy(HeuristicConfig(advance_seeds=True))
+
+    def operation(seed: pb.SeedState, lifecycle: LifecycleConfig) -> int | None:
+        obs = observation(5, 0.5, seeds=[seed], lifecycle=lifecycle)
+        command = command_of(policy.decide(TamiyoState(), obs))
+        return None if command is None else command.seed_operation.operation
+
+    def training(age: int, **metrics: float) -> pb.SeedState:
+        return pb.SeedState(slot=0, seed_id=3, stage=pb.SEED_STAGE_TRAINING, age_epochs=age, metrics=metrics)
+
+    strict = LifecycleConfig(min_training_epochs=3, max_training_epochs=4, max_isolation_violations=2)
+    lenient = LifecycleConfig(min_training_epochs=1, max_training_epochs=10, max_isolation_violations=5)
+    assert operation(training(2), strict) is None  # 2 of 3 training epochs: not ready to advance
+    assert operation(training(2), lenient) == pb.SEED_OP_ADVANCE
+    assert operation(training(5), strict) == pb.SEED_OP_CULL
+    assert operation(training(5), lenient) == pb.SEED_OP_ADVANCE
+    # Tamiyo culls one violation before Kasmina's automatic cull, never at zero
+    assert operation(training(0, isolation_violations=1), strict) == pb.SEED_OP_CULL
+    assert operation(training(0, isolation_violations=3), lenient) is None
+    assert operation(training(0, isolation_violations=4), lenient) == pb.SEED_OP_CULL
+    noisy = pb.SeedState(slot=0, seed_id=3, stage=pb.SEED_STAGE_TRAINING, gradient_norm=50.0)
+    assert operation(noisy, LifecycleConfig()) is None
+    assert operation(noisy, LifecycleConfig(max_grad_norm=10.0)) == pb.SEED_OP_CULL
+
+
+def test_the_ramp_and_embargo_come_from_the_lifecycle() -> None:
+    policy = HeuristicPolicy(HeuristicConfig(use_catalogue_metadata=False))
+    slow = LifecycleConfig(alpha_ramp_epochs=5, embargo_epochs=1)
+    _, history = run(policy, plateau_run(lifecycle=slow))
+    assert first_command(history)[1].seed_operation.alpha_ramp_epochs == 5
+    # mitigation never ramps faster than the lifecycle's own ramp
+    orange = 18.0 * 2
+    _, history = run(policy, plateau_run(hook_ms=orange, lifecycle=LifecycleConfig(alpha_ramp_epochs=9)))
+    assert first_command(history)[1].seed_operation.alpha_ramp_epochs == 9
+    stuck = pb.SeedState(slot=0, seed_id=1, stage=pb.SEED_STAGE_TRAINING, age_epochs=9)
+    flat = [observation(epoch, 0.5, seeds=dormant_slots(0), lifecycle=slow) for epoch in range(4)]
+    state, _ = run(policy, [*flat, observation(4, 0.5, seeds=[stuck], lifecycle=slow)])
+    _, history = run(policy, [observation(5, 0.5, seeds=dormant_slots(1), lifecycle=slow)], state)
+    assert decision_of(history[0]).action == "germinate"  # a 1-epoch embargo has elapsed
 
 
 def test_loss_explosion_requests_one_rollback_to_the_last_safe_epoch() -> None:
@@ -356,3 +402,14 @@ def test_a_window_cut_short_by_a_rollback_reports_aborted() -> None:
     (report,) = [p.report for p in rolled_back if isinstance(p, pb.FieldReportIssued)]
     assert report.outcome == pb.FIELD_REPORT_OUTCOME_ABORTED
     assert (report.start_epoch, report.end_epoch) == (6, 5)
+
+
+def test_the_config_round_trips_through_the_json_a_run_records() -> None:
+    config = HeuristicConfig(
+        seed=7,
+        plateau_window=2,
+        parameter_budget=1860,
+        thresholds=RiskThresholds(loss_drift=(0.2, 0.4, 1.0, 3.0)),
+    )
+    assert HeuristicConfig.from_json(config.to_json()) == config
+    assert HeuristicConfig.from_json(HeuristicConfig().to_json()) == HeuristicConfig()

@@ -7,8 +7,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from domains.tamiyo import HeuristicConfig, HeuristicPolicy
 from domains.tamiyo.controller import TamiyoController
-from domains.tamiyo.policy import HeuristicConfig, HeuristicPolicy
 from domains.tamiyo.state import TamiyoState, evolve
 from leyline import decode_payload, pb
 from leyline.signing import Keyring, Signer, Verifier

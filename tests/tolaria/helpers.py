@@ -9,6 +9,7 @@ from domains.tolaria.aggregate import run_stream
 from domains.tolaria.trainer import WALL_CLOCK_METRICS
 from eventstore import open_store
 from leyline import decode_payload, pb
+from leyline.datadir import DataDir
 
 SMALL = {
     "controller": "noop",
@@ -20,7 +21,7 @@ SMALL = {
 
 
 def run_events(data_dir: Path, run_id: str) -> list[pb.EventEnvelope]:
-    store = open_store(data_dir / "log", create=False)
+    store = open_store(DataDir(data_dir).log, create=False)
     try:
         return list(store.read_stream(run_stream(run_id)))
     finally:

@@ -23,6 +23,7 @@ from domains.tolaria.aggregate import (
     run_stream,
 )
 from leyline import new_envelope, pb
+from leyline.datadir import DataDir
 
 RUN = "rtest0001"
 
@@ -100,18 +101,18 @@ def test_checkpoint_file_round_trip_and_corruption(tmp_path: Path) -> None:
     assert (
         ckpt.serialize(4, {"model": model.state_dict(), "trainer": {"epoch": 4}}).sha256 == serialized.sha256
     )
-    path = ckpt.write_file(tmp_path, serialized)
+    path = ckpt.write_file(DataDir(tmp_path), serialized)
     assert path == tmp_path / serialized.relative_path
-    data = ckpt.read_file(tmp_path, serialized.relative_path, serialized.sha256)
+    data = ckpt.read_file(DataDir(tmp_path), serialized.relative_path, serialized.sha256)
     restored = ckpt.deserialize(data)
     assert torch.equal(restored["model"]["weight"], model.weight)
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     path.write_bytes(bytes(raw))
     with pytest.raises(ckpt.CheckpointError, match="the log records"):
-        ckpt.read_file(tmp_path, serialized.relative_path, serialized.sha256)
+        ckpt.read_file(DataDir(tmp_path), serialized.relative_path, serialized.sha256)
     with pytest.raises(ckpt.CheckpointError, match="missing"):
-        ckpt.read_file(tmp_path, "checkpoints/absent.ckpt", "0" * 64)
+        ckpt.read_file(DataDir(tmp_path), "checkpoints/absent.ckpt", "0" * 64)
 
 
 def test_rng_capture_restores_every_generator() -> None:
@@ -136,12 +137,13 @@ def test_cache_keeps_the_most_recent() -> None:
 
 
 def test_control_file_delivery(tmp_path: Path) -> None:
-    assert control.take(tmp_path, RUN) is None
-    first = control.deliver(tmp_path, pb.RollbackRequested(run_id=RUN, target_epoch=2, requested_by="op"))
-    taken = control.take(tmp_path, RUN)
+    data_dir = DataDir(tmp_path)
+    assert control.take(data_dir, RUN) is None
+    first = control.deliver(data_dir, pb.RollbackRequested(run_id=RUN, target_epoch=2, requested_by="op"))
+    taken = control.take(data_dir, RUN)
     assert taken == first
-    second = control.deliver(tmp_path, pb.RollbackRequested(run_id=RUN, target_epoch=1))
-    control.done(tmp_path, first)  # a newer request is left for the next boundary
-    assert control.take(tmp_path, RUN) == second
-    control.done(tmp_path, second)
-    assert control.take(tmp_path, RUN) is None
+    second = control.deliver(data_dir, pb.RollbackRequested(run_id=RUN, target_epoch=1))
+    control.done(data_dir, first)  # a newer request is left for the next boundary
+    assert control.take(data_dir, RUN) == second
+    control.done(data_dir, second)
+    assert control.take(data_dir, RUN) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -15,8 +16,12 @@ from typing import Any
 import pytest
 
 from domains.tolaria.aggregate import fold
-from eventstore import open_store
+from eventstore import EventStore, open_store
+from eventstore.file import FileStore, FsyncPolicy
+from leyline.datadir import DataDir
+from ops import compose
 from ops.cli import main
+from ops.storeopts import open_store_from_args
 from tests.tolaria.helpers import SMALL, checkpoint_hashes, epoch_records, payloads, run_events
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,9 +39,9 @@ def esper(*args: str | Path) -> subprocess.Popen[str]:
 
 
 def head(data_dir: Path) -> int:
-    if not (data_dir / "log" / "STORE").exists():
+    if not (DataDir(data_dir).log / "STORE").exists():
         return 0
-    store = open_store(data_dir / "log", create=False)
+    store = open_store(DataDir(data_dir).log, create=False)
     try:
         return store.head_position()
     finally:
@@ -159,8 +164,6 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path: Path, capsys: pytest
     assert "does not exist" in capsys.readouterr().err
     assert run_cli("run", "--data-dir", tmp_path / "d", "--run-id", "bad-id") == 2
     assert "run id" in capsys.readouterr().err
-    assert run_cli("run", "--data-dir", tmp_path / "d", "--resume", "--seed", "3") == 2
-    assert "keeps its recorded config" in capsys.readouterr().err
 
 
 def test_run_json_then_resume_and_rollback_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -171,7 +174,7 @@ def test_run_json_then_resume_and_rollback_errors(tmp_path: Path, capsys: pytest
     for key in ("run_id", "epochs", "test_accuracy", "parameters", "seeds", "last_position", "model_sha256"):
         assert key in summary
     assert summary["run_id"] == "rcli" and summary["epochs"] == 2 and len(summary["model_sha256"]) == 64
-    assert run_cli("run", "--data-dir", tmp_path, "--resume", "--run-id", "rnope") == 2
+    assert run_cli("run", "--data-dir", tmp_path, "--resume", "--run-id", "rnope") == 1  # an unknown id
     assert "run rnope does not exist" in capsys.readouterr().err
     assert run_cli("run", "--data-dir", tmp_path, "--resume") == 1
     assert "already completed" in capsys.readouterr().err
@@ -181,3 +184,27 @@ def test_run_json_then_resume_and_rollback_errors(tmp_path: Path, capsys: pytest
     assert "is completed" in capsys.readouterr().err
     assert run_cli("run", "--data-dir", tmp_path, "--config", config, "--run-id", "rcli") == 1
     assert "already exists" in capsys.readouterr().err
+
+
+def test_run_fsync_policy_reaches_the_file_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[EventStore] = []
+
+    def recording(args: argparse.Namespace, create: bool = False, **options: object) -> EventStore:
+        store = open_store_from_args(args, create=create, **options)
+        opened.append(store)
+        return store
+
+    monkeypatch.setattr(compose, "open_store_from_args", recording)
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({**SMALL, "epochs": 1}))
+    for policy in ("always", "interval:5", "batch"):
+        data_dir = tmp_path / policy.replace(":", "-")
+        assert run_cli("run", "--data-dir", data_dir, "--config", config, "--fsync", policy, "--json") == 0
+        assert json.loads(capsys.readouterr().out)["epochs"] == 1
+        store = opened[-1]
+        assert isinstance(store, FileStore) and store.policy == FsyncPolicy.parse(policy)
+    assert run_cli("run", "--data-dir", tmp_path / "bad", "--fsync", "sometimes") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--fsync" in err and "interval:<ms>" in err

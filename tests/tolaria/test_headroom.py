@@ -10,13 +10,15 @@ from torch import nn
 
 from domains.kasmina import SeedSlot
 from domains.tolaria.config import build_config
-from domains.tolaria.controller import ControllerContext, ControllerOutput, NoOpController
 from domains.tolaria.headroom import HeadroomMeter, with_headroom
 from domains.tolaria.hosts import HostSpec, build_host
-from domains.tolaria.trainer import open_run, seed_slot
+from domains.tolaria.workload import seed_slot
 from eventstore import open_store
 from leyline import pb
+from leyline.controller import ControllerContext, ControllerOutput, NoOpController
+from leyline.datadir import DataDir
 from leyline.seed_metrics import HEADROOM_METRIC
+from ops.compose import new_run
 from tests.tolaria.helpers import SMALL, payloads, run_events
 
 
@@ -98,9 +100,9 @@ class Recording(NoOpController):
 
 def test_the_controller_sees_headroom_and_the_packet_stays_lean(tmp_path: Path) -> None:
     controller = Recording()
-    store = open_store(tmp_path / "log")
+    store = open_store(DataDir(tmp_path).log)
     try:
-        open_run(store, tmp_path, build_config(SMALL), "rhead", controller=controller).run()
+        new_run(store, DataDir(tmp_path), build_config(SMALL), "rhead", controller=controller).run()
     finally:
         store.close()
     assert len(controller.contexts) == SMALL["epochs"]
@@ -113,9 +115,9 @@ def test_the_controller_sees_headroom_and_the_packet_stays_lean(tmp_path: Path) 
 
 def test_a_controller_that_ignores_headroom_gets_none_measured(tmp_path: Path) -> None:
     controller = Recording(measures_headroom=False)
-    store = open_store(tmp_path / "log")
+    store = open_store(DataDir(tmp_path).log)
     try:
-        trainer = open_run(store, tmp_path, build_config(SMALL), "rnohead", controller=controller)
+        trainer = new_run(store, DataDir(tmp_path), build_config(SMALL), "rnohead", controller=controller)
         trainer.run()
     finally:
         store.close()

@@ -12,6 +12,7 @@ import redis
 from eventstore import open_store
 from eventstore.mirror import category_key
 from leyline import category_of
+from leyline.datadir import DataDir
 from ops.cli import main
 
 REDIS_DB = 14  # a database of this test's own: it flushes it
@@ -46,7 +47,7 @@ def test_run_mirrors_every_event_and_registers_the_catalogue(
     )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
-    store = open_store(tmp_path / "log")
+    store = open_store(DataDir(tmp_path).log)
     try:
         events = list(store.read_all())
     finally:
@@ -66,4 +67,4 @@ def test_run_mirrors_every_event_and_registers_the_catalogue(
 def test_without_a_redis_url_nothing_contacts_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
     assert main(["run", "--data-dir", str(tmp_path), "--epochs", "1", "--controller", "noop", "--json"]) == 0
-    assert not (tmp_path / "mirror").exists()
+    assert not (DataDir(tmp_path).mirror).exists()

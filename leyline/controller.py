@@ -1,9 +1,10 @@
-"""The controller interface Tolaria calls at each epoch boundary (SPEC §8, §10).
+"""The controller contract Tolaria calls at each epoch boundary (SPEC §8, §10).
 
-Tolaria owns this interface; Tamiyo implements it, and `NoOpController` is the controller of a run that
-does not grow. The controller returns events to append (DecisionMade, ConservativeModeChanged,
-FieldReportIssued, …) and, when it acts, the signed envelope of an AdaptationCommandIssued event, which
-Tolaria hands to Kasmina for verification and execution.
+Tamiyo implements it, and `NoOpController` is the controller of a run that does not grow. The controller
+returns events to append (DecisionMade, ConservativeModeChanged, FieldReportIssued, …) and, when it acts,
+the signed envelope of an AdaptationCommandIssued event, which Tolaria hands to Kasmina for verification
+and execution. `ControllerContext.lifecycle` carries the lifecycle limits Kasmina enforces, so a
+controller plans with the run's own numbers instead of restating them.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from domains.tolaria.config import DEFAULT_HOOK_BUDGET_MS
 from leyline import pb
+from leyline.lifecycle import LifecycleConfig
+
+DEFAULT_HOOK_BUDGET_MS = 18.0  # SPEC §8: the whole end-of-epoch hook
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class ControllerContext:
     last_hook_ms: float  # duration of the previous end-of-epoch hook
     applied_commands: Sequence[str] = ()  # command ids Kasmina applied at the previous boundary
     hook_budget_ms: float = DEFAULT_HOOK_BUDGET_MS  # the run's budget for the end-of-epoch hook
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)  # the limits Kasmina enforces
 
 
 @dataclass

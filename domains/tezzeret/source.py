@@ -1,9 +1,14 @@
-"""Kasmina's entry point for seed modules: `SeedModuleSource.load_module`.
+"""Kasmina's entry point for seed modules: `SeedModuleSource.load_module` (compile-or-load).
 
-    source = SeedModuleSource.open(store, data_dir)
+It lives in Tezzeret, above both the compiler and Urza's library, because it uses both: Urza stores and
+verifies artifacts and never imports the compiler.
+
+    source = SeedModuleSource(library, Tezzeret(store, library), strategy=choose_strategy("auto", "cpu"))
     module, artifact_hash = source.load_module("BP009", {"hidden": 8}, pb.SLOT_KIND_CONV2D, (8, 8, 8))
-    drills = SeedModuleSource.open(store, data_dir, use=Use.DRILL)  # may load BP043–BP050
-    gpu = SeedModuleSource.open(store, data_dir, strategy="auto", device="cuda")  # aot_inductor:cuda
+    drills = SeedModuleSource(library, tezzeret, use=Use.DRILL)  # may load BP043–BP050
+
+(ops/compose.module_source builds the one a run uses: the library under `<data-dir>/artifacts` and the
+strategy of $ESPER_COMPILE_STRATEGY for the run's device.)
 
 finds the compiled artifact for the request (compiling it through Tezzeret when the log has none),
 verifies its sha256, keeps the loaded artifact in an in-process LRU cache, and returns a FRESH trainable
@@ -18,31 +23,29 @@ Identity fallback: `load_module_or_identity` answers a missing or corrupt artifa
 module and an empty hash. That is safe only where the slot's output must equal its input anyway (e.g. a
 germinating seed whose output is inert or blended from zero); Kasmina decides where to use it.
 
-Strategy: `open` takes a selection (auto, export, aot_inductor; default $ESPER_COMPILE_STRATEGY, else
-auto) and the device the seeds will run on (default: cuda where there is one); "auto" is aot_inductor on
-CUDA and export on CPU (jobs.choose_strategy). Every request of the source compiles and loads with that
-strategy. A blueprint not compiled ahead (`esper blueprints compile`, `preload`) is compiled at its first
-request, inside the epoch hook: with aot_inductor that takes seconds, not a fraction of one.
+Strategy: `ops/compose.module_source` takes a selection (auto, export, aot_inductor; default
+$ESPER_COMPILE_STRATEGY, else auto) and the device the seeds will run on (default: cuda where there is
+one); "auto" is aot_inductor on CUDA and export on CPU (jobs.choose_strategy). Every request of the
+source compiles and loads with that strategy. A blueprint not compiled ahead (`esper blueprints compile`,
+`preload`) is compiled at its first request, inside the epoch hook: with aot_inductor that takes seconds,
+not a fraction of one.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from domains.karn import catalog
 from domains.karn.catalog import Use
-from domains.tezzeret.jobs import DEFAULT_STRATEGY, CompileSpec, Status, choose_strategy
+from domains.tezzeret.jobs import DEFAULT_STRATEGY, CompileSpec, Status
 from domains.tezzeret.service import Tezzeret, resolve_spec
 from domains.urza import metrics
 from domains.urza.library import ArtifactLibrary, UrzaError
-from eventstore import EventStore
 
 Request = tuple[str, Mapping[str, float], int, Sequence[int]]  # blueprint, parameters, slot kind, shape
 STRATEGY_VARIABLE = "ESPER_COMPILE_STRATEGY"
@@ -72,23 +75,6 @@ class SeedModuleSource:
         self.strategy = strategy
         self._hashes: dict[CompileSpec, str] = {}
         self._lock = threading.Lock()
-
-    @classmethod
-    def open(
-        cls,
-        store: EventStore,
-        data_dir: Path,
-        *,
-        use: Use = Use.LIVE,
-        approved: Collection[str] = (),
-        cache_size: int = 128,
-        strategy: str | None = None,
-        device: str | None = None,
-    ) -> SeedModuleSource:
-        library = ArtifactLibrary(Path(data_dir) / "artifacts", store, cache_size)
-        selection = strategy or os.environ.get(STRATEGY_VARIABLE, "auto")
-        chosen = choose_strategy(selection, device or default_device())
-        return cls(library, Tezzeret(store, library), use, approved, chosen)
 
     def artifact_for(self, spec: CompileSpec) -> str:
         """The artifact hash of a spec: from memory, else from the log, else by compiling it now."""

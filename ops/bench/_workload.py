@@ -8,6 +8,9 @@ policy training and activation, alerts and telemetry (which no read model consum
 
 Positions are assigned as a single writer appending to an empty log would get them (`first_position`
 onwards), which lets a RollbackCompleted name the positions it supersedes.
+
+Longer than ~400 lines on purpose: one `Simulator` whose generators share a single log's positions, clock,
+ids and random stream; split across modules, each part would reach into that shared state.
 """
 
 from __future__ import annotations
@@ -19,25 +22,7 @@ from dataclasses import dataclass, field, replace
 from google.protobuf.message import Message
 
 from leyline import new_envelope, pb
-
-STAGE_PATH = (
-    pb.SEED_STAGE_DORMANT,
-    pb.SEED_STAGE_GERMINATED,
-    pb.SEED_STAGE_TRAINING,
-    pb.SEED_STAGE_BLENDING,
-    pb.SEED_STAGE_SHADOWING,
-    pb.SEED_STAGE_PROBATIONARY,
-    pb.SEED_STAGE_FOSSILIZED,
-)
-CULL_PATH = (pb.SEED_STAGE_CULLED, pb.SEED_STAGE_EMBARGOED, pb.SEED_STAGE_RESETTING, pb.SEED_STAGE_DORMANT)
-GATES: dict[int, str] = {
-    pb.SEED_STAGE_GERMINATED: "G0",
-    pb.SEED_STAGE_BLENDING: "G1",
-    pb.SEED_STAGE_SHADOWING: "G2",
-    pb.SEED_STAGE_PROBATIONARY: "G3",
-    pb.SEED_STAGE_FOSSILIZED: "G4",
-    pb.SEED_STAGE_DORMANT: "G5",
-}
+from leyline.lifecycle import CULL_PATH, GATE_INTO, STAGE_PATH
 
 
 @dataclass
@@ -270,7 +255,7 @@ class Simulator:
             epoch=run.epoch,
             blueprint_id=slot.blueprint_id,
         )
-        gate = GATES.get(to_stage)
+        gate = GATE_INTO.get(to_stage)
         if gate:
             result = transition.gates.add(gate=gate, passed=True, reason="ok")
             result.measured["loss_delta"] = -0.01

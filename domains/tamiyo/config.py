@@ -1,0 +1,53 @@
+"""The heuristic policy's own configuration: its knobs, never the lifecycle's limits (those reach it on
+`Observation.lifecycle`, from `ControllerContext.lifecycle`). RunStarted records it as JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from domains.tamiyo.risk import RiskThresholds
+
+
+@dataclass(frozen=True)
+class HeuristicConfig:
+    seed: int = 0
+    plateau_window: int = 3
+    plateau_epsilon: float = 0.01  # relative improvement of the best validation loss that is progress
+    germination_cooldown_epochs: int = 3
+    max_concurrent_seeds: int = 1
+    parameter_budget: int | None = None  # max trainable parameters of host + seeds
+    max_blueprint_risk: float = 0.5
+    mitigated_blueprint_risk: float = 0.25  # cap at risk levels 1–2 and in conservative mode
+    use_catalogue_metadata: bool = True
+    risk_aversion: float = 0.5
+    mitigated_alpha_ramp_epochs: int = 6  # ramp at risk levels 1–2 (never faster than the lifecycle's)
+    advance_seeds: bool = False
+    block_level: int = 3
+    rollback_level: int = 4
+    conservative_enter_level: int = 3
+    conservative_exit_level: int = 1
+    conservative_exit_windows: int = 3
+    observation_window: int = 3
+    success_accuracy_delta: float = 0.002
+    regression_accuracy_delta: float = -0.002
+    command_deadline_ms: int = 5_000
+    thresholds: RiskThresholds = field(default_factory=RiskThresholds)
+
+    def __post_init__(self) -> None:
+        if self.plateau_window < 1 or self.observation_window < 1:
+            raise ValueError("plateau_window and observation_window must be at least 1")
+        if self.max_concurrent_seeds < 0:
+            raise ValueError("max_concurrent_seeds must be >= 0")
+        if not 0 <= self.conservative_exit_level < self.conservative_enter_level <= 4:
+            raise ValueError("need 0 <= conservative_exit_level < conservative_enter_level <= 4")
+
+    def to_json(self) -> str:
+        """The configuration RunStarted records (controller_config_json), so a resumed run restores it."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> HeuristicConfig:
+        values = json.loads(text)
+        thresholds = {name: tuple(levels) for name, levels in values.pop("thresholds").items()}
+        return cls(**values, thresholds=RiskThresholds(**thresholds))

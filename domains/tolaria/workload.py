@@ -1,0 +1,58 @@
+"""What a run trains: the device, the data splits, the host model and its optimizer, built from a RunConfig.
+
+Built before the run's collaborators (Kasmina grafts into the host's slots and attaches the optimizer),
+in this order, after seeding every RNG: a run rebuilt from the same config gets the same data split and
+the same initial weights.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from domains.kasmina import SeedSlot
+from domains.tolaria.config import ConfigError, RunConfig
+from domains.tolaria.data import Splits, load_dataset
+from domains.tolaria.hosts import HostSpec, SlotSpec, build_host
+
+
+def seed_slot(spec: SlotSpec) -> SeedSlot:
+    """The slot module of a run's host: Kasmina's SeedSlot (the identity while DORMANT)."""
+    return SeedSlot(spec.slot, spec.kind, spec.shape)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def device_for(name: str) -> torch.device:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name} requested but torch sees no CUDA device; use --device cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Workload:
+    device: torch.device
+    splits: Splits
+    host_spec: HostSpec
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+
+
+def build_workload(config: RunConfig) -> Workload:
+    device = device_for(config.device)
+    torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    splits = load_dataset(config.dataset, config.seed, config.dataset_options).to(device)
+    host_spec = HostSpec(splits.input_shape, splits.num_classes, config.host_options, seed_slot)
+    model = build_host(config.host, host_spec).to(device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    return Workload(device, splits, host_spec, model, optimizer)

@@ -1,0 +1,184 @@
+"""The composition root of a run: every collaborator of Tolaria's Trainer is built here, and only here.
+
+    store = open_run_store(args, fsync="batch")              # the event log, with its fsync policy
+    trainer = new_run(store, DataDir(root), config, run_id)  # or resume(store, data_dir, run_id)
+    summary = trainer.run()
+
+builds, in order: the keyring (environment, else `<data-dir>/keys.json`), one `Verifier` for the process,
+the module source (`module_source`: compile-or-load, Tezzeret over Urza's library), the
+workload (seeded data, host and optimizer), Kasmina on the host's slots, and the controller the config
+names (Tamiyo's heuristic, or the no-op), then hands them to `Trainer`. Domain classes receive their
+collaborators; none constructs another domain's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Collection
+from pathlib import Path
+
+from domains.karn.catalog import Use
+from domains.kasmina import Kasmina, KasminaConfig, ModuleSource
+from domains.tamiyo.catalogue import heuristic_controller
+from domains.tamiyo.config import HeuristicConfig
+from domains.tezzeret.jobs import choose_strategy
+from domains.tezzeret.service import Tezzeret
+from domains.tezzeret.source import STRATEGY_VARIABLE, SeedModuleSource, default_device
+from domains.tolaria.aggregate import RunStatus, fold, run_stream
+from domains.tolaria.config import ConfigError, RunConfig
+from domains.tolaria.report import Progress
+from domains.tolaria.rollback import RunError
+from domains.tolaria.trainer import Trainer, config_to_resume
+from domains.tolaria.workload import Workload, build_workload
+from domains.urza.library import ArtifactLibrary
+from eventstore import EventStore
+from eventstore.file import FsyncPolicy
+from leyline.controller import Controller, NoOpController
+from leyline.datadir import DataDir
+from leyline.signing import Keyring, Signer, Verifier
+from ops.errors import UsageError
+from ops.storeopts import open_store_from_args, store_location
+
+
+def open_run_store(args: argparse.Namespace, fsync: str, create: bool = True) -> EventStore:
+    """The run's event log (`--store` URL, else `<data-dir>/log`); the file store appends under the fsync
+    policy `esper run --fsync` names (PostgreSQL makes every commit durable on its own)."""
+    try:
+        FsyncPolicy.parse(fsync)
+    except ValueError as exc:
+        raise UsageError(f"--fsync: {exc}") from None
+    options = {"fsync": fsync} if isinstance(store_location(args), Path) else {}
+    return open_store_from_args(args, create=create, **options)
+
+
+def module_source(
+    store: EventStore,
+    data_dir: DataDir,
+    *,
+    use: Use = Use.LIVE,
+    approved: Collection[str] = (),
+    cache_size: int = 128,
+    strategy: str | None = None,
+    device: str | None = None,
+) -> SeedModuleSource:
+    """Compile-or-load over Urza's library under `<data-dir>/artifacts`, with the compile strategy chosen
+    (default $ESPER_COMPILE_STRATEGY, else auto) for the device the seeds run on (default: cuda if any)."""
+    library = ArtifactLibrary(data_dir.artifacts, store, cache_size)
+    selection = strategy or os.environ.get(STRATEGY_VARIABLE, "auto")
+    chosen = choose_strategy(selection, device or default_device())
+    return SeedModuleSource(library, Tezzeret(store, library), use, approved, chosen)
+
+
+def keyring_for(data_dir: DataDir) -> Keyring:
+    """The signing keys: from the environment, else the data directory's own keyring."""
+    return Keyring.from_env() or Keyring.load_or_create(data_dir.keys)
+
+
+def build_controller(
+    name: str, run_id: str, kasmina: Kasmina, keyring: Keyring, config_json: str = ""
+) -> tuple[Controller, str]:
+    """The controller a config names (RunConfig has checked the name) and its own configuration as JSON
+    (the one recorded in RunStarted when resuming, else the defaults)."""
+    if name == "noop":
+        return NoOpController(), ""
+    config = HeuristicConfig.from_json(config_json) if config_json else HeuristicConfig()
+    slots = {slot.slot: (slot.kind, slot.shape) for slot in kasmina.slots.values()}
+    return heuristic_controller(run_id, Signer(keyring), slots, config), config.to_json()
+
+
+def build_kasmina(
+    run_id: str,
+    config: RunConfig,
+    workload: Workload,
+    source: ModuleSource,
+    verifier: Verifier,
+    kasmina_config: KasminaConfig | None = None,
+) -> Kasmina:
+    try:
+        kasmina = Kasmina(run_id, workload.model, source, verifier, kasmina_config)
+    except ValueError as exc:
+        raise ConfigError(f"host {config.host!r}: {exc}; call spec.slot_factory at its slots") from None
+    kasmina.attach_optimizer(workload.optimizer)
+    return kasmina
+
+
+def build_trainer(
+    config: RunConfig,
+    run_id: str,
+    store: EventStore,
+    data_dir: DataDir,
+    *,
+    controller: Controller | None = None,
+    source: ModuleSource | None = None,
+    keyring: Keyring | None = None,
+    progress: Progress | None = None,
+    kasmina_config: KasminaConfig | None = None,
+    controller_config_json: str = "",
+) -> Trainer:
+    """A Trainer with every collaborator built; the given ones (tests, benches) replace the defaults."""
+    data_dir.create()  # private (0700/0600) whatever the umask, before the first file under it
+    keyring = keyring or keyring_for(data_dir)
+    verifier = Verifier(keyring)  # one per process: a nonce seen once is seen by every check
+    workload = build_workload(config)
+    kasmina = build_kasmina(
+        run_id, config, workload, source or module_source(store, data_dir), verifier, kasmina_config
+    )
+    if controller is None:
+        controller, controller_config_json = build_controller(
+            config.controller, run_id, kasmina, keyring, controller_config_json
+        )
+    return Trainer(
+        config,
+        run_id,
+        store,
+        data_dir,
+        workload,
+        kasmina,
+        controller,
+        progress,
+        controller_config_json,
+    )
+
+
+def new_run(
+    store: EventStore,
+    data_dir: DataDir,
+    config: RunConfig,
+    run_id: str,
+    controller: Controller | None = None,
+    progress: Progress | None = None,
+) -> Trainer:
+    """A new run, recorded with RunStarted."""
+    if fold(store.read_stream(run_stream(run_id))).status is not RunStatus.ABSENT:
+        raise RunError(f"run {run_id} already exists in this log; resume it with --resume --run-id {run_id}")
+    trainer = build_trainer(config, run_id, store, data_dir, controller=controller, progress=progress)
+    trainer.start()
+    return trainer
+
+
+def resume(
+    store: EventStore,
+    data_dir: DataDir,
+    run_id: str,
+    controller: Controller | None = None,
+    progress: Progress | None = None,
+    epochs: int | None = None,
+    device: str | None = None,
+) -> Trainer:
+    """The run continued from its log and last committed checkpoint."""
+    state = fold(store.read_stream(run_stream(run_id)))
+    config = config_to_resume(state, run_id, epochs, device)
+    trainer = build_trainer(
+        config,
+        run_id,
+        store,
+        data_dir,
+        controller=controller,
+        progress=progress,
+        # the lifecycle limits and the controller's configuration the run started with
+        kasmina_config=KasminaConfig(lifecycle=state.lifecycle) if state.lifecycle else None,
+        controller_config_json=state.controller_config_json,
+    )
+    trainer.resume(state)
+    return trainer
