@@ -22,6 +22,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from elasticsearch import helpers
 from osmem_server import OsmemServer
@@ -29,11 +30,12 @@ from osmem_server import OsmemServer
 from domains.nissa.elastic import es_client
 from domains.nissa.indexer import BATCH, Cursor, Indexer, actions
 from eventstore import EventStore, open_store
+from leyline.datadir import DataDir
 from ops.bench import BenchOptions, Result, percentile
+from ops.bench._workload import Simulator
 from ops.serve.routes import ServeContext
 from ops.serve.server import running
 from projections import open_db, resolve_url
-from projections.simulate import Simulator
 
 DESCRIPTION = "esper serve scrape and API p95 with 100 runs; esper index events/s beside raw helpers.bulk"
 RUNS = 100
@@ -75,7 +77,7 @@ def _latencies_ms(port: int, paths: list[str]) -> list[float]:
 
 
 def serve_results(data_dir: Path, run_ids: list[str], requests: int) -> list[Result]:
-    store = open_store(data_dir / "log")
+    store = open_store(DataDir(data_dir).log)
     url = resolve_url(data_dir)
     engine = open_db(url)
     try:
@@ -102,29 +104,48 @@ def serve_results(data_dir: Path, run_ids: list[str], requests: int) -> list[Res
     ]
 
 
+def _index_ours(store: EventStore, es: Any, url: str, round_number: int, count: int) -> float:
+    """Events/s of the Indexer from an empty cursor into a fresh index (deleted afterwards)."""
+    index = f"esper-events-bench{round_number}"
+    with tempfile.TemporaryDirectory() as cursors:
+        indexer = Indexer(store, es, Cursor.load(Path(cursors), url, index), index)
+        indexer.prepare()
+        start = time.perf_counter()
+        indexer.catch_up(BATCH)
+        eps = count / (time.perf_counter() - start)
+    es.indices.delete(index=index)
+    return eps
+
+
+def _index_raw(es: Any, documents: list[dict[str, Any]], round_number: int) -> float:
+    """Events/s of helpers.bulk sending the same, already built documents into a fresh index."""
+    index = f"raw-bench{round_number}"
+    batch = [{**action, "_index": index} for action in documents]
+    start = time.perf_counter()
+    helpers.bulk(es, batch, chunk_size=BATCH)
+    eps = len(documents) / (time.perf_counter() - start)
+    es.indices.delete(index=index)
+    return eps
+
+
 def index_results(data_dir: Path, rounds: int, progress: BenchOptions) -> list[Result]:
-    store = open_store(data_dir / "log")
+    store = open_store(DataDir(data_dir).log)
     try:
         events = list(store.read_all())
         documents = list(actions(events, "unused"))
         with OsmemServer.start(japanese=False) as server:
             es = es_client(server.url)
-            ours, raw = [], []
+            ours: list[float] = []
+            raw: list[float] = []
             try:
                 for round_number in range(rounds):
                     progress.progress(f"index round {round_number + 1}/{rounds}")
-                    with tempfile.TemporaryDirectory() as cursors:
-                        index = f"esper-events-bench{round_number}"
-                        indexer = Indexer(store, es, Cursor.load(Path(cursors), server.url, index), index)
-                        indexer.prepare()
-                        start = time.perf_counter()
-                        indexer.catch_up(BATCH)
-                        ours.append(len(events) / (time.perf_counter() - start))
-                    raw_index = f"raw-bench{round_number}"
-                    batch = [{**action, "_index": raw_index} for action in documents]
-                    start = time.perf_counter()
-                    helpers.bulk(es, batch, chunk_size=BATCH)
-                    raw.append(len(events) / (time.perf_counter() - start))
+                    # alternate which goes first, so neither always meets the fuller server
+                    if round_number % 2:
+                        raw.append(_index_raw(es, documents, round_number))
+                    ours.append(_index_ours(store, es, server.url, round_number, len(events)))
+                    if not round_number % 2:
+                        raw.append(_index_raw(es, documents, round_number))
             finally:
                 es.close()
     finally:
@@ -148,7 +169,7 @@ def index_results(data_dir: Path, rounds: int, progress: BenchOptions) -> list[R
 def run(options: BenchOptions) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="esper-bench-serve-") as directory:
         data_dir = Path(directory)
-        store = open_store(data_dir / "log")
+        store = open_store(DataDir(data_dir).log)
         try:
             options.progress(f"simulating {RUNS} runs of {EPOCHS} epochs")
             run_ids = fill(store, RUNS, EPOCHS)

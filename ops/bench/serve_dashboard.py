@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING
 
 from eventstore import EventStore, open_store
 from leyline import pb
+from leyline.datadir import DataDir
 from ops.bench import BenchOptions, Result, percentile
+from ops.bench._workload import Simulator
 from ops.serve.routes import ServeContext
 from ops.serve.server import running
 from projections import open_db, resolve_url
-from projections.simulate import Simulator
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -129,7 +130,7 @@ def dashboard_results(options: BenchOptions) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="esper-bench-dashboard-") as directory:
         data_dir = Path(directory)
         simulator = Simulator(seed=17)
-        store = open_store(data_dir / "log")
+        store = open_store(DataDir(data_dir).log)
         url = resolve_url(data_dir)
         engine = open_db(url)
         try:

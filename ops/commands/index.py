@@ -12,18 +12,16 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from domains.nissa.elastic import es_client
 from domains.nissa.indexer import BATCH, DEFAULT_INDEX, Cursor, Indexer, IndexingError
 from eventstore.mirror import redacted
+from leyline.datadir import DataDir
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args
-
-CURSOR_DIR = "index"
 
 
 def register(subparsers: Any) -> None:
@@ -53,7 +51,7 @@ def handle(args: argparse.Namespace) -> int:
     store = open_store_from_args(args, create=False)
     es = es_client(args.es)
     try:
-        cursor = Cursor.load(Path(args.data_dir) / CURSOR_DIR, redacted(args.es), args.index)
+        cursor = Cursor.load(DataDir.of(args.data_dir).index, redacted(args.es), args.index)
         start = cursor.position
         indexer = Indexer(store, es, cursor, args.index)
         try:

@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from eventstore.mirror import MirrorCursor
 from eventstore.postgres import PostgresStore
+from leyline.datadir import DataDir
 from ops.serve import queries
 from ops.serve.routes import Request, Response, Route, ServeContext, json_response
 from projections import PROJECTION_NAMES
@@ -39,7 +40,7 @@ HEALTH_TIMEOUT_S = 2.0
 
 def mirror_cursors(data_dir: Path) -> dict[str, int]:
     """The position each of the Redis mirror's durable cursors has reached, by file name."""
-    directory = Path(data_dir) / "mirror"
+    directory = DataDir.of(data_dir).mirror
     return {path.stem: MirrorCursor.load(path).position for path in sorted(directory.glob("cursor-*.json"))}
 
 

@@ -76,6 +76,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: Server
     protocol_version = "HTTP/1.1"
     server_version = "esper-serve"
+    disable_nagle_algorithm = True  # headers and body are separate writes: no delayed-ACK stall between them
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: requests are counted in esper_serve_requests_total instead of logged."""

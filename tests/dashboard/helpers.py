@@ -8,8 +8,9 @@ from pathlib import Path
 
 from eventstore import EventStore, open_store
 from leyline import new_envelope, pb
+from leyline.datadir import DataDir
+from ops.bench._workload import Simulator
 from ops.bench.serve_dashboard import epoch_batches
-from projections.simulate import Simulator
 from tests.projections.helpers import unpositioned
 
 TASK = {"host": "cnn-lite", "dataset": "digits", "host_options": {}, "dataset_options": {}}
@@ -51,7 +52,7 @@ def dashboard_runs(data_dir: Path, epochs: int = 30) -> dict[str, str]:
     events += with_controller(list(simulator.run(epochs, run_id="plain", rollback_every=0)), "tamiyo")
     events += with_controller(list(simulator.run(epochs, run_id="nogrowth", rollback_every=0)), "noop")
     events += alerts()
-    store = open_store(Path(data_dir) / "log")
+    store = open_store(DataDir(data_dir).log)
     try:
         append(store, events)
     finally:

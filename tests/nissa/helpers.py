@@ -12,10 +12,11 @@ from typing import Any
 
 from eventstore import open_store
 from leyline import pb
+from leyline.datadir import DataDir
+from ops.bench._workload import Simulator
 from ops.serve.routes import ServeContext
 from ops.serve.server import running
 from projections import open_db, resolve_url
-from projections.simulate import Simulator
 from tests.projections.helpers import unpositioned
 
 
@@ -28,7 +29,7 @@ def simulated_runs(data_dir: Path, runs: int = 3, epochs: int = 30, seed: int = 
         run_events = list(simulator.run(epochs, run_id=f"sim{number}", rollback_every=15))
         run_ids.append(f"sim{number}")
         events.extend(run_events)
-    store = open_store(Path(data_dir) / "log")
+    store = open_store(DataDir.of(data_dir).log)
     try:
         for start in range(0, len(events), 500):
             store.append(unpositioned(events[start : start + 500]))
@@ -40,7 +41,7 @@ def simulated_runs(data_dir: Path, runs: int = 3, epochs: int = 30, seed: int = 
 @contextmanager
 def served(data_dir: Path, token: str | None = None, **options: Any) -> Iterator[tuple[str, ServeContext]]:
     """`esper serve` in this process on a free loopback port: yields its base URL and context."""
-    store = open_store(Path(data_dir) / "log")
+    store = open_store(DataDir.of(data_dir).log)
     url = resolve_url(data_dir)
     engine = open_db(url)
     ctx = ServeContext(Path(data_dir), url, store, engine, **options)

@@ -23,6 +23,7 @@ import pytest
 from domains.nissa.elastic import es_client
 from domains.nissa.indexer import DEFAULT_INDEX, Cursor, Indexer
 from eventstore import open_store
+from leyline.datadir import DataDir
 from tests.nissa.helpers import simulated_runs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,12 +95,12 @@ def _header(headers: dict[str, str], name: str) -> str:
 
 def test_the_client_sends_a_template_and_bulk_requests_keyed_by_event_id(tmp_path: Path) -> None:
     simulated_runs(tmp_path, runs=1, epochs=5)
-    store = open_store(tmp_path / "log")
+    store = open_store(DataDir(tmp_path).log)
     try:
         events = list(store.read_all())
         with wire() as server:
             es = es_client(server.url)
-            indexer = Indexer(store, es, Cursor.load(tmp_path / "index", server.url, DEFAULT_INDEX))
+            indexer = Indexer(store, es, Cursor.load(DataDir(tmp_path).index, server.url, DEFAULT_INDEX))
             indexer.prepare()
             indexer.catch_up(batch=50)
             es.close()
@@ -123,7 +124,9 @@ def test_the_client_sends_a_template_and_bulk_requests_keyed_by_event_id(tmp_pat
     assert [d["global_position"] for d in documents] == [e.global_position for e in events]
     assert documents[0]["event_type"] == events[0].event_type and documents[0]["payload"]
     assert all(_header(r[2], "content-type") == "application/x-ndjson" for r in bulks)
-    assert Cursor.load(tmp_path / "index", server.url, DEFAULT_INDEX).position == events[-1].global_position
+    assert (
+        Cursor.load(DataDir(tmp_path).index, server.url, DEFAULT_INDEX).position == events[-1].global_position
+    )
 
 
 def _esper_index(data_dir: Path, url: str, *options: str) -> subprocess.Popen[str]:
@@ -162,7 +165,7 @@ def _indexed_ids(url: str) -> list[str]:
 
 def test_index_into_osmem_is_idempotent(tmp_path: Path, osmem_url: str) -> None:
     simulated_runs(tmp_path, runs=2, epochs=10)
-    store = open_store(tmp_path / "log")
+    store = open_store(DataDir(tmp_path).log)
     try:
         expected = sorted(e.event_id for e in store.read_all())
     finally:
@@ -180,7 +183,7 @@ def test_index_into_osmem_is_idempotent(tmp_path: Path, osmem_url: str) -> None:
 @pytest.mark.slow
 def test_a_killed_indexer_resumes_without_losing_or_repeating_events(tmp_path: Path, osmem_url: str) -> None:
     simulated_runs(tmp_path, runs=6, epochs=40)
-    store = open_store(tmp_path / "log")
+    store = open_store(DataDir(tmp_path).log)
     try:
         expected = sorted(e.event_id for e in store.read_all())
     finally:
@@ -198,7 +201,7 @@ def test_a_killed_indexer_resumes_without_losing_or_repeating_events(tmp_path: P
             process.send_signal(signal.SIGKILL)
             process.wait()
             kills += 1
-            position = Cursor.load(tmp_path / "index", osmem_url, DEFAULT_INDEX).position
+            position = Cursor.load(DataDir(tmp_path).index, osmem_url, DEFAULT_INDEX).position
             cut_midway.append(0 < position < len(expected))
             continue
         assert process.returncode == 0, process.communicate()[1]

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from eventstore import open_store
-from projections.simulate import Simulator
+from leyline.datadir import DataDir
+from ops.bench._workload import Simulator
 from tests.nissa.helpers import get, get_json, served, simulated_runs
 from tests.projections.helpers import unpositioned
 
@@ -98,7 +99,7 @@ def test_a_token_is_required_when_set(data_dir: tuple[Path, list[str]]) -> None:
 def test_the_read_models_follow_the_log_while_serving(tmp_path: Path) -> None:
     simulated_runs(tmp_path, runs=1, epochs=5)
     with served(tmp_path) as (url, ctx):
-        store = open_store(tmp_path / "log")
+        store = open_store(DataDir(tmp_path).log)
         try:
             simulator = Simulator(seed=9, first_position=store.head_position() + 1)
             store.append(unpositioned(list(simulator.run(4, run_id="late"))))
