@@ -16,12 +16,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from domains.nissa import rules
+from domains.tolaria.aggregate import GUARD
 from leyline import decode_payload, new_envelope, pb
 
 RUN_ENDS = frozenset({"RunCompleted", "RunFailed"})
 ALERT_EVENTS = frozenset({"AlertFired", "AlertResolved"})
 EVENT_TYPES = frozenset(
-    {"EpochHookTimed", "EpochHookOverrun", "EpochCompleted", "IsolationViolationDetected", "CompileJobFailed"}
+    {
+        "EpochHookTimed",
+        "EpochHookOverrun",
+        "EpochCompleted",
+        "IsolationViolationDetected",
+        "CompileJobFailed",
+        "RollbackRequested",
+    }
     | RUN_ENDS
     | ALERT_EVENTS
 )
@@ -41,6 +49,8 @@ class State:
     budgets: Mapping[str, float] = field(default_factory=dict)  # run -> hook budget (ms)
     calm_epochs: Mapping[str, int] = field(default_factory=dict)  # run -> epochs since its last violation
     violations: Mapping[str, int] = field(default_factory=dict)  # run -> violations while firing
+    steady_epochs: Mapping[str, int] = field(default_factory=dict)  # run -> epochs since its last explosion
+    explosions: Mapping[str, int] = field(default_factory=dict)  # run -> rollbacks by the loss guard
     retries: tuple[int, ...] = ()  # occurred_at_ns of recent compile retries
     firing: Mapping[str, Firing] = field(default_factory=dict)  # instance name -> what fired it
 
@@ -86,7 +96,19 @@ def evolve(state: State, envelope: pb.EventEnvelope) -> State:
         budget = payload.budget_ms or rules.DEFAULT_HOOK_BUDGET_MS
         return replace(state, hooks={**state.hooks, run_id: hooks}, budgets={**state.budgets, run_id: budget})
     if kind == "EpochCompleted":
-        return replace(state, calm_epochs={**state.calm_epochs, run_id: state.calm_epochs.get(run_id, 0) + 1})
+        return replace(
+            state,
+            calm_epochs={**state.calm_epochs, run_id: state.calm_epochs.get(run_id, 0) + 1},
+            steady_epochs={**state.steady_epochs, run_id: state.steady_epochs.get(run_id, 0) + 1},
+        )
+    if isinstance(payload, pb.RollbackRequested):
+        if payload.requested_by != GUARD:
+            return state
+        return replace(
+            state,
+            steady_epochs={**state.steady_epochs, run_id: 0},
+            explosions={**state.explosions, run_id: state.explosions.get(run_id, 0) + 1},
+        )
     if isinstance(payload, pb.IsolationViolationDetected):
         count = state.violations.get(run_id, 0) + 1
         return replace(
@@ -106,6 +128,8 @@ def evolve(state: State, envelope: pb.EventEnvelope) -> State:
             budgets=_with(state.budgets, run_id, None),  # type: ignore[arg-type]
             calm_epochs=_with(state.calm_epochs, run_id, None),  # type: ignore[arg-type]
             violations=_with(state.violations, run_id, None),  # type: ignore[arg-type]
+            steady_epochs=_with(state.steady_epochs, run_id, None),  # type: ignore[arg-type]
+            explosions=_with(state.explosions, run_id, None),  # type: ignore[arg-type]
         )
     if isinstance(payload, pb.Alert):
         if kind == "AlertFired":
@@ -147,6 +171,19 @@ def _conditions(state: State, envelope: pb.EventEnvelope) -> dict[str, Firing | 
             if violations and not calm
             else None
         )
+    if kind in ("EpochCompleted", "RollbackRequested"):
+        explosions = state.explosions.get(run_id, 0)
+        steady = state.steady_epochs.get(run_id, 0) >= rules.EXPLOSION_CLEAR_EPOCHS
+        wanted[instance(rules.TRAINING_LOSS_EXPLOSION, run_id)] = (
+            Firing(
+                rules.TRAINING_LOSS_EXPLOSION,
+                {"run_id": run_id},
+                f"run {run_id}: the training loss exploded; the guard rolled back {explosions} time(s)",
+                float(explosions),
+            )
+            if explosions and not steady
+            else None
+        )
     if kind == "CompileJobFailed":
         retries = len(_retries_within(state.retries, envelope.occurred_at_ns))
         wanted[rules.TEZZERET_COMPILE_RETRY_HIGH] = (
@@ -160,7 +197,11 @@ def _conditions(state: State, envelope: pb.EventEnvelope) -> dict[str, Firing | 
             else None
         )
     if kind in RUN_ENDS:
-        for name in (rules.TRAINING_LATENCY_HIGH, rules.KASMINA_ISOLATION_VIOLATION):
+        for name in (
+            rules.TRAINING_LATENCY_HIGH,
+            rules.KASMINA_ISOLATION_VIOLATION,
+            rules.TRAINING_LOSS_EXPLOSION,
+        ):
             wanted[instance(name, run_id)] = None
     return wanted
 
@@ -182,6 +223,7 @@ def _alert(kind: str, name: str, firing: Firing, cause: pb.EventEnvelope) -> pb.
         f"alert-{firing.rule}",
         payload,
         run_id=firing.labels.get("run_id", ""),
+        epoch=cause.epoch if cause.HasField("epoch") else None,
         causation_id=cause.event_id,
         source="nissa",
         event_id=_event_id(name, kind, cause.global_position),

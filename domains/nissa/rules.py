@@ -9,12 +9,14 @@ TRAINING_LATENCY_HIGH = "training_latency_high"
 KASMINA_ISOLATION_VIOLATION = "kasmina_isolation_violation"
 OONA_QUEUE_DEPTH = "oona_queue_depth"
 TEZZERET_COMPILE_RETRY_HIGH = "tezzeret_compile_retry_high"
+TRAINING_LOSS_EXPLOSION = "training_loss_explosion"
 
 SEVERITY = {
     TRAINING_LATENCY_HIGH: "warning",
     KASMINA_ISOLATION_VIOLATION: "critical",
     OONA_QUEUE_DEPTH: "warning",
     TEZZERET_COMPILE_RETRY_HIGH: "warning",
+    TRAINING_LOSS_EXPLOSION: "critical",
 }
 
 DEFAULT_HOOK_BUDGET_MS = 18.0  # used when an EpochHookTimed event carries no budget
@@ -22,6 +24,8 @@ HOOK_QUANTILE = 0.95
 HOOK_WINDOW = 10  # the latest end-of-epoch hooks of a run whose p95 is compared with the budget
 HOOK_MIN_SAMPLES = 5
 ISOLATION_CLEAR_EPOCHS = 3
+EXPLOSION_CLEAR_EPOCHS = 3  # epochs after the guard's last rollback until training_loss_explosion resolves
+EXPLOSION_WINDOW_S = 600  # the Prometheus rule's window over the guard's rollbacks
 RETRY_THRESHOLD = 3
 RETRY_WINDOW_S = 900
 OONA_DEPTH_THRESHOLD = Thresholds().reroute_above  # where the bus starts rerouting normal traffic

@@ -18,15 +18,20 @@ import numpy as np
 
 from domains.tolaria import checkpoint as ckpt
 from domains.tolaria import control, metrics
-from domains.tolaria.aggregate import RequestRollback, RollbackRejected, RunState, decide_rollback, event_id
+from domains.tolaria.aggregate import (
+    GUARD,
+    RequestRollback,
+    RollbackRejected,
+    RunState,
+    decide_rollback,
+    event_id,
+)
 from domains.tolaria.aggregate import mode_name as mode_label
 from domains.tolaria.loop import EpochMeasurements
 from leyline import pb
 
 if TYPE_CHECKING:
     from domains.tolaria.trainer import Trainer
-
-GUARD = "tolaria.guard"
 
 
 class RunError(Exception):

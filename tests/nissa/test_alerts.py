@@ -17,8 +17,10 @@ from prometheus_client import REGISTRY
 from domains.nissa import conditions, rules
 from domains.nissa.routing import FileChannel, Router, WebhookChannel
 from domains.nissa.service import Nissa
+from domains.tolaria.aggregate import GUARD
 from eventstore import EventFilter, open_store
 from leyline import decode_payload, new_envelope, pb
+from leyline.datadir import DataDir
 from ops.serve import queries
 from projections import catch_up, open_db, resolve_url
 from projections.audit import audit_run
@@ -48,6 +50,11 @@ def violation(run_id: str = RUN) -> pb.EventEnvelope:
 def retry(at_s: float) -> pb.EventEnvelope:
     payload = pb.CompileJobFailed(job_id="j", attempt=1, error="boom", will_retry=True)
     return new_envelope("CompileJobFailed", "compile-j", payload, occurred_at_ns=int(at_s * 1e9))
+
+
+def guard_rollback(run_id: str = RUN) -> pb.EventEnvelope:
+    payload = pb.RollbackRequested(run_id=run_id, target_epoch=1, requested_by=GUARD, reason="loss explosion")
+    return new_envelope("RollbackRequested", f"run-{run_id}", payload, run_id=run_id)
 
 
 def run_completed(run_id: str = RUN) -> pb.EventEnvelope:
@@ -84,6 +91,18 @@ def test_isolation_violation_fires_and_resolves_after_calm_epochs() -> None:
     assert evaluate([violation(), run_completed()]) == [("AlertFired", name), ("AlertResolved", name)]
 
 
+def test_loss_explosion_fires_on_a_guard_rollback_and_resolves_after_steady_epochs() -> None:
+    name = conditions.instance(rules.TRAINING_LOSS_EXPLOSION, RUN)
+    steady = [epoch_done(epoch) for epoch in range(2, 2 + rules.EXPLOSION_CLEAR_EPOCHS)]
+    assert evaluate([epoch_done(1), guard_rollback(), *steady]) == [
+        ("AlertFired", name),
+        ("AlertResolved", name),
+    ]
+    operator = pb.RollbackRequested(run_id=RUN, target_epoch=1, requested_by="alice", reason="by hand")
+    by_hand = new_envelope("RollbackRequested", f"run-{RUN}", operator, run_id=RUN)
+    assert evaluate([epoch_done(1), by_hand, *steady]) == []
+
+
 def test_compile_retries_fire_only_within_the_window() -> None:
     name = rules.TEZZERET_COMPILE_RETRY_HIGH
     burst = [retry(at) for at in range(rules.RETRY_THRESHOLD + 1)]
@@ -96,7 +115,7 @@ def test_compile_retries_fire_only_within_the_window() -> None:
     ]
 
 
-@given(st.lists(st.sampled_from(["slow", "fast", "violation", "epoch", "end"]), max_size=40))
+@given(st.lists(st.sampled_from(["slow", "fast", "violation", "epoch", "end", "explosion"]), max_size=40))
 def test_fired_and_resolved_alternate_per_instance(kinds: list[str]) -> None:
     makers = {
         "slow": lambda: hook(50.0),
@@ -104,6 +123,7 @@ def test_fired_and_resolved_alternate_per_instance(kinds: list[str]) -> None:
         "violation": violation,
         "epoch": lambda: epoch_done(1),
         "end": run_completed,
+        "explosion": guard_rollback,
     }
     last: dict[str, str] = {}
     for kind, name in evaluate([makers[k]() for k in kinds]):
@@ -161,7 +181,7 @@ def _fired() -> pb.EventEnvelope:
 
 
 def test_nissa_appends_alerts_once_routes_them_and_the_read_models_show_them(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "log")
+    store = open_store(DataDir(tmp_path).log)
     alert_file = tmp_path / "alerts.jsonl"
     events = [new_envelope("RunStarted", f"run-{RUN}", pb.RunStarted(run_id=RUN), run_id=RUN)]
     events += [hook(40.0, epoch) for epoch in range(1, 6)] + [hook(1.0, epoch) for epoch in range(6, 16)]

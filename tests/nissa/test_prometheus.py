@@ -71,6 +71,8 @@ def test_rules_use_nissas_thresholds() -> None:
     assert expressions[rules.OONA_QUEUE_DEPTH].endswith(f"> {rules.OONA_DEPTH_THRESHOLD}")
     retry = expressions[rules.TEZZERET_COMPILE_RETRY_HIGH]
     assert retry.endswith(f"[{rules.RETRY_WINDOW_S // 60}m]) > {rules.RETRY_THRESHOLD}")
+    explosion = expressions[rules.TRAINING_LOSS_EXPLOSION]
+    assert f'{{trigger="guard"}}[{rules.EXPLOSION_WINDOW_S // 60}m])) > 0' in explosion
     for name, expression in expressions.items():
         if name.endswith(("_burn_fast", "_burn_slow")):
             assert f"(1 - {rules.SLO:g})" in expression
@@ -79,9 +81,10 @@ def test_rules_use_nissas_thresholds() -> None:
 
 
 def test_rules_name_only_metrics_the_code_exports() -> None:
-    exported = {
-        name for metric in REGISTRY.collect() for name in (metric.name, *(s.name for s in metric.samples))
-    }
+    exported: set[str] = set()
+    for metric in REGISTRY.collect():
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}.get(metric.type, ())
+        exported |= {metric.name, *(metric.name + suffix for suffix in suffixes)}
     recorded = {rule["record"] for rule in _rules() if "record" in rule}
     for rule in _rules():
         for name in re.findall(r"\b(esper_[a-z_]+)", rule["expr"]):
