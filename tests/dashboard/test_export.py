@@ -12,6 +12,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from eventstore import open_store
+from leyline.datadir import DataDir
 from projections import catch_up, open_db, resolve_url
 from projections.audit import audit_run
 from tests.dashboard.helpers import dashboard_runs
@@ -102,7 +103,7 @@ def test_run_plot_draws_the_finished_run(tmp_path: Path) -> None:
     result = esper(tmp_path / "data", "run", "--epochs", "3", "--run-id", "plotted", "--plot", str(path))
     assert result.returncode == 0, result.stderr
     assert path.read_bytes().startswith(b"\x89PNG")
-    store = open_store(tmp_path / "data" / "log")
+    store = open_store(DataDir(tmp_path / "data").log)
     engine = open_db(resolve_url(tmp_path / "data"))
     try:
         catch_up(store, engine)

@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import Page
 
 from eventstore import open_store
+from leyline.datadir import DataDir
 from ops.serve import dashboard
 from tests.dashboard.conftest import screenshot
 from tests.dashboard.helpers import append, continuing, dashboard_runs, epochs_of
@@ -93,7 +94,7 @@ def test_live_appends_reach_the_page_and_keep_the_zoom(
 ) -> None:
     directory, _ = runs
     with served(directory) as (url, _):
-        store = open_store(directory / "log")
+        store = open_store(DataDir(directory).log)
         try:
             boundaries = epochs_of(continuing(store, seed=11), "livesim", 12)
             for _ in range(3):
@@ -135,7 +136,7 @@ def _first_append(data_dir: Path) -> tuple[int, dict[str, Any], str]:
         hello = json.loads(response.readline().removeprefix(b"data: "))
         assert hello["position"] == ctx.updates.position
         response.readline()
-        store = open_store(data_dir / "log")
+        store = open_store(DataDir(data_dir).log)
         try:
             append(store, next(epochs_of(continuing(store, seed=5), "fed", 2)))
             head = store.head_position()
