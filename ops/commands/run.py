@@ -87,6 +87,13 @@ def register(subparsers: Any) -> None:
         help="when the file log fsyncs its appends: always (each append), batch (default: once per group "
         "commit) or interval:<ms>; a PostgreSQL store (--store) makes every commit durable on its own",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        default=None,
+        help="serve this process's Prometheus metrics on 127.0.0.1:P/metrics while it trains",
+    )
     add_store_option(parser)
     add_plot_option(parser)
 
@@ -147,6 +154,8 @@ def handle(args: argparse.Namespace) -> int:
         config = None if args.resume else build_config(values)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    if args.metrics_port is not None:
+        serve_metrics(args.metrics_port)
     from ops.compose import open_run_store  # imports torch: not at start-up
 
     store = open_run_store(args, args.fsync, create=not args.resume)
@@ -165,6 +174,18 @@ def handle(args: argparse.Namespace) -> int:
     if args.plot:
         write_plot(args, summary.run_id)
     return 0
+
+
+def serve_metrics(port: int) -> None:
+    """The training process's own metrics on 127.0.0.1:port, from a daemon thread, until the process ends."""
+    from prometheus_client import start_http_server
+
+    if not 0 < port < 65536:
+        raise UsageError(f"--metrics-port {port} is not a TCP port (1-65535)")
+    try:
+        start_http_server(port, addr="127.0.0.1")
+    except OSError as exc:
+        raise UsageError(f"--metrics-port {port}: cannot listen ({exc.strerror})") from None
 
 
 def start_mirror(args: argparse.Namespace, store: EventStore) -> MirrorThread | None:
