@@ -75,6 +75,10 @@ class LineChart {
       svgEl("text", { x: sx(t), y: height - m.bottom + 16, class: "tick", "text-anchor": "middle" }, svg).textContent = String(t);
     }
     svgEl("text", { x: width - m.right, y: height - 2, class: "axis-label", "text-anchor": "end" }, svg).textContent = "epoch";
+    if (this.state.zoom) {
+      svgEl("text", { x: m.left, y: height - 2, class: "axis-label" }, svg).textContent =
+        `epochs ${Math.ceil(x0)}–${Math.floor(x1)} · double-click to reset`;
+    }
     const plot = svgEl("g", { "clip-path": `url(#${clipId})` }, svg);
     for (const series of data.series) {
       const pts = series.points.filter((p) => Number.isFinite(p[1]));
