@@ -14,6 +14,10 @@ Drills:
                       (training_latency_high); then the policy answers in time again.
   compile-failure     Tezzeret's first attempts of every compile job fail and are retried
                       (tezzeret_compile_retry_high) until the job succeeds and the seed is grafted.
+  loss-explosion      the learning rate spikes 10,000x after a checkpoint: the next epoch's loss explodes,
+                      the guard rolls back to the checkpoint (training_loss_explosion), training goes on.
+  isolation           the first seed grafted closes over a host parameter and leaks gradient into it
+                      (kasmina_isolation_violation); Kasmina culls it after 3 violations.
 
 The drill runs in a fresh data directory (removed afterwards unless --keep). Exit 0 when every check
 passed, 1 when one did not (the JSON names it).
@@ -36,7 +40,6 @@ from eventstore import EventFilter, EventStore, open_store
 from leyline import decode_payload, pb
 from leyline.datadir import DataDir
 from ops.common import add_command, print_json
-from ops.drill_faults import LeakingSource, StallingPolicy
 from ops.prometheus.evaluate import Scraper, Verdict, check_alert
 
 STALLED_EPOCHS = 6  # epochs the controller stalls in (controller-timeout)
@@ -154,6 +157,7 @@ def controller_timeout(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
     from domains.tolaria.report import new_run_id
     from leyline.signing import Signer
     from ops.compose import keyring_for
+    from ops.drill_faults import StallingPolicy
 
     run_id = new_run_id()
     policy = StallingPolicy(HeuristicPolicy(), STALLED_EPOCHS, 20 * DECISION_TIMEOUT_S)
@@ -300,6 +304,7 @@ def isolation(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
     from domains.tamiyo.config import HeuristicConfig
     from domains.tolaria.report import new_run_id
     from ops.compose import module_source
+    from ops.drill_faults import LeakingSource
 
     run_id = new_run_id()
     host: list[Any] = []

@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
         subparsers,
         "serve",
         handle,
-        "serve metrics, health, the JSON API and the dashboard (read-only)",
+        "serve metrics, health, the JSON API and the dashboard; reads only",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
     parser.add_argument(
