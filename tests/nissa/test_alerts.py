@@ -77,7 +77,7 @@ def evaluate(events: list[pb.EventEnvelope]) -> list[tuple[str, str]]:
 def test_training_latency_high_fires_over_budget_and_resolves_under_it() -> None:
     name = conditions.instance(rules.TRAINING_LATENCY_HIGH, RUN)
     slow = [hook(40.0, epoch) for epoch in range(1, 6)]
-    fast = [hook(2.0, epoch) for epoch in range(6, 16)]
+    fast = [hook(2.0, epoch) for epoch in range(6, 6 + rules.HOOK_WINDOW)]
     assert evaluate(slow + fast) == [("AlertFired", name), ("AlertResolved", name)]
     assert evaluate([hook(2.0, epoch) for epoch in range(1, 20)]) == []
     assert evaluate([hook(40.0, epoch) for epoch in range(1, rules.HOOK_MIN_SAMPLES)]) == []
@@ -184,7 +184,9 @@ def test_nissa_appends_alerts_once_routes_them_and_the_read_models_show_them(tmp
     store = open_store(DataDir(tmp_path).log)
     alert_file = tmp_path / "alerts.jsonl"
     events = [new_envelope("RunStarted", f"run-{RUN}", pb.RunStarted(run_id=RUN), run_id=RUN)]
-    events += [hook(40.0, epoch) for epoch in range(1, 6)] + [hook(1.0, epoch) for epoch in range(6, 16)]
+    events += [hook(40.0, epoch) for epoch in range(1, 6)] + [
+        hook(1.0, epoch) for epoch in range(6, 6 + rules.HOOK_WINDOW)
+    ]
     events += [violation(), run_completed()]
     try:
         store.append(events)
