@@ -48,8 +48,6 @@ def open_store(location: str | os.PathLike[str], **options: object) -> EventStor
     if is_database_url(location):
         from eventstore.postgres import PostgresStore
 
-        if options.pop("read_only", False):
-            options["create"] = False  # the database refuses nothing itself: readers never append
         return PostgresStore(str(location), **options)  # type: ignore[arg-type]
     from eventstore.file import FileStore
 

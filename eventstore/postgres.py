@@ -32,7 +32,9 @@ from sqlalchemy.engine import Connection, make_url
 from eventstore import metrics
 from eventstore.api import (
     ALL_EVENTS,
+    CorruptLogError,
     EventFilter,
+    EventStoreError,
     Expected,
     InvalidEvent,
     Snapshot,
@@ -164,8 +166,17 @@ def engine_url(url: str) -> sa.URL:
 
 class PostgresStore:
     def __init__(
-        self, url: str, *, create: bool = True, schema: str = "esper", connect_timeout: int = 5
+        self,
+        url: str,
+        *,
+        create: bool = True,
+        schema: str = "esper",
+        connect_timeout: int = 5,
+        read_only: bool = False,
     ) -> None:
+        """read_only: never create tables, refuse appends and snapshot writes (readers: replay, audit)."""
+        create = create and not read_only
+        self.read_only = read_only
         if not SCHEMA_NAME.match(schema):
             raise ValueError(f"schema name {schema!r} must be a lower-case SQL identifier")
         self.url = engine_url(url)
@@ -251,6 +262,10 @@ class PostgresStore:
     def append(
         self, events: Sequence[pb.EventEnvelope], expected: Mapping[str, Expected] | None = None
     ) -> list[int]:
+        if self.read_only:
+            raise EventStoreError(
+                f"{self._safe_url()} is open read-only: open it without read_only to append"
+            )
         started = time.perf_counter()
         events = list(events)
         for event in events:
@@ -376,18 +391,54 @@ class PostgresStore:
     def _pages(
         self, first: int, last: int, event_filter: EventFilter, limit: int | None
     ) -> Iterator[pb.EventEnvelope]:
+        """Pages of first..last; a position missing from the table raises CorruptLogError when the read
+        reaches it, as the file store does for a missing record (positions are gap-free by construction:
+        a hole is a deleted row, never an event still being committed)."""
         remaining = limit
+        filtered = bool(event_filter.streams or event_filter.categories or event_filter.event_types)
         while first <= last and (remaining is None or remaining > 0):
             size = PAGE if remaining is None else min(PAGE, remaining)
             with self._engine.connect() as connection:
                 rows = connection.execute(self._query(first, last, event_filter, size)).all()
+                covered = rows[-1][0] if len(rows) == size else last
+                hole = None
+                if filtered or not _contiguous(rows, first, covered):
+                    hole = self._first_hole(connection, first, covered)
+            for position, data in rows:
+                if hole is not None and position > hole:
+                    break
+                yield _parse(data)
+            if hole is not None:
+                raise CorruptLogError(
+                    f"{self.schema}.events",
+                    0,
+                    hole,
+                    "no row holds this position although the head is past it (positions are gap-free: "
+                    "a row was deleted); `esper verify --store URL` checks the whole table",
+                )
             if not rows:
                 return
-            for _, data in rows:
-                yield _parse(data)
             if remaining is not None:
                 remaining -= len(rows)
             first = rows[-1][0] + 1
+
+    def _first_hole(self, connection: Connection, first: int, last: int) -> int | None:
+        """The first position of first..last that has no row, if any."""
+        position = self.events.c.position
+        count = connection.execute(
+            sa.select(sa.func.count()).where(position >= first, position <= last)
+        ).scalar_one()
+        if count == last - first + 1:
+            return None
+        return int(
+            connection.execute(
+                sa.text(
+                    "SELECT p FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS p "
+                    f'WHERE NOT EXISTS (SELECT 1 FROM "{self.schema}".events e WHERE e.position = p) LIMIT 1'
+                ),
+                {"first": first, "last": last},
+            ).scalar_one()
+        )
 
     def subscribe(
         self, from_position: int = 1, event_filter: EventFilter = ALL_EVENTS, timeout: float | None = 1.0
@@ -397,6 +448,8 @@ class PostgresStore:
     # ------------------------------------------------------------------ snapshots
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
+        if self.read_only:
+            raise EventStoreError(f"{self._safe_url()} is open read-only: snapshots are not saved")
         upsert = pg_insert(self.snapshots).values(
             stream=snapshot.stream,
             version=snapshot.version,
@@ -434,6 +487,8 @@ class PostgresStore:
             or crc32c.crc32c(data) != checksum
             or version > self.stream_version(stream)
         ):
+            if self.read_only:
+                return None
             with self._engine.begin() as connection:
                 connection.execute(sa.delete(self.snapshots).where(columns.stream == stream))
             return None
@@ -454,6 +509,11 @@ class PostgresStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _contiguous(rows: Sequence[Any], first: int, last: int) -> bool:
+    """Whether an unfiltered page of (position, data) rows holds exactly the positions first..last."""
+    return len(rows) == last - first + 1 and (not rows or (rows[0][0] == first and rows[-1][0] == last))
 
 
 class PostgresSubscription(PollingSubscription):

@@ -72,7 +72,7 @@ def module_source(
 
 def keyring_for(data_dir: DataDir) -> Keyring:
     """The signing keys: from the environment, else the data directory's own keyring."""
-    return Keyring.from_env() or Keyring.load_or_create(data_dir.keys)
+    return Keyring.for_data_dir(data_dir)
 
 
 def build_controller(
@@ -136,6 +136,8 @@ def build_trainer(
         workload,
         kasmina,
         controller,
+        Signer(keyring),
+        verifier,
         progress,
         controller_config_json,
     )
@@ -165,6 +167,7 @@ def resume(
     progress: Progress | None = None,
     epochs: int | None = None,
     device: str | None = None,
+    keyring: Keyring | None = None,
 ) -> Trainer:
     """The run continued from its log and last committed checkpoint."""
     state = fold(store.read_stream(run_stream(run_id)))
@@ -179,6 +182,7 @@ def resume(
         # the lifecycle limits and the controller's configuration the run started with
         kasmina_config=KasminaConfig(lifecycle=state.lifecycle) if state.lifecycle else None,
         controller_config_json=state.controller_config_json,
+        keyring=keyring,
     )
     trainer.resume(state)
     return trainer

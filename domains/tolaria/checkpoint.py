@@ -1,11 +1,16 @@
 """Checkpoints: serialized training state in content-addressed files, and an in-memory cache of recent ones.
 
-A checkpoint is one torch.save archive (loaded with weights_only=True: tensors, numbers, strings, lists
-and dicts only) holding the components named in its manifest: model, optimizer, rng (torch, CUDA, numpy,
-python), data_cursor, seeds, controller and trainer (loss history, global step). Its file is
-`checkpoints/<sha256>.ckpt` under the data directory, written to a temporary name, fsynced, renamed and
-the directory fsynced; only a checkpoint whose CheckpointCommitted event is in the log is ever loaded,
-and its bytes are verified against the hash in that event.
+A checkpoint holds the components named in its manifest: model, optimizer, rng (torch, CUDA, numpy,
+python), data_cursor, seeds, controller and trainer (loss history, global step), packed by `archive.py`
+(a JSON header and raw tensor bytes: loading executes nothing). Files written before that format are
+torch.save archives, still read with weights_only=True. A file is `checkpoints/<sha256>.ckpt` under the
+data directory, written to a temporary name, fsynced, renamed and the directory fsynced; only a
+checkpoint whose CheckpointCommitted event is in the log is ever loaded, and its bytes are verified
+against the hash in that event.
+
+The training thread only captures (`capture_rng`, and the trainer's `CachedCheckpoint.snapshot`: copies
+of tensors, the generators' states as they come); `serialize` and `write_file` run on the event writer
+thread, which appends CheckpointCommitted only after `write_file` returned.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from domains.tolaria import archive
 from leyline.datadir import DataDir
 
 
@@ -43,13 +49,11 @@ class SerializedCheckpoint:
 
 
 def capture_rng() -> dict[str, Any]:
-    numpy_state = np.random.get_state()
-    assert isinstance(numpy_state, tuple)
-    kind, keys, pos, has_gauss, cached = numpy_state
+    """Every generator's state, as its library returns it (converted only when packed, off the thread)."""
     rng: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), pos, has_gauss, cached],
-        "python": _python_state_to_lists(random.getstate()),
+        "numpy": list(np.random.get_state()),
+        "python": list(random.getstate()),
     }
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -57,28 +61,25 @@ def capture_rng() -> dict[str, Any]:
 
 
 def restore_rng(rng: Mapping[str, Any]) -> None:
+    """Restore what `capture_rng` captured, as captured or as read back (tensors in older checkpoints)."""
     torch.set_rng_state(rng["torch"])
     kind, keys, pos, has_gauss, cached = rng["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    np.random.set_state((kind, np.asarray(keys).astype(np.uint32), pos, has_gauss, cached))
     version, internal, gauss = rng["python"]
-    random.setstate((version, tuple(internal.tolist()), gauss))
+    words = internal.tolist() if isinstance(internal, torch.Tensor) else internal
+    random.setstate((version, tuple(int(word) for word in words), gauss))
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
-def _python_state_to_lists(state: tuple[Any, ...]) -> list[Any]:
-    version, internal, gauss = state
-    return [version, torch.tensor(internal, dtype=torch.int64), gauss]
-
-
 def serialize(epoch: int, components: Mapping[str, Any]) -> SerializedCheckpoint:
-    buffer = io.BytesIO()
-    torch.save(dict(components), buffer)
-    data = buffer.getvalue()
+    data = archive.pack(dict(components))
     return SerializedCheckpoint(epoch, data, hashlib.sha256(data).hexdigest(), tuple(components))
 
 
 def deserialize(data: bytes, map_location: torch.device | str = "cpu") -> dict[str, Any]:
+    if archive.is_archive(data):
+        return archive.unpack(data, map_location)
     loaded: dict[str, Any] = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     return loaded
 
@@ -130,14 +131,21 @@ class CachedCheckpoint:
 
 
 def clone(value: Any) -> Any:
-    """A private copy of nested dicts, lists and tuples of tensors and plain values."""
+    """A private copy of nested dicts, lists and tuples of tensors, arrays and plain values."""
     if isinstance(value, torch.Tensor):
         return value.detach().clone()
+    if isinstance(value, np.ndarray):
+        return value.copy()
     if isinstance(value, dict):
         return {key: clone(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
+        if all(type(item) in _IMMUTABLE for item in value):  # e.g. the 625 words of Python's generator
+            return value if isinstance(value, tuple) else list(value)
         return type(value)(clone(item) for item in value)
     return value
+
+
+_IMMUTABLE = (str, int, float, bool, type(None))
 
 
 class CheckpointCache:

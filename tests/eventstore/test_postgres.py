@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -12,9 +13,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from eventstore import StoreUnavailable, open_store, wal
+from eventstore import EventStoreError, StoreUnavailable, open_store, wal
 from eventstore import postgres as postgres_module
-from eventstore.api import NO_STREAM, WrongExpectedVersion, exact
+from eventstore.api import ALL_EVENTS, NO_STREAM, CorruptLogError, EventFilter, WrongExpectedVersion, exact
 from eventstore.postgres import PostgresStore
 from eventstore.verify import verify_postgres
 from leyline import decode_payload, new_envelope, pb
@@ -162,3 +163,71 @@ def test_an_expected_version_conflict_names_the_stream_and_its_actual_version(po
         assert store.append([second], expected={"run-a": exact(1)}) == [2]
         assert store.append([first, second], expected={"run-a": NO_STREAM}) == [1, 2], "known ids: no check"
         store.drop()
+
+
+@pytest.mark.parametrize(
+    "event_filter",
+    [
+        ALL_EVENTS,
+        EventFilter(streams=frozenset({"run-late"})),
+        EventFilter(event_types=frozenset({"RunStarted"})),
+    ],
+    ids=["all", "a-stream-after-the-hole", "by-type"],
+)
+def test_reads_refuse_to_pass_a_missing_position(postgres_server: str, event_filter: EventFilter) -> None:
+    """A deleted row is a hole no read may step over silently, filtered or not (as the file store)."""
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    with PostgresStore(postgres_server, schema=schema) as store:
+        try:
+            store.append(
+                [new_envelope("RunStarted", f"run-{n}", pb.RunStarted(run_id=str(n))) for n in range(6)]
+            )
+            store.append([new_envelope("RunStarted", "run-late", pb.RunStarted(run_id="late"))])
+            with store._engine.begin() as connection:
+                connection.execute(sa.text(f'DELETE FROM "{schema}".events WHERE position = 4'))
+            assert [e.global_position for e in store.read_all(to_position=3, event_filter=event_filter)] in (
+                [1, 2, 3],
+                [],
+            )
+            with pytest.raises(CorruptLogError) as raised:
+                list(store.read_all(event_filter=event_filter))
+            assert raised.value.position == 4 and raised.value.segment == f"{schema}.events"
+        finally:
+            store.drop()
+
+
+def test_replay_on_postgres_stops_at_a_missing_position(
+    capsys: pytest.CaptureFixture[str], postgres_server: str
+) -> None:
+    from ops.cli import main
+
+    schema = "esper"
+    with PostgresStore(postgres_server, schema=schema) as store:
+        try:
+            store.append(
+                [new_envelope("RunStarted", f"run-{n}", pb.RunStarted(run_id=str(n))) for n in range(5)]
+            )
+            with store._engine.begin() as connection:
+                connection.execute(sa.text(f'DELETE FROM "{schema}".events WHERE position = 2'))
+            assert main(["replay", "--store", postgres_server]) == 1
+            captured = capsys.readouterr()
+            assert [json.loads(line)["position"] for line in captured.out.splitlines()] == [1]
+            assert captured.err.count("\n") == 1 and "global position 2" in captured.err
+        finally:
+            store.drop()
+
+
+def test_a_read_only_postgres_store_creates_and_appends_nothing(postgres_server: str) -> None:
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    with pytest.raises(StoreUnavailable):
+        open_store(postgres_server, schema=schema, read_only=True)  # no tables are created for a reader
+    with PostgresStore(postgres_server, schema=schema) as writer:
+        try:
+            writer.append([new_envelope("RunStarted", "run-1", pb.RunStarted(run_id="1"))])
+            with PostgresStore(postgres_server, schema=schema, read_only=True) as reader:
+                assert [e.global_position for e in reader.read_all()] == [1]
+                with pytest.raises(EventStoreError, match="read-only"):
+                    reader.append([new_envelope("RunStarted", "run-1", pb.RunStarted(run_id="2"))])
+            assert writer.head_position() == 1
+        finally:
+            writer.drop()
