@@ -1,15 +1,20 @@
 """The faults `esper drill` injects that need code of their own: a controller policy that stalls, a seed
 module that leaks gradient into the host (no compiled template can: Kasmina detaches a training seed's
-input, so the leak closes over a host parameter, as a buggy hand-written seed would)."""
+input, so the leak closes over a host parameter, as a buggy hand-written seed would), and an artifact
+library on a full file system."""
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
+
+from domains.urza.library import ArtifactLibrary
 
 LEAK_SCALE = 0.01
 
@@ -59,3 +64,18 @@ class LeakingSource:
             return module, artifact_hash
         self.leaked = True
         return Leaking(module, self.host_parameter), artifact_hash
+
+
+class FullDiskLibrary(ArtifactLibrary):
+    """Urza's library on a file system that is full for the first `refused_writes` writes (ENOSPC, as the
+    kernel reports it), then has room again."""
+
+    def __init__(self, root: Any, store: Any, refused_writes: int) -> None:
+        super().__init__(root, store)
+        self.refused_writes = refused_writes
+
+    def put(self, data: bytes) -> str:
+        if self.refused_writes > 0:
+            self.refused_writes -= 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.root))
+        return super().put(data)

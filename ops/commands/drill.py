@@ -14,6 +14,8 @@ Drills:
                       (training_latency_high); then the policy answers in time again.
   compile-failure     Tezzeret's first attempts of every compile job fail and are retried
                       (tezzeret_compile_retry_high) until the job succeeds and the seed is grafted.
+  disk-full           the artifacts' file system is full (ENOSPC) for the first writes: compile jobs fail
+                      and are retried (tezzeret_compile_retry_high) until space is freed and one succeeds.
   loss-explosion      the learning rate spikes 10,000x after a checkpoint: the next epoch's loss explodes,
                       the guard rolls back to the checkpoint (training_loss_explosion), training goes on.
   isolation           the first seed grafted closes over a host parameter and leaks gradient into it
@@ -196,7 +198,9 @@ def controller_timeout(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
 # ---------------------------------------------------------------- compile-failure
 
 
-def compile_failure(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
+def _compile_drill(data_dir: DataDir, store: EventStore, fault: str, full_disk: bool) -> dict[str, Any]:
+    """Compile attempts fail (the compiler raises, or the artifacts' disk is full) and are retried until
+    the job succeeds and the seed it was for is grafted."""
     from domains.karn.catalog import Use
     from domains.tamiyo.config import HeuristicConfig
     from domains.tezzeret.jobs import Backoff, choose_strategy
@@ -204,15 +208,19 @@ def compile_failure(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
     from domains.tezzeret.source import SeedModuleSource
     from domains.tolaria.report import new_run_id
     from domains.urza.library import ArtifactLibrary
+    from ops.drill_faults import FullDiskLibrary
 
     run_id = new_run_id()
-    library = ArtifactLibrary(data_dir.artifacts, store)
+    if full_disk:
+        library: ArtifactLibrary = FullDiskLibrary(data_dir.artifacts, store, refused_writes=COMPILE_FAILURES)
+    else:
+        library = ArtifactLibrary(data_dir.artifacts, store)
     tezzeret = Tezzeret(
         store,
         library,
         max_attempts=COMPILE_FAILURES + 1,
         backoff=Backoff(base_ms=20),
-        failure_hook=FailFirst(COMPILE_FAILURES),
+        failure_hook=None if full_disk else FailFirst(COMPILE_FAILURES),
     )
     source = SeedModuleSource(library, tezzeret, Use.LIVE, (), choose_strategy("auto", "cpu"))
     eager = HeuristicConfig(plateau_window=1, plateau_epsilon=1.0)  # germinate at the first chance
@@ -228,24 +236,25 @@ def compile_failure(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
     failed = [decode_payload(e) for e in _events(store, "CompileJobFailed")]
     succeeded = _events(store, "CompileJobSucceeded")
     grafted = [e for e in _events(store, "SeedGrafted") if e.run_id == run_id]
-    first = run.scraper.scrapes[0]
-    retried_at = next(
-        i
-        for i, scrape in enumerate(run.scraper.scrapes)
-        if any(v > first.get(k, 0) for k, v in scrape.items())
-    )
-    for _ in range(rules.RETRY_WINDOW_S // 60 + 1):
-        run.scraper.scrape()  # Prometheus goes on scraping the idle process past the rule's window
+    retried_at = _first_rise(run.scraper)
+    quiet_at = _idle_until(run.scraper, retried_at + rules.RETRY_WINDOW_S // 60 + 1)
     alert = _alert_of_record(store, rules.TEZZERET_COMPILE_RETRY_HIGH)
-    verdict = check_alert(run.scraper, firing_at=[retried_at], quiet_at=[len(run.scraper.scrapes) - 1])
+    verdict = check_alert(run.scraper, firing_at=[retried_at], quiet_at=[quiet_at])
+    errors = sorted({f.error for f in failed})  # type: ignore[attr-defined]
     return {
         "run_id": run_id,
         "alert": rules.TEZZERET_COMPILE_RETRY_HIGH,
-        "fault": {"failed_attempts": len(failed), "retried": sum(f.will_retry for f in failed)},  # type: ignore[attr-defined]
+        "fault": {
+            "injected": fault,
+            "failed_attempts": len(failed),
+            "retried": sum(f.will_retry for f in failed),  # type: ignore[attr-defined]
+            "errors": errors,
+        },
         "alert_of_record": alert,
         "prometheus": _verdict(verdict),
         "recovered": bool(succeeded) and bool(grafted),
-        # the alert of record resolves once the retries leave its window of log time (15 minutes)
+        # the alert of record resolves once the retries leave its window of log time (15 minutes), which a
+        # short drill does not wait for; nominal is the rule's expression false after that window
         "nominal": verdict.passed,
         "checks": {
             "fault_acted": len(failed) >= COMPILE_FAILURES,
@@ -253,6 +262,14 @@ def compile_failure(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
             "prometheus": verdict.passed,
         },
     }
+
+
+def compile_failure(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
+    return _compile_drill(data_dir, store, "the compiler raises on the first attempts", full_disk=False)
+
+
+def disk_full(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
+    return _compile_drill(data_dir, store, "ENOSPC writing artifacts until space is freed", full_disk=True)
 
 
 # ---------------------------------------------------------------- loss-explosion
@@ -356,6 +373,7 @@ def isolation(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
 DRILLS: dict[str, Callable[[DataDir, EventStore], dict[str, Any]]] = {
     "compile-failure": compile_failure,
     "controller-timeout": controller_timeout,
+    "disk-full": disk_full,
     "isolation": isolation,
     "loss-explosion": loss_explosion,
 }

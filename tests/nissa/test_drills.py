@@ -48,3 +48,12 @@ def test_isolation_drill(tmp_path: Path) -> None:
     assert alert["fired_at_epoch"] is not None and alert["resolved_at_epoch"] is not None
     assert report["prometheus"]["promtool_passed"], report["prometheus"]["promtool_output"]
     assert report["recovered"] and report["passed"]
+
+
+def test_disk_full_drill(tmp_path: Path) -> None:
+    report = run_drill("disk-full", tmp_path)
+    assert report["fault"]["retried"] >= 4
+    assert all("No space left on device" in error for error in report["fault"]["errors"])
+    assert report["alert_of_record"]["fired_position"] is not None
+    assert report["prometheus"]["promtool_passed"], report["prometheus"]["promtool_output"]
+    assert report["recovered"] and report["passed"]
