@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from leyline.datadir import DataDir
 from ops.cli import build_parser, command_names, command_summary, main
 from ops.commands.run import progress_bar
 from tests.eventstore.test_disk_full import small_file_system_available
-from tests.tolaria.helpers import SMALL
+from tests.tolaria.helpers import SMALL, checkpoint_hashes, run_events
+from tests.tolaria.test_cli_and_crash import esper, head
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -331,3 +333,21 @@ def test_audit_positions_and_epochs_out_of_range_are_bad_usage(
         main(["audit", "run", "r1", option, value, "--data-dir", str(tmp_path)])
     assert exit_info.value.code == 2
     assert f"argument {option}" in capsys.readouterr().err.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_a_live_rollback_leaves_run_json_one_json_object(tmp_path: Path) -> None:
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({**SMALL, "epochs": 400}))
+    run = esper("run", "--data-dir", tmp_path, "--run-id", "rjson", "--config", config, "--json")
+    deadline = time.monotonic() + 120
+    while len(checkpoint_hashes(run_events(tmp_path, "rjson")) if head(tmp_path) else {}) < 4:
+        assert run.poll() is None and time.monotonic() < deadline, "the run did not reach epoch 4"
+        time.sleep(0.1)
+    request = esper("rollback", "--data-dir", tmp_path, "--run", "rjson", "--to-epoch", "2", "--wait", "60")
+    assert request.wait(timeout=120) == 0, request.communicate()[1]
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    summary = json.loads(out)  # the whole of stdout: the rollback's line went to stderr
+    assert summary["run_id"] == "rjson" and summary["rollbacks"] == 1 and summary["epochs"] == 400
+    assert "rolled back to epoch 2" in err

@@ -187,6 +187,6 @@ def test_bad_input_never_gets_a_traceback_and_gets_the_documented_code(tmp_path:
         last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
         if "Traceback" in stderr or result.returncode not in case.codes:
             failures.append(f"{case.label()}: exit {result.returncode}, stderr ends {stderr[-300:]!r}")
-        elif result.returncode != 0 and not last.startswith("esper"):
+        elif result.returncode != 0 and last and not last.startswith("esper"):
             failures.append(f"{case.label()}: the error is not stderr's last line: {stderr[-300:]!r}")
     assert not failures, f"{len(failures)} of {len(all_cases)} cases:\n" + "\n".join(failures)
