@@ -25,6 +25,7 @@ LOG = "log"
 ARTIFACTS = "artifacts"
 CHECKPOINTS = "checkpoints"
 CONTROL = "control"
+POLICIES = "policies"
 MIRROR = "mirror"
 INDEX = "index"
 KEYS = "keys.json"
@@ -130,6 +131,18 @@ class DataDir:
 
     def rollback_request(self, run_id: str) -> Path:
         return self.control / f"rollback-{run_id}.request"  # a signed, serialized envelope
+
+    def policy_request(self, run_id: str) -> Path:
+        """An operator's policy activation or rollback for a live run (`esper policy activate|rollback`)."""
+        return self.control / f"policy-{run_id}.json"
+
+    @property
+    def policies(self) -> Path:
+        """Tamiyo's content-addressed policy artifacts (`<sha256>.pt`)."""
+        return self.root / POLICIES
+
+    def policy_artifact(self, sha256: str) -> Path:
+        return self.policies / f"{sha256}.pt"
 
     @property
     def mirror(self) -> Path:

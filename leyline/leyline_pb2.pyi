@@ -890,7 +890,7 @@ class ArtifactCorrupted(_message.Message):
     def __init__(self, artifact_hash: _Optional[str] = ..., blueprint_id: _Optional[str] = ..., actual_hash: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class DecisionMade(_message.Message):
-    __slots__ = ("policy_name", "policy_version", "inputs_summary", "risk_level", "latency_ms", "command_id", "action", "conservative", "reason", "packet_id", "applied_command_ids", "epoch")
+    __slots__ = ("policy_name", "policy_version", "inputs_summary", "risk_level", "latency_ms", "command_id", "action", "conservative", "reason", "packet_id", "applied_command_ids", "epoch", "action_probability", "factored_action", "observation")
     class InputsSummaryEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -910,6 +910,9 @@ class DecisionMade(_message.Message):
     PACKET_ID_FIELD_NUMBER: _ClassVar[int]
     APPLIED_COMMAND_IDS_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    ACTION_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    FACTORED_ACTION_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATION_FIELD_NUMBER: _ClassVar[int]
     policy_name: str
     policy_version: str
     inputs_summary: _containers.ScalarMap[str, float]
@@ -922,7 +925,10 @@ class DecisionMade(_message.Message):
     packet_id: int
     applied_command_ids: _containers.RepeatedScalarFieldContainer[str]
     epoch: int
-    def __init__(self, policy_name: _Optional[str] = ..., policy_version: _Optional[str] = ..., inputs_summary: _Optional[_Mapping[str, float]] = ..., risk_level: _Optional[_Union[RiskLevel, str]] = ..., latency_ms: _Optional[float] = ..., command_id: _Optional[str] = ..., action: _Optional[str] = ..., conservative: _Optional[bool] = ..., reason: _Optional[str] = ..., packet_id: _Optional[int] = ..., applied_command_ids: _Optional[_Iterable[str]] = ..., epoch: _Optional[int] = ...) -> None: ...
+    action_probability: float
+    factored_action: FactoredAction
+    observation: PolicyObservation
+    def __init__(self, policy_name: _Optional[str] = ..., policy_version: _Optional[str] = ..., inputs_summary: _Optional[_Mapping[str, float]] = ..., risk_level: _Optional[_Union[RiskLevel, str]] = ..., latency_ms: _Optional[float] = ..., command_id: _Optional[str] = ..., action: _Optional[str] = ..., conservative: _Optional[bool] = ..., reason: _Optional[str] = ..., packet_id: _Optional[int] = ..., applied_command_ids: _Optional[_Iterable[str]] = ..., epoch: _Optional[int] = ..., action_probability: _Optional[float] = ..., factored_action: _Optional[_Union[FactoredAction, _Mapping]] = ..., observation: _Optional[_Union[PolicyObservation, _Mapping]] = ...) -> None: ...
 
 class AdaptationCommandIssued(_message.Message):
     __slots__ = ("command", "decision_event_id")
@@ -1017,3 +1023,69 @@ class Alert(_message.Message):
     labels: _containers.ScalarMap[str, str]
     value: float
     def __init__(self, name: _Optional[str] = ..., severity: _Optional[str] = ..., summary: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., value: _Optional[float] = ...) -> None: ...
+
+class HostLayer(_message.Message):
+    __slots__ = ("name", "kind", "parameter_sizes", "parameter_ranks", "output_shape")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PARAMETER_SIZES_FIELD_NUMBER: _ClassVar[int]
+    PARAMETER_RANKS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    parameter_sizes: _containers.RepeatedScalarFieldContainer[int]
+    parameter_ranks: _containers.RepeatedScalarFieldContainer[int]
+    output_shape: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., parameter_sizes: _Optional[_Iterable[int]] = ..., parameter_ranks: _Optional[_Iterable[int]] = ..., output_shape: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class HostSlot(_message.Message):
+    __slots__ = ("slot", "kind", "shape", "after_layer")
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_LAYER_FIELD_NUMBER: _ClassVar[int]
+    slot: int
+    kind: SlotKind
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    after_layer: int
+    def __init__(self, slot: _Optional[int] = ..., kind: _Optional[_Union[SlotKind, str]] = ..., shape: _Optional[_Iterable[int]] = ..., after_layer: _Optional[int] = ...) -> None: ...
+
+class HostTopology(_message.Message):
+    __slots__ = ("layers", "slots")
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    layers: _containers.RepeatedCompositeFieldContainer[HostLayer]
+    slots: _containers.RepeatedCompositeFieldContainer[HostSlot]
+    def __init__(self, layers: _Optional[_Iterable[_Union[HostLayer, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[HostSlot, _Mapping]]] = ...) -> None: ...
+
+class PolicyObservation(_message.Message):
+    __slots__ = ("packet", "topology", "parameters", "risk_level", "conservative", "catalogue", "legal", "embargoed_slots", "slot_costs")
+    PACKET_FIELD_NUMBER: _ClassVar[int]
+    TOPOLOGY_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    RISK_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    CONSERVATIVE_FIELD_NUMBER: _ClassVar[int]
+    CATALOGUE_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_FIELD_NUMBER: _ClassVar[int]
+    EMBARGOED_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    SLOT_COSTS_FIELD_NUMBER: _ClassVar[int]
+    packet: SystemStatePacket
+    topology: HostTopology
+    parameters: int
+    risk_level: int
+    conservative: bool
+    catalogue: _containers.RepeatedScalarFieldContainer[str]
+    legal: bytes
+    embargoed_slots: _containers.RepeatedScalarFieldContainer[int]
+    slot_costs: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, packet: _Optional[_Union[SystemStatePacket, _Mapping]] = ..., topology: _Optional[_Union[HostTopology, _Mapping]] = ..., parameters: _Optional[int] = ..., risk_level: _Optional[int] = ..., conservative: _Optional[bool] = ..., catalogue: _Optional[_Iterable[str]] = ..., legal: _Optional[bytes] = ..., embargoed_slots: _Optional[_Iterable[int]] = ..., slot_costs: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class FactoredAction(_message.Message):
+    __slots__ = ("operation", "slot", "blueprint_id")
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    BLUEPRINT_ID_FIELD_NUMBER: _ClassVar[int]
+    operation: str
+    slot: int
+    blueprint_id: str
+    def __init__(self, operation: _Optional[str] = ..., slot: _Optional[int] = ..., blueprint_id: _Optional[str] = ...) -> None: ...

@@ -7,8 +7,8 @@
 builds, in order: the keyring (environment, else `<data-dir>/keys.json`), one `Verifier` for the process,
 the module source (`module_source`: compile-or-load, Tezzeret over Urza's library), the
 workload (seeded data, host and optimizer), Kasmina on the host's slots, and the controller the config
-names (Tamiyo's heuristic, or the no-op), then hands them to `Trainer`. Domain classes receive their
-collaborators; none constructs another domain's.
+names (Tamiyo's heuristic, her learned GNN policy, or the no-op), then hands them to `Trainer`. Domain
+classes receive their collaborators; none constructs another domain's.
 """
 
 from __future__ import annotations
@@ -76,15 +76,38 @@ def keyring_for(data_dir: DataDir) -> Keyring:
 
 
 def build_controller(
-    name: str, run_id: str, kasmina: Kasmina, keyring: Keyring, config_json: str = ""
+    name: str,
+    run_id: str,
+    kasmina: Kasmina,
+    keyring: Keyring,
+    config_json: str = "",
+    *,
+    store: EventStore | None = None,
+    data_dir: DataDir | None = None,
+    workload: Workload | None = None,
 ) -> tuple[Controller, str]:
     """The controller a config names (RunConfig has checked the name) and its own configuration as JSON
-    (the one recorded in RunStarted when resuming, else the defaults)."""
+    (the one recorded in RunStarted when resuming, else the defaults): noop, tamiyo (the heuristic) or
+    gnn[:VERSION] (Tamiyo's learned policy: the named published version, else the latest one)."""
     if name == "noop":
         return NoOpController(), ""
     config = HeuristicConfig.from_json(config_json) if config_json else HeuristicConfig()
     slots = {slot.slot: (slot.kind, slot.shape) for slot in kasmina.slots.values()}
-    return heuristic_controller(run_id, Signer(keyring), slots, config), config.to_json()
+    kind, _, version = name.partition(":")
+    if kind != "gnn":
+        return heuristic_controller(run_id, Signer(keyring), slots, config), config.to_json()
+    if store is None or data_dir is None or workload is None:
+        raise ConfigError("controller gnn needs the run's event log, data directory and host")
+    # torch-geometric is imported only by runs that use the learned policy
+    from domains.tamiyo.gnn.build import gnn_controller, resolve_policy
+    from domains.tamiyo.policy_store import PolicyError, PolicyLibrary
+
+    try:
+        initial = resolve_policy(store, PolicyLibrary(data_dir), keyring, version or None)
+    except PolicyError as exc:
+        raise ConfigError(f"controller {name}: {exc}") from None
+    model, shape = workload.model, workload.splits.input_shape
+    return gnn_controller(run_id, keyring, model, shape, slots, initial, data_dir, config), config.to_json()
 
 
 def build_kasmina(
@@ -126,7 +149,14 @@ def build_trainer(
     )
     if controller is None:
         controller, controller_config_json = build_controller(
-            config.controller, run_id, kasmina, keyring, controller_config_json
+            config.controller,
+            run_id,
+            kasmina,
+            keyring,
+            controller_config_json,
+            store=store,
+            data_dir=data_dir,
+            workload=workload,
         )
     return Trainer(
         config,

@@ -8,7 +8,10 @@ failing at their first write.
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 
 from leyline.datadir import DataDir
 
@@ -113,12 +116,39 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     return before, after
 
 
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Held while one process upgrades the schema, so that processes opening a fresh database at once
+    (a run and `esper serve`, say) do not both run a migration: a lock file beside a SQLite database, a
+    session advisory lock on PostgreSQL."""
+    database = engine.url.database
+    if engine.url.get_backend_name() == "sqlite":
+        if not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate-lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(hashtext('esper.projections.migrate'))"))
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(hashtext('esper.projections.migrate'))"))
+
+
 def open_db(url: str) -> Engine:
     """An engine on the projection database, upgraded to the current schema."""
     try:
         engine = create_db_engine(url)
         if current_revision(engine) != head_revision():
-            upgrade(engine)
+            with migration_lock(engine):
+                if current_revision(engine) != head_revision():
+                    upgrade(engine)
     except DatabaseError:
         raise
     except Exception as exc:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from domains.karn import catalog
 from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.controller import ParameterEstimator, TamiyoController
+from domains.tamiyo.exploration import ExploringHeuristic
 from domains.tamiyo.policy import HeuristicPolicy
 from leyline import pb
 from leyline.signing import Signer
@@ -47,7 +48,9 @@ def heuristic_controller(
     return TamiyoController(
         run_id,
         signer,
-        HeuristicPolicy(config),
+        ExploringHeuristic(config)
+        if config is not None and config.exploration_epsilon > 0
+        else HeuristicPolicy(config),
         parameter_estimator=karn_estimator(slots),
         slot_kinds={slot: kind for slot, (kind, _) in slots.items()},
         catalogue=karn_descriptors(),

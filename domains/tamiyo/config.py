@@ -23,6 +23,7 @@ class HeuristicConfig:
     risk_aversion: float = 0.5
     mitigated_alpha_ramp_epochs: int = 6  # ramp at risk levels 1–2 (never faster than the lifecycle's)
     advance_seeds: bool = False
+    exploration_epsilon: float = 0.0  # > 0: ε-exploration over legal actions (domains/tamiyo/exploration.py)
     block_level: int = 3
     rollback_level: int = 4
     conservative_enter_level: int = 3
@@ -39,6 +40,8 @@ class HeuristicConfig:
             raise ValueError("plateau_window and observation_window must be at least 1")
         if self.max_concurrent_seeds < 0:
             raise ValueError("max_concurrent_seeds must be >= 0")
+        if not 0.0 <= self.exploration_epsilon <= 1.0:
+            raise ValueError(f"exploration_epsilon must be in [0, 1], got {self.exploration_epsilon}")
         if not 0 <= self.conservative_exit_level < self.conservative_enter_level <= 4:
             raise ValueError("need 0 <= conservative_exit_level < conservative_enter_level <= 4")
 

@@ -24,3 +24,8 @@ CONSERVATIVE_CHANGES = Counter(
 )
 COMMANDS = Counter("esper_tamiyo_commands_total", "Signed commands issued, by action", ["action"])
 FIELD_REPORTS = Counter("esper_tamiyo_field_reports_total", "Field reports issued, by outcome", ["outcome"])
+POLICY_CHANGES = Counter(
+    "esper_tamiyo_policy_changes_total",
+    "Learned-policy versions activated, refused at verification, or rolled back",
+    ["outcome"],
+)

@@ -18,7 +18,7 @@ from typing import Any
 
 from leyline.controller import DEFAULT_HOOK_BUDGET_MS
 
-CONTROLLERS = ("tamiyo", "noop")
+CONTROLLERS = ("tamiyo", "noop", "gnn")  # gnn takes an optional ":VERSION"
 SEED_LIMIT = 2**64  # torch.manual_seed takes 64 bits
 INT_LIMIT = 2**63  # every other integer key: what a signed 64-bit counter holds
 
@@ -71,7 +71,7 @@ class RunConfig:
             raise ConfigError("hook_budget_ms must be positive and loss_explosion_factor above 1")
         if self.max_guard_rollbacks < 0:
             raise ConfigError(f"max_guard_rollbacks must be non-negative, got {self.max_guard_rollbacks}")
-        if self.controller not in CONTROLLERS:
+        if self.controller.partition(":")[0] not in CONTROLLERS:
             raise ConfigError(f"unknown controller {self.controller!r}; use one of {', '.join(CONTROLLERS)}")
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"device must be cpu or cuda[:N], got {self.device!r}")

@@ -67,7 +67,11 @@ def register(subparsers: Any) -> None:
         help="continue the run named by --run-id (default: the latest run in the log) from its checkpoint",
     )
     parser.add_argument("--device", help="cpu (default), cuda or cuda:N")
-    parser.add_argument("--controller", help="tamiyo (default: grows the host) or noop (no growth)")
+    parser.add_argument(
+        "--controller",
+        help="tamiyo (default: grows the host), gnn[:VERSION] (Tamiyo's learned policy, see esper policy) "
+        "or noop (no growth)",
+    )
     parser.add_argument("--host", help="cnn-lite (default), transformer-lite or module:factory")
     parser.add_argument(
         "--dataset", help="digits (default), synthetic-images, synthetic-sequences or module:factory"

@@ -26,6 +26,10 @@ GROWING: dict[str, object] = {
     "dataset": "digits",
     "dataset_options": {},
     "batch_size": 64,
+    # Resume is bit-identical only where no end-of-epoch hook overran its budget (an overrun changes the
+    # controller's mode by design); on a loaded machine an 18 ms hook can overrun in one run and not the
+    # other, so these comparisons give the hook a budget no machine overruns.
+    "hook_budget_ms": 60_000.0,
 }
 
 

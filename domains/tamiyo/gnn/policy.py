@@ -1,0 +1,195 @@
+"""The learned policy: Tamiyo's risk engine, conservative mode and field reports (inherited from the
+heuristic) around a masked, sampled choice by the policy network.
+
+Per decision: the risk level and conservative mode as the heuristic computes them; a loss signal at the
+rollback level keeps the heuristic's deterministic safety path (cull of a seed with bad evidence, else a
+rollback request; probability 1); otherwise the legal-action mask (`masking.legal_actions`), the
+PolicyObservation and its graph, and one factored sample drawn with a generator seeded by
+(config.seed, packet id), so the decision is deterministic for a seed and identical after a resume.
+DecisionMade records the version, the action's probability, the factored action and the observation;
+`inputs_summary` adds the network's value estimate and predicted risk level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from google.protobuf.message import Message
+
+from domains.tamiyo.config import HeuristicConfig
+from domains.tamiyo.gnn.graph import BLUEPRINT_DIM, blueprint_rows, build_graph
+from domains.tamiyo.gnn.masking import CULL, GERMINATE, OPERATIONS, ActionMask, legal_actions
+from domains.tamiyo.gnn.network import PolicyNetwork
+from domains.tamiyo.gnn.sampling import Sample, sample
+from domains.tamiyo.observation import Observation, tiebreak
+from domains.tamiyo.policy import Choice, HeuristicPolicy
+from domains.tamiyo.risk import RiskAction, action_for
+from domains.tamiyo.state import TamiyoState
+from leyline import pb
+
+POLICY_NAME = "gnn"
+COST_MATRICES_KEPT = 64
+
+
+@dataclass(frozen=True)
+class Recorded:
+    probability: float
+    action: pb.FactoredAction
+    observation: pb.PolicyObservation | None
+    value: float | None = None
+    risk_level: int | None = None
+
+
+def policy_observation(
+    observation: Observation,
+    topology: pb.HostTopology,
+    level: int,
+    conservative: bool,
+    mask: ActionMask,
+    embargoed: list[int],
+    costs: Sequence[int] = (),
+) -> pb.PolicyObservation:
+    """The record of one decision; `costs` is the [slots × catalogue] matrix of `cost_matrix`."""
+    packet = pb.SystemStatePacket(
+        epoch=observation.epoch,
+        training_loss=observation.training_loss,
+        validation_loss=observation.validation_loss,
+        validation_accuracy=observation.validation_accuracy,
+        run_id=observation.run_id,
+        packet_id=observation.packet_id,
+        seeds=observation.seeds,
+        metrics={"grad_norm": observation.grad_norm, "hook_ms": observation.hook_ms},
+    )
+    return pb.PolicyObservation(
+        packet=packet,
+        topology=topology,
+        parameters=observation.parameters,
+        risk_level=level,
+        conservative=conservative,
+        slot_costs=costs,
+        catalogue=[d.blueprint_id for d in observation.catalogue],
+        legal=mask.pack(),
+        embargoed_slots=embargoed,
+    )
+
+
+def cost_matrix(observation: Observation, slot_order: Sequence[int]) -> list[int]:
+    """Parameters each catalogue entry adds at each slot, row-major [slots × catalogue], -1 where unknown."""
+    costs = observation.blueprint_costs
+    return [costs.get((d.blueprint_id, slot), -1) for slot in slot_order for d in observation.catalogue]
+
+
+class GnnPolicy(HeuristicPolicy):
+    name = POLICY_NAME
+
+    def __init__(
+        self,
+        network: PolicyNetwork,
+        version: str,
+        topology: pb.HostTopology,
+        config: HeuristicConfig | None = None,
+    ) -> None:
+        super().__init__(config)
+        self.network = network.eval()
+        self.version = version
+        self.topology = topology
+        self.slot_order = [s.slot for s in topology.slots]
+        self._records: dict[str, Recorded] = {}
+        self.last_observation: pb.PolicyObservation | None = None  # of the last sampled decision
+        self._blueprints: tuple[tuple[str, ...], torch.Tensor] = ((), torch.zeros((0, BLUEPRINT_DIM)))
+        # Cost matrices by the identity of the estimates they were built from: the GNN controller hands the
+        # same mapping for the same layout (estimates never change in a run); the mapping is kept alongside,
+        # so its id is not reused while the entry lives.
+        self._costs: dict[int, tuple[object, list[int]]] = {}
+
+    def decide(self, state: TamiyoState, observation: Observation) -> list[Message]:
+        payloads = super().decide(state, observation)
+        record = self._records.pop(observation.command_id)
+        decision = payloads[0]
+        assert isinstance(decision, pb.DecisionMade)
+        decision.action_probability = record.probability
+        decision.factored_action.CopyFrom(record.action)
+        self.last_observation = record.observation
+        if record.observation is not None:
+            decision.observation.CopyFrom(record.observation)
+        if record.value is not None and record.risk_level is not None:
+            decision.inputs_summary["gnn_value"] = record.value
+            decision.inputs_summary["gnn_risk_level"] = float(record.risk_level)
+        return payloads
+
+    def graph_inputs(
+        self, state: TamiyoState, observation: Observation, level: int, conservative: bool
+    ) -> pb.PolicyObservation:
+        mask = legal_actions(self, state, observation, level, conservative, self.slot_order)
+        embargoed = [
+            slot
+            for slot in self.slot_order
+            if (culled := state.cull_epoch(slot)) is not None
+            and observation.epoch - culled < observation.lifecycle.embargo_epochs
+        ]
+        estimates = observation.blueprint_costs
+        cached = self._costs.get(id(estimates))
+        if cached is None or cached[0] is not estimates:
+            if len(self._costs) >= COST_MATRICES_KEPT:
+                self._costs.pop(next(iter(self._costs)))
+            cached = self._costs[id(estimates)] = (estimates, cost_matrix(observation, self.slot_order))
+        return policy_observation(observation, self.topology, level, conservative, mask, embargoed, cached[1])
+
+    @property
+    def features(self) -> torch.Tensor:
+        """The blueprint features of the last catalogue seen."""
+        return self._blueprints[1]
+
+    def blueprint_features(self, observation: Observation) -> torch.Tensor:
+        ids = tuple(d.blueprint_id for d in observation.catalogue)
+        if ids != self._blueprints[0]:
+            rows = blueprint_rows(observation.catalogue)
+            self._blueprints = (ids, torch.tensor(rows, dtype=torch.float32).reshape(-1, BLUEPRINT_DIM))
+        return self._blueprints[1]
+
+    def sample(self, observation: pb.PolicyObservation, features: torch.Tensor) -> Sample:
+        generator = torch.Generator().manual_seed(
+            tiebreak(self.config.seed, f"gnn:{observation.packet.packet_id}")
+        )
+        return sample(self.network, build_graph(observation, features), generator)
+
+    def _choose(
+        self, state: TamiyoState, observation: Observation, level: int, loss_level: int, conservative: bool
+    ) -> Choice:
+        config = self.config
+        if action_for(level, loss_level, config.block_level, config.rollback_level) is RiskAction.ROLLBACK:
+            choice = super()._choose(state, observation, level, loss_level, conservative)
+            command = choice.command
+            action = pb.FactoredAction(
+                operation=choice.action,
+                slot=command.target_slot if command is not None else 0,
+                blueprint_id=command.seed_operation.blueprint_id if command is not None else "",
+            )
+            self._records[observation.command_id] = Recorded(1.0, action, None)
+            return choice
+        record = self.graph_inputs(state, observation, level, conservative)
+        drawn = self.sample(record, self.blueprint_features(observation))
+        operation = OPERATIONS[drawn.operation]
+        slot = self.slot_order[drawn.slot] if drawn.slot >= 0 else 0
+        blueprint = observation.catalogue[drawn.blueprint] if drawn.blueprint >= 0 else None
+        action = pb.FactoredAction(
+            operation=operation, slot=slot, blueprint_id=blueprint.blueprint_id if blueprint else ""
+        )
+        self._records[observation.command_id] = Recorded(
+            drawn.probability, action, record, drawn.value, drawn.risk_level
+        )
+        reason = f"{POLICY_NAME} {self.version}: {operation} with probability {drawn.probability:.3f}"
+        seeds = {s.slot: s for s in observation.seeds}
+        if drawn.operation == GERMINATE and blueprint is not None:
+            dormant = seeds.get(slot, pb.SeedState(slot=slot, stage=pb.SEED_STAGE_DORMANT))
+            choice = self._germinate(observation, level, conservative, dormant, blueprint)
+            assert choice.command is not None
+            reason += f": slot {slot}, {blueprint.blueprint_id} ({blueprint.name}, risk {blueprint.risk:.2f})"
+            choice.command.annotations["reason"] = reason
+            return dataclasses.replace(choice, reason=reason)
+        if drawn.operation == CULL:
+            return self._seed_command(observation, level, "cull", pb.SEED_OP_CULL, seeds[slot], reason)
+        return Choice("noop", reason)

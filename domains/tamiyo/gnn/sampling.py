@@ -1,0 +1,119 @@
+"""Masked, factored sampling: operation, then slot given the operation, then blueprint given the slot.
+
+Illegal choices get a logit of -inf before the softmax, so their probability is exactly 0 and
+`torch.multinomial` never draws them; the probability of the taken action is the product of the three
+factors (a factor that does not apply is 1). Sampling uses a caller's `torch.Generator`, so a decision is
+deterministic for a seed. `evaluate` gives the log-probabilities, entropies and values of logged actions
+on a batch of graphs (the quantities a PPO update needs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch_geometric.data import HeteroData
+from torch_geometric.utils import scatter
+
+from domains.tamiyo.gnn.masking import GERMINATE, NOOP, SLOT_OPERATIONS
+from domains.tamiyo.gnn.network import PolicyNetwork
+
+NEG = -1e9  # a finite "minus infinity" for batched segment softmaxes (no NaN from all-masked segments)
+
+
+@dataclass(frozen=True)
+class Sample:
+    operation: int
+    slot: int  # index into the topology's slots; -1 for the no-op
+    blueprint: int  # index into the catalogue; -1 unless germinating
+    probability: float
+    value: float
+    risk_level: int
+
+
+def _masked(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return logits.float().masked_fill(~mask, float("-inf"))
+
+
+def _draw(logits: torch.Tensor, generator: torch.Generator) -> tuple[int, float]:
+    probabilities = torch.softmax(logits, dim=-1)
+    if not bool(torch.isfinite(probabilities).all()):
+        raise ValueError("non-finite action probabilities")
+    choice = int(torch.multinomial(probabilities, 1, generator=generator))
+    return choice, float(probabilities[choice])
+
+
+def sample(network: PolicyNetwork, data: HeteroData, generator: torch.Generator) -> Sample:
+    """One decision on one graph (no autograd)."""
+    with torch.inference_mode():
+        out = network(data)
+        operation, probability = _draw(_masked(out["operation"][0], data.legal_op[0]), generator)
+        slot = blueprint = -1
+        if operation != NOOP:
+            column = SLOT_OPERATIONS.index(operation)
+            mask = data["seed"].legal_slot[:, column]
+            slot, p_slot = _draw(_masked(out["slot"][:, column], mask), generator)
+            probability *= p_slot
+        if operation == GERMINATE:
+            logits = network.blueprint_logits(out["seed"][slot], data.bp_x, data["seed"].bp_cost[slot])
+            blueprint, p_blueprint = _draw(_masked(logits, data["seed"].legal_bp[slot]), generator)
+            probability *= p_blueprint
+        value = float(out["value"][0])
+        risk = int(out["risk"][0].argmax())
+    if not torch.isfinite(torch.tensor(value)):
+        raise ValueError("non-finite value estimate")
+    return Sample(operation, slot, blueprint, probability, value, risk)
+
+
+def _segment_log_softmax(logits: torch.Tensor, index: torch.Tensor, segments: int) -> torch.Tensor:
+    peak = scatter(logits, index, dim=0, dim_size=segments, reduce="max")
+    shifted = logits - peak[index]
+    total = scatter(shifted.exp(), index, dim=0, dim_size=segments, reduce="sum")
+    return shifted - total.log()[index]
+
+
+def evaluate(
+    network: PolicyNetwork,
+    batch: HeteroData,
+    operation: torch.Tensor,
+    slot: torch.Tensor,
+    blueprint: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """Log-probabilities [G], per-head entropies [G] and values [G] of logged actions on a batch of graphs.
+
+    `slot` holds each graph's local seed index (-1 for a no-op), `blueprint` the catalogue index (-1 unless
+    germinating)."""
+    out = network(batch)
+    graphs = out["operation"].shape[0]
+    op_logp = torch.log_softmax(out["operation"].float().masked_fill(~batch.legal_op, NEG), dim=1)
+    log_prob = op_logp.gather(1, operation.unsqueeze(1)).squeeze(1)
+    entropy_op = -(op_logp.exp() * op_logp).sum(dim=1)
+
+    seed_graph = batch["seed"].batch
+    uses_slot = operation != NOOP
+    column = (operation == SLOT_OPERATIONS[1]).long()  # 0: germinate, 1: cull
+    slot_logits = out["slot"].float().gather(1, column[seed_graph].unsqueeze(1)).squeeze(1)
+    slot_mask = batch["seed"].legal_slot.gather(1, column[seed_graph].unsqueeze(1)).squeeze(1)
+    slot_logp = _segment_log_softmax(slot_logits.masked_fill(~slot_mask, NEG), seed_graph, graphs)
+    start = batch["seed"].ptr[:-1]
+    chosen = start + slot.clamp(min=0)
+    log_prob = log_prob + torch.where(uses_slot, slot_logp[chosen], torch.zeros_like(log_prob))
+    slot_entropy = scatter(-(slot_logp.exp() * slot_logp), seed_graph, dim=0, dim_size=graphs, reduce="sum")
+
+    germinating = operation == GERMINATE
+    count = batch["seed"].legal_bp.shape[1]
+    bp_logits = network.blueprint_logits(
+        out["seed"][chosen], batch.bp_x.reshape(graphs, count, -1), batch["seed"].bp_cost[chosen]
+    ).float()
+    bp_logp = torch.log_softmax(bp_logits.masked_fill(~batch["seed"].legal_bp[chosen], NEG), dim=1)
+    picked = bp_logp.gather(1, blueprint.clamp(min=0).unsqueeze(1)).squeeze(1)
+    log_prob = log_prob + torch.where(germinating, picked, torch.zeros_like(log_prob))
+    bp_entropy = -(bp_logp.exp() * bp_logp).sum(dim=1)
+    return {
+        "log_prob": log_prob,
+        "entropy_operation": entropy_op,
+        "entropy_slot": torch.where(uses_slot, slot_entropy, torch.zeros_like(slot_entropy)),
+        "entropy_blueprint": torch.where(germinating, bp_entropy, torch.zeros_like(bp_entropy)),
+        "value": out["value"],
+        "risk": out["risk"],
+    }

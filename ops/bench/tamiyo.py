@@ -1,0 +1,289 @@
+"""Tamiyo's learned policy: decision latency at 30 and 200 nodes beside the heuristic, recompiles across
+grafts, a PPO-style update on 32 graphs, and hot reload.
+
+One intra-op thread, eager. Every decision is the controller's whole `decide` on a packet (observation,
+legal-action masks, PolicyObservation, graph build, forward, masked factored sampling, DecisionMade and,
+when it acts, the signed command), with Karn's catalogue (50 blueprints) and its parameter estimates.
+- gnn_decision_p50_ms / p95: transformer-lite (31 nodes: 7 layers, 14 parameter tensors, 7 activations,
+  3 slots); baseline heuristic_decision_p50_ms: the heuristic controller on the same host and packets.
+- gnn200_decision_p50_ms / p95: a chain host of 45 linear layers with 20 sequence slots (200 nodes).
+- gnn_decision_cpu_p50_ms, gnn200_decision_cpu_p50_ms: the same decisions' thread CPU time, which leaves
+  out the time a decision waits for a core on a shared machine (wall time includes it).
+- recompiles_across_grafts: torch.compile frames compiled while decisions run over graphs whose node
+  counts change (seeds grafted and culled, hosts of 31 and 200 nodes): 0, the policy stays eager.
+- ppo_update_batch32_ms: one clipped-ratio step (collation of 32 variable-size graphs, log-probabilities
+  of logged actions, value loss, per-head entropies, backward, Adam).
+- reload_ms: verify (signature, sha256, schema, shapes from the artifact on disk), one smoke decision and
+  the swap; reload_training_stall_ms: what the two boundaries of a live reload (the one that takes the
+  request and starts the verification thread, the one that activates) cost the training thread beyond
+  two ordinary decisions, median over reloads.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+
+from domains.kasmina import SeedSlot
+from domains.tamiyo import policy_control
+from domains.tamiyo.catalogue import SlotShapes, heuristic_controller
+from domains.tamiyo.controller import TamiyoController
+from domains.tamiyo.gnn.build import gnn_controller
+from domains.tamiyo.gnn.controller import GnnController, smoke
+from domains.tamiyo.gnn.graph import build_graph
+from domains.tamiyo.gnn.masking import GERMINATE, NOOP, OPERATIONS
+from domains.tamiyo.gnn.network import initial_network
+from domains.tamiyo.gnn.sampling import evaluate
+from domains.tamiyo.policy_store import PolicyLibrary, publish, verify
+from domains.tolaria.hosts import HostSpec, build_host
+from domains.tolaria.workload import seed_slot
+from eventstore import open_store
+from leyline import decode_payload, pb
+from leyline.controller import ControllerContext
+from leyline.datadir import DataDir
+from leyline.signing import Keyring, Signer
+from ops.bench import BenchOptions, Result, percentile
+
+DESCRIPTION = "Tamiyo GNN decisions at 30/200 nodes vs the heuristic, recompiles, PPO update, hot reload"
+RUN = "bench-tamiyo"
+INPUT = (1, 8, 8)
+CHAIN_INPUT = (4, 16)
+P50_TARGET_MS, P95_TARGET_MS, UPDATE_TARGET_MS, RELOAD_TARGET_MS = 2.5, 6.0, 25.0, 50.0
+
+
+class ChainHost(nn.Module):
+    """`layers` linear layers on [T, D] sequences with a seed slot after each of the first `slots`."""
+
+    def __init__(self, layers: int, slots: int) -> None:
+        super().__init__()
+        steps, width = CHAIN_INPUT
+        self.layers = nn.ModuleList(nn.Linear(width, width) for _ in range(layers))
+        self.slots = nn.ModuleList(SeedSlot(i, pb.SLOT_KIND_SEQUENCE, (steps, width)) for i in range(slots))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = torch.relu(layer(x))
+            if i < len(self.slots):
+                x = self.slots[i](x)
+        return x
+
+
+def slot_shapes(model: nn.Module) -> SlotShapes:
+    return {m.slot: (m.kind, m.shape) for m in model.modules() if isinstance(m, SeedSlot)}
+
+
+def packet(epoch: int) -> pb.SystemStatePacket:
+    loss = 1.0 / (1 + min(epoch, 6)) + 0.001 * (epoch % 3)  # improves, then plateaus: the heuristic acts
+    return pb.SystemStatePacket(
+        epoch=epoch,
+        training_loss=loss,
+        validation_loss=loss,
+        validation_accuracy=0.9,
+        packet_id=10_000 + epoch,
+        metrics={"grad_norm": 1.0, "hook_ms": 2.0},
+    )
+
+
+def seeds(slots: SlotShapes, epoch: int) -> list[pb.SeedState]:
+    """Dormant slots, with one seed in flight on odd epochs (a graft, then a cull: node features change)."""
+    stages = [pb.SEED_STAGE_DORMANT] * len(slots)
+    if epoch % 2:
+        stages[epoch % len(slots)] = pb.SEED_STAGE_TRAINING
+    return [
+        pb.SeedState(slot=slot, seed_id=i, stage=stage, metrics={"headroom": 1.0 + i})
+        for i, (slot, stage) in enumerate(zip(sorted(slots), stages, strict=True))
+    ]
+
+
+def timed_decisions(
+    controller: TamiyoController,
+    slots: SlotShapes,
+    count: int,
+    start: int = 1,
+    cpu: list[float] | None = None,
+) -> list[float]:
+    """Wall times of `count` decisions (ms); their thread CPU times go to `cpu` when given."""
+    times = []
+    for epoch in range(start, start + count):
+        context = ControllerContext(RUN, epoch, seeds(slots, epoch), (), 700, 2.0)
+        began, began_cpu = time.perf_counter(), time.thread_time()
+        controller.decide(packet(epoch), context)
+        times.append((time.perf_counter() - began) * 1000)
+        if cpu is not None:
+            cpu.append((time.thread_time() - began_cpu) * 1000)
+    return times
+
+
+def compiled_frames() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(sum(counters["stats"].values()))
+
+
+def latency_results(name: str, times: list[float]) -> list[Result]:
+    return [
+        Result(f"{name}_p50_ms", percentile(times, 0.5), "ms", target=f"<= {P50_TARGET_MS}"),
+        Result(f"{name}_p95_ms", percentile(times, 0.95), "ms", target=f"<= {P95_TARGET_MS}"),
+    ]
+
+
+def ppo_step_ms(decisions: list[pb.DecisionMade], steps: int, features: torch.Tensor) -> float:
+    network = initial_network(7).train()
+    optimizer = torch.optim.Adam(network.parameters(), lr=3e-4)
+    graphs = [build_graph(d.observation, features) for d in decisions]
+    actions = []
+    for d in decisions:
+        op = OPERATIONS.index(d.factored_action.operation)
+        slots = [s.slot for s in d.observation.topology.slots]
+        at = slots.index(d.factored_action.slot) if op != NOOP else -1
+        catalogue = list(d.observation.catalogue)
+        graft = catalogue.index(d.factored_action.blueprint_id) if op == GERMINATE else -1
+        actions.append((op, at, graft))
+    operation, slot, blueprint = torch.tensor(actions, dtype=torch.long).unbind(1)
+    old_log_prob = torch.tensor([math.log(d.action_probability) for d in decisions])
+    generator = torch.Generator().manual_seed(0)
+    advantages = torch.randn(len(decisions), generator=generator)
+    returns = torch.randn(len(decisions), generator=generator)
+    times = []
+    for _ in range(steps):
+        began = time.perf_counter()
+        batch = Batch.from_data_list(graphs)
+        out = evaluate(network, batch, operation, slot, blueprint)
+        ratio = torch.exp(out["log_prob"] - old_log_prob)
+        clipped = torch.minimum(ratio * advantages, ratio.clamp(0.8, 1.2) * advantages)
+        entropy = out["entropy_operation"] + out["entropy_slot"] + out["entropy_blueprint"]
+        loss = -clipped.mean() + 0.5 * (out["value"] - returns).pow(2).mean() - 0.01 * entropy.mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        times.append((time.perf_counter() - began) * 1000)
+    return statistics.median(times)
+
+
+def decisions_of(controller: TamiyoController, slots: SlotShapes, count: int) -> list[pb.DecisionMade]:
+    made = []
+    for epoch in range(1, count + 1):
+        output = controller.decide(
+            packet(epoch), ControllerContext(RUN, epoch, seeds(slots, epoch), (), 700, 2.0)
+        )
+        for envelope in output.events:
+            payload = decode_payload(envelope)
+            if isinstance(payload, pb.DecisionMade) and payload.HasField("observation"):
+                made.append(payload)
+    return made
+
+
+def reload_figures(
+    controller: GnnController,
+    envelope: pb.EventEnvelope,
+    keyring: Keyring,
+    data_dir: DataDir,
+    slots: SlotShapes,
+    cycles: int,
+    baseline_ms: float,
+) -> tuple[float, float]:
+    library = PolicyLibrary(data_dir)
+    assert controller.gnn.last_observation is not None
+    inputs = (controller.gnn.last_observation, controller.gnn.features)
+    reload_times = []
+    for _ in range(cycles):
+        began = time.perf_counter()
+        candidate = verify(envelope, keyring, library)
+        smoke(candidate.network, inputs, 0)
+        controller._use(candidate)
+        reload_times.append((time.perf_counter() - began) * 1000)
+    stalls = []
+    epoch = 1000
+    for _ in range(cycles):
+        policy_control.deliver(data_dir, RUN, policy_control.ACTIVATE, "v2", envelope)
+        taking = timed_decisions(controller, slots, 1, epoch)[0]
+        pending = controller.verification
+        deadline = time.monotonic() + 10.0
+        while pending is not None and pending._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.001)  # training runs between boundaries
+        activating = timed_decisions(controller, slots, 1, epoch + 1)[0]
+        stalls.append(max(0.0, taking + activating - 2 * baseline_ms))
+        epoch += 2
+    return statistics.median(reload_times), statistics.median(stalls)
+
+
+def run(options: BenchOptions) -> list[Result]:
+    torch.set_num_threads(1)
+    count = 100 if options.quick else 400
+    with tempfile.TemporaryDirectory() as temporary:
+        data_dir = DataDir(Path(temporary))
+        store = open_store(data_dir.log)
+        keyring = Keyring.generate()
+        library = PolicyLibrary(data_dir)
+        first = verify(
+            publish(store, library, Signer(keyring), initial_network(0), version="v1"), keyring, library
+        )
+        second = publish(store, library, Signer(keyring), initial_network(1), version="v2")
+        store.close()
+
+        def controller_for(model: nn.Module, shape: tuple[int, ...]) -> tuple[GnnController, SlotShapes]:
+            slots = slot_shapes(model)
+            return gnn_controller(RUN, keyring, model, shape, slots, first, data_dir), slots
+
+        options.progress("30-node decisions (transformer-lite) and the heuristic on the same packets")
+        small, small_slots = controller_for(
+            build_host("transformer-lite", HostSpec(INPUT, 10, {}, seed_slot)), INPUT
+        )
+        heuristic = heuristic_controller(RUN, Signer(keyring), small_slots)
+        frames = compiled_frames()
+        timed_decisions(small, small_slots, 20)
+        gnn30_cpu: list[float] = []
+        gnn30 = timed_decisions(small, small_slots, count, 21, gnn30_cpu)
+        heuristic_times = timed_decisions(heuristic, small_slots, count)
+        options.progress("200-node decisions (a chain host: 45 layers, 20 slots)")
+        large, large_slots = controller_for(ChainHost(45, 20), CHAIN_INPUT)
+        timed_decisions(large, large_slots, 20)
+        gnn200_cpu: list[float] = []
+        gnn200 = timed_decisions(large, large_slots, count, 21, gnn200_cpu)
+        recompiles = compiled_frames() - frames
+
+        options.progress("PPO-style update on 32 variable-size graphs")
+        hosts: list[tuple[nn.Module, tuple[int, ...]]] = [
+            (ChainHost(3 + i, 1 + i % 5), CHAIN_INPUT) for i in range(8)
+        ]
+        decisions: list[pb.DecisionMade] = []
+        for model, shape in hosts:
+            controller, slots = controller_for(model, shape)
+            decisions.extend(decisions_of(controller, slots, 4))
+        update_ms = ppo_step_ms(decisions[:32], 8 if options.quick else 30, small.gnn.features)
+
+        options.progress("hot reload")
+        decision_p50 = percentile(gnn30, 0.5)
+        reload_ms, stall_ms = reload_figures(
+            small, second, keyring, data_dir, small_slots, 5 if options.quick else 15, decision_p50
+        )
+    heuristic_p50 = percentile(heuristic_times, 0.5)
+    results = latency_results("gnn_decision", gnn30) + latency_results("gnn200_decision", gnn200)
+    for result in results:
+        result.baseline_name, result.baseline = "heuristic_decision_p50_ms", heuristic_p50
+        result.ratio = result.value / heuristic_p50
+    return [
+        *results,
+        Result("heuristic_decision_p50_ms", heuristic_p50, "ms"),
+        Result("gnn_decision_cpu_p50_ms", percentile(gnn30_cpu, 0.5), "ms"),
+        Result("gnn200_decision_cpu_p50_ms", percentile(gnn200_cpu, 0.5), "ms"),
+        Result("recompiles_across_grafts", float(recompiles), "count", target="== 0"),
+        Result("ppo_update_batch32_ms", update_ms, "ms", target=f"<= {UPDATE_TARGET_MS}"),
+        Result("reload_ms", reload_ms, "ms", target=f"<= {RELOAD_TARGET_MS}"),
+        Result(
+            "reload_training_stall_ms",
+            stall_ms,
+            "ms",
+            baseline_name="gnn_decision_p50_ms",
+            baseline=decision_p50,
+            ratio=stall_ms / decision_p50,
+            target="<= one decision (ratio <= 1)",
+        ),
+    ]

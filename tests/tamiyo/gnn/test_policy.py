@@ -1,0 +1,142 @@
+"""The learned policy in Tamiyo's controller: deterministic for a seed, decisions usable off-policy; the
+heuristic's ε-exploration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from domains.tamiyo.catalogue import heuristic_controller
+from domains.tamiyo.config import HeuristicConfig
+from domains.tamiyo.controller import TamiyoController
+from domains.tamiyo.exploration import ExploringHeuristic
+from domains.tamiyo.gnn.graph import graph_from_decision
+from domains.tamiyo.gnn.masking import GERMINATE, NOOP, OPERATIONS, ActionMask
+from domains.tamiyo.gnn.sampling import evaluate
+from domains.tamiyo.policy import HeuristicPolicy
+from leyline import decode_payload, pb
+from leyline.datadir import DataDir
+from leyline.signing import Keyring, Signer
+from tests.tamiyo.gnn.support import gnn_controller, verified_in_memory
+from tests.tamiyo.scripted import CATALOGUE, PLATEAU_LOSSES, RUN_ID, context, dormant_slots, estimate, packet
+
+KEYRING = Keyring.generate()
+
+
+def decisions(controller: TamiyoController, epochs: int = 12, slots: int = 3) -> list[pb.DecisionMade]:
+    made = []
+    for epoch in range(epochs):
+        loss = PLATEAU_LOSSES[min(epoch, len(PLATEAU_LOSSES) - 1)]
+        output = controller.decide(packet(epoch, loss), context(epoch, dormant_slots(slots)))
+        for envelope in output.events:
+            if envelope.event_type == "DecisionMade":
+                payload = decode_payload(envelope)
+                assert isinstance(payload, pb.DecisionMade)
+                made.append(payload)
+    return made
+
+
+def fingerprint(made: list[pb.DecisionMade]) -> list[tuple[str, str, float, str]]:
+    return [(d.action, d.factored_action.SerializeToString(), d.action_probability, d.reason) for d in made]
+
+
+def test_decisions_are_deterministic_for_a_seed(tmp_path: Path) -> None:
+    data_dir = DataDir(tmp_path)
+    first = decisions(gnn_controller(verified_in_memory(1), KEYRING, data_dir, seed=5))
+    second = decisions(gnn_controller(verified_in_memory(1), KEYRING, data_dir, seed=5))
+    other = decisions(gnn_controller(verified_in_memory(1), KEYRING, data_dir, seed=6))
+    assert fingerprint(first) == fingerprint(second)
+    assert [d.action_probability for d in first] != [d.action_probability for d in other]
+
+
+def test_a_decision_records_version_probability_action_and_observation(tmp_path: Path) -> None:
+    made = decisions(gnn_controller(verified_in_memory(2, "v-two"), KEYRING, DataDir(tmp_path)), epochs=6)
+    for decision in made:
+        assert decision.policy_name == "gnn" and decision.policy_version == "v-two"
+        assert 0.0 < decision.action_probability <= 1.0
+        assert decision.factored_action.operation == decision.action
+        assert "gnn_value" in decision.inputs_summary and "gnn_risk_level" in decision.inputs_summary
+        observation = decision.observation
+        assert list(observation.catalogue) == [d.blueprint_id for d in CATALOGUE]
+        mask = ActionMask.unpack(
+            observation.legal, len(observation.topology.slots), len(observation.catalogue)
+        )
+        assert mask.operation[0]
+        graph = graph_from_decision(pb.DecisionMade.FromString(decision.SerializeToString()), CATALOGUE)
+        assert graph["seed"].num_nodes == 3 and graph["layer"].num_nodes == 3
+
+
+def exploring(epsilon: float, seed: int = 0) -> TamiyoController:
+    return TamiyoController(
+        RUN_ID,
+        Signer(KEYRING),
+        ExploringHeuristic(HeuristicConfig(seed=seed, exploration_epsilon=epsilon)),
+        parameter_estimator=estimate,
+        slot_kinds={0: pb.SLOT_KIND_CONV2D, 1: pb.SLOT_KIND_CONV2D, 2: pb.SLOT_KIND_CONV2D},
+    )
+
+
+def test_exploration_is_off_by_default() -> None:
+    controller = heuristic_controller(RUN_ID, Signer(KEYRING), {0: (pb.SLOT_KIND_CONV2D, (4, 8, 8))})
+    assert type(controller.policy) is HeuristicPolicy
+    with pytest.raises(ValueError, match="exploration_epsilon"):
+        HeuristicConfig(exploration_epsilon=1.5)
+
+
+def test_epsilon_zero_is_the_heuristic_with_propensity_one() -> None:
+    plain = decisions(
+        TamiyoController(RUN_ID, Signer(KEYRING), HeuristicPolicy(), parameter_estimator=estimate)
+    )
+    zero = decisions(exploring(0.0))
+    assert [d.action for d in zero] == [d.action for d in plain]
+    assert all(d.action_probability == 1.0 for d in zero)
+    assert "germinate" in [d.action for d in zero]
+
+
+def test_exploration_takes_legal_actions_and_records_their_propensity() -> None:
+    made = decisions(exploring(0.5, seed=3), epochs=30)
+    assert all(0.0 < d.action_probability <= 1.0 for d in made)
+    explored = [d for d in made if d.reason.startswith("exploration")]
+    assert explored and any(d.action_probability < 0.5 for d in explored)
+    for decision in made:
+        if decision.action == "germinate":
+            assert decision.factored_action.blueprint_id in {"BP001", "BP009", "BP016", "BP023"}
+    assert fingerprint(made) == fingerprint(decisions(exploring(0.5, seed=3), epochs=30))
+
+
+def test_batched_evaluation_gives_the_logged_probabilities(tmp_path: Path) -> None:
+    """Off-policy use: the log-probability of each logged action under the same weights, on a batch of the
+    rebuilt graphs, is the probability the decision recorded."""
+    policy = verified_in_memory(3)
+    controller = gnn_controller(policy, KEYRING, DataDir(tmp_path), host_name="custom", seed=2)
+    made = []
+    for epoch in range(16):
+        seeds = dormant_slots(5)
+        seeds[epoch % 5].stage = pb.SEED_STAGE_TRAINING if epoch % 2 else pb.SEED_STAGE_DORMANT
+        output = controller.decide(packet(epoch, 0.4), context(epoch, seeds))
+        made.extend(
+            d
+            for e in output.events
+            if isinstance(d := decode_payload(e), pb.DecisionMade) and d.HasField("observation")
+        )
+    graphs = [graph_from_decision(d, CATALOGUE) for d in made]
+    rows = []
+    for d in made:
+        operation = OPERATIONS.index(d.factored_action.operation)
+        slots = [s.slot for s in d.observation.topology.slots]
+        slot = slots.index(d.factored_action.slot) if operation != NOOP else -1
+        graft = (
+            list(d.observation.catalogue).index(d.factored_action.blueprint_id)
+            if operation == GERMINATE
+            else -1
+        )
+        rows.append((operation, slot, graft))
+    operation, slot, graft = torch.tensor(rows, dtype=torch.long).unbind(1)
+    with torch.no_grad():
+        out = evaluate(policy.network, Batch.from_data_list(graphs), operation, slot, graft)
+    expected = torch.tensor([d.action_probability for d in made])
+    assert torch.allclose(out["log_prob"].exp(), expected, rtol=1e-4, atol=1e-6)
+    assert {d.factored_action.operation for d in made} == {"noop", "germinate", "cull"}
