@@ -7,16 +7,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
-
-from ops.dbopts import open_db_from_args
 from ops.errors import CommandError
-from ops.serve.curves import RunCurves, palette, run_curves
-from ops.storeopts import open_store_from_args
-from projections import catch_up
-from projections.audit import NotFound
+
+if TYPE_CHECKING:  # `esper run --help` imports this module and must not load the database layer
+    from sqlalchemy import Engine
+
+    from ops.serve.curves import RunCurves
 
 FORMATS = (".png", ".svg")
 PANELS = (
@@ -45,6 +43,11 @@ def add_plot_option(parser: argparse.ArgumentParser) -> None:
 
 def write_plot(args: argparse.Namespace, run_id: str) -> Path:
     """Bring the read models of args' data dir up to date, draw the run into args.plot, say so on stderr."""
+    from ops.dbopts import open_db_from_args
+    from ops.storeopts import open_store_from_args
+    from projections import catch_up
+    from projections.audit import NotFound
+
     path = Path(args.plot)
     store = open_store_from_args(args)
     engine = open_db_from_args(args)
@@ -61,6 +64,8 @@ def write_plot(args: argparse.Namespace, run_id: str) -> Path:
 
 
 def plot_run(engine: Engine, run_id: str, path: Path) -> Path:
+    from ops.serve.curves import run_curves
+
     return draw(run_curves(engine, run_id), path)
 
 
@@ -74,6 +79,8 @@ def draw(curves: RunCurves, path: Path) -> Path:
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
+
+    from ops.serve.curves import palette
 
     colours = palette()
     pyplot.rcParams["svg.fonttype"] = "none"  # SVG text stays text: searchable, selectable, smaller
