@@ -27,6 +27,7 @@ CHECKPOINTS = "checkpoints"
 CONTROL = "control"
 POLICIES = "policies"
 MIRROR = "mirror"
+INDEX = "index"
 KEYS = "keys.json"
 PROJECTIONS_DB = "projections.sqlite"
 
@@ -147,6 +148,11 @@ class DataDir:
     def mirror(self) -> Path:
         """The Redis mirror's durable cursors."""
         return self.root / MIRROR
+
+    @property
+    def index(self) -> Path:
+        """`esper index`'s durable cursors (one per Elasticsearch server and index)."""
+        return self.root / INDEX
 
     @property
     def keys(self) -> Path:

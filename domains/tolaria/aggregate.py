@@ -22,6 +22,8 @@ from enum import Enum
 from leyline import decode_payload, pb, stream_name
 from leyline.lifecycle import LifecycleConfig
 
+GUARD = "tolaria.guard"  # requested_by of the rollbacks the trainer's loss-explosion guard requests
+
 
 class RunStatus(Enum):
     ABSENT = "absent"

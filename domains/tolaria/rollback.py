@@ -21,6 +21,7 @@ import numpy as np
 from domains.tolaria import checkpoint as ckpt
 from domains.tolaria import control, metrics
 from domains.tolaria.aggregate import (
+    GUARD,
     IdenticalReplay,
     RequestRollback,
     RollbackRejected,
@@ -37,8 +38,6 @@ from leyline.signing import SIGNATURE_CODES
 
 if TYPE_CHECKING:
     from domains.tolaria.trainer import Trainer
-
-GUARD = "tolaria.guard"
 
 
 class RunError(Exception):

@@ -17,6 +17,7 @@ from leyline.datadir import DataDir
 from ops.common import add_command, position, print_json
 from ops.dbopts import add_db_option, open_db_from_args
 from ops.errors import CommandError, UsageError
+from ops.plot import add_plot_option, write_plot
 from ops.storeopts import add_store_option, open_store_from_args
 from ops.verification import VERIFIED, command_verification
 from projections import ProjectionError, catch_up, status
@@ -52,6 +53,7 @@ def register(subparsers: Any) -> None:
     )
     add_db_option(parser)
     add_store_option(parser)
+    add_plot_option(parser)
 
 
 def verify(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, Any]:
@@ -64,6 +66,8 @@ def verify(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, Any]:
 
 
 def handle(args: argparse.Namespace) -> int:
+    if args.plot and args.kind != "run":
+        raise UsageError("--plot draws a run: use it with `esper audit run RUN`")
     engine = open_db_from_args(args)
     try:
         if not args.no_catch_up:
@@ -102,6 +106,8 @@ def handle(args: argparse.Namespace) -> int:
         print_json(report)
     else:
         PRINTERS[args.kind](report)
+    if args.plot:
+        write_plot(args, args.id)
     return 0
 
 

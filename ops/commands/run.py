@@ -21,6 +21,7 @@ from eventstore import EventFilter, EventStore
 from leyline.datadir import DataDir
 from ops.common import add_command, check_redis_url, print_json
 from ops.errors import CommandError, UsageError
+from ops.plot import add_plot_option, write_plot
 from ops.storeopts import add_store_option
 
 if TYPE_CHECKING:
@@ -94,7 +95,15 @@ def register(subparsers: Any) -> None:
         help="when the file log fsyncs its appends: always (each append), batch (default: once per group "
         "commit) or interval:<ms>; a PostgreSQL store (--store) makes every commit durable on its own",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        default=None,
+        help="serve this process's Prometheus metrics on 127.0.0.1:P/metrics while it trains",
+    )
     add_store_option(parser)
+    add_plot_option(parser)
 
 
 OPTION_KEYS = ("epochs", "seed", "device", "host", "dataset", "controller")  # config keys with an option
@@ -148,6 +157,8 @@ def handle(args: argparse.Namespace) -> int:
         config = None if args.resume else build_config(values)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    if args.metrics_port is not None:
+        serve_metrics(args.metrics_port)
     from ops.compose import open_run_store  # imports torch: not at start-up
 
     store = open_run_store(args, args.fsync, create=not args.resume)
@@ -163,7 +174,21 @@ def handle(args: argparse.Namespace) -> int:
         print_json(summary.to_json())
     else:
         print_summary(summary)
+    if args.plot:
+        write_plot(args, summary.run_id)
     return 0
+
+
+def serve_metrics(port: int) -> None:
+    """The training process's own metrics on 127.0.0.1:port, from a daemon thread, until the process ends."""
+    from prometheus_client import start_http_server
+
+    if not 0 < port < 65536:
+        raise UsageError(f"--metrics-port {port} is not a TCP port (1-65535)")
+    try:
+        start_http_server(port, addr="127.0.0.1")
+    except OSError as exc:
+        raise UsageError(f"--metrics-port {port}: cannot listen ({exc.strerror})") from None
 
 
 def start_mirror(args: argparse.Namespace, store: EventStore) -> MirrorThread | None:
