@@ -5,9 +5,8 @@ with the no-op controller, a checkpoint every epoch, the file event store) again
 training the same host (cnn-lite, with the same dormant seed slots) on the same data (digits) with the
 same optimizer and batch order, measured in the same
 process. The two alternate in blocks of epochs; each full block ends with a flush of the event writer,
-so the checkpoint writes and appends done off the training thread are counted (a block is 20 epochs, so
-that the wait for its last checkpoint's fsyncs, which a run pays once at its end, weighs little). Ratio =
-median of the per-block time ratios. Single-threaded torch, as `esper run` uses by default.
+so the checkpoint writes and appends done off the training thread are counted. Ratio = median of the
+per-block time ratios. Single-threaded torch, as `esper run` uses by default.
 `epoch_overhead_cpu_ratio`: the same blocks timed in CPU time of the whole process (the writer thread's
 work included), a companion figure that a loaded machine disturbs far less than wall time.
 `epoch_overhead_ratio_fashion`: the same on fashion-mnist (a longer epoch, one epoch a block); where the
@@ -147,7 +146,7 @@ def not_measured(reason: str) -> Result:
 
 
 def run(options: BenchOptions) -> list[Result]:
-    blocks, block_epochs = (3, 5) if options.quick else (9, 20)
+    blocks, block_epochs = (3, 5) if options.quick else (9, 12)
     with tempfile.TemporaryDirectory(prefix="esper-bench-run-") as scratch:
         data_dir = DataDir(Path(scratch))
         config = RunConfig(epochs=blocks * block_epochs + 1, seed=0, controller="noop")
