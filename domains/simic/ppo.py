@@ -154,7 +154,7 @@ def update(
     minibatch = max(1, size // config.minibatches)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     sums: dict[str, float] = {"policy": 0.0, "value": 0.0, "kl": 0.0, "clip": 0.0}
-    entropy_sums: dict[str, float] = {}
+    entropy_totals: dict[str, tuple[float, int]] = {}
     steps = evaluated = 0
     stopped = False
     for _ in range(config.epochs):
@@ -190,15 +190,17 @@ def update(
             sums["policy"] += float(surrogate.detach())
             sums["value"] += float(value_loss.detach())
             sums["clip"] += clipped
-            for head, value in entropies.items():
-                entropy_sums[head] = entropy_sums.get(head, 0.0) + float(value.detach())
+            for head, value in entropies.items():  # a head's mean over the minibatches it took part in
+                if bool(out.active[head].any()):
+                    total, seen = entropy_totals.get(head, (0.0, 0))
+                    entropy_totals[head] = (total + float(value.detach()), seen + 1)
         if stopped:
             break
     count = max(steps, 1)
     return Diagnostics(
         policy_loss=sums["policy"] / count,
         value_loss=sums["value"] / count,
-        entropy={head: total / count for head, total in entropy_sums.items()},
+        entropy={head: total / seen for head, (total, seen) in entropy_totals.items()},
         approx_kl=sums["kl"] / max(evaluated, 1),
         clip_fraction=sums["clip"] / count,
         explained_variance=explained_variance(batch.values, batch.returns),
