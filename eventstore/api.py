@@ -11,6 +11,7 @@ Events are `leyline.pb.EventEnvelope`s: `append` takes unsaved envelopes and the
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -61,6 +62,9 @@ class CommittedTailMissing(CorruptLogError):
         self.expected_head = expected
         self.found_head = found
         self.source = source
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)  # what an OSError of a full disk carries
 
 
 class DiskFull(EventStoreError):

@@ -7,9 +7,9 @@ segment, byte offset and global position, and classified: a *torn tail* (damage 
 no valid record after it, which `esper recover` truncates) or *corruption* (anything else, which no tool
 repairs silently). A torn tail can also be an append in progress by another process. The committed heads
 the store recorded (INDEX, HEAD) are held against the segments as open does (eventstore.file.recovery): a
-log that ends below one, or a damaged tail below one, is corruption, never a torn tail; so is a segment
-whose committed bytes differ from those INDEX recorded. Verify reads every file defensively, as open does,
-and agrees with it: what open would refuse, verify reports as corruption.
+log that ends below one, or a damaged tail below one, is corruption, never a torn tail. Verify reads
+every file defensively, as open does, and agrees with it: what open would refuse, verify reports as
+corruption.
 
 PostgreSQL: positions 1..head without a gap, stream versions following on, every row's envelope parsing
 and carrying the row's position, stream version and event id.
@@ -22,8 +22,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-import crc32c
 
 from eventstore import indexfile, wal
 from eventstore.file.head import read_durable
@@ -85,8 +83,6 @@ def verify_file_log(path: Path, progress: Callable[[int], None] | None = None) -
     read_marker(path)
     state = indexfile.load(path / INDEX_FILE)
     committed, source = committed_head(state, read_durable(path / HEAD_FILE))
-    recorded = {segment.first: segment for segment in state.segments} if state is not None else {}
-    changed: Problem | None = None
     report = VerifyReport(str(path))
     names = sorted(name for name in os.listdir(path) if name.endswith(".wal"))
     versions: dict[str, int] = {}
@@ -102,13 +98,6 @@ def verify_file_log(path: Path, progress: Callable[[int], None] | None = None) -
             )
             break
         data = (path / name).read_bytes()
-        saved = recorded.get(first)
-        if (
-            changed is None
-            and saved is not None
-            and (len(data) < saved.end or crc32c.crc32c(memoryview(data)[: saved.end]) != saved.crc)
-        ):
-            changed = Problem(name, 0, first, indexfile.CHANGED_SEGMENT_REASON, False)
         report.segments += 1
         report.bytes += len(data)
         last_size = len(data)
@@ -153,8 +142,6 @@ def verify_file_log(path: Path, progress: Callable[[int], None] | None = None) -
             f"{committed}: segment files are missing, truncated or replaced; restore the log from a copy"
         )
         report.problem = Problem(last_name, last_size, report.head + 1, reason, False)
-    if changed is not None and (report.problem is None or report.problem.torn_tail):
-        report.problem = changed  # open refuses it before it would truncate a torn tail
     report.streams = len(versions)
     report.checked = ["segment names", "framing", "CRC32C", "positions", "stream versions", "batch commits"]
     return report

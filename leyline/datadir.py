@@ -129,7 +129,7 @@ class DataDir:
         return self.root / CONTROL
 
     def rollback_request(self, run_id: str) -> Path:
-        return self.control / f"rollback-{run_id}.json"
+        return self.control / f"rollback-{run_id}.request"  # a signed, serialized envelope
 
     def policy_request(self, run_id: str) -> Path:
         """An operator's policy activation or rollback for a live run (`esper policy activate|rollback`)."""

@@ -29,13 +29,29 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from leyline import leyline_pb2 as pb
-from leyline.datadir import is_private, private_temporary, sync_directory, write_private
-from leyline.errors import BadSignature, KeyConfigError, ReplayedNonce, StaleTimestamp, UnknownKey
+from leyline.datadir import DataDir, is_private, private_temporary, sync_directory, write_private
+from leyline.errors import (
+    BadSignature,
+    KeyConfigError,
+    ReplayedNonce,
+    SignatureError,
+    StaleTimestamp,
+    UnknownKey,
+)
 
 KEY_BYTES = 32
 NONCE_BYTES = 16
 NONCE_WINDOW_S = 300.0
 MAX_SKEW_S = 60.0
+
+
+# The code each verification failure is recorded with (CommandRejected.code), wherever a command is refused.
+SIGNATURE_CODES: Mapping[type[SignatureError], str] = {
+    BadSignature: "bad_signature",
+    ReplayedNonce: "replayed_nonce",
+    StaleTimestamp: "stale_timestamp",
+    UnknownKey: "unknown_key",
+}
 
 
 class Keyring:
@@ -91,6 +107,17 @@ class Keyring:
                 f"signing key file {path} is malformed ({exc}); expected "
                 '{"current": "kid", "keys": {"kid": "<64 hex chars>"}}'
             ) from None
+
+    @classmethod
+    def for_data_dir(cls, data_dir: DataDir) -> Keyring:
+        """The signing keys of a data directory's processes: from the environment, else its own key file,
+        created on first use."""
+        return cls.from_env() or cls.load_or_create(data_dir.keys)
+
+    @classmethod
+    def existing_for_data_dir(cls, data_dir: DataDir) -> Keyring | None:
+        """As `for_data_dir`, but None instead of creating a key file (for commands that only read)."""
+        return cls.from_env() or (cls.from_file(data_dir.keys) if data_dir.keys.exists() else None)
 
     @classmethod
     def load_or_create(cls, path: Path) -> Keyring:
@@ -169,11 +196,7 @@ class Verifier:
     def verify(self, envelope: pb.EventEnvelope, now_ns: int | None = None) -> None:
         """Raise UnknownKey, BadSignature, StaleTimestamp or ReplayedNonce; return None if valid."""
         now_ns = time.time_ns() if now_ns is None else now_ns
-        secret = self.keyring.keys.get(envelope.key_id)
-        if secret is None:
-            raise UnknownKey(f"key id {envelope.key_id!r} is not on the verifier's keyring")
-        if not hmac.compare_digest(_digest(secret, envelope), envelope.hmac):
-            raise BadSignature(f"signature of event {envelope.event_id} does not verify")
+        self.verify_recorded(envelope)
         skew = envelope.occurred_at_ns - now_ns
         if abs(skew) > self.max_skew_ns:
             raise StaleTimestamp(
@@ -184,6 +207,15 @@ class Verifier:
         if envelope.nonce in self._seen:
             raise ReplayedNonce(f"nonce of event {envelope.event_id} was already used")
         self._seen[envelope.nonce] = now_ns
+
+    def verify_recorded(self, envelope: pb.EventEnvelope) -> None:
+        """Raise UnknownKey or BadSignature unless a signed envelope read back from the log is authentic.
+        Freshness and nonces guard a delivery, not a record: an event appended long ago is still valid."""
+        secret = self.keyring.keys.get(envelope.key_id)
+        if secret is None:
+            raise UnknownKey(f"key id {envelope.key_id!r} is not on the verifier's keyring")
+        if not hmac.compare_digest(_digest(secret, envelope), envelope.hmac):
+            raise BadSignature(f"signature of event {envelope.event_id} does not verify")
 
     def _forget_before(self, cutoff_ns: int) -> None:
         while self._seen:

@@ -83,13 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
         return code
     except UsageError as exc:
-        print(f"esper {args.command}: {exc}", file=sys.stderr)
+        report(args.command, str(exc))
         return 2
     except CommandError as exc:
-        print(f"esper {args.command}: {exc}", file=sys.stderr)
+        report(args.command, str(exc))
         return exc.exit_code
     except user_facing_errors() as exc:
-        print(f"esper {args.command}: {disk_full_message(exc) or exc}", file=sys.stderr)
+        report(args.command, disk_full_message(exc) or str(exc))
         return 1
     except KeyboardInterrupt:
         print(f"esper {args.command}: interrupted", file=sys.stderr)
@@ -102,8 +102,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = disk_full_message(exc, args.data_dir)
         if message is None:
             raise
-        print(f"esper {args.command}: {message}", file=sys.stderr)
+        report(args.command, message)
         return 1
+
+
+def report(command: str, message: str) -> None:
+    """The error as one line on stderr: the first line of a message that has several (a database
+    driver's error adds its SQL and a link)."""
+    lines = message.strip().splitlines() or [""]
+    print(f"esper {command}: {lines[0]}", file=sys.stderr)
 
 
 def is_utf8(arg: str) -> bool:

@@ -58,6 +58,20 @@ def add_command(
     return parser
 
 
+INT_LIMIT = 2**63  # a log position or an epoch is a signed 64-bit integer in every store
+
+
+def position(text: str) -> int:
+    """An argparse type for a log position or an epoch: an integer from 0 to 2**63 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < INT_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 2**63 - 1")
+    return value
+
+
 def check_redis_url(url: str, option: str = "--redis") -> None:
     """UsageError unless url is a Redis URL the client accepts (redis://, rediss://, unix://)."""
     from eventstore.mirror import connect_redis

@@ -22,8 +22,6 @@ from domains.karn.catalog import Use
 from domains.kasmina import Kasmina, KasminaConfig, ModuleSource
 from domains.tamiyo.catalogue import heuristic_controller
 from domains.tamiyo.config import HeuristicConfig
-from domains.tamiyo.gnn.build import gnn_controller, resolve_policy
-from domains.tamiyo.policy_store import PolicyError, PolicyLibrary
 from domains.tezzeret.jobs import choose_strategy
 from domains.tezzeret.service import Tezzeret
 from domains.tezzeret.source import STRATEGY_VARIABLE, SeedModuleSource, default_device
@@ -74,7 +72,7 @@ def module_source(
 
 def keyring_for(data_dir: DataDir) -> Keyring:
     """The signing keys: from the environment, else the data directory's own keyring."""
-    return Keyring.from_env() or Keyring.load_or_create(data_dir.keys)
+    return Keyring.for_data_dir(data_dir)
 
 
 def build_controller(
@@ -100,6 +98,10 @@ def build_controller(
         return heuristic_controller(run_id, Signer(keyring), slots, config), config.to_json()
     if store is None or data_dir is None or workload is None:
         raise ConfigError("controller gnn needs the run's event log, data directory and host")
+    # torch-geometric is imported only by runs that use the learned policy
+    from domains.tamiyo.gnn.build import gnn_controller, resolve_policy
+    from domains.tamiyo.policy_store import PolicyError, PolicyLibrary
+
     try:
         initial = resolve_policy(store, PolicyLibrary(data_dir), keyring, version or None)
     except PolicyError as exc:
@@ -164,6 +166,8 @@ def build_trainer(
         workload,
         kasmina,
         controller,
+        Signer(keyring),
+        verifier,
         progress,
         controller_config_json,
     )
@@ -193,6 +197,7 @@ def resume(
     progress: Progress | None = None,
     epochs: int | None = None,
     device: str | None = None,
+    keyring: Keyring | None = None,
 ) -> Trainer:
     """The run continued from its log and last committed checkpoint."""
     state = fold(store.read_stream(run_stream(run_id)))
@@ -207,6 +212,7 @@ def resume(
         # the lifecycle limits and the controller's configuration the run started with
         kasmina_config=KasminaConfig(lifecycle=state.lifecycle) if state.lifecycle else None,
         controller_config_json=state.controller_config_json,
+        keyring=keyring,
     )
     trainer.resume(state)
     return trainer

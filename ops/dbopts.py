@@ -6,9 +6,13 @@ import argparse
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
-from ops.errors import CommandError
+from ops.errors import CommandError, UsageError
 from projections.db import DatabaseError, open_db, resolve_url
+
+BACKENDS = ("sqlite", "postgresql")
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -22,11 +26,20 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
 
 
 def db_url(args: argparse.Namespace) -> str:
-    return resolve_url(Path(args.data_dir), getattr(args, "db", None))
+    """The database URL; UsageError for one that does not parse or names another kind of database."""
+    url = resolve_url(Path(args.data_dir), getattr(args, "db", None))
+    try:
+        backend = make_url(url).get_backend_name()
+    except (ArgumentError, ValueError) as exc:
+        raise UsageError(f"--db: not a database URL ({exc}); e.g. postgresql://host/db") from None
+    if backend not in BACKENDS:
+        raise UsageError(f"--db {backend}:// is not supported; use a sqlite:/// or postgresql:// URL")
+    return url
 
 
 def open_db_from_args(args: argparse.Namespace) -> Engine:
+    url = db_url(args)
     try:
-        return open_db(db_url(args))
+        return open_db(url)
     except DatabaseError as exc:
         raise CommandError(str(exc)) from None

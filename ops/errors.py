@@ -34,7 +34,7 @@ def disk_full_message(error: BaseException, data_dir: Path | None = None) -> str
     """The one line for a full disk anywhere in error's chain (an append's DiskFull, or an out-of-space
     OSError of any other write, e.g. a checkpoint's), else None."""
     from eventstore import DiskFull
-    from eventstore.file.writer import DISK_FULL_ERRNOS
+    from eventstore.api import DISK_FULL_ERRNOS
 
     seen: set[int] = set()
     current: BaseException | None = error

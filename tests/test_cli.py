@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,12 @@ from domains.tolaria.trainer import Trainer
 from eventstore import DiskFull
 from eventstore.file import FileStore
 from leyline import pb
+from leyline.datadir import DataDir
 from ops.cli import build_parser, command_names, command_summary, main
 from ops.commands.run import progress_bar
 from tests.eventstore.test_disk_full import small_file_system_available
-from tests.tolaria.helpers import SMALL
+from tests.tolaria.helpers import SMALL, checkpoint_hashes, run_events
+from tests.tolaria.test_cli_and_crash import esper, head
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -271,3 +274,80 @@ def test_resume_accepts_the_recorded_values_and_names_the_one_that_differs(
     assert main([*resume, "--config", str(config), "--seed", "7", "--controller", "noop", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["resumed"] and summary["epochs"] == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["db", "status", "--db", "redis://[::1:6379/0"], 2, "--db: not a database URL"),
+        (["db", "status", "--db", "http://127.0.0.1:1/x"], 2, "--db http:// is not supported"),
+        (["rebuild", "--all", "--db", "mysql://127.0.0.1:1/x"], 2, "--db mysql:// is not supported"),
+        (["audit", "run", "r1", "--db", "postgresql://127.0.0.1:1/x"], 1, "Connection refused"),
+        (["mirror", "--redis", "redis://[::1:6379/0"], 2, "--redis: not a Redis URL (Invalid IPv6 URL)"),
+        (["mirror", "--redis", "http://127.0.0.1:1"], 2, "--redis: not a Redis URL"),
+    ],
+)
+def test_urls_of_another_scheme_or_malformed_are_bad_usage_and_failures_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], code: int, message: str
+) -> None:
+    data_dir = tmp_path / "d"
+    FileStore(DataDir(data_dir).log).close()
+    assert main([*argv, "--data-dir", str(data_dir)]) == code
+    assert message in one_line(capsys)
+
+
+def factory_without_parameters() -> None:
+    """A `module:factory` whose signature neither a host nor a dataset factory has."""
+
+
+def dataset_of_one_parameter(seed: int) -> None:
+    """A dataset factory missing its options parameter."""
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--seed", str(2**64)], f"seed must be between 0 and 2**64 - 1 (torch's seed range), got {2**64}"),
+        (["--seed", "-1"], "seed must be between 0 and 2**64 - 1"),
+        (["--epochs", str(10**30)], f"epochs must be below 2**63, got {10**30}"),
+        (["--host", f"{__name__}:factory_without_parameters"], "must take (spec); its signature is ()"),
+        (
+            ["--dataset", f"{__name__}:dataset_of_one_parameter"],
+            "must take (seed, options); its signature is (seed: 'int')",
+        ),
+    ],
+)
+def test_out_of_range_numbers_and_factories_of_the_wrong_signature_are_bad_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    assert main([*small_run(tmp_path)[:-1], *options]) == 2
+    assert message in one_line(capsys)
+
+
+@pytest.mark.parametrize("value", ["-1", str(2**63), "ten"])
+@pytest.mark.parametrize("option", ["--as-of", "--epoch"])
+def test_audit_positions_and_epochs_out_of_range_are_bad_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["audit", "run", "r1", option, value, "--data-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert f"argument {option}" in capsys.readouterr().err.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_a_live_rollback_leaves_run_json_one_json_object(tmp_path: Path) -> None:
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({**SMALL, "epochs": 400}))
+    run = esper("run", "--data-dir", tmp_path, "--run-id", "rjson", "--config", config, "--json")
+    deadline = time.monotonic() + 120
+    while len(checkpoint_hashes(run_events(tmp_path, "rjson")) if head(tmp_path) else {}) < 4:
+        assert run.poll() is None and time.monotonic() < deadline, "the run did not reach epoch 4"
+        time.sleep(0.1)
+    request = esper("rollback", "--data-dir", tmp_path, "--run", "rjson", "--to-epoch", "2", "--wait", "60")
+    assert request.wait(timeout=120) == 0, request.communicate()[1]
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    summary = json.loads(out)  # the whole of stdout: the rollback's line went to stderr
+    assert summary["run_id"] == "rjson" and summary["rollbacks"] == 1 and summary["epochs"] == 400
+    assert "rolled back to epoch 2" in err

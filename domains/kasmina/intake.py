@@ -20,15 +20,9 @@ from domains.kasmina.commands import Advance, Command, Cull, Germinate, Reject, 
 from domains.kasmina.gates import Measurements
 from domains.kasmina.state import KasminaState
 from leyline import DecodeError, decode_payload, pb
-from leyline.errors import BadSignature, ReplayedNonce, SignatureError, StaleTimestamp, UnknownKey
-from leyline.signing import Verifier
+from leyline.errors import SignatureError
+from leyline.signing import SIGNATURE_CODES, Verifier
 
-SIGNATURE_CODES: Mapping[type[SignatureError], str] = {
-    BadSignature: "bad_signature",
-    ReplayedNonce: "replayed_nonce",
-    StaleTimestamp: "stale_timestamp",
-    UnknownKey: "unknown_key",
-}
 # Refusals that name no slot of this host: their CommandRejected goes on the command's own stream.
 ORPHAN_CODES = frozenset({"malformed", "unknown_slot"})
 

@@ -5,6 +5,11 @@ The state says which checkpoints are in the current timeline (a rollback drops t
 how many rollbacks have completed (the *generation*, part of every deterministic event id so that epochs
 re-run after a rollback are new events and epochs re-run after a crash are the same events), and whether a
 requested rollback is still pending.
+
+What a run learns from a rollback lives here, outside the checkpoints a rollback restores: every completed
+rollback is remembered (`rolled_back`: from which epoch, to which checkpoint, asked by whom), so a replay
+that would be identical is never retried. Training is deterministic: rolling back again from the same epoch
+to the same checkpoint would replay the same epochs and meet the same condition, forever.
 """
 
 from __future__ import annotations
@@ -38,6 +43,17 @@ class PendingRollback:
     target_epoch: int
     mode: int  # pb.RollbackMode
     position: int  # global position of the RollbackRequested event
+    requested_by: str = ""
+    event_id: str = ""  # of the RollbackRequested event; a CommandRejected naming it withdraws it
+
+
+@dataclass(frozen=True)
+class RolledBack:
+    """A completed rollback: asked for at the end of from_epoch, it restored target_epoch's checkpoint."""
+
+    from_epoch: int
+    target_epoch: int
+    requested_by: str
 
 
 @dataclass(frozen=True)
@@ -57,10 +73,15 @@ class RunState:
     model_sha256: str = ""
     error: str = ""
     superseded: tuple[tuple[int, int], ...] = field(default=())  # position ranges rolled back
+    rolled_back: tuple[RolledBack, ...] = ()  # every completed rollback, whatever timeline it was in
 
     def checkpoint_at_or_before(self, epoch: int) -> CheckpointRecord | None:
         eligible = [c for c in self.checkpoints if c.epoch <= epoch]
         return eligible[-1] if eligible else None
+
+    def has_rolled_back(self, from_epoch: int, target_epoch: int) -> bool:
+        """Whether the run already rolled back from this epoch to this checkpoint (an identical replay)."""
+        return any(r.from_epoch == from_epoch and r.target_epoch == target_epoch for r in self.rolled_back)
 
 
 def mode_name(mode: int) -> str:
@@ -100,9 +121,19 @@ def evolve(state: RunState, envelope: pb.EventEnvelope) -> RunState:
         kept = tuple(c for c in state.checkpoints if c.epoch < manifest.epoch)
         return dataclasses.replace(state, checkpoints=(*kept, record))
     if isinstance(payload, pb.RollbackRequested):
-        pending = PendingRollback(payload.target_epoch, payload.mode, position)
+        pending = PendingRollback(
+            payload.target_epoch, payload.mode, position, payload.requested_by, envelope.event_id
+        )
         return dataclasses.replace(state, pending_rollback=pending)
+    if isinstance(payload, pb.CommandRejected):
+        # a recorded request the run refused to apply (on resume: it does not verify)
+        withdrawn = (
+            state.pending_rollback is not None and state.pending_rollback.event_id == payload.command_id
+        )
+        return dataclasses.replace(state, pending_rollback=None) if withdrawn else state
     if isinstance(payload, pb.RollbackCompleted):
+        requested_by = state.pending_rollback.requested_by if state.pending_rollback else ""
+        rolled_back = RolledBack(envelope.epoch, payload.target_epoch, requested_by)
         return dataclasses.replace(
             state,
             epoch=payload.target_epoch,
@@ -110,6 +141,7 @@ def evolve(state: RunState, envelope: pb.EventEnvelope) -> RunState:
             checkpoints=tuple(c for c in state.checkpoints if c.epoch <= payload.target_epoch),
             pending_rollback=None,
             superseded=(*state.superseded, (payload.superseded_from, payload.superseded_to)),
+            rolled_back=(*state.rolled_back, rolled_back),
         )
     if isinstance(payload, pb.RunCompleted):
         return dataclasses.replace(
@@ -146,13 +178,30 @@ class RequestRollback:
     # target in its checkpoint cache, so nothing in the log needs checking; FULL: from a committed file.
     mode: int = pb.ROLLBACK_MODE_UNKNOWN
     exact: bool = True  # a checkpoint at exactly target_epoch (an operator's); else the newest at or before
+    # The epoch at whose end the run would roll back; with `repeatable` False (the guard's, the
+    # controller's) a rollback the run already did from this epoch to the same checkpoint is refused.
+    from_epoch: int = 0
+    repeatable: bool = True
+
+
+class IdenticalReplay(RollbackRejected):
+    """The run already rolled back from this epoch to this checkpoint: the replay would be the same."""
 
 
 def decide_rollback(state: RunState, request: RequestRollback) -> pb.RollbackRequested:
-    """The one rule for every rollback (operator, controller, guard): the run is running and a checkpoint
-    of the current timeline is there to return to; the RollbackRequested to record, or RollbackRejected."""
+    """The one rule for every rollback (operator, controller, guard): the run is running, a checkpoint of
+    the current timeline is there to return to, and (unless the request is repeatable) the run has not
+    already rolled back from this epoch to it; the RollbackRequested to record, or RollbackRejected."""
     if request.mode != pb.ROLLBACK_MODE_FAST:
         _check_target(state, request)
+    if not request.repeatable:
+        record = state.checkpoint_at_or_before(request.target_epoch)
+        target = record.epoch if record is not None else request.target_epoch
+        if state.has_rolled_back(request.from_epoch, target):
+            raise IdenticalReplay(
+                f"run {request.run_id} already rolled back from epoch {request.from_epoch} to epoch "
+                f"{target}; training is deterministic, so the replay would end here the same way"
+            )
     return pb.RollbackRequested(
         run_id=request.run_id,
         target_epoch=request.target_epoch,

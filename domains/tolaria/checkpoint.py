@@ -133,19 +133,19 @@ class CachedCheckpoint:
 def clone(value: Any) -> Any:
     """A private copy of nested dicts, lists and tuples of tensors, arrays and plain values."""
     if isinstance(value, torch.Tensor):
-        return value.detach().clone()
+        return value.detach().clone() if value.requires_grad else value.clone()
     if isinstance(value, np.ndarray):
         return value.copy()
     if isinstance(value, dict):
         return {key: clone(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        if all(type(item) in _IMMUTABLE for item in value):  # e.g. the 625 words of Python's generator
+        if _IMMUTABLE.issuperset(map(type, value)):  # e.g. the 625 words of Python's generator
             return value if isinstance(value, tuple) else list(value)
         return type(value)(clone(item) for item in value)
     return value
 
 
-_IMMUTABLE = (str, int, float, bool, type(None))
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 
 
 class CheckpointCache:

@@ -19,6 +19,8 @@ from typing import Any
 from leyline.controller import DEFAULT_HOOK_BUDGET_MS
 
 CONTROLLERS = ("tamiyo", "noop", "gnn")  # gnn takes an optional ":VERSION"
+SEED_LIMIT = 2**64  # torch.manual_seed takes 64 bits
+INT_LIMIT = 2**63  # every other integer key: what a signed 64-bit counter holds
 
 
 class ConfigError(ValueError):
@@ -58,8 +60,11 @@ class RunConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be non-negative, got {self.seed}")
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise ConfigError(f"seed must be between 0 and 2**64 - 1 (torch's seed range), got {self.seed}")
+        for f in dataclasses.fields(self):
+            if f.type == "int" and getattr(self, f.name) >= INT_LIMIT and f.name != "seed":
+                raise ConfigError(f"{f.name} must be below 2**63, got {getattr(self, f.name)}")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.hook_budget_ms <= 0 or self.loss_explosion_factor <= 1:
@@ -102,9 +107,13 @@ def build_config(values: Mapping[str, Any]) -> RunConfig:
 def load_config_file(path: Path) -> dict[str, Any]:
     """The keys of a .json or .toml config file."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     try:
         document = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:

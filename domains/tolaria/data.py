@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -132,8 +133,8 @@ BUILTIN_DATASETS: dict[str, DataFactory] = {
 }
 
 
-def resolve_factory(entry: str, builtins: Mapping[str, Any], what: str) -> Any:
-    """A built-in by name, or the object a `module:attribute` entry names."""
+def resolve_factory(entry: str, builtins: Mapping[str, Any], what: str, parameters: tuple[str, ...]) -> Any:
+    """A built-in by name, or the object a `module:attribute` entry names, callable with `parameters`."""
     if entry in builtins:
         return builtins[entry]
     module_name, sep, attribute = entry.partition(":")
@@ -147,11 +148,20 @@ def resolve_factory(entry: str, builtins: Mapping[str, Any], what: str) -> Any:
         raise ConfigError(f"{what} {entry!r}: {module_name} has no attribute {attribute}") from None
     if not callable(factory):
         raise ConfigError(f"{what} {entry!r} is not callable")
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to check (a builtin): the call will tell
+        return factory
+    try:
+        signature.bind(*parameters)
+    except TypeError:
+        expected = ", ".join(parameters)
+        raise ConfigError(f"{what} {entry!r} must take ({expected}); its signature is {signature}") from None
     return factory
 
 
 def load_dataset(entry: str, seed: int, options: Mapping[str, Any]) -> Splits:
-    factory: DataFactory = resolve_factory(entry, BUILTIN_DATASETS, "dataset")
+    factory: DataFactory = resolve_factory(entry, BUILTIN_DATASETS, "dataset", ("seed", "options"))
     splits = factory(seed, dict(options))
     if not isinstance(splits, Splits):
         raise ConfigError(f"dataset {entry!r} returned {type(splits).__name__}, not a tolaria.data.Splits")

@@ -6,7 +6,8 @@
 2. controller: `decide(packet, context)`, its events and at most one signed command;
 3. command: Kasmina's intake verifies the envelope once; a verified ROLLBACK becomes a rollback request
    (through the aggregate's decide_rollback), Kasmina applies any other; a rejection is CommandRejected;
-4. guard: a loss explosion asks for a fast rollback, else an operator's request is taken.
+4. guard: a loss explosion asks for a fast rollback, else an operator's request is taken (verified; a
+   refused one is a CommandRejected among the epoch's events).
 
 The four phases are timed: EpochHookTimed, or EpochHookOverrun and the controller's conservative mode
 when the total exceeds the run's `hook_budget_ms`. The pending rollback, if any, is returned for the
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from domains.tolaria import metrics, rollback
-from domains.tolaria.aggregate import RollbackRejected, event_id
+from domains.tolaria.aggregate import IdenticalReplay, RollbackRejected, event_id
 from domains.tolaria.headroom import with_headroom
 from domains.tolaria.hosts import count_parameters
 from domains.tolaria.loop import EpochMeasurements
@@ -130,7 +131,10 @@ def end_of_epoch(
     now = time.perf_counter()
     timing.command_ms, clock = (now - clock) * 1000, now
 
-    pending = rollback.guard(trainer, m) or ordered or rollback.operator_request(trainer)
+    pending = rollback.guard(trainer, m) or ordered
+    if pending is None:
+        pending, refused = rollback.operator_request(trainer, m.epoch)
+        events.extend(refused)
     timing.guard_ms = (time.perf_counter() - clock) * 1000
 
     events.extend(record_timing(trainer, m.epoch, timing))
@@ -152,7 +156,8 @@ def command(
     try:
         return rollback.controller_request(trainer, verified, epoch), []
     except RollbackRejected as exc:
-        return None, [command_rejected(trainer, envelope, verified, "no_checkpoint", str(exc), epoch)]
+        code = "identical_replay" if isinstance(exc, IdenticalReplay) else "no_checkpoint"
+        return None, [command_rejected(trainer, envelope, verified, code, str(exc), epoch)]
 
 
 def command_rejected(

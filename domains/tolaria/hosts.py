@@ -144,7 +144,7 @@ BUILTIN_HOSTS: dict[str, HostFactory] = {"cnn-lite": CNNLite, "transformer-lite"
 
 
 def build_host(entry: str, spec: HostSpec) -> nn.Module:
-    factory: HostFactory = resolve_factory(entry, BUILTIN_HOSTS, "host")
+    factory: HostFactory = resolve_factory(entry, BUILTIN_HOSTS, "host", ("spec",))
     model = factory(spec)
     specs: Sequence[SlotSpec] | None = getattr(model, "slot_specs", None)
     if not isinstance(model, nn.Module) or not specs or not all(isinstance(s, SlotSpec) for s in specs):

@@ -10,7 +10,9 @@ requested but not completed before the crash.
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,10 +20,20 @@ import numpy as np
 
 from domains.tolaria import checkpoint as ckpt
 from domains.tolaria import control, metrics
-from domains.tolaria.aggregate import RequestRollback, RollbackRejected, RunState, decide_rollback, event_id
+from domains.tolaria.aggregate import (
+    IdenticalReplay,
+    RequestRollback,
+    RollbackRejected,
+    RunState,
+    decide_rollback,
+    event_id,
+    run_stream,
+)
 from domains.tolaria.aggregate import mode_name as mode_label
 from domains.tolaria.loop import EpochMeasurements
-from leyline import pb
+from leyline import decode_envelope, decode_payload, pb
+from leyline.errors import DecodeError, SignatureError
+from leyline.signing import SIGNATURE_CODES
 
 if TYPE_CHECKING:
     from domains.tolaria.trainer import Trainer
@@ -47,7 +59,7 @@ class Pending:
     request: pb.RollbackRequested
     request_id: str
     trigger: str  # "guard", "controller" or "operator" (the metrics label)
-    delivery: control.RollbackDelivery | None = None
+    delivery: bytes | None = None  # an operator's control file as it was taken
 
 
 def cached_mode(cache: ckpt.CheckpointCache, target_epoch: int) -> int:
@@ -60,9 +72,29 @@ def request_id(trainer: Trainer, epoch: int) -> str:
 
 
 def decide(trainer: Trainer, request: RequestRollback) -> pb.RollbackRequested:
-    """decide_rollback against the log, read only when the target is not in the cache."""
-    state = trainer.log_state() if request.mode != pb.ROLLBACK_MODE_FAST else RunState()
-    return decide_rollback(state, request)
+    """decide_rollback against the run as the log records it, once everything handed to the writer is
+    there (the checkpoints and the rollbacks already done: a rollback is rare, the flush is cheap)."""
+    trainer.sink.flush()
+    return decide_rollback(trainer.log_state(), request)
+
+
+def loss_reference(
+    history: Sequence[float], training_loss: float, events: Sequence[pb.EventEnvelope], window: int
+) -> list[float]:
+    """The guard's recent losses after a clean epoch: this one's appended, unless a seed left the host at
+    this boundary (culled): the host then computes another function, and the loss change it causes is the
+    seed's doing, not an explosion of the host, so the reference starts again from the next epoch. Kept in
+    the checkpoint, so a replay measures against the same reference."""
+    if any(_culled(event) for event in events):
+        return []
+    return [*history, training_loss][-window:]
+
+
+def _culled(envelope: pb.EventEnvelope) -> bool:
+    if envelope.event_type != "SeedTransitioned":
+        return False
+    payload = decode_payload(envelope)
+    return isinstance(payload, pb.SeedTransitioned) and payload.to_stage == pb.SEED_STAGE_CULLED
 
 
 def guard(trainer: Trainer, m: EpochMeasurements) -> Pending | None:
@@ -80,10 +112,24 @@ def guard(trainer: Trainer, m: EpochMeasurements) -> Pending | None:
             f"training loss exploded at epoch {m.epoch} ({m.training_loss:.4g}) and no rollback is left "
             f"(cached checkpoints: {len(trainer.cache)}, rollbacks in a row: {trainer.guard_rollbacks})"
         )
-    trainer.guard_rollbacks += 1
     reason = f"loss explosion at epoch {m.epoch}: {m.training_loss:.4g} vs recent mean {mean:.4g}"
-    request = RequestRollback(trainer.run_id, latest.epoch, GUARD, reason, mode=pb.ROLLBACK_MODE_FAST)
-    return Pending(decide(trainer, request), request_id(trainer, m.epoch), trigger="guard")
+    request = RequestRollback(
+        trainer.run_id,
+        latest.epoch,
+        GUARD,
+        reason,
+        mode=pb.ROLLBACK_MODE_FAST,
+        from_epoch=m.epoch,
+        repeatable=False,
+    )
+    try:
+        granted = decide(trainer, request)
+    except IdenticalReplay as exc:
+        raise RunError(
+            f"training loss exploded at epoch {m.epoch} ({m.training_loss:.4g}) again: {exc}"
+        ) from None
+    trainer.guard_rollbacks += 1
+    return Pending(granted, request_id(trainer, m.epoch), trigger="guard")
 
 
 def controller_request(trainer: Trainer, command: pb.AdaptationCommand, epoch: int) -> Pending:
@@ -96,39 +142,119 @@ def controller_request(trainer: Trainer, command: pb.AdaptationCommand, epoch: i
         command.rollback.reason or f"controller command {command.command_id}",
         mode=cached_mode(trainer.cache, target),
         exact=False,
+        from_epoch=epoch,
+        repeatable=False,  # what the controller asked for once, its replay would ask for again
     )
     return Pending(decide(trainer, request), request_id(trainer, epoch), trigger="controller")
 
 
-def operator_request(trainer: Trainer) -> Pending | None:
-    """An operator's request delivered through the control directory (validated by `esper rollback`)."""
-    delivery = control.take(trainer.data_dir, trainer.run_id)
-    if delivery is None:
-        return None
-    target = delivery.request.target_epoch
-    request = RequestRollback(
-        trainer.run_id,
-        target,
-        delivery.request.requested_by or "operator",
-        delivery.request.reason or "operator request",
-        mode=cached_mode(trainer.cache, target),
-        exact=False,  # an earlier rollback may have dropped the epoch since: return to the newest before it
-    )
+class Refused(Exception):
+    """A recorded or delivered rollback request the run does not apply; code as in CommandRejected."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+def operator_request(trainer: Trainer, epoch: int) -> tuple[Pending | None, list[pb.EventEnvelope]]:
+    """An operator's request delivered through the control directory: the granted rollback, or a
+    CommandRejected on the run's stream for anything that is not a signed, fresh request for this run
+    with a committed checkpoint at its epoch (the control file is removed either way; the run goes on)."""
+    content = control.take(trainer.data_dir, trainer.run_id)
+    if content is None:
+        return None, []
+    request_id = ""
     try:
+        envelope = operator_envelope(trainer, content)
+        request_id = envelope.event_id
+        asked = decode_payload(envelope)
+        if not isinstance(asked, pb.RollbackRequested) or asked.run_id != trainer.run_id:
+            raise Refused("malformed", f"the request is not a rollback of run {trainer.run_id}")
+        request = RequestRollback(
+            trainer.run_id,
+            asked.target_epoch,
+            asked.requested_by or control.OPERATOR,
+            asked.reason or "operator request",
+            mode=cached_mode(trainer.cache, asked.target_epoch),
+        )
         granted = decide(trainer, request)
-    except RollbackRejected as exc:
-        raise RunError(f"operator rollback request {delivery.request_id}: {exc}") from None
-    return Pending(granted, delivery.request_id, trigger="operator", delivery=delivery)
+    except Refused as exc:
+        control.done(trainer.data_dir, trainer.run_id, content)
+        return None, [refusal(trainer, request_id or content_id(content), exc.code, str(exc), epoch)]
+    except (DecodeError, RollbackRejected) as exc:
+        control.done(trainer.data_dir, trainer.run_id, content)
+        code = "malformed" if isinstance(exc, DecodeError) else "no_checkpoint"
+        return None, [refusal(trainer, request_id or content_id(content), code, str(exc), epoch)]
+    return Pending(granted, request_id, trigger="operator", delivery=content), []
+
+
+def operator_envelope(trainer: Trainer, content: bytes) -> pb.EventEnvelope:
+    """The delivered envelope if it is a signed, fresh, never-seen RollbackRequested for this run's
+    stream; Refused (or DecodeError) otherwise."""
+    if len(content) > control.CONTENT_LIMIT:
+        raise Refused("malformed", f"the control file is over {control.CONTENT_LIMIT} bytes")
+    envelope = decode_envelope(content)
+    if envelope.event_type != "RollbackRequested" or envelope.stream != run_stream(trainer.run_id):
+        raise Refused("malformed", f"the request is not a RollbackRequested of run {trainer.run_id}")
+    if not envelope.hmac:
+        raise Refused("unsigned", "the request is not signed; `esper rollback` signs it with the keyring")
+    check_signature(trainer, envelope, fresh=True)
+    return envelope
+
+
+def check_signature(trainer: Trainer, envelope: pb.EventEnvelope, fresh: bool = False) -> None:
+    """The process's one Verifier on a request: its signature (and, for a delivery, freshness and nonce);
+    Refused with the intake's code for a failure."""
+    try:
+        if fresh:
+            trainer.verifier.verify(envelope)
+        else:
+            trainer.verifier.verify_recorded(envelope)
+    except SignatureError as exc:
+        raise Refused(SIGNATURE_CODES.get(type(exc), "bad_signature"), str(exc)) from None
+
+
+def content_id(content: bytes) -> str:
+    """A name for a request that has none of its own (an undecodable control file)."""
+    return "control-" + hashlib.sha256(content).hexdigest()[:24]
+
+
+def refusal(trainer: Trainer, request_id: str, code: str, reason: str, epoch: int) -> pb.EventEnvelope:
+    """A rollback request the run refused, on the run's stream (the aggregate withdraws a pending one)."""
+    rejected = pb.CommandRejected(command_id=request_id, reason=reason[:500], code=code)
+    kind = f"RollbackRefused/{request_id}"
+    return trainer.envelope(
+        "CommandRejected", rejected, epoch, event_id(trainer.run_id, trainer.generation, epoch, kind)
+    )
+
+
+def recorded_request(trainer: Trainer, state: RunState) -> pb.EventEnvelope | None:
+    """On resume: the pending rollback's RollbackRequested if it is authentic (signed by a key on the
+    ring: the run signs every request it records); else it is refused with a CommandRejected and None."""
+    pending = state.pending_rollback
+    if pending is None:
+        return None
+    recorded = [
+        e for e in trainer.store.read_stream(run_stream(trainer.run_id)) if e.event_id == pending.event_id
+    ]
+    try:
+        if not recorded or not recorded[-1].hmac:
+            raise Refused("unsigned", f"rollback request {pending.event_id} in the log is not signed")
+        check_signature(trainer, recorded[-1])
+    except Refused as exc:
+        trainer.sink.emit([refusal(trainer, pending.event_id, exc.code, str(exc), state.epoch)])
+        return None
+    return recorded[-1]
 
 
 def record_and_apply(trainer: Trainer, pending: Pending) -> RollbackResult:
-    """Append the granted request, flush, and roll back to it."""
+    """Append the granted request, signed by the run, flush, and roll back to it."""
     started = time.perf_counter()
     requested = trainer.envelope("RollbackRequested", pending.request, trainer.epoch, pending.request_id)
-    trainer.sink.emit([requested])
+    trainer.sink.emit([trainer.signer.sign(requested)])
     trainer.sink.flush()
     if pending.delivery is not None:
-        control.done(trainer.data_dir, pending.delivery)
+        control.done(trainer.data_dir, trainer.run_id, pending.delivery)
     state = trainer.log_state()
     if state.pending_rollback is None:
         raise RunError(f"rollback request {pending.request_id} is not in the log after a flush")

@@ -42,6 +42,7 @@ from leyline.controller import Controller
 from leyline.datadir import DataDir
 from leyline.envelope import new_event_id
 from leyline.lifecycle import stage_name
+from leyline.signing import Signer, Verifier
 
 # Packet metrics measured with the wall clock: they differ between otherwise identical runs.
 WALL_CLOCK_METRICS = frozenset({"epoch_ms", "hook_ms"})
@@ -59,6 +60,8 @@ class Trainer:
         workload: Workload,
         kasmina: Kasmina,
         controller: Controller,
+        signer: Signer,
+        verifier: Verifier,
         progress: Progress | None = None,
         controller_config_json: str = "",
     ) -> None:
@@ -74,6 +77,8 @@ class Trainer:
         self.optimizer = workload.optimizer
         self.kasmina = kasmina
         self.controller = controller
+        self.signer = signer  # signs the rollback requests the run records
+        self.verifier = verifier  # the process's one Verifier: operators' requests, recorded requests
         self.controller_config_json = controller_config_json  # recorded in RunStarted, restored on resume
         self.headroom = HeadroomMeter(kasmina.slots, active=False)
         self.loss_fn = nn.CrossEntropyLoss()
@@ -124,13 +129,14 @@ class Trainer:
         )
 
     def resume(self, state: RunState) -> None:
-        """Continue from the log: the last committed checkpoint, or a rollback that was pending."""
+        """Continue from the log: the last committed checkpoint, or a rollback that was pending (if the run
+        signed it: an unsigned or forged RollbackRequested in the log is refused, not applied)."""
         self.resumed = True
         self.generation = state.generation
         started = self._run_started(resumed=True)
         self.sink.emit([self.envelope("RunStarted", started, state.epoch, identifier=new_event_id())])
-        if state.pending_rollback is not None:
-            pending = state.pending_rollback
+        pending = state.pending_rollback
+        if pending is not None and rollback.recorded_request(self, state) is not None:
             self.epoch = state.epoch
             rollback.apply(self, pending.target_epoch, pending.position, "resume", time.perf_counter(), state)
         elif state.checkpoints:
@@ -191,7 +197,9 @@ class Trainer:
             self.progress.on_epoch(measured, self.seeds_by_stage())
             self.progress.on_rollback(rollback.record_and_apply(self, pending))
         else:
-            self.loss_history = [*self.loss_history, measured.training_loss][-self.config.loss_window :]
+            self.loss_history = rollback.loss_reference(
+                self.loss_history, measured.training_loss, events, self.config.loss_window
+            )
             self.guard_rollbacks = 0
             if epoch % self.config.checkpoint_every == 0 or final:
                 self.checkpoint(events)

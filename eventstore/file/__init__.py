@@ -29,6 +29,7 @@ In-memory indexes, per event: the idempotency index (idindex.py, 16 bytes), the 
 (8 bytes) and the record's offset in its segment (4 bytes): ~28 bytes per event, ~280 MB for 10 M events.
 """
 
+from eventstore.file.durability import FsyncPolicy
 from eventstore.file.head import CROSS_PROCESS_POLL_S, HEAD_STRUCT
 from eventstore.file.reads import READ_CHUNK, FileSubscription
 from eventstore.file.recovery import RecoveryReport
@@ -42,7 +43,7 @@ from eventstore.file.segments import (
     SNAPSHOT_DIR,
 )
 from eventstore.file.store import FileStore
-from eventstore.file.writer import BACKEND, FsyncPolicy
+from eventstore.file.writer import BACKEND
 
 __all__ = [
     "BACKEND",

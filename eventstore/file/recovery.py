@@ -25,6 +25,7 @@ when HEAD moved (without repairing: it stops at a batch still being written).
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 from array import array
 from dataclasses import dataclass, field
@@ -85,9 +86,6 @@ class Recovery:
         self.report = report
         self.committed = 0  # the highest committed head recorded when the store was opened
         self.committed_source = ""
-        self.changed_segment: tuple[str, int] | None = (
-            None  # its bytes differ from INDEX's record: name, first
-        )
 
     def open(self, repair: bool) -> None:
         """Index the whole log, holding it to the committed heads recorded; repair (truncate) a torn tail
@@ -109,12 +107,6 @@ class Recovery:
                 self.committed_source,
                 "the last segment ends cleanly" if last else "no segment file is left",
             )
-        self._refuse_changed()
-
-    def _refuse_changed(self) -> None:
-        if self.changed_segment is not None:
-            name, first = self.changed_segment
-            raise CorruptLogError(name, 0, first, indexfile.CHANGED_SEGMENT_REASON)
 
     def check_segment_names(self) -> None:
         for name in sorted(os.listdir(self.log.path)):
@@ -127,25 +119,32 @@ class Recovery:
         if state is None or not state.segments:
             return 0
         segments: list[Segment] = []
+        maps: list[mmap.mmap] = []
+        views: list[memoryview] = []  # each segment's committed bytes, mapped
         usable = False
         try:
             for saved in state.segments:
-                expected_first = segments[-1].first + len(segments[-1].offsets) if segments else 1
-                if saved.first != expected_first:
-                    return 0
                 segment = Segment(saved.first, os.open(log.segment_path(saved.first), log.segment_flags))
                 segments.append(segment)
                 size = os.fstat(segment.fd).st_size
-                if size < saved.end or indexfile.segment_crc(segment.fd, saved.end) != saved.crc:
-                    self.changed_segment = (segment.name, segment.first)
+                if size < saved.end:
                     return 0
+                if saved.end:
+                    maps.append(mmap.mmap(segment.fd, saved.end, access=mmap.ACCESS_READ))
+                views.append(memoryview(maps[-1]) if saved.end else memoryview(b""))
+                if crc32c.crc32c(views[-1]) != saved.crc:
+                    return 0  # damage, or a checkpoint that is wrong: the scan tells which
                 if size > saved.end and saved is not state.segments[-1]:
                     return 0  # bytes after a full segment's data: the scan names them
                 segment.offsets, segment.end, segment.crc = saved.offsets, saved.end, saved.crc
-            usable = segments[-1].first + len(segments[-1].offsets) - 1 == state.head
+            usable = indexfile.describes(state, views)
         except (FileNotFoundError, IsADirectoryError):
             return 0
         finally:
+            for view in views:
+                view.release()
+            for data in maps:
+                data.close()
             if not usable:
                 for segment in segments:
                     os.close(segment.fd)
@@ -244,7 +243,6 @@ class Recovery:
                         self.committed_source,
                         f"the record at byte offset {offset} (global position {position}): {reason}",
                     )
-                self._refuse_changed()
                 if repair:
                     self._truncate(segment, segment.end, size, reason)
                 else:

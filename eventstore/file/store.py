@@ -4,7 +4,7 @@ together and answers the EventStore API by delegating to them.
     segments.py   the directory layout, `Segment` and `LogIndex` (the in-memory index they all share)
     head.py       HEAD, the head shared by every process through mmap, and in-process head waiters
     recovery.py   open: INDEX checkpoint, scan, torn-tail truncation; catch-up with other processes
-    writer.py     group commit and the fsync policies (the append hot path)
+    writer.py     group commit (the append hot path); durability.py: fsync policy, preallocation, DiskFull
     reads.py      reads and subscriptions
     snapshots.py  the per-stream snapshot cache
 """
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from eventstore import metrics, wal
 from eventstore.api import ALL_EVENTS, EventFilter, Expected, Snapshot, StoreUnavailable
+from eventstore.file.durability import FsyncPolicy
 from eventstore.file.head import HeadWaiters, SharedHead
 from eventstore.file.reads import FileSubscription, Reader
 from eventstore.file.recovery import Recovery, RecoveryReport
@@ -34,7 +35,7 @@ from eventstore.file.segments import (
     remove_leftovers,
 )
 from eventstore.file.snapshots import SnapshotCache
-from eventstore.file.writer import FsyncPolicy, Writer
+from eventstore.file.writer import Writer
 from leyline import pb
 
 LOG = logging.getLogger(__name__)

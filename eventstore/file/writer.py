@@ -21,16 +21,12 @@ segments), with O_EXCL and an fsync of the directory; `preallocate=True` reserve
 front (best effort: fallocate with KEEP_SIZE, so the file size still marks the end of the data).
 
 This module is the append hot path: per-event work happens in `_plan`'s one loop and in C-level batch
-operations (map, join, set operations); the collaborators are bound once per group, never per event. It is
-a little over 400 lines because queueing, planning, writing and publishing a group share one group's state
-(`_Pending`, the segment starts to roll back); split, they would pass it through a call per request.
+operations (map, join, set operations); the collaborators are bound once per group, never per event.
+The fsync policy and the OS-level helpers (preallocation, DiskFull) live in durability.py.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import errno
 import fcntl
 import os
 import threading
@@ -41,12 +37,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import accumulate, chain, repeat
 from operator import attrgetter
-from typing import Any, Literal, NamedTuple, NoReturn
+from typing import NamedTuple
 
 import crc32c
 
 from eventstore import metrics, wal
-from eventstore.api import DiskFull, EventStoreError, Expected, InvalidEvent
+from eventstore.api import EventStoreError, Expected, InvalidEvent
+from eventstore.file.durability import FALLOC_FL_KEEP_SIZE, FsyncPolicy, preallocator, raise_typed
 from eventstore.file.head import HeadWaiters, SharedHead
 from eventstore.file.recovery import Recovery
 from eventstore.file.segments import LogIndex, Segment, fsync_directory
@@ -56,30 +53,6 @@ BACKEND = "file"
 EVENT_ID, STREAM, EVENT_TYPE = attrgetter("event_id"), attrgetter("stream"), attrgetter("event_type")
 APPEND_LATENCY = metrics.APPEND_LATENCY.labels(BACKEND)
 BYTES_WRITTEN = metrics.BYTES_WRITTEN.labels(BACKEND)
-FALLOC_FL_KEEP_SIZE = 1
-DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-
-
-@dataclass(frozen=True)
-class FsyncPolicy:
-    kind: Literal["always", "batch", "interval"]
-    interval_s: float = 0.0
-
-    @classmethod
-    def parse(cls, text: str) -> FsyncPolicy:
-        if text in ("always", "batch"):
-            return cls(text)  # type: ignore[arg-type]
-        if text.startswith("interval:"):
-            try:
-                milliseconds = float(text.split(":", 1)[1])
-            except ValueError:
-                milliseconds = -1.0
-            if milliseconds > 0:
-                return cls("interval", milliseconds / 1000)
-        raise ValueError(f"fsync policy must be 'always', 'batch' or 'interval:<ms>' (ms > 0), got {text!r}")
-
-    def __str__(self) -> str:
-        return f"interval:{self.interval_s * 1000:g}" if self.kind == "interval" else self.kind
 
 
 @dataclass(slots=True)
@@ -107,22 +80,6 @@ class _Pending:
     entries: list[tuple[Segment, list[int], _NewEvents]] = field(default_factory=list)
     versions: dict[str, int] = field(default_factory=dict)
     ids: dict[str, int] = field(default_factory=dict)
-
-
-def _preallocator() -> Any:
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return None
-    function = ctypes.CDLL(libc_name, use_errno=True).fallocate
-    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
-    return function
-
-
-def _raise_typed(error: OSError, path: str) -> NoReturn:
-    """Raise DiskFull for an out-of-space error while writing path, any other error as it is."""
-    if error.errno in DISK_FULL_ERRNOS:
-        raise DiskFull(path) from error
-    raise error
 
 
 class Writer:
@@ -153,7 +110,7 @@ class Writer:
         self.read_envelope = read_envelope
         self.policy = policy
         self.segment_size = segment_size
-        self.fallocate = _preallocator() if preallocate else None
+        self.fallocate = preallocator() if preallocate else None
         self.lock = threading.RLock()  # the write mutex
         self.closed = False
         self._refusal = (
@@ -433,7 +390,7 @@ class Writer:
                 self.fallocate(segment.fd, FALLOC_FL_KEEP_SIZE, 0, self.segment_size)
             fsync_directory(self.log.path)
         except OSError as exc:
-            _raise_typed(exc, self.log.segment_path(first))
+            raise_typed(exc, self.log.segment_path(first))
         return segment
 
     def _write(self, segment: Segment, buffer: bytearray, starts: dict[Segment, tuple[int, int]]) -> None:
@@ -443,7 +400,7 @@ class Writer:
             while written < len(buffer):
                 written += os.pwrite(segment.fd, memoryview(buffer)[written:], segment.end + written)
         except OSError as exc:
-            _raise_typed(exc, self.log.segment_path(segment.first))
+            raise_typed(exc, self.log.segment_path(segment.first))
         segment.crc = crc32c.crc32c(buffer, segment.crc)
         segment.end += len(buffer)
         self._unsynced.add(segment)
@@ -454,7 +411,7 @@ class Writer:
             try:
                 os.fdatasync(segment.fd)
             except OSError as exc:
-                _raise_typed(exc, self.log.segment_path(segment.first))
+                raise_typed(exc, self.log.segment_path(segment.first))
         self._unsynced.clear()
         self._last_sync = time.monotonic()
         if not self._durable:

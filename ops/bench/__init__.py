@@ -29,6 +29,7 @@ class Result:
     ratio: float | None = None
     target: str | None = None
     met: bool | None = None
+    note: str | None = None  # e.g. why a figure was not measured (its value is then NaN)
 
     def to_json(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}

@@ -13,10 +13,12 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
-from ops.common import add_command, print_json
+from leyline.datadir import DataDir
+from ops.common import add_command, position, print_json
 from ops.dbopts import add_db_option, open_db_from_args
 from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args
+from ops.verification import VERIFIED, command_verification
 from projections import ProjectionError, catch_up, status
 from projections.audit import AUDITS, AuditError, NotFound
 
@@ -41,8 +43,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("kind", choices=sorted(AUDITS), help="what to audit")
     parser.add_argument("id", metavar="ID", help="its id")
     when = parser.add_mutually_exclusive_group()
-    when.add_argument("--as-of", type=int, metavar="POS", help="state as of this log position")
-    when.add_argument("--epoch", type=int, metavar="N", help="state as of this epoch of the run")
+    when.add_argument("--as-of", type=position, metavar="POS", help="state as of this log position")
+    when.add_argument("--epoch", type=position, metavar="N", help="state as of this epoch of the run")
     parser.add_argument(
         "--no-catch-up",
         action="store_true",
@@ -52,9 +54,16 @@ def register(subparsers: Any) -> None:
     add_store_option(parser)
 
 
+def verify(args: argparse.Namespace, report: dict[str, Any]) -> dict[str, Any]:
+    """Whether the command was verified (ops/verification.py), from its signed envelope in the log."""
+    store = open_store_from_args(args, read_only=True)
+    try:
+        return command_verification(store, DataDir.of(args.data_dir), report["command_id"], report["effects"])
+    finally:
+        store.close()
+
+
 def handle(args: argparse.Namespace) -> int:
-    if args.as_of is not None and args.as_of < 0:
-        raise UsageError("--as-of must be a log position (>= 0)")
     engine = open_db_from_args(args)
     try:
         if not args.no_catch_up:
@@ -79,6 +88,8 @@ def handle(args: argparse.Namespace) -> int:
             finally:
                 store.close()
         report = AUDITS[args.kind](engine, args.id, args.as_of, args.epoch)
+        if args.kind == "command" and report["command"] is not None:
+            report["command"]["verification"] = verify(args, report)
     except NotFound as exc:
         raise CommandError(str(exc)) from None
     except AuditError as exc:
@@ -272,11 +283,18 @@ def print_command(report: dict[str, Any]) -> None:
         )
     command = report["command"]
     if command:
-        print(
-            f"  issued at position {command['position']}: {command['command_type']} "
-            f"{command['operation'] or ''} "
+        check = command["verification"]
+        what = (
+            f"{command['command_type']} {command['operation'] or ''} "
             f"slot {command['target_slot']} blueprint {command['blueprint_id'] or '-'} {_flag(command)}"
         )
+        if check["status"] == VERIFIED:
+            print(f"  issued at position {command['position']}: {what} (verified, key {check['key_id']})")
+        else:  # never shown as issued
+            print(
+                f"  NOT VERIFIED ({check['status']}: {check['reason']}), "
+                f"recorded at position {command['position']}: {what}"
+            )
     table(
         "effects",
         [

@@ -80,3 +80,5 @@ def print_table(name: str, document: dict[str, Any]) -> None:
         print(f"{row['name']:34} {row['value']:>14.6g} {row['unit']:10} {baseline:>14} {ratio:>8}  {target}")
         if "baseline_name" in row:
             print(f"{'':34} {'':>14} {'':10} {row['baseline_name']:>14}")
+        if "note" in row:
+            print(f"{'':34} {row['note']}")

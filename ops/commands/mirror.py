@@ -15,7 +15,7 @@ from tqdm import tqdm
 from domains.oona.bus import OonaFanout
 from domains.oona.routing import OonaKeys, Thresholds
 from eventstore.mirror import DEFAULT_BATCH, DEFAULT_PREFIX, REDIS_ERRORS, Mirror, connect_redis, redacted
-from ops.common import add_command, print_json
+from ops.common import add_command, check_redis_url, print_json
 from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args
 
@@ -77,10 +77,8 @@ def handle(args: argparse.Namespace) -> int:
         thresholds = Thresholds(args.reroute_above, args.drop_above)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    try:
-        client = connect_redis(url)
-    except ValueError as exc:
-        raise UsageError(f"--redis {redacted(url)!r} is not a Redis URL ({exc})") from None
+    check_redis_url(url)  # one rule with esper run's --redis (a malformed URL cannot be redacted)
+    client = connect_redis(url)
     store = open_store_from_args(args, read_only=True)  # the mirror only reads the log
     fanout = OonaFanout(OonaKeys(args.prefix), thresholds)
     try:

@@ -8,18 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from domains.tamiyo import policy_control
-from domains.tamiyo.gnn.network import NetworkConfig, initial_network
-from domains.tamiyo.policy_store import (
-    PolicyError,
-    PolicyLibrary,
-    check_signature,
-    deserialize,
-    publish,
-    published,
-    published_versions,
-    run_policies,
-    update_of,
-)
 from domains.tolaria.aggregate import RunStatus, fold, run_stream
 from eventstore import EventStore
 from eventstore.api import EventFilter
@@ -27,7 +15,6 @@ from leyline import decode_payload, pb
 from leyline.datadir import DataDir
 from leyline.signing import Signer
 from ops.common import add_command, print_json
-from ops.compose import keyring_for
 from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args
 
@@ -47,6 +34,8 @@ each epoch boundary (pass the run's --data-dir). An unknown version, a bad artif
 is refused here, in one line (exit 1); the run verifies again and refuses with PolicyRolledBack.
 Start a run on a policy with `esper run --controller gnn[:VERSION]` (no VERSION: the latest published).
 """
+# The policy store and the network import torch and torch-geometric: the handlers import them, so that
+# `esper --help` and the other commands stay fast (tests/test_cli.py).
 
 HISTORY_TYPES = frozenset({"PolicyActivated", "PolicyRolledBack"})
 
@@ -59,9 +48,7 @@ def register(subparsers: Any) -> None:
     init = _action(actions, "init", handle_init, "publish an untrained, seeded policy")
     init.add_argument("--seed", type=int, default=0, help="weights depend on this seed only (default 0)")
     init.add_argument("--version", default="", help="version name (default gnn-<hash prefix>)")
-    init.add_argument(
-        "--hidden", type=int, default=NetworkConfig.hidden, help="hidden width (default %(default)s)"
-    )
+    init.add_argument("--hidden", type=int, default=None, help="hidden width (default: NetworkConfig's)")
     _action(actions, "list", handle_list, "published versions and where they are active")
     show = _action(actions, "show", handle_show, "one version: checks and history")
     show.add_argument("version", metavar="VERSION")
@@ -96,12 +83,17 @@ def _emit(args: argparse.Namespace, document: dict[str, Any], line: str) -> int:
 
 
 def handle_init(args: argparse.Namespace) -> int:
-    if args.hidden < 1:
+    from domains.tamiyo.gnn.network import NetworkConfig, initial_network
+    from domains.tamiyo.policy_store import PolicyError, PolicyLibrary, publish, update_of
+    from ops.compose import keyring_for
+
+    if args.hidden is not None and args.hidden < 1:
         raise UsageError(f"--hidden must be positive, got {args.hidden}")
+    hidden = NetworkConfig().hidden if args.hidden is None else args.hidden
     data_dir = DataDir(args.data_dir)
     store = open_store_from_args(args, create=True)
     try:
-        network = initial_network(args.seed, NetworkConfig(hidden=args.hidden, head_hidden=args.hidden))
+        network = initial_network(args.seed, NetworkConfig(hidden=hidden, head_hidden=hidden))
         library = PolicyLibrary(data_dir)
         signer = Signer(keyring_for(data_dir))
         try:
@@ -131,6 +123,8 @@ def _activity(store: EventStore) -> dict[str, list[str]]:
 
 
 def handle_list(args: argparse.Namespace) -> int:
+    from domains.tamiyo.policy_store import published_versions, update_of
+
     store = open_store_from_args(args, create=False)
     try:
         versions = published_versions(store)
@@ -166,6 +160,15 @@ def handle_list(args: argparse.Namespace) -> int:
 
 def _checked(store: EventStore, data_dir: DataDir, version: str) -> pb.EventEnvelope:
     """The version's publication, its signature, artifact hash and shapes checked; CommandError if not."""
+    from domains.tamiyo.policy_store import (
+        PolicyError,
+        PolicyLibrary,
+        check_signature,
+        deserialize,
+        published,
+    )
+    from ops.compose import keyring_for
+
     try:
         envelope = published(store, version)
         update = check_signature(envelope, keyring_for(data_dir))
@@ -176,6 +179,8 @@ def _checked(store: EventStore, data_dir: DataDir, version: str) -> pb.EventEnve
 
 
 def handle_show(args: argparse.Namespace) -> int:
+    from domains.tamiyo.policy_store import update_of
+
     data_dir = DataDir(args.data_dir)
     store = open_store_from_args(args, create=False)
     try:
@@ -244,6 +249,8 @@ def _wait(store: EventStore, run_id: str, request_id: str, timeout: float) -> pb
 
 
 def _deliver(args: argparse.Namespace, action: str) -> int:
+    from domains.tamiyo.policy_store import run_policies
+
     data_dir = DataDir(args.data_dir)
     store = open_store_from_args(args, create=False)
     try:

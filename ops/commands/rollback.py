@@ -18,6 +18,7 @@ from domains.tolaria.aggregate import (
 )
 from leyline import decode_payload, pb
 from leyline.datadir import DataDir
+from leyline.signing import Keyring, Signer
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args
@@ -26,11 +27,14 @@ DESCRIPTION = """\
 Ask a run to roll back to the committed checkpoint of epoch N, without restarting it.
 
 Delivery: the request is checked against the run's log (the run exists, is running, and has a committed
-checkpoint at epoch N), then written atomically to <data-dir>/control/rollback-<ID>.json. The live run
-looks for that file at every epoch boundary, appends RollbackRequested to the log, restores the
-checkpoint (from its in-memory cache of recent checkpoints when it holds it, otherwise from disk) and
-appends RollbackCompleted; projections then show the run as of epoch N. Pass the same --data-dir as the
-run. A run that is not live applies the request when resumed with `esper run --resume`.
+checkpoint at epoch N), signed with the run's keyring (ESPER_SIGNING_KEYS / ESPER_SIGNING_KEY_FILE, else
+<data-dir>/keys.json) and written atomically to <data-dir>/control/rollback-<ID>.request. The live run
+looks for that file at every epoch boundary, verifies its signature and checks the epoch against its
+committed checkpoints (a request that fails either is recorded as CommandRejected and the run goes on),
+appends RollbackRequested to the log, restores the checkpoint (from its in-memory cache of recent
+checkpoints when it holds it, otherwise from disk) and appends RollbackCompleted; projections then show
+the run as of epoch N. Pass the same --data-dir as the run. A request is fresh for 60 s: a run that is
+not live refuses it as stale when resumed; ask again then.
 With --wait S the command waits up to S seconds for RollbackCompleted and reports it.
 """
 
@@ -58,16 +62,23 @@ def handle(args: argparse.Namespace) -> int:
             rollback = decide_rollback(state, request)
         except RollbackRejected as exc:
             raise CommandError(str(exc)) from None
-        delivery = control.deliver(DataDir.of(args.data_dir), rollback)
-        completed = (
-            wait_for_completion(store, stream, delivery.request_id, args.wait) if args.wait > 0 else None
-        )
+        data_dir = DataDir.of(args.data_dir)
+        keyring = Keyring.existing_for_data_dir(data_dir)
+        if keyring is None:
+            raise CommandError(
+                f"no signing key to sign the request with: {data_dir.keys} does not exist and neither "
+                "ESPER_SIGNING_KEYS nor ESPER_SIGNING_KEY_FILE is set (use the run's keys)"
+            )
+        envelope = control.signed_request(Signer(keyring), rollback)
+        control.deliver(data_dir, envelope)
+        request_id = envelope.event_id
+        completed = wait_for_completion(store, stream, request_id, args.wait) if args.wait > 0 else None
     finally:
         store.close()
     document: dict[str, Any] = {
         "run_id": args.run,
         "target_epoch": args.to_epoch,
-        "request_id": delivery.request_id,
+        "request_id": request_id,
         "status": "completed" if completed else "requested",
     }
     if completed is not None:
@@ -85,7 +96,7 @@ def handle(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            f"rollback of run {args.run} to epoch {args.to_epoch} requested ({delivery.request_id}); "
+            f"rollback of run {args.run} to epoch {args.to_epoch} requested ({request_id}); "
             "the live run applies it at its next epoch boundary"
         )
     if args.wait > 0 and completed is None:

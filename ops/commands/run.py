@@ -99,12 +99,7 @@ RESUME_MAY_CHANGE = ("epochs", "device")  # what a resumed run takes from the co
 
 def config_values(args: argparse.Namespace) -> dict[str, Any]:
     """The config keys given: --config FILE's, then the options."""
-    try:
-        values: dict[str, Any] = load_config_file(args.config) if args.config else {}
-    except UnicodeDecodeError as exc:
-        raise UsageError(
-            f"config file {args.config} is not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from None
+    values: dict[str, Any] = load_config_file(args.config) if args.config else {}
     for key in OPTION_KEYS:
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)

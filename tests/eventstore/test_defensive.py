@@ -5,6 +5,7 @@ ignored and the log rescanned. Leftover temporary files are removed by the next 
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 from pathlib import Path
 
@@ -67,6 +68,32 @@ def test_crc_valid_garbage_in_index_is_ignored(
 ) -> None:
     log, ids = copy_of(original, tmp_path_factory.mktemp("garbage"))
     (log / "INDEX").write_bytes(with_crc(body))
+    assert_store_is_whole(log, ids)
+
+
+@FUZZ
+@given(seed=st.integers(0, 2**32), edits=st.integers(1, 4), kind=st.sampled_from(["flip", "cut", "insert"]))
+def test_a_checkpoint_edited_and_resealed_is_ignored_or_right(
+    tmp_path_factory: pytest.TempPathFactory,
+    original: tuple[Path, list[str]],
+    seed: int,
+    edits: int,
+    kind: str,
+) -> None:
+    """A real checkpoint with bytes changed and its CRC recomputed: open rescans or, if the edit left it
+    describing the log, uses it; either way every read and the idempotency index are right."""
+    log, ids = copy_of(original, tmp_path_factory.mktemp("edited"))
+    body = bytearray((log / "INDEX").read_bytes()[indexfile.PREFIX.size :])
+    rng = random.Random(seed)
+    for _ in range(edits):
+        at = rng.randrange(len(body))
+        if kind == "flip":
+            body[at] ^= 1 << rng.randrange(8)
+        elif kind == "cut":
+            del body[at : at + rng.randint(1, 16)]
+        else:
+            body[at:at] = rng.randbytes(rng.randint(1, 16))
+    (log / "INDEX").write_bytes(with_crc(bytes(body)))
     assert_store_is_whole(log, ids)
 
 

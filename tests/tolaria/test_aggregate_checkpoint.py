@@ -24,6 +24,7 @@ from domains.tolaria.aggregate import (
 )
 from leyline import new_envelope, pb
 from leyline.datadir import DataDir
+from leyline.signing import Keyring, Signer
 
 RUN = "rtest0001"
 
@@ -138,12 +139,17 @@ def test_cache_keeps_the_most_recent() -> None:
 
 def test_control_file_delivery(tmp_path: Path) -> None:
     data_dir = DataDir(tmp_path)
+    signer = Signer(Keyring.generate())
     assert control.take(data_dir, RUN) is None
-    first = control.deliver(data_dir, pb.RollbackRequested(run_id=RUN, target_epoch=2, requested_by="op"))
+    first = control.signed_request(
+        signer, pb.RollbackRequested(run_id=RUN, target_epoch=2, requested_by="op")
+    )
+    control.deliver(data_dir, first)
     taken = control.take(data_dir, RUN)
-    assert taken == first
-    second = control.deliver(data_dir, pb.RollbackRequested(run_id=RUN, target_epoch=1))
-    control.done(data_dir, first)  # a newer request is left for the next boundary
-    assert control.take(data_dir, RUN) == second
-    control.done(data_dir, second)
+    assert taken == first.SerializeToString()
+    second = control.signed_request(signer, pb.RollbackRequested(run_id=RUN, target_epoch=1))
+    control.deliver(data_dir, second)
+    control.done(data_dir, RUN, first.SerializeToString())  # a newer request is left for the next boundary
+    assert control.take(data_dir, RUN) == second.SerializeToString()
+    control.done(data_dir, RUN, second.SerializeToString())
     assert control.take(data_dir, RUN) is None

@@ -1,43 +1,33 @@
-"""The Redis Streams mirror of the log (SPEC §5, §11). Redis is a mirror, never the source of truth.
-
-Every committed event is XADDed with the entry id `<global position>-0`, so Redis rejects a re-add and
-re-mirroring is idempotent. A rejected XADD counts as already mirrored only when the stream holds that very
-entry: an id another producer put above the log's positions (XADD with `*`) would swallow every later
-event, and stops the mirror with ForeignEntry instead. Keys (`prefix` defaults to `esper`):
-
-- `<prefix>:cat:<category>`: one stream per category (`run`, `seed`, …) holding every event of it;
-- the bus queues a `Fanout` adds (Oona: `<prefix>:oona:<queue>`), same entry ids;
-- `<prefix>:mirror`: a marker hash {log_id, position}: which log Redis mirrors (the event_id at position 1)
-  and the last position it holds. It is written by the same Lua script as each batch, which first checks
-  it, so a Redis that restarted and lost its data (marker gone) or came back from an older snapshot
-  (marker behind) is detected before anything is written, and the mirror re-mirrors from what Redis holds.
-
-The durable cursor in `<data-dir>/mirror/` keeps the last mirrored position and, per stream, where each
-consumer group has passed (its oldest pending entry, else its last delivered one). After Redis lost its
-data, groups are recreated at those positions, never at `$`. Streams are trimmed by MINID behind their
-slowest group; a stream without groups is never trimmed.
-"""
+"""The Mirror: syncs with what Redis holds, mirrors batches, keeps consumer groups, trims and follows."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
-import os
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from eventstore.api import EventStore, EventStoreError, Subscription
+from eventstore.mirror.cursor import MirrorCursor, cursor_path
+from eventstore.mirror.fanout import Fanout, KeyState
+from eventstore.mirror.redis_keys import (
+    DEFAULT_BATCH,
+    DEFAULT_PREFIX,
+    REDIS_ERRORS,
+    as_text,
+    category_key,
+    entry_id,
+    marker_key,
+    position_of,
+    redacted,
+    url_of,
+)
+from eventstore.mirror.script import MIRROR_BATCH_LUA, BatchResult, ForeignEntry, MirrorConflict
 from eventstore.mirror_metrics import (
     MIRROR_BATCH_SECONDS,
     MIRROR_EVENTS,
@@ -49,193 +39,8 @@ from eventstore.mirror_metrics import (
     MIRROR_TRIMMED,
 )
 from leyline import category_of, pb
-from leyline.datadir import DataDir
 
-log = logging.getLogger(__name__)
-
-DEFAULT_PREFIX = "esper"
-DEFAULT_BATCH = 500
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-
-# Checks the marker, XADDs the batch and moves the marker in one atomic step. An XADD that Redis rejects
-# counts as already mirrored only if the stream really holds that entry id; otherwise another producer put
-# a higher id on the stream (XADD with `*`), nothing more of the log could go there, and the script stops
-# with 'foreign' before it moves the marker.
-# KEYS[1] marker, KEYS[2..] streams. ARGV: log id, position Redis must hold, position after the batch,
-# then per event: its streams as comma-separated indexes into KEYS, position, event type, stream, envelope.
-_MIRROR_BATCH_LUA = """
-local marker = redis.call('HMGET', KEYS[1], 'log_id', 'position')
-if marker[1] and marker[1] ~= ARGV[1] then
-  return {'other_log', marker[1]}
-end
-local held = 0
-if marker[2] then held = tonumber(marker[2]) end
-if held ~= tonumber(ARGV[2]) then
-  return {'moved', tostring(held)}
-end
-local rejected = 0
-for i = 4, #ARGV, 5 do
-  local id = ARGV[i + 1] .. '-0'
-  for index in string.gmatch(ARGV[i], '%d+') do
-    local reply = redis.pcall('XADD', KEYS[tonumber(index)], id,
-      'event_type', ARGV[i + 2], 'stream', ARGV[i + 3], 'envelope', ARGV[i + 4])
-    if type(reply) == 'table' and reply.err then
-      if string.find(reply.err, 'equal or smaller', 1, true) then
-        local key = KEYS[tonumber(index)]
-        if #redis.call('XRANGE', key, id, id) == 0 then
-          local info = redis.call('XINFO', 'STREAM', key)
-          for field = 1, #info, 2 do
-            if info[field] == 'last-generated-id' then
-              return {'foreign', key, info[field + 1]}
-            end
-          end
-          return {'foreign', key, '?'}
-        end
-        rejected = rejected + 1
-      else
-        return redis.error_reply(reply.err)
-      end
-    end
-  end
-end
-redis.call('HSET', KEYS[1], 'log_id', ARGV[1], 'position', ARGV[3])
-return {'ok', tostring(rejected)}
-"""
-
-
-class MirrorConflict(EventStoreError):
-    """Redis already holds the mirror of another log under this prefix."""
-
-
-class ForeignEntry(MirrorConflict):
-    """A mirror stream holds an entry id above the log's positions that the mirror did not write: every
-    later event of the log would be rejected there. The mirror refuses that stream instead of counting the
-    rejections as already mirrored."""
-
-    def __init__(self, key: str, found: str, position: int, marker: str) -> None:
-        super().__init__(
-            f"Redis stream {key} has reached entry id {found}, which the mirror did not write (another "
-            f"producer adds to it, e.g. XADD with '*'), so the log's events from position {position} on "
-            f"cannot be mirrored there; move that producer off the mirror's keys, delete {key} and set "
-            f"'position' in {marker} to 0: the next mirror re-adds whatever Redis lacks"
-        )
-        self.key = key
-        self.found = found
-        self.position = position
-
-
-def connect_redis(url: str) -> redis.Redis:
-    """A client that fails fast (one reconnect attempt, no backoff): callers own retry and backoff."""
-    return redis.Redis.from_url(
-        url, socket_timeout=5.0, socket_connect_timeout=2.0, retry=Retry(NoBackoff(), 1)
-    )
-
-
-def entry_id(position: int) -> str:
-    return f"{position}-0"
-
-
-def as_text(value: bytes | str) -> str:
-    """A Redis reply value as text (redis-py types replies as bytes or str)."""
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def position_of(stream_entry_id: bytes | str) -> int:
-    return int(as_text(stream_entry_id).split("-", 1)[0])
-
-
-def category_key(prefix: str, category: str) -> str:
-    return f"{prefix}:cat:{category}"
-
-
-def marker_key(prefix: str) -> str:
-    return f"{prefix}:mirror"
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for messages and the cursor file."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
-@dataclass(frozen=True)
-class KeyState:
-    """A stream with consumer groups: where its slowest group is and how many entries it has not passed."""
-
-    passed: int  # position the slowest group has passed (oldest pending - 1, else last delivered)
-    depth: int  # entries after `passed` (the stream is trimmed to exactly those)
-
-
-class Fanout(Protocol):
-    """Adds bus queues to the mirror (Oona): which keys an event also goes to, given the queue depths."""
-
-    def queue_keys(self) -> Sequence[str]: ...
-
-    def observe(self, states: Mapping[str, KeyState]) -> None:
-        """The state of each of its keys that has consumer groups, sampled by the mirror."""
-        ...
-
-    def targets(self, envelope: pb.EventEnvelope) -> Sequence[str]: ...
-
-
-@dataclass
-class MirrorCursor:
-    """The mirror's durable state in the data directory (atomic write, fsynced)."""
-
-    log_id: str = ""
-    position: int = 0
-    groups: dict[str, dict[str, int]] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: Path) -> MirrorCursor:
-        try:
-            document = json.loads(path.read_text())
-        except FileNotFoundError:
-            return cls()
-        except (OSError, ValueError) as exc:
-            raise EventStoreError(
-                f"mirror cursor {path} is unreadable ({exc}); delete it to reseed"
-            ) from None
-        return cls(
-            log_id=str(document["log_id"]),
-            position=int(document["position"]),
-            groups={
-                key: {g: int(p) for g, p in groups.items()} for key, groups in document["groups"].items()
-            },
-        )
-
-    def copy(self) -> MirrorCursor:
-        return replace(self, groups=dict(self.groups))
-
-    def save(self, path: Path, extra: Mapping[str, str]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        document = {**extra, "log_id": self.log_id, "position": self.position, "groups": self.groups}
-        temporary = path.with_suffix(".tmp")
-        with open(temporary, "w") as handle:
-            json.dump(document, handle, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-
-
-def cursor_path(data_dir: Path, redis_url: str, prefix: str) -> Path:
-    """One cursor per (Redis server, prefix): mirroring to two servers keeps two cursors."""
-    digest = hashlib.sha256(f"{redacted(redis_url)}|{prefix}".encode()).hexdigest()[:12]
-    return DataDir.of(data_dir).mirror / f"cursor-{prefix}-{digest}.json"
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    events: int
-    rejected: int
+log = logging.getLogger("eventstore.mirror")
 
 
 class Mirror:
@@ -262,12 +67,12 @@ class Mirror:
         self.housekeeping_interval = housekeeping_interval
         self.persist_interval = persist_interval
         self._next_persist = 0.0
-        redis_url = redis_url or _url_of(client)
+        redis_url = redis_url or url_of(client)
         self.cursor_path = cursor_path(data_dir, redis_url, prefix)
         self.cursor = MirrorCursor.load(self.cursor_path)
         self._cursor_extra = {"redis": redacted(redis_url), "prefix": prefix}
         self._saved = self.cursor.copy()
-        self._script = client.register_script(_MIRROR_BATCH_LUA)
+        self._script = client.register_script(MIRROR_BATCH_LUA)
         self._log_id = ""
         self._held: int | None = None  # position Redis holds; None until synced
         self._keys: set[str] = set()
@@ -562,67 +367,3 @@ class Mirror:
                     self.sync()
                 self.housekeeping(force=True)
             self.persist()
-
-
-def _url_of(client: redis.Redis) -> str:
-    kwargs = client.get_connection_kwargs()
-    return f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
-
-
-class MirrorThread:
-    """The mirror in the background of the writing process: `start()`, `stop()`; never blocks appends.
-
-    It follows the store through a subscription on its own thread; while Redis is down it backs off and
-    retries, then catches up. A fatal error (another log in Redis) stops it and is kept in `error`.
-    """
-
-    def __init__(
-        self,
-        store: EventStore,
-        redis_url: str,
-        data_dir: Path,
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        fanout: Fanout | None = None,
-        batch_size: int = DEFAULT_BATCH,
-        idle_timeout: float = 0.2,
-        housekeeping_interval: float = 0.25,
-        persist_interval: float = 1.0,
-    ) -> None:
-        self.mirror = Mirror(
-            store,
-            connect_redis(redis_url),
-            data_dir,
-            redis_url=redis_url,
-            prefix=prefix,
-            fanout=fanout,
-            batch_size=batch_size,
-            housekeeping_interval=housekeeping_interval,
-            persist_interval=persist_interval,
-        )
-        self.idle_timeout = idle_timeout
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="esper-redis-mirror", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.mirror.follow(self._stop, idle_timeout=self.idle_timeout)
-        except BaseException as exc:
-            self.error = exc
-
-    def start(self) -> MirrorThread:
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-        self.mirror.client.close()
-
-    @property
-    def position(self) -> int:
-        return self.mirror.position
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
