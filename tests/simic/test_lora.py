@@ -33,7 +33,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> list[pb.DecisionMade]:
     controller = gnn_controller(
         verified_in_memory(3), Keyring.generate(), data_dir, host_name="custom", seed=2
     )
-    made = []
+    made: list[pb.DecisionMade] = []
     for epoch in range(12):
         seeds = dormant_slots(5)
         seeds[epoch % 5].stage = pb.SEED_STAGE_TRAINING if epoch % 2 else pb.SEED_STAGE_DORMANT
