@@ -195,6 +195,13 @@ def episodes(
     return sorted((e for e in built if e is not None), key=lambda e: e.last_position), descriptors
 
 
+def mean_summary(found: Sequence[Episode]) -> dict[str, float]:
+    """Each reward component averaged over episodes (empty without episodes)."""
+    if not found:
+        return {}
+    return {k: sum(e.summary[k] for e in found) / len(found) for k in found[0].summary}
+
+
 class ReplayBuffer:
     """Whole episodes, by run id; at most `max_transitions` (oldest dropped first) and none added more than
     `max_age` rounds before the current one."""
