@@ -5,5 +5,6 @@
 - `cartpole`: the correctness check of `ppo` on gymnasium's CartPole-v1 (tests and benchmarks only);
 - `reward`: the episode reward, in one place;
 - `experience`: trajectories rebuilt from the log alone, and the replay buffer;
-- `gnn`: Tamiyo's GNN policy as a `ppo.ActorCritic`; `lora`: peft adapters over a frozen base policy.
+- `gnn`: Tamiyo's GNN policy as a `ppo.ActorCritic` and `learn`; `lora`: peft adapters over a frozen base
+  policy; `config`: TrainingConfig; `metrics`: Prometheus metrics of the updates.
 """

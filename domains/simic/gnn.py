@@ -13,6 +13,7 @@ one-step terminal episode), then runs `ppo.update`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -20,6 +21,7 @@ from torch import nn
 from torch_geometric.data import Batch as GraphBatch
 from torch_geometric.data import HeteroData
 
+from domains.simic import metrics
 from domains.simic.experience import Episode, Transition
 from domains.simic.ppo import Batch, Diagnostics, Evaluation, PPOConfig, gae, update
 from domains.tamiyo.gnn.graph import graph_from_decision
@@ -109,9 +111,18 @@ def learn(
     generator: torch.Generator,
 ) -> Diagnostics:
     """One PPO update of `network` on `episodes` (train mode during the update, eval mode after)."""
+    began = time.perf_counter()
     batch = ppo_batch(network, episodes, descriptors, config)
     network.train()
     try:
-        return update(GnnActorCritic(network), optimizer, batch, config, generator)
+        diagnostics = update(GnnActorCritic(network), optimizer, batch, config, generator)
     finally:
         network.eval()
+    metrics.UPDATES.inc()
+    metrics.UPDATE_SECONDS.observe(time.perf_counter() - began)
+    metrics.TRANSITIONS.inc(len(batch))
+    metrics.EXPLAINED_VARIANCE.set(diagnostics.explained_variance)
+    metrics.APPROX_KL.set(diagnostics.approx_kl)
+    for head, entropy in diagnostics.entropy.items():
+        metrics.HEAD_ENTROPY.labels(head=head).set(entropy)
+    return diagnostics
