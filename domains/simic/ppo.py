@@ -151,7 +151,7 @@ def update(
 ) -> Diagnostics:
     """One PPO update over `batch`; the shuffling draws from `generator` only (deterministic for a seed)."""
     size = len(batch)
-    minibatch = max(1, size // config.minibatches)
+    minibatch = max(1, -(-size // config.minibatches))  # ceil: `minibatches` minibatches per epoch
     params = [p for group in optimizer.param_groups for p in group["params"]]
     sums: dict[str, float] = {"policy": 0.0, "value": 0.0, "kl": 0.0, "clip": 0.0}
     entropy_totals: dict[str, tuple[float, int]] = {}
