@@ -98,6 +98,8 @@ def handle_train(args: argparse.Namespace) -> int:
         if not versions:
             raise CommandError("no policy is published in this log; publish one with `esper policy init`")
         current = args.start or next(reversed(versions))
+        if current not in versions:
+            raise CommandError(f"unknown policy version {current!r}; `esper policy list` shows the published")
         register_catalogue(store)  # the blueprint features the graphs are rebuilt with, as `esper run` does
         buffer = ReplayBuffer(config.replay.max_transitions, config.replay.max_age)
         context = multiprocessing.get_context("spawn")
@@ -122,7 +124,10 @@ def handle_train(args: argparse.Namespace) -> int:
                         if run_id in pending
                     ]
                     for job in jobs:
-                        print(f"round {r}: episode {job.result()} done", file=sys.stderr)
+                        try:
+                            print(f"round {r}: episode {job.result()} done", file=sys.stderr)
+                        except Exception as exc:  # a worker's failure, reported in one line
+                            raise CommandError(f"round {r}: an episode failed: {exc}") from None
             found, descriptors = episodes(store, config.reward)
             mine = [e for e in found if e.run_id in run_ids]
             buffer.add(mine, r)
