@@ -16,6 +16,11 @@ is what makes a multi-event append atomic across a crash. The magic lets recover
 *after* a damaged one, which tells a torn tail (nothing valid follows) from damage in the middle.
 The stream name and the event-id fingerprint are in the frame so that recovery rebuilds the indexes
 without parsing protobuf.
+
+The writer extends a segment ahead of its data with zeros (an fdatasync into space already written is
+cheaper than one that also grows the file), so the file size is not the end of the data: a scan ends
+cleanly where only zeros follow the last frame (a frame never starts with a zero byte: MAGIC), and the
+committed heads recorded in INDEX and HEAD, never the file size, say how much data there must be.
 """
 
 from __future__ import annotations
@@ -57,6 +62,12 @@ def fingerprints(event_ids: list[str]) -> list[int]:
     return [(crc32(data) << 32) | crc32_c(data) for data in map(str.encode, event_ids)]
 
 
+def zeros_from(buf: bytes | memoryview, offset: int) -> bool:
+    """Whether every byte of buf from offset on is zero (the space a writer extended ahead)."""
+    rest = memoryview(buf)[offset:]
+    return rest.nbytes == 0 or rest == bytes(rest.nbytes)
+
+
 def varint(value: int) -> bytes:
     if value < 0x80:
         return bytes((value,))
@@ -92,7 +103,8 @@ class Frame(NamedTuple):
 class Scan:
     """Iterate the valid frames of `buf` from `offset`; stop at the first problem and say what it was.
 
-    `problem` stays None when the buffer ends exactly at a frame boundary. Positions must follow on from
+    `problem` stays None when the buffer ends exactly at a frame boundary, or where only zeros follow the
+    last frame (space extended ahead; `offset` then stops at the first zero). Positions must follow on from
     `next_position`; a frame with another position is a problem too (a hole or a duplicate).
     """
 
@@ -112,9 +124,12 @@ class Scan:
         unpack_tail = TAIL.unpack_from
         crc = crc32c.crc32c
         while offset < size:
-            if size - offset < HEADER_SIZE:
-                self.problem = f"incomplete header ({size - offset} bytes)"
-                break
+            if size - offset < HEADER_SIZE or buf[offset] == 0:
+                if zeros_from(view, offset):
+                    break
+                if size - offset < HEADER_SIZE:
+                    self.problem = f"incomplete header ({size - offset} bytes)"
+                    break
             magic, body_len, checksum = unpack_prefix(buf, offset)
             if magic != MAGIC:
                 self.problem = "bad magic"

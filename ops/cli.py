@@ -30,7 +30,8 @@ def command_names() -> list[str]:
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
-    """The parser for argv: with only the named command's module when argv names one, else all."""
+    """The parser for argv: the named command's, registered by its module, when argv names one; else the
+    listing of every command by its summary, with no command module imported."""
     parser = argparse.ArgumentParser(
         prog="esper",
         description="Esper grows a neural network during training under an event-sourced controller.",

@@ -1,16 +1,19 @@
-"""Where the projection database is: `--db URL` / $ESPER_DB_URL, else `<data-dir>/projections.sqlite`."""
+"""Where the projection database is: `--db URL` / $ESPER_DB_URL, else `<data-dir>/projections.sqlite`.
+
+SQLAlchemy and the projections (alembic) are imported when a command runs, not when it registers: `esper db
+--help` stays quick.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from typing import TYPE_CHECKING
 
 from ops.errors import CommandError, UsageError
-from projections.db import DatabaseError, open_db, resolve_url
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -27,6 +30,11 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
 
 def db_url(args: argparse.Namespace) -> str:
     """The database URL; UsageError for one that does not parse or names another kind of database."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from projections.db import resolve_url
+
     url = resolve_url(Path(args.data_dir), getattr(args, "db", None))
     try:
         backend = make_url(url).get_backend_name()
@@ -38,6 +46,8 @@ def db_url(args: argparse.Namespace) -> str:
 
 
 def open_db_from_args(args: argparse.Namespace) -> Engine:
+    from projections.db import DatabaseError, open_db
+
     url = db_url(args)
     try:
         return open_db(url)

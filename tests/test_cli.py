@@ -96,6 +96,13 @@ def test_top_level_help_and_verify_help_do_not_import_torch(argv: list[str]) -> 
     assert "torch" not in modules
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["db", "--help"], ["run", "--help"], ["bench", "--help"]])
+def test_help_that_needs_no_database_imports_no_sqlalchemy(argv: list[str]) -> None:
+    modules = imports_of(*argv)
+    assert "ops.cli" in modules
+    assert not {"torch", "sqlalchemy", "alembic"} & modules
+
+
 def test_no_command_module_imports_torch_at_module_level() -> None:
     script = (
         "import importlib, sys\n"

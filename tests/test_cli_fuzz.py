@@ -152,8 +152,8 @@ def cases(tmp: Path, data_dir: Path) -> Iterator[Case]:
             if "path" in value.kinds and (base[0] != "blueprints" or value.name == "regular-file"):
                 yield Case([*base, "--data-dir", value.text], expected_codes(base, "path", value))
         yield Case([*base, NOT_UTF8, "--data-dir", str(data_dir)], {2})
-    for argv, code in ON_POISON:
-        yield Case([*argv, "--data-dir", str(data_dir)], {code})
+    for command, code in ON_POISON:
+        yield Case([*command, "--data-dir", str(data_dir)], {code})
 
 
 def esper(argv: list[str | bytes], cwd: Path) -> subprocess.CompletedProcess[bytes]:

@@ -25,7 +25,9 @@ import torch
 MAGIC = b"ESPERCK1"
 _LENGTH_BYTES = 8
 _SCALARS = (str, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset(_SCALARS)
 _DTYPES = {str(dtype): dtype for dtype in vars(torch).values() if isinstance(dtype, torch.dtype)}
+_DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
 
 
 class ArchiveError(ValueError):
@@ -44,9 +46,9 @@ def pack(components: dict[str, Any]) -> bytes:
 
     def encode(value: Any) -> Any:
         if isinstance(value, torch.Tensor):
-            flat = value.detach().reshape(-1)
-            start, size = add(flat.view(torch.uint8).cpu().numpy().data)
-            return ["T", str(value.dtype), list(value.shape), start, size]
+            flat = (value.detach() if value.requires_grad else value).reshape(-1).view(torch.uint8)
+            start, size = add((flat if flat.device.type == "cpu" else flat.cpu()).numpy().data)
+            return ["T", _DTYPE_NAMES[value.dtype], list(value.shape), start, size]
         if isinstance(value, np.ndarray):
             start, size = add(np.ascontiguousarray(value).reshape(-1).view(np.uint8).data)
             return ["N", value.dtype.str, list(value.shape), start, size]
@@ -59,7 +61,7 @@ def pack(components: dict[str, Any]) -> bytes:
             return ["d", *_pairs(value, encode)]
         if isinstance(value, list | tuple):
             tag = "l" if isinstance(value, list) else "t"
-            if all(type(item) in _SCALARS for item in value):  # e.g. the 625 words of Python's generator
+            if _SCALAR_TYPES.issuperset(map(type, value)):  # e.g. the 625 words of Python's generator
                 return [tag, *value]
             return [tag, *(encode(item) for item in value)]
         raise ArchiveError(f"a checkpoint cannot hold a {type(value).__name__}")

@@ -1,16 +1,21 @@
-"""The fsync policy of the file store's writer and its OS-level helpers: preallocation and the typed
-error for a full disk."""
+"""The fsync policy of the file store's writer, how far it extends a segment ahead of its data, and the
+typed error for a full disk."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn
+from typing import Literal, NoReturn
 
 from eventstore.api import DISK_FULL_ERRNOS, DiskFull
 
-FALLOC_FL_KEEP_SIZE = 1
+# Zeros written ahead of a segment's data at a time: an fdatasync of records written into space the file
+# already has need not also record a new file size (measured ~1.4x the fdatasyncs/s of a growing file on
+# this ext4 disk, quiet); one extension serves ~2,500 single-event appends. Only writes smaller than
+# EXTEND_BELOW extend: the zeros cost as much I/O as the data later written over them, which a large
+# batch's fdatasync pays for in full while it saves one metadata update (measured: batches of 1000
+# events at ~0.6x the rate with zeros ahead).
+EXTEND_AHEAD = 1 << 20
+EXTEND_BELOW = 16 << 10
 
 
 @dataclass(frozen=True)
@@ -33,15 +38,6 @@ class FsyncPolicy:
 
     def __str__(self) -> str:
         return f"interval:{self.interval_s * 1000:g}" if self.kind == "interval" else self.kind
-
-
-def preallocator() -> Any:
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return None
-    function = ctypes.CDLL(libc_name, use_errno=True).fallocate
-    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
-    return function
 
 
 def raise_typed(error: OSError, path: str) -> NoReturn:

@@ -189,7 +189,7 @@ class Recovery:
             if not self.head.others_may_have_written(log.head):
                 return  # the common case on every append
             last = log.segments[-1]
-            if os.fstat(last.fd).st_size == last.end and not self.later_segments(full):
+            if self._nothing_after(last) and not self.later_segments(full):
                 return
         fps, positions = array("Q"), array("Q")
         retried = False
@@ -250,6 +250,11 @@ class Recovery:
                 return
         finally:
             self._index_ids(fps, positions)
+
+    def _nothing_after(self, segment: Segment) -> bool:
+        """Whether no record follows the segment's end: the file ends there, or zeros extended ahead do."""
+        size = os.fstat(segment.fd).st_size
+        return size == segment.end or wal.zeros_from(os.pread(segment.fd, wal.HEADER_SIZE, segment.end), 0)
 
     def _apply(
         self, segment: Segment, data: bytes, fps: array, positions: array

@@ -29,7 +29,7 @@ MARKER_LIMIT = 4096  # a STORE marker is a few dozen bytes; more is not one
 
 
 class Segment:
-    __slots__ = ("crc", "end", "fd", "first", "name", "offsets")
+    __slots__ = ("allocated", "crc", "end", "fd", "first", "name", "offsets")
 
     def __init__(self, first: int, fd: int) -> None:
         self.first = first
@@ -38,6 +38,7 @@ class Segment:
         self.offsets = array("I")  # offset of position first + i at index i
         self.end = 0  # end of the last committed record
         self.crc = 0  # CRC32C of the bytes before end, for the index checkpoint
+        self.allocated = 0  # where the zeros this process's writer extended the file with end
 
 
 class LogIndex:

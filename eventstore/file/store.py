@@ -59,7 +59,7 @@ class FileStore:
         create: bool = True,
         fsync: str = "batch",
         segment_size: int = DEFAULT_SEGMENT_SIZE,
-        preallocate: bool = False,
+        preallocate: bool = True,
         read_only: bool = False,
     ) -> None:
         started = time.perf_counter()

@@ -17,8 +17,12 @@ the write mutex, so once the caller holds the mutex its request has an outcome. 
 returns a Future that the background flusher resolves.
 
 A segment is created when the current one would grow past `segment_size` (a batch is never split across
-segments), with O_EXCL and an fsync of the directory; `preallocate=True` reserves the segment's blocks up
-front (best effort: fallocate with KEEP_SIZE, so the file size still marks the end of the data).
+segments), with O_EXCL and an fsync of the directory. `preallocate=True` (the default) extends the segment
+with written zeros ahead of its data (EXTEND_AHEAD at a time, on a write smaller than EXTEND_BELOW): an
+fdatasync of records written into that space need not also grow the file. The file size is then no
+longer the end of the data; the records and the committed heads are (wal.Scan ends at the zeros). A
+segment is cut back to its data when the log rolls to the next one and when its writer closes without
+another process having appended meanwhile.
 
 This module is the append hot path: per-event work happens in `_plan`'s one loop and in C-level batch
 operations (map, join, set operations); the collaborators are bound once per group, never per event.
@@ -35,7 +39,7 @@ from array import array
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from itertools import accumulate, chain, repeat
+from itertools import accumulate
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -43,7 +47,7 @@ import crc32c
 
 from eventstore import metrics, wal
 from eventstore.api import EventStoreError, Expected, InvalidEvent
-from eventstore.file.durability import FALLOC_FL_KEEP_SIZE, FsyncPolicy, preallocator, raise_typed
+from eventstore.file.durability import EXTEND_AHEAD, EXTEND_BELOW, FsyncPolicy, raise_typed
 from eventstore.file.head import HeadWaiters, SharedHead
 from eventstore.file.recovery import Recovery
 from eventstore.file.segments import LogIndex, Segment, fsync_directory
@@ -51,6 +55,7 @@ from leyline import pb
 
 BACKEND = "file"
 EVENT_ID, STREAM, EVENT_TYPE = attrgetter("event_id"), attrgetter("stream"), attrgetter("event_type")
+SERIALIZE = pb.EventEnvelope.SerializeToString
 APPEND_LATENCY = metrics.APPEND_LATENCY.labels(BACKEND)
 BYTES_WRITTEN = metrics.BYTES_WRITTEN.labels(BACKEND)
 
@@ -110,7 +115,7 @@ class Writer:
         self.read_envelope = read_envelope
         self.policy = policy
         self.segment_size = segment_size
-        self.fallocate = preallocator() if preallocate else None
+        self.extend_ahead = preallocate
         self.lock = threading.RLock()  # the write mutex
         self.closed = False
         self._refusal = (
@@ -156,6 +161,13 @@ class Writer:
         self.closed = True
         if self._unsynced:
             self._sync_unsynced()
+        if self.log.segments and self.log.segments[-1].allocated > self.log.segments[-1].end:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+            try:
+                if not self.head.others_may_have_written(self.log.head):
+                    self._cut_back(self.log.segments[-1])  # else the tail is another writer's now
+            finally:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
 
     def join_flusher(self) -> None:
         self._wake.set()
@@ -258,6 +270,8 @@ class Writer:
                     if segment is not None and buffer:
                         self._write(segment, buffer, starts)
                         buffer = bytearray()
+                    if segment is not None:
+                        self._cut_back(segment)
                     segment = self._new_segment(next_position)
                 offsets = list(accumulate(lengths[:-1], initial=segment.end + len(buffer)))
                 pending.entries.append((segment, offsets, new_entries))
@@ -276,7 +290,7 @@ class Writer:
         except BaseException:
             for touched, (start, crc) in starts.items():
                 os.ftruncate(touched.fd, start)
-                touched.end, touched.crc = start, crc
+                touched.end, touched.crc, touched.allocated = start, crc, start
             raise
         if group_events:
             metrics.FSYNC_BATCH_SIZE.observe(group_events)
@@ -331,6 +345,9 @@ class Writer:
                 metrics.CONFLICTS.labels(BACKEND).inc()
                 raise
         versions, streams = pending.versions, self.log.streams
+        for stream in set(names).difference(versions):  # each stream's version before this group
+            known = streams.get(stream)
+            versions[stream] = len(known) if known is not None else 0
         chosen_positions = range(next_position, next_position + len(chosen))
         pending_ids.update(zip(ids, chosen_positions, strict=True))
         tail, prefix, crc, magic, tail_size = (
@@ -340,18 +357,16 @@ class Writer:
             wal.MAGIC,
             wal.TAIL.size,
         )
-        records = []
-        flags = chain(repeat(0, len(chosen) - 1), (wal.FLAG_COMMIT,))
-        for position, stream, fp, name, flag, event in zip(
-            chosen_positions, names, fps, map(str.encode, names), flags, chosen, strict=True
+        records: list[bytes] = []
+        append = records.append
+        last, commit = chosen_positions[-1], wal.FLAG_COMMIT
+        for position, stream, fp, name, payload in zip(
+            chosen_positions, names, fps, map(str.encode, names), map(SERIALIZE, chosen), strict=True
         ):
-            version = versions.get(stream)
-            if version is None:
-                known = streams.get(stream)
-                version = len(known) if known is not None else 0
-            versions[stream] = version = version + 1
-            body = tail(position, version, fp, len(name), flag) + name + event.SerializeToString()
-            records.append(prefix(magic, len(body) - tail_size, crc(body)) + body)
+            versions[stream] = version = versions[stream] + 1
+            flag = commit * (position == last)
+            body = b"".join((tail(position, version, fp, len(name), flag), name, payload))
+            append(prefix(magic, len(body) - tail_size, crc(body)) + body)
         return positions, records, _NewEvents(chosen_positions, names, fps)
 
     def _deduplicate(
@@ -386,8 +401,6 @@ class Writer:
     def _new_segment(self, first: int) -> Segment:
         try:
             segment = self.log.open_segment(first, create=True)
-            if self.fallocate is not None:
-                self.fallocate(segment.fd, FALLOC_FL_KEEP_SIZE, 0, self.segment_size)
             fsync_directory(self.log.path)
         except OSError as exc:
             raise_typed(exc, self.log.segment_path(first))
@@ -405,6 +418,27 @@ class Writer:
         segment.end += len(buffer)
         self._unsynced.add(segment)
         BYTES_WRITTEN.inc(len(buffer))
+        if (
+            self.extend_ahead
+            and len(buffer) < EXTEND_BELOW
+            and segment.allocated < segment.end < self.segment_size
+        ):
+            self._extend(segment)
+
+    def _extend(self, segment: Segment) -> None:
+        """Write zeros ahead of the segment's data (best effort: a disk too full for them fails the next
+        record's write instead, as it would without them)."""
+        ahead = min(EXTEND_AHEAD, self.segment_size - segment.end)
+        try:
+            segment.allocated = segment.end + os.pwrite(segment.fd, bytes(ahead), segment.end)
+        except OSError:
+            segment.allocated = segment.end
+
+    def _cut_back(self, segment: Segment) -> None:
+        """Cut the zeros extended ahead off a segment this writer leaves (under the file lock)."""
+        if segment.allocated > segment.end:
+            os.ftruncate(segment.fd, segment.end)
+            segment.allocated = segment.end
 
     def _sync_unsynced(self) -> None:
         for segment in self._unsynced:

@@ -10,9 +10,13 @@ measured in alternating rounds with the single durable appends so that drift hit
 appends alternate with the baseline's likewise, and each figure is the median of its rounds.
 `raw_group_commit_batch100_eps` / `_batch1000_eps` are the disk's ceiling for those batched appends,
 measured in the same rounds: pre-framed batches of 100 / 1000 records of the same size written with
-os.write + fdatasync, no framing, checks or indexing. Their ratio to the baseline says whether 20x is
-physically possible; `append_batch*_of_raw` says how close the store gets. The decoded
-reads of the 1 M-event logs alternate too (READ_ROUNDS), and each side's best round counts.
+os.write + fdatasync, no framing, checks or indexing, into a file that grows with every write. The
+targets are relative to that ceiling (issue 19): `append_batch100_of_raw` >= 0.8,
+`append_batch1000_of_raw` >= 0.5, single durable appends >= 0.95 of `raw_fsync_per_s`, and decoded replay
+>= 5x the baseline's. The store writes into space it extended ahead with zeros (see
+eventstore.file.writer), which is part of what it is measured for: the raw figures stand for the naive
+append-to-a-growing-file. The decoded reads of the 1 M-event logs alternate too (READ_ROUNDS), and each
+side's best round counts.
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ DESCRIPTION = (
 BASELINE = "eventsourcing_sqlite"
 FULL_EVENTS = 1_000_000
 QUICK_EVENTS = 100_000
+# Targets (issue 19), relative to the disk's ceiling measured in the same run.
+BATCH100_OF_RAW = 0.8
+BATCH1000_OF_RAW = 0.5
+SINGLE_OF_RAW = 0.95
+REPLAY_OF_BASELINE = 5
 READ_ROUNDS = 2  # alternating; the best round of each side counts (load on a shared machine only slows)
 
 
@@ -223,30 +232,14 @@ def run(options: BenchOptions) -> list[Result]:
 
     suffix = "" if total == FULL_EVENTS else f" (quick: {total} events)"
     return [
-        Result(
-            "append_batch100_eps",
-            batch100,
-            "events/s",
-            BASELINE,
-            base100,
-            batch100 / base100,
-            ">= 20x baseline",
-            batch100 >= 20 * base100,
-        ),
-        Result(
-            "append_batch1000_eps",
-            batch1000,
-            "events/s",
-            BASELINE,
-            base100,
-            batch1000 / base100,
-            ">= 20x baseline",
-            batch1000 >= 20 * base100,
-        ),
+        Result("append_batch100_eps", batch100, "events/s", BASELINE, base100, batch100 / base100),
+        Result("append_batch1000_eps", batch1000, "events/s", BASELINE, base100, batch1000 / base100),
         Result("raw_group_commit_batch100_eps", raw100, "events/s", BASELINE, base100, raw100 / base100),
         Result("raw_group_commit_batch1000_eps", raw1000, "events/s", BASELINE, base100, raw1000 / base100),
-        Result("append_batch100_of_raw", batch100 / raw100, "fraction of raw_group_commit_batch100_eps"),
-        Result("append_batch1000_of_raw", batch1000 / raw1000, "fraction of raw_group_commit_batch1000_eps"),
+        _of_raw("append_batch100_of_raw", batch100, "raw_group_commit_batch100_eps", raw100, BATCH100_OF_RAW),
+        _of_raw(
+            "append_batch1000_of_raw", batch1000, "raw_group_commit_batch1000_eps", raw1000, BATCH1000_OF_RAW
+        ),
         Result(
             "append_single_durable_eps",
             single,
@@ -254,8 +247,8 @@ def run(options: BenchOptions) -> list[Result]:
             "raw_fsync_per_s",
             raw,
             single / raw,
-            ">= 0.8x raw fsync rate",
-            single >= 0.8 * raw,
+            f">= {SINGLE_OF_RAW}x raw fsync rate",
+            single >= SINGLE_OF_RAW * raw,
         ),
         Result("raw_fsync_per_s", raw, "fsyncs/s"),
         Result(
@@ -265,8 +258,8 @@ def run(options: BenchOptions) -> list[Result]:
             BASELINE,
             base_read,
             replay / base_read,
-            ">= 3x baseline decoded read" + suffix,
-            replay >= 3 * base_read,
+            f">= {REPLAY_OF_BASELINE}x baseline decoded read" + suffix,
+            replay >= REPLAY_OF_BASELINE * base_read,
         ),
         Result(
             "recover_1m_s",
@@ -279,6 +272,12 @@ def run(options: BenchOptions) -> list[Result]:
         Result("baseline_read_decoded_eps", base_read, "events/s"),
         *app_results,
     ]
+
+
+def _of_raw(name: str, ours: float, raw_name: str, raw: float, target: float) -> Result:
+    """Our append rate as a fraction of the disk's ceiling for the same batches, against its target."""
+    fraction = ours / raw
+    return Result(name, fraction, f"fraction of {raw_name}", target=f">= {target}", met=fraction >= target)
 
 
 def _renamed(event: pb.EventEnvelope, offset: int) -> pb.EventEnvelope:

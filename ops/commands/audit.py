@@ -67,7 +67,7 @@ def handle(args: argparse.Namespace) -> int:
     engine = open_db_from_args(args)
     try:
         if not args.no_catch_up:
-            store = open_store_from_args(args)
+            store = open_store_from_args(args, read_only=True)
             try:
                 head = store.head_position()
                 behind_from = min(entry.position for entry in status(engine))

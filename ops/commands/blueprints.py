@@ -121,7 +121,7 @@ def _jobs_by_blueprint(args: argparse.Namespace) -> dict[str, list[JobState]]:
     location = store_location(args)
     if isinstance(location, Path) and not location.exists():
         return grouped
-    store = open_store_from_args(args)
+    store = open_store_from_args(args, read_only=True)
     try:
         states = read_jobs(store).values()
     finally:

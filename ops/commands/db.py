@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-from sqlalchemy.exc import SQLAlchemyError
+from typing import TYPE_CHECKING, Any
 
 from ops.common import add_command, print_json
 from ops.dbopts import add_db_option, db_url
 from ops.errors import CommandError
-from projections import ProjectionError, status
-from projections.db import DatabaseError, create_db_engine, current_revision, head_revision, upgrade
-from projections.runner import ProjectionStatus
+
+if TYPE_CHECKING:
+    from projections.runner import ProjectionStatus
 
 
 def register(subparsers: Any) -> None:
@@ -31,6 +29,12 @@ def register(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    # imported here, not at registration: `esper db --help` imports no SQLAlchemy or alembic
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from projections import ProjectionError, status
+    from projections.db import DatabaseError, create_db_engine, current_revision, head_revision, upgrade
+
     url = db_url(args)
     document: dict[str, Any]
     stopped = False

@@ -57,7 +57,7 @@ def handle(args: argparse.Namespace) -> int:
         else:
             print(message)
         return 0
-    store = open_store_from_args(args)
+    store = open_store_from_args(args, read_only=True)
     started = time.perf_counter()
     try:
         head = store.head_position()

@@ -176,7 +176,7 @@ def test_processes_append_concurrently_and_readers_see_them(tmp_path: Path) -> N
 def test_an_appender_repairs_a_batch_that_a_dead_writer_left_half_written(tmp_path: Path) -> None:
     first = make_event("s-1", "first")
     batch = [make_event("s-2", "x" * 100 + str(n)) for n in range(4)]
-    with FileStore(tmp_path / "scratch") as scratch:
+    with FileStore(tmp_path / "scratch", preallocate=False) as scratch:  # file size = end of data
         scratch.append([first])
         segment_file = tmp_path / "scratch" / wal.segment_name(1)
         committed = segment_file.stat().st_size
@@ -184,14 +184,17 @@ def test_an_appender_repairs_a_batch_that_a_dead_writer_left_half_written(tmp_pa
     data = segment_file.read_bytes()[committed:]
     torn = data[: list(wal.Scan(data, 0, 2))[-1].offset]  # three of the batch's four records, no commit
     log = tmp_path / "log"
-    store = FileStore(log)
+    store = FileStore(log)  # extends the segment with zeros ahead of its data
     store.append([first])
-    with open(log / wal.segment_name(1), "ab") as segment:
-        segment.write(torn)
+    with open(log / wal.segment_name(1), "r+b") as segment:
+        segment.seek(committed)
+        segment.write(torn)  # where the dead writer wrote: into the zeros after the data
+    size = (log / wal.segment_name(1)).stat().st_size
+    assert size > committed + len(torn)
     (log / "HEAD").write_bytes(struct.pack("<QQ", 1, 1))  # head 1, writing flag still raised
     late = make_event("s-3", "late")
     assert store.append([late]) == [2]
-    assert store.recovery.truncated_bytes == len(torn)
+    assert store.recovery.truncated_bytes == size - committed
     assert [e.event_id for e in store.read_all()] == [first.event_id, late.event_id]
     store.close()
     with FileStore(log) as reopened:

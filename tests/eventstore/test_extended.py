@@ -1,0 +1,128 @@
+"""Segments extended ahead with zeros: the file size is not the end of the data. Recovery, catch-up across
+stores and verify find the end from the records and the committed heads; the tail-loss checks hold."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from eventstore import CommittedTailMissing, CorruptLogError, wal
+from eventstore.file import FileStore
+from eventstore.verify import verify_file_log
+from tests.eventstore.conftest import make_event
+from tests.eventstore.damage import as_if_crashed
+
+SEGMENT = wal.segment_name(1)
+
+
+def crashed_copy(tmp_path: Path, events: int) -> tuple[Path, int]:
+    """A log as a writer killed after acknowledging `events` single appends leaves it (never closed: the
+    zeros extended ahead are still there), and where its data ends."""
+    live = FileStore(tmp_path / "live")
+    for index in range(events):
+        live.append([make_event(f"run-{index % 3}")])
+    data_end = live._log.segments[-1].end
+    copy = tmp_path / "crashed"
+    shutil.copytree(tmp_path / "live", copy)
+    live.close()
+    as_if_crashed(copy, events)
+    assert (copy / SEGMENT).stat().st_size > data_end  # the zeros ahead survived the "crash"
+    return copy, data_end
+
+
+def test_a_closed_segment_ends_at_its_data(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    with FileStore(log) as store:
+        store.append([make_event("run-1")])
+        size_open = (log / SEGMENT).stat().st_size
+        end = store._log.segments[-1].end
+    assert size_open > end
+    assert (log / SEGMENT).stat().st_size == end
+
+
+def test_reopen_after_a_crash_finds_the_end_from_the_records(tmp_path: Path) -> None:
+    copy, _ = crashed_copy(tmp_path, 20)
+    report = verify_file_log(copy)
+    assert report.ok and report.head == 20
+    with FileStore(copy) as store:
+        assert store.recovery.truncated_bytes == 0 and store.recovery.torn_bytes == 0
+        assert store.head_position() == 20
+        assert store.append([make_event("run-9")]) == [21]
+    assert verify_file_log(copy).head == 21
+
+
+def test_a_torn_record_in_the_zeros_is_cut_and_nothing_committed_is(tmp_path: Path) -> None:
+    copy, data_end = crashed_copy(tmp_path, 5)
+    with open(copy / SEGMENT, "r+b") as segment:
+        segment.seek(data_end)
+        segment.write(wal.MAGIC + b"\x40\x00\x00\x00half a record")
+    problem = verify_file_log(copy).problem
+    assert problem is not None and problem.torn_tail and problem.offset == data_end
+    with FileStore(copy) as store:
+        assert store.recovery.truncated_offset == data_end
+        assert store.head_position() == 5
+    assert verify_file_log(copy).ok
+
+
+@pytest.mark.parametrize("cut", ["zeroed", "truncated"])
+def test_committed_records_lost_in_the_zeros_are_refused(tmp_path: Path, cut: str) -> None:
+    copy, data_end = crashed_copy(tmp_path, 6)
+    last_record = data_end - (data_end // 6)  # somewhere inside the committed data
+    with open(copy / SEGMENT, "r+b") as segment:
+        if cut == "zeroed":
+            segment.seek(last_record)
+            segment.write(bytes(data_end - last_record))
+        else:
+            segment.truncate(last_record)
+    assert not verify_file_log(copy).ok
+    with pytest.raises(CommittedTailMissing):
+        FileStore(copy)
+    with pytest.raises(CommittedTailMissing):
+        FileStore(copy, read_only=True)
+
+
+def test_a_record_after_zeros_is_damage_not_a_clean_end(tmp_path: Path) -> None:
+    copy, _ = crashed_copy(tmp_path, 6)
+    data = (copy / SEGMENT).read_bytes()
+    frames = list(wal.Scan(data, 0, 1))
+    third = frames[2]
+    with open(copy / SEGMENT, "r+b") as segment:
+        segment.seek(third.offset)
+        segment.write(bytes(third.end - third.offset))  # records 4..6 follow a zeroed record 3
+    assert not verify_file_log(copy).ok
+    with pytest.raises(CorruptLogError):
+        FileStore(copy)
+
+
+def test_stores_catch_up_on_each_others_appends_into_the_zeros(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    first, second = FileStore(log), FileStore(log)
+    try:
+        for round_ in range(5):
+            assert first.append([make_event("run-a")]) == [2 * round_ + 1]
+            assert second.append([make_event("run-b")]) == [2 * round_ + 2]  # written into first's zeros
+            assert first.head_position() == second.head_position() == 2 * round_ + 2
+            assert first.stream_version("run-b") == round_ + 1
+        assert [e.stream for e in first.read_all()] == ["run-a", "run-b"] * 5
+        first.close()  # another store appended since: the tail is left as it is
+        assert second.append([make_event("run-b")]) == [11]
+    finally:
+        first.close()
+        second.close()
+    with FileStore(log) as reopened:
+        assert reopened.recovery.truncated_bytes == 0 and reopened.head_position() == 11
+    assert verify_file_log(log).ok
+
+
+def test_rolling_to_a_new_segment_cuts_the_old_one_back(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    with FileStore(log, segment_size=4096) as store:
+        for _ in range(40):
+            store.append([make_event("run-1", "x" * 200)])
+        segments = store._log.segments
+        assert len(segments) > 2
+        for segment in segments[:-1]:
+            assert (log / segment.name).stat().st_size == segment.end
+    assert verify_file_log(log).ok

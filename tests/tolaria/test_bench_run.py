@@ -1,0 +1,58 @@
+"""`esper bench run`'s overhead figures: measured side by side, and fashion-mnist reported as not measured
+(with the reason) where its loader or its data is missing."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from domains.tolaria.config import RunConfig
+from domains.tolaria.data import BUILTIN_DATASETS, Splits
+from eventstore import open_store
+from leyline.datadir import DataDir
+from ops.bench import BenchOptions
+from ops.bench import run as bench_run
+from ops.compose import new_run
+
+
+def options(tmp_path: Path) -> BenchOptions:
+    return BenchOptions(quick=True, data_dir=str(tmp_path), progress=lambda message: None)
+
+
+def test_overhead_alternates_the_full_and_the_plain_loop(tmp_path: Path) -> None:
+    data_dir = DataDir(tmp_path)
+    store = open_store(data_dir.log)
+    try:
+        trainer = new_run(store, data_dir, RunConfig(epochs=3, seed=0, controller="noop"), "rbench")
+        wall, cpu, hooks = bench_run.overhead(trainer, bench_run.PlainLoop(trainer), 2, 1)
+        trainer.sink.close()
+    finally:
+        store.close()
+    assert wall > 0 and cpu > 0 and len(hooks) == 2
+    assert trainer.epoch == 2
+
+
+def test_fashion_is_not_measured_without_its_loader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(BUILTIN_DATASETS, bench_run.FASHION, raising=False)
+    result = bench_run.fashion_overhead(options(tmp_path), DataDir(tmp_path))
+    assert result.name == "epoch_overhead_ratio_fashion" and math.isnan(result.value) and result.met is None
+    assert result.note is not None and result.note.startswith("not measured: this build has no fashion-mnist")
+
+
+def test_fashion_is_not_measured_when_its_data_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def missing(seed: int, options: Mapping[str, Any]) -> Splits:
+        raise FileNotFoundError("no train-images-idx3-ubyte in /nowhere\nsecond line")
+
+    monkeypatch.setitem(BUILTIN_DATASETS, bench_run.FASHION, missing)
+    result = bench_run.fashion_overhead(options(tmp_path), DataDir(tmp_path))
+    assert math.isnan(result.value) and result.met is None
+    assert (
+        result.note
+        == "not measured: fashion-mnist could not be loaded: no train-images-idx3-ubyte in /nowhere"
+    )
