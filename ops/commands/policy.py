@@ -14,6 +14,7 @@ from eventstore.api import EventFilter
 from leyline import decode_payload, pb
 from leyline.datadir import DataDir
 from leyline.signing import Signer
+from ops.commands.policy_train import register_train
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args
@@ -28,6 +29,8 @@ signed PolicyPublished event, activated in a live run without restarting it.
   esper policy activate VERSION --run ID        the live run verifies it off the training thread and
                                                 activates it at its next epoch boundary
   esper policy rollback --run ID                the live run returns to its previous good version
+  esper policy train [--rounds R --episodes N]  Simic: rounds of short runs on the current policy, a PPO
+                                                update, the result published as NAME-rR
 
 Delivery is the same as `esper rollback`: a control file under <data-dir>/control that the run reads at
 each epoch boundary (pass the run's --data-dir). An unknown version, a bad artifact hash or a bad signature
@@ -59,6 +62,7 @@ def register(subparsers: Any) -> None:
     rollback = _action(actions, "rollback", handle_rollback, "return a live run to its previous version")
     rollback.add_argument("--run", required=True, metavar="ID", help="the run")
     rollback.add_argument("--wait", type=float, default=0.0, metavar="S", help="wait for the run to act")
+    register_train(actions, _action)
 
 
 def _action(actions: Any, name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:

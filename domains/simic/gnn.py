@@ -1,0 +1,128 @@
+"""Tamiyo's GNN policy as a `ppo.ActorCritic`, and a PPO update on episodes rebuilt from the log.
+
+The policy's own masked evaluation (`domains.tamiyo.gnn.sampling.evaluate`: float32 logits, illegal
+actions at -1e9, the factored log-probability operation + slot + blueprint) gives the log-probabilities;
+the heads take part where they applied: the operation always, the slot unless the action is the no-op,
+the blueprint on a germination. Values are the network's action-independent V(s).
+
+`learn` turns episodes into one `ppo.Batch`: graphs rebuilt from each DecisionMade (every blueprint it
+names must be registered in the log, or the batch is refused), the behaviour
+log-probabilities as logged, V(s) of the current network, and GAE per episode (a rollback's dead end is a
+one-step terminal episode), then runs `ppo.update`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch as GraphBatch
+from torch_geometric.data import HeteroData
+
+from domains.simic import metrics
+from domains.simic.experience import Episode, Transition
+from domains.simic.ppo import Batch, Diagnostics, Evaluation, PPOConfig, gae, update
+from domains.tamiyo.gnn.graph import graph_from_decision
+from domains.tamiyo.gnn.masking import GERMINATE, NOOP
+from domains.tamiyo.gnn.network import PolicyNetwork
+from domains.tamiyo.gnn.sampling import evaluate
+from leyline import pb
+
+HEADS = ("operation", "slot", "blueprint")
+
+
+class GnnActorCritic:
+    def __init__(self, network: PolicyNetwork) -> None:
+        self.network = network
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:
+        return self.network.parameters(recurse)
+
+    def evaluate(self, observations: Sequence[HeteroData], actions: torch.Tensor) -> Evaluation:
+        batch = GraphBatch.from_data_list(list(observations))
+        operation, slot, blueprint = actions.unbind(1)
+        out = evaluate(self.network, batch, operation, slot, blueprint)
+        active = {
+            "operation": torch.ones_like(operation, dtype=torch.bool),
+            "slot": operation != NOOP,
+            "blueprint": operation == GERMINATE,
+        }
+        entropy = {head: out[f"entropy_{head}"] for head in HEADS}
+        return Evaluation(out["log_prob"], out["value"], entropy, active)
+
+
+def _segments(episodes: Sequence[Episode]) -> list[tuple[Transition, ...]]:
+    segments: list[tuple[Transition, ...]] = []
+    for episode in episodes:
+        segments.append(episode.transitions)
+        segments.extend((dead,) for dead in episode.dead_ends)
+    return segments
+
+
+def ppo_batch(
+    network: PolicyNetwork,
+    episodes: Sequence[Episode],
+    descriptors: Sequence[pb.BlueprintDescriptor],
+    config: PPOConfig,
+) -> Batch[HeteroData]:
+    known = {d.blueprint_id for d in descriptors}
+    graphs: list[HeteroData] = []
+    actions: list[tuple[int, int, int]] = []
+    log_probs: list[float] = []
+    values, advantages, returns = [], [], []
+    for segment in _segments(episodes):
+        for t in segment:  # absent is not zero: default features would change every probability
+            missing = set(t.decision.observation.catalogue) - known
+            if missing:
+                raise ValueError(
+                    f"decision at log position {t.position} names unregistered {sorted(missing)}"
+                )
+        segment_graphs = [graph_from_decision(t.decision, descriptors) for t in segment]
+        with torch.no_grad():
+            value = network(GraphBatch.from_data_list(segment_graphs))["value"].float()
+        rewards = torch.tensor([t.reward.total for t in segment], dtype=torch.float32)
+        ends = torch.zeros(len(segment), dtype=torch.bool)
+        ends[-1] = True
+        advantage, target = gae(rewards, value, ends, torch.zeros(()), config)
+        graphs.extend(segment_graphs)
+        actions.extend(t.action for t in segment)
+        log_probs.extend(t.log_prob for t in segment)
+        values.append(value)
+        advantages.append(advantage)
+        returns.append(target)
+    return Batch(
+        observations=graphs,
+        actions=torch.tensor(actions, dtype=torch.long).reshape(-1, 3),
+        log_probs=torch.tensor(log_probs, dtype=torch.float32),
+        values=torch.cat(values) if values else torch.zeros(0),
+        advantages=torch.cat(advantages) if advantages else torch.zeros(0),
+        returns=torch.cat(returns) if returns else torch.zeros(0),
+    )
+
+
+def learn(
+    network: PolicyNetwork,
+    optimizer: torch.optim.Optimizer,
+    episodes: Sequence[Episode],
+    descriptors: Sequence[pb.BlueprintDescriptor],
+    config: PPOConfig,
+    generator: torch.Generator,
+) -> Diagnostics:
+    """One PPO update of `network` on `episodes` (train mode during the update, eval mode after)."""
+    began = time.perf_counter()
+    batch = ppo_batch(network, episodes, descriptors, config)
+    network.train()
+    try:
+        diagnostics = update(GnnActorCritic(network), optimizer, batch, config, generator)
+    finally:
+        network.eval()
+    metrics.UPDATES.inc()
+    metrics.UPDATE_SECONDS.observe(time.perf_counter() - began)
+    metrics.TRANSITIONS.inc(len(batch))
+    metrics.EXPLAINED_VARIANCE.set(diagnostics.explained_variance)
+    metrics.APPROX_KL.set(diagnostics.approx_kl)
+    for head, entropy in diagnostics.entropy.items():
+        metrics.HEAD_ENTROPY.labels(head=head).set(entropy)
+    return diagnostics

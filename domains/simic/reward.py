@@ -1,0 +1,105 @@
+"""The reward, in one place. Everything Simic optimises is defined here; the constants are `RewardConfig`
+(recorded with every training run).
+
+An episode is one run; a transition is one decision (t = 0 … T−1) and what followed until the next one.
+
+    r_t = shaping_t − cull_penalty·[t issued a cull] − rollback_penalty·[a rollback voided what followed t]
+          + [t = T−1] · (final_accuracy − parameter_rent · growth)
+
+- `final_accuracy`: the run's last validation accuracy (fraction 0…1). Validation data only: the test
+  accuracy that EpochCompleted and RunCompleted also carry never enters a reward.
+- `growth` = (final parameters − the host's parameters at the first decision) / the host's parameters:
+  the rent is proportional to the relative size a policy added, so hosts of every size pay alike.
+- shaping_t = `shaping` · (γ Φ(s_{t+1}) − Φ(s_t)) with Φ(s) = the validation accuracy at the decision and
+  Φ(terminal) = 0: potential-based (Ng, Harada and Russell, 1999), so it moves credit earlier without
+  changing which policy is optimal; 0 turns it off.
+- A cull's penalty is attached to the decision that issued it, a rollback's to the last decision it
+  voided (`experience` keeps that one transition and drops the rest): each penalty reaches exactly one
+  transition, and the reward is never paid for anything a rollback undid.
+
+Farming is prevented by the action masks (Tamiyo's eligibility rules), not by tuning these constants.
+`RewardComponents` are the terms of one transition; they add up to its `total`, and `episode_summary`
+sums them per episode for the training log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    parameter_rent: float = 0.05  # reward lost per 100 % of parameters added to the host
+    shaping: float = 1.0  # weight of the potential-based shaping term (0: off)
+    gamma: float = 0.99  # the discount of the shaping term: the PPO discount
+    cull_penalty: float = 0.01
+    rollback_penalty: float = 0.05
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    validation_accuracy: float  # at the decision (Φ of its state)
+    culled: bool = False
+    rolled_back: bool = False
+
+
+@dataclass(frozen=True)
+class EpisodeOutcome:
+    final_validation_accuracy: float
+    base_parameters: int
+    final_parameters: int
+
+    @property
+    def growth(self) -> float:
+        return (self.final_parameters - self.base_parameters) / max(self.base_parameters, 1)
+
+
+@dataclass(frozen=True)
+class RewardComponents:
+    accuracy: float = 0.0
+    parameter_rent: float = 0.0
+    shaping: float = 0.0
+    cull_penalty: float = 0.0
+    rollback_penalty: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return sum(getattr(self, f.name) for f in fields(self))
+
+    def to_dict(self) -> dict[str, float]:
+        return {**asdict(self), "total": self.total}
+
+
+def episode_rewards(
+    steps: Sequence[StepOutcome], outcome: EpisodeOutcome, config: RewardConfig
+) -> list[RewardComponents]:
+    """The reward components of each transition of one episode (empty for an episode without decisions)."""
+    rewards = []
+    last = len(steps) - 1
+    for t, step in enumerate(steps):
+        following = steps[t + 1].validation_accuracy if t < last else 0.0
+        terminal = t == last
+        rewards.append(
+            RewardComponents(
+                accuracy=outcome.final_validation_accuracy if terminal else 0.0,
+                parameter_rent=-config.parameter_rent * outcome.growth if terminal else 0.0,
+                shaping=config.shaping * (config.gamma * following - step.validation_accuracy),
+                cull_penalty=-config.cull_penalty if step.culled else 0.0,
+                rollback_penalty=-config.rollback_penalty if step.rolled_back else 0.0,
+            )
+        )
+    return rewards
+
+
+def episode_summary(rewards: Sequence[RewardComponents]) -> dict[str, float]:
+    """Each component summed over an episode, and the total (they add up)."""
+    summary = {f.name: 0.0 for f in fields(RewardComponents)}
+    for reward in rewards:
+        for name in summary:
+            summary[name] += getattr(reward, name)
+    summary["total"] = sum(summary.values())
+    return summary

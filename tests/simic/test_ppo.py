@@ -1,0 +1,96 @@
+"""PPO's parts: GAE against a hand computation, masked heads, an update's diagnostics and KL early stop."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from domains.simic.cartpole import CartPolePolicy
+from domains.simic.ppo import Batch, PPOConfig, entropy_of, gae, make_optimizer, masked_log_softmax, update
+
+
+def test_gae_matches_a_hand_computation_and_stops_at_episode_ends() -> None:
+    config = PPOConfig(gamma=0.9, gae_lambda=0.5)
+    rewards = torch.tensor([1.0, 2.0, 3.0])
+    values = torch.tensor([0.5, 1.0, 1.5])
+    ends = torch.tensor([False, True, False])
+    advantages, returns = gae(rewards, values, ends, torch.tensor(2.0), config)
+    a2 = 3.0 + 0.9 * 2.0 - 1.5
+    a1 = 2.0 - 1.0  # the episode ended after step 1: no bootstrap, nothing flows back from step 2
+    a0 = (1.0 + 0.9 * 1.0 - 0.5) + 0.9 * 0.5 * a1
+    assert torch.allclose(advantages, torch.tensor([a0, a1, a2]))
+    assert torch.allclose(returns, advantages + values)
+
+
+def test_masked_heads_give_zero_probability_and_no_nan_when_all_masked() -> None:
+    logits = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], dtype=torch.float16)
+    mask = torch.tensor([[True, False, True], [False, False, False]])
+    log_probs = masked_log_softmax(logits, mask)
+    assert log_probs.dtype == torch.float32
+    assert float(log_probs[0, 1].exp()) == 0.0
+    assert math.isclose(float(log_probs[0].exp().sum()), 1.0, rel_tol=1e-6)
+    assert torch.isfinite(entropy_of(log_probs)).all()
+
+
+def _batch(policy: CartPolePolicy, size: int, seed: int) -> Batch[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    observations = torch.randn(size, 4, generator=generator)
+    with torch.no_grad():
+        log_probs = policy.log_probs(observations)
+        values = policy.value(observations)
+    actions = torch.multinomial(log_probs.exp(), 1, generator=generator)
+    returns = torch.randn(size, generator=generator)
+    return Batch(
+        list(observations),
+        actions,
+        log_probs.gather(1, actions).squeeze(1),
+        values,
+        returns - values,
+        returns,
+    )
+
+
+def test_an_update_reports_its_diagnostics_and_is_deterministic() -> None:
+    results = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        policy = CartPolePolicy()
+        config = PPOConfig(target_kl=None)
+        diagnostics = update(
+            policy,
+            make_optimizer(policy, config),
+            _batch(policy, 64, 1),
+            config,
+            torch.Generator().manual_seed(2),
+        )
+        results.append((diagnostics, [p.detach().clone() for p in policy.parameters()]))
+    diagnostics = results[0][0]
+    assert diagnostics == results[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1], strict=True))
+    assert diagnostics.minibatch_steps == config.epochs * config.minibatches and not diagnostics.stopped_early
+    assert set(diagnostics.to_dict()) >= {
+        "policy_loss",
+        "value_loss",
+        "entropy_action",
+        "approx_kl",
+        "clip_fraction",
+        "explained_variance",
+    }
+    assert 0.0 < diagnostics.entropy["action"] <= math.log(2) + 1e-6
+    assert diagnostics.approx_kl >= 0.0 and 0.0 <= diagnostics.clip_fraction <= 1.0
+
+
+def test_kl_early_stop_ends_the_update_before_a_step_that_moved_too_far() -> None:
+    torch.manual_seed(0)
+    policy = CartPolePolicy()
+    config = PPOConfig(learning_rate=0.05, target_kl=1e-4, epochs=10)
+    diagnostics = update(
+        policy,
+        make_optimizer(policy, config),
+        _batch(policy, 64, 3),
+        config,
+        torch.Generator().manual_seed(0),
+    )
+    assert diagnostics.stopped_early
+    assert 1 <= diagnostics.minibatch_steps < config.epochs * config.minibatches
