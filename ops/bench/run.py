@@ -31,8 +31,9 @@ import torch
 
 from domains.tolaria import checkpoint as ckpt
 from domains.tolaria.config import RunConfig
-from domains.tolaria.data import BUILTIN_DATASETS, batches, epoch_order
+from domains.tolaria.data import BUILTIN_DATASETS, batches, epoch_order, eval_batches
 from domains.tolaria.hosts import build_host
+from domains.tolaria.loop import EVAL_BATCH
 from domains.tolaria.trainer import Trainer
 from domains.tolaria.workload import seed_everything
 from eventstore import open_store
@@ -50,7 +51,7 @@ FULL_ROLLBACK_TARGET_S = 12.0
 
 
 class PlainLoop:
-    """What a user would write without Esper: same host, data, optimizer and batch order."""
+    """What a user would write without Esper: same host, data, optimizer, batch order and evaluation batch."""
 
     def __init__(self, trainer: Trainer) -> None:
         seed_everything(trainer.config.seed)
@@ -75,9 +76,10 @@ class PlainLoop:
             self.optimizer.step()
             total += loss.detach() * len(batch)
         self.model.eval()
-        with torch.no_grad():
-            validation = self.splits.validation
-            correct = (self.model(validation.inputs).argmax(dim=1) == validation.targets).sum()
+        correct = torch.zeros((), dtype=torch.long, device=total.device)
+        with torch.no_grad():  # in batches of Esper's size: one forward over a large split is slower
+            for batch in eval_batches(self.splits.validation, EVAL_BATCH):
+                correct += (self.model(batch.inputs).argmax(dim=1) == batch.targets).sum()
         return float(torch.stack([total, correct.to(total.dtype)]).sum())
 
 
