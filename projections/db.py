@@ -13,15 +13,14 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 
 from leyline.datadir import DataDir
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 ENV_DB_URL = "ESPER_DB_URL"
 # The alembic scripts (the top-level migrations package, beside this one): alembic reads them as files.
@@ -84,7 +83,11 @@ def write_connection(engine: Engine) -> Connection:
     return engine.connect().execution_options(write=True)
 
 
+# alembic is imported where a schema is read or changed: it costs a third of a second, which every command
+# that only parses its options (`esper audit --help`) would otherwise pay.
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
@@ -93,6 +96,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:
         raise DatabaseError("migrations/ holds no revision")
@@ -101,6 +106,8 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
+        from alembic.runtime.migration import MigrationContext
+
         return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -108,6 +115,8 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Bring the schema to `revision`; returns (revision before, revision after)."""
     before = current_revision(engine)
     with write_connection(engine) as connection:
+        from alembic import command
+
         command.upgrade(alembic_config(connection), revision)
         connection.commit()
     after = current_revision(engine)

@@ -14,14 +14,16 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from elasticsearch import Elasticsearch, helpers
 from google.protobuf.json_format import MessageToDict
 
 from domains.nissa.metrics import INDEXED_EVENTS, INDEXED_POSITION
 from eventstore import EventStore
 from leyline import category_of, decode_payload, pb
+
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
 
 DEFAULT_INDEX = "esper-events"
 BATCH = 1000
@@ -132,6 +134,10 @@ class Indexer:
 
     def _send(self, events: list[pb.EventEnvelope]) -> None:
         try:
+            from elasticsearch import (
+                helpers,
+            )  # the client is imported where it is used (`esper index --help`)
+
             _, errors = helpers.bulk(
                 self.es, actions(events, self.index), chunk_size=len(events), raise_on_error=False
             )

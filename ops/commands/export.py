@@ -17,11 +17,7 @@ from typing import Any
 from ops.common import add_command, print_json
 from ops.dbopts import add_db_option, open_db_from_args
 from ops.errors import CommandError
-from ops.serve import queries
 from ops.storeopts import add_store_option, open_store_from_args
-from projections import catch_up
-from projections.audit import NotFound, audit_run
-from projections.projectors import STAGES
 
 FORMATS = ("tensorboard",)
 EPOCH_SCALARS = {
@@ -67,6 +63,8 @@ def export_tensorboard(run: dict[str, Any], epochs: list[dict[str, Any]], logdir
     """Write the run's standing epochs and markers into logdir/RUN; count what was written."""
     from torch.utils.tensorboard import SummaryWriter
 
+    from projections.projectors import STAGES
+
     counts = {"scalars": 0, "texts": 0}
     directory = logdir / run["run_id"]
     for earlier in directory.glob(EVENT_FILES):
@@ -95,6 +93,9 @@ def export_tensorboard(run: dict[str, Any], epochs: list[dict[str, Any]], logdir
 
 def standing_epochs(engine: Any, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The run (with its markers) and its standing epochs, each with its packet's seeds and hook time."""
+    from ops.serve import queries
+    from projections.audit import audit_run
+
     detail = queries.run(engine, run_id)
     hooks = {e["position"]: e["hook_ms"] for e in detail["epochs"]}
     epochs = [
@@ -106,7 +107,11 @@ def standing_epochs(engine: Any, run_id: str) -> tuple[dict[str, Any], list[dict
 
 
 def handle(args: argparse.Namespace) -> int:
-    store = open_store_from_args(args)
+    # imported here, as the read models are: `esper export --help` loads no SQLAlchemy
+    from projections import catch_up
+    from projections.audit import NotFound
+
+    store = open_store_from_args(args, read_only=True)
     engine = open_db_from_args(args)
     try:
         catch_up(store, engine)

@@ -15,9 +15,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from domains.nissa.elastic import es_client
 from domains.nissa.indexer import BATCH, DEFAULT_INDEX, Cursor, Indexer, IndexingError
-from eventstore.mirror import redacted
 from leyline.datadir import DataDir
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
@@ -49,6 +47,9 @@ def handle(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise UsageError(f"--batch {args.batch} must be at least 1")
     store = open_store_from_args(args, create=False)
+    from domains.nissa.elastic import es_client  # the client stack (and redis, below) take half a second
+    from eventstore.mirror import redacted
+
     es = es_client(args.es)
     try:
         cursor = Cursor.load(DataDir.of(args.data_dir).index, redacted(args.es), args.index)

@@ -11,18 +11,18 @@ from collections.abc import Callable
 from typing import Any
 
 from eventstore import EventStore
-from eventstore.file import FileStore
 from ops.common import add_command, print_json
 from ops.dbopts import add_db_option, open_db_from_args
 from ops.errors import CommandError
 from ops.storeopts import add_store_option, open_store_from_args
-from projections import catch_up
 
 Step = Callable[[argparse.Namespace, EventStore], dict[str, Any]]
 
 
 def recover_log(args: argparse.Namespace, store: EventStore) -> dict[str, Any]:
     """Opening the store already did the log's recovery: report it."""
+    from eventstore.file import FileStore
+
     if isinstance(store, FileStore):
         report = store.recovery
         return {
@@ -42,6 +42,8 @@ def recover_log(args: argparse.Namespace, store: EventStore) -> dict[str, Any]:
 
 def catch_up_projections(args: argparse.Namespace, store: EventStore) -> dict[str, Any]:
     """Bring every read model up to the recovered head (their batches commit with their checkpoints)."""
+    from projections import catch_up  # here, not at registration: `esper recover --help` loads no SQLAlchemy
+
     engine = open_db_from_args(args)
     try:
         result = catch_up(store, engine)

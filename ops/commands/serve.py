@@ -19,12 +19,9 @@ from types import FrameType
 from typing import Any
 
 from domains.nissa.routing import Channel, FileChannel, Router, WebhookChannel
-from domains.nissa.service import Nissa
 from ops.common import add_command, print_json
 from ops.dbopts import add_db_option, db_url, open_db_from_args
 from ops.errors import UsageError
-from ops.serve.routes import ServeContext
-from ops.serve.server import Follower, Server, is_loopback
 from ops.storeopts import add_store_option, open_store_from_args
 
 TOKEN_ENV = "ESPER_SERVE_TOKEN"
@@ -95,6 +92,12 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    # imported here: the server and Nissa load the read models (SQLAlchemy), which `esper serve --help`
+    # need not pay for
+    from domains.nissa.service import Nissa
+    from ops.serve.routes import ServeContext
+    from ops.serve.server import Follower, Server, is_loopback
+
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port} is not a TCP port (0-65535)")
     token = read_token(args)
