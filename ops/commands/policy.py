@@ -14,9 +14,9 @@ from eventstore.api import EventFilter
 from leyline import decode_payload, pb
 from leyline.datadir import DataDir
 from leyline.signing import Signer
-from ops.policy_train import register_train
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
+from ops.policy_train import register_train
 from ops.storeopts import add_store_option, open_store_from_args
 
 DESCRIPTION = """\
