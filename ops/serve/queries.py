@@ -126,11 +126,15 @@ def run(engine: Engine, run_id: str) -> dict[str, Any]:
             }
             for row in seed_rows
         ]
-        for row in connection.execute(
-            select(b)
-            .where(b.c.run_id == run_id, b.c.event_type == "RollbackCompleted")
-            .order_by(b.c.position)
-        ):
+        request = None  # the RollbackRequested a RollbackCompleted answers carries its reason
+        for row in connection.execute(select(b).where(b.c.run_id == run_id).order_by(b.c.position)):
+            if row.event_type == "RollbackRequested":
+                request = row
+                continue
+            if row.event_type != "RollbackCompleted":
+                continue
+            answered = request is not None and request.target_epoch == row.target_epoch
+            asked = request.reason if answered and request is not None else None
             markers.append(
                 {
                     "kind": "rollback",
@@ -139,11 +143,12 @@ def run(engine: Engine, run_id: str) -> dict[str, Any]:
                     "slot": None,
                     "seed": None,
                     "blueprint_id": None,
-                    "reason": row.reason,
+                    "reason": row.reason or asked,
                     "mode": row.mode,
                     "superseded": row.superseded_at is not None,
                 }
             )
+            request = None
     markers.sort(key=lambda marker: marker["position"])
     return {"run": summary, "epochs": epochs, "markers": markers, "checkpoints": checkpoints}
 

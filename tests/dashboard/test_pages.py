@@ -50,6 +50,7 @@ def test_every_page_renders(runs: tuple[Path, dict[str, str]], page: Page, artif
         assert page.locator('path[data-series="rolled back"]').count() == 2
         assert page.locator(".timeline-row").count() >= 1
         assert page.locator("tr.rollback-row").count() >= 1
+        assert "loss spike" in page.locator("tr.rollback-row").first.inner_text(), "the request's reason"
         screenshot(page, artifacts, "sim-run")
 
         page.goto(f"{url}/runs/{grown}/decisions")
