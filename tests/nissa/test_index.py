@@ -180,6 +180,13 @@ def test_index_into_osmem_is_idempotent(tmp_path: Path, osmem_url: str) -> None:
     assert sorted(_indexed_ids(osmem_url)) == expected
 
 
+KILLS = 3
+
+
+def _cursor_position(data_dir: Path, url: str) -> int:
+    return Cursor.load(DataDir(data_dir).index, url, DEFAULT_INDEX).position
+
+
 @pytest.mark.slow
 def test_a_killed_indexer_resumes_without_losing_or_repeating_events(tmp_path: Path, osmem_url: str) -> None:
     simulated_runs(tmp_path, runs=6, epochs=40)
@@ -191,21 +198,29 @@ def test_a_killed_indexer_resumes_without_losing_or_repeating_events(tmp_path: P
     rng = random.Random(17)
     kills = 0
     cut_midway = []
-    for _ in range(30):
+    for _ in range(KILLS + 1):
+        before = _cursor_position(tmp_path, osmem_url)
         process = _esper_index(tmp_path, osmem_url, "--batch", "100")
-        delay = rng.uniform(0.8, 2.5)
-        deadline = time.monotonic() + delay
-        while time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.02)
-        if process.poll() is None:
+        # Kill only once this process has indexed something (a condition, not a bet on timing), then at a
+        # random point a little later: with a batch of 100 the index is then partly written.
+        deadline = time.monotonic() + 120
+        while (
+            kills < KILLS
+            and process.poll() is None
+            and _cursor_position(tmp_path, osmem_url) <= before
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.005)
+        if kills < KILLS and process.poll() is None:
+            time.sleep(rng.uniform(0, 0.05))
             process.send_signal(signal.SIGKILL)
             process.wait()
             kills += 1
-            position = Cursor.load(DataDir(tmp_path).index, osmem_url, DEFAULT_INDEX).position
-            cut_midway.append(0 < position < len(expected))
+            cut_midway.append(0 < _cursor_position(tmp_path, osmem_url) < len(expected))
             continue
-        assert process.returncode == 0, process.communicate()[1]
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
         break
-    assert kills >= 1 and any(cut_midway), "no kill landed while the index was partly written"
+    assert kills == KILLS and any(cut_midway), "no kill landed while the index was partly written"
     ids = _indexed_ids(osmem_url)
     assert len(ids) == len(set(ids)) and sorted(ids) == expected

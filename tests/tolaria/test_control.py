@@ -9,7 +9,7 @@ RollbackRequested in the log is applied only if it is signed by a key on the rin
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -81,25 +81,27 @@ def stale() -> bytes:
     return Signer(KEYRING).sign(envelope).SerializeToString()
 
 
-BAD_INPUT = {
-    "not an envelope": (b"{not json", "malformed"),
+# Each case's content is made when its test runs: a signed request made at collection would be minutes old
+# by the time a full suite reaches it, and the verifier refuses requests older than its 60 s clock window.
+BAD_INPUT: dict[str, tuple[Callable[[], bytes], str]] = {
+    "not an envelope": (lambda: b"{not json", "malformed"),
     "the old JSON format": (
-        b'{"request_id": "x", "request": {"runId": "rctl", "targetEpoch": 2}}',
+        lambda: b'{"request_id": "x", "request": {"runId": "rctl", "targetEpoch": 2}}',
         "malformed",
     ),
-    "empty": (b"", "malformed"),
-    "over the size limit": (b"\x00" * (control.CONTENT_LIMIT + 1), "malformed"),
+    "empty": (lambda: b"", "malformed"),
+    "over the size limit": (lambda: b"\x00" * (control.CONTENT_LIMIT + 1), "malformed"),
     "unsigned": (
-        new_envelope("RollbackRequested", run_stream(RUN), request(2)).SerializeToString(),
+        lambda: new_envelope("RollbackRequested", run_stream(RUN), request(2)).SerializeToString(),
         "unsigned",
     ),
-    "a forger's key": (signed(2, Keyring.generate("k1")).SerializeToString(), "bad_signature"),
-    "an unknown key": (signed(2, Keyring.generate("evil")).SerializeToString(), "unknown_key"),
-    "tampered after signing": (tampered(), "bad_signature"),
-    "another run's": (signed(2, run_id="rother").SerializeToString(), "malformed"),
-    "epoch 9999": (signed(9999).SerializeToString(), "no_checkpoint"),
-    "an uncommitted epoch": (signed(4).SerializeToString(), "no_checkpoint"),
-    "stale": (stale(), "stale_timestamp"),
+    "a forger's key": (lambda: signed(2, Keyring.generate("k1")).SerializeToString(), "bad_signature"),
+    "an unknown key": (lambda: signed(2, Keyring.generate("evil")).SerializeToString(), "unknown_key"),
+    "tampered after signing": (tampered, "bad_signature"),
+    "another run's": (lambda: signed(2, run_id="rother").SerializeToString(), "malformed"),
+    "epoch 9999": (lambda: signed(9999).SerializeToString(), "no_checkpoint"),
+    "an uncommitted epoch": (lambda: signed(4).SerializeToString(), "no_checkpoint"),
+    "stale": (stale, "stale_timestamp"),
 }
 
 
@@ -108,8 +110,8 @@ def test_bad_control_input_is_rejected_and_the_run_goes_on(
     live: tuple[Trainer, EventStore, DataDir], case: str
 ) -> None:
     trainer, _, data_dir = live
-    content, code = BAD_INPUT[case]
-    plant(data_dir, content)
+    make, code = BAD_INPUT[case]
+    plant(data_dir, make())
     trainer.run_epoch()
     trainer.run_epoch()
     trainer.sink.flush()
