@@ -54,6 +54,11 @@ MAX_WAIT_S = 1.0
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
+def libpq_url(url: str) -> str:
+    """The URL as psycopg's own connect() takes it (no SQLAlchemy driver name), password included."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def engine_url(url: str) -> sa.URL:
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
@@ -82,7 +87,7 @@ class PostgresStore:
         self._engine = sa.create_engine(self.url, connect_args={"connect_timeout": connect_timeout})
         # Appends are one autocommitted statement on a connection of their own: no pool checkout, reset or
         # isolation-level change around each (each would be one more round trip).
-        self._plain_url = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._plain_url = libpq_url(url)
         self._connect_timeout = connect_timeout
         self._appender: psycopg.Connection[Any] | None = None
         self._append_lock = threading.Lock()

@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
+from eventstore.postgres import PostgresStore, libpq_url
 from ops.bench import DEFAULT_POSTGRES_URL, POSTGRES_URL_ENV, BenchOptions, Result
 from ops.bench.eventstore import make_events
 
@@ -121,8 +122,6 @@ def _timed_loop(append: Callable[[int], None], batch: int, seconds: float, start
 
 
 def _esper_writer(url: str, schema: str, batch: int, seconds: float, start: Event, counts: Any) -> None:
-    from eventstore.postgres import PostgresStore
-
     store = PostgresStore(url, schema=schema)
     pool = make_events(min(batch * 4000, POOL_CAP), streams=50)
     groups = [pool[offset : offset + batch] for offset in range(0, len(pool), batch)]
@@ -158,10 +157,8 @@ def _create_stores(url: str, ours: str, theirs: str) -> None:
     """Both stores' tables, created once before any writer starts (concurrent creation would race)."""
     from eventsourcing.postgres import PostgresApplicationRecorder
 
-    from eventstore.postgres import PostgresStore
-
     PostgresStore(url, schema=ours).close()
-    with psycopg.connect(_plain(url), autocommit=True) as connection:
+    with psycopg.connect(libpq_url(url), autocommit=True) as connection:
         connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{theirs}"')
     datastore = _eventsourcing_datastore(url, theirs)
     PostgresApplicationRecorder(datastore, events_table_name=EVENTSOURCING_TABLE).create_table()
@@ -183,10 +180,6 @@ def _eventsourcing_datastore(url: str, schema: str) -> Any:
 
 
 def _drop_schemas(url: str, *schemas: str) -> None:
-    with psycopg.connect(_plain(url), autocommit=True) as connection:
+    with psycopg.connect(libpq_url(url), autocommit=True) as connection:
         for schema in schemas:
             connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-def _plain(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
