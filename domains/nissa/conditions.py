@@ -28,6 +28,7 @@ EVENT_TYPES = frozenset(
         "EpochCompleted",
         "IsolationViolationDetected",
         "CompileJobFailed",
+        "CompileJobSucceeded",
         "RollbackRequested",
     }
     | RUN_ENDS
@@ -52,6 +53,7 @@ class State:
     steady_epochs: Mapping[str, int] = field(default_factory=dict)  # run -> epochs since its last explosion
     explosions: Mapping[str, int] = field(default_factory=dict)  # run -> rollbacks by the loss guard
     retries: tuple[int, ...] = ()  # occurred_at_ns of recent compile retries
+    compiled_at: int = 0  # occurred_at_ns of the latest successful compile: the recovery evidence
     firing: Mapping[str, Firing] = field(default_factory=dict)  # instance name -> what fired it
 
 
@@ -121,6 +123,8 @@ def evolve(state: State, envelope: pb.EventEnvelope) -> State:
             return state
         retries = (*_retries_within(state.retries, envelope.occurred_at_ns), envelope.occurred_at_ns)
         return replace(state, retries=retries)
+    if kind == "CompileJobSucceeded":
+        return replace(state, compiled_at=max(state.compiled_at, envelope.occurred_at_ns))
     if kind in RUN_ENDS:
         return replace(
             state,
@@ -184,16 +188,18 @@ def _conditions(state: State, envelope: pb.EventEnvelope) -> dict[str, Firing | 
             if explosions and not steady
             else None
         )
-    if kind == "CompileJobFailed":
-        retries = len(_retries_within(state.retries, envelope.occurred_at_ns))
+    if kind in ("CompileJobFailed", "CompileJobSucceeded"):
+        recent = _retries_within(state.retries, envelope.occurred_at_ns)
+        # recovered: a compile succeeded after the latest retry (the window is only the fallback)
+        recovered = bool(recent) and state.compiled_at >= recent[-1]
         wanted[rules.TEZZERET_COMPILE_RETRY_HIGH] = (
             Firing(
                 rules.TEZZERET_COMPILE_RETRY_HIGH,
                 {},
-                f"{retries} compile retries within {rules.RETRY_WINDOW_S} s",
-                float(retries),
+                f"{len(recent)} compile retries within {rules.RETRY_WINDOW_S} s, no compile succeeded since",
+                float(len(recent)),
             )
-            if retries > rules.RETRY_THRESHOLD
+            if len(recent) > rules.RETRY_THRESHOLD and not recovered
             else None
         )
     if kind in RUN_ENDS:

@@ -199,9 +199,11 @@ class Tezzeret:
             failed = self._apply(state, Fail(f"{type(exc).__name__}: {exc}"))
             if failed.status is Status.RETRY_WAIT:
                 metrics.RETRIES.inc()
+                metrics.LAST_RETRY.set_to_current_time()
             return failed
         duration = time.perf_counter() - started
         metrics.COMPILE_DURATION.labels(state.spec.strategy).observe(duration)
+        metrics.LAST_SUCCESS.set_to_current_time()
         return self._apply(state, Succeed(artifact_hash, len(data), duration * 1000.0))
 
     def restore(self, state: JobState) -> None:

@@ -13,9 +13,11 @@ Drills:
                       decision becomes a safe no-op, the end-of-epoch hook overruns its budget
                       (training_latency_high); then the policy answers in time again.
   compile-failure     Tezzeret's first attempts of every compile job fail and are retried
-                      (tezzeret_compile_retry_high) until the job succeeds and the seed is grafted.
+                      (tezzeret_compile_retry_high) until the job succeeds and the seed is grafted; the
+                      successful compile resolves the alert.
   disk-full           the artifacts' file system is full (ENOSPC) for the first writes: compile jobs fail
-                      and are retried (tezzeret_compile_retry_high) until space is freed and one succeeds.
+                      and are retried (tezzeret_compile_retry_high) until space is freed and one succeeds,
+                      which resolves the alert.
   loss-explosion      the learning rate spikes 10,000x after a checkpoint: the next epoch's loss explodes,
                       the guard rolls back to the checkpoint (training_loss_explosion), training goes on.
   isolation           the first seed grafted closes over a host parameter and leaks gradient into it
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,16 +74,18 @@ def _train(
     epochs: int,
     run_id: str,
     inject: Callable[[Any, int], None] | None = None,
+    scraper: Scraper | None = None,
     **collaborators: Any,
 ) -> DrillRun:
     """A short run with the given collaborators replacing the trainer's defaults, its metrics scraped at
-    the start, after every epoch and after a rollback; `inject(trainer, epoch)` runs after every epoch."""
+    the start, after every epoch and after a rollback (and wherever else the caller's `scraper` is
+    called); `inject(trainer, epoch)` runs after every epoch."""
     from domains.karn.registration import register_catalogue
     from domains.tolaria.config import RunConfig
     from domains.tolaria.report import Progress
     from ops.compose import build_trainer
 
-    scraper = Scraper(alert)
+    scraper = scraper or Scraper(alert)
     register_catalogue(store)
     built: list[Any] = []
 
@@ -110,6 +115,15 @@ def _first_rise(scraper: Scraper) -> int:
         if any(value > first.get(series, 0.0) for series, value in scrape.items()):
             return minute
     raise ValueError("the fault never showed in the metrics the rule reads")
+
+
+def _first_over(scraper: Scraper, series: str, threshold: float) -> int:
+    """The first scrape at which `series` has risen more than `threshold` above its value at the start."""
+    start = scraper.scrapes[0].get(series, 0.0)
+    for minute, scrape in enumerate(scraper.scrapes):
+        if scrape.get(series, 0.0) - start > threshold:
+            return minute
+    raise ValueError(f"{series} never rose more than {threshold} in the drill's scrapes")
 
 
 def _idle_until(scraper: Scraper, minute: int) -> int:
@@ -200,7 +214,11 @@ def controller_timeout(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
 
 def _compile_drill(data_dir: DataDir, store: EventStore, fault: str, full_disk: bool) -> dict[str, Any]:
     """Compile attempts fail (the compiler raises, or the artifacts' disk is full) and are retried until
-    the job succeeds and the seed it was for is grafted."""
+    the job succeeds and the seed it was for is grafted.
+
+    Time passes while a job is failing: Tezzeret waits out its backoff between attempts (seconds to
+    minutes with its default backoff). The drill keeps its waits short and has Prometheus scrape once in
+    each, so the rule sees the job failing, then the compile that succeeded after the retries."""
     from domains.karn.catalog import Use
     from domains.tamiyo.config import HeuristicConfig
     from domains.tezzeret.jobs import Backoff, choose_strategy
@@ -211,6 +229,12 @@ def _compile_drill(data_dir: DataDir, store: EventStore, fault: str, full_disk: 
     from ops.drill_faults import FullDiskLibrary
 
     run_id = new_run_id()
+    scraper = Scraper(rules.TEZZERET_COMPILE_RETRY_HIGH)
+
+    def backoff_wait(seconds: float) -> None:
+        scraper.scrape()
+        time.sleep(seconds)
+
     if full_disk:
         library: ArtifactLibrary = FullDiskLibrary(data_dir.artifacts, store, refused_writes=COMPILE_FAILURES)
     else:
@@ -220,6 +244,7 @@ def _compile_drill(data_dir: DataDir, store: EventStore, fault: str, full_disk: 
         library,
         max_attempts=COMPILE_FAILURES + 1,
         backoff=Backoff(base_ms=20),
+        sleep=backoff_wait,
         failure_hook=None if full_disk else FailFirst(COMPILE_FAILURES),
     )
     source = SeedModuleSource(library, tezzeret, Use.LIVE, (), choose_strategy("auto", "cpu"))
@@ -230,16 +255,17 @@ def _compile_drill(data_dir: DataDir, store: EventStore, fault: str, full_disk: 
         rules.TEZZERET_COMPILE_RETRY_HIGH,
         COMPILE_EPOCHS,
         run_id,
+        scraper=scraper,
         source=source,
         controller_config_json=eager.to_json(),
     )
     failed = [decode_payload(e) for e in _events(store, "CompileJobFailed")]
     succeeded = _events(store, "CompileJobSucceeded")
     grafted = [e for e in _events(store, "SeedGrafted") if e.run_id == run_id]
-    retried_at = _first_rise(run.scraper)
-    quiet_at = _idle_until(run.scraper, retried_at + rules.RETRY_WINDOW_S // 60 + 1)
+    retrying_at = _first_over(run.scraper, "esper_tezzeret_compile_retries_total", rules.RETRY_THRESHOLD)
+    recovered_at = _first_over(run.scraper, "esper_tezzeret_last_success_timestamp_seconds", 0.0)
     alert = _alert_of_record(store, rules.TEZZERET_COMPILE_RETRY_HIGH)
-    verdict = check_alert(run.scraper, firing_at=[retried_at], quiet_at=[quiet_at])
+    verdict = check_alert(run.scraper, firing_at=[retrying_at], quiet_at=[recovered_at])
     errors = sorted({f.error for f in failed})  # type: ignore[attr-defined]
     return {
         "run_id": run_id,
@@ -253,9 +279,8 @@ def _compile_drill(data_dir: DataDir, store: EventStore, fault: str, full_disk: 
         "alert_of_record": alert,
         "prometheus": _verdict(verdict),
         "recovered": bool(succeeded) and bool(grafted),
-        # the alert of record resolves once the retries leave its window of log time (15 minutes), which a
-        # short drill does not wait for; nominal is the rule's expression false after that window
-        "nominal": verdict.passed,
+        # resolved on the recovery evidence (a compile succeeded after the retries), not after a window
+        "nominal": alert["resolved_position"] is not None,
         "checks": {
             "fault_acted": len(failed) >= COMPILE_FAILURES,
             "alert_fired": alert["fired_position"] is not None,
@@ -402,6 +427,14 @@ def run_drill(name: str, root: Path) -> dict[str, Any]:
     return {"drill": name, **report}
 
 
+def _where(record: dict[str, int | None], key: str) -> str:
+    position = record[f"{key}_position"]
+    if position is None:
+        return "-"
+    epoch = record[f"{key}_at_epoch"]
+    return f"log position {position}" + (f" (epoch {epoch})" if epoch is not None else "")
+
+
 def handle(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix=f"esper-drill-{args.name}-"))
     try:
@@ -416,6 +449,10 @@ def handle(args: argparse.Namespace) -> int:
     else:
         state = "passed" if report["passed"] else "FAILED"
         print(f"drill {args.name}: {state} (run {report['run_id']}, alert {report['alert']})")
+        record = report["alert_of_record"]
+        print(
+            f"  alert of record: fired at {_where(record, 'fired')}, resolved at {_where(record, 'resolved')}"
+        )
         for check, ok in {
             **report["checks"],
             "recovered": report["recovered"],

@@ -115,6 +115,29 @@ def test_compile_retries_fire_only_within_the_window() -> None:
     ]
 
 
+def compiled(at_s: float) -> pb.EventEnvelope:
+    payload = pb.CompileJobSucceeded(job_id="j", attempt=2, artifact_hash="h", duration_ms=1.0)
+    return new_envelope("CompileJobSucceeded", "compile-j", payload, occurred_at_ns=int(at_s * 1e9))
+
+
+def test_compile_retries_resolve_on_a_compile_that_succeeds_after_them() -> None:
+    name = rules.TEZZERET_COMPILE_RETRY_HIGH
+    burst = [retry(at) for at in range(1, rules.RETRY_THRESHOLD + 2)]
+    # a success before the burst is no evidence of recovery, one after it is (well inside the window)
+    assert evaluate([compiled(0.5), *burst]) == [("AlertFired", name)]
+    assert evaluate([*burst, compiled(rules.RETRY_THRESHOLD + 2)]) == [
+        ("AlertFired", name),
+        ("AlertResolved", name),
+    ]
+    # failing again after the recovery fires again
+    again = [retry(at) for at in range(rules.RETRY_THRESHOLD + 3, rules.RETRY_THRESHOLD + 5)]
+    assert evaluate([*burst, compiled(rules.RETRY_THRESHOLD + 2), *again]) == [
+        ("AlertFired", name),
+        ("AlertResolved", name),
+        ("AlertFired", name),
+    ]
+
+
 @given(st.lists(st.sampled_from(["slow", "fast", "violation", "epoch", "end", "explosion"]), max_size=40))
 def test_fired_and_resolved_alternate_per_instance(kinds: list[str]) -> None:
     makers = {

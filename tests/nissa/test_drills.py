@@ -25,7 +25,14 @@ def test_controller_timeout_drill(tmp_path: Path) -> None:
 def test_compile_failure_drill(tmp_path: Path) -> None:
     report = run_drill("compile-failure", tmp_path)
     assert report["fault"]["retried"] >= 4
-    assert report["alert_of_record"]["fired_position"] is not None
+    alert = report["alert_of_record"]
+    # resolved within the drill, on the compile that succeeded after the retries
+    assert alert["fired_position"] is not None and alert["resolved_position"] is not None
+    assert alert["resolved_position"] > alert["fired_position"]
+    assert (
+        report["prometheus"]["expression_false_at_minutes"][0]
+        > report["prometheus"]["expression_true_at_minutes"][0]
+    )
     assert report["prometheus"]["promtool_passed"], report["prometheus"]["promtool_output"]
     assert report["recovered"] and report["passed"]
 
@@ -54,6 +61,13 @@ def test_disk_full_drill(tmp_path: Path) -> None:
     report = run_drill("disk-full", tmp_path)
     assert report["fault"]["retried"] >= 4
     assert all("No space left on device" in error for error in report["fault"]["errors"])
-    assert report["alert_of_record"]["fired_position"] is not None
+    alert = report["alert_of_record"]
+    # resolved within the drill, on the compile that succeeded after the retries
+    assert alert["fired_position"] is not None and alert["resolved_position"] is not None
+    assert alert["resolved_position"] > alert["fired_position"]
+    assert (
+        report["prometheus"]["expression_false_at_minutes"][0]
+        > report["prometheus"]["expression_true_at_minutes"][0]
+    )
     assert report["prometheus"]["promtool_passed"], report["prometheus"]["promtool_output"]
     assert report["recovered"] and report["passed"]
