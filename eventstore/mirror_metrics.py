@@ -8,6 +8,10 @@ MIRROR_LAG = Gauge(
     "esper_eventstore_mirror_lag_positions",
     "Global positions committed to the log but not yet mirrored to Redis",
 )
+MIRROR_DOWN = Gauge(
+    "esper_eventstore_mirror_redis_down",
+    "1 from the mirror's first failed Redis call until it has caught up with the log again, else 0",
+)
 MIRROR_POSITION = Gauge(
     "esper_eventstore_mirror_position",
     "Last global position the Redis mirror holds",

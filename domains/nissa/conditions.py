@@ -30,6 +30,7 @@ EVENT_TYPES = frozenset(
         "CompileJobFailed",
         "CompileJobSucceeded",
         "RollbackRequested",
+        "TelemetryReported",
     }
     | RUN_ENDS
     | ALERT_EVENTS
@@ -202,6 +203,22 @@ def _conditions(state: State, envelope: pb.EventEnvelope) -> dict[str, Firing | 
             if len(recent) > rules.RETRY_THRESHOLD and not recovered
             else None
         )
+    if kind == "TelemetryReported":
+        packet = decode_payload(envelope)
+        assert isinstance(packet, pb.TelemetryPacket)
+        if packet.source == rules.MIRROR_TELEMETRY_SOURCE:
+            lag = next((m.value for m in packet.metrics if m.name == rules.MIRROR_LAG_METRIC), 0.0)
+            wanted[rules.MIRROR_REDIS_DOWN] = (
+                Firing(
+                    rules.MIRROR_REDIS_DOWN,
+                    {},
+                    f"the Redis mirror is down ({', '.join(e.message for e in packet.events)}); "
+                    f"{lag:.0f} positions behind",
+                    lag,
+                )
+                if packet.health != pb.HEALTH_STATUS_HEALTHY
+                else None
+            )
     if kind in RUN_ENDS:
         for name in (
             rules.TRAINING_LATENCY_HIGH,

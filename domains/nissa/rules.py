@@ -10,6 +10,7 @@ KASMINA_ISOLATION_VIOLATION = "kasmina_isolation_violation"
 OONA_QUEUE_DEPTH = "oona_queue_depth"
 TEZZERET_COMPILE_RETRY_HIGH = "tezzeret_compile_retry_high"
 TRAINING_LOSS_EXPLOSION = "training_loss_explosion"
+MIRROR_REDIS_DOWN = "mirror_redis_down"
 
 SEVERITY = {
     TRAINING_LATENCY_HIGH: "warning",
@@ -17,6 +18,7 @@ SEVERITY = {
     OONA_QUEUE_DEPTH: "warning",
     TEZZERET_COMPILE_RETRY_HIGH: "warning",
     TRAINING_LOSS_EXPLOSION: "critical",
+    MIRROR_REDIS_DOWN: "critical",
 }
 
 DEFAULT_HOOK_BUDGET_MS = 18.0  # used when an EpochHookTimed event carries no budget
@@ -33,3 +35,8 @@ RETRY_WINDOW_S = 900
 OONA_DEPTH_THRESHOLD = Thresholds().reroute_above  # where the bus starts rerouting normal traffic
 SLO = 0.99  # of end-of-epoch hooks within budget, of time with the mirror lag under its bound
 MIRROR_LAG_SLO_POSITIONS = 1000  # mirror lag above this counts against the mirror's error budget
+# the TelemetryReported source of the writing process's Redis mirror: its health changes (down at the first
+# failed Redis call, healthy once caught up again) are the input of mirror_redis_down
+MIRROR_TELEMETRY_SOURCE = "eventstore.mirror"
+MIRROR_TELEMETRY_STREAM = "telemetry-mirror"
+MIRROR_LAG_METRIC = "esper_eventstore_mirror_lag_positions"  # the lag a mirror health report carries

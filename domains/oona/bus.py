@@ -44,7 +44,15 @@ from domains.oona.metrics import (
 )
 from domains.oona.routing import DRAIN_ORDER, OonaKeys, Queue, Thresholds, admit, route
 from eventstore.api import EventStore
-from eventstore.mirror import DEFAULT_PREFIX, REDIS_ERRORS, KeyState, MirrorThread, as_text, position_of
+from eventstore.mirror import (
+    DEFAULT_PREFIX,
+    REDIS_ERRORS,
+    HealthListener,
+    KeyState,
+    MirrorThread,
+    as_text,
+    position_of,
+)
 from leyline import DecodeError, decode_envelope, pb
 
 DEFAULT_MAX_ATTEMPTS = 5
@@ -103,12 +111,19 @@ def start_mirror(
     prefix: str = DEFAULT_PREFIX,
     thresholds: Thresholds | None = None,
     idle_timeout: float = 0.2,
+    on_health: HealthListener | None = None,
 ) -> MirrorThread:
     """The writing process's background mirror onto the category streams and the Oona queues (e.g.
     `esper run` with REDIS_URL): appends never wait on it; call `.stop()` at the end of the run."""
     fanout = OonaFanout(OonaKeys(prefix), thresholds)
     return MirrorThread(
-        store, redis_url, data_dir, prefix=prefix, fanout=fanout, idle_timeout=idle_timeout
+        store,
+        redis_url,
+        data_dir,
+        prefix=prefix,
+        fanout=fanout,
+        idle_timeout=idle_timeout,
+        on_health=on_health,
     ).start()
 
 

@@ -18,7 +18,7 @@ data, groups are recreated at those positions, never at `$`. Streams are trimmed
 slowest group; a stream without groups is never trimmed.
 """
 
-from eventstore.mirror.core import Mirror
+from eventstore.mirror.core import HealthListener, Mirror
 from eventstore.mirror.cursor import MirrorCursor, cursor_path
 from eventstore.mirror.fanout import Fanout, KeyState
 from eventstore.mirror.redis_keys import (
@@ -43,6 +43,7 @@ __all__ = [
     "BatchResult",
     "Fanout",
     "ForeignEntry",
+    "HealthListener",
     "KeyState",
     "Mirror",
     "MirrorConflict",

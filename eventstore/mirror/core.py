@@ -30,6 +30,7 @@ from eventstore.mirror.redis_keys import (
 from eventstore.mirror.script import MIRROR_BATCH_LUA, BatchResult, ForeignEntry, MirrorConflict
 from eventstore.mirror_metrics import (
     MIRROR_BATCH_SECONDS,
+    MIRROR_DOWN,
     MIRROR_EVENTS,
     MIRROR_LAG,
     MIRROR_POSITION,
@@ -41,6 +42,10 @@ from eventstore.mirror_metrics import (
 from leyline import category_of, pb
 
 log = logging.getLogger("eventstore.mirror")
+
+# told of the mirror's health changes: (healthy, lag in positions, what happened). Unhealthy at the first
+# failed Redis call of an outage; healthy again once the mirror holds the head it saw when Redis came back.
+HealthListener = Callable[[bool, int, str], None]
 
 
 class Mirror:
@@ -320,10 +325,13 @@ class Mirror:
         idle_timeout: float = 0.5,
         max_backoff: float = 5.0,
         progress: Callable[[int, int], None] | None = None,
+        on_health: HealthListener | None = None,
     ) -> None:
         """Mirror live until `stop` is set. Redis errors back off and retry; nothing here blocks appends."""
         backoff = 0.05
         outage = False
+        catching_up_to: int | None = None  # the head when Redis came back, until the mirror holds it
+        MIRROR_DOWN.set(0)
         subscription: Subscription | None = None
         next_position = -1  # the next position the subscription will yield
         try:
@@ -348,13 +356,24 @@ class Mirror:
                     if outage:
                         log.warning("Redis is back: mirroring from position %d", self.position)
                         outage = False
+                        catching_up_to = head
+                    if catching_up_to is not None and self.position >= catching_up_to:
+                        catching_up_to = None
+                        MIRROR_DOWN.set(0)
+                        if on_health is not None:
+                            on_health(True, max(0, head - self.position), f"caught up at {self.position}")
                 except REDIS_ERRORS as exc:
+                    lag = max(0, self.store.head_position() - self.position)
                     if not outage:
                         log.warning("Redis unreachable (%s): the mirror retries with backoff", exc)
                         outage = True
+                        MIRROR_DOWN.set(1)
+                        if on_health is not None and catching_up_to is None:
+                            on_health(False, lag, f"Redis unreachable: {exc}")
+                        catching_up_to = None
                     MIRROR_REDIS_ERRORS.inc()
                     self._held = None
-                    MIRROR_LAG.set(max(0, self.store.head_position() - self.position))
+                    MIRROR_LAG.set(lag)
                     stop.wait(backoff)
                     backoff = min(max_backoff, backoff * 2)
         finally:

@@ -22,6 +22,9 @@ Drills:
                       the guard rolls back to the checkpoint (training_loss_explosion), training goes on.
   isolation           the first seed grafted closes over a host parameter and leaks gradient into it
                       (kasmina_isolation_violation); Kasmina culls it after 3 violations.
+  redis-loss          the run mirrors to a redis-server of the drill's own, which is SIGKILLed mid-run
+                      (mirror_redis_down) while training goes on, then restarted empty: the mirror
+                      re-mirrors from the log; Redis then holds every event exactly once.
 
 The drill runs in a fresh data directory (removed afterwards unless --keep). Exit 0 when every check
 passed, 1 when one did not (the JSON names it).
@@ -34,18 +37,26 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from domains.nissa import conditions, rules
-from domains.nissa.service import Nissa
 from domains.tolaria.aggregate import GUARD
-from eventstore import EventFilter, EventStore, open_store
+from eventstore import EventStore, open_store
 from leyline import decode_payload, pb
 from leyline.datadir import DataDir
 from ops.common import add_command, print_json
-from ops.prometheus.evaluate import Scraper, Verdict, check_alert
+from ops.drill_redis import redis_loss
+from ops.drill_support import (
+    alert_of_record,
+    events,
+    first_over,
+    first_rise,
+    idle_until,
+    train,
+    verdict_of,
+)
+from ops.prometheus.evaluate import Scraper, check_alert
 
 STALLED_EPOCHS = 6  # epochs the controller stalls in (controller-timeout)
 CALM_EPOCHS = rules.HOOK_WINDOW + 2  # epochs after: the stream's hook window refills with punctual hooks
@@ -57,110 +68,6 @@ EXPLOSION_AFTER_EPOCH = 4  # the learning rate spikes after this epoch's checkpo
 LEARNING_RATE_SPIKE = 1e4
 EXPLOSION_EPOCHS = 10
 ISOLATION_EPOCHS = 10
-
-
-@dataclass
-class DrillRun:
-    """What a drill's run left behind: its id, and the metrics scraped at its start and every epoch."""
-
-    run_id: str
-    scraper: Scraper
-
-
-def _train(
-    data_dir: DataDir,
-    store: EventStore,
-    alert: str,
-    epochs: int,
-    run_id: str,
-    inject: Callable[[Any, int], None] | None = None,
-    scraper: Scraper | None = None,
-    **collaborators: Any,
-) -> DrillRun:
-    """A short run with the given collaborators replacing the trainer's defaults, its metrics scraped at
-    the start, after every epoch and after a rollback (and wherever else the caller's `scraper` is
-    called); `inject(trainer, epoch)` runs after every epoch."""
-    from domains.karn.registration import register_catalogue
-    from domains.tolaria.config import RunConfig
-    from domains.tolaria.report import Progress
-    from ops.compose import build_trainer
-
-    scraper = scraper or Scraper(alert)
-    register_catalogue(store)
-    built: list[Any] = []
-
-    def on_epoch(measured: Any, seeds: Any) -> None:
-        scraper.scrape()
-        if inject is not None:
-            inject(built[0], measured.epoch)
-
-    progress = Progress(
-        on_start=lambda total, epoch: scraper.scrape(),
-        on_epoch=on_epoch,
-        on_rollback=lambda r: scraper.scrape(),
-    )
-    trainer = build_trainer(
-        RunConfig(epochs=epochs), run_id, store, data_dir, progress=progress, **collaborators
-    )
-    built.append(trainer)
-    trainer.start()
-    trainer.run()
-    return DrillRun(run_id, scraper)
-
-
-def _first_rise(scraper: Scraper) -> int:
-    """The first scrape at which a series the rule reads has risen since the run started."""
-    first = scraper.scrapes[0]
-    for minute, scrape in enumerate(scraper.scrapes):
-        if any(value > first.get(series, 0.0) for series, value in scrape.items()):
-            return minute
-    raise ValueError("the fault never showed in the metrics the rule reads")
-
-
-def _first_over(scraper: Scraper, series: str, threshold: float) -> int:
-    """The first scrape at which `series` has risen more than `threshold` above its value at the start."""
-    start = scraper.scrapes[0].get(series, 0.0)
-    for minute, scrape in enumerate(scraper.scrapes):
-        if scrape.get(series, 0.0) - start > threshold:
-            return minute
-    raise ValueError(f"{series} never rose more than {threshold} in the drill's scrapes")
-
-
-def _idle_until(scraper: Scraper, minute: int) -> int:
-    """Go on scraping the idle process, as Prometheus would, until `minute`; returns it."""
-    while len(scraper.scrapes) <= minute:
-        scraper.scrape()
-    return minute
-
-
-def _alert_of_record(store: EventStore, name: str) -> dict[str, int | None]:
-    """Evaluate the log with Nissa; the epochs (and log positions) of the alert instance's first firing and
-    of its resolution after it."""
-    Nissa(store).catch_up()
-    found: dict[str, int | None] = dict.fromkeys(
-        ("fired_at_epoch", "fired_position", "resolved_at_epoch", "resolved_position")
-    )
-    for envelope in _events(store, *conditions.ALERT_EVENTS):
-        if decode_payload(envelope).name != name:  # type: ignore[attr-defined]
-            continue
-        key = "fired" if envelope.event_type == "AlertFired" else "resolved"
-        if found[f"{key}_position"] is None and (key == "fired" or found["fired_position"] is not None):
-            found[f"{key}_position"] = envelope.global_position
-            found[f"{key}_at_epoch"] = envelope.epoch if envelope.HasField("epoch") else None
-    return found
-
-
-def _events(store: EventStore, *types: str) -> list[pb.EventEnvelope]:
-    return list(store.read_all(event_filter=EventFilter(event_types=frozenset(types))))
-
-
-def _verdict(verdict: Verdict) -> dict[str, Any]:
-    return {
-        "expression_true_at_minutes": verdict.firing_at,
-        "expression_false_at_minutes": verdict.quiet_at,
-        "promtool_passed": verdict.passed,
-        "promtool_output": verdict.output,
-    }
 
 
 # ---------------------------------------------------------------- controller-timeout
@@ -185,12 +92,12 @@ def controller_timeout(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
         catalogue=karn_descriptors(),
     )
     epochs = STALLED_EPOCHS + CALM_EPOCHS
-    run = _train(data_dir, store, rules.TRAINING_LATENCY_HIGH, epochs, run_id, controller=controller)
-    decisions = [decode_payload(e) for e in _events(store, "DecisionMade") if e.run_id == run_id]
+    run = train(data_dir, store, rules.TRAINING_LATENCY_HIGH, epochs, run_id, controller=controller)
+    decisions = [decode_payload(e) for e in events(store, "DecisionMade") if e.run_id == run_id]
     stalled = [d.epoch for d in decisions if "timeout" in d.reason]  # type: ignore[attr-defined]
-    overruns = [e.epoch for e in _events(store, "EpochHookOverrun") if e.run_id == run_id]
+    overruns = [e.epoch for e in events(store, "EpochHookOverrun") if e.run_id == run_id]
     calm = decisions[STALLED_EPOCHS:]
-    alert = _alert_of_record(store, conditions.instance(rules.TRAINING_LATENCY_HIGH, run_id))
+    alert = alert_of_record(store, conditions.instance(rules.TRAINING_LATENCY_HIGH, run_id))
     # at minute STALLED_EPOCHS the rule's window holds stalled hooks; QUIET_AFTER minutes later, punctual ones
     verdict = check_alert(run.scraper, firing_at=[STALLED_EPOCHS], quiet_at=[STALLED_EPOCHS + QUIET_AFTER])
     return {
@@ -198,7 +105,7 @@ def controller_timeout(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
         "alert": rules.TRAINING_LATENCY_HIGH,
         "fault": {"decisions_timed_out_at_epochs": stalled, "hook_overruns_at_epochs": overruns},
         "alert_of_record": alert,
-        "prometheus": _verdict(verdict),
+        "prometheus": verdict_of(verdict),
         "recovered": bool(calm) and all("timeout" not in d.reason for d in calm),  # type: ignore[attr-defined]
         "nominal": alert["resolved_position"] is not None,
         "checks": {
@@ -249,7 +156,7 @@ def _compile_drill(data_dir: DataDir, store: EventStore, fault: str, full_disk: 
     )
     source = SeedModuleSource(library, tezzeret, Use.LIVE, (), choose_strategy("auto", "cpu"))
     eager = HeuristicConfig(plateau_window=1, plateau_epsilon=1.0)  # germinate at the first chance
-    run = _train(
+    run = train(
         data_dir,
         store,
         rules.TEZZERET_COMPILE_RETRY_HIGH,
@@ -259,12 +166,12 @@ def _compile_drill(data_dir: DataDir, store: EventStore, fault: str, full_disk: 
         source=source,
         controller_config_json=eager.to_json(),
     )
-    failed = [decode_payload(e) for e in _events(store, "CompileJobFailed")]
-    succeeded = _events(store, "CompileJobSucceeded")
-    grafted = [e for e in _events(store, "SeedGrafted") if e.run_id == run_id]
-    retrying_at = _first_over(run.scraper, "esper_tezzeret_compile_retries_total", rules.RETRY_THRESHOLD)
-    recovered_at = _first_over(run.scraper, "esper_tezzeret_last_success_timestamp_seconds", 0.0)
-    alert = _alert_of_record(store, rules.TEZZERET_COMPILE_RETRY_HIGH)
+    failed = [decode_payload(e) for e in events(store, "CompileJobFailed")]
+    succeeded = events(store, "CompileJobSucceeded")
+    grafted = [e for e in events(store, "SeedGrafted") if e.run_id == run_id]
+    retrying_at = first_over(run.scraper, "esper_tezzeret_compile_retries_total", rules.RETRY_THRESHOLD)
+    recovered_at = first_over(run.scraper, "esper_tezzeret_last_success_timestamp_seconds", 0.0)
+    alert = alert_of_record(store, rules.TEZZERET_COMPILE_RETRY_HIGH)
     verdict = check_alert(run.scraper, firing_at=[retrying_at], quiet_at=[recovered_at])
     errors = sorted({f.error for f in failed})  # type: ignore[attr-defined]
     return {
@@ -277,7 +184,7 @@ def _compile_drill(data_dir: DataDir, store: EventStore, fault: str, full_disk: 
             "errors": errors,
         },
         "alert_of_record": alert,
-        "prometheus": _verdict(verdict),
+        "prometheus": verdict_of(verdict),
         "recovered": bool(succeeded) and bool(grafted),
         # resolved on the recovery evidence (a compile succeeded after the retries), not after a window
         "nominal": alert["resolved_position"] is not None,
@@ -312,13 +219,13 @@ def loss_explosion(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
                 group["lr"] *= LEARNING_RATE_SPIKE
             spiked.append(epoch)
 
-    run = _train(data_dir, store, rules.TRAINING_LOSS_EXPLOSION, EXPLOSION_EPOCHS, run_id, inject=spike)
-    requests = [decode_payload(e) for e in _events(store, "RollbackRequested") if e.run_id == run_id]
-    completed = [e for e in _events(store, "RollbackCompleted") if e.run_id == run_id]
-    ended = [e.event_type for e in _events(store, "RunCompleted", "RunFailed") if e.run_id == run_id]
-    exploded_at = _first_rise(run.scraper)
-    quiet_at = _idle_until(run.scraper, exploded_at + rules.EXPLOSION_WINDOW_S // 60 + 1)
-    alert = _alert_of_record(store, conditions.instance(rules.TRAINING_LOSS_EXPLOSION, run_id))
+    run = train(data_dir, store, rules.TRAINING_LOSS_EXPLOSION, EXPLOSION_EPOCHS, run_id, inject=spike)
+    requests = [decode_payload(e) for e in events(store, "RollbackRequested") if e.run_id == run_id]
+    completed = [e for e in events(store, "RollbackCompleted") if e.run_id == run_id]
+    ended = [e.event_type for e in events(store, "RunCompleted", "RunFailed") if e.run_id == run_id]
+    exploded_at = first_rise(run.scraper)
+    quiet_at = idle_until(run.scraper, exploded_at + rules.EXPLOSION_WINDOW_S // 60 + 1)
+    alert = alert_of_record(store, conditions.instance(rules.TRAINING_LOSS_EXPLOSION, run_id))
     verdict = check_alert(run.scraper, firing_at=[exploded_at], quiet_at=[quiet_at])
     return {
         "run_id": run_id,
@@ -328,7 +235,7 @@ def loss_explosion(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
             "rollbacks_requested": [r.reason for r in requests],  # type: ignore[attr-defined]
         },
         "alert_of_record": alert,
-        "prometheus": _verdict(verdict),
+        "prometheus": verdict_of(verdict),
         "recovered": bool(completed) and ended == ["RunCompleted"],
         "nominal": alert["resolved_position"] is not None,
         "checks": {
@@ -357,7 +264,7 @@ def isolation(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
 
     source = LeakingSource(module_source(store, data_dir), lambda: host[0])
     eager = HeuristicConfig(plateau_window=1, plateau_epsilon=1.0)  # germinate at the first chance
-    run = _train(
+    run = train(
         data_dir,
         store,
         rules.KASMINA_ISOLATION_VIOLATION,
@@ -368,23 +275,23 @@ def isolation(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
         controller_config_json=eager.to_json(),
     )
     violations = [
-        decode_payload(e) for e in _events(store, "IsolationViolationDetected") if e.run_id == run_id
+        decode_payload(e) for e in events(store, "IsolationViolationDetected") if e.run_id == run_id
     ]
     culled = [
         e
-        for e in _events(store, "SeedTransitioned")
+        for e in events(store, "SeedTransitioned")
         if e.run_id == run_id and decode_payload(e).to_stage == pb.SEED_STAGE_CULLED  # type: ignore[attr-defined]
     ]
-    leaked_at = _first_rise(run.scraper)
-    quiet_at = _idle_until(run.scraper, leaked_at + 6)
-    alert = _alert_of_record(store, conditions.instance(rules.KASMINA_ISOLATION_VIOLATION, run_id))
+    leaked_at = first_rise(run.scraper)
+    quiet_at = idle_until(run.scraper, leaked_at + 6)
+    alert = alert_of_record(store, conditions.instance(rules.KASMINA_ISOLATION_VIOLATION, run_id))
     verdict = check_alert(run.scraper, firing_at=[leaked_at], quiet_at=[quiet_at])
     return {
         "run_id": run_id,
         "alert": rules.KASMINA_ISOLATION_VIOLATION,
         "fault": {"violations": [(v.slot, v.parameter) for v in violations]},  # type: ignore[attr-defined]
         "alert_of_record": alert,
-        "prometheus": _verdict(verdict),
+        "prometheus": verdict_of(verdict),
         "recovered": bool(culled),
         "nominal": alert["resolved_position"] is not None,
         "checks": {
@@ -401,6 +308,7 @@ DRILLS: dict[str, Callable[[DataDir, EventStore], dict[str, Any]]] = {
     "disk-full": disk_full,
     "isolation": isolation,
     "loss-explosion": loss_explosion,
+    "redis-loss": redis_loss,
 }
 
 

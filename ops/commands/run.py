@@ -195,8 +195,11 @@ def start_mirror(args: argparse.Namespace, store: EventStore) -> MirrorThread | 
     if not args.redis:
         return None
     from domains.oona.bus import start_mirror as start_background_mirror
+    from ops.mirror_health import log_reporter
 
-    return start_background_mirror(store, args.redis, DataDir.of(args.data_dir).root)
+    return start_background_mirror(
+        store, args.redis, DataDir.of(args.data_dir).root, on_health=log_reporter(store)
+    )
 
 
 def stop_mirror(mirror: MirrorThread, store: EventStore, grace_s: float = 2.0) -> None:

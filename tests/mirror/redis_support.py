@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -18,6 +17,7 @@ import redis
 from eventstore import EventStore, open_store
 from eventstore.mirror import connect_redis
 from leyline import new_envelope, pb
+from ops.redis_server import PrivateRedis
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -36,56 +36,6 @@ def delete_prefix(client: redis.Redis, prefix: str) -> None:
     keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     if keys:
         client.delete(*keys)
-
-
-class PrivateRedis:
-    """A redis-server of the test's own, without persistence: a restart comes back empty."""
-
-    def __init__(self, directory: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.directory = directory
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        try:
-            wait_until(lambda: _answers(client), timeout=20)
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        """SIGKILL: everything in memory is lost."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-
-def _answers(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.exceptions.ConnectionError:
-        return False
 
 
 @pytest.fixture

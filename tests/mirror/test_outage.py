@@ -137,3 +137,38 @@ def test_redis_going_back_to_an_older_state_under_a_running_mirror_is_refilled(
     finally:
         mirror.stop()
         check.close()
+
+
+def test_the_mirror_reports_an_outage_once_and_its_end_once_caught_up(
+    store: EventStore, private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    from eventstore.mirror_metrics import MIRROR_DOWN
+
+    reports: list[tuple[bool, int]] = []
+    heads: list[int] = []
+
+    def on_health(healthy: bool, lag: int, detail: str) -> None:
+        reports.append((healthy, lag))
+        heads.append(store.head_position())
+
+    mirror = MirrorThread(
+        store, private_redis.url, tmp_path, prefix=PREFIX, idle_timeout=0.05, on_health=on_health
+    ).start()
+    try:
+        store.append(mixed_events(30))
+        wait_until(lambda: mirror.position == 30)
+        assert reports == [] and MIRROR_DOWN._value.get() == 0
+        private_redis.kill()
+        wait_until(lambda: len(reports) == 1)
+        assert reports[0][0] is False and MIRROR_DOWN._value.get() == 1
+        store.append(mixed_events(40))  # written while Redis is down
+        private_redis.start()  # empty
+        wait_until(lambda: len(reports) == 2)
+        # healthy only once Redis holds every event the log had when it came back
+        assert reports[1][0] is True and mirror.position >= 70
+        assert MIRROR_DOWN._value.get() == 0
+        with connect_redis(private_redis.url) as check:
+            assert_redis_equals_log(check, store, PREFIX)
+        assert len(reports) == 2
+    finally:
+        mirror.stop()

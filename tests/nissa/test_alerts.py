@@ -138,6 +138,26 @@ def test_compile_retries_resolve_on_a_compile_that_succeeds_after_them() -> None
     ]
 
 
+def mirror_health(healthy: bool, source: str = rules.MIRROR_TELEMETRY_SOURCE) -> pb.EventEnvelope:
+    packet = pb.TelemetryPacket(
+        source=source,
+        metrics=[pb.MetricPoint(name=rules.MIRROR_LAG_METRIC, value=12.0)],
+        events=[pb.TelemetryEvent(name="redis_down", message="Connection refused")],
+        health=pb.HEALTH_STATUS_HEALTHY if healthy else pb.HEALTH_STATUS_UNHEALTHY,
+    )
+    return new_envelope("TelemetryReported", rules.MIRROR_TELEMETRY_STREAM, packet)
+
+
+def test_mirror_redis_down_follows_the_mirrors_health_reports() -> None:
+    name = rules.MIRROR_REDIS_DOWN
+    assert evaluate([mirror_health(False), mirror_health(False), mirror_health(True)]) == [
+        ("AlertFired", name),
+        ("AlertResolved", name),
+    ]
+    assert evaluate([mirror_health(True)]) == []
+    assert evaluate([mirror_health(False, source="tolaria")]) == []
+
+
 @given(st.lists(st.sampled_from(["slow", "fast", "violation", "epoch", "end", "explosion"]), max_size=40))
 def test_fired_and_resolved_alternate_per_instance(kinds: list[str]) -> None:
     makers = {

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ops.commands.drill import EXPLOSION_AFTER_EPOCH, STALLED_EPOCHS, run_drill
+from ops.drill_redis import KILL_AFTER_EPOCH, RESTART_AFTER_EPOCH
 
 pytestmark = pytest.mark.slow
 
@@ -70,4 +71,20 @@ def test_disk_full_drill(tmp_path: Path) -> None:
         > report["prometheus"]["expression_true_at_minutes"][0]
     )
     assert report["prometheus"]["promtool_passed"], report["prometheus"]["promtool_output"]
+    assert report["recovered"] and report["passed"]
+
+
+@pytest.mark.redis
+def test_redis_loss_drill(tmp_path: Path) -> None:
+    report = run_drill("redis-loss", tmp_path)
+    assert report["fault"]["mirror_health_in_log"] == ["down", "healthy"]
+    assert report["training_during_outage"] == list(range(KILL_AFTER_EPOCH + 1, RESTART_AFTER_EPOCH + 1))
+    alert = report["alert_of_record"]
+    assert alert["fired_position"] is not None and alert["resolved_position"] is not None
+    assert alert["resolved_position"] > alert["fired_position"]
+    assert report["prometheus"]["promtool_passed"], report["prometheus"]["promtool_output"]
+    mirror = report["mirror"]
+    assert mirror["reseeds"] >= 1 and mirror["error"] is None
+    assert mirror["entries_in_redis"] == mirror["events_in_log"]
+    assert mirror["missing"] == mirror["duplicated"] == mirror["mismatched"] == 0
     assert report["recovered"] and report["passed"]
