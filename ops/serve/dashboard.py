@@ -5,6 +5,12 @@ them from the JSON API (ops.serve.api) with hand-written SVG charts (static/char
 CDN). /api/live is a server-sent event stream: one `append` message per advance of the read models,
 naming the position reached and the runs and event types appended (or null after a very large advance),
 so a page re-reads only what it shows and does so after the projections hold the new events.
+
+Behind a bearer token (`esper serve` off loopback) the pages and static files are public (they hold no
+data) and the API is not: a page takes the token once, from a `#token=...` fragment (which browsers never
+send to the server) or its sign-in form, keeps it in sessionStorage (this tab only) and sends it as
+`Authorization: Bearer` on every API request, /api/live included (read with fetch streaming, since
+EventSource cannot set headers).
 """
 
 from __future__ import annotations
@@ -182,13 +188,13 @@ def routes(ctx: ServeContext) -> list[Route]:
         return Response(200, feed[0].stream(), "text/event-stream", headers)
 
     return [
-        Route("/", runs_page, "page:runs"),
-        Route("/runs/{run_id}", run_page, "page:run"),
-        Route("/runs/{run_id}/decisions", decisions_page, "page:decisions"),
-        Route("/runs/{run_id}/field-reports", reports_page, "page:field-reports"),
-        Route("/alerts", alerts_page, "page:alerts"),
-        Route("/seeds/{seed}", seed_page, "page:seed"),
-        Route("/static/{name}", static, "static"),
+        Route("/", runs_page, "page:runs", public=True),
+        Route("/runs/{run_id}", run_page, "page:run", public=True),
+        Route("/runs/{run_id}/decisions", decisions_page, "page:decisions", public=True),
+        Route("/runs/{run_id}/field-reports", reports_page, "page:field-reports", public=True),
+        Route("/alerts", alerts_page, "page:alerts", public=True),
+        Route("/seeds/{seed}", seed_page, "page:seed", public=True),
+        Route("/static/{name}", static, "static", public=True),
         Route("/api/runs/{run_id}/baseline", run_baseline),
         Route("/api/live", live),
     ]

@@ -93,6 +93,9 @@ class Route:
     pattern: str
     handler: Handler
     name: str = ""  # the label of the server's request metrics (default: the pattern)
+    # served without the bearer token: the dashboard's page shells and static files, which hold no data
+    # (a page asks for the token, then reads the API with it)
+    public: bool = False
 
     def compile(self) -> re.Pattern[str]:
         parts = re.split(r"\{(\w+)\}", self.pattern)

@@ -3,8 +3,10 @@
 `build_routes(ctx)` gathers the routes of the JSON API (ops.serve.api), of /metrics and /health
 (ops.serve.observe) and, when it is installed, of the dashboard (ops.serve.dashboard). `Server` answers
 GET and HEAD only; an unknown path is a JSON 404, any other method a JSON 405. With a token every request
-must carry `Authorization: Bearer <token>`. `Follower` keeps the read models caught up with the log while
-the server runs and tells `ctx.updates` how far they are.
+but those of public routes (the dashboard's page shells and static files, no data) must carry
+`Authorization: Bearer <token>`; the token never travels in a URL, so no log or history holds it.
+`Follower` keeps the read models caught up with the log while the server runs and tells `ctx.updates`
+how far they are.
 """
 
 from __future__ import annotations
@@ -104,11 +106,12 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         path = urllib.parse.unquote(url.path)
         label = "-"
-        if not self._authorized():
+        found = self.server.router.match(path)
+        public = found is not None and found[0].public
+        if not public and not self._authorized():
             response = error_response(401, "a bearer token is required (Authorization: Bearer <token>)")
             response.headers["WWW-Authenticate"] = "Bearer"
         else:
-            found = self.server.router.match(path)
             if found is None:
                 response = error_response(404, f"no such path: {path}", path=path)
             else:

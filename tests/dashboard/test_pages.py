@@ -172,7 +172,7 @@ def test_static_files_and_pages(runs: tuple[Path, dict[str, str]]) -> None:
     directory, _ = runs
     with served(directory) as (url, _):
         status, headers, body = get(f"{url}/static/app.js")
-        assert status == 200 and headers["Content-Type"] == "text/javascript" and b"EventSource" in body
+        assert status == 200 and headers["Content-Type"] == "text/javascript" and b"/api/live" in body
         for path in ("/static/nope.js", "/static/..%2Fdashboard.py", "/static/page.html"):
             assert get(f"{url}{path}")[0] == 404, path
         status, headers, body = get(f"{url}/runs/%3Cscript%3E")

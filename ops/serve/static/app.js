@@ -1,6 +1,6 @@
 // The Esper dashboard's pages. The server sends one HTML shell naming the page and its parameters
 // (body data-page, data-run, data-seed); this script fetches the JSON API and renders, then follows
-// /api/live (server-sent events) and re-renders in place on every append: each page replaces its sections
+// /api/live (server-sent events, read with fetch) and re-renders in place on every append: each page replaces its sections
 // in one synchronous step after its reads, so the scroll position stays, and charts keep their zoom.
 (() => {
 "use strict";
@@ -49,8 +49,60 @@ function badge(status) {
 const seedHref = (seed) => `/seeds/${enc(seed)}`;
 const runHref = (run) => `/runs/${enc(run)}`;
 
+// ---------------------------------------------------------------- the bearer token
+// Behind a token (esper serve off loopback) the page takes it once, from a #token=... fragment (never sent
+// to the server) or the sign-in form, keeps it in sessionStorage (this tab) and sends it as a header.
+
+const TOKEN_KEY = "esper-serve-token";
+
+function tokenFromFragment() {
+  const found = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (!found) return;
+  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(found[1]));
+  history.replaceState(null, "", location.pathname + location.search);  // out of the address bar and history
+}
+
+function authorization() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+class Unauthorized extends Error {}
+
+let signedIn = null;  // resolves when the form is submitted; one promise for every waiting reader
+
+function signIn() {
+  if (signedIn) return signedIn;
+  const form = section("login");
+  const wrong = sessionStorage.getItem(TOKEN_KEY) !== null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  section("error").textContent = wrong ? "the server refused this token" : "this server needs its bearer token";
+  section("error").hidden = false;
+  section("live").dataset.state = "locked";
+  form.hidden = false;
+  section("token").focus();
+  signedIn = new Promise((resolve) => {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      sessionStorage.setItem(TOKEN_KEY, section("token").value.trim());
+      section("token").value = "";
+      form.hidden = true;
+      section("error").hidden = true;
+      signedIn = null;
+      resolve();
+    }, { once: true });
+  });
+  return signedIn;
+}
+
+async function request(path) {
+  const response = await fetch(path, { cache: "no-store", headers: authorization() });
+  if (response.status === 401) throw new Unauthorized(`${path}: 401`);
+  return response;
+}
+
 async function api(path) {
-  const response = await fetch(path, { cache: "no-store" });
+  const response = await request(path);
   if (!response.ok) throw new Error(`${path}: ${response.status} ${(await response.json()).error || ""}`);
   return response.json();
 }
@@ -259,6 +311,7 @@ let renderedPosition = 0;
 async function refresh(position) {
   if (rendering) { again = true; return; }
   rendering = pages[page]();
+  let locked = false;
   try {
     await rendering;
     renderedPosition = Math.max(renderedPosition, position || 0);
@@ -266,11 +319,15 @@ async function refresh(position) {
     body.dataset.renderedAt = String(performance.timeOrigin + performance.now());
     section("error").hidden = true;
   } catch (error) {
-    section("error").textContent = String(error);
-    section("error").hidden = false;
+    locked = error instanceof Unauthorized;
+    if (!locked) {
+      section("error").textContent = String(error);
+      section("error").hidden = false;
+    }
   } finally {
     rendering = null;
   }
+  if (locked) { await signIn(); again = false; refresh(Math.max(position || 0, renderedPosition)); return; }
   if (again) { again = false; refresh(renderedPosition); }
 }
 
@@ -280,22 +337,61 @@ function relevant(events) {
   return events.some((e) => e.run_id === wanted || e.run_id === "");
 }
 
-function follow() {
-  const live = new EventSource("/api/live");
-  const dot = section("live");
-  live.addEventListener("open", () => { dot.dataset.state = "live"; dot.title = "following the log"; });
+// One server-sent event block ("event: x" and "data: y" lines) of /api/live.
+function dispatch(block) {
+  let event = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (!line || line.startsWith(":")) continue;  // a keep-alive comment
+    const colon = line.indexOf(":");
+    const name = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+    if (name === "event") event = value; else if (name === "data") data.push(value);
+  }
+  if (!data.length) return;
+  const news = JSON.parse(data.join("\n"));
   // hello comes first on every (re)connection: render then, so nothing appended before the feed opened,
   // or while it was down, is missed
-  live.addEventListener("hello", (message) => refresh(JSON.parse(message.data).position));
-  live.addEventListener("error", () => { dot.dataset.state = "down"; dot.title = "reconnecting"; });
-  live.addEventListener("append", (message) => {
-    const news = JSON.parse(message.data);
+  if (event === "hello") refresh(news.position);
+  else if (event === "append") {
     if (relevant(news.events)) refresh(news.position); else {
       renderedPosition = news.position;
       body.dataset.position = String(news.position);
     }
-  });
+  }
 }
 
+// /api/live read with fetch, not EventSource, which cannot send the Authorization header; reconnects with
+// backoff like EventSource does.
+async function follow() {
+  const dot = section("live");
+  let delay = 250;
+  for (;;) {
+    try {
+      const response = await request("/api/live");
+      if (!response.ok || !response.body) throw new Error(`/api/live: ${response.status}`);
+      dot.dataset.state = "live"; dot.title = "following the log";
+      delay = 250;
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value.replace(/\r\n?/g, "\n");
+        for (let cut = buffer.indexOf("\n\n"); cut >= 0; cut = buffer.indexOf("\n\n")) {
+          dispatch(buffer.slice(0, cut));
+          buffer = buffer.slice(cut + 2);
+        }
+      }
+    } catch (error) {
+      if (error instanceof Unauthorized) { await signIn(); continue; }
+    }
+    dot.dataset.state = "down"; dot.title = "reconnecting";
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    delay = Math.min(delay * 2, 5000);
+  }
+}
+
+tokenFromFragment();
 follow();
 })();
