@@ -44,7 +44,7 @@ SCRAPE_TARGET_MS = 100.0
 API_TARGET_MS = 50.0
 INDEX_TARGET_EPS = 3000.0
 INDEX_RATIO_TARGET = 0.8
-ROUNDS = 3
+ROUNDS = 5
 DASHBOARD_MODULE = "ops.bench.serve_dashboard"
 
 
@@ -154,6 +154,16 @@ def index_results(data_dir: Path, rounds: int, progress: BenchOptions) -> list[R
         store.close()
     eps, baseline = statistics.median(ours), statistics.median(raw)
     ratio = eps / baseline
+    paired = [o / r for o, r in zip(ours, raw, strict=True)]
+    note = (
+        f"{rounds} alternating round(s) on {len(events)} events; "
+        f"per-round ratio {min(paired):.2f}-{max(paired):.2f}"
+    )
+    if baseline < INDEX_TARGET_EPS:
+        note += (
+            f"; raw helpers.bulk itself reaches {baseline:.0f} events/s on this osmem-server: "
+            f"{INDEX_TARGET_EPS:g} events/s is above what the server indexes here"
+        )
     return [
         Result(
             "index_eps",
@@ -164,6 +174,7 @@ def index_results(data_dir: Path, rounds: int, progress: BenchOptions) -> list[R
             ratio=ratio,
             target=f">= {INDEX_TARGET_EPS:g} events/s and >= {INDEX_RATIO_TARGET:g}x baseline",
             met=eps >= INDEX_TARGET_EPS and ratio >= INDEX_RATIO_TARGET,
+            note=note,
         )
     ]
 
