@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from domains.nissa.elastic import es_client
-from domains.nissa.indexer import DEFAULT_INDEX, Cursor, Indexer
+from domains.nissa.indexer import DEFAULT_INDEX, Batch, Cursor, Indexer, IndexingError, prefetched
 from eventstore import open_store
 from leyline.datadir import DataDir
 from tests.nissa.helpers import simulated_runs
@@ -71,14 +73,22 @@ class _Elastic(BaseHTTPRequestHandler):
 
     def _bulk(self, body: bytes) -> None:
         lines = [json.loads(line) for line in body.decode().splitlines() if line]
-        items = [{"index": {**action["index"], "status": 201, "result": "created"}} for action in lines[::2]]
-        self._answer({"took": 1, "errors": False, "items": items})
+        refuse = self.server.refuse
+        items = [
+            {"index": {**action["index"], "status": 400, "error": {"type": "mapper_parsing_exception"}}}
+            if action["index"]["_id"] in refuse
+            else {"index": {**action["index"], "status": 201, "result": "created"}}
+            for action in lines[::2]
+        ]
+        errors = any("error" in item["index"] for item in items)
+        self._answer({"took": 1, "errors": errors, "items": items})
 
 
 @contextmanager
 def wire() -> Iterator[Any]:
     server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _Elastic)
     server.requests = []
+    server.refuse = set()  # event ids whose documents the server refuses
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -127,6 +137,59 @@ def test_the_client_sends_a_template_and_bulk_requests_keyed_by_event_id(tmp_pat
     assert (
         Cursor.load(DataDir(tmp_path).index, server.url, DEFAULT_INDEX).position == events[-1].global_position
     )
+
+
+def test_refused_documents_stop_the_indexer_before_its_cursor_passes_them(tmp_path: Path) -> None:
+    simulated_runs(tmp_path, runs=1, epochs=5)
+    store = open_store(DataDir(tmp_path).log)
+    try:
+        events = list(store.read_all())
+        with wire() as server:
+            server.refuse = {events[25].event_id}
+            es = es_client(server.url)
+            cursor = Cursor.load(DataDir(tmp_path).index, server.url, DEFAULT_INDEX)
+            with pytest.raises(IndexingError, match="1 document"):
+                Indexer(store, es, cursor).catch_up(batch=10)
+            es.close()
+    finally:
+        store.close()
+    # batches 1 and 2 were acknowledged, the third (holding the 26th event) was not
+    assert cursor.position == events[19].global_position
+
+
+def _batch(number: int) -> Batch:
+    return Batch(str(number).encode(), 1, number)
+
+
+@given(st.integers(0, 30), st.integers(1, 4))
+def test_prefetched_batches_come_in_order(count: int, depth: int) -> None:
+    made = [_batch(n) for n in range(count)]
+    assert list(prefetched(iter(made), depth)) == made
+
+
+def test_prefetching_raises_the_producers_error_and_stops_with_its_consumer() -> None:
+    def failing() -> Iterator[Batch]:
+        yield _batch(1)
+        raise OSError("the log went away")
+
+    consumed = prefetched(failing())
+    assert next(consumed) == _batch(1)
+    with pytest.raises(OSError, match="went away"):
+        next(consumed)
+    produced: list[int] = []
+
+    def endless() -> Iterator[Batch]:
+        number = 0
+        while True:
+            produced.append(number)
+            yield _batch(number)
+            number += 1
+
+    early = prefetched(endless(), depth=2)
+    assert next(early) == _batch(0)
+    early.close()  # the consumer stops: the producer thread ends (close joins it)
+    stopped_at = len(produced)
+    assert stopped_at <= 5 and len(produced) == stopped_at
 
 
 def _esper_index(data_dir: Path, url: str, *options: str) -> subprocess.Popen[str]:
