@@ -10,6 +10,7 @@ which resolves the alert. Then Redis must hold exactly the log's events: none mi
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from eventstore import EventStore
 from leyline import category_of, decode_payload, pb
 from leyline.datadir import DataDir
 from ops.drill_support import alert_of_record, events, first_over, idle_until, train, verdict_of
+from ops.errors import CommandError
 from ops.prometheus.evaluate import check_alert
 
 KILL_AFTER_EPOCH = 2
@@ -71,8 +73,10 @@ def redis_loss(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
     from domains.tolaria.report import new_run_id
     from eventstore.mirror import connect_redis
     from ops.mirror_health import log_reporter
-    from ops.redis_server import PrivateRedis
+    from ops.redis_server import REDIS_SERVER, PrivateRedis
 
+    if shutil.which(REDIS_SERVER) is None:
+        raise CommandError(f"the redis-loss drill needs {REDIS_SERVER} on PATH (Debian package redis-server)")
     run_id = new_run_id()
     redis_dir = data_dir.root / "redis"
     redis_dir.mkdir(parents=True, exist_ok=True)
