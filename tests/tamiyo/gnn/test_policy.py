@@ -12,7 +12,7 @@ from torch_geometric.data import Batch
 from domains.tamiyo.catalogue import heuristic_controller
 from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.controller import TamiyoController
-from domains.tamiyo.exploration import ExploringHeuristic
+from domains.tamiyo.exploration import Action, ExploringHeuristic, uniform_probability
 from domains.tamiyo.gnn.graph import graph_from_decision
 from domains.tamiyo.gnn.masking import GERMINATE, NOOP, OPERATIONS, ActionMask
 from domains.tamiyo.gnn.sampling import evaluate
@@ -20,7 +20,7 @@ from domains.tamiyo.policy import HeuristicPolicy
 from leyline import decode_payload, pb
 from leyline.datadir import DataDir
 from leyline.signing import Keyring, Signer
-from tests.tamiyo.gnn.support import gnn_controller, verified_in_memory
+from tests.tamiyo.gnn.support import gnn_controller, topology, verified_in_memory
 from tests.tamiyo.scripted import CATALOGUE, PLATEAU_LOSSES, RUN_ID, context, dormant_slots, estimate, packet
 
 KEYRING = Keyring.generate()
@@ -73,7 +73,7 @@ def exploring(epsilon: float, seed: int = 0) -> TamiyoController:
     return TamiyoController(
         RUN_ID,
         Signer(KEYRING),
-        ExploringHeuristic(HeuristicConfig(seed=seed, exploration_epsilon=epsilon)),
+        ExploringHeuristic(topology("cnn-lite"), HeuristicConfig(seed=seed, exploration_epsilon=epsilon)),
         parameter_estimator=estimate,
         slot_kinds={0: pb.SLOT_KIND_CONV2D, 1: pb.SLOT_KIND_CONV2D, 2: pb.SLOT_KIND_CONV2D},
     )
@@ -84,6 +84,13 @@ def test_exploration_is_off_by_default() -> None:
     assert type(controller.policy) is HeuristicPolicy
     with pytest.raises(ValueError, match="exploration_epsilon"):
         HeuristicConfig(exploration_epsilon=1.5)
+    with pytest.raises(ValueError, match="topology"):  # it could not record the decisions' graphs
+        heuristic_controller(
+            RUN_ID,
+            Signer(KEYRING),
+            {0: (pb.SLOT_KIND_CONV2D, (4, 8, 8))},
+            HeuristicConfig(exploration_epsilon=0.1),
+        )
 
 
 def test_epsilon_zero_is_the_heuristic_with_propensity_one() -> None:
@@ -105,6 +112,38 @@ def test_exploration_takes_legal_actions_and_records_their_propensity() -> None:
         if decision.action == "germinate":
             assert decision.factored_action.blueprint_id in {"BP001", "BP009", "BP016", "BP023"}
     assert fingerprint(made) == fingerprint(decisions(exploring(0.5, seed=3), epochs=30))
+
+
+def test_exploring_decisions_carry_the_observation_their_graph_and_propensity_come_from() -> None:
+    """An exploring heuristic's decision is usable off-policy like a GNN decision: the graph rebuilds from
+    the log, the taken action is legal under the recorded mask and the recorded propensity is the
+    mixture's, (1 - ε)·[greedy] + ε·p_uniform."""
+    epsilon = 0.5
+    made = decisions(exploring(epsilon, seed=3), epochs=30)
+    factored = [d for d in made if d.HasField("observation")]
+    assert len(factored) == len(made)  # no safety path on these packets: every decision is factored
+    for decision in factored:
+        rebuilt = pb.DecisionMade.FromString(decision.SerializeToString())
+        graph = graph_from_decision(rebuilt, CATALOGUE)
+        observation = decision.observation
+        slots = [s.slot for s in observation.topology.slots]
+        assert graph["seed"].num_nodes == len(slots) == 3
+        assert observation.packet.packet_id and list(observation.catalogue) == [
+            d.blueprint_id for d in CATALOGUE
+        ]
+        mask = ActionMask.unpack(observation.legal, len(slots), len(observation.catalogue))
+        operation = OPERATIONS.index(decision.factored_action.operation)
+        slot = slots.index(decision.factored_action.slot) if operation != NOOP else -1
+        catalogue = list(observation.catalogue)
+        blueprint = catalogue.index(decision.factored_action.blueprint_id) if operation == GERMINATE else -1
+        action = Action(operation, slot, blueprint)
+        assert mask.allows(operation, slot, blueprint)
+        uniform = uniform_probability(mask, action)
+        explored = decision.reason.startswith("exploration")
+        if explored:
+            assert decision.action_probability == pytest.approx(epsilon * uniform)
+        else:
+            assert decision.action_probability == pytest.approx(1 - epsilon + epsilon * uniform)
 
 
 def test_batched_evaluation_gives_the_logged_probabilities(tmp_path: Path) -> None:
