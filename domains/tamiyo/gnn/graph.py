@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch_geometric.data import HeteroData
 
+from domains.tamiyo.gnn.layers import mean_scale
 from domains.tamiyo.gnn.masking import ActionMask
 from domains.tamiyo.gnn.topology import LAYER_KINDS
 from domains.tamiyo.risk import ACTIVE_STAGE_WEIGHTS
@@ -173,6 +174,7 @@ class _Static:
     activation: torch.Tensor
     slot_id: torch.Tensor
     edges: dict[tuple[str, str, str], torch.Tensor]
+    mean_scales: dict[tuple[str, str, str], torch.Tensor]
 
 
 @functools.lru_cache(maxsize=16)
@@ -206,6 +208,7 @@ def _static(serialized: bytes) -> _Static:
     seed_index = torch.arange(len(slots), dtype=torch.long)
     owner = torch.tensor(parameter_owner, dtype=torch.long)
     parameter_index = torch.arange(len(parameter_owner), dtype=torch.long)
+    counts = {"layer": layers, "seed": len(slots), "activation": layers, "parameter": len(parameter_owner)}
     edges = {
         ("layer", "feeds", "layer"): (chain[:-1], chain[1:]),
         ("seed", "attaches", "layer"): (seed_index, seed_layer),
@@ -221,6 +224,9 @@ def _static(serialized: bytes) -> _Static:
         activation=torch.tensor(activation_rows, dtype=torch.float32).reshape(-1, FEATURE_DIMS["activation"]),
         slot_id=torch.tensor([s.slot for s in slots], dtype=torch.long),
         edges={edge_type: torch.stack(pair) for edge_type, pair in edges.items()},
+        mean_scales={
+            edge_type: mean_scale(pair[1], counts[edge_type[2]]) for edge_type, pair in edges.items()
+        },
     )
 
 
@@ -251,6 +257,7 @@ def build_graph(
     data["seed"].slot_id = static.slot_id
     for edge_type, edge_index in static.edges.items():
         data[edge_type].edge_index = edge_index
+        data[edge_type].mean_scale = static.mean_scales[edge_type]
 
     data.u = torch.tensor([_globals(observation)], dtype=torch.float32)
     mask = ActionMask.unpack(observation.legal, len(slots), blueprints)

@@ -3,13 +3,15 @@ and heads for the operation, the slot, the blueprint, the risk level and the val
 
 - Encoders: standardise each node type's features with the statistics recorded in the artifact
   (buffers `<type>_mean`/`<type>_std`, clipped to ±CLIP), then Linear + ReLU to `hidden`.
-- Message passing: HeteroConv of SAGEConv over every edge type (every node type receives), then HeteroConv
-  of single-head GATConv (`add_self_loops=False`: the edge types join different node types) over the
-  structural edges that decide where to act: layer→layer, seed→layer and layer→seed (the activation and
-  parameter nodes have passed their information to the layers in the SAGE layer). Sum-aggregated, with
-  residuals, so the activation and parameter nodes keep their SAGE embeddings through the last layer
-  instead of dropping out of it. (GAT updates of those nodes would only reach the pooled vector; each
-  GATConv costs ~0.15 ms of the decision on one CPU thread.)
+- Message passing (`layers.py`: torch_geometric's arithmetic in plain torch): a GraphSAGE layer (mean
+  aggregation, root weight) over every edge type, so every node type receives, then a single-head GAT
+  layer (`add_self_loops=False`: an edge type may join two node types) over the structural edge types
+  only (ATTENDED): layer→layer (forward order), seed→layer (a slot's seed into the layer it sits on) and
+  its reverse layer→seed. The edges to and from activation and parameter nodes (layer→activation,
+  activation→layer, parameter→layer, layer→parameter) are SAGE-only: those nodes have passed their
+  information to the layers in the SAGE layer. Each layer sums over the edge types into a node type, with
+  residuals, so the activation and parameter nodes keep their SAGE embeddings through the GAT layer
+  instead of dropping out of it.
 - Heads (float32 logits): `operation` [G, 3] from the pooled graph (mean of each node type) and `u`;
   `slot` [S, 2] per seed node (germinate here, cull here); `blueprint` scores each catalogue entry
   against one seed node (`blueprint_logits`); `risk` [G, 5]; `value` [G] (an action-independent V(s)).
@@ -19,21 +21,22 @@ Eager only: a graft changes node counts and torch.compile would recompile each t
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 from torch_geometric.data import HeteroData
-from torch_geometric.nn import GATConv, HeteroConv, SAGEConv
 
 from domains.tamiyo.gnn.graph import BLUEPRINT_DIM, CLIP, EDGE_TYPES, FEATURE_DIMS, GLOBAL_DIM, NODE_TYPES
+from domains.tamiyo.gnn.layers import Edges, GatConv, HeteroLayer, SageConv
 from domains.tamiyo.gnn.masking import NOOP, OPERATIONS, SLOT_OPERATIONS
 
 RISK_LEVELS = 5
 NOOP_PRIOR = 2.0
-ATTENDED = frozenset(  # the edge types of the GAT layer
-    {("layer", "feeds", "layer"), ("seed", "attaches", "layer"), ("layer", "hosts", "seed")}
+ATTENDED = (  # the edge types of the GAT layer: the structural ones
+    ("layer", "feeds", "layer"),
+    ("seed", "attaches", "layer"),
+    ("layer", "hosts", "seed"),
 )
 
 
@@ -69,17 +72,8 @@ class PolicyNetwork(nn.Module):
         self.encoders = nn.ModuleDict(
             {node_type: nn.Linear(dim, hidden) for node_type, dim in FEATURE_DIMS.items()}
         )
-        self.sage = HeteroConv({edge: SAGEConv((hidden, hidden), hidden) for edge in EDGE_TYPES}, aggr="sum")
-        with warnings.catch_warnings():  # PyG warns that activation/parameter get no GAT update: intended
-            warnings.filterwarnings("ignore", message="There exist node types")
-            self.gat = HeteroConv(
-                {
-                    edge: GATConv((hidden, hidden), hidden, heads=1, add_self_loops=False)
-                    for edge in EDGE_TYPES
-                    if edge in ATTENDED
-                },
-                aggr="sum",
-            )
+        self.sage = HeteroLayer(EDGE_TYPES, SageConv, hidden)
+        self.gat = HeteroLayer(ATTENDED, GatConv, hidden)
         pooled = hidden * len(NODE_TYPES) + GLOBAL_DIM
         self.operation_head = _mlp(pooled, config.head_hidden, len(OPERATIONS))
         self.slot_head = _mlp(hidden + pooled, config.head_hidden, len(SLOT_OPERATIONS))
@@ -99,10 +93,10 @@ class PolicyNetwork(nn.Module):
             mean, std = getattr(self, f"{node_type}_mean"), getattr(self, f"{node_type}_std")
             normalised = ((raw - mean) / std).clamp(-CLIP, CLIP)
             x[node_type] = torch.relu(self.encoders[node_type](normalised))
-        edges = {edge: data[edge].edge_index for edge in EDGE_TYPES}
+        edges = {edge: Edges(data[edge].edge_index, data[edge].mean_scale) for edge in EDGE_TYPES}
         h = self.sage(x, edges)
         x = {t: torch.relu(h[t]) + x[t] for t in NODE_TYPES}
-        h = self.gat(x, {edge: index for edge, index in edges.items() if edge in ATTENDED})
+        h = self.gat(x, edges)
         x = {t: torch.relu(h[t]) + x[t] if t in h else x[t] for t in NODE_TYPES}
         u = data.u
         graphs = u.shape[0]
