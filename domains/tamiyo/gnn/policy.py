@@ -23,7 +23,7 @@ from domains.tamiyo.gnn.graph import BLUEPRINT_DIM, blueprint_rows, build_graph
 from domains.tamiyo.gnn.masking import CULL, GERMINATE, OPERATIONS
 from domains.tamiyo.gnn.network import PolicyNetwork
 from domains.tamiyo.gnn.record import ObservationRecorder
-from domains.tamiyo.gnn.sampling import Sample, sample
+from domains.tamiyo.gnn.sampling import Sample, one_thread, sample
 from domains.tamiyo.observation import Observation, tiebreak
 from domains.tamiyo.policy import Choice, HeuristicPolicy
 from domains.tamiyo.risk import RiskAction, action_for
@@ -98,7 +98,8 @@ class GnnPolicy(HeuristicPolicy):
         generator = torch.Generator().manual_seed(
             tiebreak(self.config.seed, f"gnn:{observation.packet.packet_id}")
         )
-        return sample(self.network, build_graph(observation, features), generator)
+        with one_thread():
+            return sample(self.network, build_graph(observation, features), generator)
 
     def _choose(
         self, state: TamiyoState, observation: Observation, level: int, loss_level: int, conservative: bool

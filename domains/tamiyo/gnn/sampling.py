@@ -9,6 +9,8 @@ on a batch of graphs (the quantities a PPO update needs).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +31,22 @@ class Sample:
     probability: float
     value: float
     risk_level: int
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch's intra-op threads set to one for a decision, then restored: on a few shared cores a pool of
+    several threads made an op on a 30-node graph 30-200x slower (the workers wait for cores), and one
+    decision's ops are far too small to share. Nothing changes when the run already uses one thread."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _masked(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
