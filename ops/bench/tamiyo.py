@@ -30,7 +30,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch_geometric.data import Batch
 
 from domains.kasmina import SeedSlot
 from domains.tamiyo import policy_control
@@ -38,10 +37,11 @@ from domains.tamiyo.catalogue import SlotShapes, heuristic_controller
 from domains.tamiyo.controller import TamiyoController
 from domains.tamiyo.gnn.build import gnn_controller
 from domains.tamiyo.gnn.controller import GnnController, smoke
-from domains.tamiyo.gnn.graph import build_graph
+from domains.tamiyo.gnn.graph import policy_graph
 from domains.tamiyo.gnn.masking import GERMINATE, NOOP, OPERATIONS
 from domains.tamiyo.gnn.network import initial_network
 from domains.tamiyo.gnn.sampling import evaluate
+from domains.tamiyo.gnn.tensors import collate
 from domains.tamiyo.policy_store import PolicyLibrary, publish, verify
 from domains.tolaria.hosts import HostSpec, build_host
 from domains.tolaria.workload import seed_slot
@@ -138,7 +138,7 @@ def latency_results(name: str, times: list[float]) -> list[Result]:
 def ppo_step_ms(decisions: list[pb.DecisionMade], steps: int, features: torch.Tensor) -> float:
     network = initial_network(7).train()
     optimizer = torch.optim.Adam(network.parameters(), lr=3e-4)
-    graphs = [build_graph(d.observation, features) for d in decisions]
+    graphs = [policy_graph(d.observation, features) for d in decisions]
     actions = []
     for d in decisions:
         op = OPERATIONS.index(d.factored_action.operation)
@@ -155,7 +155,7 @@ def ppo_step_ms(decisions: list[pb.DecisionMade], steps: int, features: torch.Te
     times = []
     for _ in range(steps):
         began = time.perf_counter()
-        batch = Batch.from_data_list(graphs)
+        batch = collate(graphs)
         out = evaluate(network, batch, operation, slot, blueprint)
         ratio = torch.exp(out["log_prob"] - old_log_prob)
         clipped = torch.minimum(ratio * advantages, ratio.clamp(0.8, 1.2) * advantages)

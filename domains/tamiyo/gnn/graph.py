@@ -35,11 +35,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
-from domains.tamiyo.gnn.layers import mean_scale
+from domains.tamiyo.gnn.layers import Edges, mean_scale
 from domains.tamiyo.gnn.masking import ActionMask
+from domains.tamiyo.gnn.tensors import PolicyGraph, to_hetero
 from domains.tamiyo.gnn.topology import LAYER_KINDS
 from domains.tamiyo.risk import ACTIVE_STAGE_WEIGHTS
 from leyline import pb
@@ -56,7 +58,6 @@ EDGE_TYPES: tuple[tuple[str, str, str], ...] = (
     ("layer", "hosts", "seed"),
     ("layer", "owns", "parameter"),
 )
-NODE_TYPES = ("layer", "seed", "activation", "parameter")
 FEATURE_DIMS = {"layer": len(LAYER_KINDS) + 3, "parameter": 6, "activation": 6, "seed": STAGES + 15}
 GLOBAL_DIM = 12
 BLUEPRINT_DIM = 8
@@ -173,8 +174,7 @@ class _Static:
     parameter: torch.Tensor
     activation: torch.Tensor
     slot_id: torch.Tensor
-    edges: dict[tuple[str, str, str], torch.Tensor]
-    mean_scales: dict[tuple[str, str, str], torch.Tensor]
+    edges: dict[tuple[str, str, str], Edges]
 
 
 @functools.lru_cache(maxsize=16)
@@ -223,28 +223,24 @@ def _static(serialized: bytes) -> _Static:
         parameter=torch.tensor(parameter_rows, dtype=torch.float32).reshape(-1, FEATURE_DIMS["parameter"]),
         activation=torch.tensor(activation_rows, dtype=torch.float32).reshape(-1, FEATURE_DIMS["activation"]),
         slot_id=torch.tensor([s.slot for s in slots], dtype=torch.long),
-        edges={edge_type: torch.stack(pair) for edge_type, pair in edges.items()},
-        mean_scales={
-            edge_type: mean_scale(pair[1], counts[edge_type[2]]) for edge_type, pair in edges.items()
+        edges={
+            edge_type: Edges(torch.stack(pair), mean_scale(pair[1], counts[edge_type[2]]))
+            for edge_type, pair in edges.items()
         },
     )
 
 
-def build_graph(
+def policy_graph(
     observation: pb.PolicyObservation, blueprint_features: torch.Tensor | None = None
-) -> HeteroData:
+) -> PolicyGraph:
     """The graph of one decision. `blueprint_features` [B, BLUEPRINT_DIM] rows follow observation.catalogue
     (`blueprint_rows` of the descriptors); without them the blueprint inputs are zeros."""
     topology = observation.topology
     if not topology.layers or not topology.slots:
         raise ValueError("the observation's host topology needs at least one layer and one slot")
     static = _static(topology.SerializeToString(deterministic=True))
-    slots = list(topology.slots)
+    slots = topology.slots
     blueprints = len(observation.catalogue)
-    data = HeteroData()
-    data["layer"].x = static.layer
-    data["parameter"].x = static.parameter
-    data["activation"].x = static.activation
     seeds = {s.slot: s for s in observation.packet.seeds}
     embargoed = set(observation.embargoed_slots)
     seed_rows = [
@@ -253,36 +249,53 @@ def build_graph(
         )
         for s in slots
     ]
-    data["seed"].x = bounded(seed_rows, SEED_SYMLOG)
-    data["seed"].slot_id = static.slot_id
-    for edge_type, edge_index in static.edges.items():
-        data[edge_type].edge_index = edge_index
-        data[edge_type].mean_scale = static.mean_scales[edge_type]
-
-    data.u = torch.tensor([_globals(observation)], dtype=torch.float32)
     mask = ActionMask.unpack(observation.legal, len(slots), blueprints)
-    data.legal_op = torch.from_numpy(mask.operation.copy()).reshape(1, -1)
-    data["seed"].legal_slot = torch.from_numpy(mask.slot.T.copy())
-    data["seed"].legal_bp = torch.from_numpy(mask.blueprint.copy())
     if len(observation.slot_costs) == len(slots) * blueprints:
-        raw = torch.tensor(observation.slot_costs, dtype=torch.float32).reshape(len(slots), blueprints)
+        raw = torch.from_numpy(np.array(observation.slot_costs, dtype=np.float32)).reshape(len(slots), -1)
         costs = torch.where(raw >= 0, raw.clamp(min=0).log1p(), torch.zeros(())).clamp(max=CLIP)
     else:
         costs = torch.zeros((len(slots), blueprints), dtype=torch.float32)
-    data["seed"].bp_cost = costs
     if blueprint_features is None:
         blueprint_features = torch.zeros((blueprints, BLUEPRINT_DIM), dtype=torch.float32)
-    data.bp_x = blueprint_features
-    return data
+    return PolicyGraph(
+        x={
+            "layer": static.layer,
+            "seed": bounded(seed_rows, SEED_SYMLOG),
+            "activation": static.activation,
+            "parameter": static.parameter,
+        },
+        edges=static.edges,
+        u=torch.tensor([_globals(observation)], dtype=torch.float32),
+        legal_op=torch.from_numpy(mask.operation.copy()).reshape(1, -1),
+        legal_slot=torch.from_numpy(mask.slot.T.copy()),
+        legal_bp=torch.from_numpy(mask.blueprint.copy()),
+        bp_cost=costs,
+        bp_x=blueprint_features,
+        slot_id=static.slot_id,
+    )
 
 
-def graph_from_decision(
-    decision: pb.DecisionMade, descriptors: Sequence[pb.BlueprintDescriptor] = ()
+def build_graph(
+    observation: pb.PolicyObservation, blueprint_features: torch.Tensor | None = None
 ) -> HeteroData:
+    """`policy_graph` as HeteroData."""
+    return to_hetero(policy_graph(observation, blueprint_features))
+
+
+def decision_graph(
+    decision: pb.DecisionMade, descriptors: Sequence[pb.BlueprintDescriptor] = ()
+) -> PolicyGraph:
     """Rebuild a logged decision's graph; `descriptors` supplies the blueprint features by id."""
     if not decision.HasField("observation"):
         raise ValueError(f"decision at epoch {decision.epoch} records no observation to rebuild a graph from")
     by_id = {d.blueprint_id: d for d in descriptors}
     catalogue = [by_id.get(b, pb.BlueprintDescriptor(blueprint_id=b)) for b in decision.observation.catalogue]
     features = torch.tensor(blueprint_rows(catalogue), dtype=torch.float32).reshape(-1, BLUEPRINT_DIM)
-    return build_graph(decision.observation, features)
+    return policy_graph(decision.observation, features)
+
+
+def graph_from_decision(
+    decision: pb.DecisionMade, descriptors: Sequence[pb.BlueprintDescriptor] = ()
+) -> HeteroData:
+    """`decision_graph` as HeteroData."""
+    return to_hetero(decision_graph(decision, descriptors))

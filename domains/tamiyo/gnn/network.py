@@ -27,9 +27,10 @@ import torch
 from torch import nn
 from torch_geometric.data import HeteroData
 
-from domains.tamiyo.gnn.graph import BLUEPRINT_DIM, CLIP, EDGE_TYPES, FEATURE_DIMS, GLOBAL_DIM, NODE_TYPES
-from domains.tamiyo.gnn.layers import Edges, GatConv, HeteroLayer, SageConv
+from domains.tamiyo.gnn.graph import BLUEPRINT_DIM, CLIP, EDGE_TYPES, FEATURE_DIMS, GLOBAL_DIM
+from domains.tamiyo.gnn.layers import GatConv, HeteroLayer, SageConv
 from domains.tamiyo.gnn.masking import NOOP, OPERATIONS, SLOT_OPERATIONS
+from domains.tamiyo.gnn.tensors import NODE_TYPES, PolicyGraph, of_hetero
 
 RISK_LEVELS = 5
 NOOP_PRIOR = 2.0
@@ -85,34 +86,32 @@ class PolicyNetwork(nn.Module):
         with torch.no_grad():  # an untrained policy mostly waits: the no-op starts NOOP_PRIOR logits ahead
             last.bias[NOOP] += NOOP_PRIOR
 
-    def encode(self, data: HeteroData) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def encode(self, graph: PolicyGraph) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Node embeddings after message passing, and the pooled graph vector [G, pooled]."""
         x: dict[str, torch.Tensor] = {}
         for node_type in NODE_TYPES:
-            raw = data[node_type].x
             mean, std = getattr(self, f"{node_type}_mean"), getattr(self, f"{node_type}_std")
-            normalised = ((raw - mean) / std).clamp(-CLIP, CLIP)
+            normalised = ((graph.x[node_type] - mean) / std).clamp(-CLIP, CLIP)
             x[node_type] = torch.relu(self.encoders[node_type](normalised))
-        edges = {edge: Edges(data[edge].edge_index, data[edge].mean_scale) for edge in EDGE_TYPES}
-        h = self.sage(x, edges)
+        h = self.sage(x, graph.edges)
         x = {t: torch.relu(h[t]) + x[t] for t in NODE_TYPES}
-        h = self.gat(x, edges)
+        h = self.gat(x, graph.edges)
         x = {t: torch.relu(h[t]) + x[t] if t in h else x[t] for t in NODE_TYPES}
-        u = data.u
-        graphs = u.shape[0]
-        pooled = [_pool(x[t], getattr(data[t], "batch", None), graphs) for t in NODE_TYPES]
-        return x, torch.cat([*pooled, u], dim=1)
+        batch = graph.batch
+        pooled = [_pool(x[t], None if batch is None else batch[t], graph.graphs) for t in NODE_TYPES]
+        return x, torch.cat([*pooled, graph.u], dim=1)
 
-    def forward(self, data: HeteroData) -> dict[str, torch.Tensor]:
-        x, graph = self.encode(data)
-        seed_batch = getattr(data["seed"], "batch", None)
-        per_seed_graph = graph[seed_batch] if seed_batch is not None else graph.expand(x["seed"].shape[0], -1)
+    def forward(self, data: PolicyGraph | HeteroData) -> dict[str, torch.Tensor]:
+        graph = data if isinstance(data, PolicyGraph) else of_hetero(data)
+        x, pooled = self.encode(graph)
+        seeds = x["seed"]
+        per_seed = pooled.expand(seeds.shape[0], -1) if graph.batch is None else pooled[graph.batch["seed"]]
         return {
-            "operation": self.operation_head(graph),
-            "slot": self.slot_head(torch.cat([x["seed"], per_seed_graph], dim=1)),
-            "risk": self.risk_head(graph),
-            "value": self.value_head(graph).squeeze(1),
-            "seed": x["seed"],
+            "operation": self.operation_head(pooled),
+            "slot": self.slot_head(torch.cat([seeds, per_seed], dim=1)),
+            "risk": self.risk_head(pooled),
+            "value": self.value_head(pooled).squeeze(1),
+            "seed": seeds,
         }
 
     def blueprint_logits(

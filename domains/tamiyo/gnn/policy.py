@@ -19,7 +19,7 @@ import torch
 from google.protobuf.message import Message
 
 from domains.tamiyo.config import HeuristicConfig
-from domains.tamiyo.gnn.graph import BLUEPRINT_DIM, blueprint_rows, build_graph
+from domains.tamiyo.gnn.graph import BLUEPRINT_DIM, blueprint_rows, policy_graph
 from domains.tamiyo.gnn.masking import CULL, GERMINATE, OPERATIONS
 from domains.tamiyo.gnn.network import PolicyNetwork
 from domains.tamiyo.gnn.record import ObservationRecorder
@@ -99,7 +99,7 @@ class GnnPolicy(HeuristicPolicy):
             tiebreak(self.config.seed, f"gnn:{observation.packet.packet_id}")
         )
         with one_thread():
-            return sample(self.network, build_graph(observation, features), generator)
+            return sample(self.network, policy_graph(observation, features), generator)
 
     def _choose(
         self, state: TamiyoState, observation: Observation, level: int, loss_level: int, conservative: bool
