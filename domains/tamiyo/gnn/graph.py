@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
-from domains.tamiyo.gnn.layers import Edges, mean_scale
+from domains.tamiyo.gnn.layers import Edges, edges_of
 from domains.tamiyo.gnn.masking import ActionMask
 from domains.tamiyo.gnn.tensors import PolicyGraph, to_hetero
 from domains.tamiyo.gnn.topology import LAYER_KINDS
@@ -224,8 +224,7 @@ def _static(serialized: bytes) -> _Static:
         activation=torch.tensor(activation_rows, dtype=torch.float32).reshape(-1, FEATURE_DIMS["activation"]),
         slot_id=torch.tensor([s.slot for s in slots], dtype=torch.long),
         edges={
-            edge_type: Edges(torch.stack(pair), mean_scale(pair[1], counts[edge_type[2]]))
-            for edge_type, pair in edges.items()
+            edge_type: edges_of(torch.stack(pair), counts[edge_type[2]]) for edge_type, pair in edges.items()
         },
     )
 

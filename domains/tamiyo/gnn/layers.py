@@ -23,16 +23,20 @@ SOFTMAX_EPSILON = 1e-16  # torch_geometric.utils.softmax's guard against an empt
 
 
 class Edges(NamedTuple):
-    """One edge type's edges: `edge_index` [2, E] (source row, destination row) and `mean_scale` [N_dst, 1],
-    1 / in-degree of each destination node (1 where it has none), which turns a sum into a mean."""
+    """One edge type's edges: `edge_index` [2, E] (source row, destination row); `mean_scale` [N_dst, 1],
+    1 / in-degree of each destination node (1 where it has none), which turns a sum into a mean; `single`:
+    no destination has more than one incoming edge (then a mean is the sum and an attention weight is
+    exactly 1, in value and gradient, so both are skipped)."""
 
     edge_index: torch.Tensor
     mean_scale: torch.Tensor
+    single: bool
 
 
-def mean_scale(dst: torch.Tensor, count: int) -> torch.Tensor:
-    degree = torch.bincount(dst, minlength=count).clamp(min=1)
-    return degree.reciprocal().to(torch.float32).unsqueeze(1)
+def edges_of(edge_index: torch.Tensor, destinations: int) -> Edges:
+    degree = torch.bincount(edge_index[1], minlength=destinations)
+    scale = degree.clamp(min=1).reciprocal().to(torch.float32).unsqueeze(1)
+    return Edges(edge_index, scale, bool((degree <= 1).all()))
 
 
 def edge_key(edge: EdgeType) -> str:
@@ -78,6 +82,17 @@ class GatConv(nn.Module):
     def forward(self, x_src: torch.Tensor, x_dst: torch.Tensor, edges: Edges) -> torch.Tensor:
         src, dst = edges.edge_index.unbind(0)
         h_src = self.lin_src(x_src)
+        count = x_dst.shape[0]
+        if edges.single:
+            weighted = h_src.index_select(0, src)
+        else:
+            weighted = h_src[src] * self._attention(h_src, x_dst, src, dst).unsqueeze(1)
+        return h_src.new_zeros((count, h_src.shape[1])).index_add_(0, dst, weighted) + self.bias
+
+    def _attention(
+        self, h_src: torch.Tensor, x_dst: torch.Tensor, src: torch.Tensor, dst: torch.Tensor
+    ) -> torch.Tensor:
+        """Each edge's weight α_ji: a softmax over the edges into each destination."""
         score_src = h_src @ self.att_src.view(-1)
         score_dst = self.lin_dst(x_dst) @ self.att_dst.view(-1)
         score = nn.functional.leaky_relu(score_src[src] + score_dst[dst], NEGATIVE_SLOPE)
@@ -85,9 +100,7 @@ class GatConv(nn.Module):
         peak = score.new_zeros(count).scatter_reduce_(0, dst, score.detach(), "amax", include_self=False)
         weight = (score - peak[dst]).exp()
         total = weight.new_zeros(count).index_add_(0, dst, weight) + SOFTMAX_EPSILON
-        alpha = weight / total[dst]
-        out = h_src.new_zeros((count, h_src.shape[1])).index_add_(0, dst, h_src[src] * alpha.unsqueeze(1))
-        return out + self.bias
+        return weight / total[dst]
 
 
 class HeteroLayer(nn.Module):

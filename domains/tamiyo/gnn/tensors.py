@@ -63,6 +63,7 @@ def collate(graphs: Sequence[PolicyGraph]) -> PolicyGraph:
         edges[edge] = Edges(
             torch.cat([g.edges[edge].edge_index for g in graphs], dim=1) + shift,
             torch.cat([g.edges[edge].mean_scale for g in graphs]),
+            all(g.edges[edge].single for g in graphs),
         )
     return PolicyGraph(
         x={t: torch.cat([g.x[t] for g in graphs]) for t in NODE_TYPES},
@@ -100,13 +101,17 @@ def to_hetero(graph: PolicyGraph) -> HeteroData:
     return data
 
 
+def _edges(edge_index: torch.Tensor, mean_scale: torch.Tensor) -> Edges:
+    return Edges(edge_index, mean_scale, bool((mean_scale == 1).all()))  # a scale of 1: in-degree <= 1
+
+
 def of_hetero(data: HeteroData) -> PolicyGraph:
     """A HeteroData of `to_hetero`, or a torch_geometric Batch of them."""
     seed = data["seed"]
     batched = hasattr(seed, "batch")
     return PolicyGraph(
         x={t: data[t].x for t in NODE_TYPES},
-        edges={e: Edges(data[e].edge_index, data[e].mean_scale) for e in data.edge_types},
+        edges={e: _edges(data[e].edge_index, data[e].mean_scale) for e in data.edge_types},
         u=data.u,
         legal_op=data.legal_op,
         legal_slot=seed.legal_slot,
