@@ -46,9 +46,10 @@ def _starts(counts: list[int]) -> torch.Tensor:
     return torch.tensor([0, *counts], dtype=torch.long).cumsum(0)
 
 
-def collate(graphs: Sequence[PolicyGraph]) -> PolicyGraph:
-    """The disjoint union of single graphs (the same catalogue size): node rows concatenated, edge indices
-    shifted by the node counts before them."""
+def collate(items: Sequence[PolicyGraph | HeteroData]) -> PolicyGraph:
+    """The disjoint union of single graphs (the same catalogue size; HeteroData of `to_hetero` too): node
+    rows concatenated, edge indices shifted by the node counts before them."""
+    graphs = [g if isinstance(g, PolicyGraph) else of_hetero(g) for g in items]
     if not graphs or any(g.batch is not None for g in graphs):
         raise ValueError("collate takes one or more single graphs")
     index = torch.arange(len(graphs))
