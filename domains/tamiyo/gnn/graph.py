@@ -4,10 +4,10 @@ as tensors (`policy_graph`, `tensors.PolicyGraph`: what decisions and PPO run on
 layer, parameter and activation rows, every edge index) is computed once per topology and cached.
 
 The builder reads only the PolicyObservation that DecisionMade records, so a decision's graph is rebuilt
-from the log alone (`decision_graph`, `graph_from_decision`). Every feature is bounded: raw values go through symlog
-(sign(x)·log1p(|x|)) or are already in [0, 1]; non-finite values become ±CLIP (NaN 0) and each feature is
-then clipped to [-CLIP, CLIP]. The policy network standardises them further with the feature statistics
-recorded in its artifact.
+from the log alone (`decision_graph`, `graph_from_decision`). Every feature is bounded: raw values go
+through symlog (sign(x)·log1p(|x|)) or are already in [0, 1]; non-finite values become ±CLIP (NaN 0) and
+each feature is then clipped to [-CLIP, CLIP]. The policy network standardises them further with the
+feature statistics recorded in its artifact.
 
 Node types and features (dimensions in FEATURE_DIMS):
 - layer (one per parametered host layer, forward order): kind one-hot (topology.LAYER_KINDS), symlog of
