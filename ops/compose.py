@@ -23,6 +23,7 @@ from domains.kasmina import Kasmina, KasminaConfig, ModuleSource
 from domains.tamiyo.catalogue import heuristic_controller
 from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.controller import TamiyoController
+from domains.tamiyo.gnn.topology import host_topology
 from domains.tezzeret.compile_ahead import CompileAhead, StoreAddress
 from domains.tezzeret.jobs import choose_strategy
 from domains.tezzeret.service import Tezzeret
@@ -112,17 +113,26 @@ def build_controller(
     store: EventStore | None = None,
     data_dir: DataDir | None = None,
     workload: Workload | None = None,
+    explore: float = 0.0,
 ) -> tuple[Controller, str]:
     """The controller a config names (RunConfig has checked the name) and its own configuration as JSON
-    (the one recorded in RunStarted when resuming, else the defaults): noop, tamiyo (the heuristic) or
-    gnn[:VERSION] (Tamiyo's learned policy: the named published version, else the latest one)."""
+    (the one recorded in RunStarted when resuming, else the defaults with `explore` as the heuristic's ε):
+    noop, tamiyo (the heuristic) or gnn[:VERSION] (Tamiyo's learned policy: the named published version,
+    else the latest one)."""
     if name == "noop":
         return NoOpController(), ""
-    config = HeuristicConfig.from_json(config_json) if config_json else HeuristicConfig()
+    recorded = HeuristicConfig.from_json(config_json) if config_json else None
+    config = recorded or HeuristicConfig(exploration_epsilon=explore)
     slots = {slot.slot: (slot.kind, slot.shape) for slot in kasmina.slots.values()}
     kind, _, version = name.partition(":")
     if kind != "gnn":
-        return heuristic_controller(run_id, Signer(keyring), slots, config), config.to_json()
+        topology = None
+        if config.exploration_epsilon > 0:  # an exploring decision records the graph of the host
+            if workload is None:
+                raise ConfigError("exploration needs the run's host to record each decision's graph")
+            topology = host_topology(workload.model, workload.splits.input_shape)
+        controller = heuristic_controller(run_id, Signer(keyring), slots, config, topology)
+        return controller, config.to_json()
     if store is None or data_dir is None or workload is None:
         raise ConfigError("controller gnn needs the run's event log, data directory and host")
     # torch-geometric is imported only by runs that use the learned policy
@@ -188,6 +198,7 @@ def build_trainer(
             store=store,
             data_dir=data_dir,
             workload=workload,
+            explore=config.explore,
         )
     if ahead is not None:  # off the training thread, before the first boundary may graft
         compile_ahead(ahead, controller, kasmina, count_parameters(workload.model))

@@ -18,16 +18,16 @@ from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
-from torch_geometric.data import Batch as GraphBatch
 from torch_geometric.data import HeteroData
 
 from domains.simic import metrics
 from domains.simic.experience import Episode, Transition
 from domains.simic.ppo import Batch, Diagnostics, Evaluation, PPOConfig, gae, update
-from domains.tamiyo.gnn.graph import graph_from_decision
+from domains.tamiyo.gnn.graph import decision_graph
 from domains.tamiyo.gnn.masking import GERMINATE, NOOP
 from domains.tamiyo.gnn.network import PolicyNetwork
 from domains.tamiyo.gnn.sampling import evaluate
+from domains.tamiyo.gnn.tensors import PolicyGraph, collate
 from leyline import pb
 
 HEADS = ("operation", "slot", "blueprint")
@@ -40,8 +40,8 @@ class GnnActorCritic:
     def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:
         return self.network.parameters(recurse)
 
-    def evaluate(self, observations: Sequence[HeteroData], actions: torch.Tensor) -> Evaluation:
-        batch = GraphBatch.from_data_list(list(observations))
+    def evaluate(self, observations: Sequence[PolicyGraph | HeteroData], actions: torch.Tensor) -> Evaluation:
+        batch = collate(observations)
         operation, slot, blueprint = actions.unbind(1)
         out = evaluate(self.network, batch, operation, slot, blueprint)
         active = {
@@ -66,9 +66,9 @@ def ppo_batch(
     episodes: Sequence[Episode],
     descriptors: Sequence[pb.BlueprintDescriptor],
     config: PPOConfig,
-) -> Batch[HeteroData]:
+) -> Batch[PolicyGraph]:
     known = {d.blueprint_id for d in descriptors}
-    graphs: list[HeteroData] = []
+    graphs: list[PolicyGraph] = []
     actions: list[tuple[int, int, int]] = []
     log_probs: list[float] = []
     values, advantages, returns = [], [], []
@@ -79,9 +79,9 @@ def ppo_batch(
                 raise ValueError(
                     f"decision at log position {t.position} names unregistered {sorted(missing)}"
                 )
-        segment_graphs = [graph_from_decision(t.decision, descriptors) for t in segment]
+        segment_graphs = [decision_graph(t.decision, descriptors) for t in segment]
         with torch.no_grad():
-            value = network(GraphBatch.from_data_list(segment_graphs))["value"].float()
+            value = network(collate(segment_graphs))["value"].float()
         rewards = torch.tensor([t.reward.total for t in segment], dtype=torch.float32)
         ends = torch.zeros(len(segment), dtype=torch.bool)
         ends[-1] = True

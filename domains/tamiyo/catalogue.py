@@ -42,15 +42,23 @@ def karn_estimator(slots: SlotShapes) -> ParameterEstimator:
 
 
 def heuristic_controller(
-    run_id: str, signer: Signer, slots: SlotShapes, config: HeuristicConfig | None = None
+    run_id: str,
+    signer: Signer,
+    slots: SlotShapes,
+    config: HeuristicConfig | None = None,
+    topology: pb.HostTopology | None = None,
 ) -> TamiyoController:
-    """The heuristic controller for a host's slots, with Karn's catalogue and its parameter estimates."""
+    """The heuristic controller for a host's slots, with Karn's catalogue and its parameter estimates.
+    With `config.exploration_epsilon` > 0 it explores, recording observations on the host's `topology`."""
+    policy = HeuristicPolicy(config)
+    if config is not None and config.exploration_epsilon > 0:
+        if topology is None:
+            raise ValueError("ε-exploration records each decision's graph: it needs the host's topology")
+        policy = ExploringHeuristic(topology, config)
     return TamiyoController(
         run_id,
         signer,
-        ExploringHeuristic(config)
-        if config is not None and config.exploration_epsilon > 0
-        else HeuristicPolicy(config),
+        policy,
         parameter_estimator=karn_estimator(slots),
         slot_kinds={slot: kind for slot, (kind, _) in slots.items()},
         catalogue=karn_descriptors(),

@@ -4,16 +4,19 @@
 At each decision the heuristic's own choice is kept with probability 1 - ε; with probability ε a uniform
 draw over the legal factored actions replaces it (an operation uniformly among the legal ones, then a slot
 uniformly among its legal slots, then a blueprint uniformly among the slot's legal ones), with the same
-masks as the learned policy (`domains.tamiyo.gnn.masking.legal_actions`). DecisionMade records the taken
-action and its probability under this mixture, (1 - ε)·[action = heuristic's] + ε·p_uniform(action). The
-heuristic's safety paths outside the factored space (a rollback request) are deterministic: probability 1.
+masks as the learned policy (`domains.tamiyo.gnn.masking.legal_actions`) over the host topology's slots.
+DecisionMade records the taken action, its probability under this mixture,
+(1 - ε)·[action = heuristic's] + ε·p_uniform(action), and the PolicyObservation the learned policy would
+have seen (`domains.tamiyo.gnn.record`), so Simic rebuilds the graph of an exploring decision as it does a
+GNN decision's. The heuristic's safety paths outside the factored space (a rollback request) are
+deterministic: probability 1, with no observation, like the GNN controller's.
 The draw uses a generator seeded by (seed, packet id): deterministic for a seed, identical after a resume.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from google.protobuf.message import Message
@@ -26,8 +29,8 @@ from domains.tamiyo.gnn.masking import (
     OPERATIONS,
     SLOT_OPERATIONS,
     ActionMask,
-    legal_actions,
 )
+from domains.tamiyo.gnn.record import ObservationRecorder
 from domains.tamiyo.observation import Observation, tiebreak
 from domains.tamiyo.policy import Choice, HeuristicPolicy
 from domains.tamiyo.state import TamiyoState
@@ -62,25 +65,35 @@ def uniform_draw(mask: ActionMask, rng: random.Random) -> Action:
     return Action(GERMINATE, slot, rng.choice([int(i) for i in np.flatnonzero(mask.blueprint[slot])]))
 
 
+@dataclass(frozen=True)
+class Explored:
+    probability: float
+    action: pb.FactoredAction
+    observation: pb.PolicyObservation | None = None
+
+
 class ExploringHeuristic(HeuristicPolicy):
-    def __init__(self, config: HeuristicConfig | None = None) -> None:
+    def __init__(self, topology: pb.HostTopology, config: HeuristicConfig | None = None) -> None:
         super().__init__(config)
-        self._records: dict[str, tuple[float, pb.FactoredAction]] = {}
+        self.recorder = ObservationRecorder(topology)
+        self._records: dict[str, Explored] = {}
 
     def decide(self, state: TamiyoState, observation: Observation) -> list[Message]:
         payloads = super().decide(state, observation)
-        probability, action = self._records.pop(observation.command_id)
+        record = self._records.pop(observation.command_id)
         decision = payloads[0]
         assert isinstance(decision, pb.DecisionMade)
-        decision.action_probability = probability
-        decision.factored_action.CopyFrom(action)
+        decision.action_probability = record.probability
+        decision.factored_action.CopyFrom(record.action)
+        if record.observation is not None:
+            decision.observation.CopyFrom(record.observation)
         return payloads
 
     def _choose(
         self, state: TamiyoState, observation: Observation, level: int, loss_level: int, conservative: bool
     ) -> Choice:
         greedy = super()._choose(state, observation, level, loss_level, conservative)
-        slots = sorted(seed.slot for seed in observation.seeds)
+        slots = self.recorder.slot_order
         catalogue = [d.blueprint_id for d in observation.catalogue]
         command = greedy.command
         factored = pb.FactoredAction(
@@ -89,9 +102,9 @@ class ExploringHeuristic(HeuristicPolicy):
             blueprint_id=command.seed_operation.blueprint_id if command is not None else "",
         )
         if greedy.action not in OPERATIONS or (command is None and greedy.action != "noop"):
-            self._records[observation.command_id] = (1.0, factored)
+            self._records[observation.command_id] = Explored(1.0, factored)
             return greedy
-        mask = legal_actions(self, state, observation, level, conservative, slots)
+        mask, record = self.recorder.record(self, state, observation, level, conservative)
         operation = OPERATIONS.index(greedy.action)
         greedy_action = Action(
             operation,
@@ -106,9 +119,11 @@ class ExploringHeuristic(HeuristicPolicy):
             mask, action
         )
         if action == greedy_action:
-            self._records[observation.command_id] = (probability, factored)
+            self._records[observation.command_id] = Explored(probability, factored, record)
             return greedy
-        return self._explored(observation, level, conservative, action, slots, probability)
+        return self._explored(
+            observation, level, conservative, action, Explored(probability, factored, record)
+        )
 
     def _explored(
         self,
@@ -116,11 +131,10 @@ class ExploringHeuristic(HeuristicPolicy):
         level: int,
         conservative: bool,
         action: Action,
-        slots: list[int],
-        probability: float,
+        explored: Explored,
     ) -> Choice:
         reason = f"exploration (ε {self.config.exploration_epsilon:g}): {OPERATIONS[action.operation]}"
-        slot = slots[action.slot] if action.slot >= 0 else 0
+        slot = self.recorder.slot_order[action.slot] if action.slot >= 0 else 0
         seeds = {seed.slot: seed for seed in observation.seeds}
         factored = pb.FactoredAction(operation=OPERATIONS[action.operation], slot=slot)
         if action.operation == GERMINATE:
@@ -131,7 +145,7 @@ class ExploringHeuristic(HeuristicPolicy):
             choice = self._seed_command(observation, level, "cull", pb.SEED_OP_CULL, seeds[slot], reason)
         else:
             choice = Choice("noop", reason)
-        self._records[observation.command_id] = (probability, factored)
+        self._records[observation.command_id] = replace(explored, action=factored)
         if choice.command is not None:
             choice.command.annotations["reason"] = reason
         return Choice(choice.action, reason, choice.command)

@@ -34,7 +34,10 @@ from leyline.datadir import DataDir, write_private
 from leyline.errors import SignatureError
 from leyline.signing import Keyring, Signer, Verifier
 
-SCHEMA_VERSION = 1
+# 2: GAT on the structural edge types only (layer→layer, seed→layer, layer→seed), plain-torch message
+# passing (domains/tamiyo/gnn/layers.py: other module names), per-edge-type mean scales in the graph.
+# 1: GAT on every edge type, torch_geometric's HeteroConv.
+SCHEMA_VERSION = 2
 CATEGORY = "policy"
 POLICY_NAME = "gnn"
 GOOD_VERSIONS_KEPT = 4  # earlier good versions a run can roll back to
@@ -106,7 +109,10 @@ def deserialize(data: bytes) -> PolicyNetwork:
     except Exception as exc:
         raise PolicyIncompatible(f"not a policy artifact ({type(exc).__name__})") from None
     if version != SCHEMA_VERSION:
-        raise PolicyIncompatible(f"policy schema version {version}; this Esper reads {SCHEMA_VERSION}")
+        raise PolicyIncompatible(
+            f"policy schema version {version}; this Esper reads {SCHEMA_VERSION}: publish a policy built for "
+            "it (esper policy init, or train one with Simic)"
+        )
     if document.get("features") != feature_schema():
         raise PolicyIncompatible(
             f"policy built for features {document.get('features')}, not {feature_schema()}"

@@ -36,6 +36,7 @@ class RunConfig:
     dataset: str = "digits"
     dataset_options: Mapping[str, Any] = field(default_factory=dict)
     controller: str = "tamiyo"  # "tamiyo" (grows the host) or "noop" (never acts: a run without growth)
+    explore: float = 0.0  # ε of the heuristic's exploration over legal actions (controller tamiyo only)
     batch_size: int = 64
     learning_rate: float = 0.01
     weight_decay: float = 0.0
@@ -75,6 +76,12 @@ class RunConfig:
             raise ConfigError(f"unknown controller {self.controller!r}; use one of {', '.join(CONTROLLERS)}")
         if self.device != "cpu" and not self.device.startswith("cuda"):
             raise ConfigError(f"device must be cpu or cuda[:N], got {self.device!r}")
+        if not 0.0 <= self.explore <= 1.0:
+            raise ConfigError(f"explore must be between 0 and 1, got {self.explore}")
+        if self.explore > 0 and self.controller != "tamiyo":
+            raise ConfigError(
+                f"explore applies to the heuristic controller (tamiyo), not {self.controller!r}"
+            )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, default=dict)

@@ -74,6 +74,14 @@ def register(subparsers: Any) -> None:
         help="tamiyo (default: grows the host), gnn[:VERSION] (Tamiyo's learned policy, see esper policy) "
         "or noop (no growth)",
     )
+    parser.add_argument(
+        "--explore",
+        type=float,
+        metavar="EPS",
+        help="with probability EPS per decision the heuristic takes a uniformly drawn legal action instead "
+        "of its own (default 0: off; controller tamiyo only); each decision records its propensity and "
+        "observation, so Simic can learn from the run off-policy",
+    )
     parser.add_argument("--host", help="cnn-lite (default), transformer-lite or module:factory")
     parser.add_argument(
         "--dataset",
@@ -106,7 +114,8 @@ def register(subparsers: Any) -> None:
     add_plot_option(parser)
 
 
-OPTION_KEYS = ("epochs", "seed", "device", "host", "dataset", "controller")  # config keys with an option
+# config keys with an option
+OPTION_KEYS = ("epochs", "seed", "device", "host", "dataset", "controller", "explore")
 RESUME_MAY_CHANGE = ("epochs", "device")  # what a resumed run takes from the command line
 
 

@@ -29,7 +29,7 @@ from google.protobuf.message import Message
 
 from domains.tamiyo import metrics
 from domains.tamiyo.controller import TamiyoController
-from domains.tamiyo.gnn.graph import build_graph
+from domains.tamiyo.gnn.graph import policy_graph
 from domains.tamiyo.gnn.network import PolicyNetwork
 from domains.tamiyo.gnn.policy import GnnPolicy
 from domains.tamiyo.gnn.sampling import sample
@@ -58,7 +58,7 @@ def smoke(network: PolicyNetwork, inputs: SmokeInput, seed: int) -> None:
     """One decision of a network on a graph; raises on non-finite outputs."""
     observation, features = inputs
     generator = torch.Generator().manual_seed(tiebreak(seed, f"smoke:{observation.packet.packet_id}"))
-    sample(network, build_graph(observation, features), generator)
+    sample(network, policy_graph(observation, features), generator)
 
 
 class _Verification:

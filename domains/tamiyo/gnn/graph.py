@@ -1,10 +1,13 @@
-"""Tamiyo's graph: a PolicyObservation (packet, seeds, host topology, catalogue costs, mask) → HeteroData.
+"""Tamiyo's graph: a PolicyObservation (packet, seeds, host topology, catalogue costs, mask) → a graph,
+as tensors (`policy_graph`, `tensors.PolicyGraph`: what decisions and PPO run on) or as HeteroData
+(`build_graph`: the same graph for torch_geometric users). What depends on the host topology alone (the
+layer, parameter and activation rows, every edge index) is computed once per topology and cached.
 
 The builder reads only the PolicyObservation that DecisionMade records, so a decision's graph is rebuilt
-from the log alone (`graph_from_decision`). Every feature is bounded: raw values go through symlog
-(sign(x)·log1p(|x|)) or are already in [0, 1]; non-finite values become ±CLIP (NaN 0) and each feature is
-then clipped to [-CLIP, CLIP]. The policy network standardises them further with the feature statistics
-recorded in its artifact.
+from the log alone (`decision_graph`, `graph_from_decision`). Every feature is bounded: raw values go
+through symlog (sign(x)·log1p(|x|)) or are already in [0, 1]; non-finite values become ±CLIP (NaN 0) and
+each feature is then clipped to [-CLIP, CLIP]. The policy network standardises them further with the
+feature statistics recorded in its artifact.
 
 Node types and features (dimensions in FEATURE_DIMS):
 - layer (one per parametered host layer, forward order): kind one-hot (topology.LAYER_KINDS), symlog of
@@ -35,10 +38,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
+from domains.tamiyo.gnn.layers import Edges, edges_of
 from domains.tamiyo.gnn.masking import ActionMask
+from domains.tamiyo.gnn.tensors import PolicyGraph, to_hetero
 from domains.tamiyo.gnn.topology import LAYER_KINDS
 from domains.tamiyo.risk import ACTIVE_STAGE_WEIGHTS
 from leyline import pb
@@ -55,7 +61,6 @@ EDGE_TYPES: tuple[tuple[str, str, str], ...] = (
     ("layer", "hosts", "seed"),
     ("layer", "owns", "parameter"),
 )
-NODE_TYPES = ("layer", "seed", "activation", "parameter")
 FEATURE_DIMS = {"layer": len(LAYER_KINDS) + 3, "parameter": 6, "activation": 6, "seed": STAGES + 15}
 GLOBAL_DIM = 12
 BLUEPRINT_DIM = 8
@@ -172,7 +177,7 @@ class _Static:
     parameter: torch.Tensor
     activation: torch.Tensor
     slot_id: torch.Tensor
-    edges: dict[tuple[str, str, str], torch.Tensor]
+    edges: dict[tuple[str, str, str], Edges]
 
 
 @functools.lru_cache(maxsize=16)
@@ -206,6 +211,7 @@ def _static(serialized: bytes) -> _Static:
     seed_index = torch.arange(len(slots), dtype=torch.long)
     owner = torch.tensor(parameter_owner, dtype=torch.long)
     parameter_index = torch.arange(len(parameter_owner), dtype=torch.long)
+    counts = {"layer": layers, "seed": len(slots), "activation": layers, "parameter": len(parameter_owner)}
     edges = {
         ("layer", "feeds", "layer"): (chain[:-1], chain[1:]),
         ("seed", "attaches", "layer"): (seed_index, seed_layer),
@@ -220,25 +226,23 @@ def _static(serialized: bytes) -> _Static:
         parameter=torch.tensor(parameter_rows, dtype=torch.float32).reshape(-1, FEATURE_DIMS["parameter"]),
         activation=torch.tensor(activation_rows, dtype=torch.float32).reshape(-1, FEATURE_DIMS["activation"]),
         slot_id=torch.tensor([s.slot for s in slots], dtype=torch.long),
-        edges={edge_type: torch.stack(pair) for edge_type, pair in edges.items()},
+        edges={
+            edge_type: edges_of(torch.stack(pair), counts[edge_type[2]]) for edge_type, pair in edges.items()
+        },
     )
 
 
-def build_graph(
+def policy_graph(
     observation: pb.PolicyObservation, blueprint_features: torch.Tensor | None = None
-) -> HeteroData:
+) -> PolicyGraph:
     """The graph of one decision. `blueprint_features` [B, BLUEPRINT_DIM] rows follow observation.catalogue
     (`blueprint_rows` of the descriptors); without them the blueprint inputs are zeros."""
     topology = observation.topology
     if not topology.layers or not topology.slots:
         raise ValueError("the observation's host topology needs at least one layer and one slot")
     static = _static(topology.SerializeToString(deterministic=True))
-    slots = list(topology.slots)
+    slots = topology.slots
     blueprints = len(observation.catalogue)
-    data = HeteroData()
-    data["layer"].x = static.layer
-    data["parameter"].x = static.parameter
-    data["activation"].x = static.activation
     seeds = {s.slot: s for s in observation.packet.seeds}
     embargoed = set(observation.embargoed_slots)
     seed_rows = [
@@ -247,35 +251,53 @@ def build_graph(
         )
         for s in slots
     ]
-    data["seed"].x = bounded(seed_rows, SEED_SYMLOG)
-    data["seed"].slot_id = static.slot_id
-    for edge_type, edge_index in static.edges.items():
-        data[edge_type].edge_index = edge_index
-
-    data.u = torch.tensor([_globals(observation)], dtype=torch.float32)
     mask = ActionMask.unpack(observation.legal, len(slots), blueprints)
-    data.legal_op = torch.from_numpy(mask.operation.copy()).reshape(1, -1)
-    data["seed"].legal_slot = torch.from_numpy(mask.slot.T.copy())
-    data["seed"].legal_bp = torch.from_numpy(mask.blueprint.copy())
     if len(observation.slot_costs) == len(slots) * blueprints:
-        raw = torch.tensor(observation.slot_costs, dtype=torch.float32).reshape(len(slots), blueprints)
+        raw = torch.from_numpy(np.array(observation.slot_costs, dtype=np.float32)).reshape(len(slots), -1)
         costs = torch.where(raw >= 0, raw.clamp(min=0).log1p(), torch.zeros(())).clamp(max=CLIP)
     else:
         costs = torch.zeros((len(slots), blueprints), dtype=torch.float32)
-    data["seed"].bp_cost = costs
     if blueprint_features is None:
         blueprint_features = torch.zeros((blueprints, BLUEPRINT_DIM), dtype=torch.float32)
-    data.bp_x = blueprint_features
-    return data
+    return PolicyGraph(
+        x={
+            "layer": static.layer,
+            "seed": bounded(seed_rows, SEED_SYMLOG),
+            "activation": static.activation,
+            "parameter": static.parameter,
+        },
+        edges=static.edges,
+        u=torch.tensor([_globals(observation)], dtype=torch.float32),
+        legal_op=torch.from_numpy(mask.operation.copy()).reshape(1, -1),
+        legal_slot=torch.from_numpy(mask.slot.T.copy()),
+        legal_bp=torch.from_numpy(mask.blueprint.copy()),
+        bp_cost=costs,
+        bp_x=blueprint_features,
+        slot_id=static.slot_id,
+    )
 
 
-def graph_from_decision(
-    decision: pb.DecisionMade, descriptors: Sequence[pb.BlueprintDescriptor] = ()
+def build_graph(
+    observation: pb.PolicyObservation, blueprint_features: torch.Tensor | None = None
 ) -> HeteroData:
+    """`policy_graph` as HeteroData."""
+    return to_hetero(policy_graph(observation, blueprint_features))
+
+
+def decision_graph(
+    decision: pb.DecisionMade, descriptors: Sequence[pb.BlueprintDescriptor] = ()
+) -> PolicyGraph:
     """Rebuild a logged decision's graph; `descriptors` supplies the blueprint features by id."""
     if not decision.HasField("observation"):
         raise ValueError(f"decision at epoch {decision.epoch} records no observation to rebuild a graph from")
     by_id = {d.blueprint_id: d for d in descriptors}
     catalogue = [by_id.get(b, pb.BlueprintDescriptor(blueprint_id=b)) for b in decision.observation.catalogue]
     features = torch.tensor(blueprint_rows(catalogue), dtype=torch.float32).reshape(-1, BLUEPRINT_DIM)
-    return build_graph(decision.observation, features)
+    return policy_graph(decision.observation, features)
+
+
+def graph_from_decision(
+    decision: pb.DecisionMade, descriptors: Sequence[pb.BlueprintDescriptor] = ()
+) -> HeteroData:
+    """`decision_graph` as HeteroData."""
+    return to_hetero(decision_graph(decision, descriptors))

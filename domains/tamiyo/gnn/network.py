@@ -3,13 +3,15 @@ and heads for the operation, the slot, the blueprint, the risk level and the val
 
 - Encoders: standardise each node type's features with the statistics recorded in the artifact
   (buffers `<type>_mean`/`<type>_std`, clipped to ±CLIP), then Linear + ReLU to `hidden`.
-- Message passing: HeteroConv of SAGEConv over every edge type (every node type receives), then HeteroConv
-  of single-head GATConv (`add_self_loops=False`: the edge types join different node types) over the
-  structural edges that decide where to act: layer→layer, seed→layer and layer→seed (the activation and
-  parameter nodes have passed their information to the layers in the SAGE layer). Sum-aggregated, with
-  residuals, so the activation and parameter nodes keep their SAGE embeddings through the last layer
-  instead of dropping out of it. (GAT updates of those nodes would only reach the pooled vector; each
-  GATConv costs ~0.15 ms of the decision on one CPU thread.)
+- Message passing (`layers.py`: torch_geometric's arithmetic in plain torch): a GraphSAGE layer (mean
+  aggregation, root weight) over every edge type, so every node type receives, then a single-head GAT
+  layer (`add_self_loops=False`: an edge type may join two node types) over the structural edge types
+  only (ATTENDED): layer→layer (forward order), seed→layer (a slot's seed into the layer it sits on) and
+  its reverse layer→seed. The edges to and from activation and parameter nodes (layer→activation,
+  activation→layer, parameter→layer, layer→parameter) are SAGE-only: those nodes have passed their
+  information to the layers in the SAGE layer. Each layer sums over the edge types into a node type, with
+  residuals, so the activation and parameter nodes keep their SAGE embeddings through the GAT layer
+  instead of dropping out of it.
 - Heads (float32 logits): `operation` [G, 3] from the pooled graph (mean of each node type) and `u`;
   `slot` [S, 2] per seed node (germinate here, cull here); `blueprint` scores each catalogue entry
   against one seed node (`blueprint_logits`); `risk` [G, 5]; `value` [G] (an action-independent V(s)).
@@ -19,21 +21,23 @@ Eager only: a graft changes node counts and torch.compile would recompile each t
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 from torch_geometric.data import HeteroData
-from torch_geometric.nn import GATConv, HeteroConv, SAGEConv
 
-from domains.tamiyo.gnn.graph import BLUEPRINT_DIM, CLIP, EDGE_TYPES, FEATURE_DIMS, GLOBAL_DIM, NODE_TYPES
+from domains.tamiyo.gnn.graph import BLUEPRINT_DIM, CLIP, EDGE_TYPES, FEATURE_DIMS, GLOBAL_DIM
+from domains.tamiyo.gnn.layers import GatConv, HeteroLayer, SageConv
 from domains.tamiyo.gnn.masking import NOOP, OPERATIONS, SLOT_OPERATIONS
+from domains.tamiyo.gnn.tensors import NODE_TYPES, PolicyGraph, of_hetero
 
 RISK_LEVELS = 5
 NOOP_PRIOR = 2.0
-ATTENDED = frozenset(  # the edge types of the GAT layer
-    {("layer", "feeds", "layer"), ("seed", "attaches", "layer"), ("layer", "hosts", "seed")}
+ATTENDED = (  # the edge types of the GAT layer: the structural ones
+    ("layer", "feeds", "layer"),
+    ("seed", "attaches", "layer"),
+    ("layer", "hosts", "seed"),
 )
 
 
@@ -69,17 +73,8 @@ class PolicyNetwork(nn.Module):
         self.encoders = nn.ModuleDict(
             {node_type: nn.Linear(dim, hidden) for node_type, dim in FEATURE_DIMS.items()}
         )
-        self.sage = HeteroConv({edge: SAGEConv((hidden, hidden), hidden) for edge in EDGE_TYPES}, aggr="sum")
-        with warnings.catch_warnings():  # PyG warns that activation/parameter get no GAT update: intended
-            warnings.filterwarnings("ignore", message="There exist node types")
-            self.gat = HeteroConv(
-                {
-                    edge: GATConv((hidden, hidden), hidden, heads=1, add_self_loops=False)
-                    for edge in EDGE_TYPES
-                    if edge in ATTENDED
-                },
-                aggr="sum",
-            )
+        self.sage = HeteroLayer(EDGE_TYPES, SageConv, hidden)
+        self.gat = HeteroLayer(ATTENDED, GatConv, hidden)
         pooled = hidden * len(NODE_TYPES) + GLOBAL_DIM
         self.operation_head = _mlp(pooled, config.head_hidden, len(OPERATIONS))
         self.slot_head = _mlp(hidden + pooled, config.head_hidden, len(SLOT_OPERATIONS))
@@ -91,34 +86,32 @@ class PolicyNetwork(nn.Module):
         with torch.no_grad():  # an untrained policy mostly waits: the no-op starts NOOP_PRIOR logits ahead
             last.bias[NOOP] += NOOP_PRIOR
 
-    def encode(self, data: HeteroData) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def encode(self, graph: PolicyGraph) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Node embeddings after message passing, and the pooled graph vector [G, pooled]."""
         x: dict[str, torch.Tensor] = {}
         for node_type in NODE_TYPES:
-            raw = data[node_type].x
             mean, std = getattr(self, f"{node_type}_mean"), getattr(self, f"{node_type}_std")
-            normalised = ((raw - mean) / std).clamp(-CLIP, CLIP)
+            normalised = ((graph.x[node_type] - mean) / std).clamp(-CLIP, CLIP)
             x[node_type] = torch.relu(self.encoders[node_type](normalised))
-        edges = {edge: data[edge].edge_index for edge in EDGE_TYPES}
-        h = self.sage(x, edges)
+        h = self.sage(x, graph.edges)
         x = {t: torch.relu(h[t]) + x[t] for t in NODE_TYPES}
-        h = self.gat(x, {edge: index for edge, index in edges.items() if edge in ATTENDED})
+        h = self.gat(x, graph.edges)
         x = {t: torch.relu(h[t]) + x[t] if t in h else x[t] for t in NODE_TYPES}
-        u = data.u
-        graphs = u.shape[0]
-        pooled = [_pool(x[t], getattr(data[t], "batch", None), graphs) for t in NODE_TYPES]
-        return x, torch.cat([*pooled, u], dim=1)
+        batch = graph.batch
+        pooled = [_pool(x[t], None if batch is None else batch[t], graph.graphs) for t in NODE_TYPES]
+        return x, torch.cat([*pooled, graph.u], dim=1)
 
-    def forward(self, data: HeteroData) -> dict[str, torch.Tensor]:
-        x, graph = self.encode(data)
-        seed_batch = getattr(data["seed"], "batch", None)
-        per_seed_graph = graph[seed_batch] if seed_batch is not None else graph.expand(x["seed"].shape[0], -1)
+    def forward(self, data: PolicyGraph | HeteroData) -> dict[str, torch.Tensor]:
+        graph = data if isinstance(data, PolicyGraph) else of_hetero(data)
+        x, pooled = self.encode(graph)
+        seeds = x["seed"]
+        per_seed = pooled.expand(seeds.shape[0], -1) if graph.batch is None else pooled[graph.batch["seed"]]
         return {
-            "operation": self.operation_head(graph),
-            "slot": self.slot_head(torch.cat([x["seed"], per_seed_graph], dim=1)),
-            "risk": self.risk_head(graph),
-            "value": self.value_head(graph).squeeze(1),
-            "seed": x["seed"],
+            "operation": self.operation_head(pooled),
+            "slot": self.slot_head(torch.cat([seeds, per_seed], dim=1)),
+            "risk": self.risk_head(pooled),
+            "value": self.value_head(pooled).squeeze(1),
+            "seed": seeds,
         }
 
     def blueprint_logits(

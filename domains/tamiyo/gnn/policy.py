@@ -13,17 +13,17 @@ DecisionMade records the version, the action's probability, the factored action 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from google.protobuf.message import Message
 
 from domains.tamiyo.config import HeuristicConfig
-from domains.tamiyo.gnn.graph import BLUEPRINT_DIM, blueprint_rows, build_graph
-from domains.tamiyo.gnn.masking import CULL, GERMINATE, OPERATIONS, ActionMask, legal_actions
+from domains.tamiyo.gnn.graph import BLUEPRINT_DIM, blueprint_rows, policy_graph
+from domains.tamiyo.gnn.masking import CULL, GERMINATE, OPERATIONS
 from domains.tamiyo.gnn.network import PolicyNetwork
-from domains.tamiyo.gnn.sampling import Sample, sample
+from domains.tamiyo.gnn.record import ObservationRecorder
+from domains.tamiyo.gnn.sampling import Sample, one_thread, sample
 from domains.tamiyo.observation import Observation, tiebreak
 from domains.tamiyo.policy import Choice, HeuristicPolicy
 from domains.tamiyo.risk import RiskAction, action_for
@@ -31,7 +31,6 @@ from domains.tamiyo.state import TamiyoState
 from leyline import pb
 
 POLICY_NAME = "gnn"
-COST_MATRICES_KEPT = 64
 
 
 @dataclass(frozen=True)
@@ -41,45 +40,6 @@ class Recorded:
     observation: pb.PolicyObservation | None
     value: float | None = None
     risk_level: int | None = None
-
-
-def policy_observation(
-    observation: Observation,
-    topology: pb.HostTopology,
-    level: int,
-    conservative: bool,
-    mask: ActionMask,
-    embargoed: list[int],
-    costs: Sequence[int] = (),
-) -> pb.PolicyObservation:
-    """The record of one decision; `costs` is the [slots × catalogue] matrix of `cost_matrix`."""
-    packet = pb.SystemStatePacket(
-        epoch=observation.epoch,
-        training_loss=observation.training_loss,
-        validation_loss=observation.validation_loss,
-        validation_accuracy=observation.validation_accuracy,
-        run_id=observation.run_id,
-        packet_id=observation.packet_id,
-        seeds=observation.seeds,
-        metrics={"grad_norm": observation.grad_norm, "hook_ms": observation.hook_ms},
-    )
-    return pb.PolicyObservation(
-        packet=packet,
-        topology=topology,
-        parameters=observation.parameters,
-        risk_level=level,
-        conservative=conservative,
-        slot_costs=costs,
-        catalogue=[d.blueprint_id for d in observation.catalogue],
-        legal=mask.pack(),
-        embargoed_slots=embargoed,
-    )
-
-
-def cost_matrix(observation: Observation, slot_order: Sequence[int]) -> list[int]:
-    """Parameters each catalogue entry adds at each slot, row-major [slots × catalogue], -1 where unknown."""
-    costs = observation.blueprint_costs
-    return [costs.get((d.blueprint_id, slot), -1) for slot in slot_order for d in observation.catalogue]
 
 
 class GnnPolicy(HeuristicPolicy):
@@ -100,10 +60,7 @@ class GnnPolicy(HeuristicPolicy):
         self._records: dict[str, Recorded] = {}
         self.last_observation: pb.PolicyObservation | None = None  # of the last sampled decision
         self._blueprints: tuple[tuple[str, ...], torch.Tensor] = ((), torch.zeros((0, BLUEPRINT_DIM)))
-        # Cost matrices by the identity of the estimates they were built from: the GNN controller hands the
-        # same mapping for the same layout (estimates never change in a run); the mapping is kept alongside,
-        # so its id is not reused while the entry lives.
-        self._costs: dict[int, tuple[object, list[int]]] = {}
+        self.recorder = ObservationRecorder(topology)
 
     def decide(self, state: TamiyoState, observation: Observation) -> list[Message]:
         payloads = super().decide(state, observation)
@@ -123,20 +80,7 @@ class GnnPolicy(HeuristicPolicy):
     def graph_inputs(
         self, state: TamiyoState, observation: Observation, level: int, conservative: bool
     ) -> pb.PolicyObservation:
-        mask = legal_actions(self, state, observation, level, conservative, self.slot_order)
-        embargoed = [
-            slot
-            for slot in self.slot_order
-            if (culled := state.cull_epoch(slot)) is not None
-            and observation.epoch - culled < observation.lifecycle.embargo_epochs
-        ]
-        estimates = observation.blueprint_costs
-        cached = self._costs.get(id(estimates))
-        if cached is None or cached[0] is not estimates:
-            if len(self._costs) >= COST_MATRICES_KEPT:
-                self._costs.pop(next(iter(self._costs)))
-            cached = self._costs[id(estimates)] = (estimates, cost_matrix(observation, self.slot_order))
-        return policy_observation(observation, self.topology, level, conservative, mask, embargoed, cached[1])
+        return self.recorder.record(self, state, observation, level, conservative)[1]
 
     @property
     def features(self) -> torch.Tensor:
@@ -154,7 +98,8 @@ class GnnPolicy(HeuristicPolicy):
         generator = torch.Generator().manual_seed(
             tiebreak(self.config.seed, f"gnn:{observation.packet.packet_id}")
         )
-        return sample(self.network, build_graph(observation, features), generator)
+        with one_thread():
+            return sample(self.network, policy_graph(observation, features), generator)
 
     def _choose(
         self, state: TamiyoState, observation: Observation, level: int, loss_level: int, conservative: bool

@@ -9,6 +9,9 @@ on a batch of graphs (the quantities a PPO update needs).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +20,7 @@ from torch_geometric.utils import scatter
 
 from domains.tamiyo.gnn.masking import GERMINATE, NOOP, SLOT_OPERATIONS
 from domains.tamiyo.gnn.network import PolicyNetwork
+from domains.tamiyo.gnn.tensors import PolicyGraph, of_hetero
 
 NEG = -1e9  # a finite "minus infinity" for batched segment softmaxes (no NaN from all-masked segments)
 
@@ -31,6 +35,22 @@ class Sample:
     risk_level: int
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch's intra-op threads set to one for a decision, then restored: on a few shared cores a pool of
+    several threads made an op on a 30-node graph 30-200x slower (the workers wait for cores), and one
+    decision's ops are far too small to share. Nothing changes when the run already uses one thread."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _masked(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return logits.float().masked_fill(~mask, float("-inf"))
 
@@ -43,24 +63,25 @@ def _draw(logits: torch.Tensor, generator: torch.Generator) -> tuple[int, float]
     return choice, float(probabilities[choice])
 
 
-def sample(network: PolicyNetwork, data: HeteroData, generator: torch.Generator) -> Sample:
+def sample(network: PolicyNetwork, data: PolicyGraph | HeteroData, generator: torch.Generator) -> Sample:
     """One decision on one graph (no autograd)."""
+    graph = data if isinstance(data, PolicyGraph) else of_hetero(data)
     with torch.inference_mode():
-        out = network(data)
-        operation, probability = _draw(_masked(out["operation"][0], data.legal_op[0]), generator)
+        out = network(graph)
+        operation, probability = _draw(_masked(out["operation"][0], graph.legal_op[0]), generator)
         slot = blueprint = -1
         if operation != NOOP:
             column = SLOT_OPERATIONS.index(operation)
-            mask = data["seed"].legal_slot[:, column]
+            mask = graph.legal_slot[:, column]
             slot, p_slot = _draw(_masked(out["slot"][:, column], mask), generator)
             probability *= p_slot
         if operation == GERMINATE:
-            logits = network.blueprint_logits(out["seed"][slot], data.bp_x, data["seed"].bp_cost[slot])
-            blueprint, p_blueprint = _draw(_masked(logits, data["seed"].legal_bp[slot]), generator)
+            logits = network.blueprint_logits(out["seed"][slot], graph.bp_x, graph.bp_cost[slot])
+            blueprint, p_blueprint = _draw(_masked(logits, graph.legal_bp[slot]), generator)
             probability *= p_blueprint
         value = float(out["value"][0])
         risk = int(out["risk"][0].argmax())
-    if not torch.isfinite(torch.tensor(value)):
+    if not math.isfinite(value):
         raise ValueError("non-finite value estimate")
     return Sample(operation, slot, blueprint, probability, value, risk)
 
@@ -74,38 +95,42 @@ def _segment_log_softmax(logits: torch.Tensor, index: torch.Tensor, segments: in
 
 def evaluate(
     network: PolicyNetwork,
-    batch: HeteroData,
+    data: PolicyGraph | HeteroData,
     operation: torch.Tensor,
     slot: torch.Tensor,
     blueprint: torch.Tensor,
 ) -> dict[str, torch.Tensor]:
-    """Log-probabilities [G], per-head entropies [G] and values [G] of logged actions on a batch of graphs.
+    """Log-probabilities [G], per-head entropies [G] and values [G] of logged actions on a batch of graphs
+    (`tensors.collate`, or a torch_geometric Batch of HeteroData).
 
     `slot` holds each graph's local seed index (-1 for a no-op), `blueprint` the catalogue index (-1 unless
     germinating)."""
+    batch = data if isinstance(data, PolicyGraph) else of_hetero(data)
+    if batch.batch is None or batch.seed_ptr is None:
+        raise ValueError("evaluate takes a batch of graphs (collate even one)")
     out = network(batch)
     graphs = out["operation"].shape[0]
     op_logp = torch.log_softmax(out["operation"].float().masked_fill(~batch.legal_op, NEG), dim=1)
     log_prob = op_logp.gather(1, operation.unsqueeze(1)).squeeze(1)
     entropy_op = -(op_logp.exp() * op_logp).sum(dim=1)
 
-    seed_graph = batch["seed"].batch
+    seed_graph = batch.batch["seed"]
     uses_slot = operation != NOOP
     column = (operation == SLOT_OPERATIONS[1]).long()  # 0: germinate, 1: cull
     slot_logits = out["slot"].float().gather(1, column[seed_graph].unsqueeze(1)).squeeze(1)
-    slot_mask = batch["seed"].legal_slot.gather(1, column[seed_graph].unsqueeze(1)).squeeze(1)
+    slot_mask = batch.legal_slot.gather(1, column[seed_graph].unsqueeze(1)).squeeze(1)
     slot_logp = _segment_log_softmax(slot_logits.masked_fill(~slot_mask, NEG), seed_graph, graphs)
-    start = batch["seed"].ptr[:-1]
+    start = batch.seed_ptr[:-1]
     chosen = start + slot.clamp(min=0)
     log_prob = log_prob + torch.where(uses_slot, slot_logp[chosen], torch.zeros_like(log_prob))
     slot_entropy = scatter(-(slot_logp.exp() * slot_logp), seed_graph, dim=0, dim_size=graphs, reduce="sum")
 
     germinating = operation == GERMINATE
-    count = batch["seed"].legal_bp.shape[1]
+    count = batch.legal_bp.shape[1]
     bp_logits = network.blueprint_logits(
-        out["seed"][chosen], batch.bp_x.reshape(graphs, count, -1), batch["seed"].bp_cost[chosen]
+        out["seed"][chosen], batch.bp_x.reshape(graphs, count, -1), batch.bp_cost[chosen]
     ).float()
-    bp_logp = torch.log_softmax(bp_logits.masked_fill(~batch["seed"].legal_bp[chosen], NEG), dim=1)
+    bp_logp = torch.log_softmax(bp_logits.masked_fill(~batch.legal_bp[chosen], NEG), dim=1)
     picked = bp_logp.gather(1, blueprint.clamp(min=0).unsqueeze(1)).squeeze(1)
     log_prob = log_prob + torch.where(germinating, picked, torch.zeros_like(log_prob))
     bp_entropy = -(bp_logp.exp() * bp_logp).sum(dim=1)

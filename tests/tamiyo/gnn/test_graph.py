@@ -12,11 +12,11 @@ from domains.tamiyo.gnn.graph import (
     CLIP,
     EDGE_TYPES,
     FEATURE_DIMS,
-    NODE_TYPES,
     build_graph,
     graph_from_decision,
 )
 from domains.tamiyo.gnn.masking import ActionMask
+from domains.tamiyo.gnn.tensors import NODE_TYPES
 from domains.tamiyo.gnn.topology import host_topology
 from leyline import pb
 from leyline.seed_metrics import HEADROOM_METRIC

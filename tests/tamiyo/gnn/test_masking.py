@@ -13,7 +13,7 @@ from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.gnn.graph import BLUEPRINT_DIM, blueprint_rows, build_graph
 from domains.tamiyo.gnn.masking import CULL, GERMINATE, NOOP, OPERATIONS, ActionMask, legal_actions
 from domains.tamiyo.gnn.network import PolicyNetwork
-from domains.tamiyo.gnn.policy import policy_observation
+from domains.tamiyo.gnn.record import policy_observation
 from domains.tamiyo.gnn.sampling import sample
 from domains.tamiyo.observation import Observation
 from domains.tamiyo.policy import HeuristicPolicy

@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 
 from domains.tamiyo import policy_control
 from domains.tamiyo.gnn.controller import GnnController
+from domains.tamiyo.gnn.graph import EDGE_TYPES
 from domains.tamiyo.gnn.network import NetworkConfig, initial_network
 from domains.tamiyo.policy_store import (
     SCHEMA_VERSION,
@@ -120,6 +121,22 @@ def test_corrupt_mis_shaped_and_unsigned_policies_are_refused(setting: tuple[Eve
     foreign = published_envelope(pb.PolicyUpdate(version="f"), Signer(Keyring.generate("k9")))
     with pytest.raises(PolicySignatureError, match="k9"):
         verify(foreign, KEYRING, library)
+
+
+def test_a_policy_of_an_older_schema_is_refused_in_one_line(setting: tuple[EventStore, DataDir]) -> None:
+    """A schema-1 policy (GAT on every edge type, torch_geometric's module names) is refused at verify, in
+    one line that names both versions, rather than failing inside load_state_dict."""
+    _, data_dir = setting
+    library = PolicyLibrary(data_dir)
+    old = {f"gat.convs.<{'___'.join(edge)}>.att_src": torch.zeros(1, 1, 32) for edge in EDGE_TYPES}
+    document = {**torch.load(io.BytesIO(artifact(old)), weights_only=True), "schema_version": 1}
+    buffer = io.BytesIO()
+    torch.save(document, buffer)
+    update = pb.PolicyUpdate(version="old", content_hash=library.put(buffer.getvalue()))
+    with pytest.raises(PolicyIncompatible) as refused:
+        verify(published_envelope(update, Signer(KEYRING)), KEYRING, library)
+    message = str(refused.value)
+    assert "schema version 1" in message and f"reads {SCHEMA_VERSION}" in message and "\n" not in message
 
 
 def test_a_lora_adapter_is_merged_on_load_and_a_misfit_refused(setting: tuple[EventStore, DataDir]) -> None:
