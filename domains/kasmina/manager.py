@@ -19,8 +19,8 @@ import torch
 from google.protobuf.message import Message
 from torch import nn
 
+from domains.kasmina import gradients, metrics
 from domains.kasmina import lifecycle as lc
-from domains.kasmina import metrics
 from domains.kasmina.commands import Command, Germinate, RecordViolation, Scrubbed, Terminate, Tick
 from domains.kasmina.config import KasminaConfig
 from domains.kasmina.effects import SeedEffects
@@ -134,9 +134,12 @@ class Kasmina:
         self.epoch = epoch
         envelopes: list[pb.EventEnvelope] = []
         drained: dict[int, tuple[float, int]] = {}
+        measured_gradients: list[pb.EventEnvelope] = []  # after the boundary's transitions
         for slot_no, slot in self.slots.items():
             if slot.seed is None or self._stage(slot_no) not in ACTIVE_STAGES:
                 continue
+            if gradients.in_window(self.state.slot(slot_no), epoch, self.config.gradient_window_epochs):
+                measured_gradients.append(self._gradients(slot_no, epoch))
             violations, grad_norm, nonfinite = slot.monitor.drain()
             drained[slot_no] = (grad_norm, nonfinite)
             for parameter, norm in violations:
@@ -164,7 +167,22 @@ class Kasmina:
         for s in self.state.slots:  # the alpha ramp moves at every boundary, with or without a transition
             self.slots[s.slot].alpha.fill_(alpha_at(s, epoch))
         self.effects.sync_learning_rates(epoch)
-        return envelopes
+        return envelopes + measured_gradients
+
+    def _gradients(self, slot_no: int, epoch: int) -> pb.EventEnvelope:
+        state = self.state.slot(slot_no)
+        payload = gradients.record(
+            self.slots[slot_no].monitor, state, epoch, self.config.gradient_window_epochs
+        )
+        return new_envelope(
+            "SeedGradientsMeasured",
+            stream_name(SEED_CATEGORY, f"{self.run_id}.{slot_no}"),
+            payload,
+            run_id=self.run_id,
+            epoch=epoch,
+            correlation_id=state.origin_command,
+            source=SOURCE,
+        )
 
     def _best_gap(self, s: SlotState) -> float:
         """The lowest gap measured for the slot's current seed in TRAINING before this boundary."""
@@ -274,6 +292,9 @@ class Kasmina:
             slot.stage = self._stage(slot_no)
             if slot.stage in GUARDED_STAGES:
                 slot.monitor.arm(module, slot.device, self.effects.optimizer)
+                window = self.config.gradient_window_epochs
+                if gradients.in_window(self.state.slot(slot_no), self.epoch + 1, window):
+                    slot.monitor.watch_host(self.effects.optimizer)
         if self.effects.optimizer is not None:
             for group in state["groups"]:
                 slot_no = group["kasmina_slot"]
