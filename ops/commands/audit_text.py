@@ -47,6 +47,11 @@ def _outcomes(report: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(report["field_report_outcomes"].items())) or "none"
 
 
+def _inputs(inputs: dict[str, Any] | None) -> str:
+    """A decision's inputs summary (the risk engine's signals and what it read), one `name value` each."""
+    return ", ".join(f"{name} {_cell(value)}" for name, value in sorted((inputs or {}).items())) or "-"
+
+
 def print_seed(report: dict[str, Any]) -> None:
     state = report["state"]
     print(
@@ -73,6 +78,25 @@ def print_seed(report: dict[str, Any]) -> None:
         ("pos", "epoch", "event", "from", "to", "gates", "command", "reason", ""),
     )
     table(
+        "gradient window (RMS gradient norm per step; per parameter: norm / sqrt(parameters))",
+        [
+            (
+                g["position"],
+                g.get("epoch"),
+                g.get("stage"),
+                g.get("epochs_since_germination"),
+                g.get("seed_gradient_norm"),
+                g.get("host_gradient_norm"),
+                g.get("seed_norm_per_parameter"),
+                g.get("host_norm_per_parameter"),
+                g["seed_to_host_per_parameter"],
+                _flag(g),
+            )
+            for g in report.get("gradients", [])
+        ],
+        ("pos", "epoch", "stage", "age", "seed", "host", "seed/param", "host/param", "ratio", ""),
+    )
+    table(
         "commands and decisions",
         [
             (
@@ -93,6 +117,8 @@ def print_seed(report: dict[str, Any]) -> None:
 
 
 def _print_reports(reports: list[dict[str, Any]]) -> None:
+    """Field reports; a germination's with the seed's contribution (validation loss at alpha 0 − alpha 1)
+    and where the seed stood when the report closed, and why."""
     table(
         "field reports",
         [
@@ -102,13 +128,16 @@ def _print_reports(reports: list[dict[str, Any]]) -> None:
                 r["outcome"],
                 r["delta_accuracy"],
                 r["delta_loss"],
+                (r["metrics"] or {}).get("contribution"),
+                r.get("seed_stage"),
+                r.get("seed_reason"),
                 r["policy_version"],
                 f"{r['start_epoch']}-{r['end_epoch']}",
                 _flag(r),
             )
             for r in reports
         ],
-        ("pos", "report", "outcome", "Δacc", "Δloss", "policy", "epochs", ""),
+        ("pos", "report", "outcome", "Δacc", "Δloss", "contribution", "seed", "why", "policy", "epochs", ""),
     )
 
 
@@ -181,6 +210,8 @@ def print_command(report: dict[str, Any]) -> None:
             f"{decision['policy_version']}, risk {decision['risk_level']}, {_cell(decision['latency_ms'])} ms"
             + (", conservative" if decision["conservative"] else "")
         )
+        print(f"  reason: {decision['reason'] or '-'}")
+        print(f"  risk inputs: {_inputs(decision['inputs'])}")
     command = report["command"]
     if command:
         check = command["verification"]
@@ -256,7 +287,31 @@ def print_blueprint(report: dict[str, Any]) -> None:
         ],
         ("pos", "seed", "command", ""),
     )
-    print(f"\ncommands naming it: {report['commands']}; field report outcomes: {_outcomes(report)}")
+    table(
+        "how its seeds ended",
+        [
+            (
+                e["position"],
+                e["stream"].removeprefix("seed-"),
+                e["epoch"],
+                e["to_stage"],
+                e["reason"],
+                _flag(e),
+            )
+            for e in report["lifecycle_endings"]
+        ],
+        ("pos", "seed", "epoch", "stage", "reason", ""),
+    )
+    _print_reports(report["field_reports"])
+    endings = "; ".join(
+        f"{stage} {sum(causes.values())} ("
+        + ", ".join(f"{cause} {count}" for cause, count in causes.items())
+        + ")"
+        for stage, causes in report["lifecycle_outcomes"].items()
+    )
+    print(f"\ncommands naming it: {report['commands']}")
+    print(f"lifecycle outcomes: {endings or 'none'}")
+    print(f"field report outcomes: {_outcomes(report)}")
 
 
 def print_policy(report: dict[str, Any]) -> None:
