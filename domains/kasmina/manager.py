@@ -30,6 +30,7 @@ from domains.kasmina.probes import EpochMeasurements, Evaluator, GraftProbe, cou
 from domains.kasmina.slot import SeedSlot, find_slots
 from domains.kasmina.source import ModuleSource
 from domains.kasmina.state import KasminaState, SlotState
+from domains.kasmina.unfinished import teardown_reason
 from leyline import category_of, decode_payload, new_envelope, pb, stream_name
 from leyline.lifecycle import (
     ACTIVE_STAGES,
@@ -189,13 +190,15 @@ class Kasmina:
         seed_id, gap = self._best_gaps.get(s.slot, (0, math.nan))
         return gap if s.stage == TRAINING and seed_id == s.seed_id else math.nan
 
-    def teardown(self, epoch: int, reason: str = "run ended") -> list[pb.EventEnvelope]:
-        """TERMINATED for every slot holding a seed that is not merged (FOSSILIZED is never left)."""
+    def teardown(self, epoch: int, reason: str = "") -> list[pb.EventEnvelope]:
+        """TERMINATED for every slot holding a seed that is not merged (FOSSILIZED is never left); without
+        a reason, each says why its seed was unfinished (unfinished.py)."""
         self.epoch = epoch
         envelopes = []
         for s in self.state.slots:
             if s.stage in ACTIVE_STAGES or s.stage in (EMBARGOED, RESETTING):
-                envelopes.extend(self._run(Terminate("", s.slot, epoch, reason)))
+                why = reason or teardown_reason(s, epoch, self.config.lifecycle)
+                envelopes.extend(self._run(Terminate("", s.slot, epoch, why)))
         return envelopes
 
     def seed_states(self) -> list[pb.SeedState]:
