@@ -24,7 +24,7 @@ ORDER = (GERMINATED, TRAINING, BLENDING, SHADOWING, PROBATIONARY)
 
 
 def epochs_to_verdict(s: SlotState, epoch: int, config: LifecycleConfig) -> int:
-    minimum = {
+    minimum: dict[int, int] = {
         GERMINATED: 1,
         TRAINING: config.min_training_epochs,
         BLENDING: s.alpha_ramp_epochs or config.alpha_ramp_epochs,
