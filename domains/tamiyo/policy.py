@@ -18,7 +18,8 @@ One decision per epoch boundary, at most one command, in this order of precedenc
    chosen from catalogue metadata within the parameter budget.
 
 Blueprint choice: quarantine-only, adversarial and unapproved templates, templates above the risk cap of
-the current level and templates that would exceed the parameter budget are never chosen (in conservative
+the current level (an approved experimental one is exempt from the calm level's cap: its approval accepts
+its risk) and templates that would exceed the parameter budget are never chosen (in conservative
 mode only the conservative pool). Among the rest, over the slots of equal (top) headroom, choice.py ranks
 by a catalogue prior (capacity, less risk aversion) moved by the run's own outcomes per slot and
 blueprint (outcomes.py: an upper confidence bound that explores blueprints tried less); a blueprint
@@ -264,7 +265,8 @@ class HeuristicPolicy:
     ) -> list[pb.BlueprintDescriptor]:
         """The catalogue entries that may be grafted at this slot now (hard safety filters only)."""
         config = self.config
-        cap = config.mitigated_blueprint_risk if level >= 1 or conservative else config.max_blueprint_risk
+        mitigated = level >= 1 or conservative
+        cap = config.mitigated_blueprint_risk if mitigated else config.max_blueprint_risk
         kind = observation.slot_kinds.get(slot)
         eligible = []
         for descriptor in observation.catalogue:
@@ -272,7 +274,11 @@ class HeuristicPolicy:
                 continue
             if descriptor.requires_approval and not descriptor.approved:
                 continue
-            if descriptor.risk > cap or (conservative and not descriptor.conservative_pool):
+            # an operator's approval accepts the blueprint's own risk, at calm levels only
+            approved = descriptor.requires_approval and not mitigated
+            if (descriptor.risk > cap and not approved) or (
+                conservative and not descriptor.conservative_pool
+            ):
                 continue
             if kind is not None and descriptor.slot_kinds and kind not in descriptor.slot_kinds:
                 continue

@@ -65,7 +65,9 @@ def register(subparsers: Any) -> None:
     approve.description = (
         "Approve an experimental blueprint (BP031-BP042) for live grafts: a BlueprintApproved event on the\n"
         "blueprint's stream. Runs started afterwards may choose it (a resumed run keeps the catalogue it\n"
-        "started with). Exit 1, one line on stderr, for an id that names no blueprint, an adversarial\n"
+        "started with); the approval accepts its risk at calm risk levels (above them, and in\n"
+        "conservative mode, the heuristic's lower cap still applies).\n"
+        "Exit 1, one line on stderr, for an id that names no blueprint, an adversarial\n"
         "(quarantine-only) blueprint, which can never be approved, a safe one, which needs no approval, or\n"
         "one already approved."
     )

@@ -62,7 +62,7 @@ def test_tamiyo_may_choose_an_approved_blueprint_and_a_run_sees_approvals_made_b
 ) -> None:
     store = FileStore(tmp_path / "log")
     try:
-        policy = HeuristicPolicy(HeuristicConfig(max_blueprint_risk=1.0))
+        policy = HeuristicPolicy(HeuristicConfig())  # the calm cap, 0.5, below BP036's risk 0.6
 
         def eligible(approved: frozenset[str]) -> set[str]:
             seen = observation(0, 0.4, catalogue=karn_descriptors(approved))
@@ -73,6 +73,8 @@ def test_tamiyo_may_choose_an_approved_blueprint_and_a_run_sees_approvals_made_b
             [new_envelope("BlueprintApproved", "blueprint-BP036", pb.BlueprintApproved(blueprint_id="BP036"))]
         )
         assert "BP036" in eligible(approved_in(store)) and "BP037" not in eligible(approved_in(store))
+        at_risk = observation(0, 0.4, catalogue=karn_descriptors(approved_in(store)))
+        assert "BP036" not in {d.blueprint_id for d in policy.eligible_blueprints(at_risk, 0, 1, False)}
 
         run_started = new_envelope("RunStarted", "run-r1", pb.RunStarted(run_id="r1"), run_id="r1")
         store.append([run_started])
