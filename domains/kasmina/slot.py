@@ -71,6 +71,7 @@ class IsolationMonitor:
         self.violations: list[Violation] = []
         self.steps = 0
         self.grad_sq: torch.Tensor | None = None
+        self.grad_steps = 0  # optimizer steps in which the seed had gradients (grad_sq's count)
         self.nonfinite: torch.Tensor | None = None
         self.params: list[nn.Parameter] = []
         # The host side of the gradient window (gradients.py): its parameters while the window is open.
@@ -133,6 +134,7 @@ class IsolationMonitor:
         self.violations = []
         self.steps = 0
         self.grad_sq = None
+        self.grad_steps = 0
         self.nonfinite = None
         self.host_params = []
         self.host_sq = None
@@ -150,6 +152,7 @@ class IsolationMonitor:
         if not grads or self.grad_sq is None or self.nonfinite is None:
             return
         total = torch.nn.utils.get_total_norm(grads)
+        self.grad_steps += 1
         bad = ~torch.isfinite(total)
         self.nonfinite += bad
         self.grad_sq += torch.where(bad, 0.0, total.float().square())
@@ -192,8 +195,9 @@ class IsolationMonitor:
         return record
 
     def rms_norm(self) -> float:
-        """The seed's RMS gradient norm per step since the last drain."""
-        return (float(self.grad_sq) / max(1, self.steps)) ** 0.5 if self.grad_sq is not None else 0.0
+        """The seed's RMS gradient norm per optimizer step since the last drain (per step with seed
+        gradients: forwards are not counted, a PROBATIONARY seed is not checked on its forward)."""
+        return (float(self.grad_sq) / max(1, self.grad_steps)) ** 0.5 if self.grad_sq is not None else 0.0
 
     def drain(self) -> tuple[list[tuple[str, float]], float, int]:
         """(violations, RMS gradient norm per step, non-finite count) since the last drain; resets them."""
@@ -204,6 +208,7 @@ class IsolationMonitor:
             nonfinite = int(self.nonfinite)
             self.grad_sq.zero_()
             self.nonfinite.zero_()
+        self.grad_steps = 0
         self.violations = []
         self.steps = 0
         return violations, grad_norm, nonfinite
