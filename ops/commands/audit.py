@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from leyline.datadir import DataDir
-from ops.commands.audit_text import PRINTERS
+from ops.audit_text import PRINTERS
 from ops.common import add_command, position, print_json
 from ops.dbopts import add_db_option, open_db_from_args
 from ops.errors import CommandError, UsageError
