@@ -58,7 +58,7 @@ from domains.tamiyo.risk import (
     effective_level,
     to_pb_level,
 )
-from domains.tamiyo.state import TamiyoState, resolve_pending
+from domains.tamiyo.state import TamiyoState, resolve_pending, with_outcomes
 from leyline import pb
 from leyline.lifecycle import stage_name
 from leyline.seed_metrics import CONTRIBUTION_METRIC, ISOLATION_METRIC
@@ -110,7 +110,10 @@ class HeuristicPolicy:
                 epoch=observation.epoch,
             )
 
-        choice = self._choose(resolved, observation, level, assessment.loss_level, conservative)
+        reports = field_reports(resolved, observation, self.config)
+        # A seed that ended at this boundary teaches the choice made at this boundary (a cull is seen here).
+        learned = with_outcomes(resolved, reports)
+        choice = self._choose(learned, observation, level, assessment.loss_level, conservative)
         decision = pb.DecisionMade(
             policy_name=self.name,
             policy_version=self.version,
@@ -129,7 +132,7 @@ class HeuristicPolicy:
             payloads.append(mode_change)
         if choice.command is not None:
             payloads.append(pb.AdaptationCommandIssued(command=choice.command))
-        payloads.extend(field_reports(resolved, observation, self.config))
+        payloads.extend(reports)
         return payloads
 
     def _calm_windows(self, state: TamiyoState, raw_level: int) -> int:

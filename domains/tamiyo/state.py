@@ -87,6 +87,12 @@ def resolve_pending(state: TamiyoState, applied: tuple[str, ...] | list[str]) ->
     return dataclasses.replace(state, pending=(), windows=state.windows + opened)
 
 
+def with_outcomes(state: TamiyoState, reports: list[Message]) -> TamiyoState:
+    """The state with the outcomes of these FieldReportIssued payloads added (as evolve adds them)."""
+    found = (outcome_of(p.report) for p in reports if isinstance(p, pb.FieldReportIssued))
+    return dataclasses.replace(state, outcomes=(*state.outcomes, *(o for o in found if o is not None)))
+
+
 def _bounded(values: tuple[Any, ...], value: Any, limit: int) -> tuple[Any, ...]:
     return (*values, value)[-limit:]
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.outcomes import Outcome, outcome_of, score
 from domains.tamiyo.policy import HeuristicPolicy
-from domains.tamiyo.state import TamiyoState, evolve, from_dict, to_dict
+from domains.tamiyo.state import TamiyoState, TrackedCommand, evolve, from_dict, to_dict
 from leyline import pb
 from tests.tamiyo.scripted import dormant_slots, observation
 
@@ -90,3 +90,14 @@ def test_a_fossilized_blueprint_scores_above_a_culled_one_with_the_same_prior() 
     lost = score(0.7, 0, "BP016", (Outcome(0, "BP016", 0.0, True),), 2.0, 0.5)
     untried = score(0.7, 0, "BP016", (Outcome(1, "BP009", 1.0, False),), 2.0, 0.5)
     assert kept.value > untried.mean and lost.value < kept.value and untried.bonus > kept.bonus
+
+
+def test_a_cull_seen_at_a_boundary_steers_the_choice_made_at_that_boundary() -> None:
+    window = TrackedCommand("cg", 10, "germinate", 0, 1, "BP023", 0, "heuristic-1.0", 0.9, 0.4, 700)
+    state = TamiyoState(validation_losses=PLATEAU.validation_losses, windows=(window,))
+    culled = pb.SeedState(slot=0, seed_id=1, stage=pb.SEED_STAGE_EMBARGOED, blueprint_id="BP023")
+    seeds = [culled, pb.SeedState(slot=1, stage=pb.SEED_STAGE_DORMANT)]
+    payloads = HeuristicPolicy().decide(state, observation(20, 0.4, seeds=seeds))
+    (issued,) = [p for p in payloads if isinstance(p, pb.AdaptationCommandIssued)]
+    assert issued.command.target_slot == 1 and issued.command.seed_operation.blueprint_id != "BP023"
+    assert any(isinstance(p, pb.FieldReportIssued) for p in payloads)  # the report that taught it
