@@ -32,11 +32,12 @@ def register(subparsers: Any) -> None:
         "what happened, and why: a seed, run, command, blueprint or policy",
         description='Answer "what happened, and why" from the read models.\n'
         "  seed RUN.SLOT   every transition with its gates, the commands and decisions behind it,\n"
-        "                  its blueprint and field reports\n"
+        "                  its blueprint, field reports and gradient window (seed vs host per parameter)\n"
         "  run RUN         epochs, checkpoints, rollbacks and seeds\n"
-        "  command ID      the state packet that prompted it, the decision (policy version, risk) and\n"
-        "                  its effects\n"
-        "  blueprint BPnnn compile history, artifacts and uses\n"
+        "  command ID      the state packet that prompted it, the decision (policy version, risk, reason,\n"
+        "                  risk inputs) and its effects\n"
+        "  blueprint BPnnn compile history, artifacts, grafts, how its seeds ended (fossilized, culled,\n"
+        "                  terminated, with reasons) beside its field reports\n"
         "  policy VERSION  training, validation, activations and the decisions made with it\n"
         "Events superseded by a rollback are shown and marked. --as-of POS shows the state at log\n"
         "position POS; --epoch N at the run's epoch N (seed, run and command only).",
