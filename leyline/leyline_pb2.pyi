@@ -788,6 +788,34 @@ class IsolationViolationDetected(_message.Message):
     epoch: int
     def __init__(self, slot: _Optional[int] = ..., seed_id: _Optional[int] = ..., violation_count: _Optional[int] = ..., parameter: _Optional[str] = ..., gradient_norm: _Optional[float] = ..., epoch: _Optional[int] = ...) -> None: ...
 
+class SeedGradientsMeasured(_message.Message):
+    __slots__ = ("slot", "seed_id", "epoch", "stage", "epochs_since_germination", "steps", "seed_gradient_norm", "host_gradient_norm", "seed_parameters", "host_parameters", "seed_norm_per_parameter", "host_norm_per_parameter")
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    SEED_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_SINCE_GERMINATION_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    SEED_GRADIENT_NORM_FIELD_NUMBER: _ClassVar[int]
+    HOST_GRADIENT_NORM_FIELD_NUMBER: _ClassVar[int]
+    SEED_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    HOST_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    SEED_NORM_PER_PARAMETER_FIELD_NUMBER: _ClassVar[int]
+    HOST_NORM_PER_PARAMETER_FIELD_NUMBER: _ClassVar[int]
+    slot: int
+    seed_id: int
+    epoch: int
+    stage: SeedLifecycleStage
+    epochs_since_germination: int
+    steps: int
+    seed_gradient_norm: float
+    host_gradient_norm: float
+    seed_parameters: int
+    host_parameters: int
+    seed_norm_per_parameter: float
+    host_norm_per_parameter: float
+    def __init__(self, slot: _Optional[int] = ..., seed_id: _Optional[int] = ..., epoch: _Optional[int] = ..., stage: _Optional[_Union[SeedLifecycleStage, str]] = ..., epochs_since_germination: _Optional[int] = ..., steps: _Optional[int] = ..., seed_gradient_norm: _Optional[float] = ..., host_gradient_norm: _Optional[float] = ..., seed_parameters: _Optional[int] = ..., host_parameters: _Optional[int] = ..., seed_norm_per_parameter: _Optional[float] = ..., host_norm_per_parameter: _Optional[float] = ...) -> None: ...
+
 class CommandRejected(_message.Message):
     __slots__ = ("command_id", "reason", "code", "slot", "stage")
     COMMAND_ID_FIELD_NUMBER: _ClassVar[int]
@@ -807,6 +835,16 @@ class BlueprintRegistered(_message.Message):
     DESCRIPTOR_FIELD_NUMBER: _ClassVar[int]
     descriptor: BlueprintDescriptor
     def __init__(self, descriptor: _Optional[_Union[BlueprintDescriptor, _Mapping]] = ...) -> None: ...
+
+class BlueprintApproved(_message.Message):
+    __slots__ = ("blueprint_id", "approved_by", "reason")
+    BLUEPRINT_ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_BY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    blueprint_id: str
+    approved_by: str
+    reason: str
+    def __init__(self, blueprint_id: _Optional[str] = ..., approved_by: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CompileJobQueued(_message.Message):
     __slots__ = ("job_id", "blueprint_id", "parameters", "slot_shape", "slot_kind", "strategy", "max_attempts")

@@ -18,6 +18,7 @@ import os
 from collections.abc import Collection
 from pathlib import Path
 
+from domains.karn.approval import approved_in
 from domains.karn.catalog import Use
 from domains.kasmina import Kasmina, KasminaConfig, ModuleSource
 from domains.tamiyo.catalogue import heuristic_controller
@@ -98,6 +99,13 @@ def compile_ahead(ahead: CompileAhead, controller: Controller, kasmina: Kasmina,
     )
 
 
+def run_approvals(store: EventStore, run_id: str) -> frozenset[str]:
+    """The experimental blueprints approved before the run started: a resumed run chooses from the
+    catalogue it started with, whatever was approved since."""
+    first = store.read_stream(run_stream(run_id), limit=1)
+    return approved_in(store, first[0].global_position if first else None)
+
+
 def keyring_for(data_dir: DataDir) -> Keyring:
     """The signing keys: from the environment, else the data directory's own keyring."""
     return Keyring.for_data_dir(data_dir)
@@ -114,6 +122,7 @@ def build_controller(
     data_dir: DataDir | None = None,
     workload: Workload | None = None,
     explore: float = 0.0,
+    approved: Collection[str] = (),
 ) -> tuple[Controller, str]:
     """The controller a config names (RunConfig has checked the name) and its own configuration as JSON
     (the one recorded in RunStarted when resuming, else the defaults with `explore` as the heuristic's ε):
@@ -131,7 +140,7 @@ def build_controller(
             if workload is None:
                 raise ConfigError("exploration needs the run's host to record each decision's graph")
             topology = host_topology(workload.model, workload.splits.input_shape)
-        controller = heuristic_controller(run_id, Signer(keyring), slots, config, topology)
+        controller = heuristic_controller(run_id, Signer(keyring), slots, config, topology, approved)
         return controller, config.to_json()
     if store is None or data_dir is None or workload is None:
         raise ConfigError("controller gnn needs the run's event log, data directory and host")
@@ -181,12 +190,20 @@ def build_trainer(
     keyring = keyring or keyring_for(data_dir)
     verifier = Verifier(keyring)  # one per process: a nonce seen once is seen by every check
     workload = build_workload(config)
+    approved = run_approvals(store, run_id)
     address = store_address(store) if source is None else None
     ahead = (
-        None if address is None else CompileAhead(module_source(store, data_dir), address, data_dir.artifacts)
+        None
+        if address is None
+        else CompileAhead(module_source(store, data_dir, approved=approved), address, data_dir.artifacts)
     )
     kasmina = build_kasmina(
-        run_id, config, workload, ahead or source or module_source(store, data_dir), verifier, kasmina_config
+        run_id,
+        config,
+        workload,
+        ahead or source or module_source(store, data_dir, approved=approved),
+        verifier,
+        kasmina_config,
     )
     if controller is None:
         controller, controller_config_json = build_controller(
@@ -199,6 +216,7 @@ def build_trainer(
             data_dir=data_dir,
             workload=workload,
             explore=config.explore,
+            approved=approved,
         )
     if ahead is not None:  # off the training thread, before the first boundary may graft
         compile_ahead(ahead, controller, kasmina, count_parameters(workload.model))

@@ -269,6 +269,8 @@ field_reports = Table(
     Column("metrics_json", Text),
     Column("occurred_at_ns", BigInteger, nullable=False),
     _superseded(),
+    Column("seed_stage", String(16)),  # a germination's report: where its seed ended (migration 0004)
+    Column("seed_reason", Text),
     Index("ix_field_reports_command", "command_id"),
     Index("ix_field_reports_seed", "run_id", "slot"),
     Index("ix_field_reports_time", "occurred_at_ns"),

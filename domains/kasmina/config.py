@@ -14,3 +14,4 @@ class KasminaConfig:
     warmup_start_factor: float = 0.1
     seed_lr: float | None = None  # base learning rate of seed groups; None: the optimizer's first group's
     training_curvature: float = 1.0  # of the seed's local loss model in TRAINING (slot._ShadowGradient)
+    gradient_window_epochs: int = 6  # epochs after germination with SeedGradientsMeasured (gradients.py)

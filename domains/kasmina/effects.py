@@ -79,6 +79,8 @@ class SeedEffects:
         elif to == TRAINING:
             assert slot.seed is not None
             slot.monitor.arm(slot.seed, slot.device, self.optimizer)
+            if self.config.gradient_window_epochs > 0:
+                slot.monitor.watch_host(self.optimizer)
             if self.optimizer is not None:
                 self.add_group(slot_no, payload.epoch, epoch)
         elif to == FOSSILIZED:

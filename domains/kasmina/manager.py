@@ -19,8 +19,8 @@ import torch
 from google.protobuf.message import Message
 from torch import nn
 
+from domains.kasmina import gradients, metrics
 from domains.kasmina import lifecycle as lc
-from domains.kasmina import metrics
 from domains.kasmina.commands import Command, Germinate, RecordViolation, Scrubbed, Terminate, Tick
 from domains.kasmina.config import KasminaConfig
 from domains.kasmina.effects import SeedEffects
@@ -30,6 +30,7 @@ from domains.kasmina.probes import EpochMeasurements, Evaluator, GraftProbe, cou
 from domains.kasmina.slot import SeedSlot, find_slots
 from domains.kasmina.source import ModuleSource
 from domains.kasmina.state import KasminaState, SlotState
+from domains.kasmina.unfinished import teardown_reason
 from leyline import category_of, decode_payload, new_envelope, pb, stream_name
 from leyline.lifecycle import (
     ACTIVE_STAGES,
@@ -134,9 +135,12 @@ class Kasmina:
         self.epoch = epoch
         envelopes: list[pb.EventEnvelope] = []
         drained: dict[int, tuple[float, int]] = {}
+        measured_gradients: list[pb.EventEnvelope] = []  # after the boundary's transitions
         for slot_no, slot in self.slots.items():
             if slot.seed is None or self._stage(slot_no) not in ACTIVE_STAGES:
                 continue
+            if gradients.in_window(self.state.slot(slot_no), epoch, self.config.gradient_window_epochs):
+                measured_gradients.append(self._gradients(slot_no, epoch))
             violations, grad_norm, nonfinite = slot.monitor.drain()
             drained[slot_no] = (grad_norm, nonfinite)
             for parameter, norm in violations:
@@ -164,20 +168,37 @@ class Kasmina:
         for s in self.state.slots:  # the alpha ramp moves at every boundary, with or without a transition
             self.slots[s.slot].alpha.fill_(alpha_at(s, epoch))
         self.effects.sync_learning_rates(epoch)
-        return envelopes
+        return envelopes + measured_gradients
+
+    def _gradients(self, slot_no: int, epoch: int) -> pb.EventEnvelope:
+        state = self.state.slot(slot_no)
+        payload = gradients.record(
+            self.slots[slot_no].monitor, state, epoch, self.config.gradient_window_epochs
+        )
+        return new_envelope(
+            "SeedGradientsMeasured",
+            stream_name(SEED_CATEGORY, f"{self.run_id}.{slot_no}"),
+            payload,
+            run_id=self.run_id,
+            epoch=epoch,
+            correlation_id=state.origin_command,
+            source=SOURCE,
+        )
 
     def _best_gap(self, s: SlotState) -> float:
         """The lowest gap measured for the slot's current seed in TRAINING before this boundary."""
         seed_id, gap = self._best_gaps.get(s.slot, (0, math.nan))
         return gap if s.stage == TRAINING and seed_id == s.seed_id else math.nan
 
-    def teardown(self, epoch: int, reason: str = "run ended") -> list[pb.EventEnvelope]:
-        """TERMINATED for every slot holding a seed that is not merged (FOSSILIZED is never left)."""
+    def teardown(self, epoch: int, reason: str = "") -> list[pb.EventEnvelope]:
+        """TERMINATED for every slot holding a seed that is not merged (FOSSILIZED is never left); without
+        a reason, each says why its seed was unfinished (unfinished.py)."""
         self.epoch = epoch
         envelopes = []
         for s in self.state.slots:
             if s.stage in ACTIVE_STAGES or s.stage in (EMBARGOED, RESETTING):
-                envelopes.extend(self._run(Terminate("", s.slot, epoch, reason)))
+                why = reason or teardown_reason(s, epoch, self.config.lifecycle)
+                envelopes.extend(self._run(Terminate("", s.slot, epoch, why)))
         return envelopes
 
     def seed_states(self) -> list[pb.SeedState]:
@@ -274,6 +295,9 @@ class Kasmina:
             slot.stage = self._stage(slot_no)
             if slot.stage in GUARDED_STAGES:
                 slot.monitor.arm(module, slot.device, self.effects.optimizer)
+                window = self.config.gradient_window_epochs
+                if gradients.in_window(self.state.slot(slot_no), self.epoch + 1, window):
+                    slot.monitor.watch_host(self.effects.optimizer)
         if self.effects.optimizer is not None:
             for group in state["groups"]:
                 slot_no = group["kasmina_slot"]

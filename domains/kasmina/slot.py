@@ -71,8 +71,13 @@ class IsolationMonitor:
         self.violations: list[Violation] = []
         self.steps = 0
         self.grad_sq: torch.Tensor | None = None
+        self.grad_steps = 0  # optimizer steps in which the seed had gradients (grad_sq's count)
         self.nonfinite: torch.Tensor | None = None
         self.params: list[nn.Parameter] = []
+        # The host side of the gradient window (gradients.py): its parameters while the window is open.
+        self.host_params: list[nn.Parameter] = []
+        self.host_sq: torch.Tensor | None = None
+        self.host_steps = 0
         self._step_hooks: list[RemovableHandle] = []
         self._probe_hooks: list[RemovableHandle] = []
 
@@ -92,6 +97,34 @@ class IsolationMonitor:
         if optimizer is not None:
             self._step_hooks = [optimizer.register_step_pre_hook(self._before_step)]
 
+    def watch_host(self, optimizer: torch.optim.Optimizer | None) -> None:
+        """Also accumulate the host's gradient norm at each step (the host being the optimizer groups that
+        are no seed's); None stops it."""
+        self.host_params = (
+            []
+            if optimizer is None
+            else [
+                p
+                for group in optimizer.param_groups
+                if "kasmina_slot" not in group
+                for p in group["params"]
+                if p.requires_grad and id(p) not in self.own
+            ]
+        )
+        self.host_sq = None
+        if self.host_params:
+            self.host_sq = torch.zeros((), device=self.host_params[0].device)
+        self.host_steps = 0
+
+    def drain_host(self) -> tuple[float, int]:
+        """(RMS per step of the host's gradient norm, steps) since the last drain; resets them."""
+        steps = self.host_steps
+        norm = (float(self.host_sq) / steps) ** 0.5 if self.host_sq is not None and steps else 0.0
+        if self.host_sq is not None:
+            self.host_sq.zero_()
+        self.host_steps = 0
+        return norm, steps
+
     def disarm(self) -> None:
         for handle in (*self._step_hooks, *self._probe_hooks):
             handle.remove()
@@ -101,15 +134,25 @@ class IsolationMonitor:
         self.violations = []
         self.steps = 0
         self.grad_sq = None
+        self.grad_steps = 0
         self.nonfinite = None
+        self.host_params = []
+        self.host_sq = None
+        self.host_steps = 0
 
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         """Accumulate the seed's gradient norm; a non-finite seed gradient zeroes the seed's gradients for
         this step (the seed skips it, the host is untouched), all without a host synchronisation."""
+        if self.host_sq is not None:
+            host_grads = [p.grad for p in self.host_params if p.grad is not None]
+            if host_grads:
+                self.host_sq += torch.nn.utils.get_total_norm(host_grads).float().square()
+                self.host_steps += 1
         grads = [p.grad for p in self.params if p.grad is not None]
         if not grads or self.grad_sq is None or self.nonfinite is None:
             return
         total = torch.nn.utils.get_total_norm(grads)
+        self.grad_steps += 1
         bad = ~torch.isfinite(total)
         self.nonfinite += bad
         self.grad_sq += torch.where(bad, 0.0, total.float().square())
@@ -151,16 +194,21 @@ class IsolationMonitor:
 
         return record
 
+    def rms_norm(self) -> float:
+        """The seed's RMS gradient norm per optimizer step since the last drain (per step with seed
+        gradients: forwards are not counted, a PROBATIONARY seed is not checked on its forward)."""
+        return (float(self.grad_sq) / max(1, self.grad_steps)) ** 0.5 if self.grad_sq is not None else 0.0
+
     def drain(self) -> tuple[list[tuple[str, float]], float, int]:
         """(violations, RMS gradient norm per step, non-finite count) since the last drain; resets them."""
         violations = [(v.parameter, float(v.gradient_norm)) for v in self.violations]
-        grad_norm = 0.0
+        grad_norm = self.rms_norm()
         nonfinite = 0
         if self.grad_sq is not None and self.nonfinite is not None:
-            grad_norm = (float(self.grad_sq) / max(1, self.steps)) ** 0.5
             nonfinite = int(self.nonfinite)
             self.grad_sq.zero_()
             self.nonfinite.zero_()
+        self.grad_steps = 0
         self.violations = []
         self.steps = 0
         return violations, grad_norm, nonfinite

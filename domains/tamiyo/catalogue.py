@@ -3,9 +3,9 @@ heuristic controller built on both."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
-from domains.karn import catalog
+from domains.karn import approval, catalog
 from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.controller import ParameterEstimator, TamiyoController
 from domains.tamiyo.exploration import ExploringHeuristic
@@ -16,8 +16,10 @@ from leyline.signing import Signer
 SlotShapes = Mapping[int, tuple[int, tuple[int, ...]]]  # slot → (pb.SlotKind, per-sample shape)
 
 
-def karn_descriptors() -> list[pb.BlueprintDescriptor]:
-    return catalog.descriptors()
+def karn_descriptors(approved: Collection[str] = ()) -> list[pb.BlueprintDescriptor]:
+    """Karn's catalogue, with the experimental blueprints approved in the log (`esper blueprints approve`)
+    marked approved."""
+    return list(approval.with_approvals(catalog.descriptors(), approved))
 
 
 def karn_estimator(slots: SlotShapes) -> ParameterEstimator:
@@ -47,9 +49,11 @@ def heuristic_controller(
     slots: SlotShapes,
     config: HeuristicConfig | None = None,
     topology: pb.HostTopology | None = None,
+    approved: Collection[str] = (),
 ) -> TamiyoController:
-    """The heuristic controller for a host's slots, with Karn's catalogue and its parameter estimates.
-    With `config.exploration_epsilon` > 0 it explores, recording observations on the host's `topology`."""
+    """The heuristic controller for a host's slots, with Karn's catalogue (the approved experimental
+    blueprints included) and its parameter estimates. With `config.exploration_epsilon` > 0 it explores,
+    recording observations on the host's `topology`."""
     policy = HeuristicPolicy(config)
     if config is not None and config.exploration_epsilon > 0:
         if topology is None:
@@ -61,5 +65,5 @@ def heuristic_controller(
         policy,
         parameter_estimator=karn_estimator(slots),
         slot_kinds={slot: kind for slot, (kind, _) in slots.items()},
-        catalogue=karn_descriptors(),
+        catalogue=karn_descriptors(approved),
     )

@@ -22,6 +22,10 @@ class HeuristicConfig:
     use_catalogue_metadata: bool = True
     risk_aversion: float = 0.5
     mitigated_alpha_ramp_epochs: int = 6  # ramp at risk levels 1–2 (never faster than the lifecycle's)
+    # Blueprint choice learns from the run's outcomes (outcomes.py): the catalogue prior's weight in
+    # pseudo-trials, and the optimism given to blueprints tried less.
+    outcome_prior_trials: float = 2.0
+    exploration_bonus: float = 0.5
     advance_seeds: bool = False
     exploration_epsilon: float = 0.0  # > 0: ε-exploration over legal actions (domains/tamiyo/exploration.py)
     block_level: int = 3
@@ -41,6 +45,8 @@ class HeuristicConfig:
     def __post_init__(self) -> None:
         if self.plateau_window < 1 or self.observation_window < 1 or self.germination_report_epochs < 1:
             raise ValueError("plateau_window, observation_window and germination_report_epochs must be >= 1")
+        if self.outcome_prior_trials <= 0 or self.exploration_bonus < 0:
+            raise ValueError("outcome_prior_trials must be > 0 and exploration_bonus >= 0")
         if self.max_concurrent_seeds < 0:
             raise ValueError("max_concurrent_seeds must be >= 0")
         if not 0.0 <= self.exploration_epsilon <= 1.0:

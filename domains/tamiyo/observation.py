@@ -119,8 +119,13 @@ def inputs_summary(
 
 
 def graftable(descriptor: pb.BlueprintDescriptor) -> bool:
-    """Whether a catalogue entry may be grafted at all: never quarantine-only, only the safe tier."""
-    return not descriptor.quarantine_only and descriptor.tier == pb.BLUEPRINT_TIER_SAFE
+    """Whether a catalogue entry may be grafted at all: never quarantine-only; the safe tier, and the
+    experimental tier once approved (`esper blueprints approve`)."""
+    if descriptor.quarantine_only:
+        return False
+    if descriptor.tier == pb.BLUEPRINT_TIER_EXPERIMENTAL:
+        return descriptor.approved
+    return descriptor.tier == pb.BLUEPRINT_TIER_SAFE
 
 
 def plateaued(losses: tuple[float, ...], window: int, epsilon: float) -> bool:

@@ -18,12 +18,13 @@ One decision per epoch boundary, at most one command, in this order of precedenc
    chosen from catalogue metadata within the parameter budget.
 
 Blueprint choice: quarantine-only, adversarial and unapproved templates, templates above the risk cap of
-the current level and templates that would exceed the parameter budget are never chosen (in conservative
-mode only the conservative pool). Among the rest, over the slots of equal (top) headroom, the policy
-prefers capacity (log of the estimated parameters, relative to the largest candidate: diminishing
-returns); with `use_catalogue_metadata` the catalogue's risk score is subtracted with an aversion that
-grows with the risk level. Ties break by a hash of (seed, blueprint, slot), so the choice depends on the
-seed only.
+the current level (an approved experimental one is exempt from the calm level's cap: its approval accepts
+its risk) and templates that would exceed the parameter budget are never chosen (in conservative
+mode only the conservative pool). Among the rest, over the slots of equal (top) headroom, choice.py ranks
+by a catalogue prior (capacity, less risk aversion) moved by the run's own outcomes per slot and
+blueprint (outcomes.py: an upper confidence bound that explores blueprints tried less); a blueprint
+culled at a slot is not chosen there again while anything else is eligible. Ties break by a hash of
+(seed, blueprint, slot), so the choice depends on the seed and the run's events only.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
+from domains.tamiyo.choice import Graft, best_graft, explain
 from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.observation import (
     Observation,
@@ -45,8 +47,8 @@ from domains.tamiyo.observation import (
     plateaued,
     risk_signals,
     stage_epochs,
-    tiebreak,
 )
+from domains.tamiyo.outcomes import Outcome
 from domains.tamiyo.reports import field_reports
 from domains.tamiyo.risk import (
     ACTIVE_STAGE_WEIGHTS,
@@ -56,7 +58,7 @@ from domains.tamiyo.risk import (
     effective_level,
     to_pb_level,
 )
-from domains.tamiyo.state import TamiyoState, resolve_pending
+from domains.tamiyo.state import TamiyoState, resolve_pending, with_outcomes
 from leyline import pb
 from leyline.lifecycle import stage_name
 from leyline.seed_metrics import CONTRIBUTION_METRIC, ISOLATION_METRIC
@@ -108,7 +110,10 @@ class HeuristicPolicy:
                 epoch=observation.epoch,
             )
 
-        choice = self._choose(resolved, observation, level, assessment.loss_level, conservative)
+        reports = field_reports(resolved, observation, self.config)
+        # A seed that ended at this boundary teaches the choice made at this boundary (a cull is seen here).
+        learned = with_outcomes(resolved, reports)
+        choice = self._choose(learned, observation, level, assessment.loss_level, conservative)
         decision = pb.DecisionMade(
             policy_name=self.name,
             policy_version=self.version,
@@ -127,7 +132,7 @@ class HeuristicPolicy:
             payloads.append(mode_change)
         if choice.command is not None:
             payloads.append(pb.AdaptationCommandIssued(command=choice.command))
-        payloads.extend(field_reports(resolved, observation, self.config))
+        payloads.extend(reports)
         return payloads
 
     def _calm_windows(self, state: TamiyoState, raw_level: int) -> int:
@@ -234,10 +239,16 @@ class HeuristicPolicy:
         slots = self._open_slots(state, observation)
         if not slots:
             return Choice("noop", "plateau, but no dormant slot outside embargo")
-        for _, tied in itertools.groupby(slots, key=headroom):
-            best = self._best_graft(observation, list(tied), level, conservative)
-            if best is not None:
-                return self._germinate(observation, level, conservative, *best)
+        # A blueprint culled at a slot is tried there again only when nothing else is left anywhere.
+        for allow_culled in (False, True):
+            for _, tied in itertools.groupby(slots, key=headroom):
+                best = self._best_graft(
+                    observation, list(tied), level, conservative, state.outcomes, allow_culled
+                )
+                if best is not None:
+                    return self._germinate(
+                        observation, level, conservative, best.slot, best.blueprint, explain(best)
+                    )
         return Choice("noop", "plateau, but no blueprint fits the risk cap and parameter budget")
 
     def _open_slots(self, state: TamiyoState, observation: Observation) -> list[pb.SeedState]:
@@ -257,7 +268,8 @@ class HeuristicPolicy:
     ) -> list[pb.BlueprintDescriptor]:
         """The catalogue entries that may be grafted at this slot now (hard safety filters only)."""
         config = self.config
-        cap = config.mitigated_blueprint_risk if level >= 1 or conservative else config.max_blueprint_risk
+        mitigated = level >= 1 or conservative
+        cap = config.mitigated_blueprint_risk if mitigated else config.max_blueprint_risk
         kind = observation.slot_kinds.get(slot)
         eligible = []
         for descriptor in observation.catalogue:
@@ -265,7 +277,11 @@ class HeuristicPolicy:
                 continue
             if descriptor.requires_approval and not descriptor.approved:
                 continue
-            if descriptor.risk > cap or (conservative and not descriptor.conservative_pool):
+            # an operator's approval accepts the blueprint's own risk, at calm levels only
+            approved = descriptor.requires_approval and not mitigated
+            if (descriptor.risk > cap and not approved) or (
+                conservative and not descriptor.conservative_pool
+            ):
                 continue
             if kind is not None and descriptor.slot_kinds and kind not in descriptor.slot_kinds:
                 continue
@@ -278,33 +294,22 @@ class HeuristicPolicy:
         return eligible
 
     def _best_graft(
-        self, observation: Observation, slots: list[pb.SeedState], level: int, conservative: bool
-    ) -> tuple[pb.SeedState, pb.BlueprintDescriptor] | None:
-        """The best (slot, blueprint) among slots of equal headroom, or None if nothing is eligible."""
-        config = self.config
-        pairs = [
-            (slot, descriptor)
-            for slot in slots
-            for descriptor in self.eligible_blueprints(observation, slot.slot, level, conservative)
-        ]
-        if not pairs:
-            return None
+        self,
+        observation: Observation,
+        slots: list[pb.SeedState],
+        level: int,
+        conservative: bool,
+        outcomes: tuple[Outcome, ...] = (),
+        allow_culled: bool = False,
+    ) -> Graft | None:
+        """The best (slot, blueprint) among slots of equal headroom (choice.py), or None."""
 
-        def capacity(slot: pb.SeedState, descriptor: pb.BlueprintDescriptor) -> float:
-            cost = observation.blueprint_costs.get((descriptor.blueprint_id, slot.slot))
-            return math.log1p(cost if cost is not None else descriptor.curriculum_stage + 1)
+        def eligible(slot: int) -> list[pb.BlueprintDescriptor]:
+            return self.eligible_blueprints(observation, slot, level, conservative)
 
-        largest = max(capacity(*pair) for pair in pairs) or 1.0
-        aversion = config.risk_aversion * (1 + level) * (2 if conservative else 1)
-
-        def rank(pair: tuple[pb.SeedState, pb.BlueprintDescriptor]) -> tuple[float, int]:
-            slot, descriptor = pair
-            value = capacity(slot, descriptor) / largest
-            if config.use_catalogue_metadata:
-                value -= aversion * descriptor.risk
-            return round(value, 9), tiebreak(config.seed, f"{descriptor.blueprint_id}@{slot.slot}")
-
-        return max(pairs, key=rank)
+        return best_graft(
+            self.config, observation, slots, eligible, level, conservative, outcomes, allow_culled
+        )
 
     def likely_grafts(self, observation: Observation) -> list[tuple[int, pb.BlueprintDescriptor]]:
         """The (slot, blueprint) a germination would choose at each dormant slot: calm first, then at risk
@@ -317,9 +322,9 @@ class HeuristicPolicy:
             for seed in dormant:
                 best = self._best_graft(observation, [seed], level, conservative)
                 if best is not None and all(
-                    (seed.slot, best[1].blueprint_id) != (s, d.blueprint_id) for s, d in picks
+                    (seed.slot, best.blueprint.blueprint_id) != (s, d.blueprint_id) for s, d in picks
                 ):
-                    picks.append((seed.slot, best[1]))
+                    picks.append((seed.slot, best.blueprint))
         return picks
 
     # ------------------------------------------------------------------ commands
@@ -360,6 +365,7 @@ class HeuristicPolicy:
         conservative: bool,
         slot: pb.SeedState,
         blueprint: pb.BlueprintDescriptor,
+        learned: str = "",
     ) -> Choice:
         config = self.config
         mitigated = level >= 1 or conservative
@@ -368,7 +374,7 @@ class HeuristicPolicy:
             ramp = max(ramp, config.mitigated_alpha_ramp_epochs)
         reason = (
             f"validation loss plateaued over {config.plateau_window} epochs; slot {slot.slot} has the most "
-            f"headroom; {blueprint.blueprint_id} ({blueprint.name}, risk {blueprint.risk:.2f})"
+            f"headroom; {blueprint.blueprint_id} ({blueprint.name}, risk {blueprint.risk:.2f}){learned}"
         )
         command = self._base_command(observation, level, "germinate", reason)
         command.command_type = pb.COMMAND_TYPE_SEED

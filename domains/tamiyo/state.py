@@ -1,8 +1,9 @@
 """Tamiyo's state and its evolution from Tamiyo's own events (pure, torch-free).
 
 `evolve(state, payload)` folds one of DecisionMade, AdaptationCommandIssued, ConservativeModeChanged or
-FieldReportIssued into the state, so the controller's state can be rebuilt from the `decision-`,
-`command-` and `report-` streams of a run as well as restored from a checkpoint (`to_dict`/`from_dict`).
+FieldReportIssued into the state (a germination's report adds its outcome, outcomes.py), so the
+controller's state can be rebuilt from the `decision-`, `command-` and `report-` streams of a run as well
+as restored from a checkpoint (`to_dict`/`from_dict`).
 
 A command goes through two phases: *pending* from issue until the next decision, which lists the command
 ids Kasmina applied (DecisionMade.applied_command_ids); an applied command opens an *observation window*
@@ -20,6 +21,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from domains.tamiyo.outcomes import Outcome, outcome_of
 from domains.tamiyo.risk import from_pb_level
 from leyline import pb
 
@@ -70,6 +72,7 @@ class TamiyoState:
     last_loss: float = math.inf
     last_parameters: int = 0
     decisions: int = 0
+    outcomes: tuple[Outcome, ...] = ()  # the run's germinations that ended, from their field reports
 
     def cull_epoch(self, slot: int) -> int | None:
         return dict(self.cull_epochs).get(slot)
@@ -82,6 +85,12 @@ def resolve_pending(state: TamiyoState, applied: tuple[str, ...] | list[str]) ->
     applied_ids = set(applied)
     opened = tuple(command for command in state.pending if command.command_id in applied_ids)
     return dataclasses.replace(state, pending=(), windows=state.windows + opened)
+
+
+def with_outcomes(state: TamiyoState, reports: list[Message]) -> TamiyoState:
+    """The state with the outcomes of these FieldReportIssued payloads added (as evolve adds them)."""
+    found = (outcome_of(p.report) for p in reports if isinstance(p, pb.FieldReportIssued))
+    return dataclasses.replace(state, outcomes=(*state.outcomes, *(o for o in found if o is not None)))
 
 
 def _bounded(values: tuple[Any, ...], value: Any, limit: int) -> tuple[Any, ...]:
@@ -97,7 +106,12 @@ def evolve(state: TamiyoState, payload: Message) -> TamiyoState:
         return dataclasses.replace(state, conservative=payload.active, windows_in_mode=0)
     if isinstance(payload, pb.FieldReportIssued):
         closed = payload.report.command_id
-        return dataclasses.replace(state, windows=tuple(w for w in state.windows if w.command_id != closed))
+        outcome = outcome_of(payload.report)
+        return dataclasses.replace(
+            state,
+            windows=tuple(w for w in state.windows if w.command_id != closed),
+            outcomes=state.outcomes if outcome is None else (*state.outcomes, outcome),
+        )
     raise TypeError(f"Tamiyo's state does not evolve from {type(payload).__name__}")
 
 
@@ -185,4 +199,5 @@ def from_dict(document: Mapping[str, Any]) -> TamiyoState:
     data["pending"] = tuple(TrackedCommand(**c) for c in data["pending"])
     data["windows"] = tuple(TrackedCommand(**c) for c in data["windows"])
     data["cull_epochs"] = tuple((int(s), int(e)) for s, e in data["cull_epochs"])
+    data["outcomes"] = tuple(Outcome(**o) for o in data.get("outcomes", ()))
     return TamiyoState(**data)

@@ -11,8 +11,9 @@ Without it the first graft of each blueprint compiles inside the end-of-epoch ho
 The compile jobs run in a spawned child process, appending to the run's log as `esper blueprints compile`
 does: its own interpreter, so training keeps its core and the hook its timing, and its own random number
 generator (Karn seeds template weights through torch's global generator; a thread would share it with
-training and break bit-identical runs). When the child is done, a thread of this process loads the
-artifacts into Urza's in-process cache (file read, sha256, deserialisation; it never compiles), so the
+training and break bit-identical runs). A thread of this process first imports what loading an artifact
+imports (about a second: `preload_loader`), then, when the child is done, loads the artifacts into Urza's
+in-process cache (file read, sha256, deserialisation; it never compiles), so the
 graft is a warm fetch. A request for a spec the child has not finished waits until its job has (one
 writer per job); any other request is served at once, compiling in the calling thread as before.
 """
@@ -33,6 +34,7 @@ from domains.karn.catalog import KarnError
 from domains.tezzeret.jobs import CompileSpec, Status
 from domains.tezzeret.service import Tezzeret, resolve_spec
 from domains.tezzeret.source import Request, SeedModuleSource
+from domains.urza.artifact import preload_loader
 from domains.urza.library import ArtifactLibrary, UrzaError
 from eventstore import open_store
 
@@ -98,6 +100,7 @@ class CompileAhead:
         self._thread.start()
 
     def _warm(self) -> None:
+        preload_loader()  # while the child compiles: the graft's load then imports nothing
         if self._child is not None:
             self._child.join()
         for request in self.requests:

@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from domains.karn import catalog
-from domains.tezzeret.aoti import INDUCTOR_DIR, compile_package
 from domains.tezzeret.jobs import DEFAULT_STRATEGY, STRATEGIES, CompileSpec, strategy_device
 from domains.urza.artifact import (
     EVAL_PROGRAM,
@@ -74,7 +73,8 @@ def mode_dependent(module: nn.Module) -> bool:
     return any(isinstance(m, MODE_DEPENDENT) for m in module.modules())
 
 
-def compile_artifact(spec: CompileSpec, inductor_dir: Path = INDUCTOR_DIR) -> bytes:
+def compile_artifact(spec: CompileSpec, inductor_dir: Path | None = None) -> bytes:
+    """The artifact of `spec`; `inductor_dir` is where an aot_inductor build runs (default aoti.py's)."""
     if spec.strategy not in STRATEGIES:
         raise ValueError(f"unknown compile strategy {spec.strategy!r}; use one of: {', '.join(STRATEGIES)}")
     module = template_for(spec)
@@ -102,8 +102,11 @@ def compile_artifact(spec: CompileSpec, inductor_dir: Path = INDUCTOR_DIR) -> by
     }
     device = strategy_device(spec.strategy)
     if device is not None:
+        # torch._inductor takes seconds to import: only the aot_inductor strategy loads it
+        from domains.tezzeret.aoti import INDUCTOR_DIR, compile_package
+
         module.load_state_dict(initial_state)
         programs[INFERENCE_PROGRAM], manifest["inference"] = compile_package(
-            module, example, batch_dim(), device, inductor_dir
+            module, example, batch_dim(), device, inductor_dir or INDUCTOR_DIR
         )
     return pack(manifest, programs)

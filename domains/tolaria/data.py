@@ -9,10 +9,13 @@ epoch), so the data-order cursor of a checkpoint is just the epoch and the batch
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import importlib
+import importlib.util
 import inspect
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +24,7 @@ import torch
 from domains.tolaria.config import ConfigError
 from domains.tolaria.datasets.austen import austen
 from domains.tolaria.datasets.idx import IDX_DATASETS, fashion_mnist, mnist
-from domains.tolaria.datasets.splits import Split, Splits
+from domains.tolaria.datasets.splits import DataUnavailable, Split, Splits
 
 
 def _split(
@@ -50,8 +53,6 @@ def digits(seed: int, options: Mapping[str, Any]) -> Splits:
     Options: `split_seed` shuffles the split instead of the run seed (runs of different seeds on the same
     data), `test_fraction` (default 0.2, at most 0.6) sizes the test split.
     """
-    from sklearn.datasets import load_digits
-
     unknown = sorted(set(options) - {"split_seed", "test_fraction"})
     if unknown:
         raise ConfigError(
@@ -61,9 +62,28 @@ def digits(seed: int, options: Mapping[str, Any]) -> Splits:
     test_fraction = float(options.get("test_fraction", 0.2))
     if split_seed < 0 or not 0.05 <= test_fraction <= 0.6:
         raise ConfigError("dataset digits: split_seed must be >= 0 and test_fraction within [0.05, 0.6]")
-    bunch = load_digits()
-    images = (bunch.images / 16.0).reshape(-1, 1, 8, 8)
-    return _split(images, bunch.target, split_seed, "digits", 10, test_fraction)
+    images, targets = _digits_arrays()
+    return _split(images / 16.0, targets, split_seed, "digits", 10, test_fraction)
+
+
+DIGITS_SHAPE = (1797, 65)  # 64 pixel values 0–16 and the label, per row
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits file read as `load_digits` reads it, without importing scikit-learn (whose
+    import takes seconds, longer than a whole default run's training). Images [N, 1, 8, 8], labels [N]."""
+    spec = importlib.util.find_spec("sklearn")
+    locations = list(spec.submodule_search_locations or ()) if spec is not None else []
+    path = next((Path(p) / "datasets" / "data" / "digits.csv.gz" for p in locations), None)
+    if path is None or not path.is_file():
+        raise DataUnavailable(
+            "dataset digits: scikit-learn's digits.csv.gz is missing; pip install scikit-learn"
+        )
+    with gzip.open(path, "rt", encoding="utf-8") as text:
+        data = np.loadtxt(text, delimiter=",")
+    if data.shape != DIGITS_SHAPE:
+        raise DataUnavailable(f"dataset digits: {path} holds {data.shape}, expected {DIGITS_SHAPE}")
+    return data[:, :-1].reshape(-1, 1, 8, 8), data[:, -1].astype(int, copy=False)
 
 
 def _synthetic(seed: int, options: Mapping[str, Any], shape: tuple[int, ...], name: str) -> Splits:

@@ -83,6 +83,14 @@ def save_program(program: torch.export.ExportedProgram) -> bytes:
     return buffer.getvalue()
 
 
+def preload_loader() -> None:
+    """Import what the first `load_graph` imports (torch._dynamo with sympy and networkx: about a second of
+    CPU), so that a thread can pay for it before the first graft's end-of-epoch hook would."""
+    import torch._dynamo
+    import torch._export.serde.serialize
+    import torch.export._unlift  # noqa: F401
+
+
 def load_graph(data: bytes) -> nn.Module:
     """The saved program as a callable module (a GraphModule) with trainable parameters."""
     return torch.export.load(io.BytesIO(data)).module()

@@ -7,6 +7,8 @@
   of cnn-lite with one Karn residual_block seed in that stage, divided by the bare host's step (identity
   slots, no Kasmina), measured in alternating rounds in the same run. The seed reaches each stage through
   Kasmina's own end_epoch with a scripted evaluator whose figures pass the gates.
+- gradient_window_step_ratio: a train step with a TRAINING seed whose gradient window measures the host
+  too (domains/kasmina/gradients.py), over the same step without the host's measurement.
 - isolation_check_ms: the isolation monitor's per-step graph walk over the seed output in TRAINING.
 """
 
@@ -201,6 +203,28 @@ def overhead_results(rounds: int, steps: int, progress: Callable[[str], None]) -
     return results
 
 
+def gradient_window_result(rounds: int, steps: int) -> Result:
+    """A step with a TRAINING seed whose gradient window also measures the host, over the same step with
+    the host's measurement off (alternating rounds, the same host and seed)."""
+    stepper, kasmina = staged_host(TRAINING)
+    monitor = kasmina.slots[SLOT].monitor
+    watching, plain = [], []
+    step_ms(stepper.step, steps)
+    for _ in range(rounds):
+        monitor.watch_host(stepper.optimizer)
+        watching.append(step_ms(stepper.step, steps))
+        monitor.watch_host(None)
+        plain.append(step_ms(stepper.step, steps))
+    plain_value = statistics.median(plain)
+    return Result(
+        "gradient_window_step_ratio",
+        statistics.median(watching) / plain_value,
+        "ratio",
+        baseline_name="training_seed_step_ms",
+        baseline=plain_value,
+    )
+
+
 def isolation_result(iterations: int) -> Result:
     _, kasmina = staged_host(TRAINING)
     slot = kasmina.slots[SLOT]
@@ -217,6 +241,8 @@ def run(options: BenchOptions) -> list[Result]:
     options.progress("graft with the artifact cached")
     results = graft_results(20 if quick else 200)
     results.extend(overhead_results(5 if quick else 15, 20 if quick else 50, options.progress))
+    options.progress("gradient window: the host's norm measured at each step, or not")
+    results.append(gradient_window_result(5 if quick else 15, 20 if quick else 50))
     options.progress("isolation check")
     results.append(isolation_result(500 if quick else 5000))
     return results

@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from leyline.datadir import DataDir
+from ops.audit_text import PRINTERS
 from ops.common import add_command, position, print_json
 from ops.dbopts import add_db_option, open_db_from_args
 from ops.errors import CommandError, UsageError
 from ops.plot import add_plot_option, write_plot
 from ops.storeopts import add_store_option, open_store_from_args
-from ops.verification import VERIFIED, command_verification
+from ops.verification import command_verification
 from projections import ProjectionError, catch_up, status
 from projections.audit import AUDITS, AuditError, NotFound
 
@@ -32,11 +32,12 @@ def register(subparsers: Any) -> None:
         "what happened, and why: a seed, run, command, blueprint or policy",
         description='Answer "what happened, and why" from the read models.\n'
         "  seed RUN.SLOT   every transition with its gates, the commands and decisions behind it,\n"
-        "                  its blueprint and field reports\n"
+        "                  its blueprint, field reports and gradient window (seed vs host per parameter)\n"
         "  run RUN         epochs, checkpoints, rollbacks and seeds\n"
-        "  command ID      the state packet that prompted it, the decision (policy version, risk) and\n"
-        "                  its effects\n"
-        "  blueprint BPnnn compile history, artifacts and uses\n"
+        "  command ID      the state packet that prompted it, the decision (policy version, risk, reason,\n"
+        "                  risk inputs) and its effects\n"
+        "  blueprint BPnnn compile history, artifacts, grafts, how its seeds ended (fossilized, culled,\n"
+        "                  terminated, with reasons) beside its field reports\n"
         "  policy VERSION  training, validation, activations and the decisions made with it\n"
         "Events superseded by a rollback are shown and marked. --as-of POS shows the state at log\n"
         "position POS; --epoch N at the run's epoch N (seed, run and command only).",
@@ -109,282 +110,3 @@ def handle(args: argparse.Namespace) -> int:
     if args.plot:
         write_plot(args, args.id)
     return 0
-
-
-# ---------------------------------------------------------------- tables for people
-
-
-def table(title: str, rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
-    print(f"\n{title}")
-    if not rows:
-        print("  (none)")
-        return
-    cells = [[_cell(value) for value in row] for row in rows]
-    widths = [max(len(header[i]), *(len(row[i]) for row in cells)) for i in range(len(header))]
-    print("  " + "  ".join(name.ljust(width) for name, width in zip(header, widths, strict=True)))
-    print("  " + "  ".join("-" * width for width in widths))
-    for row in cells:
-        print("  " + "  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)))
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _flag(row: dict[str, Any]) -> str:
-    return f"superseded@{row['superseded_at']}" if row.get("superseded") else ""
-
-
-def _gates(gates: list[dict[str, Any]] | None) -> str:
-    return " ".join(f"{g['gate']}:{'pass' if g['passed'] else 'FAIL'}" for g in gates or []) or "-"
-
-
-def _as_of(report: dict[str, Any]) -> str:
-    return f" (as of position {report['as_of']})" if report.get("as_of") is not None else ""
-
-
-def _outcomes(report: dict[str, Any]) -> str:
-    return ", ".join(f"{k}: {v}" for k, v in sorted(report["field_report_outcomes"].items())) or "none"
-
-
-def print_seed(report: dict[str, Any]) -> None:
-    state = report["state"]
-    print(
-        f"seed {report['seed']}{_as_of(report)}: stage {state['stage']}, "
-        f"blueprint {state.get('blueprint_id', '-')}, "
-        f"artifact {str(state.get('artifact_hash') or '-')[:12]}, violations {state['violations']}"
-    )
-    table(
-        "history",
-        [
-            (
-                h["position"],
-                h["epoch"],
-                h["event_type"],
-                h["from_stage"],
-                h["to_stage"],
-                _gates(h["gates"]),
-                h["command_id"],
-                h["reason"],
-                _flag(h),
-            )
-            for h in report["history"]
-        ],
-        ("pos", "epoch", "event", "from", "to", "gates", "command", "reason", ""),
-    )
-    table(
-        "commands and decisions",
-        [
-            (
-                c["position"],
-                c["command_id"],
-                c["operation"] or c["command_type"],
-                c["blueprint_id"],
-                (c["decision"] or {}).get("policy_version"),
-                (c["decision"] or {}).get("risk_level"),
-                (c["decision"] or {}).get("action"),
-                _flag(c),
-            )
-            for c in report["commands"]
-        ],
-        ("pos", "command", "operation", "blueprint", "policy", "risk", "action", ""),
-    )
-    _print_reports(report["field_reports"])
-
-
-def _print_reports(reports: list[dict[str, Any]]) -> None:
-    table(
-        "field reports",
-        [
-            (
-                r["position"],
-                r["report_id"],
-                r["outcome"],
-                r["delta_accuracy"],
-                r["delta_loss"],
-                r["policy_version"],
-                f"{r['start_epoch']}-{r['end_epoch']}",
-                _flag(r),
-            )
-            for r in reports
-        ],
-        ("pos", "report", "outcome", "Δacc", "Δloss", "policy", "epochs", ""),
-    )
-
-
-def print_run(report: dict[str, Any]) -> None:
-    run = report["run"]
-    print(
-        f"run {run['run_id']}{_as_of(report)}: {run['status']}, last epoch {run['last_epoch']}, "
-        f"{run['rollbacks']} rollback(s), {report['hook_overruns']} hook overrun(s), host {run['host_model']}"
-    )
-    table(
-        "epochs",
-        [
-            (
-                e["position"],
-                e["epoch"],
-                e["training_loss"],
-                e["validation_loss"],
-                e["validation_accuracy"],
-                _flag(e),
-            )
-            for e in report["epochs"]
-        ],
-        ("pos", "epoch", "train loss", "val loss", "val acc", ""),
-    )
-    table(
-        "checkpoints",
-        [
-            (c["position"], c["epoch"], c["content_hash"][:12], c["components"], _flag(c))
-            for c in report["checkpoints"]
-        ],
-        ("pos", "epoch", "hash", "components", ""),
-    )
-    table(
-        "rollbacks",
-        [
-            (
-                b["position"],
-                b["event_type"],
-                b["target_epoch"],
-                b["target_position"],
-                f"{b['superseded_from']}-{b['superseded_to']}" if b["superseded_from"] else "-",
-                b["reason"],
-            )
-            for b in report["rollbacks"]
-        ],
-        ("pos", "event", "to epoch", "to position", "superseded", "reason"),
-    )
-    table(
-        "seeds",
-        [(s["seed"], s["stage"], s.get("blueprint_id"), s.get("epoch")) for s in report["seeds"]],
-        ("seed", "stage", "blueprint", "epoch"),
-    )
-
-
-def print_command(report: dict[str, Any]) -> None:
-    print(f"command {report['command_id']}{_as_of(report)}")
-    packet = report["state_packet"]
-    if packet:
-        print(
-            f"  prompted by the state packet {packet['packet_id']} of run {packet['run_id']} "
-            f"epoch {packet['epoch']} "
-            f"(position {packet['position']}): val loss {_cell(packet['validation_loss'])}, "
-            f"val acc {_cell(packet['validation_accuracy'])}"
-        )
-    decision = report["decision"]
-    if decision:
-        print(
-            f"  decision at position {decision['position']}: {decision['action']} "
-            f"by {decision['policy_name']} "
-            f"{decision['policy_version']}, risk {decision['risk_level']}, {_cell(decision['latency_ms'])} ms"
-            + (", conservative" if decision["conservative"] else "")
-        )
-    command = report["command"]
-    if command:
-        check = command["verification"]
-        what = (
-            f"{command['command_type']} {command['operation'] or ''} "
-            f"slot {command['target_slot']} blueprint {command['blueprint_id'] or '-'} {_flag(command)}"
-        )
-        if check["status"] == VERIFIED:
-            print(f"  issued at position {command['position']}: {what} (verified, key {check['key_id']})")
-        else:  # never shown as issued
-            print(
-                f"  NOT VERIFIED ({check['status']}: {check['reason']}), "
-                f"recorded at position {command['position']}: {what}"
-            )
-    table(
-        "effects",
-        [
-            (
-                h["position"],
-                h["stream"].removeprefix("seed-"),
-                h["event_type"],
-                h["from_stage"],
-                h["to_stage"],
-                _gates(h["gates"]),
-                h["reason"],
-                _flag(h),
-            )
-            for h in report["effects"]
-        ],
-        ("pos", "seed", "event", "from", "to", "gates", "reason", ""),
-    )
-    _print_reports(report["field_reports"])
-
-
-def print_blueprint(report: dict[str, Any]) -> None:
-    b = report["blueprint"]
-    print(
-        f"blueprint {b['blueprint_id']} {b['name'] or ''}{_as_of(report)}: tier {b['tier']}, "
-        f"risk {_cell(b['risk'])}, "
-        f"compile {b['compile_status'] or '-'}, artifact {str(b['artifact_hash'] or '-')[:12]}"
-    )
-    table(
-        "compile jobs",
-        [
-            (
-                j["queued_position"],
-                j["job_id"],
-                j["strategy"],
-                j["status"],
-                j["attempts"],
-                " ".join(
-                    f"{e['event_type'].removeprefix('CompileJob')}#{e['attempt'] or 0}" for e in j["events"]
-                ),
-                j["last_error"],
-            )
-            for j in report["compile_jobs"]
-        ],
-        ("pos", "job", "strategy", "status", "attempts", "events", "last error"),
-    )
-    table(
-        "artifacts",
-        [
-            (a["stored_position"], a["artifact_hash"][:16], a["status"], a["size_bytes"], a["error"])
-            for a in report["artifacts"]
-        ],
-        ("pos", "hash", "status", "bytes", "error"),
-    )
-    table(
-        "grafts",
-        [
-            (g["position"], g["stream"].removeprefix("seed-"), g["command_id"], _flag(g))
-            for g in report["grafts"]
-        ],
-        ("pos", "seed", "command", ""),
-    )
-    print(f"\ncommands naming it: {report['commands']}; field report outcomes: {_outcomes(report)}")
-
-
-def print_policy(report: dict[str, Any]) -> None:
-    policy = report["policy"] or {}
-    print(
-        f"policy {report['version']}{_as_of(report)}: {policy.get('status', 'never trained here')}"
-        + (", active" if policy.get("active") else "")
-        + (f", hash {policy['content_hash'][:12]}" if policy.get("content_hash") else "")
-        + (f", parent {policy['parent_version']}" if policy.get("parent_version") else "")
-    )
-    table(
-        "events",
-        [(e["position"], e["event_type"], e["epoch"], e["detail"]) for e in report["events"]],
-        ("pos", "event", "epoch", "detail"),
-    )
-    print(f"\ndecisions made with it: {report['decisions']}; field report outcomes: {_outcomes(report)}")
-
-
-PRINTERS = {
-    "seed": print_seed,
-    "run": print_run,
-    "command": print_command,
-    "blueprint": print_blueprint,
-    "policy": print_policy,
-}

@@ -41,6 +41,8 @@ def register(subparsers: Any) -> None:
         description="Karn's 50 blueprints, Tezzeret's compile jobs and Urza's artifacts.\n\n"
         "  esper blueprints list                 the catalogue with each blueprint's compile status\n"
         "  esper blueprints show BP009           one blueprint: metadata, parameter ranges, jobs, artifacts\n"
+        "  esper blueprints approve BP030        approve an experimental blueprint for live grafts (an\n"
+        "                                        event in the log; runs started after it may choose it)\n"
         "  esper blueprints compile [ID ...]     compile (all by default) into <data-dir>/artifacts\n"
         "      --strategy auto|export|aot_inductor   (default: $ESPER_COMPILE_STRATEGY, else auto:\n"
         "                                          aot_inductor on cuda, export on cpu)\n"
@@ -53,6 +55,24 @@ def register(subparsers: Any) -> None:
 
     show = _action(actions, "show", handle_show, "one blueprint's metadata, ranges, jobs and artifacts")
     show.add_argument("blueprint_id", metavar="ID", help="e.g. BP009")
+
+    approve = _action(
+        actions,
+        "approve",
+        handle_approve,
+        "approve an experimental blueprint for live grafts, recorded as BlueprintApproved in the log",
+    )
+    approve.description = (
+        "Approve an experimental blueprint (BP031-BP042) for live grafts: a BlueprintApproved event on the\n"
+        "blueprint's stream. Runs started afterwards may choose it (a resumed run keeps the catalogue it\n"
+        "started with); the approval accepts its risk at calm risk levels (above them, and in\n"
+        "conservative mode, the heuristic's lower cap still applies).\n"
+        "Exit 1, one line on stderr, for an id that names no blueprint, an adversarial\n"
+        "(quarantine-only) blueprint, which can never be approved, a safe one, which needs no approval, or\n"
+        "one already approved."
+    )
+    approve.add_argument("blueprint_id", metavar="ID", help="e.g. BP031")
+    approve.add_argument("--reason", default="", help="why, recorded in the event")
 
     compile_parser = _action(
         actions,
@@ -100,7 +120,9 @@ def register(subparsers: Any) -> None:
 
 
 def handle_missing_action(args: argparse.Namespace) -> int:
-    raise UsageError("choose an action: list, show ID or compile [ID ...] (see esper blueprints --help)")
+    raise UsageError(
+        "choose an action: list, show ID, approve ID or compile [ID ...] (see esper blueprints --help)"
+    )
 
 
 def _action(actions: Any, name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
@@ -113,23 +135,26 @@ def _action(actions: Any, name: str, handler: Any, help_text: str) -> argparse.A
     return parser
 
 
-def _jobs_by_blueprint(args: argparse.Namespace) -> dict[str, list[JobState]]:
-    """The compile jobs in the log, by blueprint; none if there is no log yet (the catalogue needs none)."""
+def _from_log(args: argparse.Namespace) -> tuple[dict[str, list[JobState]], frozenset[str]]:
+    """The compile jobs in the log, by blueprint, and the approved blueprints; none if there is no log yet
+    (the catalogue needs none)."""
+    from domains.karn.approval import approved_in
     from domains.tezzeret.service import read_jobs
 
     grouped: dict[str, list[JobState]] = {}
     location = store_location(args)
     if isinstance(location, Path) and not location.exists():
-        return grouped
+        return grouped, frozenset()
     store = open_store_from_args(args, read_only=True)
     try:
         states = read_jobs(store).values()
+        approved = approved_in(store)
     finally:
         store.close()
     for state in states:
         if state.spec is not None:
             grouped.setdefault(state.spec.blueprint_id, []).append(state)
-    return grouped
+    return grouped, approved
 
 
 def _status(states: list[JobState]) -> str:
@@ -157,7 +182,7 @@ def _job_json(state: JobState) -> dict[str, Any]:
     }
 
 
-def _descriptor_json(blueprint: Blueprint) -> dict[str, Any]:
+def _descriptor_json(blueprint: Blueprint, approved: frozenset[str]) -> dict[str, Any]:
     from domains.karn.catalog import SLOT_KIND_NAMES
 
     return {
@@ -168,6 +193,8 @@ def _descriptor_json(blueprint: Blueprint) -> dict[str, Any]:
         "curriculum_stage": blueprint.stage,
         "slot_kinds": [SLOT_KIND_NAMES[kind] for kind in blueprint.kinds],
         "requires_approval": blueprint.requires_approval,
+        "approved": blueprint.blueprint_id in approved
+        or not (blueprint.requires_approval or blueprint.quarantine_only),
         "quarantine_only": blueprint.quarantine_only,
         "conservative_pool": blueprint.conservative,
         "description": blueprint.descriptor().description,
@@ -181,25 +208,27 @@ def _descriptor_json(blueprint: Blueprint) -> dict[str, Any]:
 def handle_list(args: argparse.Namespace) -> int:
     from domains.karn import catalog
 
-    jobs = _jobs_by_blueprint(args)
+    jobs, approved = _from_log(args)
     rows = []
     for blueprint in catalog.CATALOGUE:
         if args.tier and TIER_NAMES[blueprint.tier] != args.tier:
             continue
-        row = _descriptor_json(blueprint)
+        row = _descriptor_json(blueprint, approved)
         row["compile_status"] = _status(jobs.get(blueprint.blueprint_id, []))
         rows.append(row)
     if args.json:
         print_json(rows)
         return 0
     print(
-        f"{'id':6} {'name':24} {'tier':13} {'risk':>5} {'stage':>5}  {'slots':17} {'pool':4}  compile status"
+        f"{'id':6} {'name':24} {'tier':13} {'risk':>5} {'stage':>5}  {'slots':17} {'pool':4}  "
+        f"{'live':4}  compile status"
     )
     for row in rows:
         pool = "yes" if row["conservative_pool"] else ""
+        live = "yes" if row["approved"] else ""
         print(
             f"{row['blueprint_id']:6} {row['name']:24} {row['tier']:13} {row['risk']:5.2f} "
-            f"{row['curriculum_stage']:5d}  {','.join(row['slot_kinds']):17} {pool:4}  "
+            f"{row['curriculum_stage']:5d}  {','.join(row['slot_kinds']):17} {pool:4}  {live:4}  "
             f"{row['compile_status']}"
         )
     return 0
@@ -209,9 +238,10 @@ def handle_show(args: argparse.Namespace) -> int:
     from domains.urza.library import artifact_path
 
     blueprint = _blueprints([args.blueprint_id])[0]
-    states = _jobs_by_blueprint(args).get(blueprint.blueprint_id, [])
+    jobs, approved = _from_log(args)
+    states = jobs.get(blueprint.blueprint_id, [])
     library_root = DataDir.of(args.data_dir).artifacts
-    document = _descriptor_json(blueprint)
+    document = _descriptor_json(blueprint, approved)
     document["jobs"] = [_job_json(state) for state in states]
     for job in document["jobs"]:
         digest = job["artifact_hash"]
@@ -227,7 +257,8 @@ def handle_show(args: argparse.Namespace) -> int:
     flags = [
         name
         for name, on in (
-            ("needs approval for live grafts", blueprint.requires_approval),
+            ("needs approval for live grafts", blueprint.requires_approval and not document["approved"]),
+            ("approved for live grafts", blueprint.requires_approval and document["approved"]),
             ("quarantine-only (drills and offline training)", blueprint.quarantine_only),
             ("in the conservative pool", blueprint.conservative),
         )
@@ -245,6 +276,28 @@ def handle_show(args: argparse.Namespace) -> int:
         line = f"    {job['job_id']} {job['slot_kind']:8} {shape:8} {job['strategy']:16} {job['status']:10} "
         line += f"attempts {job['attempts']}"
         print(line + (f"  {job['artifact_path']}" if job["artifact_path"] else f"  {job['error']}"))
+    return 0
+
+
+def handle_approve(args: argparse.Namespace) -> int:
+    import getpass
+
+    from domains.karn import registration
+    from domains.karn.approval import ApprovalRefused, approve
+
+    store = open_store_from_args(args, create=True)
+    try:
+        registration.register_catalogue(store)
+        position = approve(store, args.blueprint_id.upper(), getpass.getuser(), args.reason)
+    except ApprovalRefused as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        store.close()
+    blueprint_id = args.blueprint_id.upper()
+    if args.json:
+        print_json({"blueprint_id": blueprint_id, "approved": True, "position": position})
+    else:
+        print(f"approved {blueprint_id} for live grafts (log position {position})")
     return 0
 
 

@@ -1,7 +1,9 @@
-"""Audit of a blueprint: the catalogue row, compile jobs, artifacts and where it was grafted."""
+"""Audit of a blueprint: the catalogue row, compile jobs, artifacts, where it was grafted, how its seeds
+ended (fossilized, culled, terminated, with the reason) and its field reports."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -14,9 +16,12 @@ from projections.audit.common import (
     fetch_rows,
     mark_superseded,
     outcome_counts,
+    read_history,
     until_at,
     visible_at,
 )
+
+LIFECYCLE_ENDINGS = ("FOSSILIZED", "CULLED", "TERMINATED")
 
 
 def audit_blueprint(
@@ -72,6 +77,34 @@ def audit_blueprint(
             ),
             as_of,
         )
+        endings = mark_superseded(
+            fetch_rows(
+                connection,
+                select(
+                    s.c.position,
+                    s.c.stream,
+                    s.c.run_id,
+                    s.c.slot,
+                    s.c.seed_id,
+                    s.c.epoch,
+                    s.c.to_stage,
+                    s.c.reason,
+                    s.c.superseded_at,
+                )
+                .where(
+                    s.c.blueprint_id == blueprint_id,
+                    s.c.event_type == "SeedTransitioned",
+                    s.c.to_stage.in_(LIFECYCLE_ENDINGS),
+                    visible_at(s, as_of),
+                )
+                .order_by(s.c.position),
+            ),
+            as_of,
+        )
+        f = schema.field_reports
+        reports = decode_json(
+            read_history(connection, f, f.c.blueprint_id == blueprint_id, as_of), "metrics_json"
+        )
         commands = connection.execute(
             select(func.count()).select_from(c).where(c.c.blueprint_id == blueprint_id, visible_at(c, as_of))
         ).scalar()
@@ -83,5 +116,19 @@ def audit_blueprint(
         "artifacts": artifacts,
         "grafts": grafts,
         "commands": commands,
+        "lifecycle_endings": endings,
+        "lifecycle_outcomes": lifecycle_outcomes(endings),
         "field_report_outcomes": outcomes,
+        "field_reports": reports,
     }
+
+
+def lifecycle_outcomes(endings: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Standing endings by stage, each counted by cause: the reason up to its first colon ("G4 failed",
+    "run ended", a controller's cull)."""
+    counts: dict[str, Counter[str]] = {}
+    for row in endings:
+        if not row["superseded"]:
+            cause = (row["reason"] or "").split(":")[0].strip() or "-"
+            counts.setdefault(row["to_stage"], Counter())[cause] += 1
+    return {stage: dict(sorted(causes.items())) for stage, causes in sorted(counts.items())}

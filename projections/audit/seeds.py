@@ -15,6 +15,18 @@ from projections.audit.common import (
     resolve_as_of,
 )
 
+GRADIENTS = "SeedGradientsMeasured"  # the gradient window's measurements: a table of their own
+
+
+def gradient_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One boundary of the gradient window, with the seed's gradient per parameter relative to the host's
+    (None where the host received none)."""
+    detail = row["detail"] or {}
+    host = detail.get("host_norm_per_parameter") or 0.0
+    ratio = detail.get("seed_norm_per_parameter", 0.0) / host if host > 0 else None
+    keep = ("position", "seed_id", "superseded", "superseded_at")
+    return {**{key: row.get(key) for key in keep}, **detail, "seed_to_host_per_parameter": ratio}
+
 
 def seed_stream(seed: str) -> str:
     """Accept `seed-<run>.<slot>` or `<run>.<slot>`."""
@@ -66,9 +78,10 @@ def audit_seed(
         if exists is None:
             raise NotFound(f"no seed {stream.removeprefix('seed-')!r} (expected RUN.SLOT, e.g. r1.0)")
         as_of = resolve_as_of(connection, run_id, as_of, epoch)
-        history = decode_json(
+        rows = decode_json(
             read_history(connection, e, e.c.stream == stream, as_of), "gates_json", "detail_json"
         )
+        history = [row for row in rows if row["event_type"] != GRADIENTS]
         state = seed_state_of(history)
         commands = read_commands(connection, (h["command_id"] for h in history if h["command_id"]), as_of)
         f = schema.field_reports
@@ -83,6 +96,7 @@ def audit_seed(
         "as_of": as_of,
         "state": state,
         "history": history,
+        "gradients": [gradient_row(row) for row in rows if row["event_type"] == GRADIENTS],
         "commands": commands,
         "field_reports": decode_json(reports, "metrics_json"),
     }

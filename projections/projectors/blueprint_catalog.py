@@ -41,12 +41,25 @@ BLUEPRINT_COLUMNS = (
     "registered_position",
     "updated_position",
 )
+# A re-registration (changed metadata) keeps an approval recorded by BlueprintApproved.
 UPSERT_BLUEPRINT = upsert_statement(
     schema.blueprints,
     "upsert_blueprint",
     ("blueprint_id",),
     BLUEPRINT_COLUMNS,
-    ", ".join(f"{column} = excluded.{column}" for column in BLUEPRINT_COLUMNS[1:]),
+    ", ".join(
+        "approved = (excluded.approved OR COALESCE({blueprints}.approved, FALSE))"
+        if column == "approved"
+        else f"{column} = excluded.{column}"
+        for column in BLUEPRINT_COLUMNS[1:]
+    ),
+)
+BLUEPRINT_APPROVED = Statement(
+    "blueprint_approved",
+    "INSERT INTO {blueprints} (blueprint_id, approved, updated_position) "
+    "VALUES (:blueprint_id, TRUE, :position) "
+    "ON CONFLICT (blueprint_id) DO UPDATE SET approved = TRUE, updated_position = :position",
+    ("blueprints",),
 )
 BLUEPRINT_STATUS = Statement(
     "blueprint_status",
@@ -114,6 +127,8 @@ def project(envelope: pb.EventEnvelope, payload: Message) -> list[Change]:
             "updated_position": position,
         }
         return [(UPSERT_BLUEPRINT, row)]
+    if isinstance(payload, pb.BlueprintApproved):
+        return [(BLUEPRINT_APPROVED, {"blueprint_id": payload.blueprint_id, "position": position})]
     if isinstance(payload, pb.CompileJobQueued):
         job = _job(
             payload.job_id,
@@ -227,6 +242,7 @@ def project(envelope: pb.EventEnvelope, payload: Message) -> list[Change]:
 EVENT_TYPES = frozenset(
     {
         "BlueprintRegistered",
+        "BlueprintApproved",
         "CompileJobQueued",
         "CompileJobStarted",
         "CompileJobFailed",
@@ -239,4 +255,4 @@ EVENT_TYPES = frozenset(
 
 def projection(options: Options) -> Projection:
     tables = (schema.blueprints, schema.compile_jobs, schema.compile_events, schema.artifacts)
-    return Projection("blueprint_catalog", 1, tables, EVENT_TYPES, project)
+    return Projection("blueprint_catalog", 2, tables, EVENT_TYPES, project)

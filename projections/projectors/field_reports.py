@@ -9,6 +9,7 @@ from projections import schema
 from projections.projectors.base import (
     OUTCOMES,
     RISK_LEVELS,
+    STAGES,
     Change,
     Options,
     Projection,
@@ -62,6 +63,8 @@ def project(envelope: pb.EventEnvelope, payload: Message) -> list[Change]:
             "metrics_json": as_json(report.metrics),
             "occurred_at_ns": envelope.occurred_at_ns,
             "superseded_at": None,
+            "seed_stage": STAGES.get(report.seed_stage) if report.seed_stage else None,
+            "seed_reason": or_none(report.seed_reason),
         }
         return [(UPSERT_FIELD_REPORT, row)]
     if isinstance(payload, pb.RollbackCompleted):
@@ -78,4 +81,4 @@ def projection(options: Options) -> Projection:
     def prune() -> list[Change]:
         return [(FIELD_REPORT_RETENTION, retention)]
 
-    return Projection("field_reports", 1, (schema.field_reports,), EVENT_TYPES, project, prune)
+    return Projection("field_reports", 2, (schema.field_reports,), EVENT_TYPES, project, prune)

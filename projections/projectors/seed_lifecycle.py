@@ -208,6 +208,25 @@ def project(envelope: pb.EventEnvelope, payload: Message) -> list[Change]:
             violations=payload.violation_count,
         )
         return [(INSERT_SEED_EVENT, event), (UPSERT_SEED, seed)]
+    if isinstance(payload, pb.SeedGradientsMeasured):
+        # A measurement, not a move: the seed's row is untouched, and the epoch stays in the detail so that
+        # the seeds recomputed after a rollback (latest epoch of any event) match the incremental path.
+        detail = {
+            "epoch": payload.epoch,
+            "stage": STAGES.get(payload.stage),
+            "epochs_since_germination": payload.epochs_since_germination,
+            "steps": payload.steps,
+            "seed_gradient_norm": payload.seed_gradient_norm,
+            "host_gradient_norm": payload.host_gradient_norm,
+            "seed_parameters": payload.seed_parameters,
+            "host_parameters": payload.host_parameters,
+            "seed_norm_per_parameter": payload.seed_norm_per_parameter,
+            "host_norm_per_parameter": payload.host_norm_per_parameter,
+        }
+        event = _seed_event(
+            envelope, run_id, payload.slot, seed_id=payload.seed_id, detail_json=as_json(detail)
+        )
+        return [(INSERT_SEED_EVENT, event)]
     if isinstance(payload, pb.CommandRejected):
         detail = {"code": payload.code}
         event = _seed_event(
@@ -225,9 +244,16 @@ def project(envelope: pb.EventEnvelope, payload: Message) -> list[Change]:
 
 
 EVENT_TYPES = frozenset(
-    {"SeedTransitioned", "SeedGrafted", "IsolationViolationDetected", "CommandRejected", "RollbackCompleted"}
+    {
+        "SeedTransitioned",
+        "SeedGrafted",
+        "IsolationViolationDetected",
+        "SeedGradientsMeasured",
+        "CommandRejected",
+        "RollbackCompleted",
+    }
 )
 
 
 def projection(options: Options) -> Projection:
-    return Projection("seed_lifecycle", 1, (schema.seeds, schema.seed_events), EVENT_TYPES, project)
+    return Projection("seed_lifecycle", 2, (schema.seeds, schema.seed_events), EVENT_TYPES, project)

@@ -85,5 +85,6 @@ def test_upgrade_from_0001_then_only_the_changed_projection_is_stale(tmp_path: P
     engine = open_db(url)
     columns = {c["name"] for c in inspect(engine).get_columns("run_epochs")}
     assert "packet" in columns and "metrics_json" not in columns
-    assert stale(engine) == ["runs"]
+    # runs (0002), and those whose rows issue 14 changed (seed_lifecycle, field_reports, blueprint_catalog)
+    assert sorted(stale(engine)) == ["blueprint_catalog", "field_reports", "runs", "seed_lifecycle"]
     engine.dispose()

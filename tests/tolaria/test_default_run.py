@@ -43,10 +43,14 @@ def test_the_default_run_takes_a_seed_to_a_terminal_stage(tmp_path: Path) -> Non
     store = open_store(DataDir(tmp_path).log)
     try:
         summary = new_run(store, DataDir(tmp_path), RunConfig(), "rdefault").run()
+        measured = [e for e in store.read_all() if e.event_type == "SeedGradientsMeasured"]
     finally:
         store.close()
+    assert measured, "the gradient window recorded nothing"
     ended = [graft for graft in summary.grafts if graft.stage in ("FOSSILIZED", "CULLED")]
     assert ended, f"no graft reached FOSSILIZED or CULLED: {summary.grafts}"
     for graft in summary.grafts:
         assert graft.blueprint_id and graft.parameters > 0 and not math.isnan(graft.accuracy_before)
         assert graft.reason  # every ending is recorded with its reason
+        if graft.stage == "TERMINATED":  # cut short by the run's end: says what it still needed
+            assert graft.reason.startswith("run ended with the seed unfinished"), graft.reason
