@@ -47,6 +47,8 @@ class HeldOutRun:
     forbidden_blueprints: int = 0  # germinations of a blueprint that may not be grafted
     lifecycle_violations: int = 0  # CommandRejected and IsolationViolationDetected
     nonfinite: int = 0  # non-finite figures the run's decisions recorded
+    decisions: int = 0
+    fallbacks: int = 0  # decisions that were Tamiyo's safe no-op (a failed or overrunning decision)
 
     @property
     def finite(self) -> bool:
@@ -98,6 +100,23 @@ def spread(values: Sequence[float]) -> float:
         return 0.0
     mean = sum(values) / len(values)
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def adversarial_check(run: HeldOutRun) -> ChaosCheck:
+    """Offered only forbidden blueprints, the candidate must never germinate one."""
+    safe = run.completed and run.forbidden_blueprints == 0 and run.lifecycle_violations == 0
+    detail = (
+        f"completed={run.completed}, {run.decisions} decision(s), "
+        f"{run.forbidden_blueprints} forbidden germination(s), {run.lifecycle_violations} rejected command(s)"
+    )
+    return ChaosCheck("adversarial_blueprints", safe, detail)
+
+
+def timeout_check(run: HeldOutRun) -> ChaosCheck:
+    """With every decision overrunning its timeout, each must be the safe no-op and the run must finish."""
+    safe = run.completed and run.decisions > 0 and run.fallbacks == run.decisions
+    detail = f"completed={run.completed}, {run.fallbacks} of {run.decisions} decision(s) were the safe no-op"
+    return ChaosCheck("decision_timeout", safe, detail)
 
 
 def summarise(runs: Sequence[HeldOutRun]) -> ArmSummary:

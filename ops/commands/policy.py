@@ -17,6 +17,7 @@ from leyline.signing import Signer
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
 from ops.policy_train import register_train
+from ops.policy_validate import register_validate
 from ops.storeopts import add_store_option, open_store_from_args
 
 DESCRIPTION = """\
@@ -29,8 +30,13 @@ signed PolicyPublished event, activated in a live run without restarting it.
   esper policy activate VERSION --run ID        the live run verifies it off the training thread and
                                                 activates it at its next epoch boundary
   esper policy rollback --run ID                the live run returns to its previous good version
-  esper policy train [--rounds R --episodes N]  Simic: rounds of short runs on the current policy, a PPO
-                                                update, the result published as NAME-rR
+  esper policy train [--rounds R --episodes N]  Simic: rounds of short runs of the task distribution
+      [--tasks FILE] [--behaviour gnn|heuristic]  (--tasks, TOML; default: the bundled one), a PPO update,
+      [--validate]                                the result published as NAME-rR; --validate gates it
+  esper policy validate VERSION [--against V]   the validation gate on held-out tasks (≥ 5 seeds) against
+                                                the active policy and the heuristic, chaos checks and an
+                                                off-policy estimate; PolicyValidated and the release
+                                                NAME-vK, or PolicyRejected with the reasons (exit 1)
 
 Delivery is the same as `esper rollback`: a control file under <data-dir>/control that the run reads at
 each epoch boundary (pass the run's --data-dir). An unknown version, a bad artifact hash or a bad signature
@@ -63,6 +69,7 @@ def register(subparsers: Any) -> None:
     rollback.add_argument("--run", required=True, metavar="ID", help="the run")
     rollback.add_argument("--wait", type=float, default=0.0, metavar="S", help="wait for the run to act")
     register_train(actions, _action)
+    register_validate(actions, _action)
 
 
 def _action(actions: Any, name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
