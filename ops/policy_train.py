@@ -4,8 +4,9 @@ Each round r of a training NAME:
 1. runs `--episodes` real runs (`{NAME}-r{r}-e{k}`) of the task distribution's training tasks
    (`--tasks FILE`, domains/simic/tasks.py; task, seed and epoch budget from the file, the seed drawn by
    --seed, r and k) in `--workers` worker processes on the same log, with the behaviour policy sampling:
-   `--behaviour gnn` (the current version) or `heuristic` (Tamiyo's heuristic with ε-exploration
-   `--explore`, which records each decision's propensity);
+   `--behaviour gnn` (the current version), `heuristic` (Tamiyo's heuristic with ε-exploration
+   `--explore`, which records each decision's propensity) or `mixed` (episodes in pairs on the same task
+   and seed: the ε-heuristic on even k, the current version on odd k);
 2. rebuilds the episodes of this training's runs from the log (domains/simic/experience.py) into the replay
    buffer (size and age bounds from TrainingConfig), and runs one PPO update of the current policy on them;
 3. publishes the result as `{NAME}-r{r}` (signed PolicyPublished, parent: the current version) and appends
@@ -30,7 +31,7 @@ from ops.policy_episodes import Job, run_jobs
 from ops.policy_validate import add_task_options, load_tasks, print_validation, validate
 
 NAME_DEFAULT = "simic"
-BEHAVIOURS = ("gnn", "heuristic")
+BEHAVIOURS = ("gnn", "heuristic", "mixed")
 EXPLORE_DEFAULT = 0.2
 
 
@@ -88,6 +89,28 @@ def options_of(args: argparse.Namespace) -> TrainOptions:
     )
 
 
+def behaviour_of(options: TrainOptions, k: int) -> str:
+    """Who acts in episode k: "gnn" or "heuristic"."""
+    if options.behaviour == "mixed":
+        return "heuristic" if k % 2 == 0 else "gnn"
+    return options.behaviour
+
+
+def round_job(
+    tasks: TaskDistribution, options: TrainOptions, r: int, k: int, run_id: str, current: str
+) -> Job:
+    heuristic = behaviour_of(options, k) == "heuristic"
+    index, per_round = (
+        (k // 2, (options.episodes + 1) // 2) if options.behaviour == "mixed" else (k, options.episodes)
+    )
+    episode = tasks.train.training_episode(options.seed, r, index, per_round)
+    return Job(
+        run_id,
+        episode.run_config("tamiyo" if heuristic else f"gnn:{current}"),
+        explore=options.explore if heuristic else 0.0,
+    )
+
+
 def train(
     store: EventStore, data_dir: Any, tasks: TaskDistribution, options: TrainOptions
 ) -> tuple[str, list[dict[str, Any]]]:
@@ -124,20 +147,11 @@ def train(
         raise CommandError(f"unknown policy version {current!r}; `esper policy list` shows the published")
     register_catalogue(store)  # the blueprint features the graphs are rebuilt with, as `esper run` does
     buffer = ReplayBuffer(config.replay.max_transitions, config.replay.max_age)
-    heuristic = options.behaviour == "heuristic"
     for r in range(options.rounds):
         version = f"{options.name}-r{r}"
         run_ids = [f"{version}-e{k}" for k in range(options.episodes)]
         if version not in versions:
-            controller = "tamiyo" if heuristic else f"gnn:{current}"
-            jobs = [
-                Job(
-                    run_id,
-                    tasks.train.training_episode(options.seed, r, k, options.episodes).run_config(controller),
-                    explore=options.explore if heuristic else 0.0,
-                )
-                for k, run_id in enumerate(run_ids)
-            ]
+            jobs = [round_job(tasks, options, r, k, run_id, current) for k, run_id in enumerate(run_ids)]
             run_jobs(data_dir.root, jobs, options.workers, f"round {r}", options.quiet)
         found, descriptors = episodes(store, config.reward)
         mine = [e for e in found if e.run_id in run_ids]
