@@ -48,7 +48,7 @@ class Budget:
     live_epochs: int
 
 
-BUDGETS = {"small": Budget(2, 4, 4, 16), "default": Budget(4, 6, 6, 24)}
+BUDGETS = {"tiny": Budget(1, 2, 3, 8), "small": Budget(2, 4, 4, 16), "default": Budget(4, 6, 6, 24)}
 
 
 @dataclass(frozen=True)
@@ -158,14 +158,17 @@ def live_run(
     already = _events(store, LIVE_RUN, frozenset({"RunStarted"}))
     if not already:
         process = multiprocessing.get_context("spawn").Process(
-            target=run_job, args=(str(data_dir.root), Job(LIVE_RUN, config)), daemon=True
-        )
+            target=run_job, args=(str(data_dir.root), Job(LIVE_RUN, config))
+        )  # not a daemon: a run may start processes of its own (compile-ahead)
         process.start()
         try:
             types = frozenset({"EpochCompleted", "RunCompleted", "RunFailed"})
             first = _wait_for(store, LIVE_RUN, types, lambda t, p: True, process)
             if not isinstance(first, pb.EpochCompleted):
-                raise CommandError(f"live run {LIVE_RUN} ended before its first epoch")
+                raise CommandError(
+                    f"live run {LIVE_RUN} ended before its first epoch (exit code {process.exitcode}); "
+                    f"see `esper audit run {LIVE_RUN}`"
+                )
             request = policy_control.deliver(
                 data_dir, LIVE_RUN, policy_control.ACTIVATE, release, published(store, release)
             )

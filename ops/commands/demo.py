@@ -21,7 +21,8 @@ the heuristic on held-out tasks (5 seeds, chaos checks, an off-policy estimate) 
 demo-v1; a live run started on the untrained policy hot-reloads demo-v1 at an epoch boundary. Writes
 learning-report.md and learning-curve.png under --out (default <data-dir>/demo-learning).
 
---budget small (2 rounds × 4 episodes of 4 epochs) takes a few minutes on 2 cores; default is 4 × 6 of 6.
+--budget small (2 rounds × 4 episodes of 4 epochs) takes a few minutes on 2 cores; default is 4 × 6 of 6;
+tiny (1 × 2 of 3) is a smoke check (the tests' budget).
 Running it again on the same data directory resumes from the log. Exit 1 when the gate rejects the
 candidate or the live run does not take it (the report says why).
 """
@@ -30,7 +31,9 @@ candidate or the live run does not take it (the report says why).
 def register(subparsers: Any) -> None:
     parser = add_command(subparsers, "demo", handle, "end-to-end demonstrations (learning)", DESCRIPTION)
     parser.add_argument("name", metavar="NAME", choices=DEMOS, help="the demo: learning")
-    parser.add_argument("--budget", choices=("small", "default"), default="default", help="training budget")
+    parser.add_argument(
+        "--budget", choices=("tiny", "small", "default"), default="default", help="training budget"
+    )
     parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="report directory")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the policy, the runs and the updates")
