@@ -169,6 +169,8 @@ def validate(
         if version and version not in versions:
             raise CommandError(f"unknown policy version {version!r}; `esper policy list` shows the published")
     active = against or active_version(list(versions), name)
+    if active == candidate:
+        raise CommandError(f"{candidate} is the active policy; name another with --against")
     keyring, library = keyring_for(data_dir), PolicyLibrary(data_dir)
     try:
         network = verify(published(store, candidate), keyring, library).network
