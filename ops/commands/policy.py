@@ -28,7 +28,8 @@ signed PolicyPublished event, activated in a live run without restarting it.
   esper policy list                             published versions and where they are active
   esper policy show VERSION                     one version: hash, signature and artifact checks, history
   esper policy activate VERSION --run ID        the live run verifies it off the training thread and
-                                                activates it at its next epoch boundary
+                                                activates it at its next epoch boundary (a training
+                                                round NAME-rR is refused: activate its release)
   esper policy rollback --run ID                the live run returns to its previous good version
   esper policy train [--rounds R --episodes N]  Simic: rounds of short runs of the task distribution
       [--tasks FILE] [--behaviour gnn|heuristic]  (--tasks, TOML; default: the bundled one), a PPO update,
@@ -235,6 +236,20 @@ def handle_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gated(store: EventStore, version: str) -> None:
+    """A training round's version (it has PolicyTrained) goes live only through the validation gate: its
+    release is what a run activates."""
+    from domains.tamiyo.policy_store import CATEGORY
+    from leyline import stream_name
+
+    types = {e.event_type for e in store.read_stream(stream_name(CATEGORY, version))}
+    if "PolicyTrained" in types:
+        raise CommandError(
+            f"{version} is a training candidate, not a release; `esper policy validate {version}` gates it "
+            "and publishes the release to activate"
+        )
+
+
 def _live_run(store: EventStore, run_id: str) -> None:
     status = fold(store.read_stream(run_stream(run_id))).status
     if status is RunStatus.ABSENT:
@@ -265,6 +280,8 @@ def _deliver(args: argparse.Namespace, action: str) -> int:
     data_dir = DataDir(args.data_dir)
     store = open_store_from_args(args, create=False)
     try:
+        if action == policy_control.ACTIVATE:
+            _gated(store, args.version)
         _live_run(store, args.run)
         if action == policy_control.ACTIVATE:
             envelope = _checked(store, data_dir, args.version)

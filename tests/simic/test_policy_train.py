@@ -33,6 +33,8 @@ def test_a_round_trains_publishes_and_resumes(tmp_path: Path, capsys: pytest.Cap
 
     assert main([*TRAIN, "--data-dir", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out) == {"name": "simic", "version": "simic-r0", "rounds": []}
+    assert main(["policy", "activate", "simic-r0", "--run", "any", "--data-dir", str(tmp_path)]) == 1
+    assert "simic-r0 is a training candidate, not a release" in capsys.readouterr().err
 
     store = open_store(DataDir(tmp_path).log, create=False)
     try:
