@@ -7,7 +7,7 @@ chaos check. `decide` rejects, with every reason that applies, when:
 - fewer than `min_seeds` held-out seeds were run for any of the three, or a candidate run did not complete;
 - any figure of a candidate run is not finite (reward, accuracies, the network's value estimates);
 - a candidate decision germinated a forbidden blueprint (adversarial, quarantine-only or unapproved);
-- a candidate run has a lifecycle violation (a command Kasmina rejected, an isolation violation);
+- a candidate run has a lifecycle violation (a command Kasmina refused as an illegal transition);
 - the candidate's mean reward regresses by more than `max_regression` (5 %) of the active policy's |mean|;
 - a chaos check did not fall back safely.
 
@@ -45,7 +45,7 @@ class HeldOutRun:
     test_accuracy: float  # reported, never part of the reward
     parameters: int
     forbidden_blueprints: int = 0  # germinations of a blueprint that may not be grafted
-    lifecycle_violations: int = 0  # CommandRejected and IsolationViolationDetected
+    lifecycle_violations: int = 0  # commands Kasmina refused as illegal transitions
     nonfinite: int = 0  # non-finite figures the run's decisions recorded
     decisions: int = 0
     fallbacks: int = 0  # decisions that were Tamiyo's safe no-op (a failed or overrunning decision)

@@ -8,7 +8,9 @@ For every run id asked for, one pass over the log gives a `gate.HeldOutRun`:
 - forbidden blueprints: germinations (DecisionMade's factored action) of a blueprint whose registered
   descriptor may not be grafted (`domains.tamiyo.observation.graftable`: adversarial, quarantine-only,
   outside the safe tier) or that is not registered at all;
-- lifecycle violations: CommandRejected events of the run (a command Kasmina refused);
+- lifecycle violations: CommandRejected events of the run with the code `illegal_transition` (a command
+  the seed lifecycle forbids in the slot's stage; Kasmina's own quality gates refusing a germination,
+  `gate_failed` / `gate_not_met`, judge the blueprint and the slot, not the policy);
 - non-finite: DecisionMade figures (action probability, inputs summary) that are NaN or infinite.
 """
 
@@ -24,6 +26,7 @@ from domains.tamiyo.observation import graftable
 from eventstore import EventFilter
 from leyline import decode_payload, pb
 
+ILLEGAL_TRANSITION = "illegal_transition"  # Kasmina's code for a command the seed lifecycle forbids
 FALLBACK_REASON = "safe no-op"  # how Tamiyo's controller words the decision that replaces a failed one
 READ = EventFilter(
     event_types=frozenset(
@@ -91,7 +94,7 @@ def held_out_runs(
             tally.culls += 1
         elif isinstance(payload, pb.RollbackCompleted):
             tally.rollbacks += 1
-        elif isinstance(payload, pb.CommandRejected):
+        elif isinstance(payload, pb.CommandRejected) and payload.code == ILLEGAL_TRANSITION:
             tally.rejected += 1
         elif isinstance(payload, pb.DecisionMade):
             tally.nonfinite += _nonfinite(payload)
