@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from domains.simic.outcomes import READ, Wanted, held_out_runs
@@ -130,7 +132,13 @@ def _events(store: EventStore, run_id: str, types: frozenset[str]) -> list[tuple
     ]
 
 
-def _wait_for(store: EventStore, run_id: str, types: frozenset[str], match: Any, process: Any) -> Any:
+def _wait_for(
+    store: EventStore,
+    run_id: str,
+    types: frozenset[str],
+    match: Callable[[str, Any], bool],
+    process: BaseProcess,
+) -> Any:
     """The first event of the run that `match` accepts; None once the run's process has ended without it."""
     deadline = time.monotonic() + LIVE_TIMEOUT_S
     while time.monotonic() < deadline:

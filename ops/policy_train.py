@@ -26,6 +26,7 @@ from typing import Any
 
 from domains.simic.tasks import TaskDistribution
 from eventstore import EventStore
+from leyline.datadir import DataDir
 from ops.errors import CommandError, UsageError
 from ops.policy_episodes import Job, run_jobs
 from ops.policy_validate import add_task_options, load_tasks, print_validation, validate
@@ -112,7 +113,7 @@ def round_job(
 
 
 def train(
-    store: EventStore, data_dir: Any, tasks: TaskDistribution, options: TrainOptions
+    store: EventStore, data_dir: DataDir, tasks: TaskDistribution, options: TrainOptions
 ) -> tuple[str, list[dict[str, Any]]]:
     """The rounds not yet in the log; returns the last version and one summary per round run now."""
     import torch
@@ -192,7 +193,6 @@ def train(
 
 
 def handle_train(args: argparse.Namespace) -> int:
-    from leyline.datadir import DataDir
     from ops.common import print_json
     from ops.storeopts import open_store_from_args
 

@@ -24,15 +24,20 @@ import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from domains.simic.gate import ACTIVE, CANDIDATE, HEURISTIC, GateDecision, HeldOutRun
 from domains.simic.ope import Estimate
 from domains.simic.outcomes import Wanted
+from domains.simic.reward import RewardConfig
 from domains.simic.tasks import DEFAULT_TASKS, Episode, TaskDistribution, TaskError, parse_tasks
 from eventstore import EventStore
+from leyline.datadir import DataDir
 from ops.errors import CommandError, UsageError
 from ops.policy_episodes import CHAOS_ADVERSARIAL, CHAOS_TIMEOUT, Job, run_jobs
+
+if TYPE_CHECKING:  # torch-geometric is imported where a network is used, not by `esper --help`
+    from domains.tamiyo.gnn.network import PolicyNetwork
 
 HEURISTIC_CONTROLLER = "tamiyo"
 RELEASE_INFIX = "-v"
@@ -124,7 +129,9 @@ def chaos_jobs(tasks: TaskDistribution, candidate: str) -> dict[str, Job]:
     }
 
 
-def off_policy_estimate(store: EventStore, network: Any, name: str, reward: Any) -> Estimate:
+def off_policy_estimate(
+    store: EventStore, network: PolicyNetwork, name: str, reward: RewardConfig
+) -> Estimate:
     """SNIPS of `network` from the logged decisions of the training's episodes (runs NAME-r*)."""
     from domains.simic.experience import episodes
     from domains.simic.gnn import logged_episodes
@@ -137,7 +144,7 @@ def off_policy_estimate(store: EventStore, network: Any, name: str, reward: Any)
 
 def validate(
     store: EventStore,
-    data_dir: Any,
+    data_dir: DataDir,
     candidate: str,
     against: str,
     tasks: TaskDistribution,
@@ -149,7 +156,6 @@ def validate(
     """Run the gate for `candidate` and record its outcome (and the release, when it passes)."""
     from domains.simic.gate import GateConfig, adversarial_check, decide, event_type, payload, timeout_check
     from domains.simic.outcomes import READ, held_out_runs
-    from domains.simic.reward import RewardConfig
     from domains.tamiyo.policy_store import (
         CATEGORY,
         PolicyError,
@@ -230,7 +236,6 @@ def print_validation(result: Validation) -> None:
 
 
 def handle_validate(args: argparse.Namespace) -> int:
-    from leyline.datadir import DataDir
     from ops.common import print_json
     from ops.storeopts import open_store_from_args
 
