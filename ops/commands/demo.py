@@ -39,6 +39,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeds the policy, the runs and the updates")
 
 
+def _finite(value: Any) -> Any:
+    """The document with every non-finite number as null (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def handle(args: argparse.Namespace) -> int:
     from leyline.datadir import DataDir
     from ops.demo_learning import BUDGETS, run_demo
