@@ -155,7 +155,8 @@ def train(
             jobs = [round_job(tasks, options, r, k, run_id, current) for k, run_id in enumerate(run_ids)]
             run_jobs(data_dir.root, jobs, options.workers, f"round {r}", options.quiet)
         found, descriptors = episodes(store, config.reward)
-        mine = [e for e in found if e.run_id in run_ids]
+        # in episode order, not completion order: which worker finishes first must not change the update
+        mine = sorted((e for e in found if e.run_id in run_ids), key=lambda e: run_ids.index(e.run_id))
         buffer.add(mine, r)
         if version in versions:
             current = version
