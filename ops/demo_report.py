@@ -39,6 +39,7 @@ def draw_curve(result: DemoResult, path: Path) -> None:
     axis.set_xlabel("training round")
     axis.set_ylabel("mean run reward")
     axis.set_xticks(rounds)
+    axis.margins(y=0.15)
     axis.set_title("Simic demo: training episodes (tasks change by round) and held-out means", fontsize=10)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="best")
