@@ -56,8 +56,8 @@ def markdown(result: DemoResult, png_name: str) -> str:
         "",
         f"Budget: {budget.rounds} round(s) × {budget.episodes} episode(s) of {budget.epochs} epochs "
         f"(half ε-heuristic, half GNN, paired by task and seed); held-out runs of {budget.epochs} epochs; "
-        f"a live run of {budget.live_epochs} epochs. Wall time of this invocation {result.wall_s:.0f} s (a resumed "
-        "demo reads what the log already holds).",
+        f"a live run of {budget.live_epochs} epochs. Wall time of this invocation {result.wall_s:.0f} s"
+        " (a resumed demo reads what the log already holds).",
         "",
         "## Training rounds",
         "",
@@ -102,9 +102,10 @@ def markdown(result: DemoResult, png_name: str) -> str:
     ]
     lines += [f"- chaos `{c.name}`: {'safe' if c.safe else 'UNSAFE'} ({c.detail})" for c in decision.chaos]
     lines += [
-        f"- off-policy estimate of the candidate from {ope.episodes} logged training episode(s) whose decisions "
-        f"record observation and propensity (SNIPS, reported, not deciding): {_f(ope.snips)} [{_f(ope.low)}, {_f(ope.high)}] 90 % bootstrap, effective "
-        f"sample size {ope.ess:.1f}; the logged behaviour's mean {_f(ope.behaviour_mean)}",
+        f"- off-policy estimate of the candidate from {ope.episodes} logged training episode(s) whose"
+        " decisions record observation and propensity (SNIPS, reported, not deciding): "
+        f"{_f(ope.snips)} [{_f(ope.low)}, {_f(ope.high)}] 90 % bootstrap, effective sample size "
+        f"{ope.ess:.1f}; the logged behaviour's mean {_f(ope.behaviour_mean)}",
         "",
         "## Live hot reload",
         "",
