@@ -22,6 +22,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from domains.simic.tasks import MIN_HELD_OUT_SEEDS
 from leyline import pb
 
 CANDIDATE, ACTIVE, HEURISTIC = "candidate", "active", "heuristic"
@@ -30,7 +31,7 @@ ARMS = (CANDIDATE, ACTIVE, HEURISTIC)
 
 @dataclass(frozen=True)
 class GateConfig:
-    min_seeds: int = 5
+    min_seeds: int = MIN_HELD_OUT_SEEDS
     max_regression: float = 0.05  # of the active policy's mean reward
 
 
