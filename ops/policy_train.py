@@ -1,12 +1,17 @@
-"""`esper policy train`: rounds of short growth episodes on the current policy, then a PPO update.
+"""`esper policy train`: rounds of short growth episodes, then a PPO update of the policy.
 
 Each round r of a training NAME:
-1. runs `--episodes` real runs (`{NAME}-r{r}-e{k}`, controller gnn:<current version>, `--epochs` epochs,
-   seed derived from --seed, r and k) in `--workers` worker processes on the same log;
+1. runs `--episodes` real runs (`{NAME}-r{r}-e{k}`) of the task distribution's training tasks
+   (`--tasks FILE`, domains/simic/tasks.py; task, seed and epoch budget from the file, the seed drawn by
+   --seed, r and k) in `--workers` worker processes on the same log, with the behaviour policy sampling:
+   `--behaviour gnn` (the current version), `heuristic` (Tamiyo's heuristic with ε-exploration
+   `--explore`, which records each decision's propensity) or `mixed` (episodes in pairs on the same task
+   and seed: the ε-heuristic on even k, the current version on odd k);
 2. rebuilds the episodes of this training's runs from the log (domains/simic/experience.py) into the replay
    buffer (size and age bounds from TrainingConfig), and runs one PPO update of the current policy on them;
 3. publishes the result as `{NAME}-r{r}` (signed PolicyPublished, parent: the current version) and appends
    PolicyTrained with the update's diagnostics and the episodes' mean reward components.
+`--validate` then runs the validation gate (ops/policy_validate.py) on the last version.
 
 Rounds are events: after a kill, the same command skips every round already published and every run
 already completed. A killed run's episode is left out (it never completed).
@@ -15,15 +20,20 @@ already completed. A killed run's episode is left out (it never completed).
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
+from domains.simic.tasks import TaskDistribution
+from eventstore import EventStore
+from leyline.datadir import DataDir
 from ops.errors import CommandError, UsageError
+from ops.policy_episodes import Job, run_jobs
+from ops.policy_validate import add_task_options, load_tasks, print_validation, validate
 
 NAME_DEFAULT = "simic"
+BEHAVIOURS = ("gnn", "heuristic", "mixed")
+EXPLORE_DEFAULT = 0.2
 
 
 def register_train(actions: Any, action: Any) -> None:
@@ -34,32 +44,78 @@ def register_train(actions: Any, action: Any) -> None:
     train.add_argument("--from", dest="start", default="", metavar="VERSION", help="start policy (latest)")
     train.add_argument("--rounds", type=int, default=3, help="rounds of episodes and updates (default 3)")
     train.add_argument("--episodes", type=int, default=4, help="runs per round (default 4)")
-    train.add_argument("--epochs", type=int, default=6, help="epochs per run (default 6)")
-    train.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    train.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the task file's)")
     train.add_argument("--seed", type=int, default=0, help="seeds the runs and the update (default 0)")
+    train.add_argument(
+        "--behaviour", choices=BEHAVIOURS, default="gnn", help="who acts in the episodes (default gnn)"
+    )
+    train.add_argument(
+        "--explore", type=float, default=EXPLORE_DEFAULT, help="the heuristic's ε (default 0.2)"
+    )
+    train.add_argument("--validate", action="store_true", help="run the validation gate on the result")
+    add_task_options(train)
 
 
-def _episode(data_dir: str, run_id: str, controller: str, epochs: int, seed: int) -> str:
-    """One real run in a worker process; returns its run id."""
-    import torch
-
-    from domains.tolaria.config import build_config
-    from eventstore import open_store
-    from leyline.datadir import DataDir
-    from ops.compose import new_run
-
-    torch.set_num_threads(1)
-    directory = DataDir(Path(data_dir))
-    store = open_store(directory.log)
-    try:
-        config = build_config({"controller": controller, "epochs": epochs, "seed": seed})
-        new_run(store, directory, config, run_id).run()
-    finally:
-        store.close()
-    return run_id
+@dataclass(frozen=True)
+class TrainOptions:
+    name: str
+    start: str
+    rounds: int
+    episodes: int
+    seed: int
+    behaviour: str
+    explore: float
+    workers: int
+    quiet: bool
 
 
-def handle_train(args: argparse.Namespace) -> int:
+def options_of(args: argparse.Namespace) -> TrainOptions:
+    for option in ("rounds", "episodes", "workers"):
+        if getattr(args, option) < 1:
+            raise UsageError(f"--{option} must be at least 1, got {getattr(args, option)}")
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
+    if not 0.0 <= args.explore <= 1.0:
+        raise UsageError(f"--explore must be within [0, 1], got {args.explore}")
+    return TrainOptions(
+        args.name,
+        args.start,
+        args.rounds,
+        args.episodes,
+        args.seed,
+        args.behaviour,
+        args.explore,
+        args.workers,
+        args.json,
+    )
+
+
+def behaviour_of(options: TrainOptions, k: int) -> str:
+    """Who acts in episode k: "gnn" or "heuristic"."""
+    if options.behaviour == "mixed":
+        return "heuristic" if k % 2 == 0 else "gnn"
+    return options.behaviour
+
+
+def round_job(
+    tasks: TaskDistribution, options: TrainOptions, r: int, k: int, run_id: str, current: str
+) -> Job:
+    heuristic = behaviour_of(options, k) == "heuristic"
+    index, per_round = (
+        (k // 2, (options.episodes + 1) // 2) if options.behaviour == "mixed" else (k, options.episodes)
+    )
+    episode = tasks.train.training_episode(options.seed, r, index, per_round)
+    return Job(
+        run_id,
+        episode.run_config("tamiyo" if heuristic else f"gnn:{current}"),
+        explore=options.explore if heuristic else 0.0,
+    )
+
+
+def train(
+    store: EventStore, data_dir: DataDir, tasks: TaskDistribution, options: TrainOptions
+) -> tuple[str, list[dict[str, Any]]]:
+    """The rounds not yet in the log; returns the last version and one summary per round run now."""
     import torch
 
     from domains.karn.registration import register_catalogue
@@ -76,101 +132,102 @@ def handle_train(args: argparse.Namespace) -> int:
         update_of,
         verify,
     )
-    from domains.tolaria.aggregate import RunStatus, fold, run_stream
     from leyline import new_envelope, pb, stream_name
-    from leyline.datadir import DataDir
     from leyline.signing import Signer
-    from ops.common import print_json
     from ops.compose import keyring_for
-    from ops.storeopts import open_store_from_args
 
-    for option in ("rounds", "episodes", "epochs", "workers"):
-        if getattr(args, option) < 1:
-            raise UsageError(f"--{option} must be at least 1, got {getattr(args, option)}")
-    config = TrainingConfig(seed=args.seed)
-    data_dir = DataDir(args.data_dir)
+    config = TrainingConfig(seed=options.seed)
     keyring = keyring_for(data_dir)
     library = PolicyLibrary(data_dir)
-    store = open_store_from_args(args, create=False)
     rounds: list[dict[str, Any]] = []
-    try:
-        versions = published_versions(store)
-        if not versions:
-            raise CommandError("no policy is published in this log; publish one with `esper policy init`")
-        current = args.start or next(reversed(versions))
-        if current not in versions:
-            raise CommandError(f"unknown policy version {current!r}; `esper policy list` shows the published")
-        register_catalogue(store)  # the blueprint features the graphs are rebuilt with, as `esper run` does
-        buffer = ReplayBuffer(config.replay.max_transitions, config.replay.max_age)
-        context = multiprocessing.get_context("spawn")
-        for r in range(args.rounds):
-            version = f"{args.name}-r{r}"
-            run_ids = [f"{version}-e{k}" for k in range(args.episodes)]
-            if version not in versions:
-                pending = [
-                    i for i in run_ids if fold(store.read_stream(run_stream(i))).status is RunStatus.ABSENT
-                ]
-                with ProcessPoolExecutor(min(args.workers, max(len(pending), 1)), mp_context=context) as pool:
-                    jobs = [
-                        pool.submit(
-                            _episode,
-                            str(data_dir.root),
-                            run_id,
-                            f"gnn:{current}",
-                            args.epochs,
-                            args.seed * 1_000_003 + r * 1000 + k,
-                        )
-                        for k, run_id in enumerate(run_ids)
-                        if run_id in pending
-                    ]
-                    for job in jobs:
-                        try:
-                            print(f"round {r}: episode {job.result()} done", file=sys.stderr)
-                        except Exception as exc:  # a worker's failure, reported in one line
-                            raise CommandError(f"round {r}: an episode failed: {exc}") from None
-            found, descriptors = episodes(store, config.reward)
-            mine = [e for e in found if e.run_id in run_ids]
-            buffer.add(mine, r)
-            if version in versions:
-                current = version
-                continue
-            if not buffer.episodes:
-                raise CommandError(f"round {r}: no episode completed; see `esper audit run {run_ids[0]}`")
-            try:
-                network = verify(published(store, current), keyring, library).network
-            except PolicyError as exc:
-                raise CommandError(str(exc)) from None
-            optimizer = make_optimizer(GnnActorCritic(network), config.ppo)
-            generator = torch.Generator().manual_seed(config.seed * 1_000_003 + r)
-            diagnostics = learn(network, optimizer, buffer.episodes, descriptors, config.ppo, generator)
-            envelope = publish(
-                store, library, Signer(keyring), network, version=version, parent_version=current
+    versions = published_versions(store)
+    if not versions:
+        raise CommandError("no policy is published in this log; publish one with `esper policy init`")
+    current = options.start or next(reversed(versions))
+    if current not in versions:
+        raise CommandError(f"unknown policy version {current!r}; `esper policy list` shows the published")
+    register_catalogue(store)  # the blueprint features the graphs are rebuilt with, as `esper run` does
+    buffer = ReplayBuffer(config.replay.max_transitions, config.replay.max_age)
+    for r in range(options.rounds):
+        version = f"{options.name}-r{r}"
+        run_ids = [f"{version}-e{k}" for k in range(options.episodes)]
+        if version not in versions:
+            jobs = [round_job(tasks, options, r, k, run_id, current) for k, run_id in enumerate(run_ids)]
+            run_jobs(data_dir.root, jobs, options.workers, f"round {r}", options.quiet)
+        found, descriptors = episodes(store, config.reward)
+        # in episode order, not completion order: which worker finishes first must not change the update
+        mine = sorted((e for e in found if e.run_id in run_ids), key=lambda e: run_ids.index(e.run_id))
+        buffer.add(mine, r)
+        if version in versions:
+            current = version
+            continue
+        if not buffer.episodes:
+            raise CommandError(
+                f"round {r}: no episode with usable decisions (observation and propensity recorded); "
+                f"see `esper audit run {run_ids[0]}`"
             )
-            rewards = {f"reward_{k}": v for k, v in mean_summary(mine).items()}
-            metrics = {**diagnostics.to_dict(), **rewards}
-            update = pb.PolicyUpdate()
-            update.CopyFrom(update_of(envelope))
-            update.training_metrics.update(metrics)
-            trained = pb.PolicyTrained(
-                update=update, steps=diagnostics.minibatch_steps, experiences=len(buffer)
-            )
-            store.append(
-                [new_envelope("PolicyTrained", stream_name("policy", version), trained, source="simic")]
-            )
-            versions[version] = envelope
-            rounds.append(
-                {"round": r, "version": version, "parent": current, "episodes": len(mine), **metrics}
-            )
+        try:
+            network = verify(published(store, current), keyring, library).network
+        except PolicyError as exc:
+            raise CommandError(str(exc)) from None
+        optimizer = make_optimizer(GnnActorCritic(network), config.ppo)
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + r)
+        diagnostics = learn(network, optimizer, buffer.episodes, descriptors, config.ppo, generator)
+        envelope = publish(store, library, Signer(keyring), network, version=version, parent_version=current)
+        rewards = {f"reward_{k}": v for k, v in mean_summary(mine).items()}
+        metrics = {**diagnostics.to_dict(), **rewards}
+        update = pb.PolicyUpdate()
+        update.CopyFrom(update_of(envelope))
+        update.training_metrics.update(metrics)
+        trained = pb.PolicyTrained(update=update, steps=diagnostics.minibatch_steps, experiences=len(buffer))
+        store.append([new_envelope("PolicyTrained", stream_name("policy", version), trained, source="simic")])
+        versions[version] = envelope
+        rounds.append({"round": r, "version": version, "parent": current, "episodes": len(mine), **metrics})
+        if not options.quiet:
             print(
-                f"round {r}: published {version} (reward {rewards.get('reward_total', 0.0):.3f})",
+                f"round {r}: published {version} (reward {rewards.get('reward_total', 0.0):.3f}, "
+                f"explained variance {diagnostics.explained_variance:.3f})",
                 file=sys.stderr,
             )
-            current = version
+        current = version
+    return current, rounds
+
+
+def handle_train(args: argparse.Namespace) -> int:
+    from ops.common import print_json
+    from ops.storeopts import open_store_from_args
+
+    options = options_of(args)
+    tasks = load_tasks(args.tasks)
+    if args.epochs is not None:
+        tasks = tasks.with_epochs(args.epochs)
+    data_dir = DataDir(args.data_dir)
+    store = open_store_from_args(args, create=False)
+    try:
+        current, rounds = train(store, data_dir, tasks, options)
+        validation = (
+            validate(
+                store,
+                data_dir,
+                current,
+                "",
+                tasks,
+                name=options.name,
+                workers=options.workers,
+                quiet=options.quiet,
+            )
+            if args.validate
+            else None
+        )
     finally:
         store.close()
-    document = {"name": args.name, "version": current, "rounds": rounds}
+    document: dict[str, Any] = {"name": args.name, "version": current, "rounds": rounds}
+    if validation is not None:
+        document["validation"] = validation.to_dict()
     if args.json:
         print_json(document)
     else:
         print(f"trained {args.name}: {len(rounds)} round(s) this time, current version {current}")
-    return 0
+        if validation is not None:
+            print_validation(validation)
+    return 0 if validation is None or validation.decision.passed else 1

@@ -22,6 +22,7 @@ from torch_geometric.data import HeteroData
 
 from domains.simic import metrics
 from domains.simic.experience import Episode, Transition
+from domains.simic.ope import LoggedEpisode
 from domains.simic.ppo import Batch, Diagnostics, Evaluation, PPOConfig, gae, update
 from domains.tamiyo.gnn.graph import decision_graph
 from domains.tamiyo.gnn.masking import GERMINATE, NOOP
@@ -126,3 +127,25 @@ def learn(
     for head, entropy in diagnostics.entropy.items():
         metrics.HEAD_ENTROPY.labels(head=head).set(entropy)
     return diagnostics
+
+
+def logged_episodes(
+    network: PolicyNetwork, episodes: Sequence[Episode], descriptors: Sequence[pb.BlueprintDescriptor]
+) -> list[LoggedEpisode]:
+    """Each episode's main line with the behaviour's logged log-probabilities and `network`'s own of the
+    same actions, and its return without the shaping term (`reward.run_return`, as the gate compares)."""
+    logged = []
+    for episode in episodes:
+        transitions = episode.transitions
+        graphs = [graph_from_decision(t.decision, descriptors) for t in transitions]
+        actions = torch.tensor([t.action for t in transitions], dtype=torch.long).reshape(-1, 3)
+        with torch.no_grad():
+            target = GnnActorCritic(network).evaluate(graphs, actions).log_prob
+        logged.append(
+            LoggedEpisode(
+                episode.summary["total"] - episode.summary["shaping"],
+                tuple(t.log_prob for t in transitions),
+                tuple(float(v) for v in target),
+            )
+        )
+    return logged

@@ -103,3 +103,15 @@ def episode_summary(rewards: Sequence[RewardComponents]) -> dict[str, float]:
             summary[name] += getattr(reward, name)
     summary["total"] = sum(summary.values())
     return summary
+
+
+def run_return(outcome: EpisodeOutcome, culls: int, rollbacks: int, config: RewardConfig) -> float:
+    """A whole run's reward without the shaping term: what the validation gate and `esper bench learning`
+    compare policies by. Potential-based shaping only moves credit between decisions, so leaving it out
+    changes no policy's ranking, and it lets runs without recorded decisions (the heuristic) be scored."""
+    return (
+        outcome.final_validation_accuracy
+        - config.parameter_rent * outcome.growth
+        - config.cull_penalty * culls
+        - config.rollback_penalty * rollbacks
+    )

@@ -17,6 +17,7 @@ from leyline.signing import Signer
 from ops.common import add_command, print_json
 from ops.errors import CommandError, UsageError
 from ops.policy_train import register_train
+from ops.policy_validate import register_validate
 from ops.storeopts import add_store_option, open_store_from_args
 
 DESCRIPTION = """\
@@ -27,10 +28,16 @@ signed PolicyPublished event, activated in a live run without restarting it.
   esper policy list                             published versions and where they are active
   esper policy show VERSION                     one version: hash, signature and artifact checks, history
   esper policy activate VERSION --run ID        the live run verifies it off the training thread and
-                                                activates it at its next epoch boundary
+                                                activates it at its next epoch boundary (a training
+                                                round NAME-rR is refused: activate its release)
   esper policy rollback --run ID                the live run returns to its previous good version
-  esper policy train [--rounds R --episodes N]  Simic: rounds of short runs on the current policy, a PPO
-                                                update, the result published as NAME-rR
+  esper policy train [--rounds R --episodes N]  Simic: rounds of short runs of the task distribution
+      [--tasks FILE] [--behaviour gnn|heuristic]  (--tasks, TOML; default: the bundled one), a PPO update,
+      [--validate]                                the result published as NAME-rR; --validate gates it
+  esper policy validate VERSION [--against V]   the validation gate on held-out tasks (≥ 5 seeds) against
+                                                the active policy and the heuristic, chaos checks and an
+                                                off-policy estimate; PolicyValidated and the release
+                                                NAME-vK, or PolicyRejected with the reasons (exit 1)
 
 Delivery is the same as `esper rollback`: a control file under <data-dir>/control that the run reads at
 each epoch boundary (pass the run's --data-dir). An unknown version, a bad artifact hash or a bad signature
@@ -63,6 +70,7 @@ def register(subparsers: Any) -> None:
     rollback.add_argument("--run", required=True, metavar="ID", help="the run")
     rollback.add_argument("--wait", type=float, default=0.0, metavar="S", help="wait for the run to act")
     register_train(actions, _action)
+    register_validate(actions, _action)
 
 
 def _action(actions: Any, name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
@@ -228,6 +236,20 @@ def handle_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gated(store: EventStore, version: str) -> None:
+    """A training round's version (it has PolicyTrained) goes live only through the validation gate: its
+    release is what a run activates."""
+    from domains.tamiyo.policy_store import CATEGORY
+    from leyline import stream_name
+
+    types = {e.event_type for e in store.read_stream(stream_name(CATEGORY, version))}
+    if "PolicyTrained" in types:
+        raise CommandError(
+            f"{version} is a training candidate, not a release; `esper policy validate {version}` gates it "
+            "and publishes the release to activate"
+        )
+
+
 def _live_run(store: EventStore, run_id: str) -> None:
     status = fold(store.read_stream(run_stream(run_id))).status
     if status is RunStatus.ABSENT:
@@ -258,6 +280,8 @@ def _deliver(args: argparse.Namespace, action: str) -> int:
     data_dir = DataDir(args.data_dir)
     store = open_store_from_args(args, create=False)
     try:
+        if action == policy_control.ACTIVATE:
+            _gated(store, args.version)
         _live_run(store, args.run)
         if action == policy_control.ACTIVATE:
             envelope = _checked(store, data_dir, args.version)

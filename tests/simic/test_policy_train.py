@@ -33,6 +33,8 @@ def test_a_round_trains_publishes_and_resumes(tmp_path: Path, capsys: pytest.Cap
 
     assert main([*TRAIN, "--data-dir", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out) == {"name": "simic", "version": "simic-r0", "rounds": []}
+    assert main(["policy", "activate", "simic-r0", "--run", "any", "--data-dir", str(tmp_path)]) == 1
+    assert "simic-r0 is a training candidate, not a release" in capsys.readouterr().err
 
     store = open_store(DataDir(tmp_path).log, create=False)
     try:
@@ -47,3 +49,25 @@ def test_a_round_trains_publishes_and_resumes(tmp_path: Path, capsys: pytest.Cap
     [event] = trained
     assert isinstance(event, pb.PolicyTrained) and event.update.version == "simic-r0"
     assert event.experiences > 0 and "explained_variance" in event.update.training_metrics
+
+
+def test_a_task_file_without_held_out_tasks_is_bad_usage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tasks = tmp_path / "tasks.toml"
+    tasks.write_text(
+        '[train]\nepochs = 2\nseeds = [0, 10]\n[[train.tasks]]\nhost = "cnn-lite"\ndataset = "digits"\n'
+    )
+    assert main(["policy", "train", "--tasks", str(tasks), "--data-dir", str(tmp_path)]) == 2
+    assert "missing section(s) ['held_out']" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_validating_an_unknown_or_the_active_version_is_a_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["policy", "init", "--version", "v0", "--data-dir", str(tmp_path)]) == 0
+    assert main(["policy", "validate", "nope", "--data-dir", str(tmp_path)]) == 1
+    assert "unknown policy version 'nope'" in capsys.readouterr().err
+    assert main(["policy", "validate", "v0", "--data-dir", str(tmp_path)]) == 1
+    assert "v0 is the active policy" in capsys.readouterr().err
