@@ -137,7 +137,7 @@ def logged_episodes(
     logged = []
     for episode in episodes:
         transitions = episode.transitions
-        graphs = [graph_from_decision(t.decision, descriptors) for t in transitions]
+        graphs = [decision_graph(t.decision, descriptors) for t in transitions]
         actions = torch.tensor([t.action for t in transitions], dtype=torch.long).reshape(-1, 3)
         with torch.no_grad():
             target = GnnActorCritic(network).evaluate(graphs, actions).log_prob

@@ -1,13 +1,12 @@
 """LoRA adapters (peft) over a frozen base GNN policy.
 
-peft wraps only `torch.nn.Linear` (it rejects torch-geometric's own `Linear`, which every SAGEConv and
-GATConv holds), so `with_torch_linears` first replaces each torch-geometric Linear by a `torch.nn.Linear`
-with the same weights (identical output). `attach` then injects adapters into the modules `target_modules`
-names explicitly (the encoders and the message-passing linears; never the heads, which `all-linear` would
-also take) and freezes everything else: at attach time LoRA's B is zero, so the output equals the base
-policy's, and only the adapter's parameters train. Adapters are saved and swapped by state dict
-(`adapter_state` / `load_adapter`), not by peft's hotswap, which fails with `modules_to_save` (peft#3581).
-peft imports transformers (seconds): import this module only when `lora` is on.
+peft wraps only `torch.nn.Linear` (it rejects torch-geometric's own `Linear`); the policy's message passing
+is written with `torch.nn.Linear` throughout (`domains.tamiyo.gnn.layers`), so `attach` injects adapters
+into the modules `target_modules` names explicitly (the encoders and the message-passing linears; never the
+heads, which `all-linear` would also take) and freezes everything else: at attach time LoRA's B is zero, so
+the output equals the base policy's, and only the adapter's parameters train. Adapters are saved and swapped
+by state dict (`adapter_state` / `load_adapter`), not by peft's hotswap, which fails with `modules_to_save`
+(peft#3581). peft imports transformers (seconds): import this module only when `lora` is on.
 """
 
 from __future__ import annotations
@@ -15,27 +14,11 @@ from __future__ import annotations
 import torch
 from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
-from torch_geometric.nn.dense import Linear as GeometricLinear
 
 from domains.simic.config import AdapterConfig
 from domains.tamiyo.gnn.network import PolicyNetwork
 
 ADAPTER_KEY = "lora_"
-
-
-def with_torch_linears(network: PolicyNetwork) -> PolicyNetwork:
-    """Replace, in place, every torch-geometric Linear by a torch.nn.Linear with the same weights."""
-    for name, module in list(network.named_modules()):
-        if not isinstance(module, GeometricLinear):
-            continue
-        replacement = nn.Linear(module.in_channels, module.out_channels, bias=module.bias is not None)
-        with torch.no_grad():
-            replacement.weight.copy_(module.weight)
-            if module.bias is not None:
-                replacement.bias.copy_(module.bias)
-        parent, _, child = name.rpartition(".")
-        setattr(network.get_submodule(parent), child, replacement)
-    return network
 
 
 def target_modules(network: PolicyNetwork) -> list[str]:
@@ -49,7 +32,6 @@ def target_modules(network: PolicyNetwork) -> list[str]:
 
 def attach(network: PolicyNetwork, config: AdapterConfig) -> PolicyNetwork:
     """`network` (modified in place) with adapters on `target_modules`; only the adapters require grad."""
-    with_torch_linears(network)
     settings = LoraConfig(
         r=config.rank,
         lora_alpha=config.alpha,
