@@ -117,9 +117,10 @@ class SingleProcess:
 def shard_order(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     """Rank `rank`'s share of an epoch's order: padded (from its start) to a multiple of the world size,
     then every world_size-th index from `rank`, so every rank trains the same number of steps and the
-    shares are a pure function of (seed, epoch), like the order."""
+    shares are a pure function of (seed, epoch), like the order. A world size that divides the order
+    returns the same indices as one process, in another interleaving."""
     padded_size = math.ceil(len(order) / world_size) * world_size
-    padded = torch.cat([order, order[: padded_size - len(order)]]) if padded_size > len(order) else order
+    padded = order.repeat(math.ceil(padded_size / len(order)))[:padded_size] if len(order) else order
     return padded[rank::world_size]
 
 

@@ -1,0 +1,66 @@
+"""One rank of a test's data-parallel run: `esper run` (ops.cli) with two instruments for the tests.
+
+    ESPER_TEST_PARAMS_DIR=DIR   the rank saves its final parameters as DIR/rank<R>.pt
+    ESPER_TEST_SKEW_RANK=R      rank R grafts every seed with one extra parameter: a different shape
+
+Started as `python -m tests.ddp.rank_entry run …` with torchrun's variables (RANK, WORLD_SIZE,
+MASTER_ADDR, MASTER_PORT) set by the test.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from domains.tezzeret.source import SeedModuleSource
+from domains.tolaria.report import RunSummary
+from domains.tolaria.trainer import Trainer
+from ops.cli import main
+
+RANK = int(os.environ.get("RANK", "0"))
+
+
+def save_parameters_at_finish(directory: Path) -> None:
+    finish = Trainer.finish
+
+    def finish_and_save(trainer: Trainer) -> RunSummary:
+        summary = finish(trainer)
+        parameters = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+        torch.save(parameters, directory / f"rank{RANK}.pt")
+        return summary
+
+    Trainer.finish = finish_and_save  # type: ignore[method-assign]
+
+
+def skew_grafts() -> None:
+    load_module = SeedModuleSource.load_module
+
+    def skewed(
+        source: SeedModuleSource,
+        blueprint_id: str,
+        parameters: Mapping[str, float],
+        slot_kind: int,
+        slot_shape: Sequence[int],
+        **options: Any,
+    ) -> tuple[nn.Module, str]:
+        module, artifact_hash = load_module(
+            source, blueprint_id, parameters, slot_kind, slot_shape, **options
+        )
+        module.register_parameter("skew", nn.Parameter(torch.zeros(3)))
+        return module, artifact_hash
+
+    SeedModuleSource.load_module = skewed  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    if "ESPER_TEST_PARAMS_DIR" in os.environ:
+        save_parameters_at_finish(Path(os.environ["ESPER_TEST_PARAMS_DIR"]))
+    if os.environ.get("ESPER_TEST_SKEW_RANK") == str(RANK):
+        skew_grafts()
+    sys.exit(main(sys.argv[1:]))
