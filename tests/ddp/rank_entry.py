@@ -1,6 +1,6 @@
 """One rank of a test's data-parallel run: `esper run` (ops.cli) with two instruments for the tests.
 
-    ESPER_TEST_PARAMS_DIR=DIR   the rank saves its final parameters as DIR/rank<R>.pt
+    ESPER_TEST_PARAMS_DIR=DIR   the rank saves its parameters after the last epoch as DIR/rank<R>.pt
     ESPER_TEST_SKEW_RANK=R      rank R grafts every seed with one extra parameter: a different shape
 
 Started as `python -m tests.ddp.rank_entry run …` with torchrun's variables (RANK, WORLD_SIZE,
@@ -30,10 +30,10 @@ def save_parameters_at_finish(directory: Path) -> None:
     finish = Trainer.finish
 
     def finish_and_save(trainer: Trainer) -> RunSummary:
-        summary = finish(trainer)
+        # before finish tears down the seeds still in flight
         parameters = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
         torch.save(parameters, directory / f"rank{RANK}.pt")
-        return summary
+        return finish(trainer)
 
     Trainer.finish = finish_and_save  # type: ignore[method-assign]
 
