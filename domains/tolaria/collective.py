@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
@@ -131,7 +132,7 @@ def local_batch_size(batch_size: int, world_size: int) -> int:
 
 
 def agreement_digest(
-    slots: list[tuple[str, ...]], parameters: list[tuple[str, tuple[int, ...]]], step: tuple[int, ...]
+    slots: Sequence[tuple[str, ...]], parameters: Sequence[tuple[str, tuple[int, ...]]], step: tuple[int, ...]
 ) -> bytes:
     """What every rank must hold alike at a boundary: each slot's name, kind, shape, stage and seed, the
     trainable parameters' names and shapes, and (epoch, global step, generation)."""

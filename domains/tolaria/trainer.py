@@ -25,11 +25,11 @@ from torch import nn
 from domains.kasmina import EpochMeasurements as SeedMeasurements
 from domains.kasmina import Evaluation, Kasmina
 from domains.kasmina.manager import SEED_CATEGORY
-from domains.tolaria import checkpoint as ckpt
 from domains.tolaria import boundary, hook, metrics, rollback
+from domains.tolaria import checkpoint as ckpt
+from domains.tolaria.aggregate import RequestRollback, RunState, RunStatus, event_id, fold, run_stream
 from domains.tolaria.boundary import BoundaryClock
 from domains.tolaria.collective import Collective, SingleProcess
-from domains.tolaria.aggregate import RequestRollback, RunState, RunStatus, event_id, fold, run_stream
 from domains.tolaria.config import RunConfig, build_config
 from domains.tolaria.data import Splits, epoch_order
 from domains.tolaria.headroom import HeadroomMeter
