@@ -176,7 +176,10 @@ def launch(nproc: int) -> int:
             skip = arg == "--nproc-per-node"
             continue
         argv.append(arg)
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+    # the agent stops the other ranks once one fails: it looks every 2 s, so that a rank that saw the
+    # failure first records RunFailed, naming the lost rank, before the agent's SIGTERM
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--monitor-interval=2"]
+    launcher.append(f"--nproc-per-node={nproc}")
     return subprocess.run([*launcher, "-m", "ops.cli", *argv], check=False).returncode
 
 
