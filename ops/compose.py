@@ -14,6 +14,7 @@ classes receive their collaborators; none constructs another domain's.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from collections.abc import Collection
 from pathlib import Path
@@ -117,8 +118,6 @@ def rank_config(config: RunConfig, collective: Collective) -> RunConfig:
     """The config a rank trains with: a CUDA run's rank on its own device."""
     if collective.world_size == 1 or not config.device.startswith("cuda"):
         return config
-    import dataclasses
-
     return dataclasses.replace(config, device=f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
 
 
@@ -207,7 +206,7 @@ def build_trainer(
     verifier = Verifier(keyring)  # one per process: a nonce seen once is seen by every check
     workload = build_workload(rank_config(config, collective))
     if not collective.leads:
-        controller = controller or NoOpController()
+        controller = NoOpController()
     address = store_address(store) if source is None and collective.leads else None
     ahead = (
         None if address is None else CompileAhead(module_source(store, data_dir), address, data_dir.artifacts)
