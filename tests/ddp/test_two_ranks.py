@@ -57,7 +57,15 @@ def test_a_graft_and_a_live_rollback_leave_the_ranks_identical(tmp_path: Path) -
 
 def test_a_rank_that_grafts_another_shape_fails_the_run_at_that_boundary(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    ranks = start_ranks(data_dir, {**GROWING, "epochs": 8}, "--run-id", "rs", ESPER_TEST_SKEW_RANK="1")
+    mark = tmp_path / "skewed-at"
+    ranks = start_ranks(
+        data_dir,
+        {**GROWING, "epochs": 8},
+        "--run-id",
+        "rs",
+        ESPER_TEST_SKEW_RANK="1",
+        ESPER_TEST_SKEW_MARK=str(mark),
+    )
     results = finish(ranks)
     assert [code for code, _, _ in results] == [1, 1]
     events = events_of(data_dir, "rs")
@@ -70,8 +78,8 @@ def test_a_rank_that_grafts_another_shape_fails_the_run_at_that_boundary(tmp_pat
     for _, _, stderr in results:
         assert f"rank 1 at epoch {failed.epoch}" in stderr
     (failed_envelope,) = [e for e in events if e.event_type == "RunFailed"]
-    seconds = (failed_envelope.occurred_at_ns - agreed[-1].occurred_at_ns) / 1e9
-    print(f"desync: last agreed boundary to RunFailed (one epoch and the graft) {seconds:.2f} s")
+    seconds = (failed_envelope.occurred_at_ns - int(mark.read_text())) / 1e9
+    print(f"desync: rank 1's skewed graft to rank 0's RunFailed {seconds:.3f} s")
 
 
 def test_a_killed_rank_fails_the_run_and_two_ranks_resume_it(tmp_path: Path) -> None:
@@ -79,7 +87,7 @@ def test_a_killed_rank_fails_the_run_and_two_ranks_resume_it(tmp_path: Path) -> 
     config = {**GROWING, "controller": "noop", "epochs": 12}
     ranks = start_ranks(data_dir, config, "--run-id", "rk")
     wait_for(lambda: checkpointed(data_dir, "rk", 2), what="the checkpoint of epoch 2")
-    killed_at = time.monotonic()
+    killed_at, killed_at_ns = time.monotonic(), time.time_ns()
     ranks[1].send_signal(signal.SIGKILL)
     code, _, stderr = finish(ranks[:1])[0]
     seconds = time.monotonic() - killed_at
@@ -87,6 +95,10 @@ def test_a_killed_rank_fails_the_run_and_two_ranks_resume_it(tmp_path: Path) -> 
     assert code == 1 and "rank 1 at epoch" in stderr, stderr[-2000:]
     (failed,) = run_failures(data_dir, "rk")
     assert failed.error.startswith("RankLost: rank 1 at epoch")
+    (failed_envelope,) = [e for e in events_of(data_dir, "rk") if e.event_type == "RunFailed"]
+    print(
+        f"kill: SIGKILL of rank 1 to RunFailed {(failed_envelope.occurred_at_ns - killed_at_ns) / 1e9:.2f} s"
+    )
     assert seconds < 30
 
     resumed = start_ranks(data_dir, config, "--resume", "--run-id", "rk")
