@@ -16,6 +16,7 @@ blueprint, slot, initialisation and alpha schedule; a rollback restores on every
 
 from __future__ import annotations
 
+import struct
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -41,6 +42,16 @@ class Decision:
     rolls_back: bool = False
     now_ms: int = 0  # the time rank 0's intake judged the command's deadline by
 
+    HEADER = struct.Struct("<?q")
+
+    def encode(self) -> bytes:
+        return self.HEADER.pack(self.rolls_back, self.now_ms) + self.command
+
+    @classmethod
+    def decode(cls, data: bytes) -> Decision:
+        rolls_back, now_ms = cls.HEADER.unpack_from(data)
+        return cls(data[cls.HEADER.size :], rolls_back, now_ms)
+
 
 class BoundaryClock:
     """Kasmina's clock in a data-parallel run: rank 0 reads the wall clock and keeps the reading its
@@ -63,6 +74,15 @@ class RolledBack:
 
     epoch: int
     generation: int
+
+    FORMAT = struct.Struct("<qq")
+
+    def encode(self) -> bytes:
+        return self.FORMAT.pack(self.epoch, self.generation)
+
+    @classmethod
+    def decode(cls, data: bytes) -> RolledBack:
+        return cls(*cls.FORMAT.unpack(data))
 
 
 def shared_command(events: list[pb.EventEnvelope]) -> bytes:
@@ -89,9 +109,9 @@ def decide_and_share(
     if collective.leads:
         events, pending = hook.end_of_epoch(trainer, m, seed_events)
         decision = Decision(shared_command(events), pending is not None, trainer.boundary_clock.reading)
-        collective.broadcast(decision, m.epoch)
+        collective.broadcast(decision.encode(), m.epoch)
         return events, pending, pending is not None
-    decision = collective.broadcast(None, m.epoch)
+    decision = Decision.decode(collective.broadcast(b"", m.epoch))
     events = list(seed_events)
     if decision.command:
         trainer.boundary_clock.reading = decision.now_ms
@@ -105,10 +125,10 @@ def roll_back(trainer: Trainer, pending: rollback.Pending | None) -> RollbackRes
     collective = trainer.collective
     if pending is not None:
         result = rollback.record_and_apply(trainer, pending)
-        collective.broadcast(RolledBack(result.target_epoch, trainer.generation), trainer.epoch)
+        collective.broadcast(RolledBack(result.target_epoch, trainer.generation).encode(), trainer.epoch)
         return result
     started = time.perf_counter()
-    target: RolledBack = collective.broadcast(None, trainer.epoch)
+    target = RolledBack.decode(collective.broadcast(b"", trainer.epoch))
     cached = trainer.cache.get(target.epoch)
     if cached is not None:
         trainer.restore(ckpt.clone(cached.components))

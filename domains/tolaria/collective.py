@@ -3,7 +3,7 @@
     collective.wrap(model)                   # the module the training pass runs (DDP over the ranks)
     collective.shard(order)                  # this rank's share of the epoch's batch order
     collective.sum(tensors)                  # the epoch's sums, added over the ranks (one collective)
-    collective.broadcast(value, epoch)       # rank 0's value, on every rank (the boundary's decision)
+    collective.broadcast(payload, epoch)     # rank 0's bytes, on every rank (the boundary's decision)
     collective.agree(digest, epoch)          # every rank holds the same slots, stage and step, or RankDesync
 
 `SingleProcess` is the run of one process: every call returns its input, nothing is measured or copied,
@@ -18,7 +18,7 @@ import math
 import os
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -66,7 +66,9 @@ class Collective(Protocol):
 
     def sum(self, tensors: list[torch.Tensor], epoch: int) -> list[torch.Tensor]: ...
 
-    def broadcast(self, value: Any, epoch: int) -> Any: ...
+    def broadcast(self, payload: bytes, epoch: int) -> bytes:
+        """Rank 0's payload on every rank (the others' payload is ignored)."""
+        ...
 
     def agree(self, digest: bytes, epoch: int) -> None: ...
 
@@ -99,8 +101,8 @@ class SingleProcess:
     def sum(self, tensors: list[torch.Tensor], epoch: int) -> list[torch.Tensor]:
         return tensors
 
-    def broadcast(self, value: Any, epoch: int) -> Any:
-        return value
+    def broadcast(self, payload: bytes, epoch: int) -> bytes:
+        return payload
 
     def agree(self, digest: bytes, epoch: int) -> None:
         return None

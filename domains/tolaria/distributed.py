@@ -22,7 +22,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -42,6 +41,7 @@ DEFAULT_TIMEOUT_S = 8.0  # a rank that stops taking part fails the run within 10
 CONTROL_TIMEOUT_S = 600.0  # rank 0's work at a boundary: a seed's first compile on a loaded CPU included
 REPORT_WAIT_S = 0.5  # how long a failing rank waits for the others to report themselves alive
 FAILED_KEY = "esper/failed"
+FRAME_BYTES = 2048  # a broadcast's first frame: a signed command fits
 # gloo reports a peer's death as a plain RuntimeError whose text names the backend's source
 BACKEND_TEXT = re.compile(r"gloo|nccl|c10d|ProcessGroup|Connection closed by peer", re.IGNORECASE)
 
@@ -92,11 +92,23 @@ class TorchCollective:
             dist.all_reduce(stacked)
         return [value.to(t.dtype) for value, t in zip(stacked.unbind(), tensors, strict=True)]
 
-    def broadcast(self, value: Any, epoch: int) -> Any:
-        box = [value if self.leads else None]
+    def broadcast(self, payload: bytes, epoch: int) -> bytes:
+        """One broadcast of a fixed frame (its length, then up to FRAME_BYTES of payload), a second one
+        only for a payload longer than that: a boundary's decision (a signed command: hundreds of bytes)
+        takes one collective, and nothing is unpickled."""
+        frame = torch.zeros(8 + FRAME_BYTES, dtype=torch.uint8)
+        if self.leads:
+            frame[:8] = _as_tensor(len(payload).to_bytes(8, "little"))
+            frame[8 : 8 + min(len(payload), FRAME_BYTES)] = _as_tensor(payload[:FRAME_BYTES])
         with self.failing_as(epoch):
-            dist.broadcast_object_list(box, src=0, group=self._control)
-        return box[0]
+            dist.broadcast(frame, src=0, group=self._control)
+            length = int.from_bytes(frame[:8].numpy().tobytes(), "little")
+            rest = torch.zeros(max(0, length - FRAME_BYTES), dtype=torch.uint8)
+            if len(rest):
+                if self.leads:
+                    rest[:] = _as_tensor(payload[FRAME_BYTES:])
+                dist.broadcast(rest, src=0, group=self._control)
+        return frame[8 : 8 + min(length, FRAME_BYTES)].numpy().tobytes() + rest.numpy().tobytes()
 
     def agree(self, digest: bytes, epoch: int) -> None:
         mine = torch.tensor(list(digest), dtype=torch.uint8, device=self._object_device())
@@ -152,6 +164,10 @@ class TorchCollective:
             return int(rank), int(named_epoch)
         except (RuntimeError, ValueError):
             return 0, epoch
+
+
+def _as_tensor(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.zeros(0, dtype=torch.uint8)
 
 
 def _rendezvous_store() -> dist.Store:

@@ -65,7 +65,7 @@ def boundary_ms(collective: Collective, rounds: int, epoch: int) -> float:
         sums = [torch.tensor(1.5, dtype=torch.float64), torch.tensor(100)]
         started = time.perf_counter()
         collective.sum(sums, epoch)
-        collective.broadcast(Decision(command, False, 0) if collective.leads else None, epoch)
+        collective.broadcast(Decision(command, False, 0).encode() if collective.leads else b"", epoch)
         collective.agree(agreement_digest(slots, parameters, (round_, round_ * 10, 0)), epoch)
         times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)

@@ -316,7 +316,7 @@ def train(
         else:
             if collective.leads:  # the blueprint_catalog read model shows what the controller chose from
                 register_catalogue(store)
-            run_id = collective.broadcast(args.run_id or new_run_id(), 0)
+            run_id = collective.broadcast((args.run_id or new_run_id()).encode(), 0).decode()
             trainer = new_run(store, data_dir, config, run_id, progress=progress, collective=collective)
         return trainer.run()
     except ConfigError as exc:

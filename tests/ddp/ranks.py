@@ -43,6 +43,13 @@ def start_ranks(
     """`esper run` on every rank (tests/ddp/rank_entry.py), with the config written beside the data."""
     config_file = data_dir.parent / f"{data_dir.name}-config.json"
     config_file.write_text(json.dumps(config))
+    command = [sys.executable, "-m", "tests.ddp.rank_entry", "run", "--data-dir", str(data_dir)]
+    command += ["--config", str(config_file), "--json", *options]
+    return start_processes(command, world_size, **environment)
+
+
+def start_processes(command: list[str], world_size: int, **environment: str) -> list[subprocess.Popen[str]]:
+    """The command as ranks 0..world_size-1, with torchrun's variables."""
     port = str(free_port())
     processes = []
     for rank in range(world_size):
@@ -57,8 +64,6 @@ def start_ranks(
             "OMP_NUM_THREADS": "1",
             **environment,
         }
-        command = [sys.executable, "-m", "tests.ddp.rank_entry", "run", "--data-dir", str(data_dir)]
-        command += ["--config", str(config_file), "--json", *options]
         processes.append(
             subprocess.Popen(
                 command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -42,7 +42,7 @@ def test_one_process_is_the_run_it_was() -> None:
     order, model, sums = torch.arange(5), torch.nn.Linear(2, 2), [torch.ones(()), torch.zeros(())]
     assert single.shard(order) is order and single.wrap(model) is model
     assert single.sum(sums, 1) is sums and single.local_batch(64) == 64
-    assert single.broadcast("decision", 1) == "decision"
+    assert single.broadcast(b"decision", 1) == b"decision"
     single.agree(b"anything", 1)
 
 
@@ -69,6 +69,12 @@ def test_the_followers_clock_reads_rank_0s_reading() -> None:
     assert reading > 0 and leader.reading == reading
     follower.reading = Decision(now_ms=reading).now_ms
     assert follower() == reading
+
+
+@given(st.binary(max_size=5000), st.booleans(), st.integers(0, 2**62))
+def test_a_decision_crosses_the_wire_whole(command: bytes, rolls_back: bool, now_ms: int) -> None:
+    decision = Decision(command, rolls_back, now_ms)
+    assert Decision.decode(decision.encode()) == decision
 
 
 def test_a_rollback_command_is_not_shared_as_a_command() -> None:

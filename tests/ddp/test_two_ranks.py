@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from leyline import decode_payload, pb
-from tests.ddp.ranks import GROWING, ROOT, count, events_of, finish, start_ranks, wait_for
+from tests.ddp.ranks import GROWING, ROOT, count, events_of, finish, start_processes, start_ranks, wait_for
 
 pytestmark = pytest.mark.slow  # each test starts two or four processes that import torch
 
@@ -108,3 +108,20 @@ def test_a_killed_rank_fails_the_run_and_two_ranks_resume_it(tmp_path: Path) -> 
     completed = [p for e in events if isinstance(p := decode_payload(e), pb.RunCompleted)]
     assert [c.epochs for c in completed] == [12]
     assert count(events, "RunStarted") == 2  # the start and the resume, both by rank 0
+
+
+BROADCAST = """
+import sys, torch
+from domains.tolaria.distributed import TorchCollective
+collective = TorchCollective(torch.device("cpu"))
+payload = bytes(range(256)) * int(sys.argv[1]) if collective.leads else b""
+received = collective.broadcast(payload, 1)
+assert received == bytes(range(256)) * int(sys.argv[1]), (collective.rank, len(received))
+collective.close()
+"""
+
+
+@pytest.mark.parametrize("blocks", [0, 1, 20])  # empty, within the first frame, beyond it
+def test_a_broadcast_delivers_rank_0s_bytes_whole(tmp_path: Path, blocks: int) -> None:
+    ranks = start_processes([sys.executable, "-c", BROADCAST, str(blocks)], world_size=2)
+    assert [code for code, _, _ in finish(ranks)] == [0, 0]
