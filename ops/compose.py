@@ -31,7 +31,7 @@ from domains.tezzeret.source import STRATEGY_VARIABLE, SeedModuleSource, default
 from domains.tolaria.aggregate import RunStatus, fold, run_stream
 from domains.tolaria.boundary import BoundaryClock
 from domains.tolaria.collective import Collective, SingleProcess, launched
-from domains.tolaria.config import ConfigError, RunConfig
+from domains.tolaria.config import DEFAULT_RANK_TIMEOUT_S, ConfigError, RunConfig
 from domains.tolaria.hosts import count_parameters
 from domains.tolaria.report import Progress
 from domains.tolaria.rollback import RunError
@@ -107,11 +107,11 @@ def open_collective(device: str, timeout_s: float | None = None) -> Collective:
         return SingleProcess()
     import torch
 
-    from domains.tolaria.distributed import DEFAULT_TIMEOUT_S, TorchCollective
+    from domains.tolaria.distributed import TorchCollective
 
     local = int(os.environ.get("LOCAL_RANK", "0"))
     rank_device = torch.device("cuda", local) if device.startswith("cuda") else torch.device("cpu")
-    return TorchCollective(rank_device, timeout_s or DEFAULT_TIMEOUT_S)
+    return TorchCollective(rank_device, timeout_s or DEFAULT_RANK_TIMEOUT_S)
 
 
 def rank_config(config: RunConfig, collective: Collective) -> RunConfig:

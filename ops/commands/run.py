@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from domains.tolaria.aggregate import fold, mode_name, run_stream
-from domains.tolaria.config import KNOWN_KEYS, ConfigError, RunConfig, build_config, load_config_file
+from domains.tolaria.config import (
+    DEFAULT_RANK_TIMEOUT_S,
+    KNOWN_KEYS,
+    ConfigError,
+    RunConfig,
+    build_config,
+    load_config_file,
+)
 from eventstore import EventFilter, EventStore
 from leyline.datadir import DataDir
 from ops.common import add_command, check_redis_url, print_json
@@ -119,7 +126,7 @@ def register(subparsers: Any) -> None:
         type=float,
         metavar="S",
         help="in a data-parallel run, seconds a rank waits for the others before the run fails with "
-        "RankLost (default 8)",
+        f"RankLost (default {DEFAULT_RANK_TIMEOUT_S:g})",
     )
     add_store_option(parser)
     add_plot_option(parser)
