@@ -32,9 +32,9 @@ def run_failures(data_dir: Path, run_id: str) -> list[pb.RunFailed]:
 def test_a_graft_and_a_live_rollback_leave_the_ranks_identical(tmp_path: Path) -> None:
     data_dir, params = tmp_path / "data", tmp_path / "params"
     params.mkdir()
-    ranks = start_ranks(
-        data_dir, {**GROWING, "epochs": 8}, "--run-id", "rg", ESPER_TEST_PARAMS_DIR=str(params)
-    )
+    # one cached checkpoint: the rollback to epoch 1 restores from the file on every rank
+    config = {**GROWING, "epochs": 8, "fast_rollback_cache": 1}
+    ranks = start_ranks(data_dir, config, "--run-id", "rg", ESPER_TEST_PARAMS_DIR=str(params))
     wait_for(lambda: checkpointed(data_dir, "rg", 2), what="the checkpoint of epoch 2")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     rollback = [sys.executable, "-m", "ops.cli", "rollback", "--data-dir", str(data_dir)]
@@ -47,7 +47,9 @@ def test_a_graft_and_a_live_rollback_leave_the_ranks_identical(tmp_path: Path) -
     assert max((first[name] - second[name]).abs().max().item() for name in first) == 0.0
 
     events = events_of(data_dir, "rg")
-    assert count(events, "RollbackCompleted") == 1 and count(events, "SeedGrafted") >= 1
+    (rolled_back,) = [p for e in events if isinstance(p := decode_payload(e), pb.RollbackCompleted)]
+    assert rolled_back.target_epoch == 1 and rolled_back.mode == pb.ROLLBACK_MODE_FULL
+    assert count(events, "SeedGrafted") >= 1
     # rank 0 alone writes: one decision per boundary, one start, one end
     assert count(events, "DecisionMade") == count(events, "EpochCompleted")
     assert count(events, "RunStarted") == 1 and count(events, "RunCompleted") == 1
