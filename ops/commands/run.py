@@ -202,13 +202,37 @@ def handle(args: argparse.Namespace) -> int:
         config = None if args.resume else build_config(values)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    from ops.compose import open_collective  # imports torch: not at start-up
+    from domains.tolaria.collective import launched  # imports torch: not at start-up
+    from ops.compose import open_collective
 
-    collective = open_collective(config.device if config else args.device or "cpu", args.rank_timeout)
+    collective = open_collective(
+        (config.device if config else args.device or recorded_device(args)) if launched() else "cpu",
+        args.rank_timeout,
+    )
     try:
         return train_and_report(args, config, values, collective)
     finally:
         collective.close()
+
+
+def recorded_device(args: argparse.Namespace) -> str:
+    """The device a run to resume was recorded with (NCCL for a CUDA run), else cpu: a run that cannot be
+    found or read is reported by the resume itself."""
+    from domains.tolaria.rollback import RunError
+    from domains.tolaria.trainer import config_to_resume
+    from eventstore.api import EventStoreError
+
+    try:
+        store = open_store_from_args(args, read_only=True)
+    except (CommandError, EventStoreError):
+        return "cpu"
+    try:
+        run_id = args.run_id or latest_run(store)
+        return config_to_resume(fold(store.read_stream(run_stream(run_id))), run_id, None, None).device
+    except (CommandError, EventStoreError, ConfigError, RunError):
+        return "cpu"
+    finally:
+        store.close()
 
 
 def train_and_report(
