@@ -1,8 +1,9 @@
-"""The epoch boundary of a data-parallel run: one decision, taken by rank 0, applied by every rank.
+"""The epochs of a data-parallel run: each rank trains its share, rank 0 decides, every rank applies.
 
-    events, rolls_back = decide_and_share(trainer, measured, seed_events)   # before the next forward
-    result = roll_back(trainer, pending)                                    # when rolls_back
-    agree(trainer)                                                          # or RankDesync
+    loss, correct, grad_norm, steps, trained = train_share(trainer, order, epoch)  # sums all-reduced
+    events, pending, rolls_back = decide_and_share(trainer, measured, seed_events)  # rank 0's decision
+    result = roll_back(trainer, pending)                                            # when rolls_back
+    agree(trainer)                                                                  # or RankDesync
 
 Rank 0 runs the end-of-epoch hook (hook.py: controller, command, guard, operator requests) on the
 telemetry every rank holds alike (the epoch's sums are all-reduced before, validation is the same pass on
@@ -11,7 +12,7 @@ a rollback is shared as one), and whether it rolls back. The other ranks apply t
 Kasmina's intake (its signature checked by their own verifier), so the same seed is grafted with the same
 blueprint, slot, initialisation and alpha schedule; a rollback restores on every rank the checkpoint rank
 0 returned to. Then every rank checks that they agree. A run of one process takes none of these steps:
-`decide_and_share` is the hook itself.
+it trains the whole order, nothing is wrapped or reduced, `decide_and_share` is the hook itself.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import torch
+
 from domains.tolaria import checkpoint as ckpt
 from domains.tolaria import hook, rollback
 from domains.tolaria.collective import agreement_digest
-from domains.tolaria.loop import EpochMeasurements
+from domains.tolaria.loop import EpochMeasurements, train_epoch
 from domains.tolaria.rollback import RollbackResult, RunError
 from leyline import decode_envelope, decode_payload, pb
 
@@ -96,6 +99,27 @@ def shared_command(events: list[pb.EventEnvelope]) -> bytes:
             ):
                 return bytes(envelope.SerializeToString())
     return b""
+
+
+def train_share(
+    trainer: Trainer, order: torch.Tensor, epoch: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
+    """This rank's share of the epoch (under DDP when there are several), its sums added over the ranks:
+    loss and correct sums, the last step's gradient norm, the steps and the examples trained on all ranks
+    (the epoch's order padded to a multiple of the ranks). One process trains the whole order."""
+    collective = trainer.collective
+    share = collective.shard(order)
+    with collective.failing_as(epoch):
+        loss, correct, grad_norm, steps = train_epoch(
+            collective.wrap(trainer.model),
+            trainer.optimizer,
+            trainer.loss_fn,
+            trainer.splits.train,
+            share,
+            collective.local_batch(trainer.config.batch_size),
+        )
+    loss, correct = collective.sum([loss, correct], epoch)
+    return loss, correct, grad_norm, steps, len(share) * collective.world_size
 
 
 def decide_and_share(

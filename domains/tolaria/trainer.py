@@ -34,7 +34,7 @@ from domains.tolaria.config import RunConfig, build_config
 from domains.tolaria.data import Splits, epoch_order
 from domains.tolaria.headroom import HeadroomMeter
 from domains.tolaria.hosts import count_parameters
-from domains.tolaria.loop import EpochMeasurements, evaluate, example_losses, measure, train_epoch
+from domains.tolaria.loop import EpochMeasurements, evaluate, example_losses, measure
 from domains.tolaria.report import (
     GraftSummary,
     Progress,
@@ -187,18 +187,8 @@ class Trainer:
 
         # train, then validate (and test after the last epoch)
         self.headroom.activate(self.controller.measures_headroom)  # the controller may have been swapped
-        collective = self.collective
-        order = collective.shard(epoch_order(self.config.seed, epoch, len(splits.train)))
-        with collective.failing_as(epoch):
-            train_loss, train_correct, grad_norm, steps = train_epoch(
-                collective.wrap(self.model),
-                self.optimizer,
-                self.loss_fn,
-                splits.train,
-                order,
-                collective.local_batch(self.config.batch_size),
-            )
-        train_loss, train_correct = collective.sum([train_loss, train_correct], epoch)
+        order = epoch_order(self.config.seed, epoch, len(splits.train))
+        train_loss, train_correct, grad_norm, steps, trained = boundary.train_share(self, order, epoch)
         self.global_step += steps
         val_loss, val_correct = evaluate(self.model, self.loss_fn, splits.validation)
         test_correct = (
@@ -207,7 +197,7 @@ class Trainer:
             else torch.zeros((), device=self.device)
         )
         sums = [train_loss, train_correct, val_loss, val_correct, grad_norm, test_correct]
-        sizes = (len(order) * collective.world_size, len(splits.validation), len(splits.test))
+        sizes = (trained, len(splits.validation), len(splits.test))
         measured = measure(epoch, sums, sizes, final, (time.perf_counter() - started) * 1000)
         self.epoch = epoch
 

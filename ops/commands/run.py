@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import os
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -173,25 +172,10 @@ def latest_run(store: EventStore) -> str:
     return run_id
 
 
-def launch(nproc: int) -> int:
-    """This same command again, as `nproc` ranks under torch.distributed.run; its exit status."""
-    if not 1 <= nproc <= 64:
-        raise UsageError(f"--nproc-per-node {nproc}: give 1 to 64 ranks")
-    argv, skip = [], False
-    for arg in sys.argv[1:]:
-        if skip or arg.startswith("--nproc-per-node"):
-            skip = arg == "--nproc-per-node"
-            continue
-        argv.append(arg)
-    # the agent stops the other ranks once one fails: it looks every 2 s, so that a rank that saw the
-    # failure first records RunFailed, naming the lost rank, before the agent's SIGTERM
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--monitor-interval=2"]
-    launcher.append(f"--nproc-per-node={nproc}")
-    return subprocess.run([*launcher, "-m", "ops.cli", *argv], check=False).returncode
-
-
 def handle(args: argparse.Namespace) -> int:
     if args.nproc_per_node is not None and "RANK" not in os.environ:
+        from ops.ranks import launch
+
         return launch(args.nproc_per_node)
     if args.run_id is not None and not RUN_ID_PATTERN.match(args.run_id):
         raise UsageError(f"run id {args.run_id!r} must be 1–32 letters, digits or underscores")
@@ -239,20 +223,12 @@ def train_and_report(
     args: argparse.Namespace, config: RunConfig | None, values: dict[str, Any], collective: Collective
 ) -> int:
     """Train on this rank; rank 0 alone serves metrics, mirrors, and prints the summary."""
-    from ops.compose import open_run_store
+    from ops.ranks import open_rank_store
 
     leads = collective.leads
     if args.metrics_port is not None and leads:
         serve_metrics(args.metrics_port)
-    if not leads:
-        collective.barrier(0)  # rank 0 has opened (created) the log
-    store = (
-        open_run_store(args, args.fsync, create=not args.resume)
-        if leads
-        else open_store_from_args(args, read_only=True)
-    )
-    if leads:
-        collective.barrier(0)
+    store = open_rank_store(args, collective)
     mirror = start_mirror(args, store) if leads else None
     try:
         with progress_bar(args, enabled=leads) as progress:

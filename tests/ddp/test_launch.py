@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from ops import ranks
 from ops.cli import main
-from ops.commands import run
 
 
 def test_the_command_is_started_again_under_torchrun(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -21,7 +21,7 @@ def test_the_command_is_started_again_under_torchrun(monkeypatch: pytest.MonkeyP
         return subprocess.CompletedProcess(command, 3)
 
     monkeypatch.delenv("RANK", raising=False)
-    monkeypatch.setattr(run.subprocess, "run", fake_run)
+    monkeypatch.setattr(ranks.subprocess, "run", fake_run)
     argv = ["run", "--data-dir", str(tmp_path), "--nproc-per-node", "2", "--epochs", "3", "--json"]
     monkeypatch.setattr(sys, "argv", ["esper", *argv])
     assert main(argv) == 3  # the launcher's exit status
