@@ -14,6 +14,7 @@ classes receive their collaborators; none constructs another domain's.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from collections.abc import Collection
 from pathlib import Path
@@ -30,7 +31,9 @@ from domains.tezzeret.jobs import choose_strategy
 from domains.tezzeret.service import Tezzeret
 from domains.tezzeret.source import STRATEGY_VARIABLE, SeedModuleSource, default_device
 from domains.tolaria.aggregate import RunStatus, fold, run_stream
-from domains.tolaria.config import ConfigError, RunConfig
+from domains.tolaria.boundary import BoundaryClock
+from domains.tolaria.collective import Collective, SingleProcess, launched
+from domains.tolaria.config import DEFAULT_RANK_TIMEOUT_S, ConfigError, RunConfig
 from domains.tolaria.hosts import count_parameters
 from domains.tolaria.report import Progress
 from domains.tolaria.rollback import RunError
@@ -106,6 +109,27 @@ def run_approvals(store: EventStore, run_id: str) -> frozenset[str]:
     return approved_in(store, first[0].global_position if first else None)
 
 
+def open_collective(device: str, timeout_s: float | None = None) -> Collective:
+    """The run's ranks: torch.distributed when torchrun (or its variables) started several, else the one
+    process. A CUDA run places each rank on the device of its LOCAL_RANK."""
+    if not launched():
+        return SingleProcess()
+    import torch
+
+    from domains.tolaria.distributed import TorchCollective
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    rank_device = torch.device("cuda", local) if device.startswith("cuda") else torch.device("cpu")
+    return TorchCollective(rank_device, timeout_s or DEFAULT_RANK_TIMEOUT_S)
+
+
+def rank_config(config: RunConfig, collective: Collective) -> RunConfig:
+    """The config a rank trains with: a CUDA run's rank on its own device."""
+    if collective.world_size == 1 or not config.device.startswith("cuda"):
+        return config
+    return dataclasses.replace(config, device=f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+
+
 def keyring_for(data_dir: DataDir) -> Keyring:
     """The signing keys: from the environment, else the data directory's own keyring."""
     return Keyring.for_data_dir(data_dir)
@@ -163,9 +187,14 @@ def build_kasmina(
     source: ModuleSource,
     verifier: Verifier,
     kasmina_config: KasminaConfig | None = None,
+    clock: BoundaryClock | None = None,
 ) -> Kasmina:
+    """Kasmina on the host's slots; in a data-parallel run on the clock the ranks share at boundaries."""
     try:
-        kasmina = Kasmina(run_id, workload.model, source, verifier, kasmina_config)
+        if clock is None:
+            kasmina = Kasmina(run_id, workload.model, source, verifier, kasmina_config)
+        else:
+            kasmina = Kasmina(run_id, workload.model, source, verifier, kasmina_config, clock_ms=clock)
     except ValueError as exc:
         raise ConfigError(f"host {config.host!r}: {exc}; call spec.slot_factory at its slots") from None
     kasmina.attach_optimizer(workload.optimizer)
@@ -184,19 +213,27 @@ def build_trainer(
     progress: Progress | None = None,
     kasmina_config: KasminaConfig | None = None,
     controller_config_json: str = "",
+    collective: Collective | None = None,
 ) -> Trainer:
-    """A Trainer with every collaborator built; the given ones (tests, benches) replace the defaults."""
+    """A Trainer with every collaborator built; the given ones (tests, benches) replace the defaults.
+
+    In a data-parallel run, a rank other than 0 gets no controller of its own (it applies rank 0's
+    decisions) and compiles nothing ahead: it loads the seeds rank 0 compiled and writes nothing."""
+    collective = collective or SingleProcess()
     data_dir.create()  # private (0700/0600) whatever the umask, before the first file under it
     keyring = keyring or keyring_for(data_dir)
     verifier = Verifier(keyring)  # one per process: a nonce seen once is seen by every check
-    workload = build_workload(config)
+    workload = build_workload(rank_config(config, collective))
     approved = run_approvals(store, run_id)
-    address = store_address(store) if source is None else None
+    if not collective.leads:
+        controller = NoOpController()
+    address = store_address(store) if source is None and collective.leads else None
     ahead = (
         None
         if address is None
         else CompileAhead(module_source(store, data_dir, approved=approved), address, data_dir.artifacts)
     )
+    clock = BoundaryClock(collective.leads) if collective.world_size > 1 else None
     kasmina = build_kasmina(
         run_id,
         config,
@@ -204,6 +241,7 @@ def build_trainer(
         ahead or source or module_source(store, data_dir, approved=approved),
         verifier,
         kasmina_config,
+        clock,
     )
     if controller is None:
         controller, controller_config_json = build_controller(
@@ -233,6 +271,8 @@ def build_trainer(
         progress,
         controller_config_json,
         closing=() if ahead is None else (ahead.close,),
+        collective=collective,
+        boundary_clock=clock,
     )
 
 
@@ -243,11 +283,15 @@ def new_run(
     run_id: str,
     controller: Controller | None = None,
     progress: Progress | None = None,
+    collective: Collective | None = None,
 ) -> Trainer:
-    """A new run, recorded with RunStarted."""
-    if fold(store.read_stream(run_stream(run_id))).status is not RunStatus.ABSENT:
+    """A new run, recorded with RunStarted (by rank 0 of a data-parallel run)."""
+    collective = collective or SingleProcess()
+    if collective.leads and fold(store.read_stream(run_stream(run_id))).status is not RunStatus.ABSENT:
         raise RunError(f"run {run_id} already exists in this log; resume it with --resume --run-id {run_id}")
-    trainer = build_trainer(config, run_id, store, data_dir, controller=controller, progress=progress)
+    trainer = build_trainer(
+        config, run_id, store, data_dir, controller=controller, progress=progress, collective=collective
+    )
     trainer.start()
     return trainer
 
@@ -261,9 +305,13 @@ def resume(
     epochs: int | None = None,
     device: str | None = None,
     keyring: Keyring | None = None,
+    collective: Collective | None = None,
 ) -> Trainer:
-    """The run continued from its log and last committed checkpoint."""
+    """The run continued from its log and last committed checkpoint (every rank reads the log before
+    rank 0 writes to it)."""
+    collective = collective or SingleProcess()
     state = fold(store.read_stream(run_stream(run_id)))
+    collective.barrier(state.epoch)
     config = config_to_resume(state, run_id, epochs, device)
     trainer = build_trainer(
         config,
@@ -276,6 +324,7 @@ def resume(
         kasmina_config=KasminaConfig(lifecycle=state.lifecycle) if state.lifecycle else None,
         controller_config_json=state.controller_config_json,
         keyring=keyring,
+        collective=collective,
     )
     trainer.resume(state)
     return trainer

@@ -18,6 +18,9 @@ from typing import Any
 
 from leyline.controller import DEFAULT_HOOK_BUDGET_MS
 
+# A rank of a data-parallel run that stops taking part fails the run within 10 s (issue 18)
+DEFAULT_RANK_TIMEOUT_S = 8.0
+
 CONTROLLERS = ("tamiyo", "noop", "gnn")  # gnn takes an optional ":VERSION"
 SEED_LIMIT = 2**64  # torch.manual_seed takes 64 bits
 INT_LIMIT = 2**63  # every other integer key: what a signed 64-bit counter holds

@@ -103,3 +103,24 @@ class EventSink:
                 self._append(pending)
             except BaseException as exc:
                 self._error = exc
+
+
+class DiscardingSink:
+    """The sink of a rank other than 0 in a data-parallel run: rank 0 alone writes the run's events and
+    checkpoint files, so everything handed over here is dropped (a checkpoint is still snapshotted into
+    the rank's own cache by the trainer, for its fast rollbacks)."""
+
+    committed_position = 0
+    events_written = 0
+
+    def emit(self, envelopes: Sequence[pb.EventEnvelope]) -> None:
+        return None
+
+    def submit(self, task: Task) -> None:
+        return None
+
+    def flush(self) -> int:
+        return self.committed_position
+
+    def close(self) -> None:
+        return None

@@ -25,14 +25,16 @@ from torch import nn
 from domains.kasmina import EpochMeasurements as SeedMeasurements
 from domains.kasmina import Evaluation, Kasmina
 from domains.kasmina.manager import SEED_CATEGORY
+from domains.tolaria import boundary, hook, metrics, rollback
 from domains.tolaria import checkpoint as ckpt
-from domains.tolaria import hook, metrics, rollback
 from domains.tolaria.aggregate import RequestRollback, RunState, RunStatus, event_id, fold, run_stream
+from domains.tolaria.boundary import BoundaryClock
+from domains.tolaria.collective import Collective, SingleProcess
 from domains.tolaria.config import RunConfig, build_config
 from domains.tolaria.data import Splits, epoch_order
 from domains.tolaria.headroom import HeadroomMeter
 from domains.tolaria.hosts import count_parameters
-from domains.tolaria.loop import EpochMeasurements, evaluate, example_losses, measure, train_epoch
+from domains.tolaria.loop import EpochMeasurements, evaluate, example_losses, measure
 from domains.tolaria.report import (
     GraftSummary,
     Progress,
@@ -42,7 +44,7 @@ from domains.tolaria.report import (
     model_sha256,
 )
 from domains.tolaria.rollback import RollbackResult, RunError
-from domains.tolaria.sink import EventSink
+from domains.tolaria.sink import DiscardingSink, EventSink
 from domains.tolaria.workload import Workload
 from eventstore import EventFilter, EventStore
 from leyline import new_envelope, pb, stream_name
@@ -73,6 +75,8 @@ class Trainer:
         progress: Progress | None = None,
         controller_config_json: str = "",
         closing: Sequence[Callable[[], None]] = (),
+        collective: Collective | None = None,
+        boundary_clock: BoundaryClock | None = None,
     ) -> None:
         self.config = config
         self.run_id = run_id
@@ -102,7 +106,12 @@ class Trainer:
         self.resumed = False
         self.last_hook_ms = 0.0
         self.cache = ckpt.CheckpointCache(config.fast_rollback_cache)
-        self.sink = EventSink(store, store.head_position())
+        # the ranks of a data-parallel run; only rank 0 writes events and checkpoint files
+        self.collective: Collective = collective or SingleProcess()
+        self.boundary_clock = boundary_clock or BoundaryClock(self.collective.leads)  # Kasmina's, shared
+        self.sink: EventSink | DiscardingSink = (
+            EventSink(store, store.head_position()) if self.collective.leads else DiscardingSink()
+        )
 
     def envelope(
         self, kind: str, payload: Any, epoch: int, identifier: str | None = None
@@ -158,6 +167,8 @@ class Trainer:
     def run(self) -> RunSummary:
         self.progress.on_start(self.config.epochs, self.epoch)
         try:
+            self.collective.barrier(self.epoch)  # every rank built; then the ranks must agree
+            boundary.agree(self)
             while self.epoch < self.config.epochs:
                 self.run_epoch()
             return self.finish()
@@ -177,9 +188,7 @@ class Trainer:
         # train, then validate (and test after the last epoch)
         self.headroom.activate(self.controller.measures_headroom)  # the controller may have been swapped
         order = epoch_order(self.config.seed, epoch, len(splits.train))
-        train_loss, train_correct, grad_norm, steps = train_epoch(
-            self.model, self.optimizer, self.loss_fn, splits.train, order, self.config.batch_size
-        )
+        train_loss, train_correct, grad_norm, steps, trained = boundary.train_share(self, order, epoch)
         self.global_step += steps
         val_loss, val_correct = evaluate(self.model, self.loss_fn, splits.validation)
         test_correct = (
@@ -188,7 +197,7 @@ class Trainer:
             else torch.zeros((), device=self.device)
         )
         sums = [train_loss, train_correct, val_loss, val_correct, grad_norm, test_correct]
-        sizes = (len(splits.train), len(splits.validation), len(splits.test))
+        sizes = (trained, len(splits.validation), len(splits.test))
         measured = measure(epoch, sums, sizes, final, (time.perf_counter() - started) * 1000)
         self.epoch = epoch
 
@@ -199,21 +208,24 @@ class Trainer:
             self._validation,
         )
 
-        # the end-of-epoch hook: assembly, controller, command, guard
-        events, pending = hook.end_of_epoch(self, measured, seed_events)
+        # the end-of-epoch hook: assembly, controller, command, guard (rank 0's decision, every rank's)
+        events, pending, rolls_back = boundary.decide_and_share(self, measured, seed_events)
         metrics.TRAINING_LOSS.set(measured.training_loss)
         metrics.VALIDATION_ACCURACY.set(measured.validation_accuracy)
 
         # a rollback, or the epoch's events (with a checkpoint every checkpoint_every epochs)
-        if pending is not None:
+        if rolls_back:
             self.sink.emit(events)
             self.progress.on_epoch(measured, self.seeds_by_stage())
-            self.progress.on_rollback(rollback.record_and_apply(self, pending))
+            result = boundary.roll_back(self, pending)
+            boundary.agree(self)
+            self.progress.on_rollback(result)
         else:
             self.loss_history = rollback.loss_reference(
                 self.loss_history, measured.training_loss, events, self.config.loss_window
             )
             self.guard_rollbacks = 0
+            boundary.agree(self)  # every rank applied the decision: rank 0 may checkpoint
             if epoch % self.config.checkpoint_every == 0 or final:
                 self.checkpoint(events)
             else:

@@ -16,15 +16,23 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from domains.tolaria.aggregate import fold, mode_name, run_stream
-from domains.tolaria.config import KNOWN_KEYS, ConfigError, RunConfig, build_config, load_config_file
+from domains.tolaria.config import (
+    DEFAULT_RANK_TIMEOUT_S,
+    KNOWN_KEYS,
+    ConfigError,
+    RunConfig,
+    build_config,
+    load_config_file,
+)
 from eventstore import EventFilter, EventStore
 from leyline.datadir import DataDir
 from ops.common import add_command, check_redis_url, print_json
 from ops.errors import CommandError, UsageError
 from ops.plot import add_plot_option, write_plot
-from ops.storeopts import add_store_option
+from ops.storeopts import add_store_option, open_store_from_args
 
 if TYPE_CHECKING:
+    from domains.tolaria.collective import Collective
     from domains.tolaria.loop import EpochMeasurements
     from domains.tolaria.report import GraftSummary, Progress, RunSummary
     from domains.tolaria.rollback import RollbackResult
@@ -51,6 +59,9 @@ domains.tolaria.data.Splits); the dataset option train_limit N trains on the fir
 Crash-safe: after a crash or kill, `esper run --resume [--run-id ID]` loads the last committed checkpoint
 and continues; on CPU the result is bit-identical to an uninterrupted run (same model_sha256).
 Rollback while live: `esper rollback --run ID --to-epoch N` from another shell.
+Data-parallel: --nproc-per-node N starts N ranks through torch.distributed.run (gloo on CPU, NCCL on
+CUDA), or start them yourself: `torchrun --nproc-per-node N -m ops.cli run …`. Rank 0 runs the controller
+and writes the log and checkpoints; every rank applies its decisions at the same epoch boundary.
 --json prints one object: run_id, epochs, test_accuracy, parameters, seeds, last_position, model_sha256, …
 """
 
@@ -110,6 +121,20 @@ def register(subparsers: Any) -> None:
         default=None,
         help="serve this process's Prometheus metrics on 127.0.0.1:P/metrics while it trains",
     )
+    parser.add_argument(
+        "--nproc-per-node",
+        type=int,
+        metavar="N",
+        help="train data-parallel on N ranks of this machine, started through torch.distributed.run; "
+        "each rank trains on its share of every global batch of batch_size",
+    )
+    parser.add_argument(
+        "--rank-timeout",
+        type=float,
+        metavar="S",
+        help="in a data-parallel run, seconds a rank waits for the others before the run fails with "
+        f"RankLost (default {DEFAULT_RANK_TIMEOUT_S:g})",
+    )
     add_store_option(parser)
     add_plot_option(parser)
 
@@ -157,6 +182,10 @@ def latest_run(store: EventStore) -> str:
 
 
 def handle(args: argparse.Namespace) -> int:
+    if args.nproc_per_node is not None and "RANK" not in os.environ:
+        from ops.ranks import launch
+
+        return launch(args.nproc_per_node)
     if args.run_id is not None and not RUN_ID_PATTERN.match(args.run_id):
         raise UsageError(f"run id {args.run_id!r} must be 1–32 letters, digits or underscores")
     if args.redis:
@@ -166,19 +195,59 @@ def handle(args: argparse.Namespace) -> int:
         config = None if args.resume else build_config(values)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    if args.metrics_port is not None:
-        serve_metrics(args.metrics_port)
-    from ops.compose import open_run_store  # imports torch: not at start-up
+    from domains.tolaria.collective import launched  # imports torch: not at start-up
+    from ops.compose import open_collective
 
-    store = open_run_store(args, args.fsync, create=not args.resume)
-    mirror = start_mirror(args, store)
+    collective = open_collective(
+        (config.device if config else args.device or recorded_device(args)) if launched() else "cpu",
+        args.rank_timeout,
+    )
     try:
-        with progress_bar(args) as progress:
-            summary = train(args, store, config, values, progress)
+        return train_and_report(args, config, values, collective)
+    finally:
+        collective.close()
+
+
+def recorded_device(args: argparse.Namespace) -> str:
+    """The device a run to resume was recorded with (NCCL for a CUDA run), else cpu: a run that cannot be
+    found or read is reported by the resume itself."""
+    from domains.tolaria.rollback import RunError
+    from domains.tolaria.trainer import config_to_resume
+    from eventstore.api import EventStoreError
+
+    try:
+        store = open_store_from_args(args, read_only=True)
+    except (CommandError, EventStoreError):
+        return "cpu"
+    try:
+        run_id = args.run_id or latest_run(store)
+        return config_to_resume(fold(store.read_stream(run_stream(run_id))), run_id, None, None).device
+    except (CommandError, EventStoreError, ConfigError, RunError):
+        return "cpu"
+    finally:
+        store.close()
+
+
+def train_and_report(
+    args: argparse.Namespace, config: RunConfig | None, values: dict[str, Any], collective: Collective
+) -> int:
+    """Train on this rank; rank 0 alone serves metrics, mirrors, and prints the summary."""
+    from ops.ranks import open_rank_store
+
+    leads = collective.leads
+    if args.metrics_port is not None and leads:
+        serve_metrics(args.metrics_port)
+    store = open_rank_store(args, collective)
+    mirror = start_mirror(args, store) if leads else None
+    try:
+        with progress_bar(args, enabled=leads) as progress:
+            summary = train(args, store, config, values, progress, collective)
     finally:
         if mirror is not None:
             stop_mirror(mirror, store)
         store.close()
+    if not leads:
+        return 0
     if args.json:
         print_json(summary.to_json())
     else:
@@ -232,6 +301,7 @@ def train(
     config: RunConfig | None,
     values: dict[str, Any],
     progress: Progress,
+    collective: Collective,
 ) -> RunSummary:
     # torch is imported here, not at start-up, so that `esper --help` and other commands stay quick.
     from domains.karn.registration import register_catalogue
@@ -253,10 +323,20 @@ def train(
             recorded = config_to_resume(fold(store.read_stream(run_stream(run_id))), run_id, None, None)
             check_resumed_values(args, values, recorded, run_id)
             epochs, device = (values.get(key) for key in RESUME_MAY_CHANGE)
-            trainer = resume(store, data_dir, run_id, progress=progress, epochs=epochs, device=device)
+            trainer = resume(
+                store,
+                data_dir,
+                run_id,
+                progress=progress,
+                epochs=epochs,
+                device=device,
+                collective=collective,
+            )
         else:
-            register_catalogue(store)  # the blueprint_catalog read model shows what the controller chose from
-            trainer = new_run(store, data_dir, config, args.run_id or new_run_id(), progress=progress)
+            if collective.leads:  # the blueprint_catalog read model shows what the controller chose from
+                register_catalogue(store)
+            run_id = collective.broadcast((args.run_id or new_run_id()).encode(), 0).decode()
+            trainer = new_run(store, data_dir, config, run_id, progress=progress, collective=collective)
         return trainer.run()
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
@@ -265,10 +345,14 @@ def train(
 
 
 @contextmanager
-def progress_bar(args: argparse.Namespace) -> Iterator[Progress]:
-    """Epochs, loss, accuracy and seeds by stage on stderr; created once the run knows its epochs."""
+def progress_bar(args: argparse.Namespace, enabled: bool = True) -> Iterator[Progress]:
+    """Epochs, loss, accuracy and seeds by stage on stderr; created once the run knows its epochs (by
+    rank 0 alone in a data-parallel run)."""
     from domains.tolaria.report import Progress
 
+    if not enabled:
+        yield Progress()
+        return
     bars: list[tqdm[Any]] = []
 
     def start(total: int, epoch: int) -> None:
