@@ -67,3 +67,15 @@ def test_damage_since_open_is_refused_by_a_bulk_read(tmp_path: Path) -> None:
         with pytest.raises(CorruptLogError, match="damaged since the log was opened") as raised:
             list(store.read_all())
         assert raised.value.position == victim
+
+
+def test_a_bulk_read_ignores_bytes_written_past_the_index(tmp_path: Path) -> None:
+    """The writer extends a segment's end and CRC before it indexes the records (once durable): a bulk
+    read in between sees more bytes than the index holds and must return the indexed records only."""
+    with fill(tmp_path / "log", segment_size=64 << 20) as store:
+        expected = list(store.read_all(event_filter=RECORD_BY_RECORD))
+        segment = store._log.segments[-1]
+        last = segment.offsets[-1]
+        unindexed = os.pread(segment.fd, segment.end - last, last)  # a copy of the last frame
+        store._writer._write(segment, unindexed, {})
+        assert list(store.read_all()) == expected
