@@ -25,8 +25,8 @@ from eventstore.subscription import PollingSubscription
 from leyline import pb
 
 READ_CHUNK = 1 << 20
-# A read covering at least this many records, and half its segment, checks the segment's CRC32C as a
-# whole and decodes without a per-record check (`_decode_all`).
+# A read covering more than this many records, and half its segment, reads them record by record, then
+# checks the segment's CRC32C as a whole and decodes the rest without a per-record check (`_decode_all`).
 BULK_MIN = 4096
 
 
@@ -59,15 +59,18 @@ class Reader:
         unfiltered = event_filter == ALL_EVENTS
         while position <= last:
             segment = segment_of(position)
-            segment_last = segment.first + len(segment.offsets) - 1
-            stop = min(last, segment_last)
-            whole = None
-            if unfiltered and stop - position + 1 >= max(BULK_MIN, len(segment.offsets) // 2):
+            stop = min(last, segment.first + len(segment.offsets) - 1)
+            if unfiltered and stop - position >= max(BULK_MIN, len(segment.offsets) // 2):
+                # a long read: its first records one by one (a reader that stops early, a subscription
+                # taking a page, pays for no more), the rest in bulk
+                yield from self._records(segment, position, position + BULK_MIN - 1, event_filter)
+                position += BULK_MIN
                 whole = self._whole_segment(segment)
-            if whole is not None:
-                yield from _decode_all(whole, segment, position, stop)
-            else:
-                yield from self._records(segment, position, stop, event_filter)
+                if whole is not None:
+                    yield from _decode_all(whole, segment, position, stop)
+                    position = stop + 1
+                    continue
+            yield from self._records(segment, position, stop, event_filter)
             position = stop + 1
 
     def _whole_segment(self, segment: Segment) -> bytes | None:

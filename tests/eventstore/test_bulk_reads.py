@@ -15,7 +15,7 @@ from eventstore.file.segments import Segment
 from eventstore.wal import HEADER_SIZE
 from tests.eventstore.conftest import make_event
 
-EVENTS = 10_000  # appended in batches of 500: two segments of BULK_MIN records or more, and a shorter one
+EVENTS = 10_000  # appended in batches of 500: two segments of more than BULK_MIN records, a shorter one
 
 # A filtered read decodes record by record: the reference the bulk path is held to.
 RECORD_BY_RECORD = EventFilter(event_types=frozenset({"RunStarted"}))
@@ -40,13 +40,14 @@ def test_bulk_reads_return_what_record_by_record_reads_return(
 
     monkeypatch.setattr(Reader, "_whole_segment", spy)
     with fill(tmp_path / "log") as store:
-        segments = [segment.name for segment in store._log.segments if len(segment.offsets) >= BULK_MIN]
+        segments = [segment.name for segment in store._log.segments if len(segment.offsets) > BULK_MIN]
         assert len(segments) > 1, "the log must span segments to cover their boundaries"
         one_by_one = list(store.read_all(event_filter=RECORD_BY_RECORD))
         assert len(one_by_one) == EVENTS
-        assert checked == []
+        assert len(list(store.read_all(limit=1000))) == len(store.subscribe().poll(max_events=1000)) == 1000
+        assert checked == [], "a page of a long read, a subscription's poll, reads no whole segment"
         assert list(store.read_all()) == one_by_one
-        assert checked == segments, "a full replay reads every segment of BULK_MIN records or more in bulk"
+        assert checked == segments, "a full replay reads every segment of more than BULK_MIN records in bulk"
         assert [e.global_position for e in store.read_all()] == list(range(1, EVENTS + 1))
         middle = BULK_MIN // 3
         assert list(store.read_all(from_position=middle)) == one_by_one[middle - 1 :]
@@ -56,7 +57,7 @@ def test_bulk_reads_return_what_record_by_record_reads_return(
 def test_damage_since_open_is_refused_by_a_bulk_read(tmp_path: Path) -> None:
     with fill(tmp_path / "log", segment_size=64 << 20) as store:
         segment = store._log.segments[0]
-        victim = BULK_MIN  # a position in the middle of the segment
+        victim = BULK_MIN + 1000  # past the records a long read takes one by one
         offset = segment.offsets[victim - 1] + HEADER_SIZE + 12
         fd = os.open(tmp_path / "log" / segment.name, os.O_RDWR)
         try:
