@@ -167,9 +167,8 @@ def _decode_all(data: bytes, segment: Segment, position: int, stop: int) -> Iter
     ):
         raise CorruptLogError(segment.name, int(starts[0]), position, "the index does not match the segment")
     bodies = starts + wal.HEADER_SIZE + headers["stream_len"]
-    view = memoryview(data)
     envelopes = map(
-        pb.EventEnvelope.FromString, map(view.__getitem__, map(slice, bodies.tolist(), ends.tolist()))
+        pb.EventEnvelope.FromString, map(data.__getitem__, map(slice, bodies.tolist(), ends.tolist()))
     )
     for envelope, version, record_position in zip(
         envelopes, headers["version"].tolist(), range(position, stop + 1), strict=True
