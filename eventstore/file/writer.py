@@ -350,23 +350,13 @@ class Writer:
             versions[stream] = len(known) if known is not None else 0
         chosen_positions = range(next_position, next_position + len(chosen))
         pending_ids.update(zip(ids, chosen_positions, strict=True))
-        tail, prefix, crc, magic, tail_size = (
-            wal.TAIL.pack,
-            wal.PREFIX.pack,
-            crc32c.crc32c,
-            wal.MAGIC,
-            wal.TAIL.size,
-        )
-        records: list[bytes] = []
-        append = records.append
-        last, commit = chosen_positions[-1], wal.FLAG_COMMIT
-        for position, stream, fp, name, payload in zip(
-            chosen_positions, names, fps, map(str.encode, names), map(SERIALIZE, chosen), strict=True
-        ):
+        event_versions: list[int] = []
+        add_version = event_versions.append
+        for stream in names:
             versions[stream] = version = versions[stream] + 1
-            flag = commit * (position == last)
-            body = b"".join((tail(position, version, fp, len(name), flag), name, payload))
-            append(prefix(magic, len(body) - tail_size, crc(body)) + body)
+            add_version(version)
+        encoded = list(map(str.encode, names))
+        records = wal.frames(next_position, event_versions, fps, encoded, list(map(SERIALIZE, chosen)))
         return positions, records, _NewEvents(chosen_positions, names, fps)
 
     def _deduplicate(
