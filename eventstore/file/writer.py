@@ -24,8 +24,9 @@ longer the end of the data; the records and the committed heads are (wal.Scan en
 segment is cut back to its data when the log rolls to the next one and when its writer closes without
 another process having appended meanwhile.
 
-This module is the append hot path: per-event work happens in `_plan`'s one loop and in C-level batch
-operations (map, join, set operations); the collaborators are bound once per group, never per event.
+This module is the append hot path: per-event work happens in C-level batch operations (wal.frames'
+framing, map, join, set operations) and in `_plan`'s one loop, over stream versions; the collaborators
+are bound once per group, never per event.
 The fsync policy and the OS-level helpers (preallocation, DiskFull) live in durability.py.
 """
 
