@@ -212,7 +212,7 @@ def _describes(state: IndexState, data: list[memoryview]) -> bool:
     versions = np.empty(head, np.uint64)
     name_lengths = np.empty(head, np.uint16)
     for saved, segment in zip(state.segments, data, strict=True):
-        headers = _headers(segment, saved.offsets)
+        headers = record_headers(segment, saved.offsets)
         if headers is None:
             return False
         if not len(headers):
@@ -264,7 +264,7 @@ def _describes(state: IndexState, data: list[memoryview]) -> bool:
     return True
 
 
-def _headers(data: memoryview, offsets: array) -> np.ndarray | None:
+def record_headers(data: memoryview | bytes, offsets: array | np.ndarray) -> np.ndarray | None:
     """The record headers at offsets in data (None when an offset points past the data): one row copy per
     record out of a sliding window over the bytes (a view, no copy of the segment)."""
     raw = np.frombuffer(data, dtype=np.uint8)

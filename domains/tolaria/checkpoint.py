@@ -85,23 +85,33 @@ def deserialize(data: bytes, map_location: torch.device | str = "cpu") -> dict[s
 
 
 def write_file(data_dir: DataDir, checkpoint: SerializedCheckpoint) -> Path:
-    """Durably write the checkpoint under its content hash; an existing file of that hash is kept."""
+    """Durably write the checkpoint under its content hash; an existing file of that hash is kept.
+
+    OS calls only (no file object, no mkdir while the directory exists): this runs every epoch on the
+    writer thread, beside the training loop."""
     directory = data_dir.checkpoints
-    directory.mkdir(parents=True, exist_ok=True)
     final = data_dir.resolve(checkpoint.relative_path)
-    if final.exists():
-        return final
-    temporary = directory / f".{checkpoint.sha256}.{os.getpid()}.tmp"
-    with open(temporary, "wb") as handle:
-        handle.write(checkpoint.data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, final)
-    descriptor = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(descriptor)
+        directory_fd = os.open(directory, os.O_RDONLY)
+    except FileNotFoundError:
+        directory.mkdir(parents=True, exist_ok=True)
+        directory_fd = os.open(directory, os.O_RDONLY)
+    try:
+        if os.path.exists(final):
+            return final
+        temporary = directory / f".{checkpoint.sha256}.{os.getpid()}.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(checkpoint.data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, final)
+        os.fsync(directory_fd)
     finally:
-        os.close(descriptor)
+        os.close(directory_fd)
     return final
 
 

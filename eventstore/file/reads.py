@@ -2,7 +2,9 @@
 
 Reads see what `LogIndex` has indexed; the store façade first catches up with other processes' appends
 when the HEAD hint moved. Every record read has its CRC32C checked again: damage since the log was opened
-raises CorruptLogError, it is never returned.
+raises CorruptLogError, it is never returned. A read that covers most of a segment (a replay) checks the
+segment's committed bytes with one CRC32C against the one the index holds, then decodes with C-level maps;
+shorter or filtered reads check and decode record by record.
 """
 
 from __future__ import annotations
@@ -12,15 +14,20 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 
 import crc32c
+import numpy as np
 
 from eventstore import wal
 from eventstore.api import ALL_EVENTS, CorruptLogError, EventFilter, EventStoreError
 from eventstore.file.head import CROSS_PROCESS_POLL_S, HeadWaiters
-from eventstore.file.segments import LogIndex
+from eventstore.file.segments import LogIndex, Segment
+from eventstore.indexfile import record_headers
 from eventstore.subscription import PollingSubscription
 from leyline import pb
 
 READ_CHUNK = 1 << 20
+# A read covering more than this many records, and half its segment, reads them record by record, then
+# checks the segment's CRC32C as a whole and decodes the rest without a per-record check (`_decode_all`).
+BULK_MIN = 4096
 
 
 class Reader:
@@ -46,75 +53,129 @@ class Reader:
         return matching if limit is None else islice(matching, max(limit, 0))
 
     def matching(self, first: int, last: int, event_filter: EventFilter) -> Iterator[pb.EventEnvelope]:
-        """The events first..last that match, each record's CRC32C checked.
+        """The events first..last that match, each record's CRC32C checked (one segment at a time)."""
+        segment_of = self.log.segment_of
+        position = first
+        unfiltered = event_filter == ALL_EVENTS
+        while position <= last:
+            segment = segment_of(position)
+            stop = min(last, segment.first + len(segment.offsets) - 1)
+            if unfiltered and stop - position >= max(BULK_MIN, len(segment.offsets) // 2):
+                # a long read: its first records one by one (a reader that stops early, a subscription
+                # taking a page, pays for no more), the rest in bulk
+                yield from self._records(segment, position, position + BULK_MIN - 1, event_filter)
+                position += BULK_MIN
+                whole = self._whole_segment(segment)
+                if whole is not None:
+                    yield from _decode_all(whole, segment, position, stop)
+                    position = stop + 1
+                    continue
+            yield from self._records(segment, position, stop, event_filter)
+            position = stop + 1
 
-        One loop does framing, filtering and decoding: this is the replay hot path.
-        """
+    def _whole_segment(self, segment: Segment) -> bytes | None:
+        """The segment's committed bytes, read at once, if their CRC32C is the one recorded as they were
+        indexed (one C call instead of one per record). None otherwise, and the caller reads record by
+        record, which names the damage: a mismatch here may also be an append of this process's writer
+        landing between our reads of the segment's end and CRC, which only costs this fast path."""
+        end, crc = segment.end, segment.crc
+        data = os.pread(segment.fd, end, 0)
+        return data if len(data) == end and crc32c.crc32c(data) == crc else None
+
+    def _records(
+        self, segment: Segment, position: int, stop: int, event_filter: EventFilter
+    ) -> Iterator[pb.EventEnvelope]:
+        """Records position..stop of a segment: framing, CRC check, filtering and decoding in one loop."""
         streams, categories, types = event_filter.streams, event_filter.categories, event_filter.event_types
         by_stream = bool(streams or categories)
         unpack, header_size, crc_start = wal.HEADER.unpack_from, wal.HEADER_SIZE, wal.PREFIX.size
         magic_expected, crc, parse = wal.MAGIC, crc32c.crc32c, pb.EventEnvelope.FromString
-        segment_of = self.log.segment_of
-        position = first
-        while position <= last:
-            segment = segment_of(position)
-            offset = segment.offsets[position - segment.first]
-            segment_last = segment.first + len(segment.offsets) - 1
-            stop = min(last, segment_last)
-            end = segment.offsets[stop + 1 - segment.first] if stop < segment_last else segment.end
-            want = READ_CHUNK
-            while position <= stop:
-                requested = min(want, end - offset)
-                data = os.pread(segment.fd, requested, offset)
-                view = memoryview(data)
-                length = len(data)
-                cursor = 0
-                while position <= stop and length - cursor >= header_size:
-                    magic, body_len, checksum, record_position, version, _, stream_len, _ = unpack(
-                        data, cursor
+        offset = segment.offsets[position - segment.first]
+        segment_last = segment.first + len(segment.offsets) - 1
+        end = segment.offsets[stop + 1 - segment.first] if stop < segment_last else segment.end
+        want = READ_CHUNK
+        while position <= stop:
+            requested = min(want, end - offset)
+            data = os.pread(segment.fd, requested, offset)
+            view = memoryview(data)
+            length = len(data)
+            cursor = 0
+            while position <= stop and length - cursor >= header_size:
+                magic, body_len, checksum, record_position, version, _, stream_len, _ = unpack(data, cursor)
+                record_end = cursor + header_size + body_len
+                if record_end > length:
+                    break
+                if (
+                    magic != magic_expected
+                    or record_position != position
+                    or crc(view[cursor + crc_start : record_end]) != checksum
+                ):
+                    raise CorruptLogError(
+                        segment.name, offset + cursor, position, "record damaged since the log was opened"
                     )
-                    record_end = cursor + header_size + body_len
-                    if record_end > length:
-                        break
-                    if (
-                        magic != magic_expected
-                        or record_position != position
-                        or crc(view[cursor + crc_start : record_end]) != checksum
-                    ):
-                        raise CorruptLogError(
-                            segment.name, offset + cursor, position, "record damaged since the log was opened"
-                        )
-                    body = cursor + header_size
-                    cursor = record_end
-                    position += 1
-                    if by_stream:
-                        stream = data[body : body + stream_len].decode()
-                        if streams and stream not in streams:
-                            continue
-                        if categories and stream.split("-", 1)[0] not in categories:
-                            continue
-                    envelope = parse(data[body + stream_len : record_end])
-                    if types and envelope.event_type not in types:
+                body = cursor + header_size
+                cursor = record_end
+                position += 1
+                if by_stream:
+                    stream = data[body : body + stream_len].decode()
+                    if streams and stream not in streams:
                         continue
-                    envelope.stream_version = version
-                    envelope.global_position = record_position
-                    yield envelope
-                if cursor == 0 and position <= stop:
-                    if length < header_size or length < requested:
-                        raise CorruptLogError(segment.name, offset, position, "record missing from the file")
-                    want = header_size + wal.PREFIX.unpack_from(data, 0)[1]  # one record larger than a chunk
-                    if want > end - offset:  # it would run past the indexed data: never read it
-                        raise CorruptLogError(
-                            segment.name, offset, position, "record damaged since the log was opened"
-                        )
-                else:
-                    want = READ_CHUNK
-                offset += cursor
+                    if categories and stream.split("-", 1)[0] not in categories:
+                        continue
+                envelope = parse(data[body + stream_len : record_end])
+                if types and envelope.event_type not in types:
+                    continue
+                envelope.stream_version = version
+                envelope.global_position = record_position
+                yield envelope
+            if cursor == 0 and position <= stop:
+                if length < header_size or length < requested:
+                    raise CorruptLogError(segment.name, offset, position, "record missing from the file")
+                want = header_size + wal.PREFIX.unpack_from(data, 0)[1]  # one record larger than a chunk
+                if want > end - offset:  # it would run past the indexed data: never read it
+                    raise CorruptLogError(
+                        segment.name, offset, position, "record damaged since the log was opened"
+                    )
+            else:
+                want = READ_CHUNK
+            offset += cursor
 
     def read_envelope(self, position: int) -> pb.EventEnvelope:
         for envelope in self.matching(position, position, ALL_EVENTS):
             return envelope
         raise EventStoreError(f"position {position} is not in the log")
+
+
+def _decode_all(data: bytes, segment: Segment, position: int, stop: int) -> Iterator[pb.EventEnvelope]:
+    """Records position..stop of a segment whose bytes were checked as a whole: the headers are gathered
+    with numpy (and held to the index: magic, positions, lengths), the bodies sliced and parsed by C-level
+    maps, so that the Python loop only sets the two fields the store assigns."""
+    first = position - segment.first
+    offsets = np.frombuffer(segment.offsets, np.uint32)[first : stop + 1 - segment.first]
+    headers = record_headers(data, offsets)
+    if headers is None:
+        raise CorruptLogError(segment.name, int(offsets[-1]), stop, "the index points past the segment")
+    starts = offsets.astype(np.int64)
+    # each record's end from its own header: the segment's end may already include an append of this
+    # process's writer that the index does not hold yet
+    ends = starts + wal.HEADER_SIZE + headers["length"]
+    if (
+        np.any(headers["magic"] != wal.MAGIC)
+        or np.any(headers["position"] != np.arange(position, stop + 1, dtype=np.uint64))
+        or np.any(ends[:-1] != starts[1:])
+        or ends[-1] > len(data)
+    ):
+        raise CorruptLogError(segment.name, int(starts[0]), position, "the index does not match the segment")
+    bodies = starts + wal.HEADER_SIZE + headers["stream_len"]
+    envelopes = map(
+        pb.EventEnvelope.FromString, map(data.__getitem__, map(slice, bodies.tolist(), ends.tolist()))
+    )
+    for envelope, version, record_position in zip(
+        envelopes, headers["version"].tolist(), range(position, stop + 1), strict=True
+    ):
+        envelope.stream_version = version
+        envelope.global_position = record_position
+        yield envelope
 
 
 class FileSubscription(PollingSubscription):

@@ -24,8 +24,9 @@ longer the end of the data; the records and the committed heads are (wal.Scan en
 segment is cut back to its data when the log rolls to the next one and when its writer closes without
 another process having appended meanwhile.
 
-This module is the append hot path: per-event work happens in `_plan`'s one loop and in C-level batch
-operations (map, join, set operations); the collaborators are bound once per group, never per event.
+This module is the append hot path: per-event work happens in C-level batch operations (wal.frames'
+framing, map, join, set operations) and in `_plan`'s one loop, over stream versions; the collaborators
+are bound once per group, never per event.
 The fsync policy and the OS-level helpers (preallocation, DiskFull) live in durability.py.
 """
 
@@ -350,23 +351,13 @@ class Writer:
             versions[stream] = len(known) if known is not None else 0
         chosen_positions = range(next_position, next_position + len(chosen))
         pending_ids.update(zip(ids, chosen_positions, strict=True))
-        tail, prefix, crc, magic, tail_size = (
-            wal.TAIL.pack,
-            wal.PREFIX.pack,
-            crc32c.crc32c,
-            wal.MAGIC,
-            wal.TAIL.size,
-        )
-        records: list[bytes] = []
-        append = records.append
-        last, commit = chosen_positions[-1], wal.FLAG_COMMIT
-        for position, stream, fp, name, payload in zip(
-            chosen_positions, names, fps, map(str.encode, names), map(SERIALIZE, chosen), strict=True
-        ):
+        event_versions: list[int] = []
+        add_version = event_versions.append
+        for stream in names:
             versions[stream] = version = versions[stream] + 1
-            flag = commit * (position == last)
-            body = b"".join((tail(position, version, fp, len(name), flag), name, payload))
-            append(prefix(magic, len(body) - tail_size, crc(body)) + body)
+            add_version(version)
+        encoded = list(map(str.encode, names))
+        records = wal.frames(next_position, event_versions, fps, encoded, list(map(SERIALIZE, chosen)))
         return positions, records, _NewEvents(chosen_positions, names, fps)
 
     def _deduplicate(
