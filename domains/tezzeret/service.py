@@ -35,12 +35,13 @@ from domains.tezzeret.jobs import (
     job_stream,
 )
 from domains.urza.library import ArtifactLibrary, UrzaError, sha256_hex
-from eventstore import EventFilter, EventStore, exact
+from eventstore import EventFilter, EventStore, WrongExpectedVersion, exact
 from leyline import decode_payload, new_envelope, pb
 
 SOURCE = "tezzeret"
 JOB_EVENTS = frozenset({"CompileJobQueued", "CompileJobStarted", "CompileJobFailed", "CompileJobSucceeded"})
 DEFAULT_MAX_ATTEMPTS = 3
+CONCURRENT_ATTEMPTS = 3  # a job another process moves under us: re-read and go on, this many times at most
 DEFAULT_CONV_SHAPE = (8, 8, 8)  # [C, H, W]: the digits host's feature maps
 DEFAULT_SEQUENCE_SHAPE = (16, 32)  # [T, D]
 
@@ -166,8 +167,16 @@ class Tezzeret:
 
     def compile(self, spec: CompileSpec) -> JobState:
         """Queue (if new) and run the job to a finished state. A job that already succeeded is returned
-        as it is, after rewriting its artifact file if that went missing or was found corrupt."""
-        state = self.run(self.queue(spec))
+        as it is, after rewriting its artifact file if that went missing or was found corrupt. Another
+        process may run the same job at once (a run's compile-ahead child and its training process): the
+        one whose append loses goes on from the job's state in the log, usually its finished outcome."""
+        for attempt in range(CONCURRENT_ATTEMPTS):
+            try:
+                state = self.run(self.queue(spec))
+                break
+            except WrongExpectedVersion:
+                if attempt == CONCURRENT_ATTEMPTS - 1:
+                    raise
         if state.status is Status.SUCCEEDED and not self.library.exists(state.artifact_hash):
             self.restore(state)
         return state

@@ -165,6 +165,26 @@ def test_compiling_the_same_spec_twice_is_one_job_and_one_artifact(
     assert library.artifact_hashes() == [first.artifact_hash]
 
 
+def test_a_job_another_process_finishes_meanwhile_is_taken_as_finished(
+    store: EventStore, library: ArtifactLibrary
+) -> None:
+    """A run's compile-ahead child and its training process may compile the same spec at once: the one
+    whose append loses reads the job's outcome from the log instead of failing."""
+    spec = resolve_spec("BP002", {}, CONV, (4, 4, 4))
+    other = Tezzeret(store, library)
+    finished_by_other: list[Status] = []
+
+    def the_other_process_runs_it(job_id: str, attempts: int) -> None:
+        if not finished_by_other:
+            finished_by_other.append(other.compile(spec).status)
+
+    state = Tezzeret(store, library, failure_hook=the_other_process_runs_it).compile(spec)
+    assert finished_by_other == [Status.SUCCEEDED]
+    assert state.status is Status.SUCCEEDED and state == other.state(spec.job_id)
+    assert len(events_of(store, "CompileJobSucceeded")) == 1
+    assert library.artifact_hashes() == [state.artifact_hash]
+
+
 def test_resume_runs_queued_and_waiting_jobs(tezzeret: Tezzeret, store: EventStore) -> None:
     waiting = tezzeret.queue(resolve_spec("BP012", {}, CONV, (4, 4, 4)))
     waiting = tezzeret._apply(waiting, Start())
