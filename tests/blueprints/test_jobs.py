@@ -174,7 +174,7 @@ def test_a_job_another_process_finishes_meanwhile_is_taken_as_finished(
     other = Tezzeret(store, library)
     finished_by_other: list[Status] = []
 
-    def the_other_process_runs_it(job_id: str, attempts: int) -> None:
+    def the_other_process_runs_it(job_id: str, attempt: int) -> None:
         if not finished_by_other:
             finished_by_other.append(other.compile(spec).status)
 
