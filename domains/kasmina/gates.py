@@ -218,10 +218,12 @@ def gate_g3(state: SlotState, epoch: int, m: Measurements, config: LifecycleConf
 
 
 def gate_g4(state: SlotState, epoch: int, m: Measurements, config: LifecycleConfig) -> Gate:
-    """After the probation window the seed's contribution (loss without it − loss with it, per validation
-    example) must be at least min_contribution with 95 % confidence: the lower bound of the mean
-    contribution, not the difference of two means. Fossilizing is permanent, so the benefit of the
-    doubt goes to the host: a contribution within noise of the threshold is culled."""
+    """After the probation window, per validation example, the seed's contribution (loss without it − loss
+    with it). The seed is culled only when the upper 95 % bound of the mean contribution is below
+    min_contribution, i.e. when the data show it does not contribute enough; a contribution within noise
+    of the threshold is kept, as G2 and G3 keep a seed whose harm is within noise (culling costs the
+    epochs the seed trained and an embargo; a useless seed costs parameters, which the controller's budget
+    bounds). Without paired losses it fails closed."""
     watched = epoch - state.stage_epoch
     contribution = paired([-d for d in m.seed_deltas])
     measured = {
@@ -241,9 +243,8 @@ def gate_g4(state: SlotState, epoch: int, m: Measurements, config: LifecycleConf
         return Gate(
             G4, Outcome.FAIL, "contribution not measured per example (paired evidence missing)", measured
         )
-    bound = contribution.lower
-    verdict = f"contribution {contribution.mean:.4g} per example, lower bound {bound:.4g}"
-    if bound < config.min_contribution:
+    verdict = f"contribution {contribution.mean:.4g} per example, upper bound {contribution.upper:.4g}"
+    if contribution.upper < config.min_contribution:
         return Gate(
             G4, Outcome.FAIL, f"{verdict} < {config.min_contribution:g} (n={contribution.n})", measured
         )

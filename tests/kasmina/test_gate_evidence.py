@@ -129,14 +129,17 @@ def test_g3_passes_a_seed_whose_extra_loss_is_noise_and_culls_a_clear_one() -> N
     assert clear.to_pb().measured["delta_n"] == 179
 
 
-def test_g4_fossilizes_only_a_contribution_the_evidence_supports() -> None:
+def test_g4_culls_only_a_contribution_the_evidence_shows_below_the_threshold() -> None:
     helping = gate_g4(PROBATION_SLOT, 12, probed(centred(-0.05, 0.1)), CONFIG)
     assert helping.outcome is Outcome.PASS, helping.reason
-    assert helping.measured["contribution_lower"] >= CONFIG.min_contribution
-    # the same mean gain over 179 examples, but within noise: the two means alone would have fossilized it
+    # a small gain within noise is kept: the two means alone say "helps", the bound cannot refute it
     unsure = gate_g4(PROBATION_SLOT, 12, probed(centred(-0.02, 1.0)), CONFIG)
-    assert unsure.measured["contribution"] > 0 and unsure.outcome is Outcome.FAIL
-    assert unsure.measured["contribution_lower"] < 0 and unsure.measured["threshold"] == 0.0
+    assert unsure.measured["contribution_lower"] < 0 < unsure.measured["contribution"]
+    assert unsure.outcome is Outcome.PASS
+    # a clear loss: the whole bound is below the threshold
+    hurting = gate_g4(PROBATION_SLOT, 12, probed(centred(0.05, 0.1)), CONFIG)
+    assert hurting.outcome is Outcome.FAIL and hurting.measured["contribution_upper"] < 0
+    assert hurting.measured["threshold"] == CONFIG.min_contribution and "upper bound" in hurting.reason
 
 
 def test_g3_and_g4_fail_closed_without_paired_losses() -> None:
@@ -146,8 +149,7 @@ def test_g3_and_g4_fail_closed_without_paired_losses() -> None:
 
 
 @given(st.lists(st.integers(-500, 500).map(lambda i: i / 100), min_size=1, max_size=50))
-def test_g3_never_culls_and_g4_never_fossilizes_a_seed_with_no_mean_effect(half: list[float]) -> None:
+def test_g3_and_g4_never_cull_a_seed_with_no_mean_effect(half: list[float]) -> None:
     deltas = half + [-d for d in half]
     assert gate_g3(SHADOWING_SLOT, 11, probed(deltas), CONFIG).outcome is Outcome.PASS
-    if any(deltas):
-        assert gate_g4(PROBATION_SLOT, 12, probed(deltas), CONFIG).outcome is Outcome.FAIL
+    assert gate_g4(PROBATION_SLOT, 12, probed(deltas), CONFIG).outcome is Outcome.PASS
