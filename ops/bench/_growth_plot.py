@@ -15,6 +15,7 @@ def plot(points: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]], path: 
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     tasks = list(points)
     figure, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
@@ -26,6 +27,7 @@ def plot(points: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]], path: 
                     [p for p, _ in seeds], [a for _, a in seeds], marker=marker, s=60, alpha=0.75, label=arm
                 )
         axis.set_xscale("log")
+        axis.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on a short log axis
         axis.set_title(task)
         axis.set_xlabel("parameters (final model)")
         axis.set_ylabel("test accuracy")
