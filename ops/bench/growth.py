@@ -136,11 +136,9 @@ def _task_results(task: str, arms: dict[str, list[Outcome]]) -> list[Result]:
     seeds = len(arms["small"])
     noise = max(spread["small"], spread["grown"])
     versus_same = max(spread["same_size"], spread["grown"])
-    gap = (
-        (acc["grown"] - acc["small"]) / (acc["big"] - acc["small"])
-        if acc["big"] != acc["small"]
-        else math.nan
-    )
+    # undefined unless the big host beats the small one: a ratio of two losses would read as a gain
+    headroom = acc["big"] - acc["small"]
+    gap = (acc["grown"] - acc["small"]) / headroom if headroom > 0 else math.nan
     grafts = sum(o.grafts for o in arms["grown"])
     exact = sum(o.exact_grafts for o in arms["grown"])
     big_ratio = params["big"] / params["small"]
@@ -221,6 +219,7 @@ def _task_results(task: str, arms: dict[str, list[Outcome]]) -> list[Result]:
             "fraction",
             target=f">= {GAP_TARGET:g}" if task in GAP_TASKS else "(grown - small)/(big - small), no target",
             met=gap >= GAP_TARGET if task in GAP_TASKS else None,
+            note=None if headroom > 0 else "the big arm did not beat the small one: no gap to close",
         )
     )
     return results
