@@ -90,8 +90,9 @@ class LifecycleConfig:
     max_isolation_violations: int = 3  # violations that cull a seed
     max_grad_norm: float = 1e3  # G1: RMS seed gradient norm per step
     host_loss_tolerance: float = 0.05  # G2: host loss may grow by at most 5 % while blending
-    shadow_tolerance: float = 0.02  # G3: loss with the seed may exceed the loss without it by 2 %
-    min_contribution: float = 0.0  # G4: loss(alpha 0) - loss(alpha 1) after the probation window
+    shadow_tolerance: float = 0.02  # G3: culls when the 95 % lower bound of the loss rise with the seed > 2 %
+    # G4: culls when the 95 % upper bound of the per-example loss(alpha 0) - loss(alpha 1) is below this
+    min_contribution: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("min_training_epochs", "alpha_ramp_epochs", "max_training_seeds"):

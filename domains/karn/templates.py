@@ -155,13 +155,18 @@ class SkipConnection(Template):
 
 
 class ResidualBlock(Template):
-    """x + conv(relu(conv(x))) with 3×3 (or 3-step) kernels."""
+    """x + conv(relu(conv(x))) with 3×3 (or 3-step) kernels. The second convolution starts at zero, so the
+    block starts as the identity: grafted in, it changes nothing until it has learned a residual worth
+    blending (a random residual is a perturbation the host must first unlearn). Its input convolution
+    keeps its random start, so gradient reaches it as soon as the output weights move."""
 
     def __init__(self, kind: int, shape: Shape, p: Params) -> None:
         super().__init__(kind, shape)
         hidden = int(p["hidden"])
         self.first = conv_nd(kind, self.features, hidden, 3, padding=1)
         self.second = conv_nd(kind, hidden, self.features, 3, padding=1)
+        for tensor in self.second.parameters():
+            nn.init.zeros_(tensor)
 
     def forward(self, x: Tensor) -> Tensor:
         channels = to_channels(x, self.kind)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from domains.kasmina.evidence import paired
+from domains.kasmina.evidence import PairedEvidence, paired
 from domains.kasmina.state import SlotState
 from leyline import pb
 from leyline.lifecycle import (
@@ -52,6 +52,9 @@ class Measurements:
     blend_deltas: tuple[float, ...] = ()
     # While TRAINING: the lowest gap (seed loss at alpha 1 − host loss) measured since admission (G1).
     best_gap: float = math.nan
+    # Per validation example in SHADOWING and after probation: loss with the seed fully in (alpha 1) −
+    # loss with the seed out (alpha 0), the paired evidence of G3 and G4; () = not measured.
+    seed_deltas: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,18 +155,9 @@ def gate_g2(state: SlotState, epoch: int, m: Measurements, config: LifecycleConf
         return Gate(G2, Outcome.FAIL, "non-finite host loss or seed output", measured)
     if state.violations:
         return Gate(G2, Outcome.FAIL, f"{state.violations} isolation violation(s)", measured)
-    if evidence.n < 2 or not finite(evidence.mean, evidence.std_error, threshold):
-        return Gate(
-            G2, Outcome.FAIL, "host loss not measured per example (paired evidence missing)", measured
-        )
-    if evidence.lower > threshold:
-        return Gate(
-            G2,
-            Outcome.FAIL,
-            f"host loss degraded by {evidence.mean:.4g} per example (lower bound {evidence.lower:.4g} > "
-            f"{threshold:.4g}, n={evidence.n})",
-            measured,
-        )
+    refusal = _degradation(evidence, threshold, "host loss")
+    if refusal:
+        return Gate(G2, Outcome.FAIL, refusal, measured)
     if blended < state.alpha_ramp_epochs:
         return Gate(
             G2, Outcome.WAIT, f"alpha ramp at {blended} of {state.alpha_ramp_epochs} epochs", measured
@@ -177,10 +171,31 @@ def gate_g2(state: SlotState, epoch: int, m: Measurements, config: LifecycleConf
     )
 
 
+def _degradation(evidence: PairedEvidence, threshold: float, what: str) -> str:
+    """Why paired evidence of a loss increase (with the seed − without) fails a gate, or "" when it does
+    not: evidence missing (fail closed), or the lower confidence bound of the increase above the threshold.
+    The one rule G2 and G3 share: a seed whose harm is within noise is not culled for it."""
+    if evidence.n < 2 or not finite(evidence.mean, evidence.std_error, threshold):
+        return f"{what} not measured per example (paired evidence missing)"
+    if evidence.lower > threshold:
+        return (
+            f"{what} degraded by {evidence.mean:.4g} per example (lower bound {evidence.lower:.4g} > "
+            f"{threshold:.4g}, n={evidence.n})"
+        )
+    return ""
+
+
 def gate_g3(state: SlotState, epoch: int, m: Measurements, config: LifecycleConfig) -> Gate:
+    """Interface probes (shape, finiteness) and the counterfactual alpha 1 vs 0 on validation, per example:
+    the seed fails when the lower confidence bound of its loss increase exceeds shadow_tolerance × the
+    loss without it (the rule G2 applies while blending)."""
+    evidence = paired(m.seed_deltas)
+    threshold = config.shadow_tolerance * m.loss_alpha0
     measured = {
         "loss_alpha0": m.loss_alpha0,
         "loss_alpha1": m.loss_alpha1,
+        "threshold": threshold,
+        **evidence.measured("delta"),
         "shape_ok": float(m.shape_ok),
         "nonfinite": float(m.nonfinite),
     }
@@ -190,32 +205,50 @@ def gate_g3(state: SlotState, epoch: int, m: Measurements, config: LifecycleConf
         return Gate(G3, Outcome.FAIL, "seed output shape does not match the slot", measured)
     if m.nonfinite or not finite(m.loss_alpha0, m.loss_alpha1):
         return Gate(G3, Outcome.FAIL, "non-finite probe", measured)
-    if m.loss_alpha1 > m.loss_alpha0 * (1 + config.shadow_tolerance) + 1e-12:
-        return Gate(G3, Outcome.FAIL, "counterfactual: validation loss worse with the seed", measured)
-    return Gate(G3, Outcome.PASS, "interface probes passed", measured)
+    refusal = _degradation(evidence, threshold, "counterfactual: validation loss with the seed")
+    if refusal:
+        return Gate(G3, Outcome.FAIL, refusal, measured)
+    return Gate(
+        G3,
+        Outcome.PASS,
+        f"interface probes passed; loss change with the seed {evidence.mean:+.4g} not above "
+        f"{threshold:.4g} beyond noise (n={evidence.n})",
+        measured,
+    )
 
 
 def gate_g4(state: SlotState, epoch: int, m: Measurements, config: LifecycleConfig) -> Gate:
+    """After the probation window, per validation example, the seed's contribution (loss without it − loss
+    with it). The seed is culled only when the upper 95 % bound of the mean contribution is below
+    min_contribution, i.e. when the data show it does not contribute enough; a contribution within noise
+    of the threshold is kept, as G2 and G3 keep a seed whose harm is within noise (culling costs the
+    epochs the seed trained and an embargo; a useless seed costs parameters, which the controller's budget
+    bounds). Without paired losses it fails closed."""
     watched = epoch - state.stage_epoch
-    contribution = m.loss_alpha0 - m.loss_alpha1
+    contribution = paired([-d for d in m.seed_deltas])
     measured = {
         "epochs": float(watched),
         "loss_alpha0": m.loss_alpha0,
         "loss_alpha1": m.loss_alpha1,
-        "contribution": contribution,
+        "contribution": m.loss_alpha0 - m.loss_alpha1,
+        "threshold": config.min_contribution,
+        **contribution.measured("contribution"),
         "nonfinite": float(m.nonfinite),
     }
     if m.nonfinite:
         return Gate(G4, Outcome.FAIL, "non-finite seed output", measured)
     if watched < config.probation_epochs:
         return Gate(G4, Outcome.WAIT, f"probation {watched} of {config.probation_epochs} epochs", measured)
-    if not math.isfinite(contribution):
-        return Gate(G4, Outcome.FAIL, "contribution not measurable (non-finite)", measured)
-    if contribution < config.min_contribution:
+    if contribution.n < 2 or not finite(contribution.mean, contribution.std_error):
         return Gate(
-            G4, Outcome.FAIL, f"contribution {contribution:.4g} < {config.min_contribution:g}", measured
+            G4, Outcome.FAIL, "contribution not measured per example (paired evidence missing)", measured
         )
-    return Gate(G4, Outcome.PASS, f"contribution {contribution:.4g} >= {config.min_contribution:g}", measured)
+    verdict = f"contribution {contribution.mean:.4g} per example, upper bound {contribution.upper:.4g}"
+    if contribution.upper < config.min_contribution:
+        return Gate(
+            G4, Outcome.FAIL, f"{verdict} < {config.min_contribution:g} (n={contribution.n})", measured
+        )
+    return Gate(G4, Outcome.PASS, f"{verdict} >= {config.min_contribution:g} (n={contribution.n})", measured)
 
 
 def gate_g5(clean: Mapping[str, bool]) -> Gate:

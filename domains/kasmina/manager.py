@@ -270,7 +270,13 @@ class Kasmina:
         self.state = KasminaState(slots=slots, last_seed_id=int(state["last_seed_id"]))
         self.epoch = int(state["epoch"])
         self._last = {
-            int(k): Measurements(**{**v, "blend_deltas": tuple(v.get("blend_deltas", ()))})
+            int(k): Measurements(
+                **{
+                    **v,
+                    "blend_deltas": tuple(v.get("blend_deltas", ())),
+                    "seed_deltas": tuple(v.get("seed_deltas", ())),
+                }
+            )
             for k, v in state["last_measurements"].items()
         }
         self._best_gaps = {int(k): (int(v[0]), float(v[1])) for k, v in state.get("best_gaps", {}).items()}

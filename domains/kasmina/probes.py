@@ -64,8 +64,8 @@ def measure(
 ) -> Measurements:
     """A slot's measurements at an epoch boundary: the seed's loss at alpha 1 while it is GERMINATED or
     TRAINING (admission, G1, with the lowest gap since admission), the per-example losses as blended vs
-    alpha 0 (G2) and the loss at alpha 1 while BLENDING, alpha 0 vs 1 in SHADOWING (G3) and once the
-    probation window is over (G4)."""
+    alpha 0 (G2) and the loss at alpha 1 while BLENDING, alpha 0 vs 1 per example in SHADOWING (G3) and
+    once the probation window is over (G4)."""
     m = Measurements(host_loss=host.validation_loss, grad_norm=grad_norm, nonfinite=nonfinite)
     if s.stage in (GERMINATED, TRAINING):
         with counterfactual(slot, 1.0):
@@ -74,21 +74,33 @@ def measure(
         blended = evaluate()
         with counterfactual(slot, 0.0):
             without = evaluate()
-        deltas: tuple[float, ...] = ()
-        if blended.losses is not None and without.losses is not None:
-            deltas = tuple((blended.losses - without.losses).tolist())
         with counterfactual(slot, 1.0):
             full = evaluate()
-        m = replace(m, loss_alpha0=without.loss, loss_alpha1=full.loss, blend_deltas=deltas)
+        m = replace(
+            m, loss_alpha0=without.loss, loss_alpha1=full.loss, blend_deltas=_deltas(blended, without)
+        )
     probation_over = epoch - s.stage_epoch >= probation_epochs
     if s.stage == SHADOWING or (s.stage == PROBATIONARY and probation_over):
         with counterfactual(slot, 0.0):
-            loss0 = evaluate().loss
+            without = evaluate()
         with counterfactual(slot, 1.0):
-            loss1 = evaluate().loss
+            full = evaluate()
         shape_ok = slot.seed is not None and shape_probe(slot.seed, slot)[0]
-        m = replace(m, loss_alpha0=loss0, loss_alpha1=loss1, shape_ok=shape_ok)
+        m = replace(
+            m,
+            loss_alpha0=without.loss,
+            loss_alpha1=full.loss,
+            shape_ok=shape_ok,
+            seed_deltas=_deltas(full, without),
+        )
     return m
+
+
+def _deltas(with_seed: Evaluation, without: Evaluation) -> tuple[float, ...]:
+    """Per validation example, loss with the seed (as given) − loss without it; () when not measured."""
+    if with_seed.losses is None or without.losses is None:
+        return ()
+    return tuple((with_seed.losses - without.losses).tolist())
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,8 @@ class BenchOptions:
     data_dir: str
     progress: Callable[[str], None]
     backend: str = "file"  # the event store a bench drives, where it can drive more than one
+    tasks: tuple[str, ...] = ()  # the tasks a bench runs, where it has several (growth); () = all
+    seeds: int | None = None  # seeds per arm, where a bench trains several (growth); None = its default
 
 
 def available() -> dict[str, str]:

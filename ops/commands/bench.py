@@ -12,6 +12,7 @@ from ops.errors import UsageError
 
 BACKENDS = ("file", "postgres")
 MULTI_BACKEND = ("eventstore",)
+SEEDED = ("growth",)
 
 
 def register(subparsers: Any) -> None:
@@ -33,6 +34,16 @@ def register(subparsers: Any) -> None:
         help="the event store to drive (eventstore only): the file log, or PostgreSQL with 1/2/4 writer "
         f"processes (${bench.POSTGRES_URL_ENV}, default {bench.DEFAULT_POSTGRES_URL})",
     )
+    parser.add_argument(
+        "--tasks",
+        type=lambda text: tuple(t.strip() for t in text.split(",") if t.strip()),
+        default=(),
+        metavar="T[,T...]",
+        help="growth only: the tasks to run (digits, fashion_mnist, austen; default all)",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=None, metavar="N", help="growth only: seeds per arm (default 5)"
+    )
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -41,6 +52,10 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown benchmark {args.name!r}; choose one of: {', '.join(names)}")
     if args.backend != "file" and args.name not in MULTI_BACKEND:
         raise UsageError(f"--backend applies to: {', '.join(MULTI_BACKEND)}, not {args.name!r}")
+    if (args.tasks or args.seeds is not None) and args.name not in SEEDED:
+        raise UsageError(f"--tasks and --seeds apply to: {', '.join(SEEDED)}, not {args.name!r}")
+    if args.seeds is not None and args.seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
     module = bench.load(args.name)
 
     def progress(message: str) -> None:
@@ -48,7 +63,12 @@ def handle(args: argparse.Namespace) -> int:
             print(f"  … {message}", file=sys.stderr, flush=True)
 
     options = bench.BenchOptions(
-        quick=args.quick, data_dir=str(args.data_dir), progress=progress, backend=args.backend
+        quick=args.quick,
+        data_dir=str(args.data_dir),
+        progress=progress,
+        backend=args.backend,
+        tasks=args.tasks,
+        seeds=args.seeds,
     )
     results = module.run(options)
     document = {

@@ -13,16 +13,18 @@ from domains.kasmina import Evaluation
 from domains.kasmina import lifecycle as lc
 from domains.kasmina.commands import Cull, Germinate
 from domains.kasmina.evidence import CONFIDENCE_Z, paired
-from domains.kasmina.gates import Measurements, Outcome, gate_g0, gate_g1, gate_g2
+from domains.kasmina.gates import Measurements, Outcome, gate_g0, gate_g1, gate_g2, gate_g3, gate_g4
 from domains.kasmina.probes import EpochMeasurements
 from domains.kasmina.state import KasminaState, SlotState
 from leyline import decode_payload, pb
-from leyline.lifecycle import BLENDING, TRAINING, LifecycleConfig
+from leyline.lifecycle import BLENDING, PROBATIONARY, SHADOWING, TRAINING, LifecycleConfig
 from tests.kasmina.helpers import TinyCNN
 from tests.kasmina.test_torch import stages, to_training
 
 CONFIG = LifecycleConfig()  # host_loss_tolerance 0.05
 BLENDING_SLOT = SlotState(slot=0, stage=BLENDING, seed_id=1, stage_epoch=10, alpha_ramp_epochs=3)
+SHADOWING_SLOT = SlotState(slot=0, stage=SHADOWING, seed_id=1, stage_epoch=10)
+PROBATION_SLOT = SlotState(slot=0, stage=PROBATIONARY, seed_id=1, stage_epoch=10)
 
 
 def blending(deltas: list[float], loss_alpha0: float = 1.0) -> Measurements:
@@ -104,3 +106,50 @@ def test_a_culled_seed_keeps_why_through_its_embargo() -> None:
         state = lc.replay(state, lc.decide(state, command, CONFIG))
     assert state.slot(0).stage == pb.SEED_STAGE_EMBARGOED
     assert state.slot(0).outcome_reason == "contribution -0.01"  # the cull's reason, not the embargo's
+
+
+def probed(deltas: list[float], loss_alpha0: float = 1.0) -> Measurements:
+    """SHADOWING/PROBATIONARY measurements: per example, loss with the seed fully in − loss without it."""
+    mean = sum(deltas) / len(deltas)
+    return Measurements(loss_alpha0=loss_alpha0, loss_alpha1=loss_alpha0 + mean, seed_deltas=tuple(deltas))
+
+
+def centred(mean: float, spread: float, n: int = 179, seed: int = 0) -> list[float]:
+    rng = random.Random(seed)
+    noise = [rng.gauss(0.0, spread) for _ in range(n)]
+    return [d - sum(noise) / n + mean for d in noise]
+
+
+def test_g3_passes_a_seed_whose_extra_loss_is_noise_and_culls_a_clear_one() -> None:
+    noisy = gate_g3(SHADOWING_SLOT, 11, probed(centred(0.03, 0.5)), CONFIG)  # mean 3 % worse, within noise
+    assert noisy.outcome is Outcome.PASS, noisy.reason
+    assert noisy.measured["delta_mean"] > noisy.measured["threshold"] > noisy.measured["delta_lower"]
+    clear = gate_g3(SHADOWING_SLOT, 11, probed(centred(0.1, 0.05)), CONFIG)
+    assert clear.outcome is Outcome.FAIL and "lower bound" in clear.reason
+    assert clear.to_pb().measured["delta_n"] == 179
+
+
+def test_g4_culls_only_a_contribution_the_evidence_shows_below_the_threshold() -> None:
+    helping = gate_g4(PROBATION_SLOT, 12, probed(centred(-0.05, 0.1)), CONFIG)
+    assert helping.outcome is Outcome.PASS, helping.reason
+    # a small gain within noise is kept: the two means alone say "helps", the bound cannot refute it
+    unsure = gate_g4(PROBATION_SLOT, 12, probed(centred(-0.02, 1.0)), CONFIG)
+    assert unsure.measured["contribution_lower"] < 0 < unsure.measured["contribution"]
+    assert unsure.outcome is Outcome.PASS
+    # a clear loss: the whole bound is below the threshold
+    hurting = gate_g4(PROBATION_SLOT, 12, probed(centred(0.05, 0.1)), CONFIG)
+    assert hurting.outcome is Outcome.FAIL and hurting.measured["contribution_upper"] < 0
+    assert hurting.measured["threshold"] == CONFIG.min_contribution and "upper bound" in hurting.reason
+
+
+def test_g3_and_g4_fail_closed_without_paired_losses() -> None:
+    bare = Measurements(loss_alpha0=1.0, loss_alpha1=0.5)
+    assert gate_g3(SHADOWING_SLOT, 11, bare, CONFIG).outcome is Outcome.FAIL
+    assert "not measured" in gate_g4(PROBATION_SLOT, 12, bare, CONFIG).reason
+
+
+@given(st.lists(st.integers(-500, 500).map(lambda i: i / 100), min_size=1, max_size=50))
+def test_g3_and_g4_never_cull_a_seed_with_no_mean_effect(half: list[float]) -> None:
+    deltas = half + [-d for d in half]
+    assert gate_g3(SHADOWING_SLOT, 11, probed(deltas), CONFIG).outcome is Outcome.PASS
+    assert gate_g4(PROBATION_SLOT, 12, probed(deltas), CONFIG).outcome is Outcome.PASS

@@ -1,60 +1,55 @@
-"""The growth benchmark's grown arm: Tolaria's loop and Kasmina with Tamiyo as the controller."""
+"""esper bench growth in miniature: four arms on digits with a tiny budget write every result name, the
+run list and the PNG beside the JSON; the same-size arm is sized from the grown run of its seed."""
 
 from __future__ import annotations
 
-import tempfile
+import json
 from pathlib import Path
 
-import torch
+import pytest
 
-from domains.tamiyo import TamiyoController
-from domains.tolaria.config import RunConfig
-from domains.tolaria.data import load_dataset
-from domains.tolaria.hosts import HostSpec, build_host, count_parameters
-from eventstore import open_store
-from leyline import decode_payload, pb
-from leyline.datadir import DataDir
-from leyline.signing import Keyring
-from ops.bench.growth import DATA, HOST, PARAMETER_BUDGET, TAMIYO, static_widths, tamiyo_for
-from ops.compose import build_trainer
+from ops.bench import BenchOptions
+from ops.bench._growth_tasks import ARMS, TASKS, closest_widths, host_parameters
+from ops.bench.growth import run
+from ops.errors import UsageError
 
-torch.set_num_threads(1)
+PER_TASK = [
+    f"digits_{arm}_{figure}" for arm in ARMS for figure in ("test_acc", "spread", "params", "wall_s")
+] + ["digits_graft_exact_fraction", "digits_gap_closed"]
 
 
-def test_the_grown_arm_decides_every_epoch_on_tolarias_packets() -> None:
-    epochs = 4
-    with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(Path(tmp) / "log")
-        try:
-            keyring = Keyring.generate()
-            config = RunConfig(epochs=epochs, seed=0, checkpoint_every=epochs, controller="noop")
-            trainer = build_trainer(config, "rgrowtest", store, DataDir(Path(tmp)), keyring=keyring)
-            tamiyo = tamiyo_for(trainer, keyring, seed=0)
-            assert isinstance(tamiyo, TamiyoController) and tamiyo.slot_kinds
-            trainer.controller = tamiyo
-            trainer.start()
-            summary = trainer.run()
-            events = list(store.read_all())
-        finally:
-            store.close()
-    assert summary.epochs == epochs and 0.0 < summary.test_accuracy <= 1.0
-    decisions = [decode_payload(e) for e in events if e.event_type == "DecisionMade"]
-    assert len(decisions) == epochs and all(isinstance(d, pb.DecisionMade) for d in decisions)
-    packets = [decode_payload(e) for e in events if e.event_type == "EpochCompleted"]
-    assert [d.packet_id for d in decisions] == [p.state.packet_id for p in packets]  # type: ignore[attr-defined]
-    assert all(d.inputs_summary["parameters"] == summary.parameters for d in decisions)  # type: ignore[attr-defined]
-    assert tamiyo.state.decisions == epochs
+def test_the_big_hosts_have_10_to_50_times_the_small_hosts_parameters() -> None:
+    shapes = {"digits": ((1, 8, 8), 10), "fashion_mnist": ((1, 28, 28), 10), "austen": ((32,), 6)}
+    for name, (shape, classes) in shapes.items():
+        task = TASKS[name]
+        ratio = host_parameters(task, shape, classes, task.big) / host_parameters(task, shape, classes, {})
+        assert 10 <= ratio <= 50, (name, ratio)
 
 
-def test_the_static_host_matches_the_grown_size() -> None:
-    options, count = static_widths(1350)
-    assert abs(count - 1350) < 60
-    assert set(options) == {"channels1", "channels2"}
+def test_the_same_size_host_is_the_closest_width_to_the_grown_count() -> None:
+    task = TASKS["digits"]
+    options, count = closest_widths(task, (1, 8, 8), 10, 1350)
+    assert abs(count - 1350) < 60 and host_parameters(task, (1, 8, 8), 10, options) == count
 
 
-def test_the_bench_configures_one_small_host_split_and_lifecycle() -> None:
-    small = count_parameters(build_host("cnn-lite", HostSpec((1, 8, 8), 10, HOST)))
-    assert small == 930 and 2 * small == PARAMETER_BUDGET
-    assert TAMIYO.parameter_budget == PARAMETER_BUDGET
-    first, second = (load_dataset("digits", seed, DATA) for seed in (0, 1))
-    assert torch.equal(first.test.targets, second.test.targets)
+def test_an_unknown_task_is_a_usage_error(tmp_path: Path) -> None:
+    options = BenchOptions(quick=True, data_dir=str(tmp_path), progress=print, tasks=("cifar",))
+    with pytest.raises(UsageError, match="unknown task"):
+        run(options)
+
+
+@pytest.mark.slow
+def test_a_miniature_bench_writes_every_result_and_the_png(tmp_path: Path) -> None:
+    options = BenchOptions(
+        quick=True, data_dir=str(tmp_path), progress=lambda _: None, tasks=("digits",), seeds=2
+    )
+    results = {r.name: r for r in run(options)}
+    assert set(PER_TASK) <= set(results)
+    assert results["digits_small_params"].value < results["digits_big_params"].value
+    document = json.loads((tmp_path / "bench" / "growth.json").read_text())
+    assert [r["name"] for r in document["results"]] == [r for r in results]
+    assert sorted((r["arm"], r["seed"]) for r in document["runs"]) == sorted(
+        (a, s) for a in ARMS for s in (0, 1)
+    )
+    png = tmp_path / "bench" / "growth.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
