@@ -250,7 +250,7 @@ def test_optimizer_state_survives_adding_and_removing_a_seed_group(kind: str) ->
     assert stages(boundary(kasmina, host, 2)) == ["TRAINING"]
     assert len(optimizer.param_groups) == 2
     seed_group = optimizer.param_groups[1]
-    assert seed_group["kasmina_slot"] == 0 and seed_group["lr"] == pytest.approx(1e-2)  # no warm-up
+    assert seed_group["kasmina_slot"] == 0 and seed_group["lr"] == pytest.approx(1e-3)  # warm-up: 0.1 × base
     seed_params = list(host.slot0.seed.parameters())  # type: ignore[union-attr]
     assert seed_group["params"] == seed_params
 

@@ -147,9 +147,13 @@ def legal(
         and level < config.block_level
         and active < limit
         and not blueprint.quarantine_only
-        and blueprint.tier == pb.BLUEPRINT_TIER_SAFE
+        and (
+            blueprint.tier == pb.BLUEPRINT_TIER_SAFE
+            or (blueprint.tier == pb.BLUEPRINT_TIER_EXPERIMENTAL and blueprint.approved)
+        )
         and (blueprint.approved or not blueprint.requires_approval)
-        and blueprint.risk <= cap
+        # an operator's approval accepts the blueprint's own risk, at the calm level only
+        and (blueprint.risk <= cap or (blueprint.requires_approval and level == 0 and not conservative))
         and (blueprint.conservative_pool or not conservative)
         and (not blueprint.slot_kinds or observation.slot_kinds[slot] in blueprint.slot_kinds)
         and (
