@@ -4,7 +4,7 @@ A checkpoint holds the components named in its manifest: model, optimizer, rng (
 python), data_cursor, seeds, controller and trainer (loss history, global step), packed by `archive.py`
 (a JSON header and raw tensor bytes: loading executes nothing). Files written before that format are
 torch.save archives, still read with weights_only=True. A file is `checkpoints/<sha256>.ckpt` under the
-data directory, written to a temporary name, fsynced, renamed and the directory fsynced; only a
+data directory, created under that name, fsynced and the directory fsynced; only a
 checkpoint whose CheckpointCommitted event is in the log is ever loaded, and its bytes are verified
 against the hash in that event.
 
@@ -85,10 +85,14 @@ def deserialize(data: bytes, map_location: torch.device | str = "cpu") -> dict[s
 
 
 def write_file(data_dir: DataDir, checkpoint: SerializedCheckpoint) -> Path:
-    """Durably write the checkpoint under its content hash; an existing file of that hash is kept.
+    """Durably write the checkpoint under its content hash; an existing file holding those bytes is kept.
 
     OS calls only (no file object, no mkdir while the directory exists): this runs every epoch on the
-    writer thread, beside the training loop."""
+    writer thread, beside the training loop. The file is created under its final name (no temporary
+    and rename: one metadata change fewer before the two syncs). A file torn there by a crash is never
+    loaded, since no CheckpointCommitted names it until it was synced, and is replaced through a
+    temporary name when the same checkpoint is written again; a file already holding the right bytes
+    may be read by another process, so it is never rewritten in place."""
     directory = data_dir.checkpoints
     final = data_dir.resolve(checkpoint.relative_path)
     try:
@@ -97,22 +101,41 @@ def write_file(data_dir: DataDir, checkpoint: SerializedCheckpoint) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         directory_fd = os.open(directory, os.O_RDONLY)
     try:
-        if os.path.exists(final):
-            return final
-        temporary = directory / f".{checkpoint.sha256}.{os.getpid()}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            view = memoryview(checkpoint.data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, final)
+            _write_synced(final, os.O_EXCL, checkpoint.data)
+        except FileExistsError:
+            if _holds(final, checkpoint.sha256):
+                return final
+            temporary = directory / f".{checkpoint.sha256}.{os.getpid()}.tmp"
+            _write_synced(temporary, os.O_TRUNC, checkpoint.data)
+            os.replace(temporary, final)
         os.fsync(directory_fd)
     finally:
         os.close(directory_fd)
     return final
+
+
+def _write_synced(path: Path, flag: int, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flag, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _holds(path: Path, sha256: str) -> bool:
+    """Whether the file holds the bytes of that hash, synced (its writer may not have synced it yet)."""
+    try:
+        with path.open("rb") as file:
+            if hashlib.sha256(file.read()).hexdigest() != sha256:
+                return False
+            os.fsync(file.fileno())
+            return True
+    except FileNotFoundError:
+        return False
 
 
 def read_file(data_dir: DataDir, relative_path: str, sha256: str) -> bytes:

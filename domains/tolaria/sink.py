@@ -2,9 +2,12 @@
 
 The training loop hands envelopes (and checkpoint writes, which must reach the disk before their
 CheckpointCommitted event is appended) to one writer thread, in order; the thread drains whatever is
-queued and appends it in as few store calls as it can, so the loop never waits on fsync. `flush()` waits
-until everything handed over is in the log (used before a rollback, which needs log positions, and at
-the end of a run). An append error is kept and raised by the next call from the training thread.
+queued and appends it in as few store calls as it can, so the loop never waits on fsync. A task's
+envelopes join the batch after the task returned (its file is durable by then), so a backlog of several
+epochs' checkpoints, which builds up when the disk is slow, costs one log sync instead of one each.
+`flush()` waits until everything handed over is in the log (used before a rollback, which needs log
+positions, and at the end of a run). An append error is kept and raised by the next call from the
+training thread.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ class Appender(Protocol):
 
 
 # A task runs on the writer thread and returns the envelopes to append after it; it receives the last
-# position known to be in the log.
+# position known to be in the log (earlier envelopes of the same batch may not be in it yet).
 Task = Callable[[int], list[pb.EventEnvelope]]
 
 _STOP = object()
@@ -92,8 +95,12 @@ class EventSink:
                     elif isinstance(item, list):
                         pending.extend(item)
                     elif self._error is None and callable(item):
-                        self._append(pending)
-                        pending.extend(item(self.committed_position))
+                        try:
+                            envelopes = item(self.committed_position)
+                        except BaseException:
+                            self._append(pending)  # what was handed over before the failed task
+                            raise
+                        pending.extend(envelopes)
                 except BaseException as exc:  # kept for the training thread, which raises it
                     self._error = exc
                     pending.clear()

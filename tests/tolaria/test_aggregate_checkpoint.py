@@ -116,6 +116,20 @@ def test_checkpoint_file_round_trip_and_corruption(tmp_path: Path) -> None:
         ckpt.read_file(DataDir(tmp_path), "checkpoints/absent.ckpt", "0" * 64)
 
 
+def test_a_torn_file_under_a_checkpoints_name_is_replaced_and_an_intact_one_kept(tmp_path: Path) -> None:
+    data_dir = DataDir(tmp_path)
+    serialized = ckpt.serialize(2, {"trainer": {"epoch": 2}, "model": torch.nn.Linear(4, 3).state_dict()})
+    path = data_dir.resolve(serialized.relative_path)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(serialized.data[: len(serialized.data) // 2])  # a crash in the middle of the write
+    assert ckpt.write_file(data_dir, serialized) == path
+    assert ckpt.read_file(data_dir, serialized.relative_path, serialized.sha256) == serialized.data
+    inode = path.stat().st_ino
+    ckpt.write_file(data_dir, serialized)
+    assert path.stat().st_ino == inode  # the intact file is kept, not rewritten under a reader
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
 def test_rng_capture_restores_every_generator() -> None:
     state = ckpt.deserialize(ckpt.serialize(0, {"rng": ckpt.capture_rng()}).data)["rng"]
     expected = (torch.rand(3), np.random.rand(3), random.random())
