@@ -45,9 +45,13 @@ def pack(components: dict[str, Any]) -> bytes:
         return start, raw.nbytes
 
     def encode(value: Any) -> Any:
+        kind = type(value)
+        if kind in _SCALAR_TYPES:  # the common cases first, by exact type: this runs every epoch
+            return value
+        if kind is dict:
+            return ["d", *_pairs(value, encode)]
         if isinstance(value, torch.Tensor):
-            flat = (value.detach() if value.requires_grad else value).reshape(-1).view(torch.uint8)
-            start, size = add((flat if flat.device.type == "cpu" else flat.cpu()).numpy().data)
+            start, size = add(_tensor_bytes(value))
             return ["T", _DTYPE_NAMES[value.dtype], list(value.shape), start, size]
         if isinstance(value, np.ndarray):
             start, size = add(np.ascontiguousarray(value).reshape(-1).view(np.uint8).data)
@@ -66,8 +70,19 @@ def pack(components: dict[str, Any]) -> bytes:
             return [tag, *(encode(item) for item in value)]
         raise ArchiveError(f"a checkpoint cannot hold a {type(value).__name__}")
 
-    header = json.dumps(encode(components), separators=(",", ":"), allow_nan=True).encode()
+    tree = encode(components)
+    header = json.dumps(tree, separators=(",", ":"), allow_nan=True, check_circular=False).encode()
     return b"".join([MAGIC, len(header).to_bytes(_LENGTH_BYTES, "little"), header, *blobs])
+
+
+def _tensor_bytes(value: torch.Tensor) -> memoryview:
+    """The tensor's elements in row-major order, as bytes."""
+    try:
+        array = value.numpy()  # a CPU tensor of a dtype numpy knows, without grad: no torch call more
+    except (TypeError, RuntimeError):
+        flat = (value.detach() if value.requires_grad else value).reshape(-1).view(torch.uint8)
+        return (flat if flat.device.type == "cpu" else flat.cpu()).numpy().data
+    return array.reshape(-1).view(np.uint8).data
 
 
 def _pairs(mapping: dict[Any, Any], encode: Any) -> list[Any]:
