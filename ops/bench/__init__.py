@@ -7,6 +7,7 @@ ratios hold when the machine's speed drifts (SPEC §12).
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import pkgutil
 import statistics
@@ -96,3 +97,20 @@ def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
     return ordered[index]
+
+
+def median_interval(values: list[float], confidence: float = 0.9) -> tuple[float, float, float]:
+    """A distribution-free interval for the median of independent samples (order statistics): the
+    narrowest symmetric pair of sorted values whose binomial coverage reaches `confidence`, and that
+    coverage (below `confidence` when there are too few samples: the range then)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    below = 0.0  # P(at most k - 1 of n samples fall under the median), for the candidate k
+    k = 0
+    while k + 1 <= n // 2:
+        tail = below + math.comb(n, k) / 2**n
+        if 1 - 2 * tail < confidence:
+            break
+        below, k = tail, k + 1
+    low, high = (k - 1, n - k) if k else (0, n - 1)
+    return ordered[low], ordered[high], 1 - 2 * below if k else 1 - 2 / 2**n

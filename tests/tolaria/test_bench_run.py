@@ -14,7 +14,7 @@ from domains.tolaria.config import RunConfig
 from domains.tolaria.data import BUILTIN_DATASETS, Splits
 from eventstore import open_store
 from leyline.datadir import DataDir
-from ops.bench import BenchOptions
+from ops.bench import BenchOptions, median_interval
 from ops.bench import run as bench_run
 from ops.compose import new_run
 
@@ -32,8 +32,20 @@ def test_overhead_alternates_the_full_and_the_plain_loop(tmp_path: Path) -> None
         trainer.sink.close()
     finally:
         store.close()
-    assert wall > 0 and cpu > 0 and len(hooks) == 2
+    assert len(wall) == len(cpu) == 2 and min(wall) > 0 and min(cpu) > 0 and len(hooks) == 2
     assert trainer.epoch == 2
+
+
+def test_an_overhead_result_reports_its_median_with_an_interval() -> None:
+    result = bench_run.overhead_result("r", [1.3, 1.0, 1.1, 1.2, 0.9, 1.05, 1.15, 1.25, 0.95], 1.05)
+    assert result.value == pytest.approx(1.1) and result.met is False
+    assert result.note == "median of 9 block ratios, 96% interval [0.950, 1.250]"
+
+
+def test_the_median_interval_has_its_binomial_coverage() -> None:
+    assert median_interval([3.0, 1.0, 2.0]) == (1.0, 3.0, 0.75)  # three samples: the range
+    low, high, coverage = median_interval([float(i) for i in range(20)])
+    assert (low, high) == (5.0, 14.0) and coverage == pytest.approx(0.9586, abs=1e-4)
 
 
 def test_fashion_is_not_measured_without_its_loader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
