@@ -16,11 +16,13 @@ from domains.tamiyo.risk import (
     lifecycle_signal,
     ratio,
 )
-from domains.tamiyo.state import TamiyoState, contribution_key
+from domains.tamiyo.state import REFERENCES_RESET, TamiyoState, contribution_key
 from leyline import pb
 from leyline.controller import DEFAULT_HOOK_BUDGET_MS
-from leyline.lifecycle import DORMANT, LifecycleConfig
+from leyline.lifecycle import CULLED, DORMANT, EMBARGOED, LifecycleConfig
 from leyline.seed_metrics import CONTRIBUTION_METRIC, HEADROOM_METRIC, STAGE_EPOCHS_METRIC
+
+CULL_STAGES = frozenset({CULLED, EMBARGOED})  # a seed's stages from the boundary that culled it
 
 
 @dataclass(frozen=True)
@@ -69,10 +71,22 @@ def isolation_cull_count(lifecycle: LifecycleConfig) -> int:
     return max(1, lifecycle.max_isolation_violations - 1)
 
 
+def references_reset(observation: Observation) -> bool:
+    """Whether this window's losses are the first measured without a seed culled at the last boundary
+    (CULLED or EMBARGOED for one epoch): the host then computes another function, and the loss change its
+    removal causes is the seed's doing, not a drift or explosion of the host. Tamiyo's loss references
+    restart here (state.evolve), as Tolaria's explosion guard restarts its own at a cull."""
+    return any(s.stage in CULL_STAGES and stage_epochs(s) == 1 for s in observation.seeds)
+
+
 def risk_signals(state: TamiyoState, observation: Observation) -> RiskSignals:
     finite_norms = [n for n in state.grad_norms[-5:] if math.isfinite(n)]
     reference_norm = statistics.median(finite_norms) if finite_norms else 0.0
-    recent_losses = [v for v in state.validation_losses[-5:] if math.isfinite(v)]
+    reset = references_reset(observation)  # no reference: this window's losses are the first ones
+    recent_losses = [] if reset else [v for v in state.validation_losses[-5:] if math.isfinite(v)]
+    explosion = ratio(observation.training_loss, state.best_training_loss)
+    if reset and math.isfinite(explosion):
+        explosion = 1.0
     drift = 0.0
     if not math.isfinite(observation.validation_loss):
         drift = math.inf
@@ -81,7 +95,7 @@ def risk_signals(state: TamiyoState, observation: Observation) -> RiskSignals:
     return RiskSignals(
         grad_norm_ratio=ratio(observation.grad_norm, reference_norm),
         loss_drift=drift,
-        loss_explosion=ratio(observation.training_loss, state.best_training_loss),
+        loss_explosion=explosion,
         memory_pressure=observation.memory_pressure,
         hook_latency_ratio=observation.hook_ms / observation.hook_budget_ms,
         lifecycle=lifecycle_signal(observation.seeds),
@@ -106,6 +120,8 @@ def inputs_summary(
     summary = observation_summary(observation)
     summary["active_seeds"] = float(active_seeds(observation.seeds))
     summary["risk_raw"] = float(assessment.level)
+    if references_reset(observation):
+        summary[REFERENCES_RESET] = 1.0
     for seed in observation.seeds:
         if seed.stage == DORMANT and HEADROOM_METRIC in seed.metrics:
             summary[f"headroom_slot{seed.slot}"] = seed.metrics[HEADROOM_METRIC]

@@ -25,6 +25,8 @@ from domains.tamiyo.outcomes import Outcome, outcome_of
 from domains.tamiyo.risk import from_pb_level
 from leyline import pb
 
+# An inputs_summary key: this decision's losses start the loss references again (observation.py)
+REFERENCES_RESET = "references_reset"
 HISTORY = 32  # loss and gradient-norm windows kept for plateau and drift detection
 RISK_HISTORY = 16
 SAFE_LEVEL = 1  # a window at or below this raw level is a rollback target
@@ -133,6 +135,9 @@ def _decision(state: TamiyoState, decision: pb.DecisionMade) -> TamiyoState:
     if "grad_norm" in inputs:
         grad_norms = _bounded(grad_norms, inputs["grad_norm"], HISTORY)
     validation_losses = state.validation_losses
+    if inputs.get(REFERENCES_RESET):  # the first losses measured without a culled seed (observation.py)
+        validation_losses = ()
+        best = training_loss
     if "validation_loss" in inputs:
         validation_losses = _bounded(validation_losses, inputs["validation_loss"], HISTORY)
     return dataclasses.replace(

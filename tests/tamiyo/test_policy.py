@@ -16,6 +16,7 @@ from domains.tamiyo.risk import RiskThresholds
 from domains.tamiyo.state import TamiyoState, evolve
 from leyline import pb
 from leyline.lifecycle import LifecycleConfig
+from leyline.seed_metrics import STAGE_EPOCHS_METRIC as STAGE_EPOCHS
 from tests.tamiyo.scripted import CATALOGUE, PLATEAU_LOSSES, descriptor, dormant_slots, observation
 
 
@@ -303,6 +304,25 @@ def test_loss_explosion_requests_one_rollback_to_the_last_safe_epoch() -> None:
     assert pb.RiskLevel.Name(decision_of(history[4]).risk_level) == "RISK_LEVEL_CRITICAL"
     assert command_of(history[5]) is None  # no second rollback to the same target
     assert decision_of(history[5]).reason == "loss critical, but no safe epoch left to roll back to: blocked"
+
+
+@pytest.mark.parametrize("stage", [pb.SEED_STAGE_CULLED, pb.SEED_STAGE_EMBARGOED])
+def test_a_loss_jump_caused_by_a_seed_culled_at_the_last_boundary_is_not_critical(stage: int) -> None:
+    """The loss a cull changes is measured first one epoch after it: no rollback then, and the references
+    start again from there (a jump of the same size later, with no cull behind it, is critical)."""
+    policy = HeuristicPolicy()
+    calm = [observation(e, 1.0 - 0.1 * e, training_loss=0.5 - 0.1 * e) for e in range(4)]
+    culled = [*dormant_slots(2), pb.SeedState(slot=2, seed_id=1, stage=stage, metrics={STAGE_EPOCHS: 1.0})]
+    jump = observation(4, 2.0, training_loss=0.2 * 20, seeds=culled)
+    after = [observation(e, 1.9, training_loss=3.9, seeds=dormant_slots(3)) for e in (5, 6)]
+    state, history = run(policy, [*calm, jump, *after])
+    assert [command_of(p) for p in history] == [None] * 7
+    assert [decision_of(p).inputs_summary["level_loss_explosion"] for p in history[4:]] == [0.0] * 3
+    assert [decision_of(p).inputs_summary["level_loss_drift"] for p in history[4:]] == [0.0] * 3
+    assert state.best_training_loss == pytest.approx(3.9)
+    _, again = run(policy, [observation(7, 1.9 * 3, training_loss=3.9 * 20)], state)
+    rollback = command_of(again[0])
+    assert rollback is not None and rollback.command_type == pb.COMMAND_TYPE_ROLLBACK
 
 
 def test_red_risk_blocks_germination_but_not_culling() -> None:
