@@ -128,6 +128,16 @@ def _spread(values: list[float]) -> float:
     return max(values) - min(values) if values else math.nan
 
 
+def against_small(task: str, arm: str, figure: str, values: dict[str, float], unit: str) -> Result:
+    """`<task>_<arm>_<figure>`, beside the small arm's figure (the small arm itself stands alone)."""
+    result = Result(f"{task}_{arm}_{figure}", values[arm], unit)
+    if arm != "small":
+        result.baseline_name = f"{task}_small_{figure}"
+        result.baseline = values["small"]
+        result.ratio = values[arm] / values["small"]
+    return result
+
+
 def _task_results(task: str, arms: dict[str, list[Outcome]]) -> list[Result]:
     acc = {arm: _mean([o.test_accuracy for o in arms[arm]]) for arm in ARMS}
     spread = {arm: _spread([o.test_accuracy for o in arms[arm]]) for arm in ARMS}
@@ -177,31 +187,12 @@ def _task_results(task: str, arms: dict[str, list[Outcome]]) -> list[Result]:
         Result(f"{task}_{arm}_spread", spread[arm], "accuracy", target="max - min over seeds") for arm in ARMS
     ]
     for arm in ARMS:
-        baseline = arm != "small"
-        results.append(
-            Result(
-                f"{task}_{arm}_params",
-                params[arm],
-                "parameters",
-                baseline_name=f"{task}_small_params" if baseline else None,
-                baseline=params["small"] if baseline else None,
-                ratio=params[arm] / params["small"] if baseline else None,
-                target=f"{BIG_RATIO[0]:g}-{BIG_RATIO[1]:g}x small" if arm == "big" else None,
-                met=BIG_RATIO[0] <= big_ratio <= BIG_RATIO[1] if arm == "big" else None,
-            )
-        )
-    for arm in ARMS:
-        baseline = arm != "small"
-        results.append(
-            Result(
-                f"{task}_{arm}_wall_s",
-                wall[arm],
-                "s",
-                baseline_name=f"{task}_small_wall_s" if baseline else None,
-                baseline=wall["small"] if baseline else None,
-                ratio=wall[arm] / wall["small"] if baseline else None,
-            )
-        )
+        params_result = against_small(task, arm, "params", params, "parameters")
+        if arm == "big":
+            params_result.target = f"{BIG_RATIO[0]:g}-{BIG_RATIO[1]:g}x small"
+            params_result.met = BIG_RATIO[0] <= big_ratio <= BIG_RATIO[1]
+        results.append(params_result)
+    results += [against_small(task, arm, "wall_s", wall, "s") for arm in ARMS]
     results.append(
         Result(
             f"{task}_graft_exact_fraction",
