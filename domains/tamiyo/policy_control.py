@@ -5,14 +5,21 @@ and `esper policy rollback` write `<data-dir>/control/policy-<run>.json` atomica
 (`leyline.datadir.write_private`). The live run's GNN controller looks for it at each epoch boundary:
 an activation is verified off the training thread (signature, hash, schema, shapes, a smoke decision on
 the graph of that boundary) and activated at the next boundary; a rollback is applied at the boundary
-that sees it. The file is removed once its request took effect; a later request replaces an earlier one
-not yet taken. A request written while the run is not live is taken when it is resumed.
+that sees it. A boundary costs the training thread one stat while the file is unchanged (`poll`).
+
+The file stays until the run's checkpointed state records its request as taken (the controller keeps
+the id of the last request it took, and ignores that request if it finds it again, after a resume
+from a later checkpoint); then it is removed off the training thread (`done`). A crash before that
+leaves the request in place for the resumed run. A later request replaces an earlier one not yet
+taken. A request written while the run is not live is taken when it is resumed.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import uuid
 from dataclasses import dataclass
 
@@ -21,6 +28,7 @@ from leyline.datadir import DataDir, write_private
 
 ACTIVATE = "activate"
 ROLLBACK = "rollback"
+Seen = tuple[int, int, int]  # a control file's (inode, mtime_ns, size): write_private renames a new inode in
 
 
 @dataclass(frozen=True)
@@ -65,14 +73,45 @@ def deliver(
 def take(data_dir: DataDir, run_id: str) -> PolicyRequest | None:
     """The pending request for run_id, if any (left in place; `done` removes it)."""
     try:
-        document = json.loads(data_dir.policy_request(run_id).read_text())
+        document = json.loads(data_dir.policy_request(run_id).read_bytes())
     except FileNotFoundError:
         return None
     return PolicyRequest.from_dict(document)
 
 
+def poll(data_dir: DataDir, run_id: str, seen: Seen | None) -> tuple[Seen | None, PolicyRequest | None]:
+    """The control file's identity and, if it is not the file `seen` last time, its request: one stat
+    per boundary while nothing changes."""
+    path = data_dir.policy_request(run_id)
+    try:
+        status = os.stat(path)
+        identity = (status.st_ino, status.st_mtime_ns, status.st_size)
+        if identity == seen:
+            return identity, None
+        document = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None, None
+    return identity, PolicyRequest.from_dict(document)
+
+
 def done(data_dir: DataDir, request: PolicyRequest) -> None:
-    """Remove the control file if it still holds this request (a newer one waits for the next boundary)."""
-    current = take(data_dir, request.run_id)
-    if current is not None and current.request_id == request.request_id:
-        data_dir.policy_request(request.run_id).unlink(missing_ok=True)
+    """Remove the control file if it still holds this request. It is renamed aside first and read there,
+    so a newer request written meanwhile is put back (unless a newer one still took its place), never
+    removed."""
+    path = data_dir.policy_request(request.run_id)
+    aside = path.with_name(f".{path.name}.{request.request_id}.done")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return
+    try:
+        try:
+            document = json.loads(aside.read_bytes())
+        except ValueError:
+            document = None
+        held = document.get("request_id") if isinstance(document, dict) else None
+        if held != request.request_id:
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, path)
+    finally:
+        aside.unlink(missing_ok=True)

@@ -3,38 +3,38 @@
 `GnnController` is Tamiyo's controller (timeout, safe no-op, signing, state, field reports) running a
 `GnnPolicy`, plus:
 - at the first decision of a run, PolicyActivated for the version it starts with;
-- at each epoch boundary, one look for an operator's request (`domains.tamiyo.policy_control`). An
-  activation is verified on a background thread (signature, sha256, schema, shapes, and one smoke
-  decision of the candidate on the graph of the boundary that took the request: finite outputs), so
-  training never waits for it; the next boundary swaps the network in before deciding: PolicyActivated.
+- at each epoch boundary, one look for an operator's request (`domains.tamiyo.policy_control`: one stat
+  while the control file is unchanged). An activation is verified on the process's policy worker
+  (`domains.tamiyo.gnn.reload`: signature, sha256, schema, shapes, and one smoke decision of the
+  candidate on the graph of the boundary that took the request: finite outputs), so training never
+  waits for it; the next boundary swaps the verified network in (a pointer swap) before deciding:
+  PolicyActivated.
   A candidate that fails anywhere is refused with PolicyRolledBack (version = the active one,
   previous_version = the refused one, reason = the failure). A rollback request swaps back to the
   previous good version at the boundary that sees it: PolicyRolledBack;
 - a decision of the active version that fails (error, non-finite outputs, timeout) is Tamiyo's safe no-op
   and rolls back to the last good version, if there is one, with PolicyRolledBack.
 The events go on `policy-<version>` of the version now active. The checkpointed state holds the signed
-publications of the active and earlier good versions and a request under verification, so a resumed run
-continues with the same policy and activates a pending one at the same boundary.
+publications of the active and earlier good versions, a request under verification and the id of the
+last request taken, so a resumed run continues with the same policy, activates a pending one at the same
+boundary and never applies a request twice. A request's control file goes (on the worker) only after a
+capture of that state that records the request as done: until then a crash leaves it for the resumed run.
 """
 
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from google.protobuf.message import Message
 
 from domains.tamiyo import metrics
 from domains.tamiyo.controller import TamiyoController
-from domains.tamiyo.gnn.graph import policy_graph
-from domains.tamiyo.gnn.network import PolicyNetwork
 from domains.tamiyo.gnn.policy import GnnPolicy
-from domains.tamiyo.gnn.sampling import sample
-from domains.tamiyo.observation import Observation, tiebreak
-from domains.tamiyo.policy_control import ACTIVATE, ROLLBACK, PolicyRequest, done, take
+from domains.tamiyo.gnn.reload import WORKER, Verification, dispose, remove_request, smoke
+from domains.tamiyo.observation import Observation
+from domains.tamiyo.policy_control import ACTIVATE, ROLLBACK, PolicyRequest, Seen, poll
 from domains.tamiyo.policy_store import (
     CATEGORY,
     GOOD_VERSIONS_KEPT,
@@ -51,59 +51,6 @@ from leyline.datadir import DataDir
 from leyline.signing import Keyring
 
 COST_LAYOUTS_KEPT = 64  # slot layouts (which slots are dormant) whose estimates stay cached
-SmokeInput = tuple[pb.PolicyObservation, torch.Tensor]  # a decision's observation and blueprint features
-
-
-def smoke(network: PolicyNetwork, inputs: SmokeInput, seed: int) -> None:
-    """One decision of a network on a graph; raises on non-finite outputs."""
-    observation, features = inputs
-    generator = torch.Generator().manual_seed(tiebreak(seed, f"smoke:{observation.packet.packet_id}"))
-    sample(network, policy_graph(observation, features), generator)
-
-
-class _Verification:
-    """A candidate verified off the training thread: signature, hash, schema, shapes and, given the graph
-    of the boundary that took the request, the smoke decision."""
-
-    def __init__(
-        self,
-        request: PolicyRequest,
-        keyring: Keyring,
-        library: PolicyLibrary,
-        inputs: SmokeInput | None,
-        seed: int,
-    ) -> None:
-        self.request = request
-        self.result: VerifiedPolicy | None = None
-        self.error: str = ""
-        self.smoked = False
-        self._thread = threading.Thread(
-            target=self._run, args=(keyring, library, inputs, seed), name="tamiyo-policy-verify", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, keyring: Keyring, library: PolicyLibrary, inputs: SmokeInput | None, seed: int) -> None:
-        try:
-            if self.request.published is None:
-                raise PolicyError(f"activation of {self.request.version!r} carries no publication")
-            self.result = verify(self.request.published, keyring, library)
-        except PolicyError as exc:
-            self.error = str(exc)
-            return
-        except Exception as exc:
-            self.error = f"policy {self.request.version}: {type(exc).__name__}: {exc}"
-            return
-        if inputs is not None:
-            try:
-                smoke(self.result.network, inputs, seed)
-            except Exception as exc:
-                self.error = (
-                    f"policy {self.result.version}: smoke decision failed: {type(exc).__name__}: {exc}"
-                )
-            self.smoked = True
-
-    def wait(self) -> None:
-        self._thread.join()
 
 
 class GnnController(TamiyoController):
@@ -124,14 +71,18 @@ class GnnController(TamiyoController):
         self.keyring = keyring
         self.library = library
         self.data_dir = data_dir
-        self.active = initial
         self.good: list[VerifiedPolicy] = []
+        self.active = initial
         self.announced = False
-        self.verification: _Verification | None = None
+        self.verification: Verification | None = None
         self._failed = False
-        self._taken = ""  # the request id last taken from the control file
+        self._taken = ""  # the request id last taken from the control file (checkpointed)
+        self._seen: Seen | None = None  # the control file as last looked at
+        self._settled: list[PolicyRequest] = []  # taken and done with: files to remove after a capture
         self._resumed: tuple[str, str] | None = None  # (version, reason): checkpointed, refused on resume
         self._use(initial)
+        if data_dir is not None:
+            WORKER.start()
 
     # ------------------------------------------------------------------ Controller protocol
 
@@ -150,13 +101,6 @@ class GnnController(TamiyoController):
             before.extend(self._rollback_request(request, packet.epoch))
         self._failed = False
         output = super().decide(packet, context)
-        if request is not None and request.action == ACTIVATE:
-            inputs = (
-                None if self.gnn.last_observation is None else (self.gnn.last_observation, self.gnn.features)
-            )
-            self.verification = _Verification(
-                request, self.keyring, self.library, inputs, self.gnn.config.seed
-            )
         after: list[pb.EventEnvelope] = []
         if self._failed and self.good:
             failed = self.active.version
@@ -165,19 +109,33 @@ class GnnController(TamiyoController):
                 self._event("PolicyRolledBack", self.active.version, failed, "decision failed", packet.epoch)
             )
         output.events = [*before, *output.events, *after]
+        if request is not None and request.action == ACTIVATE:  # last: the worker starts as the boundary ends
+            observation = self.gnn.last_observation
+            inputs = None if observation is None else (observation, self.gnn.features)
+            self.verification = Verification(
+                request, self.keyring, self.library, inputs, self.gnn.config.seed
+            )
         return output
 
     def state_dict(self) -> Mapping[str, Any]:
+        """The state a checkpoint captures; the control files of requests it records as done are then
+        removed on the worker."""
         pending = self.verification.request.to_dict() if self.verification is not None else None
-        return {
+        state = {
             **super().state_dict(),
             "gnn": {
                 "active": _encode(self.active.envelope),
                 "good": [_encode(policy.envelope) for policy in self.good],
                 "announced": self.announced,
                 "pending": pending,
+                "taken": self._taken,
             },
         }
+        if self.data_dir is not None:
+            for request in self._settled:
+                remove_request(self.data_dir, request)
+        self._settled = []
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the checkpointed versions, each verified again; one that no longer verifies (its
@@ -198,10 +156,13 @@ class GnnController(TamiyoController):
             self._resumed = (update_of(active).version, f"refused on resume: {exc}")
         self.announced = bool(saved["announced"])
         self.verification = None
+        self._taken = str(saved.get("taken", ""))
+        self._seen = None
+        self._settled = []
         if saved["pending"] is not None:
             request = PolicyRequest.from_dict(saved["pending"])
             self._taken = request.request_id
-            self.verification = _Verification(request, self.keyring, self.library, None, self.gnn.config.seed)
+            self.verification = Verification(request, self.keyring, self.library, None, self.gnn.config.seed)
 
     # ------------------------------------------------------------------ hot reload
 
@@ -231,25 +192,29 @@ class GnnController(TamiyoController):
         if self.verification is None:
             return []
         verification, self.verification = self.verification, None
-        verification.wait()  # started a boundary ago: done long since, unless the disk is very slow
-        self._taken = verification.request.request_id
-        if self.data_dir is not None:
-            done(self.data_dir, verification.request)
-        return [self._activate(verification, packet, context)]
+        verification.wait()  # submitted a boundary ago: done long since, unless the disk is very slow
+        self._settled.append(verification.request)
+        event = self._activate(verification, packet, context)
+        dispose(verification)  # a refused candidate's network is freed on the worker
+        return [event]
 
     def _take_request(self) -> PolicyRequest | None:
-        """A new request in the control file (one stat), not the one just acted on."""
+        """A new request in the control file (one stat while it is unchanged), not one already taken; a
+        file still holding a request already done with (found again after a resume) is removed later."""
         if self.data_dir is None:
             return None
-        request = take(self.data_dir, self.run_id)
-        if request is None or request.request_id == self._taken:
+        self._seen, request = poll(self.data_dir, self.run_id, self._seen)
+        if request is None:
+            return None
+        if request.request_id == self._taken:
+            if self.verification is None or self.verification.request.request_id != request.request_id:
+                self._settled.append(request)
             return None
         self._taken = request.request_id
         return request
 
     def _rollback_request(self, request: PolicyRequest, epoch: int) -> list[pb.EventEnvelope]:
-        assert self.data_dir is not None
-        done(self.data_dir, request)
+        self._settled.append(request)
         if not self.good:
             return []
         current = self.active.version
@@ -258,7 +223,7 @@ class GnnController(TamiyoController):
         return [self._event("PolicyRolledBack", self.active.version, current, reason, epoch)]
 
     def _activate(
-        self, verification: _Verification, packet: pb.SystemStatePacket, context: ControllerContext
+        self, verification: Verification, packet: pb.SystemStatePacket, context: ControllerContext
     ) -> pb.EventEnvelope:
         request, candidate = verification.request, verification.result
         error = verification.error
@@ -271,8 +236,10 @@ class GnnController(TamiyoController):
             reason = f"refused: {error}"
             return self._event("PolicyRolledBack", self.active.version, request.version, reason, packet.epoch)
         previous = self.active
+        kept = [*self.good, previous]
+        self.good = kept[-GOOD_VERSIONS_KEPT:]
         self._use(candidate)
-        self.good = [*self.good, previous][-GOOD_VERSIONS_KEPT:]
+        dispose(*kept[:-GOOD_VERSIONS_KEPT])
         reason = f"operator activation ({request.request_id})"
         return self._event("PolicyActivated", candidate.version, previous.version, reason, packet.epoch)
 
@@ -286,10 +253,14 @@ class GnnController(TamiyoController):
         smoke(candidate.network, (record, self.gnn.blueprint_features(observation)), self.gnn.config.seed)
 
     def _use(self, policy: VerifiedPolicy) -> None:
+        """Swap the policy in (pointers only); one no longer kept is freed on the worker."""
+        previous = self.active
         self.active = policy
         self.gnn.network = policy.network
         self.gnn.version = policy.version
         self.policy_version = policy.version
+        if previous is not policy and all(previous is not kept for kept in self.good):
+            dispose(previous)
 
     def _event(
         self, event_type: str, version: str, previous: str, reason: str, epoch: int

@@ -15,6 +15,7 @@ from domains.tamiyo import policy_control
 from domains.tamiyo.gnn.controller import GnnController
 from domains.tamiyo.gnn.graph import EDGE_TYPES
 from domains.tamiyo.gnn.network import NetworkConfig, initial_network
+from domains.tamiyo.gnn.reload import WORKER
 from domains.tamiyo.policy_store import (
     SCHEMA_VERSION,
     PolicyCorrupted,
@@ -168,6 +169,9 @@ def test_a_live_controller_swaps_at_the_boundary_after_the_request(
     assert policy_events(events) == [("PolicyActivated", "v2", "v1")]
     decision = next(decode_payload(e) for e in events if e.event_type == "DecisionMade")
     assert isinstance(decision, pb.DecisionMade) and decision.policy_version == "v2"
+    assert data_dir.policy_request(RUN_ID).exists()  # until a checkpoint's capture records it as done
+    controller.state_dict()
+    assert WORKER.drain(timeout=60)
     assert not data_dir.policy_request(RUN_ID).exists()
     store.append(events)
     assert run_policies(store, RUN_ID) == ("v2", ["v1"])  # the log knows what the CLI can roll back to
@@ -252,3 +256,54 @@ def test_a_checkpointed_version_that_no_longer_verifies_is_refused_on_resume(
     events = policy_events(boundary(resumed, 3))
     assert events == [("PolicyRolledBack", "v1", "v2")]
     assert policy_events(boundary(resumed, 4)) == []
+
+
+def test_a_request_outlives_a_crash_before_its_capture_and_is_never_applied_twice(
+    setting: tuple[EventStore, DataDir],
+) -> None:
+    """The control file stays until a captured state records its request as done: a run resumed from a
+    checkpoint before the request still takes it; one resumed after it ignores it, and the file goes."""
+    store, data_dir = setting
+    first = published_policy(store, data_dir, KEYRING, seed=0, version="v1")
+    published_policy(store, data_dir, KEYRING, seed=1, version="v2")
+    controller = gnn_controller(first, KEYRING, data_dir)
+    boundary(controller, 0)
+    before = controller.state_dict()  # the last checkpoint before the request
+    request_activation(store, data_dir, "v2")
+    boundary(controller, 1)
+    assert policy_events(boundary(controller, 2)) == [("PolicyActivated", "v2", "v1")]
+    assert WORKER.drain(timeout=60)
+    assert data_dir.policy_request(RUN_ID).exists()  # the process dies here, before a checkpoint
+
+    resumed = gnn_controller(first, KEYRING, data_dir)
+    resumed.load_state_dict(before)
+    boundary(resumed, 1)
+    assert policy_events(boundary(resumed, 2)) == [("PolicyActivated", "v2", "v1")]
+    left = data_dir.policy_request(RUN_ID).read_bytes()
+    after = resumed.state_dict()
+    assert WORKER.drain(timeout=60)
+    assert not data_dir.policy_request(RUN_ID).exists()
+
+    data_dir.policy_request(RUN_ID).write_bytes(left)  # the process died after the capture, before removal
+    again = gnn_controller(first, KEYRING, data_dir)
+    again.load_state_dict(after)
+    assert policy_events(boundary(again, 3)) == [] and policy_events(boundary(again, 4)) == []
+    assert again.policy_version == "v2"
+    again.state_dict()
+    assert WORKER.drain(timeout=60)
+    assert not data_dir.policy_request(RUN_ID).exists()
+
+
+def test_removing_a_done_request_keeps_a_newer_one(tmp_path: Path) -> None:
+    data_dir = DataDir(tmp_path)
+    old = policy_control.deliver(data_dir, RUN_ID, policy_control.ROLLBACK, "v1")
+    new = policy_control.deliver(data_dir, RUN_ID, policy_control.ROLLBACK, "v1")
+    policy_control.done(data_dir, old)
+    taken = policy_control.take(data_dir, RUN_ID)
+    assert taken is not None and taken.request_id == new.request_id
+    assert sorted(p.name for p in data_dir.policy_request(RUN_ID).parent.iterdir()) == [
+        data_dir.policy_request(RUN_ID).name
+    ]
+    policy_control.done(data_dir, new)
+    assert policy_control.take(data_dir, RUN_ID) is None
+    policy_control.done(data_dir, new)  # already gone: nothing to do
