@@ -24,7 +24,7 @@ capture of that state that records the request as done: until then a crash leave
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from google.protobuf.message import Message
@@ -32,7 +32,7 @@ from google.protobuf.message import Message
 from domains.tamiyo import metrics
 from domains.tamiyo.controller import TamiyoController
 from domains.tamiyo.gnn.policy import GnnPolicy
-from domains.tamiyo.gnn.reload import WORKER, Verification, dispose, remove_request, smoke
+from domains.tamiyo.gnn.reload import WORKER, Verification, release, remove_request, smoke
 from domains.tamiyo.observation import Observation
 from domains.tamiyo.policy_control import ACTIVATE, ROLLBACK, PolicyRequest, Seen, poll
 from domains.tamiyo.policy_store import (
@@ -79,6 +79,7 @@ class GnnController(TamiyoController):
         self._taken = ""  # the request id last taken from the control file (checkpointed)
         self._seen: Seen | None = None  # the control file as last looked at
         self._settled: list[PolicyRequest] = []  # taken and done with: files to remove after a capture
+        self._released: list[object] = []  # dropped policies: freed on the worker at the next hand-off
         self._resumed: tuple[str, str] | None = None  # (version, reason): checkpointed, refused on resume
         self._use(initial)
         if data_dir is not None:
@@ -115,6 +116,7 @@ class GnnController(TamiyoController):
             self.verification = Verification(
                 request, self.keyring, self.library, inputs, self.gnn.config.seed
             )
+            self._hand_off(self.verification.run)
         return output
 
     def state_dict(self) -> Mapping[str, Any]:
@@ -131,10 +133,7 @@ class GnnController(TamiyoController):
                 "taken": self._taken,
             },
         }
-        if self.data_dir is not None:
-            for request in self._settled:
-                remove_request(self.data_dir, request)
-        self._settled = []
+        self._hand_off(captured=True)
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -163,6 +162,7 @@ class GnnController(TamiyoController):
             request = PolicyRequest.from_dict(saved["pending"])
             self._taken = request.request_id
             self.verification = Verification(request, self.keyring, self.library, None, self.gnn.config.seed)
+            WORKER.submit(self.verification.run)
 
     # ------------------------------------------------------------------ hot reload
 
@@ -195,8 +195,22 @@ class GnnController(TamiyoController):
         verification.wait()  # submitted a boundary ago: done long since, unless the disk is very slow
         self._settled.append(verification.request)
         event = self._activate(verification, packet, context)
-        dispose(verification)  # a refused candidate's network is freed on the worker
+        self._released.append(verification)  # a refused candidate's network is freed on the worker
         return [event]
+
+    def _hand_off(self, *jobs: Callable[[], None], captured: bool = False) -> None:
+        """One put to the worker, so one wake a boundary at most (on a machine whose cores are all busy a
+        wake can cost the training thread its core): jobs, then, after a capture of the state, the removal
+        of the control files of the requests it records as done, then the release of dropped policies."""
+        work = list(jobs)
+        if captured:
+            if self.data_dir is not None:
+                work.extend(remove_request(self.data_dir, request) for request in self._settled)
+            self._settled = []
+        if self._released:
+            work.append(release(self._released))
+            self._released = []
+        WORKER.submit(*work)
 
     def _take_request(self) -> PolicyRequest | None:
         """A new request in the control file (one stat while it is unchanged), not one already taken; a
@@ -239,7 +253,7 @@ class GnnController(TamiyoController):
         kept = [*self.good, previous]
         self.good = kept[-GOOD_VERSIONS_KEPT:]
         self._use(candidate)
-        dispose(*kept[:-GOOD_VERSIONS_KEPT])
+        self._released.extend(kept[:-GOOD_VERSIONS_KEPT])
         reason = f"operator activation ({request.request_id})"
         return self._event("PolicyActivated", candidate.version, previous.version, reason, packet.epoch)
 
@@ -260,7 +274,7 @@ class GnnController(TamiyoController):
         self.gnn.version = policy.version
         self.policy_version = policy.version
         if previous is not policy and all(previous is not kept for kept in self.good):
-            dispose(previous)
+            self._released.append(previous)
 
     def _event(
         self, event_type: str, version: str, previous: str, reason: str, epoch: int

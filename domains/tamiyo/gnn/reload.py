@@ -12,7 +12,6 @@ at an epoch boundary. Jobs:
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import queue
@@ -46,7 +45,7 @@ class Worker:
     """A daemon thread running submitted jobs in order; started on first use (again in a forked child)."""
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], ...]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -58,10 +57,13 @@ class Worker:
                 self._thread = threading.Thread(target=self._run, name="tamiyo-policy-worker", daemon=True)
                 self._thread.start()
 
-    def submit(self, job: Callable[[], None]) -> None:
+    def submit(self, *jobs: Callable[[], None]) -> None:
+        """Hand jobs over in one put (one wake of the worker), to run in order."""
+        if not jobs:
+            return
         if self._thread is None or not self._thread.is_alive():
             self.start()
-        self._jobs.put(job)
+        self._jobs.put(jobs)
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every job submitted before this call has run; False on a timeout."""
@@ -72,12 +74,13 @@ class Worker:
     def _run(self) -> None:
         batch_scheduling()
         while True:
-            job = self._jobs.get()
-            try:
-                job()
-            except Exception:  # a job reports its own failures; this keeps the worker alive for the next
-                log.exception("tamiyo policy worker: a job failed")
-            del job  # what the job held (a dropped network, a candidate) is freed here, not by the next put
+            jobs = self._jobs.get()
+            for job in jobs:
+                try:
+                    job()
+                except Exception:  # a job reports its own failures; this keeps the worker alive
+                    log.exception("tamiyo policy worker: a job failed")
+            del jobs, job  # what the jobs held (a dropped network, a candidate) is freed here
 
 
 def batch_scheduling() -> None:
@@ -109,13 +112,13 @@ class Verification:
         inputs: SmokeInput | None,
         seed: int,
     ) -> None:
+        """Nothing runs until `run` is submitted to the worker."""
         self.request = request
         self.result: VerifiedPolicy | None = None
         self.error: str = ""
         self.smoked = False
         self._finished = threading.Event()
         self._arguments = (keyring, library, inputs, seed)
-        WORKER.submit(self._run)
 
     def finished(self) -> bool:
         return self._finished.is_set()
@@ -123,7 +126,7 @@ class Verification:
     def wait(self) -> None:
         self._finished.wait()
 
-    def _run(self) -> None:
+    def run(self) -> None:
         try:
             self._verify(*self._arguments)
         finally:
@@ -150,19 +153,20 @@ class Verification:
             self.smoked = True
 
 
-def dispose(*objects: object) -> None:
-    """Let go of objects on the worker: a dropped policy's network (hundreds of tensors) is freed there,
-    not at an epoch boundary (the job holds them until it has run)."""
-    if objects:
-        WORKER.submit(functools.partial(_release, objects))
+def release(objects: list[object]) -> Callable[[], None]:
+    """A job that holds objects until it has run: a dropped policy's network (hundreds of tensors) is
+    freed on the worker, not at an epoch boundary."""
+    held = tuple(objects)
+
+    def job() -> None:
+        nonlocal held
+        held = ()
+
+    return job
 
 
-def _release(objects: tuple[object, ...]) -> None:
-    """Nothing to do: the objects go with the job, when the worker lets go of it."""
-
-
-def remove_request(data_dir: DataDir, request: PolicyRequest) -> None:
-    """Remove a request's control file on the worker (a newer request in its place stays)."""
+def remove_request(data_dir: DataDir, request: PolicyRequest) -> Callable[[], None]:
+    """A job removing a request's control file (a newer request in its place stays)."""
 
     def job() -> None:
         try:
@@ -170,4 +174,4 @@ def remove_request(data_dir: DataDir, request: PolicyRequest) -> None:
         except OSError as exc:  # the file stays; the run ignores a request it already took
             log.warning("policy request %s: control file not removed: %s", request.request_id, exc)
 
-    WORKER.submit(job)
+    return job
