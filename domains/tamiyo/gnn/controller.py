@@ -82,8 +82,7 @@ class GnnController(TamiyoController):
         self._released: list[object] = []  # dropped policies: freed on the worker at the next hand-off
         self._resumed: tuple[str, str] | None = None  # (version, reason): checkpointed, refused on resume
         self._use(initial)
-        if data_dir is not None:
-            WORKER.start()
+        WORKER.start()  # here, so that no epoch boundary pays for starting it
 
     # ------------------------------------------------------------------ Controller protocol
 

@@ -4,6 +4,8 @@ corrupt, mis-shaped or unsigned candidate with PolicyRolledBack, and rolls back 
 from __future__ import annotations
 
 import io
+import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -307,3 +309,24 @@ def test_removing_a_done_request_keeps_a_newer_one(tmp_path: Path) -> None:
     policy_control.done(data_dir, new)
     assert policy_control.take(data_dir, RUN_ID) is None
     policy_control.done(data_dir, new)  # already gone: nothing to do
+
+
+def test_a_dropped_policy_is_freed_on_the_worker_after_a_capture(setting: tuple[EventStore, DataDir]) -> None:
+    """An operator rollback drops the active version (it is no earlier good one): its network is freed
+    on the policy worker once the state is captured, not on the training thread at the boundary."""
+    store, data_dir = setting
+    first = published_policy(store, data_dir, KEYRING, seed=0, version="v1")
+    published_policy(store, data_dir, KEYRING, seed=1, version="v2")
+    controller = gnn_controller(first, KEYRING, data_dir)
+    boundary(controller, 0)
+    request_activation(store, data_dir, "v2")
+    boundary(controller, 1)
+    boundary(controller, 2)
+    freed_on: list[str] = []
+    weakref.finalize(controller.gnn.network, lambda: freed_on.append(threading.current_thread().name))
+    policy_control.deliver(data_dir, RUN_ID, policy_control.ROLLBACK, "v1")
+    assert policy_events(boundary(controller, 3)) == [("PolicyRolledBack", "v1", "v2")]
+    assert freed_on == []  # held until the next hand-off
+    controller.state_dict()
+    assert WORKER.drain(timeout=60)
+    assert freed_on == ["tamiyo-policy-worker"]
