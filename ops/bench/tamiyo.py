@@ -19,8 +19,10 @@ when it acts, the signed command), with Karn's catalogue (50 blueprints) and its
 - reload_training_stall_ms: what a live reload costs the training thread at its epoch boundaries. Each
   cycle runs two ordinary boundaries and the two boundaries of a reload (the one that takes the request
   and hands it to the policy worker, the one that activates it), in alternating order, each a decision
-  plus the capture of the controller's state (a checkpoint every epoch, as Tolaria's default; the capture
-  hands the control file's removal to the worker); between boundaries the worker runs (training). The
+  and then the checkpoint's snapshot of the host's weights and the controller's state (a checkpoint every
+  epoch, Tolaria's default; the capture hands the control file's removal to the worker, and the
+  snapshot is where the worker's verification, handed over as the decision ends, competes with the
+  training thread for the interpreter); between boundaries the worker runs (training). The
   stall is the reload pair minus the ordinary pair of the same cycle, median over cycles, compared with
   one ordinary decision (without its capture) of the same cycles; reload_training_stall_cpu_ms: the
   same in the training thread's CPU time, which leaves out waiting for a core. The note gives a
@@ -53,6 +55,7 @@ from domains.tamiyo.gnn.reload import WORKER, smoke
 from domains.tamiyo.gnn.sampling import evaluate
 from domains.tamiyo.gnn.tensors import collate
 from domains.tamiyo.policy_store import PolicyLibrary, publish, verify
+from domains.tolaria.checkpoint import CachedCheckpoint
 from domains.tolaria.hosts import HostSpec, build_host
 from domains.tolaria.workload import seed_slot
 from eventstore import open_store
@@ -202,15 +205,18 @@ class Stalls:
     decision_cpu: list[float] = field(default_factory=list)
 
 
-def boundary_ms(controller: GnnController, slots: SlotShapes, epoch: int) -> tuple[float, ...]:
-    """One epoch boundary on the training thread as Tolaria runs it with checkpoint_every 1: the decision
-    and the capture of the controller's state. Wall and the calling thread's CPU time (ms) of the whole
+def boundary_ms(
+    controller: GnnController, host: nn.Module, slots: SlotShapes, epoch: int
+) -> tuple[float, ...]:
+    """One epoch boundary on the training thread as Tolaria runs it with checkpoint_every 1: the decision,
+    then the checkpoint's snapshot (a private copy of the host's weights and the controller's state,
+    Tolaria's `CachedCheckpoint.snapshot`). Wall and the calling thread's CPU time (ms) of the whole
     boundary, then of the decision alone."""
     context = ControllerContext(RUN, epoch, seeds(slots, epoch), (), 700, 2.0)
     began, began_cpu = time.perf_counter(), time.thread_time()
     controller.decide(packet(epoch), context)
     decided, decided_cpu = time.perf_counter(), time.thread_time()
-    controller.state_dict()
+    CachedCheckpoint.snapshot(epoch, {"model": host.state_dict(), "controller": controller.state_dict()})
     ended, ended_cpu = time.perf_counter(), time.thread_time()
     return tuple(
         1000 * value
@@ -230,6 +236,7 @@ def between_boundaries(controller: GnnController) -> None:
 
 def stall_cycles(
     controller: GnnController,
+    host: nn.Module,
     envelope: pb.EventEnvelope,
     data_dir: DataDir,
     slots: SlotShapes,
@@ -246,9 +253,9 @@ def stall_cycles(
             WORKER.drain(timeout=10.0)
             if arm == "reload":
                 policy_control.deliver(data_dir, RUN, policy_control.ACTIVATE, "v2", envelope)
-            first = boundary_ms(controller, slots, epoch)
+            first = boundary_ms(controller, host, slots, epoch)
             between_boundaries(controller)
-            second = boundary_ms(controller, slots, epoch + 1)
+            second = boundary_ms(controller, host, slots, epoch + 1)
             between_boundaries(controller)
             pairs[arm] = [a + b for a, b in zip(first, second, strict=True)]
             epoch += 2
@@ -321,9 +328,8 @@ def run(options: BenchOptions) -> list[Result]:
             return gnn_controller(RUN, keyring, model, shape, slots, first, data_dir), slots
 
         options.progress("30-node decisions (transformer-lite) and the heuristic on the same packets")
-        small, small_slots = controller_for(
-            build_host("transformer-lite", HostSpec(INPUT, 10, {}, seed_slot)), INPUT
-        )
+        small_host = build_host("transformer-lite", HostSpec(INPUT, 10, {}, seed_slot))
+        small, small_slots = controller_for(small_host, INPUT)
         heuristic = heuristic_controller(RUN, Signer(keyring), small_slots)
         frames = compiled_frames()
         timed_decisions(small, small_slots, 20)
@@ -349,7 +355,7 @@ def run(options: BenchOptions) -> list[Result]:
 
         options.progress("hot reload")
         reload = reload_ms(small, second, keyring, data_dir, 5 if options.quick else 15)
-        stalls = stall_cycles(small, second, data_dir, small_slots, 10 if options.quick else 40)
+        stalls = stall_cycles(small, small_host, second, data_dir, small_slots, 10 if options.quick else 40)
     heuristic_p50 = percentile(heuristic_times, 0.5)
     results = latency_results("gnn_decision", gnn30) + latency_results("gnn200_decision", gnn200)
     for result in results:
