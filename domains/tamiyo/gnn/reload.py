@@ -1,13 +1,18 @@
 """The hot-reload work a live run keeps off its training thread: one long-lived worker thread per process.
 
-The training thread hands the worker a job (a queue put) and goes on; it never starts or joins a thread
-at an epoch boundary. Jobs:
+The training thread hands the worker its jobs in one queue put a boundary at most and goes on; it never
+starts or joins a thread at an epoch boundary. The worker runs under SCHED_BATCH, so that its wake does
+not preempt the training thread. Jobs:
 - `Verification`: signature, sha256, schema and shapes of a requested policy (the artifact read from
   disk) and, given the graph of the boundary that took the request, its smoke decision. The boundary
   that activates it looks at an event: set long since, unless the disk is very slow (then it waits: a
   resumed run must activate at the same boundary, so the swap may not depend on the worker's timing).
 - `remove_request`: the control file of a request that took effect, removed once the controller's state
-  that records it has been captured (see `domains.tamiyo.gnn.controller`).
+  that records it has been captured (see `domains.tamiyo.gnn.controller`);
+- `release`: policies the controller dropped (a network of hundreds of tensors), freed here.
+What the worker does still holds the interpreter lock for ~13 ms a reload (torch.load's weights-only
+unpickler about half of it, building the network, the smoke decision), shared with whatever the training
+thread does meanwhile.
 """
 
 from __future__ import annotations
@@ -75,12 +80,16 @@ class Worker:
         batch_scheduling()
         while True:
             jobs = self._jobs.get()
-            for job in jobs:
-                try:
-                    job()
-                except Exception:  # a job reports its own failures; this keeps the worker alive
-                    log.exception("tamiyo policy worker: a job failed")
-            del jobs, job  # what the jobs held (a dropped network, a candidate) is freed here
+            _run_all(jobs)
+            del jobs  # what the jobs held (a dropped network, a candidate) is freed here
+
+
+def _run_all(jobs: tuple[Callable[[], None], ...]) -> None:
+    for job in jobs:
+        try:
+            job()
+        except Exception:  # a job reports its own failures; this keeps the worker alive
+            log.exception("tamiyo policy worker: a job failed")
 
 
 def batch_scheduling() -> None:
