@@ -14,6 +14,9 @@ here do the same with C-level maps, and produce the same objects byte for byte
 - `frame_batch(first, versions, fps, streams, payloads, base)`: the framed records (wal.frames) as one
   bytes object, and their offsets from `base` as native uint32 bytes (for the segment's array("I")).
 - `index_streams(known, streams, first)`: append positions first.. to each stream's array("Q").
+- `FpTable()`: the idempotency index's recent entries, fingerprint -> positions (several where
+  fingerprints collide): `add_run(fps, first)`, `add_many(fps, positions)`, `find(fps)` ({index in fps:
+  ascending positions}), `items()` (keys and positions as native uint64 bytes), `clear()`, `len()`.
 - `stamped_bodies(data, offsets, first)`: the envelopes of the records at `offsets` in `data` (positions
   first.. onwards) with stream_version and global_position appended (wal.stamp), once the headers are held
   to the index; `BadIndex(message, offset, index)` where they do not match.
@@ -148,6 +151,56 @@ else:
     frame_batch = frame_batch_python
     index_streams = index_streams_python
     stamped_bodies = stamped_bodies_python
+
+
+class FpTablePython:
+    """The pure-Python FpTable: fingerprint -> positions (a fingerprint may hold several), in dicts."""
+
+    def __init__(self) -> None:
+        self._first: dict[int, int] = {}
+        self._more: dict[int, list[int]] = {}  # positions after the first under a fingerprint
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add_run(self, fps: list[int], first: int) -> None:
+        self.add_many(fps, list(range(first, first + len(fps))))
+
+    def add_many(self, fps: list[int], positions: list[int]) -> None:
+        held = self._first
+        if len(set(fps)) == len(fps) and held.keys().isdisjoint(fps):
+            held.update(zip(fps, positions, strict=True))
+        else:
+            for fp, position in zip(fps, positions, strict=True):
+                if fp in held:
+                    self._more.setdefault(fp, []).append(position)
+                else:
+                    held[fp] = position
+        self._count += len(fps)
+
+    def find(self, fps: list[int]) -> dict[int, list[int]]:
+        held, more = self._first, self._more
+        if held.keys().isdisjoint(fps):
+            return {}
+        return {index: sorted([held[fp], *more.get(fp, ())]) for index, fp in enumerate(fps) if fp in held}
+
+    def items(self) -> tuple[bytes, bytes]:
+        keys = array("Q", self._first.keys())
+        values = array("Q", self._first.values())
+        for fp, positions in self._more.items():
+            keys.extend([fp] * len(positions))
+            values.extend(positions)
+        return keys.tobytes(), values.tobytes()
+
+    def clear(self) -> None:
+        self._first, self._more, self._count = {}, {}, 0
+
+    def nbytes(self) -> int:
+        return self._count * 120  # a dict entry with its two ints, roughly
+
+
+FpTable: type[FpTablePython] = _walc.FpTable if _walc is not None else FpTablePython  # type: ignore[assignment]
 
 
 def _new_positions() -> array:

@@ -225,3 +225,36 @@ def test_a_store_writes_the_same_bytes_and_reads_the_same_events_either_way(
     assert logs[0][0] == logs[1][0]
     assert logs[0][1] == logs[1][1]
     assert [e.global_position for e in logs[0][1]] == list(range(1, len(events) + 1))
+
+
+FP = st.integers(0, 2**64 - 1) | st.sampled_from([0, 1, 2**64 - 1, 5])  # small pool: colliding keys
+
+
+@compiled
+@given(
+    batches=st.lists(st.lists(FP, max_size=40), max_size=30),
+    query=st.lists(FP, max_size=40),
+    runs=st.lists(st.booleans(), max_size=30),
+)
+def test_fp_tables_agree(batches: list[list[int]], query: list[int], runs: list[bool]) -> None:
+    tables = (_walc.FpTable(), walbatch.FpTablePython())
+    position = 1
+    for number, fps in enumerate(batches):
+        for table in tables:
+            if number < len(runs) and runs[number]:
+                table.add_run(fps, position)
+            else:
+                table.add_many(fps, list(range(position, position + len(fps))))
+        position += len(fps)
+    compiled_table, python_table = tables
+    assert len(compiled_table) == len(python_table) == position - 1
+    assert compiled_table.find(query) == python_table.find(query)
+    assert compiled_table.find(query + [fp for fps in batches for fp in fps]) == python_table.find(
+        query + [fp for fps in batches for fp in fps]
+    )
+    items = [table.items() for table in tables]
+    pairs = [sorted(zip(array("Q", keys), array("Q", values), strict=True)) for keys, values in items]
+    assert pairs[0] == pairs[1]
+    for table in tables:
+        table.clear()
+        assert len(table) == 0 and table.find(query) == {}
