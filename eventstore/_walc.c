@@ -197,6 +197,8 @@ static int envelope_fields(const unsigned char *p, Py_ssize_t size, const unsign
 
 /* ------------------------------------------------------------------ keys */
 
+#define STREAM_CACHE 64
+
 static PyObject *walc_keys(PyObject *self, PyObject *payloads) {
     if (!PyList_CheckExact(payloads)) {
         PyErr_SetString(PyExc_TypeError, "keys expects a list of bytes");
@@ -204,7 +206,7 @@ static PyObject *walc_keys(PyObject *self, PyObject *payloads) {
     }
     Py_ssize_t count = PyList_GET_SIZE(payloads);
     PyObject *streams = PyList_New(count), *fps = PyList_New(count);
-    PyObject *result = NULL;
+    PyObject *result = NULL, *seen[STREAM_CACHE] = {NULL};
     if (!streams || !fps) goto done;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *payload = PyList_GET_ITEM(payloads, i);
@@ -218,10 +220,27 @@ static PyObject *walc_keys(PyObject *self, PyObject *payloads) {
                              length) ||
             !length[1] || !length[2] || !length[3])
             goto unusual;
-        PyObject *stream = PyUnicode_DecodeUTF8((const char *)start[3], length[3], NULL);
-        if (!stream) {
+        /* a batch's events share a few streams: one str object each (decoded, and later hashed, once) */
+        uint32_t hash = 2166136261u;
+        for (Py_ssize_t b = 0; b < length[3]; b++) hash = (hash ^ start[3][b]) * 16777619u;
+        PyObject **cached = &seen[hash & (STREAM_CACHE - 1)], *stream = NULL;
+        if (*cached) {
+            Py_ssize_t cached_len;
+            const char *cached_utf8 = PyUnicode_AsUTF8AndSize(*cached, &cached_len);
+            if (cached_utf8 && cached_len == length[3] && !memcmp(cached_utf8, start[3], (size_t)length[3])) {
+                stream = *cached;
+                Py_INCREF(stream);
+            }
             PyErr_Clear();
-            goto unusual;
+        }
+        if (!stream) {
+            stream = PyUnicode_DecodeUTF8((const char *)start[3], length[3], NULL);
+            if (!stream) {
+                PyErr_Clear();
+                goto unusual;
+            }
+            Py_XSETREF(*cached, stream);
+            Py_INCREF(stream);
         }
         PyList_SET_ITEM(streams, i, stream);
         uint64_t fp = (uint64_t)crc32_ieee(start[1], (size_t)length[1]) << 32 |
@@ -236,6 +255,7 @@ unusual:  /* unusual or invalid: the Python path decides */
     result = Py_None;
     Py_INCREF(result);
 done:
+    for (int slot = 0; slot < STREAM_CACHE; slot++) Py_XDECREF(seen[slot]);
     Py_XDECREF(streams);
     Py_XDECREF(fps);
     return result;

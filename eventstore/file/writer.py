@@ -248,7 +248,8 @@ class Writer:
     ) -> None:
         log = self.log
         pending = _Pending()
-        buffer = bytearray()
+        chunks: list[bytes] = []  # framed batches not written yet, `buffered` bytes in all
+        buffered = 0
         segment = log.segments[-1] if log.segments else None
         next_position = log.head + 1
         written: list[tuple[Request, list[int]]] = []
@@ -265,14 +266,14 @@ class Writer:
                 if batch is None:
                     outcomes.append((request, positions))
                     continue
-                base = segment.end + len(buffer) if segment is not None else 0
+                base = segment.end + buffered if segment is not None else 0
                 records, offsets = walbatch.frame_batch(
                     next_position, batch.versions, batch.fps, batch.streams, batch.payloads, base
                 )
                 if segment is None or (base > 0 and base + len(records) > self.segment_size):
-                    if segment is not None and buffer:
-                        self._write(segment, buffer, starts)
-                        buffer = bytearray()
+                    if segment is not None and chunks:
+                        self._write(segment, chunks, starts)
+                        chunks, buffered = [], 0
                     if segment is not None:
                         self._cut_back(segment)
                     segment = self._new_segment(next_position)
@@ -281,16 +282,17 @@ class Writer:
                             next_position, batch.versions, batch.fps, batch.streams, batch.payloads, 0
                         )
                 pending.entries.append((segment, offsets, batch))
-                buffer += records
+                chunks.append(records)
+                buffered += len(records)
                 next_position += len(batch.payloads)
                 group_events += len(batch.payloads)
                 written.append((request, positions))
                 if self.policy.kind == "always":
-                    self._write(segment, buffer, starts)
-                    buffer = bytearray()
+                    self._write(segment, chunks, starts)
+                    chunks, buffered = [], 0
                     self._sync_unsynced()
-            if buffer and segment is not None:
-                self._write(segment, buffer, starts)
+            if chunks and segment is not None:
+                self._write(segment, chunks, starts)
             if self.policy.kind == "batch":
                 self._sync_unsynced()
         except BaseException:
@@ -387,7 +389,8 @@ class Writer:
             raise_typed(exc, self.log.segment_path(first))
         return segment
 
-    def _write(self, segment: Segment, buffer: bytearray, starts: dict[Segment, tuple[int, int]]) -> None:
+    def _write(self, segment: Segment, chunks: list[bytes], starts: dict[Segment, tuple[int, int]]) -> None:
+        buffer = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one request's batch: no copy
         starts.setdefault(segment, (segment.end, segment.crc))
         try:
             written = os.pwrite(segment.fd, buffer, segment.end)
