@@ -388,18 +388,21 @@ static PyObject *walc_index_streams(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *stream = PyList_GET_ITEM(streams, i);
         PyObject *positions = PyDict_GetItemWithError(known, stream);  /* borrowed */
-        if (!positions) {
+        if (positions) {
+            Py_INCREF(positions);  /* held across the append call */
+        } else {
             if (PyErr_Occurred()) return NULL;
             positions = PyObject_CallNoArgs(make);
             if (!positions) return NULL;
-            int failed = PyDict_SetItem(known, stream, positions);
-            Py_DECREF(positions);  /* the dict holds it */
-            if (failed < 0) return NULL;
+            if (PyDict_SetItem(known, stream, positions) < 0) {
+                Py_DECREF(positions);
+                return NULL;
+            }
         }
         PyObject *position = PyLong_FromUnsignedLongLong(first + (uint64_t)i);
-        if (!position) return NULL;
-        PyObject *done = PyObject_CallMethodOneArg(positions, append_name, position);
-        Py_DECREF(position);
+        PyObject *done = position ? PyObject_CallMethodOneArg(positions, append_name, position) : NULL;
+        Py_XDECREF(position);
+        Py_DECREF(positions);
         if (!done) return NULL;
         Py_DECREF(done);
     }
