@@ -2,9 +2,10 @@
 
 Structure: keys are 64-bit fingerprints of event ids (wal.fingerprints), stored with their
 positions as a small number of sorted numpy runs (uint64 keys, uint64 positions: 16 bytes per event,
-160 MB for 10 M events, against ~1–2 GB for a dict of strings) plus a dict of the most recent entries.
-When the dict reaches RECENT_LIMIT it is sorted into a new run and runs of similar size are merged
-(a log-structured merge: O(log n) runs, amortised O(log n) work per insert). A lookup is one dict probe
+160 MB for 10 M events, against ~1–2 GB for a dict of strings) plus a table of the most recent entries
+(walbatch.FpTable: compiled open addressing over two uint64 arrays, or dicts where it is not built).
+When the table reaches RECENT_LIMIT it is sorted into a new run and runs of similar size are merged
+(a log-structured merge: O(log n) runs, amortised O(log n) work per insert). A lookup is one table probe
 and one binary search per run; a batch looks up all its keys with one vectorised search per run.
 
 Why fingerprints and not the ids: fixed-size keys make the arrays compact and searchable without
@@ -22,39 +23,33 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from eventstore import walbatch
+
 RECENT_LIMIT = 1 << 16
 
 
 class IdIndex:
     def __init__(self) -> None:
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []
-        self._recent: dict[int, int] = {}
-        self._collided: list[tuple[int, int]] = []  # entries whose fingerprint was already in _recent
+        self._recent = walbatch.FpTable()  # fingerprint -> positions (several where fingerprints collide)
         self._count = 0
 
     def __len__(self) -> int:
         return self._count
 
     def add(self, fp: int, position: int) -> None:
-        if fp in self._recent:
-            self._collided.append((fp, position))
-        else:
-            self._recent[fp] = position
-        self._count += 1
-        if len(self._recent) >= RECENT_LIMIT:
-            self._seal()
+        self.add_many([fp], [position])
 
     def add_many(self, fps: Sequence[int], positions: Iterable[int]) -> None:
-        """Add a batch of entries; one C-level dict update when none of them collides."""
-        recent = self._recent
-        if len(set(fps)) == len(fps) and recent.keys().isdisjoint(fps):
-            recent.update(zip(fps, positions, strict=True))
-            self._count += len(fps)
-            if len(recent) >= RECENT_LIMIT:
-                self._seal()
-            return
-        for fp, position in zip(fps, positions, strict=True):
-            self.add(fp, position)
+        """Add a batch of entries (a range of positions, from the writer, in one compiled call)."""
+        listed = fps if isinstance(fps, list) else list(fps)
+        if isinstance(positions, range) and positions.step == 1:
+            self._recent.add_run(listed, positions.start)
+        else:
+            self._recent.add_many(listed, list(positions))
+        self._count += len(listed)
+        if len(self._recent) >= RECENT_LIMIT:
+            self._seal()
 
     def bulk_load(self, fps: array, positions: array) -> None:
         """Add many entries at once (recovery): one sort instead of many inserts."""
@@ -68,16 +63,8 @@ class IdIndex:
 
     def candidates(self, fps: Sequence[int]) -> dict[int, list[int]]:
         """Index in fps → positions stored under that fingerprint, for the fingerprints found."""
-        found: dict[int, list[int]] = {}
-        recent = self._recent
-        if not recent.keys().isdisjoint(fps):
-            for index, fp in enumerate(fps):
-                if fp in recent:
-                    found[index] = [recent[fp]]
-        for fp, position in self._collided:
-            for index, wanted in enumerate(fps):
-                if wanted == fp:
-                    found.setdefault(index, []).append(position)
+        listed = fps if isinstance(fps, list) else list(fps)
+        found = self._recent.find(listed) if len(self._recent) else {}
         if not self._runs or not fps:
             return found
         query = np.fromiter(fps, dtype=np.uint64, count=len(fps))
@@ -90,7 +77,7 @@ class IdIndex:
 
     def runs(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Every entry as sorted runs (the recent entries sealed first), for the index checkpoint."""
-        if self._recent or self._collided:
+        if len(self._recent):
             self._seal()
         return list(self._runs)
 
@@ -102,14 +89,13 @@ class IdIndex:
 
     def memory_bytes(self) -> int:
         runs = sum(keys.nbytes + values.nbytes for keys, values in self._runs)
-        return runs + (len(self._recent) + len(self._collided)) * 120
+        return runs + self._recent.nbytes()
 
     def _seal(self) -> None:
-        items = sorted([*self._recent.items(), *self._collided])
-        self._recent, self._collided = {}, []
-        keys = np.fromiter((fp for fp, _ in items), dtype=np.uint64, count=len(items))
-        values = np.fromiter((position for _, position in items), dtype=np.uint64, count=len(items))
-        self._push_run(keys, values)
+        keys, positions = (np.frombuffer(data, dtype=np.uint64) for data in self._recent.items())
+        self._recent.clear()
+        order = np.lexsort((positions, keys))
+        self._push_run(keys[order], positions[order])
 
     def _push_run(self, keys: np.ndarray, values: np.ndarray) -> None:
         self._runs.append((keys, values))

@@ -3,7 +3,8 @@
 #   bash ops/bootstrap.sh run  [esper run options]   create/update .venv, then `esper run` on the bundled data
 #   bash ops/bootstrap.sh test [pytest options]      create/update .venv, then ruff, mypy and pytest
 #                                                    (prints the 15 slowest tests; -m "not slow" skips the slow ones)
-# Installing is idempotent: a stamp of pyproject.toml and this script skips pip when nothing changed.
+# Installing is idempotent: a stamp of pyproject.toml, this script and the C source of eventstore._walc
+# skips pip when nothing changed.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,7 +19,8 @@ has_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>
 install() {
     [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
     local stamp="$venv/.esper-install-stamp" want
-    want=$(cat pyproject.toml ops/bootstrap.sh | sha256sum | cut -d' ' -f1)
+    # the C source too: `pip install -e` builds eventstore._walc in place (pyproject.toml's ext-modules)
+    want=$(cat pyproject.toml ops/bootstrap.sh eventstore/_walc.c | sha256sum | cut -d' ' -f1)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return 0
     fi

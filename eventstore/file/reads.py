@@ -14,20 +14,20 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 
 import crc32c
-import numpy as np
 
-from eventstore import wal
+from eventstore import wal, walbatch
 from eventstore.api import ALL_EVENTS, CorruptLogError, EventFilter, EventStoreError
 from eventstore.file.head import CROSS_PROCESS_POLL_S, HeadWaiters
 from eventstore.file.segments import LogIndex, Segment
-from eventstore.indexfile import record_headers
 from eventstore.subscription import PollingSubscription
 from leyline import pb
 
+PARSE = pb.EventEnvelope.FromString
 READ_CHUNK = 1 << 20
 # A read covering more than this many records, and half its segment, reads them record by record, then
-# checks the segment's CRC32C as a whole and decodes the rest without a per-record check (`_decode_all`).
+# checks the segment's CRC32C as a whole and decodes the rest without a per-record check (`_stamped`).
 BULK_MIN = 4096
+DECODE_CHUNK = 4096  # records stamped at a time by a bulk read (bounds the copies held at once)
 
 
 class Reader:
@@ -67,7 +67,8 @@ class Reader:
                 position += BULK_MIN
                 whole = self._whole_segment(segment)
                 if whole is not None:
-                    yield from _decode_all(whole, segment, position, stop)
+                    for bodies in _stamped(whole, segment, position, stop):
+                        yield from map(PARSE, bodies)
                     position = stop + 1
                     continue
             yield from self._records(segment, position, stop, event_filter)
@@ -146,36 +147,24 @@ class Reader:
         raise EventStoreError(f"position {position} is not in the log")
 
 
-def _decode_all(data: bytes, segment: Segment, position: int, stop: int) -> Iterator[pb.EventEnvelope]:
-    """Records position..stop of a segment whose bytes were checked as a whole: the headers are gathered
-    with numpy (and held to the index: magic, positions, lengths), the bodies sliced and parsed by C-level
-    maps, so that the Python loop only sets the two fields the store assigns."""
-    first = position - segment.first
-    offsets = np.frombuffer(segment.offsets, np.uint32)[first : stop + 1 - segment.first]
-    headers = record_headers(data, offsets)
-    if headers is None:
-        raise CorruptLogError(segment.name, int(offsets[-1]), stop, "the index points past the segment")
-    starts = offsets.astype(np.int64)
-    # each record's end from its own header: the segment's end may already include an append of this
-    # process's writer that the index does not hold yet
-    ends = starts + wal.HEADER_SIZE + headers["length"]
-    if (
-        np.any(headers["magic"] != wal.MAGIC)
-        or np.any(headers["position"] != np.arange(position, stop + 1, dtype=np.uint64))
-        or np.any(ends[:-1] != starts[1:])
-        or ends[-1] > len(data)
-    ):
-        raise CorruptLogError(segment.name, int(starts[0]), position, "the index does not match the segment")
-    bodies = starts + wal.HEADER_SIZE + headers["stream_len"]
-    envelopes = map(
-        pb.EventEnvelope.FromString, map(data.__getitem__, map(slice, bodies.tolist(), ends.tolist()))
-    )
-    for envelope, version, record_position in zip(
-        envelopes, headers["version"].tolist(), range(position, stop + 1), strict=True
-    ):
-        envelope.stream_version = version
-        envelope.global_position = record_position
-        yield envelope
+def _stamped(data: bytes, segment: Segment, position: int, stop: int) -> Iterator[list[bytes]]:
+    """The envelopes of records position..stop of a segment whose bytes were checked as a whole, DECODE_CHUNK
+    records at a time: their headers are held to the index (magic, positions, lengths) and each envelope
+    comes with its stream_version and global_position already in its bytes (walbatch.stamped_bodies, one
+    call a chunk), so that decoding them is one C-level map with no Python code per event. Each record's
+    end is read from its own header: the segment's end may already include an append of this process's
+    writer that the index does not hold."""
+    offsets = segment.offsets  # sliced (copied) a chunk at a time: no buffer of it is held across a yield,
+    # which would stop this process's writer from extending it
+    for start in range(position, stop + 1, DECODE_CHUNK):
+        end = min(start + DECODE_CHUNK - 1, stop)
+        try:
+            yield walbatch.stamped_bodies(
+                data, offsets[start - segment.first : end + 1 - segment.first], start
+            )
+        except walbatch.BadIndex as exc:
+            message, offset, index = exc.args
+            raise CorruptLogError(segment.name, offset, start + index, message) from None
 
 
 class FileSubscription(PollingSubscription):

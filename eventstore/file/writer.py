@@ -24,9 +24,10 @@ longer the end of the data; the records and the committed heads are (wal.Scan en
 segment is cut back to its data when the log rolls to the next one and when its writer closes without
 another process having appended meanwhile.
 
-This module is the append hot path: per-event work happens in C-level batch operations (wal.frames'
-framing, map, join, set operations) and in `_plan`'s one loop, over stream versions; the collaborators
-are bound once per group, never per event.
+This module is the append hot path: per-event work happens in batch operations (eventstore.walbatch:
+compiled in eventstore/_walc.c, or C-level maps in its pure-Python fallback, byte for byte the same):
+reading each envelope's stream and id fingerprint, stream versions, framing with CRC32C, and indexing;
+the collaborators are bound once per group, never per event.
 The fsync policy and the OS-level helpers (preallocation, DiskFull) live in durability.py.
 """
 
@@ -36,18 +37,16 @@ import fcntl
 import os
 import threading
 import time
-from array import array
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from itertools import accumulate
 from operator import attrgetter
 from typing import NamedTuple
 
 import crc32c
 
-from eventstore import metrics, wal
-from eventstore.api import EventStoreError, Expected, InvalidEvent
+from eventstore import metrics, walbatch
+from eventstore.api import EventStoreError, Expected
 from eventstore.file.durability import EXTEND_AHEAD, EXTEND_BELOW, FsyncPolicy, raise_typed
 from eventstore.file.head import HeadWaiters, SharedHead
 from eventstore.file.recovery import Recovery
@@ -55,8 +54,8 @@ from eventstore.file.segments import LogIndex, Segment, fsync_directory
 from leyline import pb
 
 BACKEND = "file"
-EVENT_ID, STREAM, EVENT_TYPE = attrgetter("event_id"), attrgetter("stream"), attrgetter("event_type")
 SERIALIZE = pb.EventEnvelope.SerializeToString
+EVENT_ID = attrgetter("event_id")
 APPEND_LATENCY = metrics.APPEND_LATENCY.labels(BACKEND)
 BYTES_WRITTEN = metrics.BYTES_WRITTEN.labels(BACKEND)
 
@@ -70,20 +69,22 @@ class Request:
     outcome: list[int] | BaseException | None = None
 
 
-class _NewEvents(NamedTuple):
-    """Index keys of the events a request adds, in position order."""
+class _Batch(NamedTuple):
+    """The new events of one request, in position order from `first`: what is framed and indexed."""
 
-    positions: range
+    first: int
+    versions: list[int]
+    fps: list[int]
     streams: list[str]
-    fingerprints: list[int]
+    payloads: list[bytes]
 
 
 @dataclass(slots=True)
 class _Pending:
     """Index entries of records written in the current group, applied once the group is durable."""
 
-    # per request written: its segment, its records' offsets and the index keys of its new events
-    entries: list[tuple[Segment, list[int], _NewEvents]] = field(default_factory=list)
+    # per request written: its segment, its records' offsets (native uint32 bytes) and its new events
+    entries: list[tuple[Segment, bytes, _Batch]] = field(default_factory=list)
     versions: dict[str, int] = field(default_factory=dict)
     ids: dict[str, int] = field(default_factory=dict)
 
@@ -247,45 +248,51 @@ class Writer:
     ) -> None:
         log = self.log
         pending = _Pending()
-        buffer = bytearray()
+        chunks: list[bytes] = []  # framed batches not written yet, `buffered` bytes in all
+        buffered = 0
         segment = log.segments[-1] if log.segments else None
         next_position = log.head + 1
         written: list[tuple[Request, list[int]]] = []
         group_events = 0
         starts: dict[Segment, tuple[int, int]] = {}
         try:
+            last = requests[-1]
             for request in requests:
                 try:
-                    positions, records, new_entries = self._plan(request, pending, next_position)
+                    positions, batch = self._plan(request, pending, next_position, request is not last)
                 except EventStoreError as exc:
                     outcomes.append((request, exc))
                     continue
-                if not records:
+                if batch is None:
                     outcomes.append((request, positions))
                     continue
-                lengths = list(map(len, records))
-                size = sum(lengths)
-                if segment is None or (
-                    segment.end + len(buffer) > 0 and segment.end + len(buffer) + size > self.segment_size
-                ):
-                    if segment is not None and buffer:
-                        self._write(segment, buffer, starts)
-                        buffer = bytearray()
+                base = segment.end + buffered if segment is not None else 0
+                records, offsets = walbatch.frame_batch(
+                    next_position, batch.versions, batch.fps, batch.streams, batch.payloads, base
+                )
+                if segment is None or (base > 0 and base + len(records) > self.segment_size):
+                    if segment is not None and chunks:
+                        self._write(segment, chunks, starts)
+                        chunks, buffered = [], 0
                     if segment is not None:
                         self._cut_back(segment)
                     segment = self._new_segment(next_position)
-                offsets = list(accumulate(lengths[:-1], initial=segment.end + len(buffer)))
-                pending.entries.append((segment, offsets, new_entries))
-                buffer += b"".join(records)
-                next_position += len(records)
-                group_events += len(records)
+                    if base:  # framed again at the new segment's start (a batch is never split)
+                        records, offsets = walbatch.frame_batch(
+                            next_position, batch.versions, batch.fps, batch.streams, batch.payloads, 0
+                        )
+                pending.entries.append((segment, offsets, batch))
+                chunks.append(records)
+                buffered += len(records)
+                next_position += len(batch.payloads)
+                group_events += len(batch.payloads)
                 written.append((request, positions))
                 if self.policy.kind == "always":
-                    self._write(segment, buffer, starts)
-                    buffer = bytearray()
+                    self._write(segment, chunks, starts)
+                    chunks, buffered = [], 0
                     self._sync_unsynced()
-            if buffer and segment is not None:
-                self._write(segment, buffer, starts)
+            if chunks and segment is not None:
+                self._write(segment, chunks, starts)
             if self.policy.kind == "batch":
                 self._sync_unsynced()
         except BaseException:
@@ -296,69 +303,54 @@ class Writer:
         if group_events:
             metrics.FSYNC_BATCH_SIZE.observe(group_events)
         streams = log.streams
-        for touched_segment, offsets, new_events in pending.entries:
-            touched_segment.offsets.extend(offsets)
-            for stream, position in zip(new_events.streams, new_events.positions, strict=True):
-                positions_of = streams.get(stream)
-                if positions_of is None:
-                    positions_of = streams[stream] = array("Q")
-                positions_of.append(position)
-            log.ids.add_many(new_events.fingerprints, new_events.positions)
+        for touched_segment, offsets, batch in pending.entries:
+            touched_segment.offsets.frombytes(offsets)
+            walbatch.index_streams(streams, batch.streams, batch.first)
+            log.ids.add_many(batch.fps, range(batch.first, batch.first + len(batch.fps)))
         log.head = next_position - 1
         self.head.publish(log.head, self._durable)
         outcomes.extend(written)
 
     def _plan(
-        self, request: Request, pending: _Pending, next_position: int
-    ) -> tuple[list[int], list[bytes], _NewEvents]:
-        """Positions of the request's events, the records to write for the new ones and their index keys.
+        self, request: Request, pending: _Pending, next_position: int, others_follow: bool
+    ) -> tuple[list[int], _Batch | None]:
+        """Positions of the request's events, and the batch of new ones to frame (None if there is none).
 
-        Per-event work is done a batch at a time where a C loop can do it (map, join, set operations).
+        Per-event work is done a batch at a time (walbatch: compiled, or C-level maps and set operations).
         """
         events = request.events
         if not events:
-            return [], [], _NewEvents(range(0), [], [])
-        ids = list(map(EVENT_ID, events))
-        names = list(map(STREAM, events))
-        if not (all(ids) and all(names) and all(map(EVENT_TYPE, events))):
-            raise InvalidEvent("every event needs an event_id, an event_type and a stream")
-        fps = wal.fingerprints(ids)
+            return [], None
+        payloads = list(map(SERIALIZE, events))
+        names, fps = walbatch.keys(events, payloads)
         hits = self.log.ids.candidates(fps)
         pending_ids = pending.ids
-        chosen = events
-        if not hits and len(set(ids)) == len(ids) and pending_ids.keys().isdisjoint(ids):
+        # distinct fingerprints mean distinct ids; the ids themselves are read only where needed
+        fast = not hits and len(set(fps)) == len(fps)
+        ids = list(map(EVENT_ID, events)) if pending_ids or others_follow or not fast else []
+        if fast and (not pending_ids or pending_ids.keys().isdisjoint(ids)):
             positions = list(range(next_position, next_position + len(events)))  # the common case
         else:
             fresh, positions = self._deduplicate(ids, hits, pending_ids, next_position)
             if not fresh:
                 metrics.DUPLICATES.labels(BACKEND).inc(len(events))
-                return positions, [], _NewEvents(range(0), [], [])
+                return positions, None
             if len(fresh) < len(events):
                 metrics.DUPLICATES.labels(BACKEND).inc(len(events) - len(fresh))
-                chosen = [events[index] for index in fresh]
                 ids = [ids[index] for index in fresh]
                 names = [names[index] for index in fresh]
                 fps = [fps[index] for index in fresh]
+                payloads = [payloads[index] for index in fresh]
         for stream, expectation in request.expected.items():
             try:
                 expectation.check(stream, self._version(stream, pending))
             except EventStoreError:
                 metrics.CONFLICTS.labels(BACKEND).inc()
                 raise
-        versions, streams = pending.versions, self.log.streams
-        for stream in set(names).difference(versions):  # each stream's version before this group
-            known = streams.get(stream)
-            versions[stream] = len(known) if known is not None else 0
-        chosen_positions = range(next_position, next_position + len(chosen))
-        pending_ids.update(zip(ids, chosen_positions, strict=True))
-        event_versions: list[int] = []
-        add_version = event_versions.append
-        for stream in names:
-            versions[stream] = version = versions[stream] + 1
-            add_version(version)
-        encoded = list(map(str.encode, names))
-        records = wal.frames(next_position, event_versions, fps, encoded, list(map(SERIALIZE, chosen)))
-        return positions, records, _NewEvents(chosen_positions, names, fps)
+        if others_follow:  # later requests of the group check their ids against these
+            pending_ids.update(zip(ids, range(next_position, next_position + len(ids)), strict=True))
+        versions = walbatch.next_versions(names, pending.versions, self.log.streams)
+        return positions, _Batch(next_position, versions, fps, names, payloads)
 
     def _deduplicate(
         self, ids: list[str], hits: dict[int, list[int]], pending_ids: dict[str, int], next_position: int
@@ -397,7 +389,8 @@ class Writer:
             raise_typed(exc, self.log.segment_path(first))
         return segment
 
-    def _write(self, segment: Segment, buffer: bytearray, starts: dict[Segment, tuple[int, int]]) -> None:
+    def _write(self, segment: Segment, chunks: list[bytes], starts: dict[Segment, tuple[int, int]]) -> None:
+        buffer = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one request's batch: no copy
         starts.setdefault(segment, (segment.end, segment.crc))
         try:
             written = os.pwrite(segment.fd, buffer, segment.end)
