@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from domains.tamiyo.risk import RiskThresholds
+from domains.tamiyo.risk import FLOORS, RiskThresholds
 
 
 @dataclass(frozen=True)
 class HeuristicConfig:
     seed: int = 0
-    plateau_window: int = 3
-    plateau_epsilon: float = 0.01  # relative improvement of the best validation loss that is progress
-    germination_cooldown_epochs: int = 3
-    max_concurrent_seeds: int = 1
+    plateau_window: int = 1
+    plateau_epsilon: float = 0.5  # relative improvement of the best validation loss that is progress
+    germination_cooldown_epochs: int = 1
+    max_concurrent_seeds: int = 3
     parameter_budget: int | None = None  # max trainable parameters of host + seeds
     max_blueprint_risk: float = 0.5
     mitigated_blueprint_risk: float = 0.25  # cap at risk levels 1–2 and in conservative mode
@@ -61,5 +62,8 @@ class HeuristicConfig:
     @classmethod
     def from_json(cls, text: str) -> HeuristicConfig:
         values = json.loads(text)
-        thresholds = {name: tuple(levels) for name, levels in values.pop("thresholds").items()}
+        thresholds: dict[str, Any] = {
+            name: levels if name in FLOORS else tuple(levels)
+            for name, levels in values.pop("thresholds").items()
+        }
         return cls(**values, thresholds=RiskThresholds(**thresholds))
