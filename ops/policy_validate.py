@@ -6,8 +6,9 @@
    validated before) is read from the log, not run again; plus the two chaos runs of the candidate
    (ops/policy_episodes.py).
 2. The gate's decision (domains/simic/gate.py) from those runs' events (domains/simic/outcomes.py), with
-   the off-policy estimate of the candidate from the logged decisions of the training's episodes (runs
-   `NAME-r*`; domains/simic/ope.py) reported beside it, never deciding.
+   the off-policy estimates of the candidate (SNIPS and doubly robust, with bootstrap intervals and the
+   ESS) from the logged decisions of the training's episodes (runs `NAME-r*`; domains/simic/ope.py)
+   reported beside it, never deciding.
 3. PolicyValidated or PolicyRejected on `policy-<candidate>` (checks: the figures, reason: why); a passed
    candidate is published as the release `NAME-vK` (PolicyPublished, parent: the candidate, the same
    content hash), which is what `esper policy activate` hands a live run.
@@ -132,7 +133,8 @@ def chaos_jobs(tasks: TaskDistribution, candidate: str) -> dict[str, Job]:
 def off_policy_estimate(
     store: EventStore, network: PolicyNetwork, name: str, reward: RewardConfig
 ) -> Estimate:
-    """SNIPS of `network` from the logged decisions of the training's episodes (runs NAME-r*)."""
+    """SNIPS and doubly robust estimates of `network` from the logged decisions of the training's episodes
+    (runs NAME-r*)."""
     from domains.simic.experience import episodes
     from domains.simic.gnn import logged_episodes
     from domains.simic.ope import estimate
@@ -225,8 +227,9 @@ def print_validation(result: Validation) -> None:
         print(f"  chaos {check.name}: {'safe' if check.safe else 'UNSAFE'} ({check.detail})")
     ope = result.estimate
     print(
-        f"  off-policy estimate (SNIPS, {ope.episodes} logged episode(s)): {ope.snips:.4f} "
-        f"[{ope.low:.4f}, {ope.high:.4f}] 90 % bootstrap, ESS {ope.ess:.1f};"
+        f"  off-policy estimate ({ope.episodes} logged episode(s), ESS {ope.ess:.1f}, 90 % bootstrap):"
+        f" SNIPS {ope.snips:.4f} [{ope.low:.4f}, {ope.high:.4f}],"
+        f" doubly robust {ope.dr:.4f} [{ope.dr_low:.4f}, {ope.dr_high:.4f}];"
         f" behaviour {ope.behaviour_mean:.4f}"
     )
     if decision.passed:
