@@ -17,6 +17,12 @@ Each round r of a training NAME:
 
 Rounds are events: after a kill, the same command skips every round already recorded (PolicyTrained) and
 every run already completed. A killed run's episode is left out (it never completed).
+
+Reproducibility: the update is a function of the log (a training from a copy of the log is bit-identical
+on CPU: tests/simic/test_experience.py), but two trainings from scratch differ: every decision's observation
+carries the controller hook's measured time (`hook_ms` in the graph's global features,
+domains/tamiyo/gnn/graph.py), so the GNN's sampled actions, and the episodes after them, depend on the
+machine's load. What differs is the experience, not the algorithm.
 """
 
 from __future__ import annotations

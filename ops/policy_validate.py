@@ -182,7 +182,8 @@ def validate(
     trained = trained_versions(store)
     if candidate not in versions and candidate not in trained:
         raise CommandError(
-            f"unknown policy version {candidate!r}; `esper policy list` shows the trained and published"
+            f"unknown policy version {candidate!r}: neither a training candidate (PolicyTrained, NAME-rR) "
+            "nor published (`esper policy list`)"
         )
     if against and against not in versions:
         raise CommandError(f"unknown policy version {against!r}; `esper policy list` shows the published")
