@@ -108,6 +108,15 @@ def held_out(options: BenchOptions) -> list[Result]:
     entropies = [v for k, v in health.items() if k.startswith("entropy_") and math.isfinite(v)]
     min_entropy = min(entropies) if entropies else math.nan
     seeds = f"mean over {mine.seeds} held-out seed(s) × {len(tasks.held_out.tasks)} task(s)"
+
+    def per_seed(arm: str) -> str:
+        runs = [r for r in validation.runs if r.arm == arm]
+        return ", ".join(f"s{r.seed} {r.reward:.3f}/{r.test_accuracy:.3f}/{r.parameters}" for r in runs)
+
+    breakdown = (
+        f"per run (reward/test accuracy/parameters): learned {per_seed(CANDIDATE)}; "
+        f"heuristic {per_seed(HEURISTIC)}"
+    )
     return [
         Result(
             "learned_reward",
@@ -121,7 +130,12 @@ def held_out(options: BenchOptions) -> list[Result]:
             note=seeds,
         ),
         Result("heuristic_reward", theirs.reward, "reward", note=seeds),
-        Result("reward_spread", spread, "reward", note="the larger standard deviation over seeds of the two"),
+        Result(
+            "reward_spread",
+            spread,
+            "reward",
+            note=f"the larger standard deviation over seeds of the two; {breakdown}",
+        ),
         Result(
             "learned_test_acc",
             mine.test_accuracy,
