@@ -38,9 +38,9 @@ def test_the_model_predicts_held_out_returns_and_values_mix_operations_by_probab
     germinate = [torch.eye(OPERATIONS)[1].repeat(4, 1) for _ in u]
     always = cross_fitted(u, operations, rewards, germinate)
     lifted = [
-        v1 - v0
-        for (_, v0), (_, v1) in zip(fitted, always, strict=True)
-        for v0, v1 in zip(v0, v1, strict=True)
+        after - before
+        for (_, mixed), (_, germinating) in zip(fitted, always, strict=True)
+        for before, after in zip(mixed, germinating, strict=True)
     ]
     assert all(abs(d - 0.5 * (1 - 1 / OPERATIONS)) < 0.1 for d in lifted)
 
