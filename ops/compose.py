@@ -151,7 +151,7 @@ def build_controller(
     """The controller a config names (RunConfig has checked the name) and its own configuration as JSON
     (the one recorded in RunStarted when resuming, else the defaults with `explore` as the heuristic's ε):
     noop, tamiyo (the heuristic) or gnn[:VERSION] (Tamiyo's learned policy: the named published version,
-    else the latest one)."""
+    else the latest one; gnn:trained:SHA256 runs a training candidate, never published, by content hash)."""
     if name == "noop":
         return NoOpController(), ""
     recorded = HeuristicConfig.from_json(config_json) if config_json else None
@@ -169,11 +169,16 @@ def build_controller(
     if store is None or data_dir is None or workload is None:
         raise ConfigError("controller gnn needs the run's event log, data directory and host")
     # torch-geometric is imported only by runs that use the learned policy
+    from domains.simic.candidates import TRAINED
+    from domains.simic.candidates import resolve as resolve_candidate
     from domains.tamiyo.gnn.build import gnn_controller, resolve_policy
     from domains.tamiyo.policy_store import PolicyError, PolicyLibrary
 
     try:
-        initial = resolve_policy(store, PolicyLibrary(data_dir), keyring, version or None)
+        if version.startswith(TRAINED):  # a training candidate, by content hash (domains/simic/candidates.py)
+            initial = resolve_candidate(store, PolicyLibrary(data_dir), keyring, version[len(TRAINED) :])
+        else:
+            initial = resolve_policy(store, PolicyLibrary(data_dir), keyring, version or None)
     except PolicyError as exc:
         raise ConfigError(f"controller {name}: {exc}") from None
     model, shape = workload.model, workload.splits.input_shape

@@ -103,9 +103,10 @@ def markdown(result: DemoResult, png_name: str) -> str:
     lines += [f"- chaos `{c.name}`: {'safe' if c.safe else 'UNSAFE'} ({c.detail})" for c in decision.chaos]
     lines += [
         f"- off-policy estimate of the candidate from {ope.episodes} logged training episode(s) whose"
-        " decisions record observation and propensity (SNIPS, reported, not deciding): "
-        f"{_f(ope.snips)} [{_f(ope.low)}, {_f(ope.high)}] 90 % bootstrap, effective sample size "
-        f"{ope.ess:.1f}; the logged behaviour's mean {_f(ope.behaviour_mean)}",
+        " decisions record observation and propensity (reported, not deciding; 90 % bootstrap intervals):"
+        f" SNIPS {_f(ope.snips)} [{_f(ope.low)}, {_f(ope.high)}], doubly robust {_f(ope.dr)}"
+        f" [{_f(ope.dr_low)}, {_f(ope.dr_high)}] (reward model fitted on the logged decisions),"
+        f" effective sample size {ope.ess:.1f}; the logged behaviour's mean {_f(ope.behaviour_mean)}",
         "",
         "## Live hot reload",
         "",

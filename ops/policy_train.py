@@ -9,12 +9,20 @@ Each round r of a training NAME:
    and seed: the ε-heuristic on even k, the current version on odd k);
 2. rebuilds the episodes of this training's runs from the log (domains/simic/experience.py) into the replay
    buffer (size and age bounds from TrainingConfig), and runs one PPO update of the current policy on them;
-3. publishes the result as `{NAME}-r{r}` (signed PolicyPublished, parent: the current version) and appends
-   PolicyTrained with the update's diagnostics and the episodes' mean reward components.
-`--validate` then runs the validation gate (ops/policy_validate.py) on the last version.
+3. records the result as the training candidate `{NAME}-r{r}` (domains/simic/candidates.py: its artifact
+   by content hash and PolicyTrained with the parent, the update's diagnostics and the episodes' mean
+   reward components), which the next round's workers run by content hash. Nothing is published: only
+   the validation gate publishes, a release, and only for a candidate that passes it.
+`--validate` then runs the validation gate (ops/policy_validate.py) on the last candidate.
 
-Rounds are events: after a kill, the same command skips every round already published and every run
-already completed. A killed run's episode is left out (it never completed).
+Rounds are events: after a kill, the same command skips every round already recorded (PolicyTrained) and
+every run already completed. A killed run's episode is left out (it never completed).
+
+Reproducibility: the update is a function of the log (a training from a copy of the log is bit-identical
+on CPU: tests/simic/test_experience.py), but two trainings from scratch differ: every decision's observation
+carries the controller hook's measured time (`hook_ms` in the graph's global features,
+domains/tamiyo/gnn/graph.py), so the GNN's sampled actions, and the episodes after them, depend on the
+machine's load. What differs is the experience, not the algorithm.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from domains.simic.tasks import TaskDistribution
 from eventstore import EventStore
@@ -30,6 +38,9 @@ from leyline.datadir import DataDir
 from ops.errors import CommandError, UsageError
 from ops.policy_episodes import Job, run_jobs
 from ops.policy_validate import add_task_options, load_tasks, print_validation, validate
+
+if TYPE_CHECKING:
+    from domains.tamiyo.gnn.network import PolicyNetwork
 
 NAME_DEFAULT = "simic"
 BEHAVIOURS = ("gnn", "heuristic", "mixed")
@@ -98,7 +109,7 @@ def behaviour_of(options: TrainOptions, k: int) -> str:
 
 
 def round_job(
-    tasks: TaskDistribution, options: TrainOptions, r: int, k: int, run_id: str, current: str
+    tasks: TaskDistribution, options: TrainOptions, r: int, k: int, run_id: str, controller: str
 ) -> Job:
     heuristic = behaviour_of(options, k) == "heuristic"
     index, per_round = (
@@ -107,7 +118,7 @@ def round_job(
     episode = tasks.train.training_episode(options.seed, r, index, per_round)
     return Job(
         run_id,
-        episode.run_config("tamiyo" if heuristic else f"gnn:{current}"),
+        episode.run_config("tamiyo" if heuristic else controller),
         explore=options.explore if heuristic else 0.0,
     )
 
@@ -119,21 +130,12 @@ def train(
     import torch
 
     from domains.karn.registration import register_catalogue
+    from domains.simic.candidates import controller_of, record, trained_versions
     from domains.simic.config import TrainingConfig
     from domains.simic.experience import ReplayBuffer, episodes, mean_summary
     from domains.simic.gnn import GnnActorCritic, learn
     from domains.simic.ppo import make_optimizer
-    from domains.tamiyo.policy_store import (
-        PolicyError,
-        PolicyLibrary,
-        publish,
-        published,
-        published_versions,
-        update_of,
-        verify,
-    )
-    from leyline import new_envelope, pb, stream_name
-    from leyline.signing import Signer
+    from domains.tamiyo.policy_store import PolicyError, PolicyLibrary, published, published_versions, verify
     from ops.compose import keyring_for
 
     config = TrainingConfig(seed=options.seed)
@@ -141,24 +143,34 @@ def train(
     library = PolicyLibrary(data_dir)
     rounds: list[dict[str, Any]] = []
     versions = published_versions(store)
+    trained = trained_versions(store)
     if not versions:
         raise CommandError("no policy is published in this log; publish one with `esper policy init`")
     current = options.start or next(reversed(versions))
-    if current not in versions:
+    if current not in versions and current not in trained:
         raise CommandError(f"unknown policy version {current!r}; `esper policy list` shows the published")
+
+    def controller() -> str:
+        return controller_of(trained[current]) if current in trained else f"gnn:{current}"
+
+    def network_of(version: str) -> PolicyNetwork:
+        if version in trained:  # the library checks the artifact's sha256
+            return library.load(trained[version].content_hash)
+        return verify(published(store, version), keyring, library).network
+
     register_catalogue(store)  # the blueprint features the graphs are rebuilt with, as `esper run` does
     buffer = ReplayBuffer(config.replay.max_transitions, config.replay.max_age)
     for r in range(options.rounds):
         version = f"{options.name}-r{r}"
         run_ids = [f"{version}-e{k}" for k in range(options.episodes)]
-        if version not in versions:
-            jobs = [round_job(tasks, options, r, k, run_id, current) for k, run_id in enumerate(run_ids)]
+        if version not in trained:
+            jobs = [round_job(tasks, options, r, k, run_id, controller()) for k, run_id in enumerate(run_ids)]
             run_jobs(data_dir.root, jobs, options.workers, f"round {r}", options.quiet)
         found, descriptors = episodes(store, config.reward)
         # in episode order, not completion order: which worker finishes first must not change the update
         mine = sorted((e for e in found if e.run_id in run_ids), key=lambda e: run_ids.index(e.run_id))
         buffer.add(mine, r)
-        if version in versions:
+        if version in trained:
             current = version
             continue
         if not buffer.episodes:
@@ -167,25 +179,28 @@ def train(
                 f"see `esper audit run {run_ids[0]}`"
             )
         try:
-            network = verify(published(store, current), keyring, library).network
+            network = network_of(current)
         except PolicyError as exc:
             raise CommandError(str(exc)) from None
         optimizer = make_optimizer(GnnActorCritic(network), config.ppo)
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + r)
         diagnostics = learn(network, optimizer, buffer.episodes, descriptors, config.ppo, generator)
-        envelope = publish(store, library, Signer(keyring), network, version=version, parent_version=current)
         rewards = {f"reward_{k}": v for k, v in mean_summary(mine).items()}
         metrics = {**diagnostics.to_dict(), **rewards}
-        update = pb.PolicyUpdate()
-        update.CopyFrom(update_of(envelope))
-        update.training_metrics.update(metrics)
-        trained = pb.PolicyTrained(update=update, steps=diagnostics.minibatch_steps, experiences=len(buffer))
-        store.append([new_envelope("PolicyTrained", stream_name("policy", version), trained, source="simic")])
-        versions[version] = envelope
+        trained[version] = record(
+            store,
+            library,
+            network,
+            version=version,
+            parent_version=current,
+            metrics=metrics,
+            steps=diagnostics.minibatch_steps,
+            experiences=len(buffer),
+        )
         rounds.append({"round": r, "version": version, "parent": current, "episodes": len(mine), **metrics})
         if not options.quiet:
             print(
-                f"round {r}: published {version} (reward {rewards.get('reward_total', 0.0):.3f}, "
+                f"round {r}: trained {version} (reward {rewards.get('reward_total', 0.0):.3f}, "
                 f"explained variance {diagnostics.explained_variance:.3f})",
                 file=sys.stderr,
             )

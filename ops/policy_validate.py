@@ -1,16 +1,20 @@
 """`esper policy validate VERSION`: Simic's validation gate, and the publication of a release.
 
 1. Held-out runs (domains/simic/tasks.py: every held-out task × seed, ≥ 5 seeds) for three arms on the
-   same tasks and seeds: the candidate (`gnn:VERSION`), the active policy (`gnn:ACTIVE`) and the heuristic.
+   same tasks and seeds: the candidate (a training candidate, PolicyTrained and never published, run by
+   content hash as `gnn:trained:<sha256>`: domains/simic/candidates.py; or a published version
+   `gnn:VERSION`), the active policy (`gnn:ACTIVE`) and the heuristic.
    Run ids are `heldout-<arm>-<task hash>-s<seed>`, so an arm already run (the heuristic, an active policy
    validated before) is read from the log, not run again; plus the two chaos runs of the candidate
    (ops/policy_episodes.py).
 2. The gate's decision (domains/simic/gate.py) from those runs' events (domains/simic/outcomes.py), with
-   the off-policy estimate of the candidate from the logged decisions of the training's episodes (runs
-   `NAME-r*`; domains/simic/ope.py) reported beside it, never deciding.
+   the off-policy estimates of the candidate (SNIPS and doubly robust, with bootstrap intervals and the
+   ESS) from the logged decisions of the training's episodes (runs `NAME-r*`; domains/simic/ope.py)
+   reported beside it, never deciding.
 3. PolicyValidated or PolicyRejected on `policy-<candidate>` (checks: the figures, reason: why); a passed
    candidate is published as the release `NAME-vK` (PolicyPublished, parent: the candidate, the same
-   content hash), which is what `esper policy activate` hands a live run.
+   content hash), which is what `esper policy activate` hands a live run. This is the only publication
+   of anything a training made.
 
 The active policy is `--against`, else the latest release (a version whose parent passed the gate), else
 the first version published in the log.
@@ -108,12 +112,13 @@ def active_version(versions: Sequence[str], name: str) -> str:
     return found[-1] if found else versions[0]
 
 
-def held_out_jobs(tasks: TaskDistribution, arms: dict[str, str]) -> tuple[list[Job], dict[str, Wanted]]:
-    """The held-out runs of each arm (arm → controller), by run id."""
+def held_out_jobs(
+    tasks: TaskDistribution, arms: dict[str, tuple[str, str]]
+) -> tuple[list[Job], dict[str, Wanted]]:
+    """The held-out runs of each arm (arm → (controller, tag of its run ids)), by run id."""
     jobs: list[Job] = []
     wanted: dict[str, Wanted] = {}
-    for arm, controller in arms.items():
-        tag = "heuristic" if controller == HEURISTIC_CONTROLLER else controller.partition(":")[2]
+    for arm, (controller, tag) in arms.items():
         for episode in tasks.held_out.all_episodes():
             run_id = f"heldout-{tag}-{task_hash(episode)}-s{episode.seed}"
             jobs.append(Job(run_id, episode.run_config(controller)))
@@ -121,10 +126,10 @@ def held_out_jobs(tasks: TaskDistribution, arms: dict[str, str]) -> tuple[list[J
     return jobs, wanted
 
 
-def chaos_jobs(tasks: TaskDistribution, candidate: str) -> dict[str, Job]:
+def chaos_jobs(tasks: TaskDistribution, candidate: str, controller: str) -> dict[str, Job]:
     episode = tasks.held_out.all_episodes(1)[0]
     return {
-        chaos: Job(f"chaos-{candidate}-{chaos}", episode.run_config(f"gnn:{candidate}"), chaos=chaos)
+        chaos: Job(f"chaos-{candidate}-{chaos}", episode.run_config(controller), chaos=chaos)
         for chaos in (CHAOS_ADVERSARIAL, CHAOS_TIMEOUT)
     }
 
@@ -132,7 +137,8 @@ def chaos_jobs(tasks: TaskDistribution, candidate: str) -> dict[str, Job]:
 def off_policy_estimate(
     store: EventStore, network: PolicyNetwork, name: str, reward: RewardConfig
 ) -> Estimate:
-    """SNIPS of `network` from the logged decisions of the training's episodes (runs NAME-r*)."""
+    """SNIPS and doubly robust estimates of `network` from the logged decisions of the training's episodes
+    (runs NAME-r*)."""
     from domains.simic.experience import episodes
     from domains.simic.gnn import logged_episodes
     from domains.simic.ope import estimate
@@ -154,6 +160,8 @@ def validate(
     quiet: bool,
 ) -> Validation:
     """Run the gate for `candidate` and record its outcome (and the release, when it passes)."""
+    from domains.simic.candidates import controller_of, trained_versions
+    from domains.simic.candidates import resolve as resolve_candidate
     from domains.simic.gate import GateConfig, adversarial_check, decide, event_type, payload, timeout_check
     from domains.simic.outcomes import READ, held_out_runs
     from domains.tamiyo.policy_store import (
@@ -171,20 +179,34 @@ def validate(
     from ops.compose import keyring_for
 
     versions = published_versions(store)
-    for version in (candidate, against):
-        if version and version not in versions:
-            raise CommandError(f"unknown policy version {version!r}; `esper policy list` shows the published")
+    trained = trained_versions(store)
+    if candidate not in versions and candidate not in trained:
+        raise CommandError(
+            f"unknown policy version {candidate!r}: neither a training candidate (PolicyTrained, NAME-rR) "
+            "nor published (`esper policy list`)"
+        )
+    if against and against not in versions:
+        raise CommandError(f"unknown policy version {against!r}; `esper policy list` shows the published")
     active = against or active_version(list(versions), name)
     if active == candidate:
         raise CommandError(f"{candidate} is the active policy; name another with --against")
     keyring, library = keyring_for(data_dir), PolicyLibrary(data_dir)
+    controller = controller_of(trained[candidate]) if candidate in trained else f"gnn:{candidate}"
     try:
-        network = verify(published(store, candidate), keyring, library).network
+        network = (
+            resolve_candidate(store, library, keyring, trained[candidate].content_hash)
+            if candidate in trained
+            else verify(published(store, candidate), keyring, library)
+        ).network
     except PolicyError as exc:
         raise CommandError(str(exc)) from None
-    arms = {CANDIDATE: f"gnn:{candidate}", ACTIVE: f"gnn:{active}", HEURISTIC: HEURISTIC_CONTROLLER}
+    arms = {
+        CANDIDATE: (controller, candidate),
+        ACTIVE: (f"gnn:{active}", active),
+        HEURISTIC: (HEURISTIC_CONTROLLER, "heuristic"),
+    }
     jobs, wanted = held_out_jobs(tasks, arms)
-    chaos = chaos_jobs(tasks, candidate)
+    chaos = chaos_jobs(tasks, candidate, controller)
     unique = {job.run_id: job for job in [*jobs, *chaos.values()]}
     run_jobs(data_dir.root, list(unique.values()), workers, f"validate {candidate}", quiet)
     chaos_wanted = {job.run_id: Wanted(CANDIDATE, check, 0) for check, job in chaos.items()}
@@ -225,8 +247,9 @@ def print_validation(result: Validation) -> None:
         print(f"  chaos {check.name}: {'safe' if check.safe else 'UNSAFE'} ({check.detail})")
     ope = result.estimate
     print(
-        f"  off-policy estimate (SNIPS, {ope.episodes} logged episode(s)): {ope.snips:.4f} "
-        f"[{ope.low:.4f}, {ope.high:.4f}] 90 % bootstrap, ESS {ope.ess:.1f};"
+        f"  off-policy estimate ({ope.episodes} logged episode(s), ESS {ope.ess:.1f}, 90 % bootstrap):"
+        f" SNIPS {ope.snips:.4f} [{ope.low:.4f}, {ope.high:.4f}],"
+        f" doubly robust {ope.dr:.4f} [{ope.dr_low:.4f}, {ope.dr_high:.4f}];"
         f" behaviour {ope.behaviour_mean:.4f}"
     )
     if decision.passed:

@@ -27,7 +27,10 @@ class AdapterConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    ppo: PPOConfig = field(default_factory=PPOConfig)
+    # the value phase: 50 passes of the value head alone after each update. Without it the value head got
+    # ~16 clipped joint steps per round and explained variance stayed near 0 (-0.18 to 0.3 at the last of
+    # 3 rounds); with it 0.85-0.9, measured on a logged 3 x 4-episode training replayed offline
+    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(value_epochs=50))
     reward: RewardConfig = field(default_factory=RewardConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     lora: bool = False  # train LoRA adapters (domains/simic/lora.py) over the frozen base policy

@@ -8,11 +8,13 @@ the blueprint on a germination. Values are the network's action-independent V(s)
 `learn` turns episodes into one `ppo.Batch`: graphs rebuilt from each DecisionMade (every blueprint it
 names must be registered in the log, or the batch is refused), the behaviour
 log-probabilities as logged, V(s) of the current network, and GAE per episode (a rollback's dead end is a
-one-step terminal episode), then runs `ppo.update`.
+one-step terminal episode), then runs `ppo.update` and, with `value_epochs`, the value phase
+(`ppo.fit_value`: the value head alone on the pooled graph features after the update).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 
@@ -23,7 +25,17 @@ from torch_geometric.data import HeteroData
 from domains.simic import metrics
 from domains.simic.experience import Episode, Transition
 from domains.simic.ope import LoggedEpisode
-from domains.simic.ppo import Batch, Diagnostics, Evaluation, PPOConfig, gae, update
+from domains.simic.ppo import (
+    Batch,
+    Diagnostics,
+    Evaluation,
+    PPOConfig,
+    fit_value,
+    gae,
+    masked_log_softmax,
+    update,
+)
+from domains.simic.reward_model import cross_fitted
 from domains.tamiyo.gnn.graph import decision_graph
 from domains.tamiyo.gnn.masking import GERMINATE, NOOP
 from domains.tamiyo.gnn.network import PolicyNetwork
@@ -117,6 +129,21 @@ def learn(
     network.train()
     try:
         diagnostics = update(GnnActorCritic(network), optimizer, batch, config, generator)
+        head = [p for p in network.value_head.parameters() if p.requires_grad]  # none under LoRA
+        if config.value_epochs > 0 and head and len(batch) > 0:
+            with torch.no_grad():
+                _, pooled = network.encode(collate(batch.observations))
+            loss, explained = fit_value(
+                lambda features: network.value_head(features).squeeze(1),
+                head,
+                pooled,
+                batch.returns,
+                config,
+                generator,
+            )
+            diagnostics = dataclasses.replace(
+                diagnostics, value_loss_after=loss, explained_variance_after=explained
+            )
     finally:
         network.eval()
     metrics.UPDATES.inc()
@@ -124,8 +151,8 @@ def learn(
     metrics.TRANSITIONS.inc(len(batch))
     metrics.EXPLAINED_VARIANCE.set(diagnostics.explained_variance)
     metrics.APPROX_KL.set(diagnostics.approx_kl)
-    for head, entropy in diagnostics.entropy.items():
-        metrics.HEAD_ENTROPY.labels(head=head).set(entropy)
+    for name, entropy in diagnostics.entropy.items():
+        metrics.HEAD_ENTROPY.labels(head=name).set(entropy)
     return diagnostics
 
 
@@ -133,19 +160,30 @@ def logged_episodes(
     network: PolicyNetwork, episodes: Sequence[Episode], descriptors: Sequence[pb.BlueprintDescriptor]
 ) -> list[LoggedEpisode]:
     """Each episode's main line with the behaviour's logged log-probabilities and `network`'s own of the
-    same actions, and its return without the shaping term (`reward.run_return`, as the gate compares)."""
-    logged = []
+    same actions, its return and per-decision rewards without the shaping term (`reward.run_return`, as
+    the gate compares), and the cross-fitted reward model's Q̂ and V̂ (domains/simic/reward_model.py)."""
+    features, operations, rewards, op_probs, targets = [], [], [], [], []
     for episode in episodes:
         transitions = episode.transitions
-        graphs = [decision_graph(t.decision, descriptors) for t in transitions]
+        batch = collate([decision_graph(t.decision, descriptors) for t in transitions])
         actions = torch.tensor([t.action for t in transitions], dtype=torch.long).reshape(-1, 3)
         with torch.no_grad():
-            target = GnnActorCritic(network).evaluate(graphs, actions).log_prob
-        logged.append(
-            LoggedEpisode(
-                episode.summary["total"] - episode.summary["shaping"],
-                tuple(t.log_prob for t in transitions),
-                tuple(float(v) for v in target),
-            )
+            operation, slot, blueprint = actions.unbind(1)
+            targets.append(evaluate(network, batch, operation, slot, blueprint)["log_prob"])
+            logits = network(batch)["operation"]
+            op_probs.append(torch.softmax(masked_log_softmax(logits, batch.legal_op), dim=1))
+        features.append(batch.u)
+        operations.append(operation)
+        rewards.append([t.reward.total - t.reward.shaping for t in transitions])
+    model = cross_fitted(features, operations, rewards, op_probs)
+    return [
+        LoggedEpisode(
+            episode.summary["total"] - episode.summary["shaping"],
+            tuple(t.log_prob for t in episode.transitions),
+            tuple(float(v) for v in target),
+            tuple(reward),
+            q_hat,
+            v_hat,
         )
-    return logged
+        for episode, target, reward, (q_hat, v_hat) in zip(episodes, targets, rewards, model, strict=True)
+    ]

@@ -11,7 +11,12 @@ observations), so the same code trains CartPole's MLP and Tamiyo's GNN:
    `max_grad_norm`. A minibatch whose approximate KL to the behaviour policy exceeds `target_kl` stops the
    update before its step (KL early stop).
 3. Every update returns its `Diagnostics`: policy and value loss, entropy per head, approximate KL, clip
-   fraction, explained variance.
+   fraction, explained variance (of the values the batch was built with, before the update).
+4. `fit_value` (`value_epochs` > 0): a value phase after the update (as in phasic policy gradient):
+   `value_epochs` passes of minibatch regression of the value head alone on the batch's returns, from
+   the shared features computed once (the encoder is not touched, so the policy, its KL and its entropy
+   do not move), with its own Adam at `value_learning_rate`. The joint update alone gives the value head
+   a handful of clipped steps per round, and the KL early stop cuts those short too.
 
 Invalid actions are masked in the policy's logits (`masked_log_softmax`: float32, a finite -1e9 so an
 all-masked head gives no NaN); a factored action's log-probability is the sum of its heads' terms.
@@ -19,7 +24,8 @@ all-masked head gives no NaN); a factored action's log-probability is the sum of
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
@@ -45,6 +51,8 @@ class PPOConfig:
     max_grad_norm: float = 0.5
     target_kl: float | None = 0.03
     normalize_advantages: bool = True
+    value_epochs: int = 0  # passes of the value phase after each update (`fit_value`; 0: none)
+    value_learning_rate: float = 1e-3
 
     def to_dict(self) -> dict[str, float | int | bool | None]:
         return asdict(self)
@@ -88,6 +96,8 @@ class Diagnostics:
     explained_variance: float
     minibatch_steps: int
     stopped_early: bool
+    value_loss_after: float = math.nan  # after the value phase (`fit_value`); NaN without one
+    explained_variance_after: float = math.nan
 
     def to_dict(self) -> dict[str, float]:
         flat = {k: float(v) for k, v in asdict(self).items() if k != "entropy"}
@@ -207,3 +217,35 @@ def update(
         minibatch_steps=steps,
         stopped_early=stopped,
     )
+
+
+def fit_value(
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    parameters: Sequence[nn.Parameter],
+    features: torch.Tensor,
+    returns: torch.Tensor,
+    config: PPOConfig,
+    generator: torch.Generator,
+) -> tuple[float, float]:
+    """The value phase: `predict(features[i])` (the value head on fixed features) regressed on `returns`
+    for `config.value_epochs` shuffled passes of `config.minibatches` minibatches, only `parameters`
+    updated; returns the mean squared error / 2 and the explained variance after it."""
+    size = features.shape[0]
+    if size == 0 or config.value_epochs <= 0:
+        return math.nan, math.nan
+    features = features.detach()
+    optimizer = torch.optim.Adam(parameters, lr=config.value_learning_rate, eps=config.adam_eps)
+    minibatch = max(1, -(-size // config.minibatches))
+    for _ in range(config.value_epochs):
+        order = torch.randperm(size, generator=generator)
+        for start in range(0, size, minibatch):
+            index = order[start : start + minibatch]
+            loss = 0.5 * (predict(features[index]) - returns[index]).pow(2).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
+            optimizer.step()
+    with torch.no_grad():
+        predicted = predict(features)
+        error = 0.5 * float((predicted - returns).pow(2).mean())
+    return error, explained_variance(predicted, returns)

@@ -57,7 +57,7 @@ def rebuilt(data_dir: Path) -> tuple[list[Episode], list[pb.BlueprintDescriptor]
 def trained(data_dir: Path) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     found, descriptors = rebuilt(data_dir)
     network = initial_network(1)
-    config = PPOConfig(target_kl=None)
+    config = PPOConfig(target_kl=None, value_epochs=5)
     optimizer = make_optimizer(GnnActorCritic(network), config)
     diagnostics = learn(network, optimizer, found, descriptors, config, torch.Generator().manual_seed(0))
     return diagnostics.to_dict(), network.state_dict()

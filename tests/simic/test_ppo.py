@@ -7,7 +7,16 @@ import math
 import torch
 
 from domains.simic.cartpole import CartPolePolicy
-from domains.simic.ppo import Batch, PPOConfig, entropy_of, gae, make_optimizer, masked_log_softmax, update
+from domains.simic.ppo import (
+    Batch,
+    PPOConfig,
+    entropy_of,
+    fit_value,
+    gae,
+    make_optimizer,
+    masked_log_softmax,
+    update,
+)
 
 
 def test_gae_matches_a_hand_computation_and_stops_at_episode_ends() -> None:
@@ -94,3 +103,26 @@ def test_kl_early_stop_ends_the_update_before_a_step_that_moved_too_far() -> Non
     )
     assert diagnostics.stopped_early
     assert 1 <= diagnostics.minibatch_steps < config.epochs * config.minibatches
+
+
+def test_the_value_phase_fits_the_head_alone_and_reports_its_explained_variance() -> None:
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(256, 8, generator=generator)
+    returns = features @ torch.linspace(-1.0, 1.0, 8) + 0.05 * torch.randn(256, generator=generator)
+    torch.manual_seed(0)
+    encoder, head = torch.nn.Linear(8, 8), torch.nn.Linear(8, 1)
+    frozen = {k: v.clone() for k, v in encoder.state_dict().items()}
+    with torch.no_grad():
+        hidden = encoder(features)
+    config = PPOConfig(value_epochs=200, value_learning_rate=1e-2)
+    before = 1.0 - float((head(hidden).squeeze(1) - returns).var() / returns.var())
+    loss, explained = fit_value(
+        lambda x: head(x).squeeze(1), list(head.parameters()), hidden, returns, config, generator
+    )
+    assert explained > 0.8 > before and math.isfinite(loss)
+    assert all(torch.equal(frozen[k], v) for k, v in encoder.state_dict().items())
+    assert math.isnan(
+        fit_value(
+            lambda x: head(x).squeeze(1), list(head.parameters()), hidden, returns, PPOConfig(), generator
+        )[1]
+    )
