@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 APPEND_FUNCTION = "append_events_v2"
 CONFLICT_STATE = "ES409"
 _APPEND_FUNCTION_SQL = """
-CREATE OR REPLACE FUNCTION "{schema}".varint(n bigint) RETURNS bytea
+CREATE OR REPLACE FUNCTION "{schema}".varint_long(n bigint) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE STRICT AS $varint$
 DECLARE
     out bytea := ''::bytea;
@@ -37,6 +37,21 @@ BEGIN
         out := out || set_byte('\\x00'::bytea, 0, ((n & 127) | 128)::int);
         n := n >> 7;
     END LOOP;
+END
+$varint$;
+
+-- one expression, which the planner inlines into the insert (no function call per event below 2^28)
+CREATE OR REPLACE FUNCTION "{schema}".varint(n bigint) RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $varint$
+SELECT CASE
+    WHEN n < 128 THEN set_byte('\\x00'::bytea, 0, n::int)
+    WHEN n < 16384 THEN set_byte(set_byte('\\x0000'::bytea, 0, ((n & 127) | 128)::int), 1, (n >> 7)::int)
+    WHEN n < 2097152 THEN set_byte(set_byte(set_byte('\\x000000'::bytea,
+        0, ((n & 127) | 128)::int), 1, (((n >> 7) & 127) | 128)::int), 2, (n >> 14)::int)
+    WHEN n < 268435456 THEN set_byte(set_byte(set_byte(set_byte('\\x00000000'::bytea,
+        0, ((n & 127) | 128)::int), 1, (((n >> 7) & 127) | 128)::int), 2, (((n >> 14) & 127) | 128)::int),
+        3, (n >> 21)::int)
+    ELSE "{schema}".varint_long(n)
 END
 $varint$;
 
@@ -77,16 +92,21 @@ BEGIN
             FROM unnest(p_ids, p_streams, p_categories, p_types, p_data, positions)
                 WITH ORDINALITY AS t(event_id, stream, category, event_type, data, position, n)
             WHERE t.position > v_head
+        ), heads AS (
+            SELECT d.stream,
+                   coalesce((SELECT s.version FROM "{schema}".streams s WHERE s.stream = d.stream), 0)
+                       AS version
+            FROM (SELECT DISTINCT x.stream FROM unnest(p_streams) AS x(stream)) d
         ), fresh AS (
-            SELECT i.*, row_number() OVER (PARTITION BY i.stream ORDER BY i.position) AS nth,
-                   coalesce((SELECT s.version FROM "{schema}".streams s WHERE s.stream = i.stream), 0)
-                       AS stream_head
-            FROM input i WHERE i.occurrence = 1
+            SELECT i.*,
+                   h.version + row_number() OVER (PARTITION BY i.stream ORDER BY i.position) AS version
+            FROM input i JOIN heads h ON h.stream = i.stream
+            WHERE i.occurrence = 1
         ), stored AS (
             INSERT INTO "{schema}".events
                 (position, event_id, stream, stream_version, category, event_type, data)
-            SELECT position, event_id, stream, stream_head + nth, category, event_type,
-                   data || '\\x20'::bytea || "{schema}".varint(stream_head + nth)
+            SELECT position, event_id, stream, version, category, event_type,
+                   data || '\\x20'::bytea || "{schema}".varint(version)
                         || '\\x28'::bytea || "{schema}".varint(position)
             FROM fresh
             RETURNING stream, stream_version
