@@ -35,14 +35,13 @@ from domains.kasmina import SeedSlot
 from domains.tolaria.collective import (
     RankDesync,
     RankFailure,
-    RankHung,
     RankLost,
     first_divergent,
     local_batch_size,
     shard_order,
 )
 from domains.tolaria.config import DEFAULT_RANK_TIMEOUT_S
-from domains.tolaria.heartbeat import FAILED_KEY, Heartbeat, beat_key
+from domains.tolaria.heartbeat import FAILED_KEY, Heartbeat, beat_key, named_failure
 
 CONTROL_TIMEOUT_S = 600.0  # rank 0's work at a boundary: a seed's first compile on a loaded CPU included
 REPORT_WAIT_S = 0.5  # how long a failing rank waits for the others to report themselves alive
@@ -175,15 +174,10 @@ class TorchCollective:
                 lost = missing[0] if missing else self.rank
                 beating = lost != self.rank and self._beat(lost) not in (beats[lost], None)
                 self._store.compare_set(FAILED_KEY, "", f"{lost}:{epoch}" + (":alive" if beating else ""))
-            named = self._store.get(FAILED_KEY).decode().split(":")
+            named = self._store.get(FAILED_KEY).decode()
         except (RuntimeError, ValueError):
             return RankLost(0, epoch, reason)
-        rank, named_epoch = int(named[0]), int(named[1])
-        if len(named) == 3 and named[2] == "hung":
-            return RankHung(rank, named_epoch, "its own work stopped (named by its heartbeat)")
-        if len(named) == 3:
-            return RankHung(rank, named_epoch, "its process beats but did not reach the collective")
-        return RankLost(rank, named_epoch, reason)
+        return named_failure(named, reason)
 
     def _beat(self, rank: int) -> str | None:
         key = beat_key(rank)

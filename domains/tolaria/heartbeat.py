@@ -6,10 +6,12 @@ stopped: its process spent less than IDLE_CPU_S of CPU over the last IDLE_S (blo
 a wait that never ends), or the work has run past BOUNDARY_DEADLINE_S (a loop that never ends; the
 controller's own decision timeout comes long before). A hung rank's thread fails the run itself: it names
 itself in the store, records RunFailed (rank 0 writes the log; its main thread is the one that hangs),
-says so on stderr and ends the process. While this rank's main thread is inside a collective (`waiting`),
-its thread also reads the other ranks' beats: a rank that says it is hung, or whose beat has not changed
-for STALE_S (its process frozen), fails the run the same way with RankHung naming it. A rank that dies
-closes its sockets and is caught by the collectives themselves (RankLost).
+says so on stderr and ends the process. So does every rank once another has named a failure in the store
+(a rank 0 that hangs anywhere, and that a rank timed out waiting for, records RunFailed so). While this
+rank's main thread is inside a collective (`waiting`), its thread also reads the other ranks' beats: a
+rank that says it is hung, or whose beat has not changed for STALE_S (its process frozen), fails the run
+the same way with RankHung naming it. A rank that dies closes its sockets and is caught by the collectives
+themselves (RankLost).
 
 Legitimate slow work does not trip it: it uses the CPU (a seed's first compile, on the main thread or on
 compile-ahead's, a graft, the controller under its own 2 s timeout), however slowly on a loaded machine,
@@ -28,7 +30,7 @@ from contextlib import contextmanager, suppress
 
 import torch.distributed as dist
 
-from domains.tolaria.collective import RankFailure, RankHung
+from domains.tolaria.collective import RankFailure, RankHung, RankLost
 
 BEAT_S = 0.25
 IDLE_S = 4.0  # boundary work whose process spent less than IDLE_CPU_S of CPU over this long is blocked
@@ -40,6 +42,17 @@ FAILED_KEY = "esper/failed"  # "<rank>:<epoch>" (RankLost) or "<rank>:<epoch>:hu
 
 def beat_key(rank: int) -> str:
     return f"esper/beat/{rank}"
+
+
+def named_failure(named: str, reason: str) -> RankFailure:
+    """The failure FAILED_KEY's value names: RankHung when its rank hung (named by its own heartbeat) or
+    beat without reaching a collective that timed out, else RankLost."""
+    rank, epoch, *kind = named.split(":")
+    if kind == ["hung"]:
+        return RankHung(int(rank), int(epoch), "its own work stopped (named by its heartbeat)")
+    if kind:
+        return RankHung(int(rank), int(epoch), "its process beats but did not reach the collective")
+    return RankLost(int(rank), int(epoch), reason)
 
 
 class Heartbeat:
@@ -113,6 +126,8 @@ class Heartbeat:
             self._store.set(beat_key(self.rank), f"{self._count}:hung:{working[0]}")
             return RankHung(self.rank, working[0], reason)
         self._store.set(beat_key(self.rank), f"{self._count}:ok:0")
+        if self._store.check([FAILED_KEY]):  # another rank failed the run (this one's main thread may hang)
+            return named_failure(self._store.get(FAILED_KEY).decode(), "named by another rank")
         waiting = self._waiting
         if waiting is None:
             return None

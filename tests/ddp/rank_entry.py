@@ -7,6 +7,7 @@
                                 rank 0 inside its end-of-epoch hook (where the controller decides), another
                                 rank inside applying rank 0's command; it writes "<epoch> <wall-clock ns>"
                                 to $ESPER_TEST_HANG_MARK, then blocks for good
+    ESPER_TEST_HANG_IN=checkpoint   rank 0 hangs writing its checkpoint instead, outside its boundary work
 
 Started as `python -m tests.ddp.rank_entry run …` with torchrun's variables (RANK, WORLD_SIZE,
 MASTER_ADDR, MASTER_PORT) set by the test.
@@ -72,7 +73,16 @@ def hang_at_boundary(from_epoch: int, mark: Path) -> None:
         mark.write_text(f"{epoch} {time.time_ns()}")
         threading.Event().wait()
 
-    if RANK == 0:
+    if RANK == 0 and os.environ.get("ESPER_TEST_HANG_IN") == "checkpoint":
+        checkpoint = Trainer.checkpoint
+
+        def hanging_checkpoint(trainer: Trainer, events: Any) -> Any:
+            if trainer.epoch >= from_epoch:
+                hang(trainer.epoch)
+            return checkpoint(trainer, events)
+
+        Trainer.checkpoint = hanging_checkpoint  # type: ignore[method-assign,assignment]
+    elif RANK == 0:
         end_of_epoch = hook.end_of_epoch
 
         def hanging_hook(trainer: Trainer, measured: Any, seed_events: Any) -> Any:

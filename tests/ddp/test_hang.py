@@ -52,3 +52,34 @@ def test_a_hung_rank_fails_the_run_naming_it(
     seconds = (failed_envelope.occurred_at_ns - hung_ns) / 1e9
     print(f"hang: rank {rank} hung at epoch {epoch}; RunFailed {seconds:.2f} s later")
     assert seconds >= IDLE_S  # the hung rank had the whole idle window to show progress
+
+
+def test_a_rank_0_that_hangs_outside_its_boundary_work_is_named_by_the_rank_that_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    """Rank 0 hangs writing a checkpoint: rank 1 times out in the next epoch's gradient all-reduce (the
+    default group's short timeout), finds rank 0 beating without reaching it and names it hung; rank 0's
+    heartbeat then records RunFailed for the main thread that hangs."""
+    data_dir, mark = tmp_path / "data", tmp_path / "hung-at"
+    config = {**GROWING, "controller": "noop", "epochs": 12}
+    ranks = start_ranks(
+        data_dir,
+        config,
+        "--run-id",
+        "rc",
+        ESPER_TEST_HANG_RANK="0",
+        ESPER_TEST_HANG_IN="checkpoint",
+        ESPER_TEST_HANG_EPOCH="2",
+        ESPER_TEST_HANG_MARK=str(mark),
+    )
+    results = finish(ranks)
+    assert [code for code, _, _ in results] == [1, 1], results[0][2][-2000:] + results[1][2][-2000:]
+    epoch, hung_ns = (int(field) for field in mark.read_text().split())
+    (failed_envelope,) = [e for e in events_of(data_dir, "rc") if e.event_type == "RunFailed"]
+    failed = decode_payload(failed_envelope)
+    assert isinstance(failed, pb.RunFailed)
+    # named at the collective rank 1 waited in: the next epoch's training
+    assert failed.error.startswith(f"RankHung: rank 0 at epoch {epoch + 1}:"), failed.error
+    assert failed.HasField("rank") and failed.rank == 0 and failed.epoch == epoch + 1
+    seconds = (failed_envelope.occurred_at_ns - hung_ns) / 1e9
+    print(f"hang: rank 0 hung in its checkpoint of epoch {epoch}; RunFailed {seconds:.2f} s later")
