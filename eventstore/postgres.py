@@ -224,7 +224,9 @@ class PostgresStore:
             self._appender = psycopg.connect(
                 self._plain_url, autocommit=True, connect_timeout=self._connect_timeout
             )
-        row = self._appender.execute(self._append_sql, parameters).fetchone()
+        # binary: the envelopes cross as bytes (text format would hex-encode every one of them, and the
+        # server parse the array literal back); prepared from the first call
+        row = self._appender.execute(self._append_sql, parameters, prepare=True, binary=True).fetchone()
         assert row is not None
         positions, inserted = row
         return [int(position) for position in positions], int(inserted)

@@ -9,16 +9,23 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-# The function: lock the head row
-# (positions are handed out in commit order), skip event_ids already stored (idempotent appends), check the
+# The function: lock the head row (positions are handed out in commit order); find each event_id already
+# stored (idempotent appends: a retried event keeps its position) and number the new ones; check the
 # expected versions (the rule of eventstore.api.Expected.check; a conflict raises SQLSTATE ES409 naming the
-# stream, with the actual version as detail), number the new events, insert them stamped with stream
-# version and position (eventstore.wal.stamp, byte for byte), advance the streams and the head, and notify
-# live subscribers, whom PostgreSQL tells at commit.
-APPEND_FUNCTION = "append_events_v1"
+# stream, with the actual version as detail); insert the new events stamped with stream version and
+# position (eventstore.wal.stamp, byte for byte); advance the streams and the head; and notify live
+# subscribers, whom PostgreSQL tells at commit.
+#
+# Every look-up in the log is one index probe per event of the batch, written as a correlated scalar
+# subquery, which the planner cannot turn into a join: a join over `events` may be planned as a hash join
+# over a sequential scan of the whole table (a plan cached by PL/pgSQL when the table was small keeps doing
+# so), which made each append cost O(log size) (version 1 of this function did: three scans of the table
+# per append). The streams' new versions come from the inserted rows (RETURNING), not from reading the
+# table back.
+APPEND_FUNCTION = "append_events_v2"
 CONFLICT_STATE = "ES409"
 _APPEND_FUNCTION_SQL = """
-CREATE OR REPLACE FUNCTION "{schema}".varint(n bigint) RETURNS bytea
+CREATE OR REPLACE FUNCTION "{schema}".varint_long(n bigint) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE STRICT AS $varint$
 DECLARE
     out bytea := ''::bytea;
@@ -33,6 +40,21 @@ BEGIN
 END
 $varint$;
 
+-- one expression, which the planner inlines into the insert (no function call per event below 2^28)
+CREATE OR REPLACE FUNCTION "{schema}".varint(n bigint) RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $varint$
+SELECT CASE
+    WHEN n < 128 THEN set_byte('\\x00'::bytea, 0, n::int)
+    WHEN n < 16384 THEN set_byte(set_byte('\\x0000'::bytea, 0, ((n & 127) | 128)::int), 1, (n >> 7)::int)
+    WHEN n < 2097152 THEN set_byte(set_byte(set_byte('\\x000000'::bytea,
+        0, ((n & 127) | 128)::int), 1, (((n >> 7) & 127) | 128)::int), 2, (n >> 14)::int)
+    WHEN n < 268435456 THEN set_byte(set_byte(set_byte(set_byte('\\x00000000'::bytea,
+        0, ((n & 127) | 128)::int), 1, (((n >> 7) & 127) | 128)::int), 2, (((n >> 14) & 127) | 128)::int),
+        3, (n >> 21)::int)
+    ELSE "{schema}".varint_long(n)
+END
+$varint$;
+
 CREATE OR REPLACE FUNCTION "{schema}".{function}(
     p_ids text[], p_streams text[], p_categories text[], p_types text[], p_data bytea[],
     p_expect_streams text[], p_expect_kinds text[], p_expect_versions bigint[],
@@ -43,8 +65,16 @@ DECLARE
     v_actual bigint;
 BEGIN
     SELECT h.position INTO v_head FROM "{schema}".head h WHERE h.id = 1 FOR UPDATE;
-    SELECT count(*) INTO inserted FROM (SELECT DISTINCT u.event_id FROM unnest(p_ids) AS u(event_id)) d
-        WHERE NOT EXISTS (SELECT 1 FROM "{schema}".events e WHERE e.event_id = d.event_id);
+    -- a stored event keeps its position; a new one gets the next free one, by its first occurrence
+    SELECT array_agg(coalesce(k.stored, v_head + k.fresh_rank) ORDER BY k.n),
+           coalesce(max(k.fresh_rank) FILTER (WHERE k.stored IS NULL), 0)
+        INTO positions, inserted
+        FROM (SELECT u.n, u.stored,
+                     dense_rank() OVER (PARTITION BY u.stored IS NULL ORDER BY u.first) AS fresh_rank
+              FROM (SELECT t.n, min(t.n) OVER (PARTITION BY t.event_id) AS first,
+                           (SELECT e.position FROM "{schema}".events e WHERE e.event_id = t.event_id)
+                               AS stored
+                    FROM unnest(p_ids) WITH ORDINALITY AS t(event_id, n)) u) k;
     IF inserted > 0 THEN
         FOR i IN 1 .. coalesce(array_length(p_expect_streams, 1), 0) LOOP
             SELECT coalesce(max(s.version), 0) INTO v_actual
@@ -58,35 +88,35 @@ BEGIN
             END IF;
         END LOOP;
         WITH input AS (
-            SELECT t.*, row_number() OVER (PARTITION BY t.event_id ORDER BY t.n) AS occurrence
-            FROM unnest(p_ids, p_streams, p_categories, p_types, p_data)
-                WITH ORDINALITY AS t(event_id, stream, category, event_type, data, n)
+            SELECT t.*, row_number() OVER (PARTITION BY t.position ORDER BY t.n) AS occurrence
+            FROM unnest(p_ids, p_streams, p_categories, p_types, p_data, positions)
+                WITH ORDINALITY AS t(event_id, stream, category, event_type, data, position, n)
+            WHERE t.position > v_head
+        ), heads AS (
+            SELECT d.stream,
+                   coalesce((SELECT s.version FROM "{schema}".streams s WHERE s.stream = d.stream), 0)
+                       AS version
+            FROM (SELECT DISTINCT x.stream FROM unnest(p_streams) AS x(stream)) d
         ), fresh AS (
-            SELECT i.* FROM input i
+            SELECT i.*,
+                   h.version + row_number() OVER (PARTITION BY i.stream ORDER BY i.position) AS version
+            FROM input i JOIN heads h ON h.stream = i.stream
             WHERE i.occurrence = 1
-              AND NOT EXISTS (SELECT 1 FROM "{schema}".events e WHERE e.event_id = i.event_id)
-        ), numbered AS (
-            SELECT f.*,
-                   v_head + row_number() OVER (ORDER BY f.n) AS position,
-                   coalesce(s.version, 0) + row_number() OVER (PARTITION BY f.stream ORDER BY f.n)
-                       AS stream_version
-            FROM fresh f LEFT JOIN "{schema}".streams s ON s.stream = f.stream
+        ), stored AS (
+            INSERT INTO "{schema}".events
+                (position, event_id, stream, stream_version, category, event_type, data)
+            SELECT position, event_id, stream, version, category, event_type,
+                   data || '\\x20'::bytea || "{schema}".varint(version)
+                        || '\\x28'::bytea || "{schema}".varint(position)
+            FROM fresh
+            RETURNING stream, stream_version
         )
-        INSERT INTO "{schema}".events (position, event_id, stream, stream_version, category, event_type, data)
-        SELECT position, event_id, stream, stream_version, category, event_type,
-               data || '\\x20'::bytea || "{schema}".varint(stream_version)
-                    || '\\x28'::bytea || "{schema}".varint(position)
-        FROM numbered;
         INSERT INTO "{schema}".streams AS s (stream, version)
-            SELECT e.stream, max(e.stream_version) FROM "{schema}".events e
-            WHERE e.position > v_head GROUP BY e.stream
+            SELECT stream, max(stream_version) FROM stored GROUP BY stream
             ON CONFLICT (stream) DO UPDATE SET version = excluded.version;
         UPDATE "{schema}".head SET position = v_head + inserted WHERE id = 1;
         PERFORM pg_notify('{channel}', (v_head + inserted)::text);
     END IF;
-    positions := ARRAY(
-        SELECT e.position FROM unnest(p_ids) WITH ORDINALITY AS u(event_id, n)
-        JOIN "{schema}".events e ON e.event_id = u.event_id ORDER BY u.n);
 END
 $append$;
 """

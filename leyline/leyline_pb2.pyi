@@ -700,14 +700,16 @@ class RunCompleted(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., epochs: _Optional[int] = ..., test_accuracy: _Optional[float] = ..., parameters: _Optional[int] = ..., model_sha256: _Optional[str] = ...) -> None: ...
 
 class RunFailed(_message.Message):
-    __slots__ = ("run_id", "error", "epoch")
+    __slots__ = ("run_id", "error", "epoch", "rank")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     error: str
     epoch: int
-    def __init__(self, run_id: _Optional[str] = ..., error: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
+    rank: int
+    def __init__(self, run_id: _Optional[str] = ..., error: _Optional[str] = ..., epoch: _Optional[int] = ..., rank: _Optional[int] = ...) -> None: ...
 
 class GateResult(_message.Message):
     __slots__ = ("gate", "passed", "reason", "measured")

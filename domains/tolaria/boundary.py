@@ -11,8 +11,10 @@ the same weights) and broadcasts a `Decision`: the signed command it applied, if
 a rollback is shared as one), and whether it rolls back. The other ranks apply the same command through
 Kasmina's intake (its signature checked by their own verifier), so the same seed is grafted with the same
 blueprint, slot, initialisation and alpha schedule; a rollback restores on every rank the checkpoint rank
-0 returned to. Then every rank checks that they agree. A run of one process takes none of these steps:
-it trains the whole order, nothing is wrapped or reduced, `decide_and_share` is the hook itself.
+0 returned to. Then every rank checks that they agree. Rank 0's decision and another rank's applying it
+are each its own work at the boundary (`collective.working`): past the boundary deadline the rank is hung
+and the run fails with RankHung (domains/tolaria/heartbeat.py). A run of one process takes none of these
+steps: it trains the whole order, nothing is wrapped or reduced, `decide_and_share` is the hook itself.
 """
 
 from __future__ import annotations
@@ -131,15 +133,17 @@ def decide_and_share(
         events, pending = hook.end_of_epoch(trainer, m, seed_events)
         return events, pending, pending is not None
     if collective.leads:
-        events, pending = hook.end_of_epoch(trainer, m, seed_events)
-        decision = Decision(shared_command(events), pending is not None, trainer.boundary_clock.reading)
+        with collective.working(m.epoch, trainer.fail):  # past the boundary deadline: RankHung
+            events, pending = hook.end_of_epoch(trainer, m, seed_events)
+            decision = Decision(shared_command(events), pending is not None, trainer.boundary_clock.reading)
         collective.broadcast(decision.encode(), m.epoch)
         return events, pending, pending is not None
     decision = Decision.decode(collective.broadcast(b"", m.epoch))
     events = list(seed_events)
     if decision.command:
-        trainer.boundary_clock.reading = decision.now_ms
-        _, effects = hook.command(trainer, decode_envelope(decision.command), m.epoch)
+        with collective.working(m.epoch, trainer.fail):
+            trainer.boundary_clock.reading = decision.now_ms
+            _, effects = hook.command(trainer, decode_envelope(decision.command), m.epoch)
         events.extend(effects)
     return events, None, decision.rolls_back
 

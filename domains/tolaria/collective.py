@@ -5,6 +5,7 @@
     collective.sum(tensors)                  # the epoch's sums, added over the ranks (one collective)
     collective.broadcast(payload, epoch)     # rank 0's bytes, on every rank (the boundary's decision)
     collective.agree(digest, epoch)          # every rank holds the same slots, stage and step, or RankDesync
+    with collective.working(epoch, record):  # this rank's boundary work: past its deadline, RankHung
 
 `SingleProcess` is the run of one process: every call returns its input, nothing is measured or copied,
 so a one-process run is the run it was before data parallelism. `domains/tolaria/distributed.py` is the
@@ -16,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
@@ -49,6 +50,11 @@ class RankLost(RankFailure):
     """A rank died or did not answer within the process group's timeout."""
 
 
+class RankHung(RankFailure):
+    """A rank's process is alive but its work stopped: its boundary work passed its deadline, it stopped
+    beating, or it answers without reaching the collective the others wait in."""
+
+
 class Collective(Protocol):
     rank: int
     world_size: int
@@ -75,6 +81,11 @@ class Collective(Protocol):
     def barrier(self, epoch: int) -> None: ...
 
     def failing_as(self, epoch: int) -> AbstractContextManager[None]: ...
+
+    def working(self, epoch: int, record: Callable[[BaseException], None]) -> AbstractContextManager[None]:
+        """This rank's own work at a boundary (rank 0's decision, another rank's applying it), which must
+        end within the boundary deadline; `record` records a RunFailed (the leading rank's)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -111,6 +122,9 @@ class SingleProcess:
         return None
 
     def failing_as(self, epoch: int) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def working(self, epoch: int, record: Callable[[BaseException], None]) -> AbstractContextManager[None]:
         return nullcontext()
 
     def close(self) -> None:

@@ -11,7 +11,10 @@ Every collective call runs under `failing_as(epoch)`: a backend error (a peer's 
 timeout) becomes RankLost naming the rank that stopped answering and the epoch. The first rank to see a
 failure names the lost rank in the rendezvous store (the ranks that do not report themselves alive
 within REPORT_WAIT_S); the ranks that fail after it raise the same RankLost. A rank that cannot reach the
-store names rank 0, which hosts it when the ranks were started without torchrun.
+store names rank 0, which hosts it when the ranks were started without torchrun. A rank that does not
+report itself although its heartbeat goes on is hung, not lost (RankHung), and so is a rank the
+heartbeat named (domains/tolaria/heartbeat.py: a rank whose own boundary work passes its deadline, or
+whose beat stops, fails the run within seconds, even while the others wait on the long control group).
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
 
 import torch
@@ -31,16 +34,17 @@ from torch.nn.parallel import DistributedDataParallel
 from domains.kasmina import SeedSlot
 from domains.tolaria.collective import (
     RankDesync,
+    RankFailure,
     RankLost,
     first_divergent,
     local_batch_size,
     shard_order,
 )
 from domains.tolaria.config import DEFAULT_RANK_TIMEOUT_S
+from domains.tolaria.heartbeat import FAILED_KEY, Heartbeat, beat_key, named_failure
 
 CONTROL_TIMEOUT_S = 600.0  # rank 0's work at a boundary: a seed's first compile on a loaded CPU included
 REPORT_WAIT_S = 0.5  # how long a failing rank waits for the others to report themselves alive
-FAILED_KEY = "esper/failed"
 FRAME_BYTES = 2048  # a broadcast's first frame: a signed command fits
 # gloo reports a peer's death as a plain RuntimeError whose text names the backend's source
 BACKEND_TEXT = re.compile(r"gloo|nccl|c10d|ProcessGroup|Connection closed by peer", re.IGNORECASE)
@@ -59,6 +63,7 @@ class TorchCollective:
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
         self._control = dist.new_group(backend="gloo", timeout=timedelta(seconds=CONTROL_TIMEOUT_S))
         self._store = _rendezvous_store()
+        self._heartbeat = Heartbeat(self._store, self.rank, self.world_size)
         self._signature: tuple[tuple[int, bool], ...] = ()
         self._wrapped: nn.Module | None = None
 
@@ -125,7 +130,11 @@ class TorchCollective:
         with self.failing_as(epoch):
             dist.barrier(group=self._control)
 
+    def working(self, epoch: int, record: Callable[[BaseException], None]) -> AbstractContextManager[None]:
+        return self._heartbeat.working(epoch, record)
+
     def close(self) -> None:
+        self._heartbeat.close()
         if dist.is_initialized():
             dist.destroy_process_group()
 
@@ -134,36 +143,45 @@ class TorchCollective:
 
     @contextmanager
     def failing_as(self, epoch: int) -> Iterator[None]:
-        """A backend error inside (a collective, or the training pass's gradient all-reduce) as RankLost."""
+        """A backend error inside (a collective, or the training pass's gradient all-reduce) as RankLost
+        (or RankHung); meanwhile the heartbeat watches the other ranks."""
         try:
-            yield
+            with self._heartbeat.waiting(epoch):
+                yield
         except RuntimeError as exc:
             if not (isinstance(exc, dist.DistError) or BACKEND_TEXT.search(str(exc))):
                 raise
-            lost, lost_epoch = self._lost_rank(epoch)
+            if not self._heartbeat.claim():
+                while True:  # the heartbeat is failing the run and ends this process
+                    time.sleep(1)
             reason = f"stopped answering (seen by rank {self.rank}: {type(exc).__name__}: {exc})"
-            raise RankLost(lost, lost_epoch, reason[:400]) from exc
+            raise self._failed_rank(epoch, reason[:400]) from exc
 
-    def _lost_rank(self, epoch: int) -> tuple[int, int]:
-        """The rank (and epoch) the first failing rank named; named now if this rank is the first: the
-        first rank that did not report itself alive (see the module docstring)."""
+    def _failed_rank(self, epoch: int, reason: str) -> RankFailure:
+        """The failure the first failing rank named; named now if this rank is the first: the first rank
+        that did not report itself alive, hung if its heartbeat went on meanwhile (see the module
+        docstring)."""
         try:
-            if self._store.check([FAILED_KEY]):
-                rank, named_epoch = self._store.get(FAILED_KEY).decode().split(":")
-                return int(rank), int(named_epoch)
-            self._store.set(f"esper/alive/{self.rank}", "1")
-            others = [rank for rank in range(self.world_size) if rank != self.rank]
-            deadline = time.monotonic() + REPORT_WAIT_S
-            missing = others
-            while missing and time.monotonic() < deadline:
-                time.sleep(0.02)
-                missing = [rank for rank in others if not self._store.check([f"esper/alive/{rank}"])]
-            lost = missing[0] if missing else self.rank
-            self._store.compare_set(FAILED_KEY, "", f"{lost}:{epoch}")
-            rank, named_epoch = self._store.get(FAILED_KEY).decode().split(":")
-            return int(rank), int(named_epoch)
+            if not self._store.check([FAILED_KEY]):
+                self._store.set(f"esper/alive/{self.rank}", "1")
+                others = [rank for rank in range(self.world_size) if rank != self.rank]
+                beats = {rank: self._beat(rank) for rank in others}
+                deadline = time.monotonic() + REPORT_WAIT_S
+                missing = others
+                while missing and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    missing = [rank for rank in others if not self._store.check([f"esper/alive/{rank}"])]
+                lost = missing[0] if missing else self.rank
+                beating = lost != self.rank and self._beat(lost) not in (beats[lost], None)
+                self._store.compare_set(FAILED_KEY, "", f"{lost}:{epoch}" + (":alive" if beating else ""))
+            named = self._store.get(FAILED_KEY).decode()
         except (RuntimeError, ValueError):
-            return 0, epoch
+            return RankLost(0, epoch, reason)
+        return named_failure(named, reason)
+
+    def _beat(self, rank: int) -> str | None:
+        key = beat_key(rank)
+        return self._store.get(key).decode() if self._store.check([key]) else None
 
 
 def _as_tensor(data: bytes) -> torch.Tensor:

@@ -29,7 +29,7 @@ from domains.tolaria import boundary, hook, metrics, rollback
 from domains.tolaria import checkpoint as ckpt
 from domains.tolaria.aggregate import RequestRollback, RunState, RunStatus, event_id, fold, run_stream
 from domains.tolaria.boundary import BoundaryClock
-from domains.tolaria.collective import Collective, SingleProcess
+from domains.tolaria.collective import Collective, RankFailure, SingleProcess
 from domains.tolaria.config import RunConfig, build_config
 from domains.tolaria.data import Splits, epoch_order
 from domains.tolaria.headroom import HeadroomMeter
@@ -383,6 +383,8 @@ class Trainer:
         failed = pb.RunFailed(
             run_id=self.run_id, error=f"{type(exc).__name__}: {exc}"[:500], epoch=self.epoch
         )
+        if isinstance(exc, RankFailure):  # a data-parallel run: the rank and boundary the failure names
+            failed.rank, failed.epoch = exc.rank, exc.epoch
         try:
             self.sink.emit([self.envelope("RunFailed", failed, self.epoch, new_event_id())])
             self.sink.flush()

@@ -77,6 +77,7 @@ def test_a_rank_that_grafts_another_shape_fails_the_run_at_that_boundary(tmp_pat
     agreed = [e for e in events if e.event_type == "CheckpointCommitted"]
     assert failed.epoch == agreed[-1].epoch + 1
     assert failed.error.startswith(f"RankDesync: rank 1 at epoch {failed.epoch}:")
+    assert failed.HasField("rank") and failed.rank == 1
     for _, _, stderr in results:
         assert f"rank 1 at epoch {failed.epoch}" in stderr
     (failed_envelope,) = [e for e in events if e.event_type == "RunFailed"]
@@ -96,7 +97,8 @@ def test_a_killed_rank_fails_the_run_and_two_ranks_resume_it(tmp_path: Path) -> 
     print(f"kill: SIGKILL of rank 1 to rank 0's exit {seconds:.2f} s")
     assert code == 1 and "rank 1 at epoch" in stderr, stderr[-2000:]
     (failed,) = run_failures(data_dir, "rk")
-    assert failed.error.startswith("RankLost: rank 1 at epoch")
+    assert failed.error.startswith(f"RankLost: rank 1 at epoch {failed.epoch}:")
+    assert failed.HasField("rank") and failed.rank == 1
     (failed_envelope,) = [e for e in events_of(data_dir, "rk") if e.event_type == "RunFailed"]
     print(
         f"kill: SIGKILL of rank 1 to RunFailed {(failed_envelope.occurred_at_ns - killed_at_ns) / 1e9:.2f} s"

@@ -106,7 +106,19 @@ def test_stored_records_are_stamped_byte_for_byte_as_the_file_store_stamps_them(
     schema = f"s_{uuid.uuid4().hex[:12]}"
     with PostgresStore(postgres_server, schema=schema) as store:
         with store._engine.connect() as connection:
-            for value in (1, 127, 128, 300, 16_383, 16_384, 2_097_152, 2**34 + 5):
+            for value in (
+                1,
+                127,
+                128,
+                300,
+                16_383,
+                16_384,
+                2_097_151,
+                2_097_152,
+                2**28 - 1,
+                2**28,
+                2**34 + 5,
+            ):
                 encoded = connection.execute(
                     sa.text(f'SELECT "{schema}".varint(:n)'), {"n": value}
                 ).scalar_one()
@@ -123,6 +135,41 @@ def test_stored_records_are_stamped_byte_for_byte_as_the_file_store_stamps_them(
         for position, event in enumerate(events, start=1):
             version, data = stored[position]
             assert data == wal.stamp(event.SerializeToString(), version, position)
+        store.drop()
+
+
+def test_an_append_probes_the_log_by_index_and_never_scans_it(postgres_server: str) -> None:
+    """Appends to a log that grew after PL/pgSQL cached its plans (and before any ANALYZE) read the events
+    table only through its indexes: a sequential scan would make every append cost O(log size)."""
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    with PostgresStore(postgres_server, schema=schema) as store:
+        for _ in range(30):  # the plans are made while the table is small
+            store.append(
+                [new_envelope("RunStarted", f"run-r{n % 7}", pb.RunStarted(run_id="r")) for n in range(100)]
+            )
+        appender = store._appender
+        assert appender is not None
+
+        def sequential_scans() -> int:
+            appender.execute("SELECT pg_stat_force_next_flush()")  # this backend's counts, at its next idle
+            row = appender.execute(
+                "SELECT seq_scan FROM pg_stat_user_tables WHERE schemaname = %s AND relname = 'events'",
+                (schema,),
+            ).fetchone()
+            assert row is not None
+            return int(row[0])
+
+        before = sequential_scans()
+        retried = new_envelope("RunStarted", "run-r1", pb.RunStarted(run_id="r"))
+        first = store.append([retried], {"run-r1": exact(store.stream_version("run-r1"))})
+        for _ in range(10):  # a retried event among new ones, in one batch, and within it
+            fresh = [
+                new_envelope("RunStarted", f"run-r{n % 7}", pb.RunStarted(run_id="r")) for n in range(10)
+            ]
+            positions = store.append([retried, *fresh, fresh[0]])
+            assert positions[0] == first[0] and positions[-1] == positions[1]
+            assert positions[1:-1] == list(range(positions[1], positions[1] + 10))
+        assert sequential_scans() == before
         store.drop()
 
 
