@@ -35,7 +35,7 @@ class ArchiveError(ValueError):
 
 
 def pack(components: dict[str, Any]) -> bytes:
-    blobs: list[memoryview] = []
+    blobs: list[memoryview | np.ndarray] = []
     offset = 0
     scalar = _SCALAR_TYPES
 
@@ -83,14 +83,14 @@ def pack(components: dict[str, Any]) -> bytes:
     return b"".join([MAGIC, len(header).to_bytes(_LENGTH_BYTES, "little"), header, *blobs])
 
 
-def _tensor_bytes(value: torch.Tensor) -> memoryview:
-    """The tensor's elements in row-major order, as bytes."""
+def _tensor_bytes(value: torch.Tensor) -> memoryview | np.ndarray:
+    """The tensor's elements in row-major order, as a buffer that bytes.join takes as it is."""
     try:
         array = value.numpy()  # a CPU tensor of a dtype numpy knows, without grad: no torch call more
     except (TypeError, RuntimeError):
         flat = (value.detach() if value.requires_grad else value).reshape(-1).view(torch.uint8)
         return (flat if flat.device.type == "cpu" else flat.cpu()).numpy().data
-    return array.reshape(-1).view(np.uint8).data
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array)
 
 
 def _pairs(mapping: dict[Any, Any], encode: Any) -> list[Any]:
