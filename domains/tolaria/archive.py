@@ -35,7 +35,7 @@ class ArchiveError(ValueError):
 
 
 def pack(components: dict[str, Any]) -> bytes:
-    blobs: list[memoryview | np.ndarray] = []
+    blobs: list[Any] = []  # memoryviews and C-contiguous arrays: buffers that bytes.join takes
     offset = 0
     scalar = _SCALAR_TYPES
 
