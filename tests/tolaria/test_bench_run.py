@@ -68,3 +68,15 @@ def test_fashion_is_not_measured_when_its_data_is_missing(
         result.note
         == "not measured: fashion-mnist could not be loaded: no train-images-idx3-ubyte in /nowhere"
     )
+
+
+def test_fashion_reports_its_blocks_interval_and_cpu_ratio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(BUILTIN_DATASETS, bench_run.FASHION, BUILTIN_DATASETS["digits"])  # a small stand-in
+    result = bench_run.fashion_overhead(options(tmp_path), DataDir(tmp_path))
+    assert result.name == "epoch_overhead_ratio_fashion" and result.value > 0 and result.met is not None
+    assert result.note is not None and result.note.startswith("median of 3 block ratios, 75% interval")
+    assert "; in CPU time median " in result.note
+    low, _, coverage = median_interval([float(i) for i in range(bench_run.FASHION_BLOCKS)])
+    assert coverage >= 0.9 and low > 0  # the full bench's blocks reach the interval's coverage
