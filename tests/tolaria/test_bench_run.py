@@ -28,11 +28,12 @@ def test_overhead_alternates_the_full_and_the_plain_loop(tmp_path: Path) -> None
     store = open_store(data_dir.log)
     try:
         trainer = new_run(store, data_dir, RunConfig(epochs=3, seed=0, controller="noop"), "rbench")
-        wall, cpu, hooks = bench_run.overhead(trainer, bench_run.PlainLoop(trainer), 2, 1)
+        wall, cpu, flush_share, hooks = bench_run.overhead(trainer, bench_run.PlainLoop(trainer), 2, 1)
         trainer.sink.close()
     finally:
         store.close()
     assert len(wall) == len(cpu) == 2 and min(wall) > 0 and min(cpu) > 0 and len(hooks) == 2
+    assert len(flush_share) == 2 and all(0 < share < 1 for share in flush_share)
     assert trainer.epoch == 2
 
 
