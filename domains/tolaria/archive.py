@@ -35,26 +35,34 @@ class ArchiveError(ValueError):
 
 
 def pack(components: dict[str, Any]) -> bytes:
-    blobs: list[memoryview] = []
-    offset = [0]
-
-    def add(raw: memoryview) -> tuple[int, int]:
-        start = offset[0]
-        blobs.append(raw)
-        offset[0] += raw.nbytes
-        return start, raw.nbytes
+    blobs: list[Any] = []  # memoryviews and C-contiguous arrays: buffers that bytes.join takes
+    offset = 0
+    scalar = _SCALAR_TYPES
 
     def encode(value: Any) -> Any:
+        # Runs every epoch on the writer thread, which holds the interpreter meanwhile: the common cases
+        # first, by exact type, and a scalar item is taken in place rather than through a call.
+        nonlocal offset
         kind = type(value)
-        if kind in _SCALAR_TYPES:  # the common cases first, by exact type: this runs every epoch
+        if kind in scalar:
             return value
         if kind is dict:
-            return ["d", *_pairs(value, encode)]
+            out: list[Any] = ["d"]
+            for key, item in value.items():
+                out.append(key if type(key) in scalar else encode(key))
+                out.append(item if type(item) in scalar else encode(item))
+            return out
         if isinstance(value, torch.Tensor):
-            start, size = add(_tensor_bytes(value))
+            raw = _tensor_bytes(value)
+            start, size = offset, raw.nbytes
+            blobs.append(raw)
+            offset += size
             return ["T", _DTYPE_NAMES[value.dtype], list(value.shape), start, size]
         if isinstance(value, np.ndarray):
-            start, size = add(np.ascontiguousarray(value).reshape(-1).view(np.uint8).data)
+            raw = np.ascontiguousarray(value).reshape(-1).view(np.uint8).data
+            start, size = offset, raw.nbytes
+            blobs.append(raw)
+            offset += size
             return ["N", value.dtype.str, list(value.shape), start, size]
         if isinstance(value, _SCALARS):
             return value
@@ -65,9 +73,9 @@ def pack(components: dict[str, Any]) -> bytes:
             return ["d", *_pairs(value, encode)]
         if isinstance(value, list | tuple):
             tag = "l" if isinstance(value, list) else "t"
-            if _SCALAR_TYPES.issuperset(map(type, value)):  # e.g. the 625 words of Python's generator
+            if scalar.issuperset(map(type, value)):  # e.g. the 625 words of Python's generator
                 return [tag, *value]
-            return [tag, *(encode(item) for item in value)]
+            return [tag, *(item if type(item) in scalar else encode(item) for item in value)]
         raise ArchiveError(f"a checkpoint cannot hold a {type(value).__name__}")
 
     tree = encode(components)
@@ -75,14 +83,14 @@ def pack(components: dict[str, Any]) -> bytes:
     return b"".join([MAGIC, len(header).to_bytes(_LENGTH_BYTES, "little"), header, *blobs])
 
 
-def _tensor_bytes(value: torch.Tensor) -> memoryview:
-    """The tensor's elements in row-major order, as bytes."""
+def _tensor_bytes(value: torch.Tensor) -> memoryview | np.ndarray:
+    """The tensor's elements in row-major order, as a buffer that bytes.join takes as it is."""
     try:
         array = value.numpy()  # a CPU tensor of a dtype numpy knows, without grad: no torch call more
     except (TypeError, RuntimeError):
         flat = (value.detach() if value.requires_grad else value).reshape(-1).view(torch.uint8)
         return (flat if flat.device.type == "cpu" else flat.cpu()).numpy().data
-    return array.reshape(-1).view(np.uint8).data
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array)
 
 
 def _pairs(mapping: dict[Any, Any], encode: Any) -> list[Any]:

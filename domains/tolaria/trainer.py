@@ -254,13 +254,23 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def components(self) -> dict[str, Any]:
+        """The state a checkpoint holds, sharing the live tensors (see `capture` for a private copy)."""
+        return self._components(lambda value: value)
+
+    def capture(self) -> dict[str, Any]:
+        """`components()` as a private copy, for the cache and the writer thread: the live state (model,
+        optimizer, seeds, controller) is copied; the generators' states, the data cursor and the trainer's
+        own lists are built fresh by the call and shared with nothing, so they are not copied again."""
+        return self._components(ckpt.clone)
+
+    def _components(self, private: Callable[[Any], Any]) -> dict[str, Any]:
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": private(self.model.state_dict()),
+            "optimizer": private(self.optimizer.state_dict()),
             "rng": ckpt.capture_rng(),
             "data_cursor": {"epoch": self.epoch + 1, "batch": 0},
-            "seeds": self.kasmina.state_dict(),
-            "controller": dict(self.controller.state_dict()),
+            "seeds": private(self.kasmina.state_dict()),
+            "controller": private(dict(self.controller.state_dict())),
             "trainer": {
                 "applied_commands": list(self.applied_commands),
                 "epoch": self.epoch,
@@ -276,7 +286,7 @@ class Trainer:
         The epoch's own events are appended in the same atomic append as CheckpointCommitted: a crash
         leaves either both or neither, so a resume never re-runs an epoch whose controller and seed
         events (which carry random ids) are already in the log."""
-        entry = ckpt.CachedCheckpoint.snapshot(self.epoch, self.components())
+        entry = ckpt.CachedCheckpoint(self.epoch, self.capture())
         self.cache.put(entry)
         envelope_id = event_id(self.run_id, self.generation, self.epoch, "CheckpointCommitted")
 

@@ -28,11 +28,12 @@ def test_overhead_alternates_the_full_and_the_plain_loop(tmp_path: Path) -> None
     store = open_store(data_dir.log)
     try:
         trainer = new_run(store, data_dir, RunConfig(epochs=3, seed=0, controller="noop"), "rbench")
-        wall, cpu, hooks = bench_run.overhead(trainer, bench_run.PlainLoop(trainer), 2, 1)
+        wall, cpu, flush_share, hooks = bench_run.overhead(trainer, bench_run.PlainLoop(trainer), 2, 1)
         trainer.sink.close()
     finally:
         store.close()
     assert len(wall) == len(cpu) == 2 and min(wall) > 0 and min(cpu) > 0 and len(hooks) == 2
+    assert len(flush_share) == 2 and all(0 < share < 1 for share in flush_share)
     assert trainer.epoch == 2
 
 
@@ -68,3 +69,15 @@ def test_fashion_is_not_measured_when_its_data_is_missing(
         result.note
         == "not measured: fashion-mnist could not be loaded: no train-images-idx3-ubyte in /nowhere"
     )
+
+
+def test_fashion_reports_its_blocks_interval_and_cpu_ratio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(BUILTIN_DATASETS, bench_run.FASHION, BUILTIN_DATASETS["digits"])  # a small stand-in
+    result = bench_run.fashion_overhead(options(tmp_path), DataDir(tmp_path))
+    assert result.name == "epoch_overhead_ratio_fashion" and result.value > 0 and result.met is not None
+    assert result.note is not None and result.note.startswith("median of 3 block ratios, 75% interval")
+    assert "; in CPU time median " in result.note
+    low, _, coverage = median_interval([float(i) for i in range(bench_run.FASHION_BLOCKS)])
+    assert coverage >= 0.9 and low > 0  # the full bench's blocks reach the interval's coverage

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -111,6 +112,45 @@ def test_a_torch_save_checkpoint_from_before_the_archive_still_loads() -> None:
     ckpt.restore_rng(loaded["rng"])
     restored: Any = np.random.get_state()
     assert np.array_equal(restored[1], keys)
+
+
+def test_a_capture_is_the_components_copied_and_shares_no_tensor_with_the_live_state(tmp_path: Path) -> None:
+    data_dir = DataDir(tmp_path)
+    store = open_store(data_dir.log)
+    try:
+        trainer = new_run(store, data_dir, build_config({**SMALL, "epochs": 3}), "rcapture")
+        trainer.run_epoch()
+        trainer.sink.flush()
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        torch_state = torch.get_rng_state()
+        expected = ckpt.serialize(1, ckpt.clone(trainer.components()))
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        torch.set_rng_state(torch_state)
+        captured = trainer.capture()
+        assert ckpt.serialize(1, captured).data == expected.data  # equal state, equal bytes
+        live = [*trainer.model.state_dict().values(), *trainer.optimizer.state_dict()["state"][0].values()]
+        copies = [*captured["model"].values(), *captured["optimizer"]["state"][0].values()]
+        assert {t.untyped_storage().data_ptr() for t in live}.isdisjoint(
+            t.untyped_storage().data_ptr() for t in copies
+        )
+        trainer.sink.close()
+    finally:
+        store.close()
+
+
+def test_pythons_generator_words_pack_as_raw_words_and_restore_exactly() -> None:
+    random.seed(7)
+    rng = ckpt.capture_rng()
+    data = ckpt.serialize(0, {"rng": rng}).data
+    start = len(archive.MAGIC) + 8
+    header = json.loads(data[start : start + int.from_bytes(data[len(archive.MAGIC) : start], "little")])
+    python = header[header.index("rng") + 1]
+    words = python[python.index("python") + 1][2]
+    assert words[:3] == ["N", "<u4", [625]]  # raw words in the data section, not 625 JSON numbers
+    expected = [random.random() for _ in range(3)]
+    ckpt.restore_rng(ckpt.deserialize(ckpt.serialize(0, {"rng": rng}).data)["rng"])
+    assert [random.random() for _ in range(3)] == expected
 
 
 # The child trains SMALL and dies by SIGKILL on the writer thread at KILL_EPOCH's checkpoint: before its
