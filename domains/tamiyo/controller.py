@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from google.protobuf.message import Message
 
 from domains.tamiyo import metrics
-from domains.tamiyo.observation import Observation, graftable, observation_summary
+from domains.tamiyo.observation import HOOK_ACTIONS, Observation, graftable, observation_summary
 from domains.tamiyo.policy import HeuristicPolicy, default_parameters
 from domains.tamiyo.risk import effective_level, from_pb_level, to_pb_level
 from domains.tamiyo.state import TamiyoState, evolve, from_dict, to_dict
@@ -109,7 +109,10 @@ class TamiyoController:
         return self._emit(payloads, observation, latency_ms)
 
     def enter_conservative_mode(self, reason: str, epoch: int) -> list[pb.EventEnvelope]:
-        if self.state.conservative:
+        """Tolaria's overrun of this boundary's hook. When this boundary issued a seed command of
+        Tamiyo's own, the overrun is that command's cost (observation.hook_action_cost) and the mode is
+        left as it is: the next decision reads the latency as a signal unless Kasmina applied the command."""
+        if self.state.conservative or self.issued_hook_action(epoch):
             return []
         change = pb.ConservativeModeChanged(
             active=True,
@@ -119,6 +122,10 @@ class TamiyoController:
         )
         self._apply(change)
         return [self._wrap(change, epoch=epoch)]
+
+    def issued_hook_action(self, epoch: int) -> bool:
+        """Whether the decision of this epoch's boundary issued a command Kasmina carries out in the hook."""
+        return any(c.epoch == epoch and c.action in HOOK_ACTIONS for c in self.state.pending)
 
     def state_dict(self) -> Mapping[str, Any]:
         return {

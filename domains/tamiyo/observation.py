@@ -24,6 +24,10 @@ from leyline.lifecycle import CULLED, DORMANT, EMBARGOED, LifecycleConfig
 from leyline.seed_metrics import CONTRIBUTION_METRIC, HEADROOM_METRIC, STAGE_EPOCHS_METRIC
 
 CULL_STAGES = frozenset({CULLED, EMBARGOED})  # a seed's stages from the boundary that culled it
+# The commands Kasmina carries out inside the end-of-epoch hook (a graft loads, and may compile, the
+# blueprint's module); a rollback is only granted there and applied after the hook.
+HOOK_ACTIONS = frozenset({"germinate", "advance", "cull"})
+HOOK_ACTION_COST = "hook_action_cost"  # an inputs_summary key: the hook latency read as calm (below)
 
 
 @dataclass(frozen=True)
@@ -80,11 +84,25 @@ def references_reset(observation: Observation) -> bool:
     return any(s.stage in CULL_STAGES and stage_epochs(s) == 1 for s in observation.seeds)
 
 
+def hook_action_cost(state: TamiyoState, observation: Observation) -> bool:
+    """Whether the hook that `observation.hook_ms` measured carried out a seed command of Tamiyo's own
+    (one Kasmina applied: it is in `applied_commands`). Its latency is then that action's cost, not a
+    health signal: measured on the default digits run, every overrun was a graft's command phase (the
+    blueprint's module loaded, or compiled, inside the hook: 0.26–11 s wall against 18 ms, 0.2–1.2 s of
+    the thread's CPU), the boundaries without a command stayed under 10 ms, and reading the grafts'
+    cost as latency put the next 3 windows at level 3–4, blocking the growth that caused it. The overrun
+    stays on record (Tolaria's EpochHookOverrun, Nissa's latency alert); Tamiyo does not hold still for
+    it, as it does not read the loss jump of a seed it culled as drift (`references_reset`)."""
+    applied = set(observation.applied_commands)
+    return any(c.command_id in applied and c.action in HOOK_ACTIONS for c in state.pending)
+
+
 def risk_signals(
     state: TamiyoState, observation: Observation, thresholds: RiskThresholds | None = None
 ) -> RiskSignals:
     """The window's signals. A loss rise smaller than its absolute floor (thresholds.loss_*_floor) reads
-    as calm (drift 0, explosion 1): the ratios of near-zero losses are noise."""
+    as calm (drift 0, explosion 1): the ratios of near-zero losses are noise. The previous hook's latency
+    reads as calm (0) when that hook carried out Tamiyo's own seed command (`hook_action_cost`)."""
     floors = thresholds or RiskThresholds()
     finite_norms = [n for n in state.grad_norms[-5:] if math.isfinite(n)]
     reference_norm = statistics.median(finite_norms) if finite_norms else 0.0
@@ -106,9 +124,14 @@ def risk_signals(
         loss_drift=drift,
         loss_explosion=explosion,
         memory_pressure=observation.memory_pressure,
-        hook_latency_ratio=observation.hook_ms / observation.hook_budget_ms,
+        hook_latency_ratio=0.0 if hook_action_cost(state, observation) else hook_latency(observation),
         lifecycle=lifecycle_signal(observation.seeds),
     )
+
+
+def hook_latency(observation: Observation) -> float:
+    """The previous end-of-epoch hook's wall-clock duration over the run's budget for it."""
+    return observation.hook_ms / observation.hook_budget_ms
 
 
 def observation_summary(observation: Observation) -> dict[str, float]:
@@ -124,13 +147,20 @@ def observation_summary(observation: Observation) -> dict[str, float]:
 
 
 def inputs_summary(
-    observation: Observation, signals: RiskSignals, assessment: RiskAssessment
+    observation: Observation, signals: RiskSignals, assessment: RiskAssessment, action_cost: bool = False
 ) -> dict[str, float]:
+    """What the decision saw: the packet's measurements, the risk signals behind its level (the hook's
+    measured latency always, beside the signal read from it) and per slot the gate evidence."""
     summary = observation_summary(observation)
     summary["active_seeds"] = float(active_seeds(observation.seeds))
     summary["risk_raw"] = float(assessment.level)
     if references_reset(observation):
         summary[REFERENCES_RESET] = 1.0
+    summary["hook_ms"] = observation.hook_ms
+    summary["hook_latency_measured"] = hook_latency(observation)
+    summary["signal_hook_latency_ratio"] = signals.hook_latency_ratio
+    if action_cost:
+        summary[HOOK_ACTION_COST] = 1.0
     for seed in observation.seeds:
         if seed.stage == DORMANT and HEADROOM_METRIC in seed.metrics:
             summary[f"headroom_slot{seed.slot}"] = seed.metrics[HEADROOM_METRIC]

@@ -42,6 +42,7 @@ from domains.tamiyo.observation import (
     active_seeds,
     graftable,
     headroom,
+    hook_action_cost,
     inputs_summary,
     isolation_cull_count,
     plateaued,
@@ -117,7 +118,9 @@ class HeuristicPolicy:
         decision = pb.DecisionMade(
             policy_name=self.name,
             policy_version=self.version,
-            inputs_summary=inputs_summary(observation, signals, assessment),
+            inputs_summary=inputs_summary(
+                observation, signals, assessment, hook_action_cost(state, observation)
+            ),
             risk_level=to_pb_level(level),
             command_id=choice.command.command_id if choice.command else "",
             action=choice.action,

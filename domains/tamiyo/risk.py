@@ -48,7 +48,9 @@ class RiskSignals:
     loss_drift: float = 0.0  # relative rise of validation loss above its recent best
     loss_explosion: float = 1.0  # training loss / best training loss so far
     memory_pressure: float = 0.0  # device memory used / total
-    hook_latency_ratio: float = 0.0  # previous end-of-epoch hook / its budget
+    # previous end-of-epoch hook / its budget; 0 when that hook carried out Tamiyo's own seed command,
+    # whose cost it measured (observation.hook_action_cost)
+    hook_latency_ratio: float = 0.0
     lifecycle: float = 0.0  # active seeds weighted by stage, seed risk, isolation violations
 
 
