@@ -12,10 +12,10 @@ from domains.tamiyo.risk import RiskThresholds
 @dataclass(frozen=True)
 class HeuristicConfig:
     seed: int = 0
-    plateau_window: int = 3
-    plateau_epsilon: float = 0.01  # relative improvement of the best validation loss that is progress
-    germination_cooldown_epochs: int = 3
-    max_concurrent_seeds: int = 1
+    plateau_window: int = 1
+    plateau_epsilon: float = 0.5  # relative improvement of the best validation loss that is progress
+    germination_cooldown_epochs: int = 1
+    max_concurrent_seeds: int = 3
     parameter_budget: int | None = None  # max trainable parameters of host + seeds
     max_blueprint_risk: float = 0.5
     mitigated_blueprint_risk: float = 0.25  # cap at risk levels 1–2 and in conservative mode
