@@ -18,4 +18,7 @@ class KasminaConfig:
     # culling every seed while 0.1 grew one whose cull then reads as critical loss drift to Tamiyo's risk
     # engine: the defaults stay until that is settled.
     training_curvature: float = 0.1
+    # The run's last epoch, when known (Tolaria's run sets it): a germination whose lifecycle cannot reach its
+    # verdict by then is refused (unfinished.too_late_reason). None: no limit.
+    run_epochs: int | None = None
     gradient_window_epochs: int = 6  # epochs after germination with SeedGradientsMeasured (gradients.py)
