@@ -227,4 +227,5 @@ def _run_json(o: Outcome) -> dict[str, object]:
         "wall_s": o.wall_s,
         "grafts": o.grafts,
         "exact_grafts": o.exact_grafts,
+        "seeds": dict(o.seeds),
     }
