@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from domains.tamiyo.risk import RiskThresholds
+from domains.tamiyo.risk import FLOORS, RiskThresholds
 
 
 @dataclass(frozen=True)
@@ -61,5 +62,8 @@ class HeuristicConfig:
     @classmethod
     def from_json(cls, text: str) -> HeuristicConfig:
         values = json.loads(text)
-        thresholds = {name: tuple(levels) for name, levels in values.pop("thresholds").items()}
+        thresholds: dict[str, Any] = {
+            name: levels if name in FLOORS else tuple(levels)
+            for name, levels in values.pop("thresholds").items()
+        }
         return cls(**values, thresholds=RiskThresholds(**thresholds))

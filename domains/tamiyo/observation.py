@@ -13,6 +13,7 @@ from domains.tamiyo.risk import (
     ACTIVE_STAGE_WEIGHTS,
     RiskAssessment,
     RiskSignals,
+    RiskThresholds,
     lifecycle_signal,
     ratio,
 )
@@ -79,19 +80,27 @@ def references_reset(observation: Observation) -> bool:
     return any(s.stage in CULL_STAGES and stage_epochs(s) == 1 for s in observation.seeds)
 
 
-def risk_signals(state: TamiyoState, observation: Observation) -> RiskSignals:
+def risk_signals(
+    state: TamiyoState, observation: Observation, thresholds: RiskThresholds | None = None
+) -> RiskSignals:
+    """The window's signals. A loss rise smaller than its absolute floor (thresholds.loss_*_floor) reads
+    as calm (drift 0, explosion 1): the ratios of near-zero losses are noise."""
+    floors = thresholds or RiskThresholds()
     finite_norms = [n for n in state.grad_norms[-5:] if math.isfinite(n)]
     reference_norm = statistics.median(finite_norms) if finite_norms else 0.0
     reset = references_reset(observation)  # no reference: this window's losses are the first ones
     recent_losses = [] if reset else [v for v in state.validation_losses[-5:] if math.isfinite(v)]
     explosion = ratio(observation.training_loss, state.best_training_loss)
-    if reset and math.isfinite(explosion):
+    rise = observation.training_loss - state.best_training_loss
+    if math.isfinite(explosion) and (reset or rise < floors.loss_explosion_floor):
         explosion = 1.0
     drift = 0.0
     if not math.isfinite(observation.validation_loss):
         drift = math.inf
     elif recent_losses and min(recent_losses) > 0:
-        drift = max(0.0, observation.validation_loss / min(recent_losses) - 1.0)
+        best = min(recent_losses)
+        if observation.validation_loss - best >= floors.loss_drift_floor:
+            drift = max(0.0, observation.validation_loss / best - 1.0)
     return RiskSignals(
         grad_norm_ratio=ratio(observation.grad_norm, reference_norm),
         loss_drift=drift,

@@ -85,7 +85,7 @@ class HeuristicPolicy:
 
     def decide(self, state: TamiyoState, observation: Observation) -> list[Message]:
         config = self.config
-        signals = risk_signals(state, observation)
+        signals = risk_signals(state, observation, config.thresholds)
         assessment = assess(signals, config.thresholds)
         level = effective_level((*state.raw_levels, assessment.level))
         resolved = resolve_pending(state, observation.applied_commands)

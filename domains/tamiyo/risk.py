@@ -53,11 +53,13 @@ class RiskSignals:
 
 
 Thresholds = tuple[float, float, float, float]
+FLOORS = ("loss_drift_floor", "loss_explosion_floor")  # RiskThresholds' scalars (nats), not level tuples
 
 
 @dataclass(frozen=True)
 class RiskThresholds:
-    """Per signal, the values at which levels 1, 2, 3 and 4 begin."""
+    """Per signal, the values at which levels 1, 2, 3 and 4 begin; under the relative loss signals, the
+    absolute rise (nats) below which they read as calm."""
 
     # The host's gradient norm is its last batch's: noisy, so only orders of magnitude count.
     grad_norm_ratio: Thresholds = (4.0, 10.0, 100.0, 1e4)
@@ -67,11 +69,21 @@ class RiskThresholds:
     memory_pressure: Thresholds = (0.8, 0.9, 0.95, 0.99)
     hook_latency_ratio: Thresholds = (1.0, 2.0, 5.0, 20.0)
     lifecycle: Thresholds = (1.5, 2.5, 4.0, 6.0)
+    # Both loss signals are ratios, and a ratio of near-zero losses is noise. Measured on two 80-epoch
+    # digits runs (growth defaults, seeds 0 and 1): calm epochs put the validation loss up to 0.075 nats
+    # (87 %) above its recent best, and a training loss fitted to ~0.002 has epochs at 0.07–0.13 (up to
+    # 80× its best): without floors those read as drift level 1–3 and a critical explosion, and the
+    # rollbacks asked for replayed the noise. A rise below its floor (nats) reads as calm.
+    loss_drift_floor: float = 0.1  # validation loss rise above its recent best, nats
+    loss_explosion_floor: float = 0.25  # training loss rise above its best, nats (Tolaria's guard: 0.25)
 
     def __post_init__(self) -> None:
         for spec in fields(self):
-            values: Thresholds = getattr(self, spec.name)
-            if len(values) != MAX_LEVEL or list(values) != sorted(values):
+            values = getattr(self, spec.name)
+            if spec.name in FLOORS:
+                if not 0.0 <= values < math.inf:
+                    raise ValueError(f"{spec.name} must be a non-negative number of nats, got {values}")
+            elif len(values) != MAX_LEVEL or list(values) != sorted(values):
                 raise ValueError(f"risk thresholds for {spec.name} must be 4 ascending values, got {values}")
 
 

@@ -37,6 +37,7 @@ from leyline.errors import DecodeError, SignatureError
 from leyline.signing import SIGNATURE_CODES
 
 if TYPE_CHECKING:
+    from domains.tolaria.config import RunConfig
     from domains.tolaria.trainer import Trainer
 
 
@@ -96,15 +97,24 @@ def _culled(envelope: pb.EventEnvelope) -> bool:
     return isinstance(payload, pb.SeedTransitioned) and payload.to_stage == pb.SEED_STAGE_CULLED
 
 
+def exploded(training_loss: float, recent: Sequence[float], config: RunConfig) -> bool:
+    """The guard's rule: a non-finite loss, or one above `loss_explosion_factor` × the recent mean and
+    above `loss_explosion_floor` nats (a relative jump of a near-zero loss is noise, not an explosion)."""
+    if not np.isfinite(training_loss):
+        return True
+    if not recent:
+        return False
+    mean = sum(recent) / len(recent)
+    return training_loss > config.loss_explosion_factor * mean and training_loss > config.loss_explosion_floor
+
+
 def guard(trainer: Trainer, m: EpochMeasurements) -> Pending | None:
-    """Loss explosion (non-finite, or above factor × the recent mean): fast rollback to the newest."""
+    """Loss explosion (non-finite, or above both factor × the recent mean and the absolute floor): fast
+    rollback to the newest checkpoint."""
+    if not exploded(m.training_loss, trainer.loss_history, trainer.config):
+        return None
     recent = trainer.loss_history
     mean = sum(recent) / len(recent) if recent else float("nan")
-    exploded = not np.isfinite(m.training_loss) or (
-        bool(recent) and m.training_loss > trainer.config.loss_explosion_factor * mean
-    )
-    if not exploded:
-        return None
     latest = trainer.cache.latest()
     if latest is None or trainer.guard_rollbacks >= trainer.config.max_guard_rollbacks:
         raise RunError(

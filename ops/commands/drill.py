@@ -75,6 +75,7 @@ ISOLATION_EPOCHS = 10
 
 def controller_timeout(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
     from domains.tamiyo.catalogue import karn_descriptors
+    from domains.tamiyo.config import HeuristicConfig
     from domains.tamiyo.controller import TamiyoController
     from domains.tamiyo.policy import HeuristicPolicy
     from domains.tolaria.report import new_run_id
@@ -83,7 +84,10 @@ def controller_timeout(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
     from ops.drill_faults import StallingPolicy
 
     run_id = new_run_id()
-    policy = StallingPolicy(HeuristicPolicy(), STALLED_EPOCHS, 20 * DECISION_TIMEOUT_S)
+    # The fault is the stalled decision alone: a policy that never grows, so no graft (its compile and
+    # first admission) slows a hook in the calm window that must show the alert resolving.
+    still = HeuristicPolicy(HeuristicConfig(max_concurrent_seeds=0))
+    policy = StallingPolicy(still, STALLED_EPOCHS, 20 * DECISION_TIMEOUT_S)
     controller = TamiyoController(
         run_id,
         Signer(keyring_for(data_dir)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import uuid
 from collections.abc import Mapping
@@ -149,9 +150,12 @@ def manager(
     lifecycle: LifecycleConfig | None = None,
     leak_into: nn.Parameter | None = None,
     drill: bool = False,
+    warmup_epochs: int | None = None,
 ) -> tuple[Kasmina, Commander]:
     keyring = Keyring.generate()
     config = KasminaConfig(lifecycle=lifecycle or LifecycleConfig())
+    if warmup_epochs is not None:
+        config = dataclasses.replace(config, warmup_epochs=warmup_epochs)
     kasmina = Kasmina(RUN, host, source(leak_into, drill), Verifier(keyring), config)
     return kasmina, Commander(keyring)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from domains.tamiyo.observation import Observation
 from leyline import pb
@@ -150,3 +151,12 @@ def observation(
 
 # Validation loss improves for 4 epochs, then sits on a plateau.
 PLATEAU_LOSSES = (1.0, 0.7, 0.5, 0.4, 0.4, 0.399, 0.4, 0.401, 0.4, 0.4, 0.4, 0.4)
+# The heuristic's knobs of a policy that waits for that plateau (3 epochs without a 1 % improvement: first
+# at epoch 6) and grows one seed at a time, for tests about what follows a germination. The defaults grow
+# while the host still learns (test_policy.test_the_default_grows_while_the_host_still_learns).
+PLATEAU_SCHEDULE: Mapping[str, Any] = {
+    "plateau_window": 3,
+    "plateau_epsilon": 0.01,
+    "germination_cooldown_epochs": 3,
+    "max_concurrent_seeds": 1,
+}

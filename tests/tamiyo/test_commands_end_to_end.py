@@ -18,7 +18,15 @@ from leyline.controller import ControllerOutput
 from leyline.signing import Keyring, Signer, Verifier
 from projections import catch_up, open_db, resolve_url
 from projections.audit import audit_seed
-from tests.tamiyo.scripted import CATALOGUE, PLATEAU_LOSSES, RUN_ID, context, estimate, packet
+from tests.tamiyo.scripted import (
+    CATALOGUE,
+    PLATEAU_LOSSES,
+    PLATEAU_SCHEDULE,
+    RUN_ID,
+    context,
+    estimate,
+    packet,
+)
 
 torch.set_num_threads(1)
 
@@ -51,7 +59,7 @@ def setup(
         RUN_ID,
         Signer(keyring),
         # the scripted seed never leaves GERMINATED: its germination report closes at the window's bound
-        HeuristicPolicy(HeuristicConfig(germination_report_epochs=3)),
+        HeuristicPolicy(HeuristicConfig(**PLATEAU_SCHEDULE, germination_report_epochs=3)),
         parameter_estimator=estimate,
         clock_ns=(lambda: clock_ns) if clock_ns is not None else time.time_ns,
     )

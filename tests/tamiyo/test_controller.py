@@ -20,7 +20,15 @@ from leyline.errors import BadSignature
 from leyline.lifecycle import LifecycleConfig
 from leyline.seed_metrics import CONTRIBUTION_METRIC as CONTRIBUTION
 from leyline.signing import Keyring, Signer, Verifier
-from tests.tamiyo.scripted import PLATEAU_LOSSES, RUN_ID, context, dormant_slots, estimate, packet
+from tests.tamiyo.scripted import (
+    PLATEAU_LOSSES,
+    PLATEAU_SCHEDULE,
+    RUN_ID,
+    context,
+    dormant_slots,
+    estimate,
+    packet,
+)
 
 KEYRING = Keyring.generate()
 
@@ -261,7 +269,7 @@ def test_enter_conservative_mode_from_tolaria_is_an_event_once() -> None:
 
 
 def test_field_report_contents_against_a_scripted_run() -> None:
-    tamiyo = controller()
+    tamiyo = controller(**PLATEAU_SCHEDULE)
     accuracies = [0.80, 0.85, 0.88, 0.90, 0.90, 0.90, 0.90, 0.91, 0.93, 0.95, 0.95, 0.95]
     parameters = 700
     command_id = ""
@@ -316,7 +324,7 @@ def test_field_report_contents_against_a_scripted_run() -> None:
 
 
 def test_a_command_that_was_not_applied_gets_no_field_report() -> None:
-    tamiyo = controller()
+    tamiyo = controller(**PLATEAU_SCHEDULE)
     epoch, _ = drive_to_germination(tamiyo)
     assert len(tamiyo.state.pending) == 1
     for later in range(epoch + 1, epoch + 6):

@@ -191,6 +191,7 @@ WEAK_HOST = {
     "batch_size": 64,
     "host_options": {"channels1": 8, "kernel1": 1},
     "loss_explosion_factor": EXPLOSION_FACTOR,
+    "loss_explosion_floor": 0.0,  # the relative rule alone: what the cull's reference reset must handle
     "hook_budget_ms": UNHURRIED,
 }
 EAGER = HeuristicConfig(plateau_window=2, plateau_epsilon=0.5)
@@ -223,7 +224,13 @@ def test_a_loss_change_caused_by_a_culled_seed_is_not_an_explosion(tmp_path: Pat
 def test_the_guard_never_retries_an_identical_replay(tmp_path: Path) -> None:
     """A training loss that rises at epoch 11 on its own: one rollback, and its identical replay fails the
     run at once, naming why, instead of being replayed max_guard_rollbacks times."""
-    config = {**SMALL, "epochs": 12, "learning_rate": 1.0, "loss_explosion_factor": 1.01}
+    config = {
+        **SMALL,
+        "epochs": 12,
+        "learning_rate": 1.0,
+        "loss_explosion_factor": 1.01,
+        "loss_explosion_floor": 0.0,
+    }
     store = open_store(DataDir(tmp_path).log)
     trainer = build_trainer(build_config(config), "rguard", store, DataDir(tmp_path))
     trainer.start()
