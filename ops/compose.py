@@ -195,6 +195,8 @@ def build_kasmina(
     clock: BoundaryClock | None = None,
 ) -> Kasmina:
     """Kasmina on the host's slots; in a data-parallel run on the clock the ranks share at boundaries."""
+    # the run's last epoch: Kasmina refuses a germination whose lifecycle cannot finish by then
+    kasmina_config = dataclasses.replace(kasmina_config or KasminaConfig(), run_epochs=config.epochs)
     try:
         if clock is None:
             kasmina = Kasmina(run_id, workload.model, source, verifier, kasmina_config)

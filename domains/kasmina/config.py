@@ -19,4 +19,7 @@ class KasminaConfig:
     # the host still learns, no warm-up and c = 0.1 give seeds the gradient to matter. Growth bench, digits,
     # 5 seeds (test accuracy, mean): grown 0.9538 → 0.9618 (small 0.9532, big 0.9838; gap_closed 0.02 → 0.28).
     training_curvature: float = 0.1
+    # The run's last epoch, when known (Tolaria's run sets it): a germination whose lifecycle cannot reach its
+    # verdict by then is refused (unfinished.too_late_reason). None: no limit.
+    run_epochs: int | None = None
     gradient_window_epochs: int = 6  # epochs after germination with SeedGradientsMeasured (gradients.py)

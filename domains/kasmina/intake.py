@@ -86,9 +86,11 @@ def translate(
     epoch: int,
     now_ms: int,
     germinate: Germinator,
+    too_late: Callable[[int, int], str | None] = lambda epoch, ramp: None,
 ) -> Command:
     """The lifecycle command a received (not duplicate, slot-bound) command becomes. `germinate` fetches
-    the module and runs G0: it is called only once the pure pre-check has passed."""
+    the module and runs G0: it is called only once the pure pre-check has passed. `too_late(epoch,
+    ramp)` says why a germination cannot reach its verdict before the run ends (unfinished.py), or None."""
     command, command_id, slot = received.command, received.command_id, received.slot
     if received.refusal is not None:
         return Reject(command_id, slot, *received.refusal)
@@ -102,6 +104,9 @@ def translate(
     if refusal is not None:
         return Reject(command_id, slot, *refusal)
     if operation.operation == pb.SEED_OP_GERMINATE:
+        late = too_late(epoch, operation.alpha_ramp_epochs)
+        if late is not None:
+            return Reject(command_id, slot, "run_ending", late)
         return germinate(command_id, slot, epoch, operation)
     if operation.operation == pb.SEED_OP_ADVANCE:
         return Advance(command_id, slot, epoch, last.get(slot, Measurements()))

@@ -30,7 +30,7 @@ from domains.kasmina.probes import EpochMeasurements, Evaluator, GraftProbe, cou
 from domains.kasmina.slot import SeedSlot, find_slots
 from domains.kasmina.source import ModuleSource
 from domains.kasmina.state import KasminaState, SlotState
-from domains.kasmina.unfinished import teardown_reason
+from domains.kasmina.unfinished import teardown_reason, too_late_reason
 from leyline import category_of, decode_payload, new_envelope, pb, stream_name
 from leyline.lifecycle import (
     ACTIVE_STAGES,
@@ -115,7 +115,9 @@ class Kasmina:
             # a malformed envelope, or a command (a ROLLBACK) naming no slot of this host
             code, reason = refusal or ("unsupported_command", "Kasmina executes seed operations only")
             return [self._orphan_rejection(received.envelope, code, reason, received.command_id)]
-        command = translate(received, self.state, self._last, epoch, self.clock_ms(), self._germinate)
+        command = translate(
+            received, self.state, self._last, epoch, self.clock_ms(), self._germinate, self._too_late
+        )
         envelopes = self._run(command, received.envelope, received.command_id)
         self.effects.pending.pop(slot_no, None)
         if self.slots[slot_no].seed is None:  # a refused graft leaves no load request behind
@@ -336,6 +338,10 @@ class Kasmina:
             parameters=graft.parameters,
             latency_ms=graft.latency_ms,
         )
+
+    def _too_late(self, epoch: int, alpha_ramp_epochs: int) -> str | None:
+        last, lifecycle = self.config.run_epochs, self.config.lifecycle
+        return None if last is None else too_late_reason(epoch, last, lifecycle, alpha_ramp_epochs)
 
     def _orphan_rejection(
         self, envelope: pb.EventEnvelope, code: str, reason: str, command_id: str = ""

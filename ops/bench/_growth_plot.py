@@ -18,7 +18,7 @@ def plot(points: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]], path: 
     from matplotlib.ticker import NullFormatter
 
     tasks = list(points)
-    figure, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+    figure, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4.5), squeeze=False)
     for axis, task in zip(axes[0], tasks, strict=True):
         for arm, marker in ARM_STYLES.items():
             seeds = points[task].get(arm, ())
@@ -32,7 +32,8 @@ def plot(points: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]], path: 
         axis.set_xlabel("parameters (final model)")
         axis.set_ylabel("test accuracy")
         axis.grid(True, which="both", alpha=0.3)
-        axis.legend(loc="lower right", fontsize="small")
+        # below the axes: inside, it hid the points of any seed that fell behind it (a big arm's low seeds)
+        axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=len(ARM_STYLES), fontsize="small")
     figure.suptitle("esper bench growth: one point per arm and seed")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

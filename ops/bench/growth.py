@@ -7,8 +7,9 @@
 - big: a static host with 10-50x the small host's parameters.
 
 Same epoch budget, data split (fixed split_seed), optimiser and loop (Tolaria's real run, own temporary
-data directory per run) for every arm; at least 5 seeds per arm. Tasks: digits, Fashion-MNIST (a 10k
-train subset) and austen (which novel a 64-byte window comes from, transformer-lite). Runs go to worker
+data directory per run) for every arm; at least 5 seeds per arm. Tasks: digits (30 epochs), Fashion-MNIST
+(a 5k train subset, 24 epochs) and austen (which novel a 32-byte window comes from, transformer-lite, 24
+epochs): a seed's lifecycle needs 9-12 epoch boundaries from germination to its verdict. Runs go to worker
 processes (one torch thread each). Beside the JSON a PNG of test accuracy against parameters is written
 (one point per arm and seed, one subplot per task); both paths are printed on stderr.
 
@@ -227,4 +228,5 @@ def _run_json(o: Outcome) -> dict[str, object]:
         "wall_s": o.wall_s,
         "grafts": o.grafts,
         "exact_grafts": o.exact_grafts,
+        "seeds": dict(o.seeds),
     }
