@@ -26,7 +26,7 @@ class ControllerContext:
     seeds: Sequence[pb.SeedState]
     catalogue: Sequence[pb.BlueprintDescriptor]
     parameters: int  # trainable parameters of the host with its seeds
-    last_hook_ms: float  # duration of the previous end-of-epoch hook
+    last_hook_ms: float  # the previous end-of-epoch hook's CPU time on the training thread (ms)
     applied_commands: Sequence[str] = ()  # command ids Kasmina applied at the previous boundary
     hook_budget_ms: float = DEFAULT_HOOK_BUDGET_MS  # the run's budget for the end-of-epoch hook
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)  # the limits Kasmina enforces

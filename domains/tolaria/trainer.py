@@ -105,6 +105,7 @@ class Trainer:
         self.rollbacks = 0
         self.resumed = False
         self.last_hook_ms = 0.0
+        self.last_hook_cpu_ms = 0.0
         self.cache = ckpt.CheckpointCache(config.fast_rollback_cache)
         # the ranks of a data-parallel run; only rank 0 writes events and checkpoint files
         self.collective: Collective = collective or SingleProcess()
