@@ -30,6 +30,8 @@ class ControllerContext:
     applied_commands: Sequence[str] = ()  # command ids Kasmina applied at the previous boundary
     hook_budget_ms: float = DEFAULT_HOOK_BUDGET_MS  # the run's budget for the end-of-epoch hook
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)  # the limits Kasmina enforces
+    # the run's last epoch: Kasmina refuses a germination that cannot reach its verdict by then. None: no end
+    run_epochs: int | None = None
 
 
 @dataclass

@@ -8,8 +8,9 @@
 - `domains.tamiyo.risk`: the risk engine (signals → level 0–4, hysteresis, actions).
 - `domains.tamiyo.state`: `TamiyoState` and `evolve(state, payload)` over Tamiyo's own events.
 - `config` (HeuristicConfig, `to_json`/`from_json` for RunStarted.controller_config_json), `observation`
-  (what a decision sees; the lifecycle limits arrive on `Observation.lifecycle`), `policy` (the choice and
-  its commands), `reports` (field reports), `catalogue`, `metrics`.
+  (what a decision sees; the lifecycle limits arrive on `Observation.lifecycle`, the run's last epoch on
+  `Observation.run_epochs`, judged by Kasmina's own `run_ending` rule), `policy` (the choice and its
+  commands), `reports` (field reports), `catalogue`, `metrics`.
 """
 
 from domains.tamiyo.config import HeuristicConfig

@@ -157,6 +157,7 @@ class TamiyoController:
             hook_ms=context.last_hook_ms,
             hook_budget_ms=context.hook_budget_ms,
             lifecycle=context.lifecycle,
+            run_epochs=context.run_epochs,
             parameters=context.parameters,
             seeds=seeds,
             catalogue=catalogue,

@@ -9,6 +9,7 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.risk import (
     ACTIVE_STAGE_WEIGHTS,
     RiskAssessment,
@@ -53,6 +54,7 @@ class Observation:
     slot_kinds: Mapping[int, int] = field(default_factory=dict)  # slot → pb.SlotKind, where known
     hook_budget_ms: float = DEFAULT_HOOK_BUDGET_MS  # the run's budget that hook_ms is measured against
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)  # the limits Kasmina enforces
+    run_epochs: int | None = None  # the run's last epoch (ControllerContext.run_epochs); None: no end
 
 
 def headroom(seed: pb.SeedState) -> float:
@@ -68,6 +70,29 @@ def active_seeds(seeds: tuple[pb.SeedState, ...]) -> int:
 def stage_epochs(seed: pb.SeedState) -> int:
     """Epochs the seed has spent in its current stage (Kasmina's metric; age since germination if absent)."""
     return int(seed.metrics.get(STAGE_EPOCHS_METRIC, seed.age_epochs))
+
+
+def germination_ramp(
+    config: HeuristicConfig, observation: Observation, level: int, conservative: bool
+) -> int:
+    """The alpha ramp a germination asks for: the lifecycle's, at least `mitigated_alpha_ramp_epochs` at a
+    raised risk level or in conservative mode."""
+    ramp = observation.lifecycle.alpha_ramp_epochs
+    mitigated = level >= 1 or conservative
+    return max(ramp, config.mitigated_alpha_ramp_epochs) if mitigated else ramp
+
+
+def run_ending(observation: Observation, alpha_ramp_epochs: int) -> str | None:
+    """Why Kasmina would refuse a germination with this ramp at this boundary (`run_ending`: the seed could
+    not reach its verdict before the run's last epoch), or None. Kasmina's own rule, not a copy of it."""
+    if observation.run_epochs is None:
+        return None
+    # imported here: the domains.kasmina package imports torch, which the CLI's pure paths must not load
+    from domains.kasmina.unfinished import too_late_reason
+
+    return too_late_reason(
+        observation.epoch, observation.run_epochs, observation.lifecycle, alpha_ramp_epochs
+    )
 
 
 def isolation_cull_count(lifecycle: LifecycleConfig) -> int:

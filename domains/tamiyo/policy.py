@@ -12,7 +12,9 @@ One decision per epoch boundary, at most one command, in this order of precedenc
    default: Esper's Kasmina evaluates gates G1–G4 itself at every boundary, before the controller decides,
    so an ADVANCE there could only repeat a gate that just waited (and be rejected); a seed manager that
    waits for the controller turns it on;
-5. validation loss on a plateau (no relative improvement above epsilon over `plateau_window` epochs), fewer
+5. a germination Kasmina would refuse because the run ends before the seed's verdict (its rule,
+   `domains.kasmina.unfinished.too_late_reason`, at the ramp this decision would ask for) → no-op;
+6. validation loss on a plateau (no relative improvement above epsilon over `plateau_window` epochs), fewer
    active seeds than the maximum, no germination within `germination_cooldown_epochs`, a DORMANT slot
    outside Tamiyo's own embargo → germinate, at the slot with the most measured headroom, a blueprint
    chosen from catalogue metadata within the parameter budget.
@@ -40,6 +42,7 @@ from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.observation import (
     Observation,
     active_seeds,
+    germination_ramp,
     graftable,
     headroom,
     hook_action_cost,
@@ -47,6 +50,7 @@ from domains.tamiyo.observation import (
     isolation_cull_count,
     plateaued,
     risk_signals,
+    run_ending,
     stage_epochs,
 )
 from domains.tamiyo.outcomes import Outcome
@@ -227,6 +231,9 @@ class HeuristicPolicy:
         self, state: TamiyoState, observation: Observation, level: int, conservative: bool
     ) -> Choice:
         config = self.config
+        late = run_ending(observation, germination_ramp(config, observation, level, conservative))
+        if late is not None:
+            return Choice("noop", f"no germination: {late}")
         losses = (*state.validation_losses, observation.validation_loss)
         if not plateaued(losses, config.plateau_window, config.plateau_epsilon):
             return Choice("noop", "validation loss still improving")
@@ -371,10 +378,7 @@ class HeuristicPolicy:
         learned: str = "",
     ) -> Choice:
         config = self.config
-        mitigated = level >= 1 or conservative
-        ramp = observation.lifecycle.alpha_ramp_epochs
-        if mitigated:
-            ramp = max(ramp, config.mitigated_alpha_ramp_epochs)
+        ramp = germination_ramp(config, observation, level, conservative)
         reason = (
             f"validation loss plateaued over {config.plateau_window} epochs; slot {slot.slot} has the most "
             f"headroom; {blueprint.blueprint_id} ({blueprint.name}, risk {blueprint.risk:.2f}){learned}"

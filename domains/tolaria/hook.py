@@ -115,6 +115,7 @@ def end_of_epoch(
         applied_commands=tuple(trainer.applied_commands),
         hook_budget_ms=trainer.config.hook_budget_ms,
         lifecycle=trainer.kasmina.config.lifecycle,
+        run_epochs=trainer.kasmina.config.run_epochs,
     )
     output = trainer.controller.decide(packet, context)
     now = time.perf_counter()

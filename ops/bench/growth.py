@@ -139,6 +139,20 @@ def against_small(task: str, arm: str, figure: str, values: dict[str, float], un
     return result
 
 
+def gap_closed(acc: dict[str, float], spread: dict[str, float]) -> tuple[float, str | None]:
+    """(grown − small)/(big − small), or NaN and why: undefined unless the big arm beats the small one by
+    more than the larger spread of the two. A gap inside the seeds' noise is no gap to close, and a ratio
+    over it explodes (austen: 151.6 from big − small = 0.0003); a negative one would read a loss as a gain."""
+    headroom = acc["big"] - acc["small"]
+    noise = max(spread["big"], spread["small"])
+    if not headroom > noise:  # NaN (no seeds) included
+        return math.nan, (
+            f"undefined: big - small ({headroom:+.4f}) is not above the larger spread of the two "
+            f"({noise:.4f}), so there is no measurable gap to close"
+        )
+    return (acc["grown"] - acc["small"]) / headroom, None
+
+
 def _task_results(task: str, arms: dict[str, list[Outcome]]) -> list[Result]:
     acc = {arm: _mean([o.test_accuracy for o in arms[arm]]) for arm in ARMS}
     spread = {arm: _spread([o.test_accuracy for o in arms[arm]]) for arm in ARMS}
@@ -147,9 +161,7 @@ def _task_results(task: str, arms: dict[str, list[Outcome]]) -> list[Result]:
     seeds = len(arms["small"])
     noise = max(spread["small"], spread["grown"])
     versus_same = max(spread["same_size"], spread["grown"])
-    # undefined unless the big host beats the small one: a ratio of two losses would read as a gain
-    headroom = acc["big"] - acc["small"]
-    gap = (acc["grown"] - acc["small"]) / headroom if headroom > 0 else math.nan
+    gap, gap_note = gap_closed(acc, spread)
     grafts = sum(o.grafts for o in arms["grown"])
     exact = sum(o.exact_grafts for o in arms["grown"])
     big_ratio = params["big"] / params["small"]
@@ -211,7 +223,7 @@ def _task_results(task: str, arms: dict[str, list[Outcome]]) -> list[Result]:
             "fraction",
             target=f">= {GAP_TARGET:g}" if task in GAP_TASKS else "(grown - small)/(big - small), no target",
             met=gap >= GAP_TARGET if task in GAP_TASKS else None,
-            note=None if headroom > 0 else "the big arm did not beat the small one: no gap to close",
+            note=gap_note,
         )
     )
     return results

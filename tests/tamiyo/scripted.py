@@ -121,6 +121,7 @@ def observation(
     applied: Sequence[str] = (),
     catalogue: Sequence[pb.BlueprintDescriptor] = CATALOGUE,
     lifecycle: LifecycleConfig = LIFECYCLE,
+    run_epochs: int | None = None,
 ) -> Observation:
     seed_list = tuple(dormant_slots() if seeds is None else seeds)
     return Observation(
@@ -139,6 +140,7 @@ def observation(
         applied_commands=tuple(applied),
         command_id=f"c{epoch:04d}",
         lifecycle=lifecycle,
+        run_epochs=run_epochs,
         now_ms=1_800_000_000_000 + epoch,
         blueprint_costs={
             (d.blueprint_id, s.slot): COSTS[d.blueprint_id]

@@ -4,13 +4,14 @@ run list and the PNG beside the JSON; the same-size arm is sized from the grown 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from ops.bench import BenchOptions
 from ops.bench._growth_tasks import ARMS, TASKS, closest_widths, host_parameters
-from ops.bench.growth import run
+from ops.bench.growth import gap_closed, run
 from ops.errors import UsageError
 
 PER_TASK = [
@@ -30,6 +31,32 @@ def test_the_same_size_host_is_the_closest_width_to_the_grown_count() -> None:
     task = TASKS["digits"]
     options, count = closest_widths(task, (1, 8, 8), 10, 1350)
     assert abs(count - 1350) < 60 and host_parameters(task, (1, 8, 8), 10, options) == count
+
+
+def test_the_gap_closed_is_the_grown_share_of_a_gap_larger_than_the_noise() -> None:
+    acc = {"small": 0.90, "grown": 0.93, "big": 0.96}
+    gap, note = gap_closed(acc, {"small": 0.01, "grown": 0.02, "big": 0.02})
+    assert gap == pytest.approx(0.5) and note is None
+
+
+@pytest.mark.parametrize(
+    ("big", "big_spread", "small_spread"),
+    [
+        (0.9003, 0.004, 0.002),  # austen's case: big - small 0.0003 inside the noise (the ratio was 151.6)
+        (0.92, 0.03, 0.01),  # inside the big arm's spread
+        (0.93, 0.01, 0.05),  # inside the small arm's spread
+        (0.89, 0.0, 0.0),  # the big arm lost
+        (0.9, 0.0, 0.0),  # no gap at all
+        (0.95, math.nan, 0.01),  # an arm without seeds
+    ],
+)
+def test_the_gap_closed_is_undefined_when_big_minus_small_is_within_the_larger_spread(
+    big: float, big_spread: float, small_spread: float
+) -> None:
+    acc = {"small": 0.9, "grown": 0.9455, "big": big}
+    gap, note = gap_closed(acc, {"small": small_spread, "grown": 0.0, "big": big_spread})
+    assert math.isnan(gap)
+    assert note is not None and note.startswith("undefined: big - small") and "larger spread" in note
 
 
 def test_an_unknown_task_is_a_usage_error(tmp_path: Path) -> None:

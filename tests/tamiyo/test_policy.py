@@ -9,6 +9,7 @@ from google.protobuf.message import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domains.kasmina.unfinished import epochs_from_germination, too_late_reason
 from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.observation import Observation, plateaued
 from domains.tamiyo.policy import HeuristicPolicy
@@ -19,6 +20,7 @@ from leyline.lifecycle import LifecycleConfig
 from leyline.seed_metrics import STAGE_EPOCHS_METRIC as STAGE_EPOCHS
 from tests.tamiyo.scripted import (
     CATALOGUE,
+    LIFECYCLE,
     PLATEAU_LOSSES,
     PLATEAU_SCHEDULE,
     descriptor,
@@ -307,6 +309,42 @@ def test_the_ramp_and_embargo_come_from_the_lifecycle() -> None:
     state, _ = run(policy, [*flat, observation(4, 0.5, seeds=[stuck], lifecycle=slow)])
     _, history = run(policy, [observation(5, 0.5, seeds=dormant_slots(1), lifecycle=slow)], state)
     assert decision_of(history[0]).action == "germinate"  # a 1-epoch embargo has elapsed
+
+
+def test_no_germination_when_the_run_ends_before_the_seed_could_reach_its_verdict() -> None:
+    policy = HeuristicPolicy(HeuristicConfig(use_catalogue_metadata=False))
+    epoch, command = first_command(run(policy, plateau_run())[1])  # a run without an end germinates here
+    needed = epochs_from_germination(LIFECYCLE, command.seed_operation.alpha_ramp_epochs)
+    _, history = run(policy, plateau_run(run_epochs=epoch + needed - 1))  # one epoch too short
+    assert all(command_of(p) is None for p in history)
+    assert decision_of(history[epoch]).reason.startswith("no germination: a seed germinated at epoch")
+    assert f"the run ends at epoch {epoch + needed - 1}" in decision_of(history[epoch]).reason
+    _, history = run(policy, plateau_run(run_epochs=epoch + needed))  # just long enough
+    assert first_command(history)[0] == epoch
+
+
+def test_the_run_end_is_judged_at_the_ramp_the_risk_level_asks_for() -> None:
+    """At a raised risk the ramp is `mitigated_alpha_ramp_epochs`: a run that leaves room for the
+    lifecycle's ramp but not for that one gets no germination, and every germination issued, at any run
+    length, is one Kasmina's rule accepts."""
+    policy = HeuristicPolicy(HeuristicConfig(use_catalogue_metadata=False))
+    orange = 18.0 * 2  # the hook at twice its budget: mitigated
+    epoch, command = first_command(run(policy, plateau_run(hook_ms=orange))[1])
+    ramp = command.seed_operation.alpha_ramp_epochs
+    assert ramp > LIFECYCLE.alpha_ramp_epochs
+    short = epoch + epochs_from_germination(LIFECYCLE, ramp) - 1
+    assert too_late_reason(epoch, short, LIFECYCLE, 0) is None  # room for the lifecycle's own ramp
+    _, history = run(policy, plateau_run(hook_ms=orange, run_epochs=short))
+    assert all(command_of(p) is None for p in history)
+    for hook_ms in (2.0, orange):
+        for last in range(len(PLATEAU_LOSSES) + 20):
+            _, history = run(policy, plateau_run(hook_ms=hook_ms, run_epochs=last))
+            for at, payloads in enumerate(history):
+                issued = command_of(payloads)
+                if issued is not None and issued.seed_operation.operation == pb.SEED_OP_GERMINATE:
+                    assert (
+                        too_late_reason(at, last, LIFECYCLE, issued.seed_operation.alpha_ramp_epochs) is None
+                    )
 
 
 def test_loss_explosion_requests_one_rollback_to_the_last_safe_epoch() -> None:

@@ -3,10 +3,12 @@
 The rules are Tamiyo's own, imported from the heuristic policy rather than restated:
 - germinate at a slot only when it is DORMANT and outside Tamiyo's embargo after a cull
   (`HeuristicPolicy._open_slots`), with fewer active seeds than the limit (one in conservative mode) and
-  the risk level below the block level; the blueprint must pass `HeuristicPolicy.eligible_blueprints`
-  there (never quarantine-only, adversarial, unapproved, above the risk cap of the current level, outside
-  the conservative pool in conservative mode, of another slot kind, or over the parameter budget; without
-  a budget the answer depends on the slot's kind alone, so it is asked once per kind);
+  the risk level below the block level, and not when the run ends before such a seed could reach its
+  verdict (`observation.run_ending` at the ramp `germination_ramp` asks for: Kasmina's own rule); the
+  blueprint must pass `HeuristicPolicy.eligible_blueprints` there (never quarantine-only, adversarial,
+  unapproved, above the risk cap of the current level, outside the conservative pool in conservative mode,
+  of another slot kind, or over the parameter budget; without a budget the answer depends on the slot's
+  kind alone, so it is asked once per kind);
 - cull a slot only when its seed is in an active stage (germinated … probationary);
 - the no-op is always legal.
 
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from domains.tamiyo.observation import Observation, active_seeds
+from domains.tamiyo.observation import Observation, active_seeds, germination_ramp, run_ending
 from domains.tamiyo.policy import HeuristicPolicy
 from domains.tamiyo.risk import ACTIVE_STAGE_WEIGHTS
 from domains.tamiyo.state import TamiyoState
@@ -86,7 +88,11 @@ def legal_actions(
     slot_mask = np.zeros((2, len(slot_order)), dtype=bool)
     blueprint_mask = np.zeros((len(slot_order), len(catalogue)), dtype=bool)
     limit = min(config.max_concurrent_seeds, 1) if conservative else config.max_concurrent_seeds
-    if level < config.block_level and active_seeds(observation.seeds) < limit:
+    if (
+        level < config.block_level
+        and active_seeds(observation.seeds) < limit
+        and run_ending(observation, germination_ramp(config, observation, level, conservative)) is None
+    ):
         by_kind: dict[int | None, np.ndarray] = {}  # without a budget, eligibility depends on the kind only
         for seed in policy._open_slots(state, observation):
             if seed.slot not in index:

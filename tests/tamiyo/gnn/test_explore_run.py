@@ -23,7 +23,9 @@ from tests.tolaria.helpers import SMALL, payloads
 
 def test_a_run_with_explore_records_epsilon_and_observations_and_resumes_with_them(tmp_path: Path) -> None:
     data_dir = DataDir(tmp_path)
-    config = build_config({**SMALL, "controller": "tamiyo", "explore": 0.5, "epochs": 8})
+    # 4 of 20 epochs: a run long enough that a germination there can reach its verdict (else Kasmina's
+    # run_ending rule leaves the no-op as the only legal action, with probability 1)
+    config = build_config({**SMALL, "controller": "tamiyo", "explore": 0.5, "epochs": 20})
     store = open_store(data_dir.log)
     try:
         trainer = new_run(store, data_dir, config, "rexplore")

@@ -110,6 +110,7 @@ def scenarios(
         blueprint_costs=costs,
         slot_kinds=kinds,
         lifecycle=LifecycleConfig(embargo_epochs=draw(st.integers(0, 5))),
+        run_epochs=draw(st.one_of(st.none(), st.integers(epoch, epoch + 25))),
     )
     state = dataclasses.replace(TamiyoState(), cull_epochs=culls)
     return observation, state, config, draw(st.integers(0, 4)), draw(st.booleans()), topology
@@ -141,11 +142,18 @@ def legal(
     culled = state.cull_epoch(slot)
     cap = config.mitigated_blueprint_risk if level >= 1 or conservative else config.max_blueprint_risk
     cost = observation.blueprint_costs.get((blueprint.blueprint_id, slot))
+    limits = observation.lifecycle
+    ramp = limits.alpha_ramp_epochs
+    if level >= 1 or conservative:
+        ramp = max(ramp, config.mitigated_alpha_ramp_epochs)
+    # the seed's verdict: germinated, training, blending (its ramp), shadowing, probation
+    verdict = observation.epoch + 1 + limits.min_training_epochs + ramp + 1 + limits.probation_epochs
     return (
         seed.stage == pb.SEED_STAGE_DORMANT
         and (culled is None or observation.epoch - culled >= observation.lifecycle.embargo_epochs)
         and level < config.block_level
         and active < limit
+        and (observation.run_epochs is None or verdict <= observation.run_epochs)
         and not blueprint.quarantine_only
         and (
             blueprint.tier == pb.BLUEPRINT_TIER_SAFE
