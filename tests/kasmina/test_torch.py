@@ -243,7 +243,7 @@ def test_optimizer_state_survives_adding_and_removing_a_seed_group(kind: str) ->
     train(host, optimizer, steps=3)
     snapshot = {id(p): {k: v.clone() for k, v in optimizer.state[p].items()} for p in host.parameters()}
     host_group = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
-    kasmina, commander = manager(host, warmup_epochs=2)  # the default has none; the group's lr shows it
+    kasmina, commander = manager(host, warmup_epochs=2)  # explicit: the group's lr below depends on it
     kasmina.attach_optimizer(optimizer)
     germinate = commander.command(pb.SEED_OP_GERMINATE)
     kasmina.execute(germinate, 1)

@@ -15,9 +15,10 @@ from tests.tolaria.test_trainer import GROWING
 
 
 def test_the_summary_counts_only_what_the_final_model_holds(tmp_path: Path) -> None:
+    config = build_config({**SMALL, **GROWING, "epochs": 18})  # its third seed is still blending at epoch 18
     store = open_store(DataDir(tmp_path).log)
     try:
-        summary = new_run(store, DataDir(tmp_path), build_config({**SMALL, **GROWING}), "rfinal").run()
+        summary = new_run(store, DataDir(tmp_path), config, "rfinal").run()
         events = [e for e in store.read_all() if e.run_id == "rfinal" or e.stream.startswith("seed-rfinal.")]
     finally:
         store.close()

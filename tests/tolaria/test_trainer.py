@@ -268,7 +268,7 @@ def test_an_epochs_events_and_its_checkpoint_are_one_atomic_append(tmp_path: Pat
 
 
 def test_seeds_in_flight_are_terminated_at_run_end(tmp_path: Path) -> None:
-    train(tmp_path, "rend", **GROWING)
+    train(tmp_path, "rend", **{**GROWING, "epochs": 18})  # its third seed is still blending at epoch 18
     store = open_store(DataDir(tmp_path).log)
     try:
         events = [e for e in store.read_all() if e.run_id == "rend" or e.stream.startswith("seed-rend.")]
