@@ -63,11 +63,13 @@ CALM_EPOCHS = rules.HOOK_WINDOW + 2  # epochs after: the stream's hook window re
 DECISION_TIMEOUT_S = 0.25
 QUIET_AFTER = 6  # minutes (scrapes) after the stall until the rule's 5-minute window has left it
 COMPILE_FAILURES = 4  # failed attempts per job: more retries than the rule allows within its window
-COMPILE_EPOCHS = 6
+# Long enough for a seed germinated at the first chance to finish its lifecycle: Tamiyo does not germinate,
+# and Kasmina refuses, a seed whose verdict would come after the run's last epoch.
+COMPILE_EPOCHS = 14
 EXPLOSION_AFTER_EPOCH = 4  # the learning rate spikes after this epoch's checkpoint
 LEARNING_RATE_SPIKE = 1e4
 EXPLOSION_EPOCHS = 10
-ISOLATION_EPOCHS = 10
+ISOLATION_EPOCHS = 14
 
 
 # ---------------------------------------------------------------- controller-timeout

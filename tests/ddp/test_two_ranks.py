@@ -18,6 +18,10 @@ from tests.ddp.ranks import GROWING, ROOT, count, events_of, finish, start_proce
 
 pytestmark = pytest.mark.slow  # each test starts two or four processes that import torch
 
+# A run that grafts: a seed germinated at epoch ~2 needs 9-12 boundaries to its verdict, and Tamiyo does
+# not germinate one that cannot finish before the run's end.
+GRAFTING_EPOCHS = 14
+
 
 def checkpointed(data_dir: Path, run_id: str, epoch: int) -> bool:
     return any(
@@ -33,7 +37,7 @@ def test_a_graft_and_a_live_rollback_leave_the_ranks_identical(tmp_path: Path) -
     data_dir, params = tmp_path / "data", tmp_path / "params"
     params.mkdir()
     # one cached checkpoint: the rollback to epoch 1 restores from the file on every rank
-    config = {**GROWING, "epochs": 8, "fast_rollback_cache": 1}
+    config = {**GROWING, "epochs": GRAFTING_EPOCHS, "fast_rollback_cache": 1}
     ranks = start_ranks(data_dir, config, "--run-id", "rg", ESPER_TEST_PARAMS_DIR=str(params))
     wait_for(lambda: checkpointed(data_dir, "rg", 2), what="the checkpoint of epoch 2")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -62,7 +66,7 @@ def test_a_rank_that_grafts_another_shape_fails_the_run_at_that_boundary(tmp_pat
     mark = tmp_path / "skewed-at"
     ranks = start_ranks(
         data_dir,
-        {**GROWING, "epochs": 8},
+        {**GROWING, "epochs": GRAFTING_EPOCHS},
         "--run-id",
         "rs",
         ESPER_TEST_SKEW_RANK="1",

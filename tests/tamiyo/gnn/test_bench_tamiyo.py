@@ -31,4 +31,5 @@ def test_bench_tamiyo_quick_reports_every_figure_beside_its_baseline(
     assert results["recompiles_across_grafts"]["value"] == 0
     stall = results["reload_training_stall_ms"]
     assert stall["baseline"] > 0 and "interval" in stall["note"]
-    assert all(row["value"] >= 0 for name, row in results.items() if name != "reload_training_stall_ms")
+    stalls = {"reload_training_stall_ms", "reload_training_stall_cpu_ms"}  # differences: may be below 0
+    assert all(row["value"] >= 0 for name, row in results.items() if name not in stalls)
