@@ -25,6 +25,7 @@ from domains.tamiyo.policy_store import (
     PolicyLibrary,
     PolicySignatureError,
     UnknownPolicy,
+    VerifiedPolicy,
     feature_schema,
     publish,
     published,
@@ -68,6 +69,20 @@ def policy_events(events: list[pb.EventEnvelope]) -> list[tuple[str, str, str]]:
 
 def request_activation(store: EventStore, data_dir: DataDir, version: str) -> None:
     policy_control.deliver(data_dir, RUN_ID, policy_control.ACTIVATE, version, published(store, version))
+
+
+def swapped_to_v2(
+    store: EventStore, data_dir: DataDir
+) -> tuple[GnnController, VerifiedPolicy, VerifiedPolicy]:
+    """A live controller that started on v1 and, asked at epoch 1, runs v2 from epoch 2; then v1 and v2."""
+    first = published_policy(store, data_dir, KEYRING, seed=0, version="v1")
+    second = published_policy(store, data_dir, KEYRING, seed=1, version="v2")
+    controller = gnn_controller(first, KEYRING, data_dir)
+    boundary(controller, 0)
+    request_activation(store, data_dir, "v2")
+    boundary(controller, 1)
+    boundary(controller, 2)
+    return controller, first, second
 
 
 def artifact(weights: dict[str, torch.Tensor], adapter: dict[str, object] | None = None) -> bytes:
@@ -222,13 +237,7 @@ def test_a_bad_candidate_is_refused_with_an_event_and_the_run_goes_on(
 
 def test_a_version_whose_decisions_fail_is_rolled_back(setting: tuple[EventStore, DataDir]) -> None:
     store, data_dir = setting
-    first = published_policy(store, data_dir, KEYRING, seed=0, version="v1")
-    published_policy(store, data_dir, KEYRING, seed=1, version="v2")
-    controller = gnn_controller(first, KEYRING, data_dir)
-    boundary(controller, 0)
-    request_activation(store, data_dir, "v2")
-    boundary(controller, 1)
-    boundary(controller, 2)
+    controller, _, _ = swapped_to_v2(store, data_dir)
     assert controller.policy_version == "v2"
     with torch.no_grad():
         controller.gnn.network.value_head[2].bias.fill_(float("inf"))
@@ -243,13 +252,7 @@ def test_a_checkpointed_version_that_no_longer_verifies_is_refused_on_resume(
     setting: tuple[EventStore, DataDir],
 ) -> None:
     store, data_dir = setting
-    first = published_policy(store, data_dir, KEYRING, seed=0, version="v1")
-    second = published_policy(store, data_dir, KEYRING, seed=1, version="v2")
-    controller = gnn_controller(first, KEYRING, data_dir)
-    boundary(controller, 0)
-    request_activation(store, data_dir, "v2")
-    boundary(controller, 1)
-    boundary(controller, 2)
+    controller, first, second = swapped_to_v2(store, data_dir)
     saved = controller.state_dict()
     data_dir.policy_artifact(second.content_hash).unlink()
     resumed = gnn_controller(first, KEYRING, data_dir)
@@ -315,13 +318,7 @@ def test_a_dropped_policy_is_freed_on_the_worker_after_a_capture(setting: tuple[
     """An operator rollback drops the active version (it is no earlier good one): its network is freed
     on the policy worker once the state is captured, not on the training thread at the boundary."""
     store, data_dir = setting
-    first = published_policy(store, data_dir, KEYRING, seed=0, version="v1")
-    published_policy(store, data_dir, KEYRING, seed=1, version="v2")
-    controller = gnn_controller(first, KEYRING, data_dir)
-    boundary(controller, 0)
-    request_activation(store, data_dir, "v2")
-    boundary(controller, 1)
-    boundary(controller, 2)
+    controller, _, _ = swapped_to_v2(store, data_dir)
     freed_on: list[str] = []
     weakref.finalize(controller.gnn.network, lambda: freed_on.append(threading.current_thread().name))
     policy_control.deliver(data_dir, RUN_ID, policy_control.ROLLBACK, "v1")
