@@ -43,7 +43,7 @@ from eventstore.api import (
     Snapshot,
     StoreUnavailable,
 )
-from eventstore.postgres_append import APPEND_FUNCTION, append_conflict, install_append_function
+from eventstore.postgres_append import APPEND_FUNCTION, install_append_function
 from eventstore.subscription import PollingSubscription
 from leyline import category_of, pb
 
@@ -128,9 +128,9 @@ class PostgresStore:
         self._metadata = metadata
         self.channel = f"{schema}_appended"
         self._append_sql = (
-            f'SELECT positions, inserted FROM "{schema}".{APPEND_FUNCTION}('
+            f'CALL "{schema}".{APPEND_FUNCTION}('
             "%(ids)s, %(streams)s, %(categories)s, %(types)s, %(data)s, %(expect_streams)s, "
-            "%(expect_kinds)s, %(expect_versions)s::bigint[])"
+            "%(expect_kinds)s, %(expect_versions)s::bigint[], NULL, NULL, NULL, NULL)"
         )
         started = time.perf_counter()
         try:
@@ -187,15 +187,14 @@ class PostgresStore:
             "expect_kinds": [expectation.kind for expectation in expected.values()],
             "expect_versions": [expectation.version for expectation in expected.values()],
         }
-        try:
-            positions, inserted = self._call_append(parameters)
-        except psycopg.Error as exc:
-            stream, actual = append_conflict(exc)
-            if stream is None:
-                raise
+        positions, inserted, conflict = self._call_append(parameters)
+        if conflict is not None:
+            stream, actual = conflict
             metrics.CONFLICTS.labels(BACKEND).inc()
             expected[stream].check(stream, actual)
-            raise  # the server's rule and Expected.check disagree: surface the server's error
+            raise EventStoreError(
+                f"the server refused an append to {stream!r} (version {actual}) that Expected.check allows"
+            )
         if inserted < len(events):
             metrics.DUPLICATES.labels(BACKEND).inc(len(events) - inserted)
         if inserted:
@@ -204,7 +203,7 @@ class PostgresStore:
         metrics.APPEND_LATENCY.labels(BACKEND).observe(time.perf_counter() - started)
         return positions
 
-    def _call_append(self, parameters: dict[str, list[Any]]) -> tuple[list[int], int]:
+    def _call_append(self, parameters: dict[str, list[Any]]) -> tuple[list[int], int, tuple[str, int] | None]:
         """A connection the server dropped is retried once on a new one: appends are idempotent by
         event_id. A server that does not answer is StoreUnavailable."""
         with self._append_lock:
@@ -219,7 +218,7 @@ class PostgresStore:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise StoreUnavailable(f"{self._safe_url()} does not answer: {reason}") from None
 
-    def _append_once(self, parameters: dict[str, list[Any]]) -> tuple[list[int], int]:
+    def _append_once(self, parameters: dict[str, list[Any]]) -> tuple[list[int], int, tuple[str, int] | None]:
         if self._appender is None:
             self._appender = psycopg.connect(
                 self._plain_url, autocommit=True, connect_timeout=self._connect_timeout
@@ -228,8 +227,10 @@ class PostgresStore:
         # server parse the array literal back); prepared from the first call
         row = self._appender.execute(self._append_sql, parameters, prepare=True, binary=True).fetchone()
         assert row is not None
-        positions, inserted = row
-        return [int(position) for position in positions], int(inserted)
+        positions, inserted, conflict_stream, conflict_actual = row
+        if conflict_stream is not None:
+            return [], 0, (conflict_stream, int(conflict_actual))
+        return [int(position) for position in positions], int(inserted), None
 
     def _drop_appender(self) -> None:
         if self._appender is not None:

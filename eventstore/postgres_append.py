@@ -5,7 +5,6 @@ Everything an append does happens in one statement, so one round trip and one tr
 
 from __future__ import annotations
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -22,8 +21,8 @@ from sqlalchemy.engine import Connection
 # so), which made each append cost O(log size) (version 1 of this function did: three scans of the table
 # per append). The streams' new versions come from the inserted rows (RETURNING), not from reading the
 # table back.
-APPEND_FUNCTION = "append_events_v2"
-CONFLICT_STATE = "ES409"
+APPEND_FUNCTION = "append_events_v3"
+LOCK_CLASS = 0x45535052  # "ESPR": the advisory lock that orders appends, with the schema's hash
 _APPEND_FUNCTION_SQL = """
 CREATE OR REPLACE FUNCTION "{schema}".varint_long(n bigint) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE STRICT AS $varint$
@@ -55,16 +54,29 @@ SELECT CASE
 END
 $varint$;
 
-CREATE OR REPLACE FUNCTION "{schema}".{function}(
-    p_ids text[], p_streams text[], p_categories text[], p_types text[], p_data bytea[],
+CREATE UNLOGGED TABLE IF NOT EXISTS "{schema}".pending (
+    batch bigint PRIMARY KEY, ids text[] NOT NULL, streams text[] NOT NULL, categories text[] NOT NULL,
+    types text[] NOT NULL, data bytea[] NOT NULL, expect_streams text[] NOT NULL,
+    expect_kinds text[] NOT NULL,
+    expect_versions bigint[] NOT NULL
+) WITH (toast_tuple_target = 8160);
+ALTER TABLE "{schema}".pending ALTER COLUMN data SET STORAGE EXTERNAL;
+
+CREATE UNLOGGED TABLE IF NOT EXISTS "{schema}".outcomes (
+    batch bigint PRIMARY KEY, positions bigint[], inserted int NOT NULL, conflict_stream text,
+    conflict_actual bigint
+);
+
+-- one batch, numbered after v_head, as though appended alone; a failed expectation writes nothing and
+-- comes back as conflict_stream and conflict_actual
+CREATE OR REPLACE FUNCTION "{schema}".sequence_batch(
+    v_head bigint, p_ids text[], p_streams text[], p_categories text[], p_types text[], p_data bytea[],
     p_expect_streams text[], p_expect_kinds text[], p_expect_versions bigint[],
-    OUT positions bigint[], OUT inserted int)
-LANGUAGE plpgsql AS $append$
+    OUT positions bigint[], OUT inserted int, OUT conflict_stream text, OUT conflict_actual bigint)
+LANGUAGE plpgsql AS $sequence$
 DECLARE
-    v_head bigint;
     v_actual bigint;
 BEGIN
-    SELECT h.position INTO v_head FROM "{schema}".head h WHERE h.id = 1 FOR UPDATE;
     -- a stored event keeps its position; a new one gets the next free one, by its first occurrence
     SELECT array_agg(coalesce(k.stored, v_head + k.fresh_rank) ORDER BY k.n),
            coalesce(max(k.fresh_rank) FILTER (WHERE k.stored IS NULL), 0)
@@ -75,47 +87,113 @@ BEGIN
                            (SELECT e.position FROM "{schema}".events e WHERE e.event_id = t.event_id)
                                AS stored
                     FROM unnest(p_ids) WITH ORDINALITY AS t(event_id, n)) u) k;
-    IF inserted > 0 THEN
-        FOR i IN 1 .. coalesce(array_length(p_expect_streams, 1), 0) LOOP
-            SELECT coalesce(max(s.version), 0) INTO v_actual
-                FROM "{schema}".streams s WHERE s.stream = p_expect_streams[i];
-            IF NOT (p_expect_kinds[i] = 'any'
-                    OR (p_expect_kinds[i] = 'no_stream' AND v_actual = 0)
-                    OR (p_expect_kinds[i] = 'exists' AND v_actual > 0)
-                    OR (p_expect_kinds[i] = 'exact' AND v_actual = p_expect_versions[i])) THEN
-                RAISE EXCEPTION USING ERRCODE = '{conflict}', MESSAGE = p_expect_streams[i],
-                    DETAIL = v_actual::text;
-            END IF;
-        END LOOP;
-        WITH input AS (
-            SELECT t.*, row_number() OVER (PARTITION BY t.position ORDER BY t.n) AS occurrence
-            FROM unnest(p_ids, p_streams, p_categories, p_types, p_data, positions)
-                WITH ORDINALITY AS t(event_id, stream, category, event_type, data, position, n)
-            WHERE t.position > v_head
-        ), heads AS (
-            SELECT d.stream,
-                   coalesce((SELECT s.version FROM "{schema}".streams s WHERE s.stream = d.stream), 0)
-                       AS version
-            FROM (SELECT DISTINCT x.stream FROM unnest(p_streams) AS x(stream)) d
-        ), fresh AS (
-            SELECT i.*,
-                   h.version + row_number() OVER (PARTITION BY i.stream ORDER BY i.position) AS version
-            FROM input i JOIN heads h ON h.stream = i.stream
-            WHERE i.occurrence = 1
-        ), stored AS (
-            INSERT INTO "{schema}".events
-                (position, event_id, stream, stream_version, category, event_type, data)
-            SELECT position, event_id, stream, version, category, event_type,
-                   data || '\\x20'::bytea || "{schema}".varint(version)
-                        || '\\x28'::bytea || "{schema}".varint(position)
-            FROM fresh
-            RETURNING stream, stream_version
-        )
-        INSERT INTO "{schema}".streams AS s (stream, version)
-            SELECT stream, max(stream_version) FROM stored GROUP BY stream
-            ON CONFLICT (stream) DO UPDATE SET version = excluded.version;
-        UPDATE "{schema}".head SET position = v_head + inserted WHERE id = 1;
-        PERFORM pg_notify('{channel}', (v_head + inserted)::text);
+    IF inserted = 0 THEN
+        RETURN;
+    END IF;
+    FOR i IN 1 .. coalesce(array_length(p_expect_streams, 1), 0) LOOP
+        SELECT coalesce(max(s.version), 0) INTO v_actual
+            FROM "{schema}".streams s WHERE s.stream = p_expect_streams[i];
+        IF NOT (p_expect_kinds[i] = 'any'
+                OR (p_expect_kinds[i] = 'no_stream' AND v_actual = 0)
+                OR (p_expect_kinds[i] = 'exists' AND v_actual > 0)
+                OR (p_expect_kinds[i] = 'exact' AND v_actual = p_expect_versions[i])) THEN
+            positions := NULL;
+            inserted := 0;
+            conflict_stream := p_expect_streams[i];
+            conflict_actual := v_actual;
+            RETURN;
+        END IF;
+    END LOOP;
+    WITH input AS (
+        SELECT t.*, row_number() OVER (PARTITION BY t.position ORDER BY t.n) AS occurrence
+        FROM unnest(p_ids, p_streams, p_categories, p_types, p_data, positions)
+            WITH ORDINALITY AS t(event_id, stream, category, event_type, data, position, n)
+        WHERE t.position > v_head
+    ), heads AS (
+        SELECT d.stream,
+               coalesce((SELECT s.version FROM "{schema}".streams s WHERE s.stream = d.stream), 0)
+                   AS version
+        FROM (SELECT DISTINCT x.stream FROM unnest(p_streams) AS x(stream)) d
+    ), fresh AS (
+        SELECT i.*,
+               h.version + row_number() OVER (PARTITION BY i.stream ORDER BY i.position) AS version
+        FROM input i JOIN heads h ON h.stream = i.stream
+        WHERE i.occurrence = 1
+    ), stored AS (
+        INSERT INTO "{schema}".events
+            (position, event_id, stream, stream_version, category, event_type, data)
+        SELECT position, event_id, stream, version, category, event_type,
+               data || '\\x20'::bytea || "{schema}".varint(version)
+                    || '\\x28'::bytea || "{schema}".varint(position)
+        FROM fresh
+        RETURNING stream, stream_version
+    )
+    INSERT INTO "{schema}".streams AS s (stream, version)
+        SELECT stream, max(stream_version) FROM stored GROUP BY stream
+        ON CONFLICT (stream) DO UPDATE SET version = excluded.version;
+END
+$sequence$;
+
+CREATE OR REPLACE PROCEDURE "{schema}".{function}(
+    p_ids text[], p_streams text[], p_categories text[], p_types text[], p_data bytea[],
+    p_expect_streams text[], p_expect_kinds text[], p_expect_versions bigint[],
+    INOUT positions bigint[] DEFAULT NULL, INOUT inserted int DEFAULT NULL,
+    INOUT conflict_stream text DEFAULT NULL, INOUT conflict_actual bigint DEFAULT NULL)
+LANGUAGE plpgsql AS $append$
+DECLARE
+    v_batch bigint;
+    v_head bigint;
+    v_start bigint;
+    v_own boolean := true;
+    r record;
+    o record;
+    v_done bigint[] := '{{}}';
+BEGIN
+    IF NOT pg_try_advisory_xact_lock({lock_class}, hashtext('{schema}')) THEN
+        -- another append is sequencing and committing: leave this batch for whoever sequences next
+        -- (perhaps this one), so that one commit, one WAL flush, carries every batch waiting by then
+        v_batch := pg_current_xact_id()::text::bigint;
+        INSERT INTO "{schema}".pending VALUES (v_batch, p_ids, p_streams, p_categories, p_types, p_data,
+            p_expect_streams, p_expect_kinds, p_expect_versions);
+        COMMIT;  -- an unlogged table only: nothing to flush
+        PERFORM pg_advisory_xact_lock({lock_class}, hashtext('{schema}'));
+        DELETE FROM "{schema}".outcomes x WHERE x.batch = v_batch
+            RETURNING x.positions, x.inserted, x.conflict_stream, x.conflict_actual
+            INTO positions, inserted, conflict_stream, conflict_actual;
+        IF FOUND THEN
+            RETURN;  -- sequenced and committed (durably: the lock is released after the flush) by another
+        END IF;
+        v_own := false;
+    END IF;
+    -- the head row lock too, so that an append by the previous version of this function waits for this one
+    SELECT h.position INTO v_head FROM "{schema}".head h WHERE h.id = 1 FOR UPDATE;
+    v_start := v_head;
+    FOR r IN SELECT * FROM "{schema}".pending p ORDER BY p.batch LOOP
+        o := "{schema}".sequence_batch(v_head, r.ids, r.streams, r.categories, r.types, r.data,
+            r.expect_streams, r.expect_kinds, r.expect_versions);
+        v_head := v_head + o.inserted;
+        v_done := v_done || r.batch;
+        IF r.batch = v_batch THEN
+            positions := o.positions; inserted := o.inserted;
+            conflict_stream := o.conflict_stream; conflict_actual := o.conflict_actual;
+        ELSE
+            INSERT INTO "{schema}".outcomes VALUES (r.batch, o.positions, o.inserted, o.conflict_stream,
+                o.conflict_actual);
+        END IF;
+    END LOOP;
+    IF v_own THEN
+        o := "{schema}".sequence_batch(v_head, p_ids, p_streams, p_categories, p_types, p_data,
+            p_expect_streams, p_expect_kinds, p_expect_versions);
+        v_head := v_head + o.inserted;
+        positions := o.positions; inserted := o.inserted;
+        conflict_stream := o.conflict_stream; conflict_actual := o.conflict_actual;
+    END IF;
+    IF cardinality(v_done) > 0 THEN
+        DELETE FROM "{schema}".pending p WHERE p.batch = ANY (v_done);
+    END IF;
+    IF v_head > v_start THEN
+        UPDATE "{schema}".head SET position = v_head WHERE id = 1;
+        PERFORM pg_notify('{channel}', v_head::text);
     END IF;
 END
 $append$;
@@ -134,13 +212,6 @@ def install_append_function(connection: Connection, schema: str) -> None:
     ).first()
     if exists is None:
         sql = _APPEND_FUNCTION_SQL.format(
-            schema=schema, function=APPEND_FUNCTION, conflict=CONFLICT_STATE, channel=f"{schema}_appended"
+            schema=schema, function=APPEND_FUNCTION, lock_class=LOCK_CLASS, channel=f"{schema}_appended"
         )
         connection.exec_driver_sql(sql)
-
-
-def append_conflict(exc: psycopg.Error) -> tuple[str | None, int]:
-    """(stream, actual version) of the append function's expected-version conflict, else (None, 0)."""
-    if exc.sqlstate != CONFLICT_STATE:
-        return None, 0
-    return exc.diag.message_primary, int(exc.diag.message_detail or 0)
