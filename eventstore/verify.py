@@ -150,7 +150,7 @@ def verify_file_log(path: Path, progress: Callable[[int], None] | None = None) -
 def verify_postgres(url: str, schema: str = "esper") -> VerifyReport:
     import sqlalchemy as sa
 
-    from eventstore.postgres import PostgresStore
+    from eventstore.postgres import PostgresStore, reads
 
     store = PostgresStore(url, create=False, schema=schema)
     report = VerifyReport(store._safe_url())
@@ -158,9 +158,9 @@ def verify_postgres(url: str, schema: str = "esper") -> VerifyReport:
     versions: dict[str, int] = {}
     expected = 1
     try:
-        with store._engine.connect() as connection:
-            head = store._head(connection)
-            columns = store.events.c
+        with store.engine.connect() as connection:
+            head = reads.head(store.tables, connection)
+            columns = store.tables.events.c
             rows = connection.execute(
                 sa.select(
                     columns.position, columns.event_id, columns.stream, columns.stream_version, columns.data

@@ -205,8 +205,8 @@ def _esper_writer(url: str, schema: str, batch: int, seconds: float, start: Even
     groups = _one_stream_batches(min(batch * 4000, POOL_CAP), batch)
     warm_up = _one_stream_batches(batch * (WARM_UP + 1), batch)
     store.append(warm_up[0])  # opens the appender's connection, whose server process is measured
-    assert store._appender is not None
-    backend = store._appender.execute("SELECT pg_backend_pid()").fetchone()
+    assert store.appender.connection is not None
+    backend = store.appender.connection.execute("SELECT pg_backend_pid()").fetchone()
 
     def append(index: int) -> None:
         if index < 0:

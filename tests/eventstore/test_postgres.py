@@ -14,9 +14,9 @@ import pytest
 import sqlalchemy as sa
 
 from eventstore import EventStoreError, StoreUnavailable, open_store, wal
-from eventstore import postgres as postgres_module
 from eventstore.api import ALL_EVENTS, NO_STREAM, CorruptLogError, EventFilter, WrongExpectedVersion, exact
 from eventstore.postgres import PostgresStore
+from eventstore.postgres import subscription as postgres_subscription
 from eventstore.verify import verify_postgres
 from leyline import decode_payload, new_envelope, pb
 
@@ -93,8 +93,8 @@ def test_verify_names_a_missing_position(postgres_server: str) -> None:
     schema = f"s_{uuid.uuid4().hex[:12]}"
     with PostgresStore(postgres_server, schema=schema) as store:
         store.append([make_event("run-a") for _ in range(5)])
-        with store._engine.begin() as connection:
-            connection.execute(sa.delete(store.events).where(store.events.c.position == 3))
+        with store.engine.begin() as connection:
+            connection.execute(sa.delete(store.tables.events).where(store.tables.events.c.position == 3))
         report = verify_postgres(postgres_server, schema=schema)
         assert report.problem is not None and report.problem.position == 3
         store.drop()
@@ -105,7 +105,7 @@ def test_stored_records_are_stamped_byte_for_byte_as_the_file_store_stamps_them(
     eventstore.wal.stamp for one- to five-byte varints."""
     schema = f"s_{uuid.uuid4().hex[:12]}"
     with PostgresStore(postgres_server, schema=schema) as store:
-        with store._engine.connect() as connection:
+        with store.engine.connect() as connection:
             for value in (
                 1,
                 127,
@@ -127,9 +127,13 @@ def test_stored_records_are_stamped_byte_for_byte_as_the_file_store_stamps_them(
             new_envelope("RunStarted", f"run-r{index % 3}", pb.RunStarted(run_id="r")) for index in range(200)
         ]
         store.append(events)
-        with store._engine.connect() as connection:
+        with store.engine.connect() as connection:
             rows = connection.execute(
-                sa.select(store.events.c.position, store.events.c.stream_version, store.events.c.data)
+                sa.select(
+                    store.tables.events.c.position,
+                    store.tables.events.c.stream_version,
+                    store.tables.events.c.data,
+                )
             )
             stored = {position: (version, bytes(data)) for position, version, data in rows}
         for position, event in enumerate(events, start=1):
@@ -147,7 +151,7 @@ def test_an_append_probes_the_log_by_index_and_never_scans_it(postgres_server: s
             store.append(
                 [new_envelope("RunStarted", f"run-r{n % 7}", pb.RunStarted(run_id="r")) for n in range(100)]
             )
-        appender = store._appender
+        appender = store.appender.connection
         assert appender is not None
 
         def sequential_scans() -> int:
@@ -176,7 +180,7 @@ def test_an_append_probes_the_log_by_index_and_never_scans_it(postgres_server: s
 def test_a_waiting_subscriber_is_woken_by_the_append_not_by_polling(
     postgres_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(postgres_module, "MAX_WAIT_S", 3600.0)  # only a notification can end the wait
+    monkeypatch.setattr(postgres_subscription, "MAX_WAIT_S", 3600.0)  # only a notification can end the wait
     schema = f"s_{uuid.uuid4().hex[:12]}"
     with PostgresStore(postgres_server, schema=schema) as store:
         subscription = store.subscribe(timeout=None)
@@ -230,7 +234,7 @@ def test_reads_refuse_to_pass_a_missing_position(postgres_server: str, event_fil
                 [new_envelope("RunStarted", f"run-{n}", pb.RunStarted(run_id=str(n))) for n in range(6)]
             )
             store.append([new_envelope("RunStarted", "run-late", pb.RunStarted(run_id="late"))])
-            with store._engine.begin() as connection:
+            with store.engine.begin() as connection:
                 connection.execute(sa.text(f'DELETE FROM "{schema}".events WHERE position = 4'))
             assert [e.global_position for e in store.read_all(to_position=3, event_filter=event_filter)] in (
                 [1, 2, 3],
@@ -254,7 +258,7 @@ def test_replay_on_postgres_stops_at_a_missing_position(
             store.append(
                 [new_envelope("RunStarted", f"run-{n}", pb.RunStarted(run_id=str(n))) for n in range(5)]
             )
-            with store._engine.begin() as connection:
+            with store.engine.begin() as connection:
                 connection.execute(sa.text(f'DELETE FROM "{schema}".events WHERE position = 2'))
             assert main(["replay", "--store", postgres_server]) == 1
             captured = capsys.readouterr()

@@ -1,6 +1,27 @@
-"""The PostgreSQL store's append, as one server-side function (see eventstore.postgres).
+"""The server side of a PostgreSQL append: one procedure, called once per append (one round trip), and
+the unlogged tables through which concurrent appends share one commit (see eventstore.postgres).
 
-Everything an append does happens in one statement, so one round trip and one transaction.
+The procedure: an append that gets the store's ordering lock at once numbers, inserts and commits its own
+batch, with any batches left waiting. One that finds the lock taken stores its batch in `pending` (an
+unlogged table: that commit has no WAL to flush), waits for the lock, and then either finds its outcome in
+`outcomes` (the lock holder before it numbered and committed its batch: the lock is released only after
+that commit is flushed) or numbers every batch still pending itself, its own among them. The lock holder
+also locks the head row, so that an append by the function of the previous version waits for it.
+
+Numbering one batch (`sequence_batch`): find each event_id already stored (idempotent appends: a retried
+event keeps its position) and number the new ones after the head; check the expected versions (the rule
+of eventstore.api.Expected.check; a conflict writes nothing and comes back as the stream and its actual
+version); insert the new events stamped with stream version and position (eventstore.wal.stamp, byte for
+byte) and advance the streams. The head advances, and live subscribers are notified (PostgreSQL tells them
+at commit), once per numbering transaction.
+
+Every look-up in the log is one index probe per event of the batch, written as a correlated scalar
+subquery, which the planner cannot turn into a join: a join over `events` may be planned as a hash join
+over a sequential scan of the whole table (a plan cached by PL/pgSQL when the table was small keeps doing
+so), which made each append cost O(log size) (version 1 of this function did: three scans of the table
+per append). The streams' new versions come from the inserted rows (RETURNING), not from reading the
+table back. A batch left pending and never collected (its client died while waiting) is numbered by the
+next append, like any append whose client dies before the reply; its outcome row stays behind.
 """
 
 from __future__ import annotations
@@ -8,19 +29,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-# The function: lock the head row (positions are handed out in commit order); find each event_id already
-# stored (idempotent appends: a retried event keeps its position) and number the new ones; check the
-# expected versions (the rule of eventstore.api.Expected.check; a conflict raises SQLSTATE ES409 naming the
-# stream, with the actual version as detail); insert the new events stamped with stream version and
-# position (eventstore.wal.stamp, byte for byte); advance the streams and the head; and notify live
-# subscribers, whom PostgreSQL tells at commit.
-#
-# Every look-up in the log is one index probe per event of the batch, written as a correlated scalar
-# subquery, which the planner cannot turn into a join: a join over `events` may be planned as a hash join
-# over a sequential scan of the whole table (a plan cached by PL/pgSQL when the table was small keeps doing
-# so), which made each append cost O(log size) (version 1 of this function did: three scans of the table
-# per append). The streams' new versions come from the inserted rows (RETURNING), not from reading the
-# table back.
 APPEND_FUNCTION = "append_events_v3"
 LOCK_CLASS = 0x45535052  # "ESPR": the advisory lock that orders appends, with the schema's hash
 _APPEND_FUNCTION_SQL = """
