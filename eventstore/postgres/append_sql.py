@@ -29,7 +29,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-APPEND_FUNCTION = "append_events_v3"
+APPEND_FUNCTION = "append_events_v4"
 LOCK_CLASS = 0x45535052  # "ESPR": the advisory lock that orders appends, with the schema's hash
 _APPEND_FUNCTION_SQL = """
 CREATE OR REPLACE FUNCTION "{schema}".varint_long(n bigint) RETURNS bytea
@@ -66,9 +66,10 @@ CREATE UNLOGGED TABLE IF NOT EXISTS "{schema}".pending (
     batch bigint PRIMARY KEY, ids text[] NOT NULL, streams text[] NOT NULL, categories text[] NOT NULL,
     types text[] NOT NULL, data bytea[] NOT NULL, expect_streams text[] NOT NULL,
     expect_kinds text[] NOT NULL,
-    expect_versions bigint[] NOT NULL
+    expect_versions bigint[] NOT NULL, ordinals bigint[]
 ) WITH (toast_tuple_target = 8160);
 ALTER TABLE "{schema}".pending ALTER COLUMN data SET STORAGE EXTERNAL;
+ALTER TABLE "{schema}".pending ADD COLUMN IF NOT EXISTS ordinals bigint[];
 
 CREATE UNLOGGED TABLE IF NOT EXISTS "{schema}".outcomes (
     batch bigint PRIMARY KEY, positions bigint[], inserted int NOT NULL, conflict_stream text,
@@ -79,24 +80,31 @@ CREATE UNLOGGED TABLE IF NOT EXISTS "{schema}".outcomes (
 -- comes back as conflict_stream and conflict_actual
 CREATE OR REPLACE FUNCTION "{schema}".sequence_batch(
     v_head bigint, p_ids text[], p_streams text[], p_categories text[], p_types text[], p_data bytea[],
-    p_expect_streams text[], p_expect_kinds text[], p_expect_versions bigint[],
+    p_expect_streams text[], p_expect_kinds text[], p_expect_versions bigint[], p_ordinals bigint[],
     OUT positions bigint[], OUT inserted int, OUT conflict_stream text, OUT conflict_actual bigint)
 LANGUAGE plpgsql AS $sequence$
 DECLARE
     v_actual bigint;
+    v_fresh boolean := p_ordinals IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM unnest(p_ids) AS t(event_id)
+        WHERE (SELECT e.position FROM "{schema}".events e WHERE e.event_id = t.event_id) IS NOT NULL);
 BEGIN
-    -- a stored event keeps its position; a new one gets the next free one, by its first occurrence
-    SELECT array_agg(coalesce(k.stored, v_head + k.fresh_rank) ORDER BY k.n),
-           coalesce(max(k.fresh_rank) FILTER (WHERE k.stored IS NULL), 0)
-        INTO positions, inserted
-        FROM (SELECT u.n, u.stored,
-                     dense_rank() OVER (PARTITION BY u.stored IS NULL ORDER BY u.first) AS fresh_rank
-              FROM (SELECT t.n, min(t.n) OVER (PARTITION BY t.event_id) AS first,
-                           (SELECT e.position FROM "{schema}".events e WHERE e.event_id = t.event_id)
-                               AS stored
-                    FROM unnest(p_ids) WITH ORDINALITY AS t(event_id, n)) u) k;
-    IF inserted = 0 THEN
-        RETURN;
+    IF v_fresh THEN
+        inserted := cardinality(p_ids);
+    ELSE
+        -- a stored event keeps its position; a new one gets the next free one, by its first occurrence
+        SELECT array_agg(coalesce(k.stored, v_head + k.fresh_rank) ORDER BY k.n),
+               coalesce(max(k.fresh_rank) FILTER (WHERE k.stored IS NULL), 0)
+            INTO positions, inserted
+            FROM (SELECT u.n, u.stored,
+                         dense_rank() OVER (PARTITION BY u.stored IS NULL ORDER BY u.first) AS fresh_rank
+                  FROM (SELECT t.n, min(t.n) OVER (PARTITION BY t.event_id) AS first,
+                               (SELECT e.position FROM "{schema}".events e WHERE e.event_id = t.event_id)
+                                   AS stored
+                        FROM unnest(p_ids) WITH ORDINALITY AS t(event_id, n)) u) k;
+        IF inserted = 0 THEN
+            RETURN;
+        END IF;
     END IF;
     FOR i IN 1 .. coalesce(array_length(p_expect_streams, 1), 0) LOOP
         SELECT coalesce(max(s.version), 0) INTO v_actual
@@ -112,6 +120,28 @@ BEGIN
             RETURN;
         END IF;
     END LOOP;
+    IF v_fresh THEN
+        -- the common case, every event new and none repeated: position and stream version by ordinal
+        positions := ARRAY(SELECT generate_series(v_head + 1, v_head + inserted));
+        WITH stored AS (
+            INSERT INTO "{schema}".events
+                (position, event_id, stream, stream_version, category, event_type, data)
+            SELECT v_head + t.n, t.event_id, t.stream, t.version, t.category, t.event_type,
+                   t.data || '\\x20'::bytea || "{schema}".varint(t.version)
+                          || '\\x28'::bytea || "{schema}".varint(v_head + t.n)
+            FROM (SELECT u.*,
+                         coalesce((SELECT s.version FROM "{schema}".streams s WHERE s.stream = u.stream), 0)
+                             + u.ordinal AS version
+                  FROM unnest(p_ids, p_streams, p_categories, p_types, p_data, p_ordinals)
+                      WITH ORDINALITY AS u(event_id, stream, category, event_type, data, ordinal, n)
+                  OFFSET 0) t
+            RETURNING stream, stream_version
+        )
+        INSERT INTO "{schema}".streams AS s (stream, version)
+            SELECT stream, max(stream_version) FROM stored GROUP BY stream
+            ON CONFLICT (stream) DO UPDATE SET version = excluded.version;
+        RETURN;
+    END IF;
     WITH input AS (
         SELECT t.*, row_number() OVER (PARTITION BY t.position ORDER BY t.n) AS occurrence
         FROM unnest(p_ids, p_streams, p_categories, p_types, p_data, positions)
@@ -144,7 +174,7 @@ $sequence$;
 
 CREATE OR REPLACE PROCEDURE "{schema}".{function}(
     p_ids text[], p_streams text[], p_categories text[], p_types text[], p_data bytea[],
-    p_expect_streams text[], p_expect_kinds text[], p_expect_versions bigint[],
+    p_expect_streams text[], p_expect_kinds text[], p_expect_versions bigint[], p_ordinals bigint[],
     INOUT positions bigint[] DEFAULT NULL, INOUT inserted int DEFAULT NULL,
     INOUT conflict_stream text DEFAULT NULL, INOUT conflict_actual bigint DEFAULT NULL)
 LANGUAGE plpgsql AS $append$
@@ -162,7 +192,7 @@ BEGIN
         -- (perhaps this one), so that one commit, one WAL flush, carries every batch waiting by then
         v_batch := pg_current_xact_id()::text::bigint;
         INSERT INTO "{schema}".pending VALUES (v_batch, p_ids, p_streams, p_categories, p_types, p_data,
-            p_expect_streams, p_expect_kinds, p_expect_versions);
+            p_expect_streams, p_expect_kinds, p_expect_versions, p_ordinals);
         COMMIT;  -- an unlogged table only: nothing to flush
         PERFORM pg_advisory_xact_lock({lock_class}, hashtext('{schema}'));
         DELETE FROM "{schema}".outcomes x WHERE x.batch = v_batch
@@ -178,7 +208,7 @@ BEGIN
     v_start := v_head;
     FOR r IN SELECT * FROM "{schema}".pending p ORDER BY p.batch LOOP
         o := "{schema}".sequence_batch(v_head, r.ids, r.streams, r.categories, r.types, r.data,
-            r.expect_streams, r.expect_kinds, r.expect_versions);
+            r.expect_streams, r.expect_kinds, r.expect_versions, r.ordinals);
         v_head := v_head + o.inserted;
         v_done := v_done || r.batch;
         IF r.batch = v_batch THEN
@@ -191,7 +221,7 @@ BEGIN
     END LOOP;
     IF v_own THEN
         o := "{schema}".sequence_batch(v_head, p_ids, p_streams, p_categories, p_types, p_data,
-            p_expect_streams, p_expect_kinds, p_expect_versions);
+            p_expect_streams, p_expect_kinds, p_expect_versions, p_ordinals);
         v_head := v_head + o.inserted;
         positions := o.positions; inserted := o.inserted;
         conflict_stream := o.conflict_stream; conflict_actual := o.conflict_actual;

@@ -30,7 +30,8 @@ class Appender:
         self.connection: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
         self._sql = (
-            f'CALL "{schema}".{APPEND_FUNCTION}(%b, %b, %b, %b, %b, %b, %b, %b, NULL, NULL, NULL, NULL)'
+            f'CALL "{schema}".{APPEND_FUNCTION}('
+            "%b, %b, %b, %b, %b, %b, %b, %b, %b::bigint[], NULL, NULL, NULL, NULL)"
         )
 
     def append(
@@ -46,8 +47,9 @@ class Appender:
         expected = dict(expected or {})
         data = ByteaArray([event.SerializeToString() for event in events])
         streams = TextArray([event.stream for event in events])
+        ids = TextArray([event.event_id for event in events])
         parameters = (
-            TextArray([event.event_id for event in events]),
+            ids,
             streams,
             TextArray([category_of(stream) for stream in streams]),
             TextArray([event.event_type for event in events]),
@@ -55,6 +57,7 @@ class Appender:
             TextArray(expected),
             TextArray([expectation.kind for expectation in expected.values()]),
             BigintArray([expectation.version for expectation in expected.values()]),
+            _ordinals(ids, streams),
         )
         positions, inserted, conflict = self._call(parameters)
         if conflict is not None:
@@ -111,3 +114,16 @@ class Appender:
         """close(), waiting for an append in flight on another thread."""
         with self._lock:
             self.close()
+
+
+def _ordinals(ids: list[str], streams: list[str]) -> BigintArray | None:
+    """Each event's rank among the batch's events of its stream (1, 2, ...), when no event_id repeats
+    within the batch (the server then numbers events without ranking them itself); else None."""
+    if len(set(ids)) < len(ids):
+        return None
+    seen: dict[str, int] = {}
+    ordinals = BigintArray()
+    for stream in streams:
+        seen[stream] = seen.get(stream, 0) + 1
+        ordinals.append(seen[stream])
+    return ordinals
