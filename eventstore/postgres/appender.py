@@ -76,7 +76,7 @@ class Appender:
         metrics.APPEND_LATENCY.labels(BACKEND).observe(time.perf_counter() - started)
         return positions
 
-    def _call(self, parameters: tuple[list[Any], ...]) -> Outcome:
+    def _call(self, parameters: tuple[list[Any] | None, ...]) -> Outcome:
         """A connection the server dropped is retried once on a new one: appends are idempotent by
         event_id. A server that does not answer is StoreUnavailable."""
         with self._lock:
@@ -91,7 +91,7 @@ class Appender:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise StoreUnavailable(f"{self._display} does not answer: {reason}") from None
 
-    def _call_once(self, parameters: tuple[list[Any], ...]) -> Outcome:
+    def _call_once(self, parameters: tuple[list[Any] | None, ...]) -> Outcome:
         if self.connection is None:
             self.connection = psycopg.connect(
                 self._url, autocommit=True, connect_timeout=self._connect_timeout
