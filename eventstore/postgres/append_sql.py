@@ -3,9 +3,10 @@ the unlogged tables through which concurrent appends share one commit (see event
 
 The procedure: an append that gets the store's ordering lock at once numbers, inserts and commits its own
 batch, with any batches left waiting. One that finds the lock taken stores its batch in `pending` (an
-unlogged table: that commit has no WAL to flush), waits for the lock, and then either finds its outcome in
-`outcomes` (the lock holder before it numbered and committed its batch: the lock is released only after
-that commit is flushed) or numbers every batch still pending itself, its own among them. The lock holder
+unlogged table: that commit has no WAL to flush) and waits: on its row, if a lock holder has taken it (the
+holder keeps the rows it took locked until its commit is flushed, so all the appends it took wake together
+and find their outcomes in `outcomes`), else for the lock, after which it either finds its outcome or
+numbers every batch still pending itself, its own among them. The lock holder
 also locks the head row, so that an append by the function of the previous version waits for it.
 
 Numbering one batch (`sequence_batch`): find each event_id already stored (idempotent appends: a retried
@@ -29,7 +30,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-APPEND_FUNCTION = "append_events_v4"
+APPEND_FUNCTION = "append_events_v5"
 LOCK_CLASS = 0x45535052  # "ESPR": the advisory lock that orders appends, with the schema's hash
 _APPEND_FUNCTION_SQL = """
 CREATE OR REPLACE FUNCTION "{schema}".varint_long(n bigint) RETURNS bytea
@@ -194,19 +195,26 @@ BEGIN
         INSERT INTO "{schema}".pending VALUES (v_batch, p_ids, p_streams, p_categories, p_types, p_data,
             p_expect_streams, p_expect_kinds, p_expect_versions, p_ordinals);
         COMMIT;  -- an unlogged table only: nothing to flush
-        PERFORM pg_advisory_xact_lock({lock_class}, hashtext('{schema}'));
+        -- a lock holder that has taken this batch holds its row until it has committed (and flushed): wait
+        -- for that commit with every other batch it took, rather than one after another for the lock
+        PERFORM 1 FROM "{schema}".pending p WHERE p.batch = v_batch FOR UPDATE;
+        IF FOUND THEN
+            COMMIT;  -- not taken yet: leave the row free for the next lock holder, and wait for the lock
+            PERFORM pg_advisory_xact_lock({lock_class}, hashtext('{schema}'));
+        END IF;
         DELETE FROM "{schema}".outcomes x WHERE x.batch = v_batch
             RETURNING x.positions, x.inserted, x.conflict_stream, x.conflict_actual
             INTO positions, inserted, conflict_stream, conflict_actual;
         IF FOUND THEN
-            RETURN;  -- sequenced and committed (durably: the lock is released after the flush) by another
+            RETURN;  -- numbered and committed by another append
         END IF;
         v_own := false;
     END IF;
     -- the head row lock too, so that an append by the previous version of this function waits for this one
     SELECT h.position INTO v_head FROM "{schema}".head h WHERE h.id = 1 FOR UPDATE;
     v_start := v_head;
-    FOR r IN SELECT * FROM "{schema}".pending p ORDER BY p.batch LOOP
+    -- a row locked by its own append, checking whether it was taken, is left to the next lock holder
+    FOR r IN SELECT * FROM "{schema}".pending p ORDER BY p.batch FOR UPDATE SKIP LOCKED LOOP
         o := "{schema}".sequence_batch(v_head, r.ids, r.streams, r.categories, r.types, r.data,
             r.expect_streams, r.expect_kinds, r.expect_versions, r.ordinals);
         v_head := v_head + o.inserted;
