@@ -5,17 +5,21 @@ Both sides get the same work: 1, 2 and 4 writer processes, each appending batche
 to one shared store for a fixed time after a common start. A batch is one new stream on our side and one
 new aggregate on the baseline's (its events numbered 1..batch), each event the same EpochCompleted
 (~330 bytes: our envelope; the baseline stores its payload bytes as the state, with a topic). Both give
-gap-free positions in commit order (our head row lock; its table lock on the notification ids), both
-commit once per batch, both with the server's durable defaults, each writer on one connection of its own
-opened (and warmed with WARM_UP appends) before the clock starts. The figure is the events committed per
-second by all writers together, the median of ROUNDS rounds; the two sides alternate which goes first,
-configuration by configuration, on the same server.
+gap-free positions in commit order (our ordering lock; its table lock on the notification ids), each
+held through the commit's flush; both with the server's durable defaults (an append returns after its
+commit is flushed); the baseline commits once per batch, while our appends that wait for the lock are
+numbered and committed together by whichever gets it, one commit and flush for several batches. Each
+writer has one connection of its own, opened (and warmed with WARM_UP appends) before the clock starts.
+The figure is the events committed per second by all writers together, the median of ROUNDS rounds; the
+two sides alternate which goes first, configuration by configuration, on the same server.
 
 Beside each rate, `cpu_us_per_event` in the result's note: the writers' own CPU time (client) and, when
 the server runs on this machine, their server processes' CPU time (server, from /proc), per event: what
 the rate costs, less sensitive to a loaded machine than the wall clock. `pg_commit_floor_per_s` is one
 writer committing a one-row insert per round trip in the same rounds: the rate no durable append of one
-round trip and one commit can pass, so `1 / floor` is the time both sides pay per batch whatever they do.
+round trip and one commit each can pass: `1 / floor` is what one writer pays per batch on either side,
+so no side's single writer can reach `floor x batch` events/s, and only a commit shared by several
+writers' batches can pass it.
 """
 
 from __future__ import annotations
