@@ -32,6 +32,7 @@ from ops.plot import add_plot_option, write_plot
 from ops.storeopts import add_store_option, open_store_from_args
 
 if TYPE_CHECKING:
+    from domains.tezzeret.compiler_process import CompilerProcess
     from domains.tolaria.collective import Collective
     from domains.tolaria.loop import EpochMeasurements
     from domains.tolaria.report import GraftSummary, Progress, RunSummary
@@ -195,6 +196,31 @@ def handle(args: argparse.Namespace) -> int:
         config = None if args.resume else build_config(values)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    compiler = start_compiler(config)  # before torch: its imports overlap this process's
+    try:
+        return train_on_ranks(args, config, values, compiler)
+    finally:
+        if compiler is not None:
+            compiler.close()
+
+
+def start_compiler(config: RunConfig | None) -> CompilerProcess | None:
+    """The compile-ahead child of a new run whose controller names the grafts it would make first (the
+    heuristic), on the process that writes the log (rank 0); started before anything else is built, so
+    that its first artifact is ready by the first boundary that may graft (tezzeret/compile_ahead.py)."""
+    if config is None or config.controller != "tamiyo" or os.environ.get("RANK", "0") != "0":
+        return None
+    from domains.tezzeret.compiler_process import CompilerProcess
+
+    return CompilerProcess.start()
+
+
+def train_on_ranks(
+    args: argparse.Namespace,
+    config: RunConfig | None,
+    values: dict[str, Any],
+    compiler: CompilerProcess | None,
+) -> int:
     from domains.tolaria.collective import launched  # imports torch: not at start-up
     from ops.compose import open_collective
 
@@ -203,7 +229,7 @@ def handle(args: argparse.Namespace) -> int:
         args.rank_timeout,
     )
     try:
-        return train_and_report(args, config, values, collective)
+        return train_and_report(args, config, values, collective, compiler)
     finally:
         collective.close()
 
@@ -229,7 +255,11 @@ def recorded_device(args: argparse.Namespace) -> str:
 
 
 def train_and_report(
-    args: argparse.Namespace, config: RunConfig | None, values: dict[str, Any], collective: Collective
+    args: argparse.Namespace,
+    config: RunConfig | None,
+    values: dict[str, Any],
+    collective: Collective,
+    compiler: CompilerProcess | None = None,
 ) -> int:
     """Train on this rank; rank 0 alone serves metrics, mirrors, and prints the summary."""
     from ops.ranks import open_rank_store
@@ -241,7 +271,7 @@ def train_and_report(
     mirror = start_mirror(args, store) if leads else None
     try:
         with progress_bar(args, enabled=leads) as progress:
-            summary = train(args, store, config, values, progress, collective)
+            summary = train(args, store, config, values, progress, collective, compiler)
     finally:
         if mirror is not None:
             stop_mirror(mirror, store)
@@ -302,6 +332,7 @@ def train(
     values: dict[str, Any],
     progress: Progress,
     collective: Collective,
+    compiler: CompilerProcess | None = None,
 ) -> RunSummary:
     # torch is imported here, not at start-up, so that `esper --help` and other commands stay quick.
     from domains.karn.registration import register_catalogue
@@ -336,7 +367,15 @@ def train(
             if collective.leads:  # the blueprint_catalog read model shows what the controller chose from
                 register_catalogue(store)
             run_id = collective.broadcast((args.run_id or new_run_id()).encode(), 0).decode()
-            trainer = new_run(store, data_dir, config, run_id, progress=progress, collective=collective)
+            trainer = new_run(
+                store,
+                data_dir,
+                config,
+                run_id,
+                progress=progress,
+                collective=collective,
+                compiler=compiler,
+            )
         return trainer.run()
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
