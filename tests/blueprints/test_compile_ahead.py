@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from domains.tezzeret.compile_ahead import CompileAhead, StoreAddress
+from domains.tezzeret.compiler_process import CompilerProcess
 from domains.tezzeret.source import Request, SeedModuleSource
 from domains.urza.library import ArtifactLibrary
 from eventstore import EventStore
@@ -48,3 +49,30 @@ def test_a_request_the_child_holds_waits_for_it_instead_of_compiling_twice(
     assert ahead.done.wait(timeout=300)
     assert len(events_of(store, "CompileJobStarted")) == 2  # one attempt per job, all in the child
     ahead.close()
+
+
+def test_a_child_started_before_its_order_compiles_it_and_reports_each_job_in_order(
+    tmp_path: Path, store: EventStore, source: SeedModuleSource, library: ArtifactLibrary
+) -> None:
+    compiler = CompilerProcess.start()  # as `esper run` does, before the run knows what to compile
+    ahead = CompileAhead(
+        source, StoreAddress(str(DataDir(tmp_path).log)), DataDir(tmp_path).artifacts, compiler
+    )
+    ahead.start(REQUESTS)
+    assert ahead.done.wait(timeout=300)
+    succeeded = [e.stream for e in store.read_all() if e.event_type == "CompileJobSucceeded"]
+    assert succeeded == [spec.stream for spec in ahead.specs]  # in the order asked, each once
+    assert len(library.cached()) == 2
+    _, digest = ahead.load_module("BP005", {}, SEQUENCE, (4, 16))
+    assert digest in library.cached()
+    ahead.close()
+    assert not compiler.process.is_alive()
+
+
+def test_a_child_given_nothing_to_compile_exits_and_reports_nothing(tmp_path: Path) -> None:
+    compiler = CompilerProcess.start()
+    compiler.compile(StoreAddress(str(DataDir(tmp_path).log)), str(DataDir(tmp_path).artifacts), [])
+    assert list(compiler.finished()) == []
+    compiler.process.join()
+    assert compiler.process.exitcode == 0
+    compiler.close()
