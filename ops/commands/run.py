@@ -20,6 +20,7 @@ from domains.tolaria.config import (
     build_config,
     load_config_file,
 )
+from domains.urza.layout import stored_hashes
 from eventstore import EventFilter, EventStore
 from leyline.datadir import DataDir
 from ops.common import add_command, check_redis_url, print_json
@@ -191,7 +192,7 @@ def handle(args: argparse.Namespace) -> int:
         config = None if args.resume else build_config(values)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    compiler = start_compiler(config)  # before torch: its imports overlap this process's
+    compiler = start_compiler(config, DataDir.of(args.data_dir))  # before torch: overlaps its imports
     try:
         return train_on_ranks(args, config, values, compiler)
     finally:
@@ -199,11 +200,15 @@ def handle(args: argparse.Namespace) -> int:
             compiler.close()
 
 
-def start_compiler(config: RunConfig | None) -> CompilerProcess | None:
+def start_compiler(config: RunConfig | None, data_dir: DataDir) -> CompilerProcess | None:
     """The compile-ahead child of a new run whose controller names the grafts it would make first (the
-    heuristic), on the process that writes the log (rank 0); started before anything else is built, so
-    that its first artifact is ready by the first boundary that may graft (tezzeret/compile_ahead.py)."""
+    heuristic), on the process that writes the log (rank 0), in a data directory that holds no artifact
+    yet; started before anything else is built, so that its first artifact is ready by the first boundary
+    that may graft (tezzeret/compile_ahead.py). Where artifacts exist, the run's likely grafts are often
+    among them: a child is started once the run knows that one is missing, as for a resumed run."""
     if config is None or config.controller != "tamiyo" or os.environ.get("RANK", "0") != "0":
+        return None
+    if stored_hashes(data_dir.artifacts):
         return None
     from domains.tezzeret.compiler_process import CompilerProcess
 

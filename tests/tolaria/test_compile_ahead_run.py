@@ -13,9 +13,11 @@ from domains.tezzeret.compiler_process import CompilerProcess
 from domains.tezzeret.jobs import Status
 from domains.tezzeret.service import read_jobs
 from domains.tolaria.config import RunConfig
+from domains.urza.layout import artifact_path
 from eventstore import open_store
 from leyline.datadir import DataDir
 from ops.cli import main
+from ops.commands.run import start_compiler
 from ops.compose import new_run
 
 
@@ -61,3 +63,23 @@ def test_the_default_esper_run_compiles_ahead_and_takes_a_seed_to_a_terminal_sta
         store.close()
     # the first graft's artifact was compiled by the compile-ahead child, not in the end-of-epoch hook
     assert events.index("CompileJobSucceeded") < events.index("SeedGrafted")
+
+
+def test_esper_run_starts_the_child_first_only_for_a_new_heuristic_run_in_a_data_dir_without_artifacts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RANK", raising=False)
+    data_dir = DataDir(tmp_path)
+    assert (
+        start_compiler(None, data_dir) is None
+    )  # a resumed run: its child starts once it knows one is missing
+    assert start_compiler(RunConfig(controller="noop"), data_dir) is None
+    compiler = start_compiler(RunConfig(), data_dir)
+    assert compiler is not None
+    compiler.close()
+    stored = artifact_path(data_dir.artifacts, "ab" * 32)
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(b"")
+    assert start_compiler(RunConfig(), data_dir) is None
+    monkeypatch.setenv("RANK", "1")
+    assert start_compiler(RunConfig(), DataDir(tmp_path / "fresh")) is None  # a rank that writes no log
