@@ -17,8 +17,11 @@ it imports torch, so the child's imports overlap the parent's. A thread of this 
 what loading an artifact imports (`preload_loader`), then loads each artifact into Urza's in-process
 cache (file read, sha256, deserialisation; it never compiles) as soon as the child reports its job
 finished, so the graft is a warm fetch. A request for a spec compiled ahead waits until that thread has
-loaded it (one writer per job, one deserialisation per artifact, none of it in the hook); any other
-request is served at once, compiling in the calling thread as before.
+loaded it (one writer per job, one deserialisation per artifact, none of it in the hook). The child stays,
+idle, until the run ends: a graft the run did not foresee (a blueprint chosen after a cull) is ordered
+from it, and the training thread waits a fraction of a second for a warm compiler instead of compiling
+it, torch.export's first use included (~1.5 s of CPU). Without a child (none was needed at the start, or
+it is gone) a request compiles in the calling thread, as before.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 
 from torch import nn
 
-from domains.karn.catalog import KarnError
+from domains.karn.catalog import KarnError, check_use
 from domains.tezzeret.compiler_process import CompilerProcess, StoreAddress
 from domains.tezzeret.jobs import CompileSpec, Status
 from domains.tezzeret.service import resolve_spec
@@ -55,7 +58,11 @@ class CompileAhead:
         self.specs: list[CompileSpec] = []
         self._compiler = compiler  # a child started early by the caller, else one started by start()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
         self._loaded: dict[CompileSpec, threading.Event] = {}  # set once the warming thread is past it
+        self._ordered: dict[str, CompileSpec] = {}  # job id → spec the child has yet to report
+        self._serving = False  # whether the warming thread still takes the child's reports
+        self._first: set[str] = set()  # job ids of start()'s order not warmed yet
         self.done = threading.Event()  # set once every artifact that could be compiled is in the cache
         self._closing = threading.Event()
 
@@ -67,35 +74,50 @@ class CompileAhead:
             except (KarnError, ValueError):
                 continue  # a request Karn refuses is refused again, with its reason, at graft time
             if spec not in self.specs:
-                self.requests.append(request)
-                self.specs.append(spec)
-                self._loaded[spec] = threading.Event()
+                self._add(spec, request)
         pending = [
             s for s in self.specs if self.source.compiler.state(s.job_id).status is not Status.SUCCEEDED
         ]
         if pending and self._compiler is None:
             self._compiler = CompilerProcess.start()
+        self._ordered = {spec.job_id: spec for spec in pending}
+        self._first = set(self._ordered)
+        self._serving = self._compiler is not None
         if self._compiler is not None:
-            self._compiler.compile(self.address, str(self.artifacts), pending)  # none: the child exits
+            self._compiler.compile(self.address, str(self.artifacts), pending)
         self._thread = threading.Thread(
             target=self._warm, args=(pending,), name="esper-warm-artifacts", daemon=True
         )
         self._thread.start()
 
+    def _add(self, spec: CompileSpec, request: Request) -> threading.Event:
+        self.requests.append(request)
+        self.specs.append(spec)
+        loaded = self._loaded[spec] = threading.Event()
+        return loaded
+
     def _warm(self, pending: list[CompileSpec]) -> None:
         try:
             preload_loader()  # while the child compiles: the graft's load then imports nothing
-            ready = [spec for spec in self.specs if spec not in pending]
-            if not self._warm_specs(ready):
+            if not self._warm_specs([spec for spec in self.specs if spec not in pending]):
                 return
-            if pending and self._compiler is not None:
-                for job_id in self._compiler.finished():
-                    if not self._warm_specs([spec for spec in pending if spec.job_id == job_id]):
-                        return
-            if not self._closing.is_set():
+            if not self._first:
                 self.done.set()
+            if self._compiler is None:
+                return
+            for job_id in self._compiler.finished():  # until the run closes the child, or it is gone
+                with self._lock:
+                    spec = self._ordered.pop(job_id, None)
+                if spec is not None and not self._warm_specs([spec]):
+                    return
+                self._first.discard(job_id)
+                if not self._first and not self._closing.is_set():
+                    self.done.set()
         finally:
-            for loaded in self._loaded.values():  # the child is done or gone: nothing left to wait for
+            with self._lock:
+                self._serving = False
+                events = list(self._loaded.values())
+            for loaded in events:  # the child is done or gone: nothing left to wait for
                 loaded.set()
 
     def _warm_specs(self, specs: Sequence[CompileSpec]) -> bool:
@@ -113,6 +135,25 @@ class CompileAhead:
                 self._loaded[spec].set()
         return True
 
+    def _order(self, spec: CompileSpec, request: Request) -> threading.Event | None:
+        """A graft the run did not foresee, sent to the child (warm, idle): the training thread then only
+        waits for it, instead of compiling it (torch.export's first use included). None where the child
+        cannot take it (gone, none, or the graft will be refused) or the log already has the artifact."""
+        blueprint_id = request[0]
+        try:
+            check_use(blueprint_id, self.source.use, self.source.approved)
+        except KarnError:
+            return None  # the source refuses it with its reason
+        if self.source.compiler.state(spec.job_id).status is Status.SUCCEEDED:
+            return None
+        with self._lock:
+            if not self._serving or self._compiler is None or spec in self._loaded:
+                return self._loaded.get(spec)
+            loaded = self._add(spec, request)
+            self._ordered[spec.job_id] = spec
+            self._compiler.compile(self.address, str(self.artifacts), [spec])
+        return loaded
+
     def load_module(
         self,
         blueprint_id: str,
@@ -125,14 +166,17 @@ class CompileAhead:
         except (KarnError, ValueError):
             pass  # the source raises the same error, which Kasmina records as a failed G0
         else:
-            loaded = self._loaded.get(spec)
-            if loaded is not None:  # compiled ahead: never two writers on one job, one load per artifact
+            with self._lock:
+                loaded = self._loaded.get(spec)
+            if loaded is None:
+                loaded = self._order(spec, (blueprint_id, parameters, slot_kind, slot_shape))
+            if loaded is not None:  # compiled by the child: never two writers on one job, one load each
                 loaded.wait()
         return self.source.load_module(blueprint_id, parameters, slot_kind, slot_shape)
 
     def close(self) -> None:
-        """Stop a child still compiling (a job it leaves unfinished resumes at its next request) and the
-        warming thread, before the run closes its log."""
+        """Stop the child, compiling or idle (a job it leaves unfinished resumes at its next request), and
+        the warming thread, before the run closes its log."""
         self._closing.set()
         if self._compiler is not None:
             self._compiler.close()

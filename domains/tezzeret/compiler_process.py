@@ -4,6 +4,7 @@
     ...                                          # the parent builds data, host, Kasmina and the controller
     compiler.compile(address, artifacts, specs)  # the child has imported its compile stack meanwhile
     for job_id in compiler.finished(): ...       # each job id as the child finishes it, in order
+    compiler.compile(address, artifacts, more)   # later orders: the child waits, warm, in between
     compiler.close()
 
 Starting the child costs the parent a fork and an exec. The child imports torch and Tezzeret and warms
@@ -45,8 +46,9 @@ class CompileOrder:
 
 
 def serve(connection: Connection) -> None:
-    """The child's work: import the compile stack, wait for an order (None or a closed pipe: nothing to
-    do), run each spec's compile job to its end (a finished job is left as it is) and report its id."""
+    """The child's work: import the compile stack, then for each order (until None or a closed pipe) run
+    each spec's compile job to its end (a finished job is left as it is) and report its id. Between
+    orders it waits, idle: a graft the run did not foresee is compiled here, by a warm compiler."""
     from pathlib import Path
 
     import torch
@@ -58,19 +60,19 @@ def serve(connection: Connection) -> None:
 
     torch.set_num_threads(1)
     warm_up()  # while the parent builds its run: the first job then compiles in a fraction of a second
-    try:
-        order: CompileOrder | None = connection.recv()
-    except EOFError:
-        return
-    if order is None:
-        return
-    store = open_store(order.address.location, create=False, **dict(order.address.options))
-    try:
-        compiler = Tezzeret(store, ArtifactLibrary(Path(order.artifacts), store))
-        compiler.compile_many(order.specs, on_done=lambda state: connection.send(state.job_id))
-    finally:
-        store.close()
-        connection.close()
+    while True:
+        try:
+            order: CompileOrder | None = connection.recv()
+        except EOFError:
+            return
+        if order is None:
+            return
+        store = open_store(order.address.location, create=False, **dict(order.address.options))
+        try:
+            compiler = Tezzeret(store, ArtifactLibrary(Path(order.artifacts), store))
+            compiler.compile_many(order.specs, on_done=lambda state: connection.send(state.job_id))
+        finally:
+            store.close()
 
 
 class CompilerProcess:
@@ -79,7 +81,6 @@ class CompilerProcess:
     def __init__(self, process: BaseProcess, connection: Connection) -> None:
         self.process = process
         self.connection = connection
-        self._ordered = False
 
     @classmethod
     def start(cls) -> CompilerProcess:
@@ -91,16 +92,20 @@ class CompilerProcess:
         return cls(process, parent_end)
 
     def compile(self, address: StoreAddress, artifacts: str, specs: Sequence[CompileSpec]) -> None:
-        """Send the one order this child takes; an empty one lets it exit."""
-        if self._ordered:
-            raise RuntimeError("a compile-ahead child takes one order")
-        self._ordered = True
+        """Order these specs compiled, after any order before (none: nothing to do now)."""
+        if not specs:
+            return
         with contextlib.suppress(OSError):  # a child gone yields nothing: each request compiles where made
-            self.connection.send(CompileOrder(address, artifacts, list(specs)) if specs else None)
+            self.connection.send(CompileOrder(address, artifacts, list(specs)))
+
+    def stop(self) -> None:
+        """Let the child exit once it has done its orders."""
+        with contextlib.suppress(OSError):
+            self.connection.send(None)
 
     def finished(self) -> Iterator[str]:
         """The job id of each spec the child has run to a finished state, as it does; ends when the child
-        has done them all, or is gone."""
+        is gone (stopped, closed, or dead)."""
         while True:
             try:
                 job_id: str = self.connection.recv()

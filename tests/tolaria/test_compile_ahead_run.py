@@ -39,10 +39,10 @@ def test_a_new_run_compiles_and_loads_the_likely_grafts_off_the_training_thread(
         hashes = {jobs[spec.job_id].artifact_hash for spec in ahead.specs}
         assert all(jobs[spec.job_id].status is Status.SUCCEEDED for spec in ahead.specs)
         assert hashes <= set(ahead.source.library.cached())  # the first graft is a warm fetch
-        if compiler is not None:  # the child given did the work and ended on its own, not stopped
-            compiler.process.join()
-            assert compiler.process.exitcode == 0
+        if compiler is not None:  # the child given did the work, and waits for grafts not foreseen
+            assert compiler.process.is_alive()
         assert trainer.run().epochs == 1
+        assert compiler is None or not compiler.process.is_alive()  # the run's end stops it
     finally:
         store.close()
 
