@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from domains.tezzeret.jobs import CompileSpec
 
 
+IDLE_EXIT_S = 900.0  # the child exits after this long without an order (a later one compiles in the run)
+
+
 @dataclass(frozen=True)
 class StoreAddress:
     """Where the child opens the run's log: a file-store directory or a PostgreSQL URL, and its options."""
@@ -62,6 +65,8 @@ def serve(connection: Connection) -> None:
     warm_up()  # while the parent builds its run: the first job then compiles in a fraction of a second
     while True:
         try:
+            if not connection.poll(IDLE_EXIT_S):
+                return  # idle that long: a run left unclosed does not hold a compiler's memory for ever
             order: CompileOrder | None = connection.recv()
         except EOFError:
             return
