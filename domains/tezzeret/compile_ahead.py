@@ -14,7 +14,8 @@ The compile jobs run in a spawned child process (compiler_process.py), appending
 and its own random number generator (Karn seeds template weights through torch's global generator; a
 thread would share it with training and break bit-identical runs). `esper run` starts that child before
 it imports torch, so the child's imports overlap the parent's. A thread of this process first imports
-what loading an artifact imports (`preload_loader`), then loads each artifact into Urza's in-process
+what loading an artifact imports (`preload_loader`) and loads the child's warm-up program (a
+process's first load costs ten times a later one), then loads each artifact into Urza's in-process
 cache (file read, sha256, deserialisation; it never compiles) as soon as the child reports its job
 finished, so the graft is a warm fetch. A request for a spec compiled ahead waits until that thread has
 loaded it (one writer per job, one deserialisation per artifact, none of it in the hook). The child stays,
@@ -26,6 +27,7 @@ it is gone) a request compiles in the calling thread, as before.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,10 +39,19 @@ from domains.tezzeret.compiler_process import CompilerProcess, StoreAddress
 from domains.tezzeret.jobs import CompileSpec, Status
 from domains.tezzeret.service import resolve_spec
 from domains.tezzeret.source import Request, SeedModuleSource
-from domains.urza.artifact import preload_loader
+from domains.urza.artifact import load_graph, preload_loader
 from domains.urza.library import UrzaError
 
 __all__ = ["CompileAhead", "StoreAddress"]
+
+
+def warm_loader(program: bytes | None) -> None:
+    """Load the child's warm-up program once and drop it: the first load of a process costs ten times a
+    later one, and this one is paid while the child compiles the first artifact, not by the graft."""
+    if program is None:
+        return
+    with contextlib.suppress(Exception):  # warming is optional: a real load reports its own errors
+        load_graph(program)
 
 
 class CompileAhead:
@@ -105,6 +116,7 @@ class CompileAhead:
                 self.done.set()
             if self._compiler is None:
                 return
+            warm_loader(self._compiler.warm_up_program())
             for job_id in self._compiler.finished():  # until the run closes the child, or it is gone
                 with self._lock:
                     spec = self._ordered.pop(job_id, None)

@@ -62,7 +62,9 @@ def serve(connection: Connection) -> None:
     from eventstore import open_store
 
     torch.set_num_threads(1)
-    warm_up()  # while the parent builds its run: the first job then compiles in a fraction of a second
+    # while the parent builds its run: the first job then compiles in a fraction of a second, and the
+    # parent's first load of an artifact is paid on this program before the first artifact is ready
+    connection.send(warm_up())
     while True:
         try:
             if not connection.poll(IDLE_EXIT_S):
@@ -108,15 +110,25 @@ class CompilerProcess:
         with contextlib.suppress(OSError):
             self.connection.send(None)
 
+    def warm_up_program(self) -> bytes | None:
+        """The program the child exported to warm up (its first message), for the parent to load once
+        (compiler.warm_up); None if the child is gone before it."""
+        try:
+            message = self.connection.recv()
+        except (EOFError, OSError):
+            return None
+        return message if isinstance(message, bytes) else None
+
     def finished(self) -> Iterator[str]:
         """The job id of each spec the child has run to a finished state, as it does; ends when the child
-        is gone (stopped, closed, or dead)."""
+        is gone (stopped, closed, or dead). Its warm-up program, if not taken before, is skipped."""
         while True:
             try:
-                job_id: str = self.connection.recv()
+                message = self.connection.recv()
             except (EOFError, OSError):
                 return
-            yield job_id
+            if isinstance(message, str):
+                yield message
 
     def close(self) -> None:
         """Stop the child, whatever it is doing (a job it leaves unfinished resumes at its next request)."""
