@@ -186,6 +186,22 @@ def print_run(report: dict[str, Any]) -> None:
         ("pos", "event", "to epoch", "to position", "superseded", "reason"),
     )
     table(
+        "rejected commands",
+        [
+            (
+                r["position"],
+                r["epoch"],
+                r["slot"],
+                (r["command_id"] or "")[:12],
+                r["code"],
+                r["reason"],
+                _flag(r),
+            )
+            for r in report["rejected"]
+        ],
+        ("pos", "epoch", "slot", "command", "code", "reason", ""),
+    )
+    table(
         "seeds",
         [(s["seed"], s["stage"], s.get("blueprint_id"), s.get("epoch")) for s in report["seeds"]],
         ("seed", "stage", "blueprint", "epoch"),

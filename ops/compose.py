@@ -26,7 +26,8 @@ from domains.tamiyo.catalogue import heuristic_controller
 from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.controller import TamiyoController
 from domains.tamiyo.gnn.topology import host_topology
-from domains.tezzeret.compile_ahead import CompileAhead, StoreAddress
+from domains.tezzeret.compile_ahead import CompileAhead
+from domains.tezzeret.compiler_process import CompilerProcess, StoreAddress
 from domains.tezzeret.jobs import choose_strategy
 from domains.tezzeret.service import Tezzeret
 from domains.tezzeret.source import STRATEGY_VARIABLE, SeedModuleSource, default_device
@@ -221,8 +222,11 @@ def build_trainer(
     kasmina_config: KasminaConfig | None = None,
     controller_config_json: str = "",
     collective: Collective | None = None,
+    compiler: CompilerProcess | None = None,
 ) -> Trainer:
     """A Trainer with every collaborator built; the given ones (tests, benches) replace the defaults.
+    `compiler` is a compile-ahead child started early (`esper run` starts it before importing torch);
+    one this run does not use is closed here.
 
     In a data-parallel run, a rank other than 0 gets no controller of its own (it applies rank 0's
     decisions) and compiles nothing ahead: it loads the seeds rank 0 compiled and writes nothing."""
@@ -238,8 +242,12 @@ def build_trainer(
     ahead = (
         None
         if address is None
-        else CompileAhead(module_source(store, data_dir, approved=approved), address, data_dir.artifacts)
+        else CompileAhead(
+            module_source(store, data_dir, approved=approved), address, data_dir.artifacts, compiler
+        )
     )
+    if ahead is None and compiler is not None:
+        compiler.close()
     clock = BoundaryClock(collective.leads) if collective.world_size > 1 else None
     kasmina = build_kasmina(
         run_id,
@@ -291,13 +299,21 @@ def new_run(
     controller: Controller | None = None,
     progress: Progress | None = None,
     collective: Collective | None = None,
+    compiler: CompilerProcess | None = None,
 ) -> Trainer:
     """A new run, recorded with RunStarted (by rank 0 of a data-parallel run)."""
     collective = collective or SingleProcess()
     if collective.leads and fold(store.read_stream(run_stream(run_id))).status is not RunStatus.ABSENT:
         raise RunError(f"run {run_id} already exists in this log; resume it with --resume --run-id {run_id}")
     trainer = build_trainer(
-        config, run_id, store, data_dir, controller=controller, progress=progress, collective=collective
+        config,
+        run_id,
+        store,
+        data_dir,
+        controller=controller,
+        progress=progress,
+        collective=collective,
+        compiler=compiler,
     )
     trainer.start()
     return trainer

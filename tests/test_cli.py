@@ -22,7 +22,7 @@ from eventstore.file import FileStore
 from leyline import pb
 from leyline.datadir import DataDir
 from ops.cli import build_parser, command_names, command_summary, main
-from ops.commands.run import progress_bar
+from ops.run_report import progress_bar
 from tests.eventstore.test_disk_full import small_file_system_available
 from tests.tolaria.helpers import SMALL, checkpoint_hashes, run_events
 from tests.tolaria.test_cli_and_crash import esper, head

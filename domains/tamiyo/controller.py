@@ -1,12 +1,9 @@
 """Tamiyo's controller: the edge around a pure policy (Tolaria's `Controller` protocol).
 
 Each `decide` builds an `Observation` from the epoch's packet and context and runs the policy for at most
-`decision_timeout_s` (default 2 s). On the main thread the policy runs inline under a SIGALRM interval
-timer that interrupts it at the deadline (no thread hand-off: on a loaded 2-core machine waking a worker
-costs milliseconds of the 12 ms slot); elsewhere it runs on a daemon worker thread that is abandoned when
-it overruns. Either way an overrunning policy's result is discarded (it only ever returns payloads from an
-immutable state) and a policy that raises is contained: the decision is a safe no-op and Tamiyo enters
-conservative mode.
+`decision_timeout_s` (default 2 s; domains/tamiyo/deadline.py). An overrunning policy's result is
+discarded (it only ever returns payloads from an immutable state) and a policy that raises is contained:
+the decision is a safe no-op and Tamiyo enters conservative mode.
 The payloads are then folded into the state (`domains.tamiyo.state.evolve`) and wrapped in envelopes:
 
 - DecisionMade and ConservativeModeChanged on `decision-<run_id>`;
@@ -27,20 +24,18 @@ to the slot's gradient norm); `metrics["stage_epochs"]`, `metrics["isolation_vio
 
 from __future__ import annotations
 
-import queue
-import signal
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from types import FrameType
-from typing import Any, Protocol
+from typing import Any
 
 from google.protobuf.message import Message
 
 from domains.tamiyo import metrics
+from domains.tamiyo.commands import default_parameters
+from domains.tamiyo.deadline import Policy, PolicyRunner
 from domains.tamiyo.observation import HOOK_ACTIONS, Observation, graftable, observation_summary
-from domains.tamiyo.policy import HeuristicPolicy, default_parameters
+from domains.tamiyo.policy import HeuristicPolicy
 from domains.tamiyo.risk import effective_level, from_pb_level, to_pb_level
 from domains.tamiyo.state import TamiyoState, evolve, from_dict, to_dict
 from leyline import new_envelope, pb, stream_name
@@ -53,13 +48,6 @@ SOURCE = "tamiyo"
 
 # (descriptor, slot) → parameters a graft of that blueprint adds at the slot, None if it cannot go there.
 ParameterEstimator = Callable[[pb.BlueprintDescriptor, int], int | None]
-
-
-class Policy(Protocol):
-    name: str
-    version: str
-
-    def decide(self, state: TamiyoState, observation: Observation) -> list[Message]: ...
 
 
 class TamiyoController:
@@ -92,7 +80,7 @@ class TamiyoController:
         self._new_id = new_id
         self._clock_ns = clock_ns
         self._costs: dict[tuple[str, int], int | None] = {}
-        self._worker: _PolicyWorker | None = None
+        self._runner = PolicyRunner()
         self._warm_costs()
 
     # ------------------------------------------------------------------ Controller protocol
@@ -229,64 +217,7 @@ class TamiyoController:
         return costs
 
     def _run_policy(self, observation: Observation) -> tuple[list[Message], tuple[str, str] | None]:
-        job = _Job(self.policy, self.state, observation)
-        if threading.current_thread() is threading.main_thread():
-            return self._run_inline(job)
-        return self._run_on_worker(job)
-
-    def _timed_out(self) -> tuple[list[Message], tuple[str, str]]:
-        return [], ("timeout", f"decision exceeded its timeout of {self.decision_timeout_s:g} s")
-
-    def _outcome(self, job: _Job) -> tuple[list[Message], tuple[str, str] | None]:
-        if job.error is not None:
-            error = job.error
-            return [], ("error", f"policy failed: {type(error).__name__}: {error}")
-        return job.payloads, None
-
-    def _run_inline(self, job: _Job) -> tuple[list[Message], tuple[str, str] | None]:
-        """Run under an ITIMER_REAL deadline, nested inside any timer already armed (e.g. a test timeout)."""
-        outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, 0)
-        outer_first = 0 < outer_delay <= self.decision_timeout_s
-        previous = signal.getsignal(signal.SIGALRM)
-        outer_fired = False
-
-        def expire(signum: int, frame: FrameType | None) -> None:
-            nonlocal outer_fired
-            if outer_first and callable(previous):
-                outer_fired = True
-                previous(signum, frame)  # the outer deadline came first: its handler decides
-            raise _DecisionTimeout
-
-        started = time.monotonic()
-        signal.signal(signal.SIGALRM, expire)
-        try:
-            signal.setitimer(signal.ITIMER_REAL, outer_delay if outer_first else self.decision_timeout_s)
-            try:
-                job.run()
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            if outer_fired and job.error is not None:
-                raise job.error  # the outer handler's exception, not the policy's
-        except _DecisionTimeout:
-            return self._timed_out()
-        finally:
-            signal.signal(signal.SIGALRM, previous)
-            if outer_fired and outer_interval > 0:
-                signal.setitimer(signal.ITIMER_REAL, outer_interval, outer_interval)
-            elif outer_delay > 0 and not outer_fired:
-                remaining = outer_delay - (time.monotonic() - started)
-                signal.setitimer(signal.ITIMER_REAL, max(remaining, 1e-6), outer_interval)
-        return self._outcome(job)
-
-    def _run_on_worker(self, job: _Job) -> tuple[list[Message], tuple[str, str] | None]:
-        if self._worker is None:
-            self._worker = _PolicyWorker()
-        self._worker.submit(job)
-        if not job.done.wait(self.decision_timeout_s):
-            self._worker.stop()  # it exits once the overrunning job returns, if ever
-            self._worker = None  # the next decision gets a fresh worker
-            return self._timed_out()
-        return self._outcome(job)
+        return self._runner.run(self.policy, self.state, observation, self.decision_timeout_s)
 
     def _fallback(self, observation: Observation, reason: str) -> list[Message]:
         """The safe no-op of a failed decision; it enters conservative mode."""
@@ -378,44 +309,3 @@ class TamiyoController:
             source=SOURCE,
             occurred_at_ns=self._clock_ns(),
         )
-
-
-class _DecisionTimeout(BaseException):
-    """Raised into an inline policy by the interval timer; a BaseException so `except Exception` in a
-    policy cannot swallow it."""
-
-
-class _Job:
-    def __init__(self, policy: Policy, state: TamiyoState, observation: Observation) -> None:
-        self.policy = policy
-        self.state = state
-        self.observation = observation
-        self.payloads: list[Message] = []
-        self.error: Exception | None = None
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        try:
-            self.payloads = self.policy.decide(self.state, self.observation)
-        except Exception as exc:
-            self.error = exc
-        finally:
-            self.done.set()
-
-
-class _PolicyWorker:
-    """One daemon thread that runs decisions; a daemon, so a policy stuck forever never blocks exit."""
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        threading.Thread(target=self._loop, name="tamiyo-policy", daemon=True).start()
-
-    def submit(self, job: _Job) -> None:
-        self._jobs.put(job)
-
-    def stop(self) -> None:
-        self._jobs.put(None)
-
-    def _loop(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            job.run()

@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
 from domains.tamiyo.choice import Graft, best_graft, explain
+from domains.tamiyo.commands import Choice, Issuer, germination, rollback, seed_command
 from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.observation import (
     Observation,
@@ -67,18 +67,6 @@ from domains.tamiyo.state import TamiyoState, resolve_pending, with_outcomes
 from leyline import pb
 from leyline.lifecycle import stage_name
 from leyline.seed_metrics import CONTRIBUTION_METRIC, ISOLATION_METRIC
-
-
-def default_parameters(descriptor: pb.BlueprintDescriptor) -> dict[str, float]:
-    """The template parameters a germination asks for: each range's default."""
-    return {name: parameter.default for name, parameter in descriptor.parameter_ranges.items()}
-
-
-@dataclass(frozen=True)
-class Choice:
-    action: str  # "noop", "germinate", "advance", "cull", "rollback"
-    reason: str
-    command: pb.AdaptationCommand | None = None
 
 
 class HeuristicPolicy:
@@ -337,19 +325,7 @@ class HeuristicPolicy:
                     picks.append((seed.slot, best.blueprint))
         return picks
 
-    # ------------------------------------------------------------------ commands
-
-    def _base_command(
-        self, observation: Observation, level: int, action: str, reason: str
-    ) -> pb.AdaptationCommand:
-        return pb.AdaptationCommand(
-            command_id=observation.command_id,
-            execution_deadline_ms=observation.now_ms + self.config.command_deadline_ms,
-            issued_by="tamiyo",
-            policy_version=f"{self.name}-{self.version}",
-            annotations={"action": action, "risk_level": str(level), "reason": reason},
-            issued_at_ms=observation.now_ms,
-        )
+    # ------------------------------------------------------------------ commands (commands.py)
 
     def _seed_command(
         self,
@@ -360,13 +336,7 @@ class HeuristicPolicy:
         seed: pb.SeedState,
         reason: str,
     ) -> Choice:
-        command = self._base_command(observation, level, action, reason)
-        command.command_type = pb.COMMAND_TYPE_SEED
-        command.target_seed_id = seed.seed_id
-        command.target_slot = seed.slot
-        command.seed_operation.operation = operation
-        command.seed_operation.blueprint_id = seed.blueprint_id
-        return Choice(action, f"slot {seed.slot}: {reason}", command)
+        return seed_command(self._issuer(observation, level), action, operation, seed, reason)
 
     def _germinate(
         self,
@@ -377,27 +347,15 @@ class HeuristicPolicy:
         blueprint: pb.BlueprintDescriptor,
         learned: str = "",
     ) -> Choice:
-        config = self.config
-        ramp = germination_ramp(config, observation, level, conservative)
-        reason = (
-            f"validation loss plateaued over {config.plateau_window} epochs; slot {slot.slot} has the most "
-            f"headroom; {blueprint.blueprint_id} ({blueprint.name}, risk {blueprint.risk:.2f}){learned}"
-        )
-        command = self._base_command(observation, level, "germinate", reason)
-        command.command_type = pb.COMMAND_TYPE_SEED
-        command.target_seed_id = max((s.seed_id for s in observation.seeds), default=0) + 1
-        command.target_slot = slot.slot
-        command.seed_operation.operation = pb.SEED_OP_GERMINATE
-        command.seed_operation.blueprint_id = blueprint.blueprint_id
-        command.seed_operation.alpha_ramp_epochs = ramp
-        command.seed_operation.parameters.update(default_parameters(blueprint))
-        return Choice("germinate", reason, command)
+        ramp = germination_ramp(self.config, observation, level, conservative)
+        issuer = self._issuer(observation, level)
+        return germination(issuer, self.config.plateau_window, ramp, observation, slot, blueprint, learned)
 
     def _rollback(self, observation: Observation, level: int, target: int) -> Choice:
-        reason = f"loss critical: roll back to epoch {target}, the last safe one"
-        command = self._base_command(observation, level, "rollback", reason)
-        command.command_type = pb.COMMAND_TYPE_ROLLBACK
-        command.rollback.target_epoch = target
-        command.rollback.mode = pb.ROLLBACK_MODE_FAST
-        command.rollback.reason = reason
-        return Choice("rollback", reason, command)
+        return rollback(self._issuer(observation, level), target)
+
+    def _issuer(self, observation: Observation, level: int) -> Issuer:
+        policy_version = f"{self.name}-{self.version}"
+        return Issuer(
+            policy_version, observation.command_id, observation.now_ms, self.config.command_deadline_ms, level
+        )

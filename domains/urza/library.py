@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from domains.urza import metrics
 from domains.urza.artifact import ArtifactFormatError, ArtifactModule, module_from, unpack
+from domains.urza.layout import artifact_path, stored_hashes
 from eventstore import EventStore
 from leyline import new_envelope, pb, stream_name
 
@@ -49,11 +50,6 @@ class ArtifactCorrupted(UrzaError):
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def artifact_path(root: Path, artifact_hash: str) -> Path:
-    """Where the library under `root` keeps an artifact; for readers that do not open the library."""
-    return Path(root) / "sha256" / artifact_hash[:2] / f"{artifact_hash}.pt2"
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -94,7 +90,7 @@ class ArtifactLibrary:
         return self.path_of(artifact_hash).is_file()
 
     def artifact_hashes(self) -> list[str]:
-        return sorted(path.stem for path in (self.root / "sha256").glob("*/*.pt2"))
+        return stored_hashes(self.root)
 
     def put(self, data: bytes) -> str:
         """Store content and return its sha256; content already present is not written again."""

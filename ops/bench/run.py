@@ -23,6 +23,8 @@ full loop's epochs. `checkpoint_write_ms`: serialize + write + fsync + rename of
 data, load and verify the last checkpoint), in process. `fast_rollback_ms`: a rollback to a cached
 checkpoint, from the request to restored state (flush, log read, restore). `full_rollback_s`: the same
 for a checkpoint older than the cache, read from disk and verified.
+`default_run_s`: `esper run` with its defaults on a fresh data directory, start to exit, beside the same
+with `--controller noop` (ops/bench/_default_run.py).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from eventstore import open_store
 from leyline import pb
 from leyline.datadir import DataDir
 from ops.bench import BenchOptions, Result, median_interval, percentile
+from ops.bench._default_run import default_run
 from ops.compose import new_run, resume
 
 DESCRIPTION = "training loop overhead vs plain PyTorch, hook time, checkpoint write, resume, rollback"
@@ -258,6 +261,7 @@ def run(options: BenchOptions) -> list[Result]:
             target=f"<= {FULL_ROLLBACK_TARGET_S}",
             met=full_ms / 1000 <= FULL_ROLLBACK_TARGET_S,
         ),
+        default_run(options),
     ]
 
 

@@ -235,7 +235,7 @@ def handle_list(args: argparse.Namespace) -> int:
 
 
 def handle_show(args: argparse.Namespace) -> int:
-    from domains.urza.library import artifact_path
+    from domains.urza.layout import artifact_path
 
     blueprint = _blueprints([args.blueprint_id])[0]
     jobs, approved = _from_log(args)

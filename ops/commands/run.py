@@ -8,14 +8,10 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
-
-from domains.tolaria.aggregate import fold, mode_name, run_stream
+from domains.tolaria.aggregate import fold, run_stream
 from domains.tolaria.config import (
     DEFAULT_RANK_TIMEOUT_S,
     KNOWN_KEYS,
@@ -24,18 +20,19 @@ from domains.tolaria.config import (
     build_config,
     load_config_file,
 )
+from domains.urza.layout import stored_hashes
 from eventstore import EventFilter, EventStore
 from leyline.datadir import DataDir
 from ops.common import add_command, check_redis_url, print_json
 from ops.errors import CommandError, UsageError
 from ops.plot import add_plot_option, write_plot
+from ops.run_report import print_summary, progress_bar
 from ops.storeopts import add_store_option, open_store_from_args
 
 if TYPE_CHECKING:
+    from domains.tezzeret.compiler_process import CompilerProcess
     from domains.tolaria.collective import Collective
-    from domains.tolaria.loop import EpochMeasurements
-    from domains.tolaria.report import GraftSummary, Progress, RunSummary
-    from domains.tolaria.rollback import RollbackResult
+    from domains.tolaria.report import Progress, RunSummary
     from eventstore.mirror import MirrorThread
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,32}$")
@@ -195,6 +192,35 @@ def handle(args: argparse.Namespace) -> int:
         config = None if args.resume else build_config(values)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    compiler = start_compiler(config, DataDir.of(args.data_dir))  # before torch: overlaps its imports
+    try:
+        return train_on_ranks(args, config, values, compiler)
+    finally:
+        if compiler is not None:
+            compiler.close()
+
+
+def start_compiler(config: RunConfig | None, data_dir: DataDir) -> CompilerProcess | None:
+    """The compile-ahead child of a new run whose controller names the grafts it would make first (the
+    heuristic), on the process that writes the log (rank 0), in a data directory that holds no artifact
+    yet; started before anything else is built, so that its first artifact is ready by the first boundary
+    that may graft (tezzeret/compile_ahead.py). Where artifacts exist, the run's likely grafts are often
+    among them: a child is started once the run knows that one is missing, as for a resumed run."""
+    if config is None or config.controller != "tamiyo" or os.environ.get("RANK", "0") != "0":
+        return None
+    if stored_hashes(data_dir.artifacts):
+        return None
+    from domains.tezzeret.compiler_process import CompilerProcess
+
+    return CompilerProcess.start()
+
+
+def train_on_ranks(
+    args: argparse.Namespace,
+    config: RunConfig | None,
+    values: dict[str, Any],
+    compiler: CompilerProcess | None,
+) -> int:
     from domains.tolaria.collective import launched  # imports torch: not at start-up
     from ops.compose import open_collective
 
@@ -203,7 +229,7 @@ def handle(args: argparse.Namespace) -> int:
         args.rank_timeout,
     )
     try:
-        return train_and_report(args, config, values, collective)
+        return train_and_report(args, config, values, collective, compiler)
     finally:
         collective.close()
 
@@ -229,7 +255,11 @@ def recorded_device(args: argparse.Namespace) -> str:
 
 
 def train_and_report(
-    args: argparse.Namespace, config: RunConfig | None, values: dict[str, Any], collective: Collective
+    args: argparse.Namespace,
+    config: RunConfig | None,
+    values: dict[str, Any],
+    collective: Collective,
+    compiler: CompilerProcess | None = None,
 ) -> int:
     """Train on this rank; rank 0 alone serves metrics, mirrors, and prints the summary."""
     from ops.ranks import open_rank_store
@@ -241,7 +271,7 @@ def train_and_report(
     mirror = start_mirror(args, store) if leads else None
     try:
         with progress_bar(args, enabled=leads) as progress:
-            summary = train(args, store, config, values, progress, collective)
+            summary = train(args, store, config, values, progress, collective, compiler)
     finally:
         if mirror is not None:
             stop_mirror(mirror, store)
@@ -302,6 +332,7 @@ def train(
     values: dict[str, Any],
     progress: Progress,
     collective: Collective,
+    compiler: CompilerProcess | None = None,
 ) -> RunSummary:
     # torch is imported here, not at start-up, so that `esper --help` and other commands stay quick.
     from domains.karn.registration import register_catalogue
@@ -336,78 +367,17 @@ def train(
             if collective.leads:  # the blueprint_catalog read model shows what the controller chose from
                 register_catalogue(store)
             run_id = collective.broadcast((args.run_id or new_run_id()).encode(), 0).decode()
-            trainer = new_run(store, data_dir, config, run_id, progress=progress, collective=collective)
+            trainer = new_run(
+                store,
+                data_dir,
+                config,
+                run_id,
+                progress=progress,
+                collective=collective,
+                compiler=compiler,
+            )
         return trainer.run()
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     except (RunError, CheckpointError, DataUnavailable) as exc:
         raise CommandError(str(exc)) from None
-
-
-@contextmanager
-def progress_bar(args: argparse.Namespace, enabled: bool = True) -> Iterator[Progress]:
-    """Epochs, loss, accuracy and seeds by stage on stderr; created once the run knows its epochs (by
-    rank 0 alone in a data-parallel run)."""
-    from domains.tolaria.report import Progress
-
-    if not enabled:
-        yield Progress()
-        return
-    bars: list[tqdm[Any]] = []
-
-    def start(total: int, epoch: int) -> None:
-        bars.append(tqdm(total=total, initial=epoch, unit="epoch", file=sys.stderr, disable=args.json))
-
-    def on_epoch(m: EpochMeasurements, seeds: dict[str, int]) -> None:
-        bar = bars[-1]
-        bar.n = m.epoch
-        bar.set_postfix(
-            loss=f"{m.training_loss:.3f}",
-            acc=f"{m.validation_accuracy:.3f}",
-            seeds=" ".join(f"{k}:{v}" for k, v in sorted(seeds.items())) or "none",
-        )
-
-    def on_rollback(result: RollbackResult) -> None:
-        mode = mode_name(result.mode)
-        bar = bars[-1]
-        # stderr, as the bar: with --json, stdout holds only the summary
-        bar.write(
-            f"rolled back to epoch {result.target_epoch} ({mode}, {result.duration_ms:.0f} ms)", sys.stderr
-        )
-        bar.n = result.target_epoch
-        bar.refresh()
-
-    try:
-        yield Progress(on_start=start, on_epoch=on_epoch, on_rollback=on_rollback)
-    finally:
-        for bar in bars:
-            bar.close()
-
-
-def graft_line(graft: GraftSummary) -> str:
-    """One graft: slot, blueprint, parameters added, validation accuracy before and after, and its fate."""
-    return (
-        f"  graft slot {graft.slot}  {graft.blueprint_id} +{graft.parameters} parameters, validation "
-        f"accuracy {graft.accuracy_before:.4f} (epoch {graft.epoch}) → {graft.accuracy_after:.4f} (epoch "
-        f"{graft.end_epoch}): {graft.stage}" + (f" ({graft.reason})" if graft.reason else "")
-    )
-
-
-def print_summary(summary: RunSummary) -> None:
-    seeds = (
-        ", ".join(f"{count} {outcome}" for outcome, count in sorted(summary.seeds.items())) or "none grafted"
-    )
-    lines = [
-        f"run {summary.run_id} {summary.status}: {summary.epochs} epochs on {summary.device}"
-        + (" (resumed)" if summary.resumed else ""),
-        f"  held-out test accuracy  {summary.test_accuracy:.4f}",
-        f"  validation accuracy     {summary.validation_accuracy:.4f}",
-        f"  parameters              {summary.parameters}",
-        f"  seeds                   {seeds}",
-        f"  rollbacks               {summary.rollbacks}",
-        f"  events written          {summary.events_written} (log head {summary.last_position})",
-        f"  model sha256            {summary.model_sha256}",
-        *(graft_line(graft) for graft in summary.grafts),
-        f"look deeper: esper audit run {summary.run_id}",
-    ]
-    print("\n".join(lines))

@@ -1,22 +1,64 @@
-"""Audit of a run: epochs, hooks, checkpoints, rollbacks and its seeds."""
+"""Audit of a run: epochs, hooks, checkpoints, rollbacks, the commands it rejected and its seeds."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from projections import schema
 from projections.audit.common import (
     NotFound,
     decode_packets,
     fetch_rows,
+    mark_superseded,
     read_history,
     resolve_as_of,
     standing_at,
     until_at,
 )
 from projections.audit.seeds import seed_state_of
+
+REJECTED = "CommandRejected"
+
+
+def rejected_commands(
+    connection: Connection, run_id: str, rollbacks: list[dict[str, Any]], as_of: int | None
+) -> list[dict[str, Any]]:
+    """Every CommandRejected of the run in log order: a seed's (seed_events) and the others (kept with
+    the rollbacks), each with its epoch and slot where it has them, its command, code and reason."""
+    s = schema.seed_events
+    seed_rows = read_history(connection, s, (s.c.run_id == run_id) & (s.c.event_type == REJECTED), as_of)
+    rejected = [
+        {
+            "position": row["position"],
+            "epoch": row["epoch"],
+            "slot": row["slot"],
+            "command_id": row["command_id"],
+            "code": json.loads(row["detail_json"] or "{}").get("code", ""),
+            "reason": row["reason"],
+            "superseded": row["superseded"],
+            "superseded_at": row["superseded_at"],
+        }
+        for row in seed_rows
+    ]
+    for row in mark_superseded([dict(row) for row in rollbacks], as_of):
+        if row["event_type"] == REJECTED:
+            code, _, reason = (row["reason"] or "").partition(": ")
+            rejected.append(
+                {
+                    "position": row["position"],
+                    "epoch": None,
+                    "slot": None,
+                    "command_id": None,
+                    "code": code,
+                    "reason": reason,
+                    "superseded": row["superseded"],
+                    "superseded_at": row["superseded_at"],
+                }
+            )
+    return sorted(rejected, key=lambda row: row["position"])
 
 
 def audit_run(
@@ -41,6 +83,7 @@ def audit_run(
             connection,
             select(b).where(b.c.run_id == run_id, until_at(b.c.position, as_of)).order_by(b.c.position),
         )
+        rejected = rejected_commands(connection, run_id, rollbacks, as_of)
         overruns = connection.execute(
             select(func.count())
             .select_from(h)
@@ -70,7 +113,8 @@ def audit_run(
         "as_of": as_of,
         "epochs": epochs,
         "checkpoints": checkpoints,
-        "rollbacks": rollbacks,
+        "rollbacks": [row for row in rollbacks if row["event_type"] != REJECTED],
+        "rejected": rejected,
         "hook_overruns": overruns,
         "seeds": seeds,
     }

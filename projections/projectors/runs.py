@@ -1,10 +1,14 @@
-"""The runs read model: runs, their epochs, end-of-epoch hooks, checkpoints and rollbacks."""
+"""The runs read model: runs, their epochs, end-of-epoch hooks, checkpoints and rollbacks.
+
+`run_rollbacks` also keeps each CommandRejected of a run that is not on a seed's stream (those are in
+seed_events): a rollback request refused on the run's stream, a controller's rollback or a command naming
+no slot of the host refused on the command's stream; its reason is "<code>: <reason>"."""
 
 from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from leyline import pb
+from leyline import category_of, pb
 from projections import schema
 from projections.projectors.base import (
     MODES,
@@ -177,6 +181,17 @@ def project(envelope: pb.EventEnvelope, payload: Message) -> list[Change]:
             requested_by=payload.requested_by,
         )
         return [(INSERT_ROLLBACK, row)]
+    if isinstance(payload, pb.CommandRejected):
+        if not run_id or category_of(envelope.stream) == "seed":
+            return []
+        row = blank_row(
+            schema.run_rollbacks,
+            position=position,
+            run_id=run_id,
+            event_type=envelope.event_type,
+            reason=f"{payload.code}: {payload.reason}",
+        )
+        return [(INSERT_ROLLBACK, row)]
     if isinstance(payload, pb.RollbackCompleted):
         supersede = supersede_params(envelope, payload)
         changes: list[Change] = [(statement, supersede) for statement in RUN_SUPERSEDE]
@@ -233,6 +248,7 @@ EVENT_TYPES = frozenset(
         "CheckpointCommitted",
         "RollbackRequested",
         "RollbackCompleted",
+        "CommandRejected",
         "RunCompleted",
         "RunFailed",
     }
@@ -242,7 +258,7 @@ EVENT_TYPES = frozenset(
 def projection(options: Options) -> Projection:
     return Projection(
         "runs",
-        2,  # 2: run_epochs keeps the whole state packet (migration 0002)
+        3,  # 2: run_epochs keeps the whole state packet (migration 0002); 3: refusals in run_rollbacks
         (schema.runs, schema.run_epochs, schema.run_hooks, schema.run_checkpoints, schema.run_rollbacks),
         EVENT_TYPES,
         project,

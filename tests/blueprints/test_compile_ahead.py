@@ -6,7 +6,9 @@ from pathlib import Path
 
 import torch
 
+from domains.tezzeret import metrics
 from domains.tezzeret.compile_ahead import CompileAhead, StoreAddress
+from domains.tezzeret.compiler_process import CompilerProcess
 from domains.tezzeret.source import Request, SeedModuleSource
 from domains.urza.library import ArtifactLibrary
 from eventstore import EventStore
@@ -47,4 +49,46 @@ def test_a_request_the_child_holds_waits_for_it_instead_of_compiling_twice(
     assert digest
     assert ahead.done.wait(timeout=300)
     assert len(events_of(store, "CompileJobStarted")) == 2  # one attempt per job, all in the child
+    ahead.close()
+
+
+def test_a_child_started_before_its_order_compiles_it_and_reports_each_job_in_order(
+    tmp_path: Path, store: EventStore, source: SeedModuleSource, library: ArtifactLibrary
+) -> None:
+    compiler = CompilerProcess.start()  # as `esper run` does, before the run knows what to compile
+    ahead = CompileAhead(
+        source, StoreAddress(str(DataDir(tmp_path).log)), DataDir(tmp_path).artifacts, compiler
+    )
+    ahead.start(REQUESTS)
+    assert ahead.done.wait(timeout=300)
+    succeeded = [e.stream for e in store.read_all() if e.event_type == "CompileJobSucceeded"]
+    assert succeeded == [spec.stream for spec in ahead.specs]  # in the order asked, each once
+    assert len(library.cached()) == 2
+    _, digest = ahead.load_module("BP005", {}, SEQUENCE, (4, 16))
+    assert digest in library.cached()
+    ahead.close()
+    assert not compiler.process.is_alive()
+
+
+def test_a_stopped_child_with_nothing_ordered_exits_and_reports_nothing(tmp_path: Path) -> None:
+    compiler = CompilerProcess.start()
+    compiler.compile(StoreAddress(str(DataDir(tmp_path).log)), str(DataDir(tmp_path).artifacts), [])
+    compiler.stop()
+    assert list(compiler.finished()) == []
+    compiler.process.join()
+    assert compiler.process.exitcode == 0
+    compiler.close()
+
+
+def test_a_graft_not_foreseen_is_compiled_by_the_idle_child_not_by_the_training_thread(
+    tmp_path: Path, store: EventStore, source: SeedModuleSource, library: ArtifactLibrary
+) -> None:
+    ahead = ahead_for(tmp_path, source)
+    ahead.start(REQUESTS[:1])
+    assert ahead.done.wait(timeout=300)
+    jobs_here = metrics.JOBS.labels("succeeded")._value.get()
+    module, digest = ahead.load_module("BP005", {}, SEQUENCE, (4, 16))  # not among the likely grafts
+    assert metrics.JOBS.labels("succeeded")._value.get() == jobs_here  # this process compiled nothing
+    assert len(events_of(store, "CompileJobSucceeded")) == 2 and digest in library.cached()
+    assert isinstance(module, torch.nn.Module)
     ahead.close()

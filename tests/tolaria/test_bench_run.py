@@ -16,6 +16,7 @@ from eventstore import open_store
 from leyline.datadir import DataDir
 from ops.bench import BenchOptions, median_interval
 from ops.bench import run as bench_run
+from ops.bench._default_run import DEFAULT_RUN_TARGET_S, default_run
 from ops.compose import new_run
 
 
@@ -81,3 +82,12 @@ def test_fashion_reports_its_blocks_interval_and_cpu_ratio(
     assert "; in CPU time median " in result.note
     low, _, coverage = median_interval([float(i) for i in range(bench_run.FASHION_BLOCKS)])
     assert coverage >= 0.9 and low > 0  # the full bench's blocks reach the interval's coverage
+
+
+@pytest.mark.slow
+def test_the_default_run_figure_times_esper_run_beside_the_noop_controller(tmp_path: Path) -> None:
+    result = default_run(options(tmp_path))
+    assert result.name == "default_run_s" and result.baseline_name == "default_run_noop_s"
+    assert result.value > 0 and result.baseline is not None and result.baseline > 0
+    assert result.note is not None and ("FOSSILIZED" in result.note or "CULLED" in result.note)
+    assert result.met is (result.value <= DEFAULT_RUN_TARGET_S)  # the lifecycle part holds, as the note shows
