@@ -43,7 +43,8 @@ TARGET_TRAIN_S = 30 * 60
 NAME = "bench"
 # 60 episodes of 16 epochs. With policy train's default 3 x 4 the updates barely moved the policy (approx
 # KL 0.002-0.004): two trainings under different rewards gave the same held-out figures (test accuracy
-# 0.8479 at 644 parameters both times); 8 x 4 of 12 epochs took 255 s at load 6-8 (2026-12-06)
+# 0.8479 at 644 parameters both times). 8 x 4 of 12 epochs took 255 s at load 6-8, 10 x 6 of 16 epochs
+# 455-493 s at load 8-20 (2026-12-06)
 ROUNDS, EPISODES = 10, 6
 
 
