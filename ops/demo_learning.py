@@ -50,9 +50,9 @@ class Budget:
     live_epochs: int
 
 
-# default: the task file's 12-epoch episodes, in which a graft completes (tasks.toml); tiny and small are
+# default: the task file's 16-epoch episodes, in which a graft completes (tasks.toml); tiny and small are
 # smoke budgets in which no seed finishes its lifecycle
-BUDGETS = {"tiny": Budget(1, 2, 3, 8), "small": Budget(2, 4, 4, 16), "default": Budget(4, 6, 12, 24)}
+BUDGETS = {"tiny": Budget(1, 2, 3, 8), "small": Budget(2, 4, 4, 16), "default": Budget(4, 6, 16, 24)}
 
 
 @dataclass(frozen=True)

@@ -126,8 +126,9 @@ def markdown(result: DemoResult, png_name: str) -> str:
         ]
     lines += [
         "",
-        "Rewards: `domains/simic/reward.py` (`run_return`: final validation accuracy − parameter rent ×"
-        " growth − cull and rollback penalties; test accuracy is reported, never rewarded).",
+        "Rewards: `domains/simic/reward.py` (`run_return`: final validation accuracy − parameter rent per"
+        " doubling × log2(final / host parameters) − cull and rollback penalties; test accuracy is reported,"
+        " never rewarded).",
         "",
     ]
     return "\n".join(lines)

@@ -37,6 +37,9 @@ class Job:
     config: dict[str, Any] = field(default_factory=dict)
     explore: float = 0.0
     chaos: str = ""
+    # An episode (training or held out) that the run's own guard ends (RunError: the loss exploded again
+    # after its rollback) is an outcome, recorded as RunFailed, not a broken worker: the others go on.
+    failure_is_outcome: bool = False
 
 
 def _apply_chaos(controller: Any, chaos: str) -> None:
@@ -58,6 +61,7 @@ def run_job(data_dir: str, job: Job) -> str:
     from domains.tamiyo.config import HeuristicConfig
     from domains.tolaria.aggregate import RunStatus, fold, run_stream
     from domains.tolaria.config import build_config
+    from domains.tolaria.rollback import RunError
     from eventstore import open_store
     from leyline.datadir import DataDir
     from ops.compose import build_trainer
@@ -76,7 +80,11 @@ def run_job(data_dir: str, job: Job) -> str:
         if job.chaos:
             _apply_chaos(trainer.controller, job.chaos)
         trainer.start()
-        trainer.run()
+        try:
+            trainer.run()
+        except RunError:
+            if not job.failure_is_outcome:
+                raise
     finally:
         store.close()
     return job.run_id

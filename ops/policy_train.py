@@ -120,6 +120,7 @@ def round_job(
         run_id,
         episode.run_config("tamiyo" if heuristic else controller),
         explore=options.explore if heuristic else 0.0,
+        failure_is_outcome=True,
     )
 
 

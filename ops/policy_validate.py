@@ -121,7 +121,7 @@ def held_out_jobs(
     for arm, (controller, tag) in arms.items():
         for episode in tasks.held_out.all_episodes():
             run_id = f"heldout-{tag}-{task_hash(episode)}-s{episode.seed}"
-            jobs.append(Job(run_id, episode.run_config(controller)))
+            jobs.append(Job(run_id, episode.run_config(controller), failure_is_outcome=True))
             wanted[run_id] = Wanted(arm, episode.task.label, episode.seed)
     return jobs, wanted
 

@@ -14,6 +14,9 @@
   voided range is dropped. Without a voided decision the penalty goes to the last decision before it;
 - field reports (FieldReportIssued) are attached to the decision whose command they report on.
 
+A run that ended in RunFailed (its guard's second loss explosion at the same epoch) is an episode too,
+ending at its last epoch: its outcome is what the run had reached (validation accuracy, parameters), its
+guard rollback penalised as every rollback; left out, the policy would never learn what led to it.
 Test accuracy is never read. The blueprint descriptors for the graphs come from BlueprintRegistered.
 `ReplayBuffer` keeps whole episodes, at most `max_transitions` (the newest episode is kept whole even when
 it alone is larger) and none added more than `max_age` rounds ago.
@@ -48,6 +51,7 @@ READ = EventFilter(
             "FieldReportIssued",
             "RollbackCompleted",
             "RunCompleted",
+            "RunFailed",
         }
     )
 )
@@ -120,7 +124,7 @@ def _read(events: Iterable[pb.EventEnvelope]) -> tuple[dict[str, _Run], list[pb.
             run.reports.append((position, payload.report))
         elif isinstance(payload, pb.RollbackCompleted):
             run.voided.append((payload.superseded_from, payload.superseded_to))
-        elif isinstance(payload, pb.RunCompleted):
+        elif isinstance(payload, (pb.RunCompleted, pb.RunFailed)):
             run.completed_at = position
     return runs, list(descriptors.values())
 

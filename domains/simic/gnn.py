@@ -7,7 +7,9 @@ the blueprint on a germination. Values are the network's action-independent V(s)
 
 `learn` turns episodes into one `ppo.Batch`: graphs rebuilt from each DecisionMade (every blueprint it
 names must be registered in the log, or the batch is refused), the behaviour
-log-probabilities as logged, V(s) of the current network, and GAE per episode (a rollback's dead end is a
+log-probabilities as logged (the ratio's denominator), the current network's own log-probabilities of the
+same actions (the KL early stop's reference, `ppo.update`), V(s) of the current network, and GAE per
+episode (a rollback's dead end is a
 one-step terminal episode), then runs `ppo.update` and, with `value_epochs`, the value phase
 (`ppo.fit_value`: the value head alone on the pooled graph features after the update).
 """
@@ -82,9 +84,9 @@ def ppo_batch(
 ) -> Batch[PolicyGraph]:
     known = {d.blueprint_id for d in descriptors}
     graphs: list[PolicyGraph] = []
-    actions: list[tuple[int, int, int]] = []
+    actions: list[torch.Tensor] = []
     log_probs: list[float] = []
-    values, advantages, returns = [], [], []
+    values, advantages, returns, start_log_probs = [], [], [], []
     for segment in _segments(episodes):
         for t in segment:  # absent is not zero: default features would change every probability
             missing = set(t.decision.observation.catalogue) - known
@@ -93,25 +95,29 @@ def ppo_batch(
                     f"decision at log position {t.position} names unregistered {sorted(missing)}"
                 )
         segment_graphs = [decision_graph(t.decision, descriptors) for t in segment]
+        segment_actions = torch.tensor([t.action for t in segment], dtype=torch.long).reshape(-1, 3)
         with torch.no_grad():
-            value = network(collate(segment_graphs))["value"].float()
+            now = GnnActorCritic(network).evaluate(segment_graphs, segment_actions)
+        value = now.value.float()
         rewards = torch.tensor([t.reward.total for t in segment], dtype=torch.float32)
         ends = torch.zeros(len(segment), dtype=torch.bool)
         ends[-1] = True
         advantage, target = gae(rewards, value, ends, torch.zeros(()), config)
         graphs.extend(segment_graphs)
-        actions.extend(t.action for t in segment)
+        actions.append(segment_actions)
         log_probs.extend(t.log_prob for t in segment)
+        start_log_probs.append(now.log_prob.float())
         values.append(value)
         advantages.append(advantage)
         returns.append(target)
     return Batch(
         observations=graphs,
-        actions=torch.tensor(actions, dtype=torch.long).reshape(-1, 3),
+        actions=torch.cat(actions) if actions else torch.zeros((0, 3), dtype=torch.long),
         log_probs=torch.tensor(log_probs, dtype=torch.float32),
         values=torch.cat(values) if values else torch.zeros(0),
         advantages=torch.cat(advantages) if advantages else torch.zeros(0),
         returns=torch.cat(returns) if returns else torch.zeros(0),
+        start_log_probs=torch.cat(start_log_probs) if start_log_probs else torch.zeros(0),
     )
 
 

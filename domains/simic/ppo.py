@@ -8,8 +8,11 @@ observations), so the same code trains CartPole's MLP and Tamiyo's GNN:
 2. `update`: `epochs` passes over shuffled minibatches; per minibatch the advantages are normalised, the
    loss is the clipped-ratio surrogate + `value_coef` × squared value error − `entropy_coef` × the mean
    entropy of every head (each head averaged where it took part in the action); gradients are clipped to
-   `max_grad_norm`. A minibatch whose approximate KL to the behaviour policy exceeds `target_kl` stops the
-   update before its step (KL early stop).
+   `max_grad_norm`. A minibatch whose approximate KL to the policy the update started from exceeds
+   `target_kl` stops the update before its step (KL early stop). On-policy that policy is the behaviour
+   policy; off-policy (`Batch.start_log_probs`: an ε-heuristic's decisions, or older rounds' in the
+   replay buffer) the ratio still weighs each action by the behaviour's probability, but the stop
+   measures how far this update moved the policy, not how far the behaviour was from it.
 3. Every update returns its `Diagnostics`: policy and value loss, entropy per head, approximate KL, clip
    fraction, explained variance (of the values the batch was built with, before the update).
 4. `fit_value` (`value_epochs` > 0): a value phase after the update (as in phasic policy gradient):
@@ -77,10 +80,13 @@ class Batch(Generic[Obs]):
 
     observations: Sequence[Obs]
     actions: torch.Tensor  # [N, A] long
-    log_probs: torch.Tensor  # [N]
+    log_probs: torch.Tensor  # [N] under the behaviour policy (the ratio's denominator)
     values: torch.Tensor  # [N]
     advantages: torch.Tensor  # [N]
     returns: torch.Tensor  # [N]
+    # [N] under the policy being updated, before the update (the KL early stop's reference); None: the
+    # behaviour's `log_probs` (on-policy)
+    start_log_probs: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.observations)
@@ -167,6 +173,7 @@ def update(
     entropy_totals: dict[str, tuple[float, int]] = {}
     steps = evaluated = 0
     stopped = False
+    reference = batch.log_probs if batch.start_log_probs is None else batch.start_log_probs
     for _ in range(config.epochs):
         order = torch.randperm(size, generator=generator)
         for start in range(0, size, minibatch):
@@ -175,7 +182,8 @@ def update(
             log_ratio = out.log_prob - batch.log_probs[index]
             ratio = log_ratio.exp()
             with torch.no_grad():
-                approx_kl = float(((ratio - 1) - log_ratio).mean())
+                moved = out.log_prob - reference[index]
+                approx_kl = float(((moved.exp() - 1) - moved).mean())
                 clipped = float(((ratio - 1).abs() > config.clip).float().mean())
             sums["kl"] += approx_kl
             evaluated += 1

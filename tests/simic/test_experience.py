@@ -123,6 +123,33 @@ def test_a_rollback_voids_what_follows_and_penalises_one_transition(run_log: Pat
     assert after.transitions[-1].reward.accuracy > 0.0  # the outcome moves to the last kept decision
 
 
+@pytest.mark.slow
+def test_a_run_its_guard_ended_is_an_episode_ending_at_its_last_epoch(run_log: Path, tmp_path: Path) -> None:
+    """The same run's events again under another run id, ending in RunFailed instead of RunCompleted."""
+    copy = tmp_path / "failed"
+    shutil.copytree(run_log, copy)
+    store = open_store(DataDir(copy).log)
+    try:
+        again = []
+        for envelope in store.read_all():
+            if envelope.run_id != RUN:
+                continue
+            payload = decode_payload(envelope)
+            kind = envelope.event_type
+            if isinstance(payload, pb.RunCompleted):
+                kind, payload = "RunFailed", pb.RunFailed(run_id="rfailed", error="RunError: exploded again")
+            again.append(
+                new_envelope(kind, envelope.stream.replace(RUN, "rfailed"), payload, run_id="rfailed")
+            )
+        store.append(again)
+    finally:
+        store.close()
+    found = {e.run_id: e for e in rebuilt(copy)[0]}
+    completed, failed = found[RUN], found["rfailed"]
+    assert [t.action for t in failed.transitions] == [t.action for t in completed.transitions]
+    assert [t.reward for t in failed.transitions] == [t.reward for t in completed.transitions]
+
+
 def test_the_replay_buffer_bounds_size_and_age() -> None:
     def episode(run_id: str, size: int) -> Episode:
         return Episode(run_id, (), tuple([None] * size), {}, 0)  # type: ignore[list-item]

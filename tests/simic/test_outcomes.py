@@ -54,7 +54,7 @@ def test_figures_of_a_completed_run() -> None:
         events, {"r1": Wanted("candidate", "t", 7), "r2": Wanted("active", "t", 7)}, CONFIG
     )
     assert run.completed and run.seed == 7 and run.arm == "candidate"
-    assert run.reward == pytest.approx(0.8 - CONFIG.parameter_rent * 0.5 - CONFIG.cull_penalty)
+    assert run.reward == pytest.approx(0.8 - CONFIG.parameter_rent * math.log2(1.5) - CONFIG.cull_penalty)
     assert run.test_accuracy == pytest.approx(0.75) and run.parameters == 1500
     assert run.forbidden_blueprints == 2 and run.lifecycle_violations == 1
     assert run.decisions == 4 and run.fallbacks == 1 and run.nonfinite == 0

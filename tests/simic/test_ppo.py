@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -103,6 +104,30 @@ def test_kl_early_stop_ends_the_update_before_a_step_that_moved_too_far() -> Non
     )
     assert diagnostics.stopped_early
     assert 1 <= diagnostics.minibatch_steps < config.epochs * config.minibatches
+
+
+def test_off_policy_the_kl_stop_measures_the_update_not_the_behaviour() -> None:
+    """A mixed round's ε-heuristic took its actions with probability ~1 where the GNN gives them ~0.5: the
+    behaviour is far from the policy (approximate KL ~0.2) before any step. Measured against the behaviour
+    the stop fired on the first minibatch of every round (0 steps: the policy never changed); measured
+    against the policy the update started from, the update runs, and still stops when it moves too far."""
+    torch.manual_seed(0)
+    policy = CartPolePolicy()
+    on_policy = _batch(policy, 64, 4)
+    heuristic = torch.full_like(on_policy.log_probs, math.log(0.99))
+    off_policy = dataclasses.replace(on_policy, log_probs=heuristic, start_log_probs=on_policy.log_probs)
+    config = PPOConfig()
+
+    def steps(batch: Batch[torch.Tensor], config: PPOConfig) -> tuple[int, bool]:
+        torch.manual_seed(0)
+        fresh = CartPolePolicy()
+        out = update(fresh, make_optimizer(fresh, config), batch, config, torch.Generator().manual_seed(0))
+        return out.minibatch_steps, out.stopped_early
+
+    assert steps(dataclasses.replace(off_policy, start_log_probs=None), config) == (0, True)
+    assert steps(off_policy, config) == (config.epochs * config.minibatches, False)
+    moved, stopped = steps(off_policy, dataclasses.replace(config, learning_rate=0.05, target_kl=1e-4))
+    assert stopped and 1 <= moved < config.epochs * config.minibatches
 
 
 def test_the_value_phase_fits_the_head_alone_and_reports_its_explained_variance() -> None:
