@@ -20,8 +20,10 @@ import hashlib
 import io
 import os
 import random
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,14 +110,13 @@ def write_file(data_dir: DataDir, checkpoint: SerializedCheckpoint) -> Path:
 
     OS calls only (no file object, no mkdir while the directory exists): this runs every epoch on the
     writer thread, beside the training loop. The file is created under its final name (no temporary
-    and rename: one metadata change fewer before the two syncs), its bytes are written and synced, then
-    the directory is synced for the new name. On ext4 the file's sync commits the journal transaction
-    that holds the name too, so the directory's sync right after it finds that transaction committed
-    (measured: 0.41 ms for both in a row against 0.41 ms with the directory synced on a helper thread
-    meanwhile, which cost a thread hand-off per checkpoint). A file torn there by a crash is never
-    loaded, since no CheckpointCommitted names it until both syncs returned, and is replaced through a
-    temporary name when the same checkpoint is written again; a file already holding the right bytes
-    may be read by another process, so it is never rewritten in place."""
+    and rename: one metadata change fewer before the two syncs), and the directory's sync of that name
+    runs on a helper thread while the file's bytes are written and synced, so that a checkpoint waits
+    for one device flush rather than two in a row (its CheckpointCommitted, appended after this
+    returns, waits for both). A file torn there by a crash is never loaded, since no
+    CheckpointCommitted names it until it was synced, and is replaced through a temporary name when
+    the same checkpoint is written again; a file already holding the right bytes may be read by another
+    process, so it is never rewritten in place."""
     directory = data_dir.checkpoints
     final = data_dir.resolve(checkpoint.relative_path)
     try:
@@ -133,12 +134,45 @@ def write_file(data_dir: DataDir, checkpoint: SerializedCheckpoint) -> Path:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             _write_synced(fd, checkpoint.data)
             os.replace(temporary, final)
-        else:
+            os.fsync(directory_fd)
+            return final
+        name_synced = _DIRECTORY_SYNC.submit(directory_fd)  # the name exists from here
+        try:
             _write_synced(fd, checkpoint.data)
-        os.fsync(directory_fd)
+        finally:
+            wait([name_synced])  # before the directory's descriptor is closed, whatever happened
+        name_synced.result()
     finally:
         os.close(directory_fd)
     return final
+
+
+class _DirectorySync:
+    """The helper thread that syncs a checkpoint's directory beside the file's own sync (started on first
+    use; a child process after fork starts its own)."""
+
+    def __init__(self) -> None:
+        self.forget()
+
+    def forget(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+
+    def submit(self, directory_fd: int) -> Future[None]:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="tolaria-directory-sync")
+            try:
+                return self._executor.submit(os.fsync, directory_fd)
+            except RuntimeError:  # the interpreter is shutting down: sync here instead
+                done: Future[None] = Future()
+                os.fsync(directory_fd)
+                done.set_result(None)
+                return done
+
+
+_DIRECTORY_SYNC = _DirectorySync()
+os.register_at_fork(after_in_child=_DIRECTORY_SYNC.forget)
 
 
 def _write_synced(fd: int, data: bytes) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import stat
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -135,22 +136,26 @@ def test_a_torn_file_under_a_checkpoints_name_is_replaced_and_an_intact_one_kept
 def test_a_new_checkpoint_file_and_its_name_are_both_synced_before_write_file_returns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The file's bytes are synced, then the directory holding its name, and write_file returns only after
-    both: CheckpointCommitted is appended after it returns."""
+    """The directory's sync runs beside the file's (one device flush waited for, not two in a row), and
+    write_file returns only after both: CheckpointCommitted is appended after it returns."""
     data_dir = DataDir(tmp_path)
     data_dir.checkpoints.mkdir(parents=True)
-    synced: list[str] = []
+    synced: list[tuple[str, str]] = []
     real_fsync = os.fsync
 
     def fsync(fd: int) -> None:
         real_fsync(fd)
-        synced.append("directory" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        kind = "directory" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        synced.append((kind, threading.current_thread().name))
 
     monkeypatch.setattr(os, "fsync", fsync)
     for epoch in (1, 2):
         serialized = ckpt.serialize(epoch, {"trainer": {"epoch": epoch}})
         ckpt.write_file(data_dir, serialized)
-        assert synced == ["file", "directory"]
+        assert sorted(kind for kind, _ in synced) == ["directory", "file"]
+        threads = dict(synced)
+        assert threads["file"] == threading.current_thread().name
+        assert threads["directory"].startswith("tolaria-directory-sync")
         synced.clear()
     assert ckpt.read_file(data_dir, serialized.relative_path, serialized.sha256) == serialized.data
 
