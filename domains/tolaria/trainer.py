@@ -3,8 +3,9 @@
 Per epoch (`run_epoch`, top to bottom): train, validate, Kasmina's lifecycle step, the end-of-epoch hook
 (`hook.py`: assembly, controller, command, guard, timed against the budget), then a rollback if the
 guard, the controller or an operator asked for one (`rollback.py`), otherwise a checkpoint every
-`checkpoint_every` epochs. The training and evaluation passes are in `loop.py`. Events go to the log
-through an EventSink, off the training thread. Every collaborator comes in from ops/compose.py.
+`checkpoint_every` epochs (`checkpointing.py`: captured here, written by the writer thread). The training
+and evaluation passes are in `loop.py`, a run's end in `ending.py`. Events go to the log through an
+EventSink, off the training thread. Every collaborator comes in from ops/compose.py.
 
 Determinism: every run event has an id derived from (run, generation, epoch, kind), the batch order is a
 function of (seed, epoch) and checkpoints hold every RNG state, so a run resumed from its last committed
@@ -24,30 +25,21 @@ from torch import nn
 
 from domains.kasmina import EpochMeasurements as SeedMeasurements
 from domains.kasmina import Evaluation, Kasmina
-from domains.kasmina.manager import SEED_CATEGORY
-from domains.tolaria import boundary, hook, metrics, rollback
+from domains.tolaria import boundary, checkpointing, ending, hook, metrics, rollback
 from domains.tolaria import checkpoint as ckpt
 from domains.tolaria.aggregate import RequestRollback, RunState, RunStatus, event_id, fold, run_stream
 from domains.tolaria.boundary import BoundaryClock
-from domains.tolaria.collective import Collective, RankFailure, SingleProcess
+from domains.tolaria.collective import Collective, SingleProcess
 from domains.tolaria.config import RunConfig, build_config
 from domains.tolaria.data import Splits, epoch_order
 from domains.tolaria.headroom import HeadroomMeter
-from domains.tolaria.hosts import count_parameters
 from domains.tolaria.loop import EpochMeasurements, evaluate, example_losses, measure
-from domains.tolaria.report import (
-    GraftSummary,
-    Progress,
-    RunSummary,
-    code_version,
-    graft_summaries,
-    model_sha256,
-)
+from domains.tolaria.report import Progress, RunSummary, code_version
 from domains.tolaria.rollback import RollbackResult, RunError
 from domains.tolaria.sink import DiscardingSink, EventSink
 from domains.tolaria.workload import Workload
-from eventstore import EventFilter, EventStore
-from leyline import new_envelope, pb, stream_name
+from eventstore import EventStore
+from leyline import new_envelope, pb
 from leyline.controller import Controller
 from leyline.datadir import DataDir
 from leyline.envelope import new_event_id
@@ -252,80 +244,19 @@ class Trainer:
     def log_state(self) -> RunState:
         return fold(self.store.read_stream(run_stream(self.run_id)))
 
-    # ------------------------------------------------------------------ checkpoints
+    # ------------------------------------------------------------------ checkpoints (checkpointing.py)
 
     def components(self) -> dict[str, Any]:
-        """The state a checkpoint holds, sharing the live tensors (see `capture` for a private copy)."""
-        return self._components(lambda value: value)
+        return checkpointing.components(self)
 
     def capture(self) -> dict[str, Any]:
-        """`components()` as a private copy, for the cache and the writer thread: the live state (model,
-        optimizer, seeds, controller) is copied; the generators' states, the data cursor and the trainer's
-        own lists are built fresh by the call and shared with nothing, so they are not copied again."""
-        return self._components(ckpt.clone)
-
-    def _components(self, private: Callable[[Any], Any]) -> dict[str, Any]:
-        return {
-            "model": private(self.model.state_dict()),
-            "optimizer": private(self.optimizer.state_dict()),
-            "rng": ckpt.capture_rng(),
-            "data_cursor": {"epoch": self.epoch + 1, "batch": 0},
-            "seeds": private(self.kasmina.state_dict()),
-            "controller": private(dict(self.controller.state_dict())),
-            "trainer": {
-                "applied_commands": list(self.applied_commands),
-                "epoch": self.epoch,
-                "global_step": self.global_step,
-                "loss_history": list(self.loss_history),
-            },
-        }
+        return checkpointing.capture(self)
 
     def checkpoint(self, epoch_events: Sequence[pb.EventEnvelope] = ()) -> ckpt.CachedCheckpoint:
-        """Snapshot and cache now; the writer thread serializes and writes the file, then appends
-        CheckpointCommitted, so the training thread only pays for a copy of the state.
-
-        The epoch's own events are appended in the same atomic append as CheckpointCommitted: a crash
-        leaves either both or neither, so a resume never re-runs an epoch whose controller and seed
-        events (which carry random ids) are already in the log."""
-        entry = ckpt.CachedCheckpoint(self.epoch, self.capture())
-        self.cache.put(entry)
-        envelope_id = event_id(self.run_id, self.generation, self.epoch, "CheckpointCommitted")
-
-        def write(committed_position: int) -> list[pb.EventEnvelope]:
-            started = time.perf_counter()
-            serialized = ckpt.serialize(entry.epoch, entry.components)
-            ckpt.write_file(self.data_dir, serialized)
-            entry.serialized = serialized
-            metrics.CHECKPOINT_WRITE_SECONDS.observe(time.perf_counter() - started)
-            metrics.CHECKPOINT_BYTES.set(len(serialized.data))
-            manifest = pb.CheckpointManifest(
-                run_id=self.run_id,
-                epoch=serialized.epoch,
-                content_hash=serialized.sha256,
-                components=serialized.components,
-                log_position=committed_position,
-                created_at_ms=time.time_ns() // 1_000_000,
-                size_bytes=len(serialized.data),
-                path=serialized.relative_path,
-            )
-            committed = pb.CheckpointCommitted(manifest=manifest)
-            envelope = self.envelope("CheckpointCommitted", committed, serialized.epoch, envelope_id)
-            return [*epoch_events, envelope]
-
-        self.sink.submit(write)
-        return entry
+        return checkpointing.commit(self, epoch_events)
 
     def restore(self, components: dict[str, Any]) -> None:
-        self.kasmina.load_state_dict(components["seeds"])  # re-grafts seeds before the host's weights
-        self.model.load_state_dict(components["model"])
-        self.optimizer.load_state_dict(components["optimizer"])
-        ckpt.restore_rng(components["rng"])
-        self.controller.load_state_dict(components["controller"])
-        trainer = components["trainer"]
-        self.epoch = int(trainer["epoch"])
-        self.global_step = int(trainer["global_step"])
-        self.loss_history = [float(x) for x in trainer["loss_history"]]
-        self.applied_commands = [str(x) for x in trainer["applied_commands"]]
+        checkpointing.restore(self, components)
 
     def rollback_to(self, target_epoch: int, reason: str, requested_by: str) -> RollbackResult:
         """Roll back now, between epochs (fast when the target is cached, else full from disk)."""
@@ -334,73 +265,13 @@ class Trainer:
         granted = rollback.decide(self, request)
         return rollback.record_and_apply(self, rollback.Pending(granted, new_event_id(), "operator"))
 
-    # ------------------------------------------------------------------ the end
+    # ------------------------------------------------------------------ the end (ending.py)
 
     def finish(self) -> RunSummary:
-        # Seeds still in flight are torn down first (SPEC §7), in the same append as RunCompleted, so that
-        # the accuracies, parameters and model_sha256 describe the model the run ends with: a TERMINATED
-        # seed is not part of it. Measured here rather than taken from the last epoch: a run resumed after
-        # its final checkpoint (killed before RunCompleted) trains no epoch in this process.
-        teardown = self.kasmina.teardown(self.epoch)
-        correct = torch.stack(
-            [evaluate(self.model, self.loss_fn, s)[1] for s in (self.splits.validation, self.splits.test)]
-        )
-        validation_correct, test_correct = correct.tolist()
-        validation_accuracy = validation_correct / len(self.splits.validation)
-        test_accuracy = test_correct / len(self.splits.test)
-        digest = model_sha256(self.model)
-        parameters = count_parameters(self.model)
-        completed = pb.RunCompleted(
-            run_id=self.run_id,
-            epochs=self.epoch,
-            test_accuracy=test_accuracy,
-            parameters=parameters,
-            model_sha256=digest,
-        )
-        self.sink.emit([*teardown, self.envelope("RunCompleted", completed, self.epoch)])
-        last_position = self.sink.flush()
-        self.sink.close()
-        return RunSummary(
-            run_id=self.run_id,
-            status=RunStatus.COMPLETED.value,
-            epochs=self.epoch,
-            test_accuracy=test_accuracy,
-            validation_accuracy=validation_accuracy,
-            parameters=parameters,
-            seeds=self.seeds_by_stage(),
-            last_position=last_position,
-            model_sha256=digest,
-            events_written=self.sink.events_written,
-            rollbacks=self.rollbacks,
-            resumed=self.resumed,
-            device=str(self.device),
-            grafts=self.grafts(),
-        )
-
-    def grafts(self) -> list[GraftSummary]:
-        """The run's grafts as its log tells them (a resumed run's earlier ones included)."""
-        seed_streams = (stream_name(SEED_CATEGORY, f"{self.run_id}.{slot}") for slot in self.kasmina.slots)
-        wanted = EventFilter(
-            streams=frozenset({run_stream(self.run_id), *seed_streams}),
-            event_types=frozenset({"EpochCompleted", "SeedGrafted", "SeedTransitioned"}),
-        )
-        return graft_summaries(self.store.read_all(event_filter=wanted))
+        return ending.finish(self)
 
     def fail(self, exc: BaseException) -> None:
-        """Record RunFailed for an error (an interrupt is not a failure: the run can be resumed)."""
-        if isinstance(exc, KeyboardInterrupt):
-            self.sink.close()
-            return
-        failed = pb.RunFailed(
-            run_id=self.run_id, error=f"{type(exc).__name__}: {exc}"[:500], epoch=self.epoch
-        )
-        if isinstance(exc, RankFailure):  # a data-parallel run: the rank and boundary the failure names
-            failed.rank, failed.epoch = exc.rank, exc.epoch
-        try:
-            self.sink.emit([self.envelope("RunFailed", failed, self.epoch, new_event_id())])
-            self.sink.flush()
-        finally:
-            self.sink.close()
+        ending.fail(self, exc)
 
 
 def config_to_resume(state: RunState, run_id: str, epochs: int | None, device: str | None) -> RunConfig:

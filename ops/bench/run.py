@@ -4,7 +4,8 @@
 with the no-op controller, a checkpoint every epoch, the file event store) against a plain PyTorch loop
 training the same host (cnn-lite, with the same dormant seed slots) on the same data (digits) with the
 same optimizer and batch order, measured in the same
-process. The two alternate in blocks of epochs; each full block ends with a flush of the event writer,
+process. The two alternate in blocks of epochs, which of them goes first alternating from one pair of
+blocks to the next; each full block ends with a flush of the event writer,
 so the checkpoint writes and appends done off the training thread are counted. Ratio = median of the
 per-block time ratios, with a distribution-free 90 % interval for that median (order statistics; with
 few blocks the range, and its coverage) in the result's note, with the share of a full block spent in
@@ -104,21 +105,37 @@ class Blocks(NamedTuple):
 
 
 def overhead(trainer: Trainer, plain: PlainLoop, blocks: int, block_epochs: int) -> Blocks:
+    """`blocks` pairs of blocks, the full loop's (ended by a flush of its writer) and the plain loop's, the
+    order alternating from pair to pair so that neither always runs second after the other has warmed or
+    disturbed the machine, and a drift in load over a pair weighs on both sides alike."""
     result = Blocks([], [], [], [])
-    for _ in range(blocks):
+
+    def full_block() -> tuple[float, float, float]:
         started, started_cpu = time.perf_counter(), time.process_time()
         for _ in range(block_epochs):
             trainer.run_epoch()
             result.hooks.append(trainer.last_hook_ms)
         flushing = time.perf_counter()
         trainer.sink.flush()
-        full, full_cpu = time.perf_counter() - started, time.process_time() - started_cpu
-        result.flush_share.append((time.perf_counter() - flushing) / full)
+        ended = time.perf_counter()
+        return ended - started, time.process_time() - started_cpu, ended - flushing
+
+    def plain_block() -> tuple[float, float]:
         started, started_cpu = time.perf_counter(), time.process_time()
         for _ in range(block_epochs):
             plain.run_epoch()
-        result.wall.append(full / (time.perf_counter() - started))
-        result.cpu.append(full_cpu / (time.process_time() - started_cpu))
+        return time.perf_counter() - started, time.process_time() - started_cpu
+
+    for number in range(blocks):
+        if number % 2:
+            plain_wall, plain_cpu = plain_block()
+            full, full_cpu, flush = full_block()
+        else:
+            full, full_cpu, flush = full_block()
+            plain_wall, plain_cpu = plain_block()
+        result.wall.append(full / plain_wall)
+        result.cpu.append(full_cpu / plain_cpu)
+        result.flush_share.append(flush / full)
     return result
 
 

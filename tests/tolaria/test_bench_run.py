@@ -24,18 +24,30 @@ def options(tmp_path: Path) -> BenchOptions:
     return BenchOptions(quick=True, data_dir=str(tmp_path), progress=lambda message: None)
 
 
-def test_overhead_alternates_the_full_and_the_plain_loop(tmp_path: Path) -> None:
+def test_overhead_alternates_the_full_and_the_plain_loop_and_which_goes_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data_dir = DataDir(tmp_path)
     store = open_store(data_dir.log)
+    ran: list[str] = []
     try:
-        trainer = new_run(store, data_dir, RunConfig(epochs=3, seed=0, controller="noop"), "rbench")
-        wall, cpu, flush_share, hooks = bench_run.overhead(trainer, bench_run.PlainLoop(trainer), 2, 1)
+        trainer = new_run(store, data_dir, RunConfig(epochs=4, seed=0, controller="noop"), "rbench")
+        plain = bench_run.PlainLoop(trainer)
+        for name, loop in (("full", trainer), ("plain", plain)):
+
+            def recorded(epoch: Any = loop.run_epoch, name: str = name) -> Any:
+                ran.append(name)
+                return epoch()
+
+            monkeypatch.setattr(loop, "run_epoch", recorded)
+        wall, cpu, flush_share, hooks = bench_run.overhead(trainer, plain, 3, 1)
         trainer.sink.close()
     finally:
         store.close()
-    assert len(wall) == len(cpu) == 2 and min(wall) > 0 and min(cpu) > 0 and len(hooks) == 2
-    assert len(flush_share) == 2 and all(0 < share < 1 for share in flush_share)
-    assert trainer.epoch == 2
+    assert ran == ["full", "plain", "plain", "full", "full", "plain"]
+    assert len(wall) == len(cpu) == 3 and min(wall) > 0 and min(cpu) > 0 and len(hooks) == 3
+    assert len(flush_share) == 3 and all(0 < share < 1 for share in flush_share)
+    assert trainer.epoch == 3
 
 
 def test_an_overhead_result_reports_its_median_with_an_interval() -> None:
