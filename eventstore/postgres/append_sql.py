@@ -23,6 +23,8 @@ so), which made each append cost O(log size) (version 1 of this function did: th
 per append). The streams' new versions come from the inserted rows (RETURNING), not from reading the
 table back. A batch left pending and never collected (its client died while waiting) is numbered by the
 next append, like any append whose client dies before the reply; its outcome row stays behind.
+A batch the server cannot store (a value over an index's size limit) fails its own append alone: the
+lock holder numbers the batches it took again, each in a subtransaction, and hands that one its error.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-APPEND_FUNCTION = "append_events_v5"
+APPEND_FUNCTION = "append_events_v6"
 LOCK_CLASS = 0x45535052  # "ESPR": the advisory lock that orders appends, with the schema's hash
 _APPEND_FUNCTION_SQL = """
 CREATE OR REPLACE FUNCTION "{schema}".varint_long(n bigint) RETURNS bytea
@@ -76,6 +78,8 @@ CREATE UNLOGGED TABLE IF NOT EXISTS "{schema}".outcomes (
     batch bigint PRIMARY KEY, positions bigint[], inserted int NOT NULL, conflict_stream text,
     conflict_actual bigint
 );
+ALTER TABLE "{schema}".outcomes ADD COLUMN IF NOT EXISTS error_state text;
+ALTER TABLE "{schema}".outcomes ADD COLUMN IF NOT EXISTS error_message text;
 
 -- one batch, numbered after v_head, as though appended alone; a failed expectation writes nothing and
 -- comes back as conflict_stream and conflict_actual
@@ -187,6 +191,9 @@ DECLARE
     r record;
     o record;
     v_done bigint[] := '{{}}';
+    v_error_state text;
+    v_error_message text;
+    v_isolating boolean := false;
 BEGIN
     IF NOT pg_try_advisory_xact_lock({lock_class}, hashtext('{schema}')) THEN
         -- another append is sequencing and committing: leave this batch for whoever sequences next
@@ -203,9 +210,14 @@ BEGIN
             PERFORM pg_advisory_xact_lock({lock_class}, hashtext('{schema}'));
         END IF;
         DELETE FROM "{schema}".outcomes x WHERE x.batch = v_batch
-            RETURNING x.positions, x.inserted, x.conflict_stream, x.conflict_actual
-            INTO positions, inserted, conflict_stream, conflict_actual;
+            RETURNING x.positions, x.inserted, x.conflict_stream, x.conflict_actual, x.error_state,
+                      x.error_message
+            INTO positions, inserted, conflict_stream, conflict_actual, v_error_state, v_error_message;
         IF FOUND THEN
+            IF v_error_state IS NOT NULL THEN
+                COMMIT;  -- the outcome is taken; then fail as this batch failed, alone
+                RAISE EXCEPTION USING ERRCODE = v_error_state, MESSAGE = v_error_message;
+            END IF;
             RETURN;  -- numbered and committed by another append
         END IF;
         v_own := false;
@@ -214,18 +226,50 @@ BEGIN
     SELECT h.position INTO v_head FROM "{schema}".head h WHERE h.id = 1 FOR UPDATE;
     v_start := v_head;
     -- a row locked by its own append, checking whether it was taken, is left to the next lock holder
-    FOR r IN SELECT * FROM "{schema}".pending p ORDER BY p.batch FOR UPDATE SKIP LOCKED LOOP
-        o := "{schema}".sequence_batch(v_head, r.ids, r.streams, r.categories, r.types, r.data,
-            r.expect_streams, r.expect_kinds, r.expect_versions, r.ordinals);
-        v_head := v_head + o.inserted;
-        v_done := v_done || r.batch;
-        IF r.batch = v_batch THEN
-            positions := o.positions; inserted := o.inserted;
-            conflict_stream := o.conflict_stream; conflict_actual := o.conflict_actual;
-        ELSE
-            INSERT INTO "{schema}".outcomes VALUES (r.batch, o.positions, o.inserted, o.conflict_stream,
-                o.conflict_actual);
-        END IF;
+    -- every batch taken, in one subtransaction; should one fail (a stream name too long for its index,
+    -- say), again with each batch in its own, so that it fails alone: left pending, it would fail every
+    -- later lock holder's commit, and with it every later append
+    <<taking>>
+    LOOP
+        BEGIN
+            FOR r IN SELECT * FROM "{schema}".pending p ORDER BY p.batch FOR UPDATE SKIP LOCKED LOOP
+                v_done := v_done || r.batch;
+                IF v_isolating THEN
+                    BEGIN
+                        o := "{schema}".sequence_batch(v_head, r.ids, r.streams, r.categories, r.types,
+                            r.data, r.expect_streams, r.expect_kinds, r.expect_versions, r.ordinals);
+                    EXCEPTION WHEN OTHERS THEN
+                        IF r.batch = v_batch THEN
+                            v_error_state := SQLSTATE; v_error_message := SQLERRM;
+                        ELSE
+                            INSERT INTO "{schema}".outcomes (batch, inserted, error_state, error_message)
+                                VALUES (r.batch, 0, SQLSTATE, SQLERRM);
+                        END IF;
+                        CONTINUE;
+                    END;
+                ELSE
+                    o := "{schema}".sequence_batch(v_head, r.ids, r.streams, r.categories, r.types,
+                        r.data, r.expect_streams, r.expect_kinds, r.expect_versions, r.ordinals);
+                END IF;
+                v_head := v_head + o.inserted;
+                IF r.batch = v_batch THEN
+                    positions := o.positions; inserted := o.inserted;
+                    conflict_stream := o.conflict_stream; conflict_actual := o.conflict_actual;
+                ELSE
+                    INSERT INTO "{schema}".outcomes
+                        (batch, positions, inserted, conflict_stream, conflict_actual)
+                        VALUES (r.batch, o.positions, o.inserted, o.conflict_stream, o.conflict_actual);
+                END IF;
+            END LOOP;
+            EXIT taking;
+        EXCEPTION WHEN OTHERS THEN
+            IF v_isolating THEN
+                RAISE;
+            END IF;
+            v_isolating := true;
+            v_head := v_start;
+            v_done := '{{}}';
+        END;
     END LOOP;
     IF v_own THEN
         o := "{schema}".sequence_batch(v_head, p_ids, p_streams, p_categories, p_types, p_data,
@@ -240,6 +284,10 @@ BEGIN
     IF v_head > v_start THEN
         UPDATE "{schema}".head SET position = v_head WHERE id = 1;
         PERFORM pg_notify('{channel}', v_head::text);
+    END IF;
+    IF v_error_state IS NOT NULL THEN
+        COMMIT;  -- the other batches taken are numbered and durable; this one failed alone
+        RAISE EXCEPTION USING ERRCODE = v_error_state, MESSAGE = v_error_message;
     END IF;
 END
 $append$;

@@ -78,18 +78,22 @@ class Appender:
 
     def _call(self, parameters: tuple[list[Any] | None, ...]) -> Outcome:
         """A connection the server dropped is retried once on a new one: appends are idempotent by
-        event_id. A server that does not answer is StoreUnavailable."""
+        event_id. A server that does not answer is StoreUnavailable; a batch it cannot store (a value over
+        an index's size limit, say) is InvalidEvent, and is not retried."""
         with self._lock:
             try:
                 return self._call_once(parameters)
+            except _REFUSED as exc:
+                raise InvalidEvent(f"{self._display} refused the batch: {_first_line(exc)}") from None
             except psycopg.OperationalError:
                 self.close()
             try:
                 return self._call_once(parameters)
+            except _REFUSED as exc:
+                raise InvalidEvent(f"{self._display} refused the batch: {_first_line(exc)}") from None
             except psycopg.OperationalError as exc:
                 self.close()
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise StoreUnavailable(f"{self._display} does not answer: {reason}") from None
+                raise StoreUnavailable(f"{self._display} does not answer: {_first_line(exc)}") from None
 
     def _call_once(self, parameters: tuple[list[Any] | None, ...]) -> Outcome:
         if self.connection is None:
@@ -114,6 +118,13 @@ class Appender:
         """close(), waiting for an append in flight on another thread."""
         with self._lock:
             self.close()
+
+
+_REFUSED = (psycopg.errors.ProgramLimitExceeded, psycopg.DataError)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _ordinals(ids: list[str], streams: list[str]) -> BigintArray | None:

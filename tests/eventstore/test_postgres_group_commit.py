@@ -4,6 +4,7 @@ expected-version conflict."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 import psycopg
 import pytest
 
-from eventstore.api import ANY, NO_STREAM, Expected, WrongExpectedVersion, exact
+from eventstore.api import ANY, NO_STREAM, Expected, InvalidEvent, WrongExpectedVersion, exact
 from eventstore.postgres import PostgresStore, libpq_url
 from eventstore.postgres.append_sql import LOCK_CLASS
 from leyline import new_envelope, pb
@@ -89,6 +90,54 @@ def test_waiting_appends_share_one_commit_and_each_gets_its_own_outcome(postgres
     assert _count(observer, f'SELECT count(*) FROM "{schema}".outcomes') == 0
     for writer in writers:
         writer.close()
+    holder.close()
+    observer.close()
+    store.drop()
+    store.close()
+
+
+def test_a_waiting_batch_the_server_cannot_store_fails_alone(postgres_server: str) -> None:
+    """A stream name over the index's size limit fails its own append (InvalidEvent), and neither the batch
+    numbered with it nor any later append: left pending, it would fail every later lock holder's commit."""
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    store = PostgresStore(postgres_server, schema=schema)
+    too_long = os.urandom(3000).hex()  # incompressible: over btree's 2,704-byte limit for one index row
+    outcomes: dict[str, list[int] | Exception] = {}
+
+    def append(name: str, stream: str) -> None:
+        writer = PostgresStore(postgres_server, schema=schema)
+        try:
+            outcomes[name] = writer.append([_event(stream)])
+        except InvalidEvent as refused:
+            outcomes[name] = refused
+        finally:
+            writer.close()
+
+    observer: psycopg.Connection[tuple[int]] = psycopg.connect(libpq_url(postgres_server), autocommit=True)
+    holder = psycopg.connect(libpq_url(postgres_server))
+    holder.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLASS, schema))
+    threads = [
+        threading.Thread(target=append, args=("too_long", too_long)),
+        threading.Thread(target=append, args=("good", "run-good")),
+    ]
+    for number, thread in enumerate(threads):
+        thread.start()
+        while _waiting_for_the_lock(observer) < number + 1:
+            time.sleep(0.01)
+    holder.rollback()
+    for thread in threads:
+        thread.join()
+
+    assert isinstance(outcomes["too_long"], InvalidEvent)
+    assert "index row size" in str(outcomes["too_long"])
+    assert outcomes["good"] == [1]
+    assert store.append([_event("run-later")]) == [2]
+    assert store.head_position() == 2
+    assert _count(observer, f'SELECT count(*) FROM "{schema}".pending') == 0
+    assert _count(observer, f'SELECT count(*) FROM "{schema}".outcomes') == 0
+    with pytest.raises(InvalidEvent, match="index row size"):  # alone, it fails the same way
+        store.append([_event(too_long)])
+    assert store.head_position() == 2
     holder.close()
     observer.close()
     store.drop()
