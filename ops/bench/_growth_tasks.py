@@ -93,7 +93,8 @@ TASKS: dict[str, Task] = {
         # 5) and fell to 0.86 as it fit the subset (training accuracy 0.94), the grown host's training
         # accuracy rose above the small one's (0.924 vs 0.908) and its test accuracy did not (0.852 vs
         # 0.855); at 5k the big arm was only 0.005 above the small one. Drawn from the whole set, no arm
-        # repeats its data more than 4 times and capacity shows.
+        # sees an image more than about 4 times (seed 0: small test 0.8548 → 0.8656, the big host's
+        # validation accuracy 0.888 at epoch 19 instead of falling from epoch 6 on).
         Task(
             "fashion_mnist",
             "fashion-mnist",
