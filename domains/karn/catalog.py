@@ -238,7 +238,16 @@ CATALOGUE: tuple[Blueprint, ...] = (
     _bp(32, "dilated_conv", S, 0.3, 3, BOTH, t.DilatedConv, dilation=ints(1, 3, 2)),
     _bp(33, "deformable_conv", S, 0.5, 4, (CONV,), t.DeformableConv, offset_scale=reals(0.5, 2.0, 1.0)),
     _bp(34, "non_local_block", S, 0.45, 4, BOTH, t.NonLocalBlock, inner=ints(2, 16, 4)),
-    _bp(35, "learned_positional", S, 0.25, 2, BOTH, t.LearnedPositional, init_std=reals(0.0, 0.1, 0.02)),
+    _bp(
+        35,
+        "learned_positional",
+        S,
+        0.25,
+        2,
+        (SEQUENCE,),
+        t.LearnedPositional,
+        init_std=reals(0.0, 0.1, 0.02),
+    ),
     _bp(
         36,
         "mixture_of_experts_4",

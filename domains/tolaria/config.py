@@ -41,6 +41,10 @@ class RunConfig:
     controller: str = "tamiyo"  # "tamiyo" (grows the host) or "noop" (never acts: a run without growth)
     explore: float = 0.0  # ε of the heuristic's exploration over legal actions (controller tamiyo only)
     batch_size: int = 64
+    # Training examples per epoch, drawn afresh from the whole training split each epoch (data.epoch_order);
+    # 0: every example once. Epochs are the lifecycle's clock (boundaries, gates), so this sets how often
+    # the controller decides without shrinking the data the run learns from, as train_limit does.
+    epoch_examples: int = 0
     learning_rate: float = 0.01
     weight_decay: float = 0.0
     checkpoint_every: int = 1  # epochs between checkpoints
@@ -74,6 +78,10 @@ class RunConfig:
         for f in dataclasses.fields(self):
             if f.type == "int" and getattr(self, f.name) >= INT_LIMIT and f.name != "seed":
                 raise ConfigError(f"{f.name} must be below 2**63, got {getattr(self, f.name)}")
+        if self.epoch_examples < 0:
+            raise ConfigError(
+                f"epoch_examples must be 0 (the whole split) or positive, got {self.epoch_examples}"
+            )
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.hook_budget_ms <= 0 or self.loss_explosion_factor <= 1:

@@ -4,7 +4,8 @@ A data set is three fixed splits held as tensors (domains/tolaria/datasets/split
 by the run seed unless the data set takes a `split_seed`. The option `train_limit` (every data set) keeps
 the first N training examples. A user's own data is a `module:factory` callable taking `(seed: int,
 options: dict)` and returning a `Splits`. The order of training batches is a pure function of (seed,
-epoch), so the data-order cursor of a checkpoint is just the epoch and the batch to start from.
+epoch), so the data-order cursor of a checkpoint is just the epoch and the batch to start from; the run
+option `epoch_examples` makes an epoch that many examples drawn afresh from the whole training split.
 """
 
 from __future__ import annotations
@@ -169,11 +170,14 @@ def load_dataset(entry: str, seed: int, options: Mapping[str, Any]) -> Splits:
     return splits if limit is None else splits.limit_train(limit)
 
 
-def epoch_order(seed: int, epoch: int, size: int) -> torch.Tensor:
-    """The permutation of training samples for an epoch: a pure function of (seed, epoch)."""
+def epoch_order(seed: int, epoch: int, size: int, examples: int = 0) -> torch.Tensor:
+    """The training samples of an epoch, in order: a pure function of (seed, epoch). All `size` of them
+    permuted, or with `examples` > 0 the first `examples` of that permutation (a fresh draw from the whole
+    split each epoch, so epochs may be shorter than the split without repeating a subset)."""
     digest = hashlib.sha256(f"order/{seed}/{epoch}".encode()).digest()
     generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
-    return torch.randperm(size, generator=generator)
+    order = torch.randperm(size, generator=generator)
+    return order[:examples] if examples > 0 else order
 
 
 def batches(split: Split, order: torch.Tensor, batch_size: int, start: int = 0) -> Iterator[Split]:

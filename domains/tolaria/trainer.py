@@ -180,7 +180,7 @@ class Trainer:
 
         # train, then validate (and test after the last epoch)
         self.headroom.activate(self.controller.measures_headroom)  # the controller may have been swapped
-        order = epoch_order(self.config.seed, epoch, len(splits.train))
+        order = epoch_order(self.config.seed, epoch, len(splits.train), self.config.epoch_examples)
         train_loss, train_correct, grad_norm, steps, trained = boundary.train_share(self, order, epoch)
         self.global_step += steps
         val_loss, val_correct = evaluate(self.model, self.loss_fn, splits.validation)

@@ -8,10 +8,11 @@
 
 Same epoch budget, data split (fixed split_seed), optimiser and loop (Tolaria's real run, own temporary
 data directory per run) for every arm; at least 5 seeds per arm. Tasks: digits (30 epochs), Fashion-MNIST
-(a 5k train subset, 24 epochs) and austen (which novel a 32-byte window comes from, transformer-lite, 24
-epochs): a seed's lifecycle needs 9-12 epoch boundaries from germination to its verdict. Runs go to worker
-processes (one torch thread each). Beside the JSON a PNG of test accuracy against parameters is written
-(one point per arm and seed, one subplot per task); both paths are printed on stderr.
+(24 epochs of 10k images drawn afresh from the whole training set) and austen (which novel a 32-byte
+window comes from, transformer-lite, 24 epochs): a seed's lifecycle needs 9-12 epoch boundaries from
+germination to its verdict. Runs go to worker processes (one torch thread each). Beside the JSON a PNG of
+test accuracy against parameters is written (one point per arm and seed, one subplot per task); both
+paths are printed on stderr.
 
 Targets (the issue's): grown − small above the larger spread of the two on every task; gap_closed =
 (grown − small)/(big − small) ≥ 0.5 on digits and Fashion-MNIST; grown ≥ same_size − spread; every graft

@@ -94,3 +94,28 @@ def test_the_heuristic_controller_on_karns_catalogue_germinates_within_budget() 
     command = issued.command
     cost = COSTS[(command.seed_operation.blueprint_id, command.target_slot)]
     assert cost is not None and 0 < cost <= 300
+
+
+def test_on_a_28x28_host_the_first_graft_at_the_wide_map_acts_on_its_input() -> None:
+    """cnn-lite on Fashion-MNIST: a learned position table on slot 0's 4×28×28 map would be 3,136
+    input-independent parameters (a bias image) that the capacity prior, which reads parameter counts,
+    ranked above the residual block; position tables go on sequence slots only."""
+    fashion = {
+        0: (pb.SLOT_KIND_CONV2D, (4, 28, 28)),
+        1: (pb.SLOT_KIND_CONV2D, (8, 14, 14)),
+        2: (pb.SLOT_KIND_CONV2D, (8, 7, 7)),
+    }
+    estimate = karn_estimator(fashion)
+    assert estimate(BY_ID["BP035"], 0) is None
+    assert karn_estimator({0: (pb.SLOT_KIND_SEQUENCE, (32, 16))})(BY_ID["BP035"], 0) == 32 * 16
+    costs = {(d.blueprint_id, s): estimate(d, s) for d in CATALOGUE for s in fashion}
+    seeds = [
+        pb.SeedState(slot=slot, stage=pb.SEED_STAGE_DORMANT, metrics={HEADROOM_METRIC: 1.0 - slot / 4})
+        for slot in fashion
+    ]
+    obs = observation(3, 0.5, seeds=seeds, catalogue=CATALOGUE, parameters=4266)
+    obs = dataclasses.replace(obs, blueprint_costs={k: v for k, v in costs.items() if v is not None})
+    state = TamiyoState(validation_losses=(0.5, 0.5, 0.5))
+    decided = HeuristicPolicy(HeuristicConfig()).decide(state, obs)
+    (command,) = [p.command for p in decided if isinstance(p, pb.AdaptationCommandIssued)]
+    assert (command.target_slot, command.seed_operation.blueprint_id) == (0, "BP009")

@@ -104,6 +104,21 @@ def test_epoch_order_is_a_deterministic_permutation(seed: int, epoch: int, size:
     assert sorted(order.tolist()) == list(range(size))
 
 
+def test_an_epoch_of_fewer_examples_is_a_fresh_draw_from_the_whole_split() -> None:
+    orders = [epoch_order(3, epoch, 1000, examples=100) for epoch in range(1, 11)]
+    assert all(torch.equal(o, epoch_order(3, e, 1000)[:100]) for e, o in enumerate(orders, start=1))
+    assert all(len(set(o.tolist())) == 100 for o in orders)
+    seen = set().union(*(o.tolist() for o in orders))
+    assert len(seen) > 500  # ten epochs of 100 reach most of the split, not one fixed subset
+    assert torch.equal(epoch_order(3, 1, 50, examples=100), epoch_order(3, 1, 50))
+
+
+def test_epoch_examples_must_not_be_negative() -> None:
+    assert build_config({"epoch_examples": 10}).epoch_examples == 10
+    with pytest.raises(ConfigError, match="epoch_examples must be 0"):
+        build_config({"epoch_examples": -1})
+
+
 def test_batches_resume_from_the_cursor() -> None:
     splits = load_dataset("synthetic-images", 0, {"samples": 200})
     order = epoch_order(0, 1, len(splits.train))
