@@ -1,9 +1,11 @@
 """`esper bench learning`: does Simic learn, measured on held-out tasks.
 
-Held-out figures (one training per bench, on a scratch data directory: `esper policy train` with
-ROUNDS × EPISODES GNN episodes of the bundled task distribution's epochs, seed 0; --quick: 1 round
-× 2 episodes of 3 epochs), then the validation gate's held-out runs (every held-out task × 5 seeds; the
-learned policy, the untrained one it started from, and the heuristic on the same tasks and seeds):
+Held-out figures (one training per bench, on a scratch data directory: `esper policy train --clone
+EPISODES` (the warm start: the start policy cloned on EPISODES ε-heuristic episodes' decisions,
+domains/simic/clone.py), then ROUNDS × EPISODES GNN episodes of the bundled task distribution's epochs,
+seed 0; --quick: 1 round × 2 episodes of 3 epochs), then the validation gate's held-out runs (every
+held-out task × 5 seeds; the learned policy, the untrained one it started from, and the heuristic on the
+same tasks and seeds):
 
 - learned_reward, heuristic_reward: mean run reward (`domains/simic/reward.run_return`) over the
   held-out runs; reward_spread: the larger of the two arms' standard deviations over seeds. Target: the
@@ -95,9 +97,12 @@ def held_out(options: BenchOptions) -> list[Result]:
         store = open_store(data_dir.log)
         try:
             initial_policy(store, data_dir, 0)
-            train_options = TrainOptions(NAME, INITIAL, rounds, episodes, 0, "gnn", EXPLORE_DEFAULT, 2, True)
+            train_options = TrainOptions(
+                NAME, INITIAL, rounds, episodes, 0, "gnn", EXPLORE_DEFAULT, 2, True, clone_episodes=episodes
+            )
             options.progress(
-                f"training: {rounds} round(s) × {episodes} episode(s) of {tasks.train.epochs} epochs"
+                f"training: warm start on {episodes} heuristic episode(s), then {rounds} round(s) × "
+                f"{episodes} episode(s) of {tasks.train.epochs} epochs"
             )
             began = time.perf_counter()
             learned, _ = train(store, data_dir, tasks, train_options)
