@@ -1,9 +1,11 @@
 """Behaviour cloning from the log: the demonstrations are the ε-heuristic's own decisions (not its
 exploring draws); cloning them fits every head that acted (cross-entropy down, accuracy up) and is
-bit-identical from a copy of the log on CPU; `esper policy train --clone` needs ε within (0, 0.5)."""
+bit-identical from a copy of the log on CPU; `esper policy train --clone` needs ε within (0, 0.5), records
+the clone as the candidate round 0 starts from, and resumes without running or recording it twice."""
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -91,3 +93,25 @@ def test_policy_train_clone_needs_an_epsilon_below_one_half(
     code = main(["policy", "train", "--clone", "2", "--explore", explore, "--data-dir", str(tmp_path)])
     assert code != 0
     assert "--clone needs --explore within (0, 0.5)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_policy_train_clone_warm_starts_round_zero_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["policy", "init", "--version", "v0", "--data-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    train = ["policy", "train", "--clone", "1", "--rounds", "1", "--episodes", "1", "--epochs", "12"]
+    assert main([*train, "--json", "--data-dir", str(tmp_path)]) == 0
+    warm, first = json.loads(capsys.readouterr().out)["rounds"]
+    assert (warm["version"], warm["parent"], warm["episodes"]) == ("simic-clone", "v0", 1)
+    assert warm["clone_demonstrations"] > 0 and "clone_accuracy_operation" in warm
+    assert (first["version"], first["parent"]) == ("simic-r0", "simic-clone")
+    assert main([*train, "--json", "--data-dir", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["rounds"] == []
+    store = open_store(DataDir(tmp_path).log, create=False)
+    try:
+        runs = {e.run_id for e in store.read_all() if e.event_type == "RunCompleted"}
+    finally:
+        store.close()
+    assert runs == {"simic-clone-e0", "simic-r0-e0"}
