@@ -47,6 +47,10 @@ NAME = "bench"
 # KL 0.002-0.004): two trainings under different rewards gave the same held-out figures (test accuracy
 # 0.8479 at 644 parameters both times). 8 x 4 of 12 epochs took 255 s at load 6-8, 10 x 6 of 16 epochs
 # 455-493 s at load 8-20 (2026-12-06)
+# With the clone warm start (2026-12-06, load 3-7): learned 0.870 vs heuristic 0.882 reward (spread 0.035),
+# test 0.887 vs 0.888, 775 vs 1434 parameters, train 318-323 s; clone epochs 40: 0.879 vs 0.880, test 0.897
+# vs 0.915, 1637 vs 3778. Without (simic2): 0.884 vs 0.888, test 0.875 vs 0.875, 384 vs 384. The heuristic
+# arm's growth differs between those benches on the same held-out seeds; not the target yet
 ROUNDS, EPISODES = 10, 6
 
 
