@@ -13,6 +13,10 @@ Each round r of a training NAME:
    by content hash and PolicyTrained with the parent, the update's diagnostics and the episodes' mean
    reward components), which the next round's workers run by content hash. Nothing is published: only
    the validation gate publishes, a release, and only for a candidate that passes it.
+With `--clone K` a warm start comes first (domains/simic/clone.py): K ε-heuristic episodes
+(`{NAME}-clone-eK`, ε from --explore), then the start policy cloned on the heuristic's own logged decisions
+in them, recorded as the candidate `{NAME}-clone` (its PolicyTrained carries the clone's loss, accuracy
+and entropy per head); round 0 starts from it. Resumable like the rounds.
 `--validate` then runs the validation gate (ops/policy_validate.py) on the last candidate.
 
 Rounds are events: after a kill, the same command skips every round already recorded (PolicyTrained) and
@@ -63,6 +67,15 @@ def register_train(actions: Any, action: Any) -> None:
     train.add_argument(
         "--explore", type=float, default=EXPLORE_DEFAULT, help="the heuristic's ε (default 0.2)"
     )
+    train.add_argument(
+        "--clone",
+        type=int,
+        default=0,
+        metavar="K",
+        help="warm start: K ε-heuristic episodes, then clone the heuristic's own logged decisions into the "
+        "start policy (candidate NAME-clone) before round 0; 0: none (default 0; `esper bench learning` "
+        "uses 6)",
+    )
     train.add_argument("--validate", action="store_true", help="run the validation gate on the result")
     add_task_options(train)
 
@@ -78,6 +91,7 @@ class TrainOptions:
     explore: float
     workers: int
     quiet: bool
+    clone_episodes: int = 0
 
 
 def options_of(args: argparse.Namespace) -> TrainOptions:
@@ -86,6 +100,10 @@ def options_of(args: argparse.Namespace) -> TrainOptions:
             raise UsageError(f"--{option} must be at least 1, got {getattr(args, option)}")
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.clone < 0:
+        raise UsageError(f"--clone must be at least 0, got {args.clone}")
+    if args.clone and not 0.0 < args.explore < 0.5:
+        raise UsageError(f"--clone needs --explore within (0, 0.5), got {args.explore}")
     if not 0.0 <= args.explore <= 1.0:
         raise UsageError(f"--explore must be within [0, 1], got {args.explore}")
     return TrainOptions(
@@ -98,6 +116,7 @@ def options_of(args: argparse.Namespace) -> TrainOptions:
         args.explore,
         args.workers,
         args.json,
+        args.clone,
     )
 
 
@@ -160,6 +179,16 @@ def train(
         return verify(published(store, version), keyring, library).network
 
     register_catalogue(store)  # the blueprint features the graphs are rebuilt with, as `esper run` does
+    if options.clone_episodes:
+        version = f"{options.name}-clone"
+        if version not in trained:
+            try:
+                network = network_of(current)
+            except PolicyError as exc:
+                raise CommandError(str(exc)) from None
+            trained[version], summary = warm_start(store, data_dir, tasks, options, network, current, library)
+            rounds.append(summary)
+        current = version
     buffer = ReplayBuffer(config.replay.max_transitions, config.replay.max_age)
     for r in range(options.rounds):
         version = f"{options.name}-r{r}"
@@ -207,6 +236,67 @@ def train(
             )
         current = version
     return current, rounds
+
+
+def warm_start(
+    store: EventStore,
+    data_dir: DataDir,
+    tasks: TaskDistribution,
+    options: TrainOptions,
+    network: PolicyNetwork,
+    parent: str,
+    library: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """The ε-heuristic episodes not yet in the log, then `network` cloned on the heuristic's own decisions
+    in them, recorded as the candidate NAME-clone; returns its update and a summary."""
+    import torch
+
+    from domains.simic.candidates import record
+    from domains.simic.clone import CloneConfig, clone, demonstrations
+    from domains.simic.config import TrainingConfig
+    from domains.simic.experience import episodes
+
+    version = f"{options.name}-clone"
+    run_ids = [f"{version}-e{k}" for k in range(options.clone_episodes)]
+    jobs = [
+        Job(
+            run_id,
+            tasks.train.training_episode(options.seed, -1, k, options.clone_episodes).run_config("tamiyo"),
+            explore=options.explore,
+            failure_is_outcome=True,
+        )
+        for k, run_id in enumerate(run_ids)
+    ]
+    run_jobs(data_dir.root, jobs, options.workers, "clone", options.quiet)
+    config, training = CloneConfig(), TrainingConfig(seed=options.seed)
+    found, descriptors = episodes(store, training.reward)
+    mine = sorted((e for e in found if e.run_id in run_ids), key=lambda e: run_ids.index(e.run_id))
+    demonstrated = demonstrations(mine, config)
+    if not demonstrated:
+        raise CommandError(f"warm start: no heuristic decision with an observation in {', '.join(run_ids)}")
+    generator = torch.Generator().manual_seed(training.seed * 1_000_003 - 1)
+    diagnostics = clone(network, demonstrated, descriptors, config, generator)
+    metrics = {
+        **diagnostics.to_dict(),
+        **{f"clone_config_{k}": float(v) for k, v in config.to_dict().items()},
+    }
+    update = record(
+        store,
+        library,
+        network,
+        version=version,
+        parent_version=parent,
+        metrics=metrics,
+        steps=diagnostics.steps,
+        experiences=diagnostics.demonstrations,
+    )
+    if not options.quiet:
+        accuracy = ", ".join(f"{h} {a:.2f}" for h, a in diagnostics.accuracy.items())
+        print(
+            f"warm start: cloned {version} on {len(demonstrated)} decisions (accuracy {accuracy})",
+            file=sys.stderr,
+        )
+    return update, {"round": -1, "version": version, "parent": parent, "episodes": len(mine), **metrics}
 
 
 def handle_train(args: argparse.Namespace) -> int:

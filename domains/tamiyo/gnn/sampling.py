@@ -101,7 +101,9 @@ def evaluate(
     blueprint: torch.Tensor,
 ) -> dict[str, torch.Tensor]:
     """Log-probabilities [G], per-head entropies [G] and values [G] of logged actions on a batch of graphs
-    (`tensors.collate`, or a torch_geometric Batch of HeteroData).
+    (`tensors.collate`, or a torch_geometric Batch of HeteroData). Per head also the logged choice's
+    log-probability (`log_prob_<head>`, 0 where the head does not apply) and the head's largest
+    (`best_<head>`): behaviour cloning's loss and accuracy (domains/simic/clone.py).
 
     `slot` holds each graph's local seed index (-1 for a no-op), `blueprint` the catalogue index (-1 unless
     germinating)."""
@@ -111,7 +113,8 @@ def evaluate(
     out = network(batch)
     graphs = out["operation"].shape[0]
     op_logp = torch.log_softmax(out["operation"].float().masked_fill(~batch.legal_op, NEG), dim=1)
-    log_prob = op_logp.gather(1, operation.unsqueeze(1)).squeeze(1)
+    op_chosen = op_logp.gather(1, operation.unsqueeze(1)).squeeze(1)
+    log_prob = op_chosen
     entropy_op = -(op_logp.exp() * op_logp).sum(dim=1)
 
     seed_graph = batch.batch["seed"]
@@ -122,7 +125,9 @@ def evaluate(
     slot_logp = _segment_log_softmax(slot_logits.masked_fill(~slot_mask, NEG), seed_graph, graphs)
     start = batch.seed_ptr[:-1]
     chosen = start + slot.clamp(min=0)
-    log_prob = log_prob + torch.where(uses_slot, slot_logp[chosen], torch.zeros_like(log_prob))
+    slot_chosen = torch.where(uses_slot, slot_logp[chosen], torch.zeros_like(log_prob))
+    log_prob = log_prob + slot_chosen
+    slot_best = scatter(slot_logp, seed_graph, dim=0, dim_size=graphs, reduce="max")
     slot_entropy = scatter(-(slot_logp.exp() * slot_logp), seed_graph, dim=0, dim_size=graphs, reduce="sum")
 
     germinating = operation == GERMINATE
@@ -132,13 +137,20 @@ def evaluate(
     ).float()
     bp_logp = torch.log_softmax(bp_logits.masked_fill(~batch.legal_bp[chosen], NEG), dim=1)
     picked = bp_logp.gather(1, blueprint.clamp(min=0).unsqueeze(1)).squeeze(1)
-    log_prob = log_prob + torch.where(germinating, picked, torch.zeros_like(log_prob))
+    bp_chosen = torch.where(germinating, picked, torch.zeros_like(log_prob))
+    log_prob = log_prob + bp_chosen
     bp_entropy = -(bp_logp.exp() * bp_logp).sum(dim=1)
     return {
         "log_prob": log_prob,
         "entropy_operation": entropy_op,
         "entropy_slot": torch.where(uses_slot, slot_entropy, torch.zeros_like(slot_entropy)),
         "entropy_blueprint": torch.where(germinating, bp_entropy, torch.zeros_like(bp_entropy)),
+        "log_prob_operation": op_chosen,
+        "log_prob_slot": slot_chosen,
+        "log_prob_blueprint": bp_chosen,
+        "best_operation": op_logp.max(dim=1).values,
+        "best_slot": slot_best,
+        "best_blueprint": bp_logp.max(dim=1).values,
         "value": out["value"],
         "risk": out["risk"],
     }
