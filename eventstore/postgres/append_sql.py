@@ -1,30 +1,27 @@
-"""The server side of a PostgreSQL append: one procedure, called once per append (one round trip), and
-the unlogged tables through which concurrent appends share one commit (see eventstore.postgres).
+"""The server side of a PostgreSQL append: one procedure, called once per append (one round trip).
 
-The procedure: an append that gets the store's ordering lock at once numbers, inserts and commits its own
-batch, with any batches left waiting. One that finds the lock taken stores its batch in `pending` (an
-unlogged table: that commit has no WAL to flush) and waits: on its row, if a lock holder has taken it (the
-holder keeps the rows it took locked until its commit is flushed, so all the appends it took wake together
-and find their outcomes in `outcomes`), else for the lock, after which it either finds its outcome or
-numbers every batch still pending itself, its own among them. The lock holder
-also locks the head row, so that an append by the function of the previous version waits for it.
+It takes the head row's lock, numbers the batch after the head (`sequence_batch`), advances the head and
+notifies live subscribers; the lock is held until the commit is flushed, so positions are handed out in
+commit order.
 
 Numbering one batch (`sequence_batch`): find each event_id already stored (idempotent appends: a retried
 event keeps its position) and number the new ones after the head; check the expected versions (the rule
 of eventstore.api.Expected.check; a conflict writes nothing and comes back as the stream and its actual
 version); insert the new events stamped with stream version and position (eventstore.wal.stamp, byte for
-byte) and advance the streams. The head advances, and live subscribers are notified (PostgreSQL tells them
-at commit), once per numbering transaction.
+byte) and advance the streams. When no event_id repeats within the batch and none is stored yet (one index
+probe each), positions and stream versions come from the ranks the client sends, without ranking.
 
 Every look-up in the log is one index probe per event of the batch, written as a correlated scalar
 subquery, which the planner cannot turn into a join: a join over `events` may be planned as a hash join
 over a sequential scan of the whole table (a plan cached by PL/pgSQL when the table was small keeps doing
 so), which made each append cost O(log size) (version 1 of this function did: three scans of the table
 per append). The streams' new versions come from the inserted rows (RETURNING), not from reading the
-table back. A batch left pending and never collected (its client died while waiting) is numbered by the
-next append, like any append whose client dies before the reply; its outcome row stays behind.
-A batch the server cannot store (a value over an index's size limit) fails its own append alone: the
-lock holder numbers the batches it took again, each in a subtransaction, and hands that one its error.
+table back.
+
+Appends waiting for the lock do not share a commit. A version that let them (each waiting batch left in an
+unlogged table, numbered and committed by the next lock holder together with its own) was faster with 4
+writers on a disk flushing ~200 commits/s, and 2-6x slower on a quiet one (~4,000/s): its extra
+transactions and lock hand-offs cost more server CPU than the flushes it saved.
 """
 
 from __future__ import annotations
@@ -32,8 +29,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-APPEND_FUNCTION = "append_events_v6"
-LOCK_CLASS = 0x45535052  # "ESPR": the advisory lock that orders appends, with the schema's hash
+APPEND_FUNCTION = "append_events_v7"
 _APPEND_FUNCTION_SQL = """
 CREATE OR REPLACE FUNCTION "{schema}".varint_long(n bigint) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE STRICT AS $varint$
@@ -64,22 +60,6 @@ SELECT CASE
     ELSE "{schema}".varint_long(n)
 END
 $varint$;
-
-CREATE UNLOGGED TABLE IF NOT EXISTS "{schema}".pending (
-    batch bigint PRIMARY KEY, ids text[] NOT NULL, streams text[] NOT NULL, categories text[] NOT NULL,
-    types text[] NOT NULL, data bytea[] NOT NULL, expect_streams text[] NOT NULL,
-    expect_kinds text[] NOT NULL,
-    expect_versions bigint[] NOT NULL, ordinals bigint[]
-) WITH (toast_tuple_target = 8160);
-ALTER TABLE "{schema}".pending ALTER COLUMN data SET STORAGE EXTERNAL;
-ALTER TABLE "{schema}".pending ADD COLUMN IF NOT EXISTS ordinals bigint[];
-
-CREATE UNLOGGED TABLE IF NOT EXISTS "{schema}".outcomes (
-    batch bigint PRIMARY KEY, positions bigint[], inserted int NOT NULL, conflict_stream text,
-    conflict_actual bigint
-);
-ALTER TABLE "{schema}".outcomes ADD COLUMN IF NOT EXISTS error_state text;
-ALTER TABLE "{schema}".outcomes ADD COLUMN IF NOT EXISTS error_message text;
 
 -- one batch, numbered after v_head, as though appended alone; a failed expectation writes nothing and
 -- comes back as conflict_stream and conflict_actual
@@ -184,110 +164,18 @@ CREATE OR REPLACE PROCEDURE "{schema}".{function}(
     INOUT conflict_stream text DEFAULT NULL, INOUT conflict_actual bigint DEFAULT NULL)
 LANGUAGE plpgsql AS $append$
 DECLARE
-    v_batch bigint;
     v_head bigint;
-    v_start bigint;
-    v_own boolean := true;
-    r record;
     o record;
-    v_done bigint[] := '{{}}';
-    v_error_state text;
-    v_error_message text;
-    v_isolating boolean := false;
 BEGIN
-    IF NOT pg_try_advisory_xact_lock({lock_class}, hashtext('{schema}')) THEN
-        -- another append is sequencing and committing: leave this batch for whoever sequences next
-        -- (perhaps this one), so that one commit, one WAL flush, carries every batch waiting by then
-        v_batch := pg_current_xact_id()::text::bigint;
-        INSERT INTO "{schema}".pending VALUES (v_batch, p_ids, p_streams, p_categories, p_types, p_data,
-            p_expect_streams, p_expect_kinds, p_expect_versions, p_ordinals);
-        COMMIT;  -- an unlogged table only: nothing to flush
-        -- a lock holder that has taken this batch holds its row until it has committed (and flushed): wait
-        -- for that commit with every other batch it took, rather than one after another for the lock
-        PERFORM 1 FROM "{schema}".pending p WHERE p.batch = v_batch FOR UPDATE;
-        IF FOUND THEN
-            COMMIT;  -- not taken yet: leave the row free for the next lock holder, and wait for the lock
-            PERFORM pg_advisory_xact_lock({lock_class}, hashtext('{schema}'));
-        END IF;
-        DELETE FROM "{schema}".outcomes x WHERE x.batch = v_batch
-            RETURNING x.positions, x.inserted, x.conflict_stream, x.conflict_actual, x.error_state,
-                      x.error_message
-            INTO positions, inserted, conflict_stream, conflict_actual, v_error_state, v_error_message;
-        IF FOUND THEN
-            IF v_error_state IS NOT NULL THEN
-                COMMIT;  -- the outcome is taken; then fail as this batch failed, alone
-                RAISE EXCEPTION USING ERRCODE = v_error_state, MESSAGE = v_error_message;
-            END IF;
-            RETURN;  -- numbered and committed by another append
-        END IF;
-        v_own := false;
-    END IF;
-    -- the head row lock too, so that an append by the previous version of this function waits for this one
+    -- held until the commit is flushed: the next append reads the head after this one's commit
     SELECT h.position INTO v_head FROM "{schema}".head h WHERE h.id = 1 FOR UPDATE;
-    v_start := v_head;
-    -- a row locked by its own append, checking whether it was taken, is left to the next lock holder
-    -- every batch taken, in one subtransaction; should one fail (a stream name too long for its index,
-    -- say), again with each batch in its own, so that it fails alone: left pending, it would fail every
-    -- later lock holder's commit, and with it every later append
-    <<taking>>
-    LOOP
-        BEGIN
-            FOR r IN SELECT * FROM "{schema}".pending p ORDER BY p.batch FOR UPDATE SKIP LOCKED LOOP
-                v_done := v_done || r.batch;
-                IF v_isolating THEN
-                    BEGIN
-                        o := "{schema}".sequence_batch(v_head, r.ids, r.streams, r.categories, r.types,
-                            r.data, r.expect_streams, r.expect_kinds, r.expect_versions, r.ordinals);
-                    EXCEPTION WHEN OTHERS THEN
-                        IF r.batch = v_batch THEN
-                            v_error_state := SQLSTATE; v_error_message := SQLERRM;
-                        ELSE
-                            INSERT INTO "{schema}".outcomes (batch, inserted, error_state, error_message)
-                                VALUES (r.batch, 0, SQLSTATE, SQLERRM);
-                        END IF;
-                        CONTINUE;
-                    END;
-                ELSE
-                    o := "{schema}".sequence_batch(v_head, r.ids, r.streams, r.categories, r.types,
-                        r.data, r.expect_streams, r.expect_kinds, r.expect_versions, r.ordinals);
-                END IF;
-                v_head := v_head + o.inserted;
-                IF r.batch = v_batch THEN
-                    positions := o.positions; inserted := o.inserted;
-                    conflict_stream := o.conflict_stream; conflict_actual := o.conflict_actual;
-                ELSE
-                    INSERT INTO "{schema}".outcomes
-                        (batch, positions, inserted, conflict_stream, conflict_actual)
-                        VALUES (r.batch, o.positions, o.inserted, o.conflict_stream, o.conflict_actual);
-                END IF;
-            END LOOP;
-            EXIT taking;
-        EXCEPTION WHEN OTHERS THEN
-            IF v_isolating THEN
-                RAISE;
-            END IF;
-            v_isolating := true;
-            v_head := v_start;
-            v_done := '{{}}';
-        END;
-    END LOOP;
-    IF v_own THEN
-        o := "{schema}".sequence_batch(v_head, p_ids, p_streams, p_categories, p_types, p_data,
-            p_expect_streams, p_expect_kinds, p_expect_versions, p_ordinals);
-        v_head := v_head + o.inserted;
-        positions := o.positions; inserted := o.inserted;
-        conflict_stream := o.conflict_stream; conflict_actual := o.conflict_actual;
-    END IF;
-    IF cardinality(v_done) > 0 THEN
-        DELETE FROM "{schema}".pending p WHERE p.batch = ANY (v_done);
-    END IF;
-    IF v_head > v_start THEN
-        UPDATE "{schema}".head SET position = v_head WHERE id = 1;
-        PERFORM pg_notify('{channel}', v_head::text);
-    END IF;
-    IF v_error_state IS NOT NULL THEN
-        COMMIT;  -- the other batches taken are numbered and durable; this one failed alone
-        RAISE EXCEPTION USING ERRCODE = v_error_state, MESSAGE = v_error_message;
+    o := "{schema}".sequence_batch(v_head, p_ids, p_streams, p_categories, p_types, p_data,
+        p_expect_streams, p_expect_kinds, p_expect_versions, p_ordinals);
+    positions := o.positions; inserted := o.inserted;
+    conflict_stream := o.conflict_stream; conflict_actual := o.conflict_actual;
+    IF o.inserted > 0 THEN
+        UPDATE "{schema}".head SET position = v_head + o.inserted WHERE id = 1;
+        PERFORM pg_notify('{channel}', (v_head + o.inserted)::text);
     END IF;
 END
 $append$;
@@ -306,6 +194,6 @@ def install_append_function(connection: Connection, schema: str) -> None:
     ).first()
     if exists is None:
         sql = _APPEND_FUNCTION_SQL.format(
-            schema=schema, function=APPEND_FUNCTION, lock_class=LOCK_CLASS, channel=f"{schema}_appended"
+            schema=schema, function=APPEND_FUNCTION, channel=f"{schema}_appended"
         )
         connection.exec_driver_sql(sql)

@@ -7,8 +7,7 @@ new aggregate on the baseline's (its events numbered 1..batch), each event the s
 (~330 bytes: our envelope; the baseline stores its payload bytes as the state, with a topic). Both give
 gap-free positions in commit order (our ordering lock; its table lock on the notification ids), each
 held through the commit's flush; both with the server's durable defaults (an append returns after its
-commit is flushed); the baseline commits once per batch, while our appends that wait for the lock are
-numbered and committed together by whichever gets it, one commit and flush for several batches. Each
+commit is flushed), one commit per batch. Each
 writer has one connection of its own, opened (and warmed with WARM_UP appends) before the clock starts.
 The figure is the events committed per second by all writers together, the median of ROUNDS rounds; the
 two sides alternate which goes first, configuration by configuration, on the same server.
@@ -18,8 +17,7 @@ the server runs on this machine, their server processes' CPU time (server, from 
 the rate costs, less sensitive to a loaded machine than the wall clock. `pg_commit_floor_per_s` is one
 writer committing a one-row insert per round trip in the same rounds: the rate no durable append of one
 round trip and one commit each can pass: `1 / floor` is what one writer pays per batch on either side,
-so no side's single writer can reach `floor x batch` events/s, and only a commit shared by several
-writers' batches can pass it.
+so no side's writer can reach `floor x batch` events/s.
 """
 
 from __future__ import annotations
