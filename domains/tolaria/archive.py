@@ -28,11 +28,6 @@ _SCALARS = (str, int, float, bool, type(None))
 _SCALAR_TYPES = frozenset(_SCALARS)
 _DTYPES = {str(dtype): dtype for dtype in vars(torch).values() if isinstance(dtype, torch.dtype)}
 _DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
-# The dtypes whose CPU tensors `Tensor.numpy()` reads in place (bfloat16 and the like are not among them).
-_NUMPY_DTYPES = frozenset(
-    {torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16, torch.int8}
-    | {torch.uint8, torch.bool, torch.complex64, torch.complex128}
-)
 
 
 class ArchiveError(ValueError):
@@ -46,9 +41,7 @@ def pack(components: dict[str, Any]) -> bytes:
 
     def encode(value: Any) -> Any:
         # Runs every epoch on the writer thread, which holds the interpreter meanwhile: the common cases
-        # first, by exact type, and a scalar item is taken in place rather than through a call. A CPU
-        # tensor of a dtype numpy knows (every one a checkpoint of a CPU run holds) is read as a numpy
-        # array in place; `_tensor_bytes` takes the rest.
+        # first, by exact type, and a scalar item is taken in place rather than through a call.
         nonlocal offset
         kind = type(value)
         if kind in scalar:
@@ -59,16 +52,7 @@ def pack(components: dict[str, Any]) -> bytes:
                 out.append(key if type(key) in scalar else encode(key))
                 out.append(item if type(item) in scalar else encode(item))
             return out
-        if kind is torch.Tensor and value.is_cpu and value.dtype in _NUMPY_DTYPES and not value.requires_grad:
-            raw = value.numpy()
-            if not raw.flags.c_contiguous:
-                raw = np.ascontiguousarray(raw)
-            size = raw.nbytes
-            blobs.append(raw)
-            start = offset
-            offset += size
-            return ["T", _DTYPE_NAMES[value.dtype], list(value.shape), start, size]
-        if isinstance(value, torch.Tensor):
+        if kind is torch.Tensor or isinstance(value, torch.Tensor):
             raw = _tensor_bytes(value)
             start, size = offset, raw.nbytes
             blobs.append(raw)
