@@ -65,8 +65,7 @@ class CompileAhead:
         self.source = source
         self.address = address
         self.artifacts = artifacts
-        self.requests: list[Request] = []
-        self.specs: list[CompileSpec] = []
+        self._requests: dict[CompileSpec, Request] = {}  # in the order they were taken
         self._compiler = compiler  # a child started early by the caller, else one started by start()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -77,6 +76,14 @@ class CompileAhead:
         self.done = threading.Event()  # set once every artifact that could be compiled is in the cache
         self._closing = threading.Event()
 
+    @property
+    def specs(self) -> list[CompileSpec]:
+        return list(self._requests)
+
+    @property
+    def requests(self) -> list[Request]:
+        return list(self._requests.values())
+
     def start(self, requests: Sequence[Request]) -> None:
         """Compile `requests` in a child (in order, repeats and requests Karn refuses left out), then warm."""
         for request in requests:
@@ -84,10 +91,10 @@ class CompileAhead:
                 spec = resolve_spec(*request, strategy=self.source.strategy)
             except (KarnError, ValueError):
                 continue  # a request Karn refuses is refused again, with its reason, at graft time
-            if spec not in self.specs:
+            if spec not in self._requests:
                 self._add(spec, request)
         pending = [
-            s for s in self.specs if self.source.compiler.state(s.job_id).status is not Status.SUCCEEDED
+            s for s in self._requests if self.source.compiler.state(s.job_id).status is not Status.SUCCEEDED
         ]
         if pending and self._compiler is None:
             self._compiler = CompilerProcess.start()
@@ -102,15 +109,16 @@ class CompileAhead:
         self._thread.start()
 
     def _add(self, spec: CompileSpec, request: Request) -> threading.Event:
-        self.requests.append(request)
-        self.specs.append(spec)
+        self._requests[spec] = request
         loaded = self._loaded[spec] = threading.Event()
         return loaded
 
     def _warm(self, pending: list[CompileSpec]) -> None:
         try:
             preload_loader()  # while the child compiles: the graft's load then imports nothing
-            if not self._warm_specs([spec for spec in self.specs if spec not in pending]):
+            with self._lock:  # the training thread may add an unforeseen graft's spec meanwhile
+                compiled = [spec for spec in self._requests if spec not in pending]
+            if not self._warm_specs(compiled):
                 return
             if not self._first:
                 self.done.set()
@@ -138,7 +146,7 @@ class CompileAhead:
             if self._closing.is_set():
                 return False  # the run is over: its log is about to close
             try:
-                self.source.warm([self.requests[self.specs.index(spec)]])
+                self.source.warm([self._requests[spec]])
             except UrzaError:
                 pass  # a corrupt or unloadable artifact is reported when a graft asks for it
             except Exception:  # the log closed under a run that ended without close(): warming is optional
