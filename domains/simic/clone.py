@@ -32,14 +32,13 @@ import torch
 from torch import nn
 
 from domains.simic.experience import Episode, Transition
+from domains.simic.gnn import HEADS, active_heads
+from domains.simic.ppo import masked_mean
 from domains.tamiyo.gnn.graph import decision_graph
-from domains.tamiyo.gnn.masking import GERMINATE, NOOP
 from domains.tamiyo.gnn.network import PolicyNetwork
 from domains.tamiyo.gnn.sampling import evaluate
 from domains.tamiyo.gnn.tensors import PolicyGraph, collate
 from leyline import pb
-
-HEADS = ("operation", "slot", "blueprint")
 
 
 @dataclass(frozen=True)
@@ -82,21 +81,12 @@ def demonstrations(episodes: Sequence[Episode], config: CloneConfig) -> list[Tra
     ]
 
 
-def _active(actions: torch.Tensor) -> dict[str, torch.Tensor]:
-    operation = actions[:, 0]
-    return {
-        "operation": torch.ones_like(operation, dtype=torch.bool),
-        "slot": operation != NOOP,
-        "blueprint": operation == GERMINATE,
-    }
-
-
 def _heads(
     network: PolicyNetwork, graphs: Sequence[PolicyGraph], actions: torch.Tensor
 ) -> dict[str, dict[str, torch.Tensor]]:
     """Per head: cross-entropy, accuracy and entropy of each example, and where the head took part."""
     out = evaluate(network, collate(graphs), *actions.unbind(1))
-    active = _active(actions)
+    active = active_heads(actions[:, 0])
     return {
         head: {
             "loss": -out[f"log_prob_{head}"],
@@ -108,17 +98,14 @@ def _heads(
     }
 
 
-def _mean(values: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-    weight = active.float()
-    return (values * weight).sum() / weight.sum().clamp(min=1.0)
-
-
 def _measure(network: PolicyNetwork, graphs: Sequence[PolicyGraph], actions: torch.Tensor) -> dict[str, dict]:
     with torch.no_grad():
         heads = _heads(network, graphs, actions)
     return {
         name: {
-            head: float(_mean(h[name], h["active"])) for head, h in heads.items() if bool(h["active"].any())
+            head: float(masked_mean(h[name], h["active"]))
+            for head, h in heads.items()
+            if bool(h["active"].any())
         }
         for name in ("loss", "hit", "entropy")
     }
@@ -150,8 +137,8 @@ def clone(
             for start in range(0, size, minibatch):
                 index = order[start : start + minibatch]
                 heads = _heads(network, [graphs[i] for i in index.tolist()], actions[index])
-                loss = torch.stack([_mean(h["loss"], h["active"]) for h in heads.values()]).sum()
-                entropy = torch.stack([_mean(h["entropy"], h["active"]) for h in heads.values()]).sum()
+                loss = torch.stack([masked_mean(h["loss"], h["active"]) for h in heads.values()]).sum()
+                entropy = torch.stack([masked_mean(h["entropy"], h["active"]) for h in heads.values()]).sum()
                 optimizer.zero_grad(set_to_none=True)
                 (loss - config.entropy_coef * entropy).backward()
                 nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)

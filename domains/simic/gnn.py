@@ -59,13 +59,17 @@ class GnnActorCritic:
         batch = collate(observations)
         operation, slot, blueprint = actions.unbind(1)
         out = evaluate(self.network, batch, operation, slot, blueprint)
-        active = {
-            "operation": torch.ones_like(operation, dtype=torch.bool),
-            "slot": operation != NOOP,
-            "blueprint": operation == GERMINATE,
-        }
         entropy = {head: out[f"entropy_{head}"] for head in HEADS}
-        return Evaluation(out["log_prob"], out["value"], entropy, active)
+        return Evaluation(out["log_prob"], out["value"], entropy, active_heads(operation))
+
+
+def active_heads(operation: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Where each head took part in the actions of these operations."""
+    return {
+        "operation": torch.ones_like(operation, dtype=torch.bool),
+        "slot": operation != NOOP,
+        "blueprint": operation == GERMINATE,
+    }
 
 
 def _segments(episodes: Sequence[Episode]) -> list[tuple[Transition, ...]]:

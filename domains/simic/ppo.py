@@ -153,7 +153,8 @@ def make_optimizer(policy: ActorCritic[Obs], config: PPOConfig) -> torch.optim.A
     return torch.optim.Adam(trainable, lr=config.learning_rate, eps=config.adam_eps)
 
 
-def _masked_mean(values: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+def masked_mean(values: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """The mean of `values` where `active` (0 where nothing is)."""
     weight = active.float()
     return (values * weight).sum() / weight.sum().clamp(min=1.0)
 
@@ -197,7 +198,7 @@ def update(
                 -advantages * ratio, -advantages * ratio.clamp(1 - config.clip, 1 + config.clip)
             ).mean()
             value_loss = 0.5 * (out.value - batch.returns[index]).pow(2).mean()
-            entropies = {head: _masked_mean(e, out.active[head]) for head, e in out.entropy.items()}
+            entropies = {head: masked_mean(e, out.active[head]) for head, e in out.entropy.items()}
             entropy_bonus = torch.stack(list(entropies.values())).sum() if entropies else torch.zeros(())
             loss = surrogate + config.value_coef * value_loss - config.entropy_coef * entropy_bonus
             optimizer.zero_grad(set_to_none=True)
