@@ -16,10 +16,12 @@ thread, which appends CheckpointCommitted only after `write_file` returned.
 from __future__ import annotations
 
 import array
+import ctypes
 import hashlib
 import io
 import os
 import random
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -30,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.random.mtrand import get_bit_generator
 
 from domains.tolaria import archive
 from leyline.datadir import DataDir
@@ -55,12 +58,69 @@ def capture_rng() -> dict[str, Any]:
     """Every generator's state, as its library returns it (converted only when packed, off the thread)."""
     rng: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": list(np.random.get_state()),
+        "numpy": _NUMPY_STATE.read(),
         "python": list(random.getstate()),
     }
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
     return rng
+
+
+class _NumpyState:
+    """numpy's global generator state as `np.random.get_state()` gives it, cheaply when it is unchanged.
+
+    `get_state()` copies the Mersenne Twister's 624 words one at a time (~50 us, the largest part of a
+    capture). The words and position are read here as raw bytes through the bit generator's ctypes
+    interface (one copy, ~1 us), and the state last returned is returned again while the generator and
+    those bytes are the same and it held no cached Gaussian: every draw moves the words or the position,
+    except one that consumes a cached Gaussian, and none creates one without drawing words. `restore_rng`
+    sets the state and forgets it; a caller of `np.random.set_state` that keeps the words and position
+    but adds a cached Gaussian would not be seen (Esper draws nothing from numpy's global generator).
+    A generator whose bytes do not match `get_state()` when first read is always read with `get_state()`."""
+
+    WORDS = 624
+    SIZE = WORDS * 4 + 4  # the words (uint32), then the position (a C int)
+
+    def __init__(self) -> None:
+        self._generator: object = None
+        self._address = 0  # 0: read with get_state() only
+        self.forget()
+
+    def forget(self) -> None:
+        self._raw = b""
+        self._state: list[Any] = []
+
+    def read(self) -> list[Any]:
+        generator = get_bit_generator()
+        if generator is not self._generator:
+            self._generator, self._address = generator, 0
+            self.forget()
+            if type(generator).__name__ == "MT19937":
+                self._address = generator.ctypes.state_address
+                if self._bytes() != _layout(list(np.random.get_state())):
+                    self._address = 0
+        raw = self._bytes()
+        if raw and raw == self._raw:
+            return list(self._state)
+        state: list[Any] = list(np.random.get_state())
+        state[1].flags.writeable = False  # shared by the checkpoints that return it again
+        self._raw, self._state = (raw, state) if state[3] == 0 else (b"", [])
+        return list(state)
+
+    def _bytes(self) -> bytes:
+        return ctypes.string_at(self._address, self.SIZE) if self._address else b""
+
+
+def _layout(state: list[Any]) -> bytes:
+    """The bytes of MT19937's state struct that `np.random.get_state()`'s words and position stand for."""
+    kind, words, position = state[:3]
+    if kind != "MT19937" or len(words) != _NumpyState.WORDS:
+        return b"-"
+    position_bytes = int(position).to_bytes(4, sys.byteorder, signed=True)
+    return np.asarray(words, dtype=np.uint32).tobytes() + position_bytes
+
+
+_NUMPY_STATE = _NumpyState()
 
 
 def restore_rng(rng: Mapping[str, Any]) -> None:
@@ -69,6 +129,7 @@ def restore_rng(rng: Mapping[str, Any]) -> None:
     torch.set_rng_state(rng["torch"])
     kind, keys, pos, has_gauss, cached = rng["numpy"]
     np.random.set_state((kind, np.asarray(keys).astype(np.uint32), pos, has_gauss, cached))
+    _NUMPY_STATE.forget()
     version, internal, gauss = rng["python"]
     words = internal.tolist() if isinstance(internal, torch.Tensor | np.ndarray) else internal
     random.setstate((version, tuple(int(word) for word in words), gauss))

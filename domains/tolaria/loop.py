@@ -19,6 +19,8 @@ from torch import nn
 from domains.tolaria.data import Split, batches, eval_batches
 
 EVAL_BATCH = 512
+# logits kept before their predicted classes are taken in one kernel: fewer kernels per epoch, memory bounded
+PREDICTION_BATCHES = 32
 
 
 @dataclass
@@ -43,11 +45,12 @@ def train_epoch(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Sum of losses, correct predictions, the last step's gradient norm and the number of steps.
 
-    Per batch the loop only keeps the detached loss and the predicted classes (one kernel beyond what a
-    plain loop runs); the sums are taken once, after the last step."""
+    Per batch the loop only keeps the detached loss and logits (no kernel beyond what a plain loop runs);
+    the predicted classes are taken every PREDICTION_BATCHES batches, the sums once, after the last step."""
     model.train()
     device = split.inputs.device
     losses: list[torch.Tensor] = []
+    outputs: list[torch.Tensor] = []
     predictions: list[torch.Tensor] = []
     for batch in batches(split, order, batch_size):
         optimizer.zero_grad(set_to_none=True)
@@ -56,7 +59,12 @@ def train_epoch(
         loss.backward()
         optimizer.step()
         losses.append(loss.detach())
-        predictions.append(logits.detach().argmax(dim=1))
+        outputs.append(logits.detach())
+        if len(outputs) == PREDICTION_BATCHES:
+            predictions.append(torch.cat(outputs).argmax(dim=1))
+            outputs.clear()
+    if outputs:
+        predictions.append(torch.cat(outputs).argmax(dim=1))
     steps = len(losses)
     if not steps:
         zero = torch.zeros((), device=device)

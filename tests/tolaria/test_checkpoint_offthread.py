@@ -19,6 +19,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numpy.random.mtrand import get_bit_generator, set_bit_generator
 
 from domains.tolaria import archive
 from domains.tolaria import checkpoint as ckpt
@@ -151,6 +152,35 @@ def test_pythons_generator_words_pack_as_raw_words_and_restore_exactly() -> None
     expected = [random.random() for _ in range(3)]
     ckpt.restore_rng(ckpt.deserialize(ckpt.serialize(0, {"rng": rng}).data)["rng"])
     assert [random.random() for _ in range(3)] == expected
+
+
+def _same_numpy_state(captured: list[Any]) -> bool:
+    kind, words, *rest = np.random.get_state()
+    return captured[0] == kind and bool((captured[1] == words).all()) and captured[2:] == rest
+
+
+def test_numpys_state_is_captured_as_get_state_gives_it_whatever_drew_from_it_between_captures() -> None:
+    generator = get_bit_generator()
+    np.random.seed(11)
+    first = ckpt.capture_rng()["numpy"]
+    again = ckpt.capture_rng()["numpy"]
+    assert _same_numpy_state(first) and again[1] is first[1]  # unchanged: the words read once
+    draws: list[Any] = [
+        np.random.rand,
+        np.random.randn,  # a pair drawn, one kept as the cached Gaussian
+        np.random.randn,  # the cached Gaussian consumed: words and position unchanged
+        lambda: np.random.set_state(("MT19937", np.arange(624, dtype=np.uint32), 5, 1, 0.25)),
+        lambda: ckpt.restore_rng(dict(ckpt.capture_rng(), numpy=first)),
+        # the words just captured again, now with a cached Gaussian: restore_rng forgets what it read
+        lambda: ckpt.restore_rng(dict(ckpt.capture_rng(), numpy=[*first[:3], 1, 0.5])),
+        lambda: set_bit_generator(np.random.MT19937(3)),
+    ]
+    for draw in draws:
+        draw()
+        assert _same_numpy_state(ckpt.capture_rng()["numpy"])
+    set_bit_generator(generator)
+    with pytest.raises(ValueError):  # shared between checkpoints: read-only
+        first[1][0] = 0
 
 
 # The child trains SMALL and dies by SIGKILL on the writer thread at KILL_EPOCH's checkpoint: before its
