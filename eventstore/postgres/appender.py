@@ -18,6 +18,9 @@ from eventstore.postgres.arrays import BigintArray, ByteaArray, TextArray, regis
 from leyline import category_of, pb
 
 BACKEND = "postgres"
+# the procedure's statements planned once per connection: left to choose, the server plans them again on
+# every call (custom plans for the array parameters), most of its CPU for a small batch
+GENERIC_PLANS = "-c plan_cache_mode=force_generic_plan"
 Outcome = tuple[list[int], int, tuple[str, int] | None]  # positions, events inserted, (stream, actual)
 
 
@@ -98,11 +101,22 @@ class Appender:
     def _call_once(self, parameters: tuple[list[Any] | None, ...]) -> Outcome:
         if self.connection is None:
             self.connection = psycopg.connect(
-                self._url, autocommit=True, connect_timeout=self._connect_timeout
+                self._url,
+                autocommit=True,
+                connect_timeout=self._connect_timeout,
+                options=GENERIC_PLANS,
             )
             register(self.connection.adapters)
         # prepared from the first call
-        row = self.connection.execute(self._sql, parameters, prepare=True, binary=True).fetchone()
+        try:
+            row = self.connection.execute(self._sql, parameters, prepare=True, binary=True).fetchone()
+        except psycopg.errors.UniqueViolation:
+            if parameters[-1] is None:
+                raise
+            # an event_id already stored: numbered again by the procedure's path for retried events
+            row = self.connection.execute(
+                self._sql, (*parameters[:-1], None), prepare=True, binary=True
+            ).fetchone()
         assert row is not None
         positions, inserted, conflict_stream, conflict_actual = row
         if conflict_stream is not None:
