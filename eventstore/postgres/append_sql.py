@@ -8,11 +8,11 @@ The common batch (no event_id repeated within it, expectations met): the head ad
 size (UPDATE ... RETURNING), each event's stream version is its stream's highest stored stream_version
 (one probe of the stream + stream_version index) plus the rank the client sends, and the events are
 inserted stamped with stream version and position (eventstore.wal.stamp, byte for byte). An event_id
-already stored fails the event_id index; the client then calls again without ranks, and the procedure
-numbers the batch the slow way: find each event_id already stored (idempotent appends: a retried event
-keeps its position), number the new ones after the head, check the expected versions (the rule of
-eventstore.api.Expected.check; a conflict writes nothing and comes back as the stream and its actual
-version).
+already stored fails the event_id index; the client then calls again without ranks (an empty array), and
+the procedure numbers the batch the slow way: find each event_id already stored (idempotent appends: a
+retried event keeps its position), number the new ones after the head, check the expected versions (the
+rule of eventstore.api.Expected.check; a conflict writes nothing and comes back as the stream and its
+actual version).
 
 Every look-up in the log is one index probe, written as a correlated scalar subquery, which the planner
 cannot turn into a join: a join over `events` may be planned as a hash join over a sequential scan of the
@@ -87,9 +87,9 @@ BEGIN
             EXIT;
         END IF;
     END LOOP;
-    IF p_ordinals IS NOT NULL AND conflict_stream IS NULL THEN
-        -- every event new and none repeated (a stored one fails the event_id index: the client retries
-        -- without ordinals): position and stream version by ordinal
+    IF cardinality(p_ordinals) > 0 AND conflict_stream IS NULL THEN
+        -- every event new and none repeated (a stored one fails the event_id index: the client calls
+        -- again without ordinals): position and stream version by ordinal
         inserted := cardinality(p_ids);
         UPDATE "{schema}".head SET position = position + inserted WHERE id = 1
             RETURNING position - inserted INTO v_head;
