@@ -99,9 +99,13 @@ BEGIN
         SELECT v_head + t.n, t.event_id, t.stream, t.version, t.category, t.event_type,
                t.data || '\\x20'::bytea || "{schema}".varint(t.version)
                       || '\\x28'::bytea || "{schema}".varint(v_head + t.n)
+        -- the first event's stream is probed once (an init plan), any other stream once per event
         FROM (SELECT u.*,
-                     coalesce((SELECT max(e.stream_version) FROM "{schema}".events e
-                               WHERE e.stream = u.stream), 0) + u.ordinal AS version
+                     coalesce(CASE WHEN u.stream = p_streams[1]
+                                   THEN (SELECT max(e.stream_version) FROM "{schema}".events e
+                                         WHERE e.stream = p_streams[1])
+                                   ELSE (SELECT max(e.stream_version) FROM "{schema}".events e
+                                         WHERE e.stream = u.stream) END, 0) + u.ordinal AS version
               FROM unnest(p_ids, p_streams, p_categories, p_types, p_data, p_ordinals)
                   WITH ORDINALITY AS u(event_id, stream, category, event_type, data, ordinal, n)
               OFFSET 0) t;
