@@ -1,8 +1,9 @@
 """The PostgreSQL backend (SQLAlchemy 2 Core over psycopg 3), with the same contract as the file store.
 
 Gap-free, commit-ordered positions under concurrent writers (several processes or hosts): an append is one
-call of a server-side procedure (one round trip). It locks the single row of the head, assigns positions
-from it, inserts the events, advances the head and commits, holding the lock until the commit is flushed.
+call of a server-side procedure (one round trip). It takes the store's append lock (an advisory lock),
+assigns positions after the head, inserts the events, advances the head and commits, holding the lock
+until the commit is flushed.
 So positions are handed out in commit order and a reader that sees position N has also been able to see
 every position below N. (A sequence would hand out ids at insert and make them visible at commit, letting
 a subscriber skip a late committer.) Readers never block writers: they read the head row without

@@ -1,22 +1,24 @@
 """The server side of a PostgreSQL append: one procedure, called once per append (one round trip).
 
-It takes the head row's lock, numbers the batch after the head (`sequence_batch`), advances the head and
-notifies live subscribers; the lock is held until the commit is flushed, so positions are handed out in
-commit order.
+It takes the store's append lock (a transaction-level advisory lock: no row lock, no WAL record, one
+queue of waiters), numbers the batch after the head, advances the head and notifies live subscribers;
+the lock is held until the commit is flushed, so positions are handed out in commit order.
 
-Numbering one batch (`sequence_batch`): find each event_id already stored (idempotent appends: a retried
-event keeps its position) and number the new ones after the head; check the expected versions (the rule
-of eventstore.api.Expected.check; a conflict writes nothing and comes back as the stream and its actual
-version); insert the new events stamped with stream version and position (eventstore.wal.stamp, byte for
-byte) and advance the streams. When no event_id repeats within the batch and none is stored yet (one index
-probe each), positions and stream versions come from the ranks the client sends, without ranking.
+The common batch (no event_id repeated within it, expectations met): the head advances by the batch's
+size (UPDATE ... RETURNING), each event's stream version is its stream's highest stored stream_version
+(one probe of the stream + stream_version index) plus the rank the client sends, and the events are
+inserted stamped with stream version and position (eventstore.wal.stamp, byte for byte). An event_id
+already stored fails the event_id index; the client then calls again without ranks (an empty array), and
+the procedure numbers the batch the slow way: find each event_id already stored (idempotent appends: a
+retried event keeps its position), number the new ones after the head, check the expected versions (the
+rule of eventstore.api.Expected.check; a conflict writes nothing and comes back as the stream and its
+actual version).
 
-Every look-up in the log is one index probe per event of the batch, written as a correlated scalar
-subquery, which the planner cannot turn into a join: a join over `events` may be planned as a hash join
-over a sequential scan of the whole table (a plan cached by PL/pgSQL when the table was small keeps doing
-so), which made each append cost O(log size) (version 1 of this function did: three scans of the table
-per append). The streams' new versions come from the inserted rows (RETURNING), not from reading the
-table back.
+Every look-up in the log is one index probe, written as a correlated scalar subquery, which the planner
+cannot turn into a join: a join over `events` may be planned as a hash join over a sequential scan of the
+whole table. The appender's connection asks for generic plans (eventstore.postgres.appender), planned
+once per session: left to choose, the server kept custom plans for the array parameters and planned every
+statement again on every call (inlining `varint` each time), most of its CPU for a small batch.
 
 Appends waiting for the lock do not share a commit. A version that let them (each waiting batch left in an
 unlogged table, numbered and committed by the next lock holder together with its own) was faster with 4
@@ -29,7 +31,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-APPEND_FUNCTION = "append_events_v7"
+APPEND_FUNCTION = "append_events_v8"
 _APPEND_FUNCTION_SQL = """
 CREATE OR REPLACE FUNCTION "{schema}".varint_long(n bigint) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE STRICT AS $varint$
@@ -61,70 +63,74 @@ SELECT CASE
 END
 $varint$;
 
--- one batch, numbered after v_head, as though appended alone; a failed expectation writes nothing and
--- comes back as conflict_stream and conflict_actual
-CREATE OR REPLACE FUNCTION "{schema}".sequence_batch(
-    v_head bigint, p_ids text[], p_streams text[], p_categories text[], p_types text[], p_data bytea[],
+CREATE OR REPLACE PROCEDURE "{schema}".{function}(
+    p_ids text[], p_streams text[], p_categories text[], p_types text[], p_data bytea[],
     p_expect_streams text[], p_expect_kinds text[], p_expect_versions bigint[], p_ordinals bigint[],
-    OUT positions bigint[], OUT inserted int, OUT conflict_stream text, OUT conflict_actual bigint)
-LANGUAGE plpgsql AS $sequence$
+    INOUT positions bigint[] DEFAULT NULL, INOUT inserted int DEFAULT NULL,
+    INOUT conflict_stream text DEFAULT NULL, INOUT conflict_actual bigint DEFAULT NULL)
+LANGUAGE plpgsql AS $append$
 DECLARE
+    v_head bigint;
     v_actual bigint;
-    v_fresh boolean := p_ordinals IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM unnest(p_ids) AS t(event_id)
-        WHERE (SELECT e.position FROM "{schema}".events e WHERE e.event_id = t.event_id) IS NOT NULL);
 BEGIN
-    IF v_fresh THEN
-        inserted := cardinality(p_ids);
-    ELSE
-        -- a stored event keeps its position; a new one gets the next free one, by its first occurrence
-        SELECT array_agg(coalesce(k.stored, v_head + k.fresh_rank) ORDER BY k.n),
-               coalesce(max(k.fresh_rank) FILTER (WHERE k.stored IS NULL), 0)
-            INTO positions, inserted
-            FROM (SELECT u.n, u.stored,
-                         dense_rank() OVER (PARTITION BY u.stored IS NULL ORDER BY u.first) AS fresh_rank
-                  FROM (SELECT t.n, min(t.n) OVER (PARTITION BY t.event_id) AS first,
-                               (SELECT e.position FROM "{schema}".events e WHERE e.event_id = t.event_id)
-                                   AS stored
-                        FROM unnest(p_ids) WITH ORDINALITY AS t(event_id, n)) u) k;
-        IF inserted = 0 THEN
-            RETURN;
-        END IF;
-    END IF;
+    -- held until the commit is flushed: the next append reads the head after this one's commit
+    PERFORM pg_advisory_xact_lock({lock_key});
     FOR i IN 1 .. coalesce(array_length(p_expect_streams, 1), 0) LOOP
-        SELECT coalesce(max(s.version), 0) INTO v_actual
-            FROM "{schema}".streams s WHERE s.stream = p_expect_streams[i];
+        v_actual := coalesce((SELECT max(e.stream_version) FROM "{schema}".events e
+                              WHERE e.stream = p_expect_streams[i]), 0);
         IF NOT (p_expect_kinds[i] = 'any'
                 OR (p_expect_kinds[i] = 'no_stream' AND v_actual = 0)
                 OR (p_expect_kinds[i] = 'exists' AND v_actual > 0)
                 OR (p_expect_kinds[i] = 'exact' AND v_actual = p_expect_versions[i])) THEN
-            positions := NULL;
-            inserted := 0;
             conflict_stream := p_expect_streams[i];
             conflict_actual := v_actual;
-            RETURN;
+            EXIT;
         END IF;
     END LOOP;
-    IF v_fresh THEN
-        -- the common case, every event new and none repeated: position and stream version by ordinal
+    IF cardinality(p_ordinals) > 0 AND conflict_stream IS NULL THEN
+        -- every event new and none repeated (a stored one fails the event_id index: the client calls
+        -- again without ordinals): position and stream version by ordinal
+        inserted := cardinality(p_ids);
+        UPDATE "{schema}".head SET position = position + inserted WHERE id = 1
+            RETURNING position - inserted INTO v_head;
         positions := ARRAY(SELECT generate_series(v_head + 1, v_head + inserted));
-        WITH stored AS (
-            INSERT INTO "{schema}".events
-                (position, event_id, stream, stream_version, category, event_type, data)
-            SELECT v_head + t.n, t.event_id, t.stream, t.version, t.category, t.event_type,
-                   t.data || '\\x20'::bytea || "{schema}".varint(t.version)
-                          || '\\x28'::bytea || "{schema}".varint(v_head + t.n)
-            FROM (SELECT u.*,
-                         coalesce((SELECT s.version FROM "{schema}".streams s WHERE s.stream = u.stream), 0)
-                             + u.ordinal AS version
-                  FROM unnest(p_ids, p_streams, p_categories, p_types, p_data, p_ordinals)
-                      WITH ORDINALITY AS u(event_id, stream, category, event_type, data, ordinal, n)
-                  OFFSET 0) t
-            RETURNING stream, stream_version
-        )
-        INSERT INTO "{schema}".streams AS s (stream, version)
-            SELECT stream, max(stream_version) FROM stored GROUP BY stream
-            ON CONFLICT (stream) DO UPDATE SET version = excluded.version;
+        INSERT INTO "{schema}".events
+            (position, event_id, stream, stream_version, category, event_type, data)
+        SELECT v_head + t.n, t.event_id, t.stream, t.version, t.category, t.event_type,
+               t.data || '\\x20'::bytea || "{schema}".varint(t.version)
+                      || '\\x28'::bytea || "{schema}".varint(v_head + t.n)
+        -- the first event's stream is probed once (an init plan), any other stream once per event
+        FROM (SELECT u.*,
+                     coalesce(CASE WHEN u.stream = p_streams[1]
+                                   THEN (SELECT max(e.stream_version) FROM "{schema}".events e
+                                         WHERE e.stream = p_streams[1])
+                                   ELSE (SELECT max(e.stream_version) FROM "{schema}".events e
+                                         WHERE e.stream = u.stream) END, 0) + u.ordinal AS version
+              FROM unnest(p_ids, p_streams, p_categories, p_types, p_data, p_ordinals)
+                  WITH ORDINALITY AS u(event_id, stream, category, event_type, data, ordinal, n)
+              OFFSET 0) t;
+        PERFORM pg_notify('{channel}', (v_head + inserted)::text);
+        RETURN;
+    END IF;
+    -- a stored event keeps its position; a new one gets the next free one, by its first occurrence
+    SELECT h.position INTO v_head FROM "{schema}".head h WHERE h.id = 1;
+    SELECT array_agg(coalesce(k.stored, v_head + k.fresh_rank) ORDER BY k.n),
+           coalesce(max(k.fresh_rank) FILTER (WHERE k.stored IS NULL), 0)
+        INTO positions, inserted
+        FROM (SELECT u.n, u.stored,
+                     dense_rank() OVER (PARTITION BY u.stored IS NULL ORDER BY u.first) AS fresh_rank
+              FROM (SELECT t.n, min(t.n) OVER (PARTITION BY t.event_id) AS first,
+                           (SELECT e.position FROM "{schema}".events e WHERE e.event_id = t.event_id)
+                               AS stored
+                    FROM unnest(p_ids) WITH ORDINALITY AS t(event_id, n)) u) k;
+    IF inserted = 0 THEN
+        conflict_stream := NULL;
+        conflict_actual := NULL;
+        RETURN;
+    END IF;
+    IF conflict_stream IS NOT NULL THEN
+        positions := NULL;
+        inserted := 0;
         RETURN;
     END IF;
     WITH input AS (
@@ -134,49 +140,23 @@ BEGIN
         WHERE t.position > v_head
     ), heads AS (
         SELECT d.stream,
-               coalesce((SELECT s.version FROM "{schema}".streams s WHERE s.stream = d.stream), 0)
-                   AS version
+               coalesce((SELECT max(e.stream_version) FROM "{schema}".events e WHERE e.stream = d.stream),
+                        0) AS version
         FROM (SELECT DISTINCT x.stream FROM unnest(p_streams) AS x(stream)) d
     ), fresh AS (
         SELECT i.*,
                h.version + row_number() OVER (PARTITION BY i.stream ORDER BY i.position) AS version
         FROM input i JOIN heads h ON h.stream = i.stream
         WHERE i.occurrence = 1
-    ), stored AS (
-        INSERT INTO "{schema}".events
-            (position, event_id, stream, stream_version, category, event_type, data)
-        SELECT position, event_id, stream, version, category, event_type,
-               data || '\\x20'::bytea || "{schema}".varint(version)
-                    || '\\x28'::bytea || "{schema}".varint(position)
-        FROM fresh
-        RETURNING stream, stream_version
     )
-    INSERT INTO "{schema}".streams AS s (stream, version)
-        SELECT stream, max(stream_version) FROM stored GROUP BY stream
-        ON CONFLICT (stream) DO UPDATE SET version = excluded.version;
-END
-$sequence$;
-
-CREATE OR REPLACE PROCEDURE "{schema}".{function}(
-    p_ids text[], p_streams text[], p_categories text[], p_types text[], p_data bytea[],
-    p_expect_streams text[], p_expect_kinds text[], p_expect_versions bigint[], p_ordinals bigint[],
-    INOUT positions bigint[] DEFAULT NULL, INOUT inserted int DEFAULT NULL,
-    INOUT conflict_stream text DEFAULT NULL, INOUT conflict_actual bigint DEFAULT NULL)
-LANGUAGE plpgsql AS $append$
-DECLARE
-    v_head bigint;
-    o record;
-BEGIN
-    -- held until the commit is flushed: the next append reads the head after this one's commit
-    SELECT h.position INTO v_head FROM "{schema}".head h WHERE h.id = 1 FOR UPDATE;
-    o := "{schema}".sequence_batch(v_head, p_ids, p_streams, p_categories, p_types, p_data,
-        p_expect_streams, p_expect_kinds, p_expect_versions, p_ordinals);
-    positions := o.positions; inserted := o.inserted;
-    conflict_stream := o.conflict_stream; conflict_actual := o.conflict_actual;
-    IF o.inserted > 0 THEN
-        UPDATE "{schema}".head SET position = v_head + o.inserted WHERE id = 1;
-        PERFORM pg_notify('{channel}', (v_head + o.inserted)::text);
-    END IF;
+    INSERT INTO "{schema}".events
+        (position, event_id, stream, stream_version, category, event_type, data)
+    SELECT position, event_id, stream, version, category, event_type,
+           data || '\\x20'::bytea || "{schema}".varint(version)
+                || '\\x28'::bytea || "{schema}".varint(position)
+    FROM fresh;
+    UPDATE "{schema}".head SET position = v_head + inserted WHERE id = 1;
+    PERFORM pg_notify('{channel}', (v_head + inserted)::text);
 END
 $append$;
 """
@@ -193,7 +173,11 @@ def install_append_function(connection: Connection, schema: str) -> None:
         {"schema": schema, "function": APPEND_FUNCTION},
     ).first()
     if exists is None:
+        # the appends' lock: one key per store, the head table's oid
+        lock_key = connection.execute(
+            sa.text("SELECT CAST(CAST(:head AS regclass) AS oid)"), {"head": f'"{schema}".head'}
+        ).scalar_one()
         sql = _APPEND_FUNCTION_SQL.format(
-            schema=schema, function=APPEND_FUNCTION, channel=f"{schema}_appended"
+            schema=schema, function=APPEND_FUNCTION, channel=f"{schema}_appended", lock_key=lock_key
         )
         connection.exec_driver_sql(sql)

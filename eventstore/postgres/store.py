@@ -94,10 +94,10 @@ class PostgresStore:
             return reads.head(self.tables, connection)
 
     def stream_version(self, stream: str) -> int:
-        streams = self.tables.streams
+        events = self.tables.events
         with self.engine.connect() as connection:
             version = connection.execute(
-                sa.select(streams.c.version).where(streams.c.stream == stream)
+                sa.select(sa.func.max(events.c.stream_version)).where(events.c.stream == stream)
             ).scalar_one_or_none()
         return int(version or 0)
 

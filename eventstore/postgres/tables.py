@@ -1,8 +1,8 @@
 """The PostgreSQL store's tables, in a schema of their own (`esper` by default), and its URLs.
 
 events: position primary key, event_id unique for idempotency, stream + stream_version unique, category,
-event_type, the stamped envelope bytes; streams: current version per stream; head: the last position;
-snapshots. The append procedure's own (unlogged) tables are created with it (eventstore.postgres.append_sql).
+event_type, the stamped envelope bytes (a stream's version is its highest stream_version, one probe of
+the stream + stream_version index); head: the last position; snapshots.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ def engine_url(url: str) -> sa.URL:
 class Tables:
     metadata: sa.MetaData
     events: sa.Table
-    streams: sa.Table
     head: sa.Table
     snapshots: sa.Table
 
@@ -53,12 +52,6 @@ def define_tables(schema: str) -> Tables:
         sa.Column("data", sa.LargeBinary, nullable=False),
         sa.UniqueConstraint("stream", "stream_version"),
     )
-    streams = sa.Table(
-        "streams",
-        metadata,
-        sa.Column("stream", sa.Text, primary_key=True),
-        sa.Column("version", sa.BigInteger, nullable=False),
-    )
     head = sa.Table(
         "head",
         metadata,
@@ -74,4 +67,4 @@ def define_tables(schema: str) -> Tables:
         sa.Column("checksum", sa.BigInteger, nullable=False),
         sa.Column("data", sa.LargeBinary, nullable=False),
     )
-    return Tables(metadata, events, streams, head, snapshots)
+    return Tables(metadata, events, head, snapshots)
