@@ -292,17 +292,27 @@ static int envelope_fields(const unsigned char *p, Py_ssize_t size, const unsign
 
 /* ------------------------------------------------------------------ keys */
 
-#define STREAM_CACHE 64
+/* A batch's distinct streams, by their UTF-8 bytes: one str object each (decoded, and later hashed,
+   once), so that equal streams of a batch are the same object. Open addressing, at most half full. */
+typedef struct {
+    uint32_t hash;
+    Py_ssize_t length;
+    const unsigned char *bytes;  /* inside a payload of the batch */
+    PyObject *stream;            /* a new reference */
+} SeenStream;
 
 static PyObject *walc_keys(PyObject *self, PyObject *payloads) {
     if (!PyList_CheckExact(payloads)) {
         PyErr_SetString(PyExc_TypeError, "keys expects a list of bytes");
         return NULL;
     }
-    Py_ssize_t count = PyList_GET_SIZE(payloads);
+    Py_ssize_t count = PyList_GET_SIZE(payloads), capacity = 8;
+    while (capacity < 2 * count) capacity *= 2;
     PyObject *streams = PyList_New(count), *fps = PyList_New(count);
-    PyObject *result = NULL, *seen[STREAM_CACHE] = {NULL};
-    if (!streams || !fps) goto done;
+    PyObject *result = NULL;
+    SeenStream *seen = PyMem_Calloc((size_t)capacity, sizeof(SeenStream));
+    if (!seen) PyErr_NoMemory();
+    if (!streams || !fps || !seen) goto done;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *payload = PyList_GET_ITEM(payloads, i);
         if (!PyBytes_CheckExact(payload)) {
@@ -315,29 +325,22 @@ static PyObject *walc_keys(PyObject *self, PyObject *payloads) {
                              length) ||
             !length[1] || !length[2] || !length[3])
             goto unusual;
-        /* a batch's events share a few streams: one str object each (decoded, and later hashed, once) */
         uint32_t hash = 2166136261u;
         for (Py_ssize_t b = 0; b < length[3]; b++) hash = (hash ^ start[3][b]) * 16777619u;
-        PyObject **cached = &seen[hash & (STREAM_CACHE - 1)], *stream = NULL;
-        if (*cached) {
-            Py_ssize_t cached_len;
-            const char *cached_utf8 = PyUnicode_AsUTF8AndSize(*cached, &cached_len);
-            if (cached_utf8 && cached_len == length[3] && !memcmp(cached_utf8, start[3], (size_t)length[3])) {
-                stream = *cached;
-                Py_INCREF(stream);
-            }
-            PyErr_Clear();
-        }
-        if (!stream) {
-            stream = PyUnicode_DecodeUTF8((const char *)start[3], length[3], NULL);
-            if (!stream) {
+        size_t slot = hash & (size_t)(capacity - 1);
+        while (seen[slot].stream && (seen[slot].hash != hash || seen[slot].length != length[3] ||
+                                     memcmp(seen[slot].bytes, start[3], (size_t)length[3])))
+            slot = (slot + 1) & (size_t)(capacity - 1);
+        if (!seen[slot].stream) {
+            PyObject *decoded = PyUnicode_DecodeUTF8((const char *)start[3], length[3], NULL);
+            if (!decoded) {
                 PyErr_Clear();
                 goto unusual;
             }
-            Py_XSETREF(*cached, stream);
-            Py_INCREF(stream);
+            seen[slot] = (SeenStream){hash, length[3], start[3], decoded};
         }
-        PyList_SET_ITEM(streams, i, stream);
+        Py_INCREF(seen[slot].stream);
+        PyList_SET_ITEM(streams, i, seen[slot].stream);
         uint64_t fp = (uint64_t)crc32_ieee(start[1], (size_t)length[1]) << 32 |
                       crc32c(0, start[1], (size_t)length[1]);
         PyObject *value = PyLong_FromUnsignedLongLong(fp);
@@ -350,7 +353,9 @@ unusual:  /* unusual or invalid: the Python path decides */
     result = Py_None;
     Py_INCREF(result);
 done:
-    for (int slot = 0; slot < STREAM_CACHE; slot++) Py_XDECREF(seen[slot]);
+    if (seen)
+        for (Py_ssize_t slot = 0; slot < capacity; slot++) Py_XDECREF(seen[slot].stream);
+    PyMem_Free(seen);
     Py_XDECREF(streams);
     Py_XDECREF(fps);
     return result;
