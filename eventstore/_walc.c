@@ -12,6 +12,7 @@ holds them to each other):
   frame_batch(first, versions, fps, streams, payloads, base)
                                           the framed records as one bytes object and their offsets
                                           (native uint32, base onwards); the last record has FLAG_COMMIT
+  distinct(fps)                           whether no fingerprint of the list occurs twice
   index_streams(known, streams, first, make)
                                           append positions first.. to each stream's array in `known`
   FpTable                                 the idempotency index's recent entries: fingerprint -> positions
@@ -834,6 +835,46 @@ static PyTypeObject FpTableType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ------------------------------------------------------------------ distinct */
+
+/* Whether no fingerprint of the list occurs twice (open addressing over the values, at most half full). */
+static PyObject *walc_distinct(PyObject *self, PyObject *fps) {
+    if (!PyList_CheckExact(fps)) {
+        PyErr_SetString(PyExc_TypeError, "distinct expects a list of ints");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(fps), capacity = 8;
+    while (capacity < 2 * count) capacity *= 2;
+    uint64_t *keys = PyMem_Malloc((size_t)capacity * sizeof(uint64_t));
+    unsigned char *used = PyMem_Calloc((size_t)capacity, 1);
+    PyObject *result = NULL;
+    if (!keys || !used) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    result = Py_True;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        uint64_t key;
+        if (as_u64(PyList_GET_ITEM(fps, i), &key) < 0) {
+            result = NULL;
+            goto done;
+        }
+        size_t slot = fp_slot(key, capacity);
+        for (; used[slot]; slot = (slot + 1) & (size_t)(capacity - 1))
+            if (keys[slot] == key) {
+                result = Py_False;
+                goto done;
+            }
+        used[slot] = 1;
+        keys[slot] = key;
+    }
+done:
+    PyMem_Free(keys);
+    PyMem_Free(used);
+    Py_XINCREF(result);
+    return result;
+}
+
 /* ------------------------------------------------------------------ CRC32C, both ways (for the tests) */
 
 static PyObject *walc_crc32c(PyObject *self, PyObject *args) {
@@ -859,6 +900,7 @@ static PyMethodDef methods[] = {
     {"next_versions", walc_next_versions, METH_VARARGS, "each event's stream version; advances pending"},
     {"frame_batch", walc_frame_batch, METH_VARARGS, "framed records of one batch and their offsets"},
     {"index_streams", walc_index_streams, METH_VARARGS, "append positions to each stream's array"},
+    {"distinct", walc_distinct, METH_O, "whether no fingerprint of the list occurs twice"},
     {"stamped_bodies", walc_stamped_bodies, METH_VARARGS, "checked, stamped envelopes of records"},
     {"crc32c", walc_crc32c, METH_VARARGS, "CRC32C (Castagnoli) of bytes, continuing crc"},
     {"crc32c_table", walc_crc32c_table, METH_VARARGS, "CRC32C without the hardware instruction"},
