@@ -12,6 +12,7 @@ holds them to each other):
   frame_batch(first, versions, fps, streams, payloads, base)
                                           the framed records as one bytes object and their offsets
                                           (native uint32, base onwards); the last record has FLAG_COMMIT
+  distinct(fps)                           whether no fingerprint of the list occurs twice
   index_streams(known, streams, first, make)
                                           append positions first.. to each stream's array in `known`
   FpTable                                 the idempotency index's recent entries: fingerprint -> positions
@@ -120,6 +121,101 @@ static uint32_t get_u32(const unsigned char *p) {
 }
 static uint64_t get_u64(const unsigned char *p) { return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
 
+/* ------------------------------------------------------------------ ints */
+
+/* An int in [0, 2**64) as uint64_t; OverflowError or TypeError otherwise (PyLong_AsUnsignedLongLong's).
+   Before 3.12, PyLong_AsUnsignedLongLong converts a value of three or more digits (>= 2**60: most
+   fingerprints) byte by byte; the mask conversion shifts whole digits, once the value is known to fit. */
+static int as_u64(PyObject *value, uint64_t *out) {
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyLong_CheckExact(value) && Py_SIZE(value) >= 0 && _PyLong_NumBits(value) <= 64) {
+        *out = PyLong_AsUnsignedLongLongMask(value);
+        return 0;
+    }
+#endif
+    unsigned long long converted = PyLong_AsUnsignedLongLong(value);
+    if (converted == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+    *out = converted;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ streams of a batch, grouped */
+
+/* The distinct streams of a batch (str keys compared as a dict compares them): per-event work on a
+   stream's index or version is done once per stream instead of once per event. */
+typedef struct {
+    PyObject *stream;  /* borrowed from the list: the first event's object of this stream */
+    Py_hash_t hash;
+    Py_ssize_t count;  /* events of the batch in this stream */
+    Py_ssize_t start;  /* index_streams: where its positions start in the grouped buffer */
+    long long version; /* next_versions: its version before (then after) the batch */
+} StreamGroup;
+
+typedef struct {
+    StreamGroup *groups;
+    Py_ssize_t count;
+    Py_ssize_t *group_of;  /* per event */
+} Grouped;
+
+static void grouped_free(Grouped *grouped) {
+    PyMem_Free(grouped->groups);
+    PyMem_Free(grouped->group_of);
+}
+
+static int group_streams(PyObject *streams, Grouped *grouped) {
+    Py_ssize_t count = PyList_GET_SIZE(streams), capacity = 8;
+    while (capacity < 2 * count) capacity *= 2;
+    grouped->count = 0;
+    grouped->groups = PyMem_Calloc((size_t)(count ? count : 1), sizeof(StreamGroup));
+    grouped->group_of = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Py_ssize_t));
+    Py_ssize_t *slots = PyMem_Calloc((size_t)capacity, sizeof(Py_ssize_t));  /* group + 1, 0: empty */
+    if (!grouped->groups || !grouped->group_of || !slots) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *stream = PyList_GET_ITEM(streams, i);
+        if (!PyUnicode_Check(stream)) {
+            PyErr_SetString(PyExc_TypeError, "streams must be str");
+            goto fail;
+        }
+        Py_hash_t hash = PyObject_Hash(stream);
+        if (hash == -1) goto fail;
+        size_t slot = (size_t)hash & (size_t)(capacity - 1);
+        Py_ssize_t found = -1;
+        for (; slots[slot]; slot = (slot + 1) & (size_t)(capacity - 1)) {
+            StreamGroup *group = &grouped->groups[slots[slot] - 1];
+            if (group->stream == stream) {
+                found = slots[slot] - 1;
+                break;
+            }
+            if (group->hash != hash) continue;
+            int equal = PyUnicode_Compare(group->stream, stream);
+            if (equal == -1 && PyErr_Occurred()) goto fail;
+            if (equal == 0) {
+                found = slots[slot] - 1;
+                break;
+            }
+        }
+        if (found < 0) {
+            found = grouped->count++;
+            grouped->groups[found].stream = stream;
+            grouped->groups[found].hash = hash;
+            slots[slot] = found + 1;
+        }
+        grouped->groups[found].count++;
+        grouped->group_of[i] = found;
+    }
+    PyMem_Free(slots);
+    return 0;
+fail:
+    PyMem_Free(slots);
+    grouped_free(grouped);
+    grouped->groups = NULL;
+    grouped->group_of = NULL;
+    return -1;
+}
+
 /* ------------------------------------------------------------------ protobuf wire format */
 
 /* Read a varint at *p (< end); 0 on a malformed or truncated one. */
@@ -197,17 +293,27 @@ static int envelope_fields(const unsigned char *p, Py_ssize_t size, const unsign
 
 /* ------------------------------------------------------------------ keys */
 
-#define STREAM_CACHE 64
+/* A batch's distinct streams, by their UTF-8 bytes: one str object each (decoded, and later hashed,
+   once), so that equal streams of a batch are the same object. Open addressing, at most half full. */
+typedef struct {
+    uint32_t hash;
+    Py_ssize_t length;
+    const unsigned char *bytes;  /* inside a payload of the batch */
+    PyObject *stream;            /* a new reference */
+} SeenStream;
 
 static PyObject *walc_keys(PyObject *self, PyObject *payloads) {
     if (!PyList_CheckExact(payloads)) {
         PyErr_SetString(PyExc_TypeError, "keys expects a list of bytes");
         return NULL;
     }
-    Py_ssize_t count = PyList_GET_SIZE(payloads);
+    Py_ssize_t count = PyList_GET_SIZE(payloads), capacity = 8;
+    while (capacity < 2 * count) capacity *= 2;
     PyObject *streams = PyList_New(count), *fps = PyList_New(count);
-    PyObject *result = NULL, *seen[STREAM_CACHE] = {NULL};
-    if (!streams || !fps) goto done;
+    PyObject *result = NULL;
+    SeenStream *seen = PyMem_Calloc((size_t)capacity, sizeof(SeenStream));
+    if (!seen) PyErr_NoMemory();
+    if (!streams || !fps || !seen) goto done;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *payload = PyList_GET_ITEM(payloads, i);
         if (!PyBytes_CheckExact(payload)) {
@@ -220,29 +326,22 @@ static PyObject *walc_keys(PyObject *self, PyObject *payloads) {
                              length) ||
             !length[1] || !length[2] || !length[3])
             goto unusual;
-        /* a batch's events share a few streams: one str object each (decoded, and later hashed, once) */
         uint32_t hash = 2166136261u;
         for (Py_ssize_t b = 0; b < length[3]; b++) hash = (hash ^ start[3][b]) * 16777619u;
-        PyObject **cached = &seen[hash & (STREAM_CACHE - 1)], *stream = NULL;
-        if (*cached) {
-            Py_ssize_t cached_len;
-            const char *cached_utf8 = PyUnicode_AsUTF8AndSize(*cached, &cached_len);
-            if (cached_utf8 && cached_len == length[3] && !memcmp(cached_utf8, start[3], (size_t)length[3])) {
-                stream = *cached;
-                Py_INCREF(stream);
-            }
-            PyErr_Clear();
-        }
-        if (!stream) {
-            stream = PyUnicode_DecodeUTF8((const char *)start[3], length[3], NULL);
-            if (!stream) {
+        size_t slot = hash & (size_t)(capacity - 1);
+        while (seen[slot].stream && (seen[slot].hash != hash || seen[slot].length != length[3] ||
+                                     memcmp(seen[slot].bytes, start[3], (size_t)length[3])))
+            slot = (slot + 1) & (size_t)(capacity - 1);
+        if (!seen[slot].stream) {
+            PyObject *decoded = PyUnicode_DecodeUTF8((const char *)start[3], length[3], NULL);
+            if (!decoded) {
                 PyErr_Clear();
                 goto unusual;
             }
-            Py_XSETREF(*cached, stream);
-            Py_INCREF(stream);
+            seen[slot] = (SeenStream){hash, length[3], start[3], decoded};
         }
-        PyList_SET_ITEM(streams, i, stream);
+        Py_INCREF(seen[slot].stream);
+        PyList_SET_ITEM(streams, i, seen[slot].stream);
         uint64_t fp = (uint64_t)crc32_ieee(start[1], (size_t)length[1]) << 32 |
                       crc32c(0, start[1], (size_t)length[1]);
         PyObject *value = PyLong_FromUnsignedLongLong(fp);
@@ -255,7 +354,9 @@ unusual:  /* unusual or invalid: the Python path decides */
     result = Py_None;
     Py_INCREF(result);
 done:
-    for (int slot = 0; slot < STREAM_CACHE; slot++) Py_XDECREF(seen[slot]);
+    if (seen)
+        for (Py_ssize_t slot = 0; slot < capacity; slot++) Py_XDECREF(seen[slot].stream);
+    PyMem_Free(seen);
     Py_XDECREF(streams);
     Py_XDECREF(fps);
     return result;
@@ -264,38 +365,46 @@ done:
 /* ------------------------------------------------------------------ next_versions */
 
 static PyObject *walc_next_versions(PyObject *self, PyObject *args) {
-    PyObject *streams, *pending, *known;
+    PyObject *streams, *pending, *known, *versions = NULL;
     if (!PyArg_ParseTuple(args, "O!O!O!:next_versions", &PyList_Type, &streams, &PyDict_Type, &pending,
                           &PyDict_Type, &known))
         return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(streams);
-    PyObject *versions = PyList_New(count);
-    if (!versions) return NULL;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *stream = PyList_GET_ITEM(streams, i);
-        PyObject *current = PyDict_GetItemWithError(pending, stream);  /* borrowed */
-        long long version;
+    Grouped grouped;
+    if (group_streams(streams, &grouped) < 0) return NULL;
+    for (Py_ssize_t g = 0; g < grouped.count; g++) {  /* each stream's version before the batch */
+        StreamGroup *group = &grouped.groups[g];
+        PyObject *current = PyDict_GetItemWithError(pending, group->stream);  /* borrowed */
         if (current) {
-            version = PyLong_AsLongLong(current);
+            group->version = PyLong_AsLongLong(current);
+            if (group->version == -1 && PyErr_Occurred()) goto done;
         } else {
-            if (PyErr_Occurred()) goto fail;
-            PyObject *positions = PyDict_GetItemWithError(known, stream);
-            if (!positions && PyErr_Occurred()) goto fail;
-            version = positions ? (long long)PyObject_Length(positions) : 0;
+            if (PyErr_Occurred()) goto done;
+            PyObject *positions = PyDict_GetItemWithError(known, group->stream);
+            if (!positions && PyErr_Occurred()) goto done;
+            group->version = positions ? (long long)PyObject_Length(positions) : 0;
+            if (group->version < 0) goto done;
         }
-        if (version < 0 && PyErr_Occurred()) goto fail;
-        PyObject *next = PyLong_FromLongLong(version + 1);
-        if (!next) goto fail;
-        if (PyDict_SetItem(pending, stream, next) < 0) {
-            Py_DECREF(next);
-            goto fail;
-        }
-        PyList_SET_ITEM(versions, i, next);  /* steals the reference */
     }
-    return versions;
+    Py_ssize_t count = PyList_GET_SIZE(streams);
+    versions = PyList_New(count);
+    if (!versions) goto done;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *next = PyLong_FromLongLong(++grouped.groups[grouped.group_of[i]].version);
+        if (!next) goto fail;
+        PyList_SET_ITEM(versions, i, next);
+    }
+    for (Py_ssize_t g = 0; g < grouped.count; g++) {  /* pending: each stream's version after it */
+        PyObject *version = PyLong_FromLongLong(grouped.groups[g].version);
+        int failed = !version || PyDict_SetItem(pending, grouped.groups[g].stream, version) < 0;
+        Py_XDECREF(version);
+        if (failed) goto fail;
+    }
+    goto done;
 fail:
-    Py_DECREF(versions);
-    return NULL;
+    Py_CLEAR(versions);
+done:
+    grouped_free(&grouped);
+    return versions;
 }
 
 /* ------------------------------------------------------------------ frame_batch */
@@ -345,10 +454,9 @@ static PyObject *walc_frame_batch(PyObject *self, PyObject *args) {
         PyObject *payload = PyList_GET_ITEM(payloads, i);
         Py_ssize_t stream_len, payload_len = PyBytes_GET_SIZE(payload);
         const char *stream = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(streams, i), &stream_len);
-        unsigned long long version = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(versions, i));
-        if (version == (unsigned long long)-1 && PyErr_Occurred()) goto fail;
-        unsigned long long fp = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(fps, i));
-        if (fp == (unsigned long long)-1 && PyErr_Occurred()) goto fail;
+        uint64_t version, fp;
+        if (as_u64(PyList_GET_ITEM(versions, i), &version) < 0 || as_u64(PyList_GET_ITEM(fps, i), &fp) < 0)
+            goto fail;
         unsigned char *record = out + at;
         uint32_t body_len = (uint32_t)(stream_len + payload_len);
         memcpy(record, MAGIC, 4);
@@ -376,37 +484,74 @@ fail:
 
 /* ------------------------------------------------------------------ index_streams */
 
-static PyObject *append_name;
+static PyObject *append_name, *frombytes_name;
+/* A stream with this many new positions or more gets them with one frombytes call (native uint64, in
+   order; the view and the call cost about as much as four appends), one with fewer with appends. */
+#define FROMBYTES_FROM 4
 
 static PyObject *walc_index_streams(PyObject *self, PyObject *args) {
-    PyObject *known, *streams, *make;
+    PyObject *known, *streams, *make, *result = NULL;
     unsigned long long first;
     if (!PyArg_ParseTuple(args, "O!O!KO:index_streams", &PyDict_Type, &known, &PyList_Type, &streams, &first,
                           &make))
         return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(streams);
+    Grouped grouped;
+    if (group_streams(streams, &grouped) < 0) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(streams), start = 0;
+    uint64_t *positions = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(uint64_t));
+    if (!positions) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t g = 0; g < grouped.count; g++) {
+        grouped.groups[g].start = start;
+        start += grouped.groups[g].count;
+        grouped.groups[g].count = 0;
+    }
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *stream = PyList_GET_ITEM(streams, i);
-        PyObject *positions = PyDict_GetItemWithError(known, stream);  /* borrowed */
-        if (positions) {
-            Py_INCREF(positions);  /* held across the append call */
+        StreamGroup *group = &grouped.groups[grouped.group_of[i]];
+        positions[group->start + group->count++] = first + (uint64_t)i;
+    }
+    for (Py_ssize_t g = 0; g < grouped.count; g++) {
+        StreamGroup *group = &grouped.groups[g];
+        PyObject *array = PyDict_GetItemWithError(known, group->stream);  /* borrowed */
+        if (array) {
+            Py_INCREF(array);  /* held across the frombytes call */
         } else {
-            if (PyErr_Occurred()) return NULL;
-            positions = PyObject_CallNoArgs(make);
-            if (!positions) return NULL;
-            if (PyDict_SetItem(known, stream, positions) < 0) {
-                Py_DECREF(positions);
-                return NULL;
+            if (PyErr_Occurred()) goto done;
+            array = PyObject_CallNoArgs(make);
+            if (!array) goto done;
+            if (PyDict_SetItem(known, group->stream, array) < 0) {
+                Py_DECREF(array);
+                goto done;
             }
         }
-        PyObject *position = PyLong_FromUnsignedLongLong(first + (uint64_t)i);
-        PyObject *done = position ? PyObject_CallMethodOneArg(positions, append_name, position) : NULL;
-        Py_XDECREF(position);
-        Py_DECREF(positions);
-        if (!done) return NULL;
-        Py_DECREF(done);
+        int failed = 0;
+        if (group->count < FROMBYTES_FROM) {
+            for (Py_ssize_t k = 0; k < group->count && !failed; k++) {
+                PyObject *position = PyLong_FromUnsignedLongLong(positions[group->start + k]);
+                PyObject *appended = position ? PyObject_CallMethodOneArg(array, append_name, position) : NULL;
+                Py_XDECREF(position);
+                failed = !appended;
+                Py_XDECREF(appended);
+            }
+        } else {
+            PyObject *view = PyMemoryView_FromMemory((char *)(positions + group->start),
+                                                     group->count * (Py_ssize_t)sizeof(uint64_t), PyBUF_READ);
+            PyObject *appended = view ? PyObject_CallMethodOneArg(array, frombytes_name, view) : NULL;
+            Py_XDECREF(view);
+            failed = !appended;
+            Py_XDECREF(appended);
+        }
+        Py_DECREF(array);
+        if (failed) goto done;
     }
-    Py_RETURN_NONE;
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_Free(positions);
+    grouped_free(&grouped);
+    return result;
 }
 
 /* ------------------------------------------------------------------ stamped_bodies */
@@ -550,8 +695,8 @@ static int fp_ready(FpTable *table) {
 }
 
 static int fp_add(FpTable *table, PyObject *fp, uint64_t position) {
-    unsigned long long key = PyLong_AsUnsignedLongLong(fp);
-    if (key == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+    uint64_t key;
+    if (as_u64(fp, &key) < 0) return -1;
     if (position == 0) {
         PyErr_SetString(PyExc_ValueError, "positions start at 1");
         return -1;
@@ -586,8 +731,8 @@ static PyObject *fp_add_many(FpTable *table, PyObject *args) {
     }
     if (fp_reserve(table, count) < 0) return NULL;
     for (Py_ssize_t i = 0; i < count; i++) {
-        unsigned long long position = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(positions, i));
-        if (position == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+        uint64_t position;
+        if (as_u64(PyList_GET_ITEM(positions, i), &position) < 0) return NULL;
         if (fp_add(table, PyList_GET_ITEM(fps, i), position) < 0) return NULL;
     }
     Py_RETURN_NONE;
@@ -603,8 +748,8 @@ static PyObject *fp_find(FpTable *table, PyObject *fps) {
     PyObject *found = PyDict_New();
     if (!found) return NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(fps); i++) {
-        unsigned long long key = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(fps, i));
-        if (key == (unsigned long long)-1 && PyErr_Occurred()) goto fail;
+        uint64_t key;
+        if (as_u64(PyList_GET_ITEM(fps, i), &key) < 0) goto fail;
         PyObject *positions = NULL;
         for (size_t slot = fp_slot(key, table->capacity); table->values[slot];
              slot = (slot + 1) & (size_t)(table->capacity - 1)) {
@@ -690,6 +835,46 @@ static PyTypeObject FpTableType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ------------------------------------------------------------------ distinct */
+
+/* Whether no fingerprint of the list occurs twice (open addressing over the values, at most half full). */
+static PyObject *walc_distinct(PyObject *self, PyObject *fps) {
+    if (!PyList_CheckExact(fps)) {
+        PyErr_SetString(PyExc_TypeError, "distinct expects a list of ints");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(fps), capacity = 8;
+    while (capacity < 2 * count) capacity *= 2;
+    uint64_t *keys = PyMem_Malloc((size_t)capacity * sizeof(uint64_t));
+    unsigned char *used = PyMem_Calloc((size_t)capacity, 1);
+    PyObject *result = NULL;
+    if (!keys || !used) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    result = Py_True;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        uint64_t key;
+        if (as_u64(PyList_GET_ITEM(fps, i), &key) < 0) {
+            result = NULL;
+            goto done;
+        }
+        size_t slot = fp_slot(key, capacity);
+        for (; used[slot]; slot = (slot + 1) & (size_t)(capacity - 1))
+            if (keys[slot] == key) {
+                result = Py_False;
+                goto done;
+            }
+        used[slot] = 1;
+        keys[slot] = key;
+    }
+done:
+    PyMem_Free(keys);
+    PyMem_Free(used);
+    Py_XINCREF(result);
+    return result;
+}
+
 /* ------------------------------------------------------------------ CRC32C, both ways (for the tests) */
 
 static PyObject *walc_crc32c(PyObject *self, PyObject *args) {
@@ -715,6 +900,7 @@ static PyMethodDef methods[] = {
     {"next_versions", walc_next_versions, METH_VARARGS, "each event's stream version; advances pending"},
     {"frame_batch", walc_frame_batch, METH_VARARGS, "framed records of one batch and their offsets"},
     {"index_streams", walc_index_streams, METH_VARARGS, "append positions to each stream's array"},
+    {"distinct", walc_distinct, METH_O, "whether no fingerprint of the list occurs twice"},
     {"stamped_bodies", walc_stamped_bodies, METH_VARARGS, "checked, stamped envelopes of records"},
     {"crc32c", walc_crc32c, METH_VARARGS, "CRC32C (Castagnoli) of bytes, continuing crc"},
     {"crc32c_table", walc_crc32c_table, METH_VARARGS, "CRC32C without the hardware instruction"},
@@ -726,7 +912,8 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_walc", NULL, -1, me
 PyMODINIT_FUNC PyInit__walc(void) {
     init_tables();
     append_name = PyUnicode_InternFromString("append");
-    if (!append_name) return NULL;
+    frombytes_name = PyUnicode_InternFromString("frombytes");
+    if (!append_name || !frombytes_name) return NULL;
     if (PyType_Ready(&FpTableType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m && (PyModule_AddIntConstant(m, "HARDWARE_CRC32C", have_sse42) < 0 ||

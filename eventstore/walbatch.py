@@ -13,6 +13,7 @@ here do the same with C-level maps, and produce the same objects byte for byte
   number of positions `known` holds for it.
 - `frame_batch(first, versions, fps, streams, payloads, base)`: the framed records (wal.frames) as one
   bytes object, and their offsets from `base` as native uint32 bytes (for the segment's array("I")).
+- `distinct(fps)`: whether no fingerprint of the list occurs twice.
 - `index_streams(known, streams, first)`: append positions first.. to each stream's array("Q").
 - `FpTable()`: the idempotency index's recent entries, fingerprint -> positions (several where
   fingerprints collide): `add_run(fps, first)`, `add_many(fps, positions)`, `find(fps)` ({index in fps:
@@ -84,6 +85,10 @@ def frame_batch_python(
     return b"".join(records), offsets.tobytes()
 
 
+def distinct_python(fps: list[int]) -> bool:
+    return len(set(fps)) == len(fps)
+
+
 def index_streams_python(known: dict[str, array], streams: list[str], first: int) -> None:
     for position, stream in enumerate(streams, first):
         positions = known.get(stream)
@@ -139,6 +144,7 @@ def stamped_bodies_compiled(data: bytes, offsets: array | bytes, first: int) -> 
 
 if _walc is not None:
     next_versions = _walc.next_versions
+    distinct = _walc.distinct
     frame_batch = _walc.frame_batch
     stamped_bodies = stamped_bodies_compiled
 
@@ -148,6 +154,7 @@ if _walc is not None:
 
 else:
     next_versions = next_versions_python
+    distinct = distinct_python
     frame_batch = frame_batch_python
     index_streams = index_streams_python
     stamped_bodies = stamped_bodies_python

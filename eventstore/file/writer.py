@@ -326,7 +326,7 @@ class Writer:
         hits = self.log.ids.candidates(fps)
         pending_ids = pending.ids
         # distinct fingerprints mean distinct ids; the ids themselves are read only where needed
-        fast = not hits and len(set(fps)) == len(fps)
+        fast = not hits and walbatch.distinct(fps)
         ids = list(map(EVENT_ID, events)) if pending_ids or others_follow or not fast else []
         if fast and (not pending_ids or pending_ids.keys().isdisjoint(ids)):
             positions = list(range(next_position, next_position + len(events)))  # the common case

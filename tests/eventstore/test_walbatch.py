@@ -231,6 +231,12 @@ FP = st.integers(0, 2**64 - 1) | st.sampled_from([0, 1, 2**64 - 1, 5])  # small 
 
 
 @compiled
+@given(fps=st.lists(FP, max_size=60))
+def test_distinct_agrees(fps: list[int]) -> None:
+    assert _walc.distinct(fps) == walbatch.distinct_python(fps) == (len(set(fps)) == len(fps))
+
+
+@compiled
 @given(
     batches=st.lists(st.lists(FP, max_size=40), max_size=30),
     query=st.lists(FP, max_size=40),
