@@ -1,6 +1,6 @@
 """Batch operations of the file store's append and replay hot paths, compiled where possible.
 
-`eventstore._walc` (eventstore/_walc.c, built in place by `pip install -e`, which `bash ops/bootstrap.sh`
+`eventstore._walc` (eventstore/walc/, built in place by `pip install -e`, which `bash ops/bootstrap.sh`
 runs) does each of them for a whole batch in one C call; where it is not built, the pure-Python versions
 here do the same with C-level maps, and produce the same objects byte for byte
 (tests/eventstore/test_walbatch.py holds the two to each other). `COMPILED` says which one runs.

@@ -19,8 +19,8 @@ has_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>
 install() {
     [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
     local stamp="$venv/.esper-install-stamp" want
-    # the C source too: `pip install -e` builds eventstore._walc in place (pyproject.toml's ext-modules)
-    want=$(cat pyproject.toml ops/bootstrap.sh eventstore/_walc.c | sha256sum | cut -d' ' -f1)
+    # the C sources too: `pip install -e` builds eventstore._walc in place (pyproject.toml's ext-modules)
+    want=$(cat pyproject.toml ops/bootstrap.sh eventstore/walc/* | sha256sum | cut -d' ' -f1)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return 0
     fi

@@ -15,7 +15,7 @@ Layout of a store directory:
 Writing (writer.py): group commit, one `pwrite` and one `fdatasync` per group of queued requests, fsync
 policy `always`, `batch` (default) or `interval:<ms>`; `submit` queues without waiting on fsync. The
 per-event work of appends and of bulk reads is done a batch at a time by eventstore.walbatch (compiled in
-eventstore/_walc.c when built, which `bash ops/bootstrap.sh` does; otherwise pure Python, same bytes).
+eventstore/walc/ when built, which `bash ops/bootstrap.sh` does; otherwise pure Python, same bytes).
 Recovery on open (recovery.py): INDEX checkpoint, then a CRC-checked scan; a torn tail is truncated and
 reported in `store.recovery`, damage anywhere else raises CorruptLogError.
 

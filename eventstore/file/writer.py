@@ -25,7 +25,7 @@ segment is cut back to its data when the log rolls to the next one and when its 
 another process having appended meanwhile.
 
 This module is the append hot path: per-event work happens in batch operations (eventstore.walbatch:
-compiled in eventstore/_walc.c, or C-level maps in its pure-Python fallback, byte for byte the same):
+compiled in eventstore/walc/, or C-level maps in its pure-Python fallback, byte for byte the same):
 reading each envelope's stream and id fingerprint, stream versions, framing with CRC32C, and indexing;
 the collaborators are bound once per group, never per event.
 The fsync policy and the OS-level helpers (preallocation, DiskFull) live in durability.py.

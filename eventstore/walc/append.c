@@ -1,0 +1,311 @@
+/* The append path's batch operations: keys, next_versions, frame_batch, index_streams, distinct. */
+#include "walc.h"
+
+/* ------------------------------------------------------------------ keys */
+
+/* A batch's distinct streams, by their UTF-8 bytes: one str object each (decoded, and later hashed,
+   once), so that equal streams of a batch are the same object. Open addressing, at most half full. */
+typedef struct {
+    uint32_t hash;
+    Py_ssize_t length;
+    const unsigned char *bytes;  /* inside a payload of the batch */
+    PyObject *stream;            /* a new reference */
+} SeenStream;
+
+PyObject *walc_keys(PyObject *self, PyObject *payloads) {
+    if (!PyList_CheckExact(payloads)) {
+        PyErr_SetString(PyExc_TypeError, "keys expects a list of bytes");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(payloads), capacity = 8;
+    while (capacity < 2 * count) capacity *= 2;
+    PyObject *streams = PyList_New(count), *fps = PyList_New(count);
+    PyObject *result = NULL;
+    SeenStream *seen = PyMem_Calloc((size_t)capacity, sizeof(SeenStream));
+    if (!seen) PyErr_NoMemory();
+    if (!streams || !fps || !seen) goto done;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *payload = PyList_GET_ITEM(payloads, i);
+        if (!PyBytes_CheckExact(payload)) {
+            PyErr_SetString(PyExc_TypeError, "keys expects a list of bytes");
+            goto done;
+        }
+        const unsigned char *start[4];
+        Py_ssize_t length[4];
+        if (!envelope_fields((const unsigned char *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload), start,
+                             length) ||
+            !length[1] || !length[2] || !length[3])
+            goto unusual;
+        uint32_t hash = 2166136261u;
+        for (Py_ssize_t b = 0; b < length[3]; b++) hash = (hash ^ start[3][b]) * 16777619u;
+        size_t slot = hash & (size_t)(capacity - 1);
+        while (seen[slot].stream && (seen[slot].hash != hash || seen[slot].length != length[3] ||
+                                     memcmp(seen[slot].bytes, start[3], (size_t)length[3])))
+            slot = (slot + 1) & (size_t)(capacity - 1);
+        if (!seen[slot].stream) {
+            PyObject *decoded = PyUnicode_DecodeUTF8((const char *)start[3], length[3], NULL);
+            if (!decoded) {
+                PyErr_Clear();
+                goto unusual;
+            }
+            seen[slot] = (SeenStream){hash, length[3], start[3], decoded};
+        }
+        Py_INCREF(seen[slot].stream);
+        PyList_SET_ITEM(streams, i, seen[slot].stream);
+        uint64_t fp = (uint64_t)crc32_ieee(start[1], (size_t)length[1]) << 32 |
+                      crc32c(0, start[1], (size_t)length[1]);
+        PyObject *value = PyLong_FromUnsignedLongLong(fp);
+        if (!value) goto done;
+        PyList_SET_ITEM(fps, i, value);
+    }
+    result = PyTuple_Pack(2, streams, fps);
+    goto done;
+unusual:  /* unusual or invalid: the Python path decides */
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    if (seen)
+        for (Py_ssize_t slot = 0; slot < capacity; slot++) Py_XDECREF(seen[slot].stream);
+    PyMem_Free(seen);
+    Py_XDECREF(streams);
+    Py_XDECREF(fps);
+    return result;
+}
+
+/* ------------------------------------------------------------------ next_versions */
+
+PyObject *walc_next_versions(PyObject *self, PyObject *args) {
+    PyObject *streams, *pending, *known, *versions = NULL;
+    if (!PyArg_ParseTuple(args, "O!O!O!:next_versions", &PyList_Type, &streams, &PyDict_Type, &pending,
+                          &PyDict_Type, &known))
+        return NULL;
+    Grouped grouped;
+    if (group_streams(streams, &grouped) < 0) return NULL;
+    for (Py_ssize_t g = 0; g < grouped.count; g++) {  /* each stream's version before the batch */
+        StreamGroup *group = &grouped.groups[g];
+        PyObject *current = PyDict_GetItemWithError(pending, group->stream);  /* borrowed */
+        if (current) {
+            group->version = PyLong_AsLongLong(current);
+            if (group->version == -1 && PyErr_Occurred()) goto done;
+        } else {
+            if (PyErr_Occurred()) goto done;
+            PyObject *positions = PyDict_GetItemWithError(known, group->stream);
+            if (!positions && PyErr_Occurred()) goto done;
+            group->version = positions ? (long long)PyObject_Length(positions) : 0;
+            if (group->version < 0) goto done;
+        }
+    }
+    Py_ssize_t count = PyList_GET_SIZE(streams);
+    versions = PyList_New(count);
+    if (!versions) goto done;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *next = PyLong_FromLongLong(++grouped.groups[grouped.group_of[i]].version);
+        if (!next) goto fail;
+        PyList_SET_ITEM(versions, i, next);
+    }
+    for (Py_ssize_t g = 0; g < grouped.count; g++) {  /* pending: each stream's version after it */
+        PyObject *version = PyLong_FromLongLong(grouped.groups[g].version);
+        int failed = !version || PyDict_SetItem(pending, grouped.groups[g].stream, version) < 0;
+        Py_XDECREF(version);
+        if (failed) goto fail;
+    }
+    goto done;
+fail:
+    Py_CLEAR(versions);
+done:
+    grouped_free(&grouped);
+    return versions;
+}
+
+/* ------------------------------------------------------------------ frame_batch */
+
+PyObject *walc_frame_batch(PyObject *self, PyObject *args) {
+    unsigned long long first, base;
+    PyObject *versions, *fps, *streams, *payloads;
+    if (!PyArg_ParseTuple(args, "KO!O!O!O!K:frame_batch", &first, &PyList_Type, &versions, &PyList_Type, &fps,
+                          &PyList_Type, &streams, &PyList_Type, &payloads, &base))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(payloads);
+    if (count == 0 || PyList_GET_SIZE(versions) != count || PyList_GET_SIZE(fps) != count ||
+        PyList_GET_SIZE(streams) != count) {
+        PyErr_SetString(PyExc_ValueError, "frame_batch needs as many versions, fps and streams as payloads");
+        return NULL;
+    }
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *stream = PyList_GET_ITEM(streams, i), *payload = PyList_GET_ITEM(payloads, i);
+        Py_ssize_t stream_len;
+        if (!PyUnicode_Check(stream) || !PyBytes_Check(payload)) {
+            PyErr_SetString(PyExc_TypeError, "frame_batch expects str streams and bytes payloads");
+            return NULL;
+        }
+        if (!PyUnicode_AsUTF8AndSize(stream, &stream_len)) return NULL;
+        if (stream_len > 0xffff) {
+            PyErr_SetString(PyExc_OverflowError, "a stream name is longer than 65535 bytes");
+            return NULL;
+        }
+        if ((uint64_t)stream_len + PyBytes_GET_SIZE(payload) > 0xffffffffu) {
+            PyErr_SetString(PyExc_OverflowError, "a record body is longer than 4 GiB");
+            return NULL;
+        }
+        total += HEADER_SIZE + stream_len + PyBytes_GET_SIZE(payload);
+    }
+    if (base + (uint64_t)total > 0xffffffffu) {
+        PyErr_SetString(PyExc_OverflowError, "record offsets past 4 GiB do not fit the segment index");
+        return NULL;
+    }
+    PyObject *buffer = PyBytes_FromStringAndSize(NULL, total);
+    PyObject *offsets = PyBytes_FromStringAndSize(NULL, count * (Py_ssize_t)sizeof(uint32_t));
+    if (!buffer || !offsets) goto fail;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(buffer);
+    uint32_t *offset_out = (uint32_t *)PyBytes_AS_STRING(offsets);
+    Py_ssize_t at = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *payload = PyList_GET_ITEM(payloads, i);
+        Py_ssize_t stream_len, payload_len = PyBytes_GET_SIZE(payload);
+        const char *stream = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(streams, i), &stream_len);
+        uint64_t version, fp;
+        if (as_u64(PyList_GET_ITEM(versions, i), &version) < 0 || as_u64(PyList_GET_ITEM(fps, i), &fp) < 0)
+            goto fail;
+        unsigned char *record = out + at;
+        uint32_t body_len = (uint32_t)(stream_len + payload_len);
+        memcpy(record, WALC_MAGIC, 4);
+        put_u32(record + 4, body_len);
+        put_u64(record + 12, first + (uint64_t)i);
+        put_u64(record + 20, version);
+        put_u64(record + 28, fp);
+        put_u16(record + 36, (uint16_t)stream_len);
+        put_u16(record + 38, i == count - 1 ? FLAG_COMMIT : 0);
+        memcpy(record + HEADER_SIZE, stream, (size_t)stream_len);
+        memcpy(record + HEADER_SIZE + stream_len, PyBytes_AS_STRING(payload), (size_t)payload_len);
+        put_u32(record + 8, crc32c(0, record + CRC_START, (size_t)(HEADER_SIZE - CRC_START) + body_len));
+        offset_out[i] = (uint32_t)(base + (uint64_t)at);
+        at += HEADER_SIZE + body_len;
+    }
+    PyObject *result = PyTuple_Pack(2, buffer, offsets);
+    Py_DECREF(buffer);
+    Py_DECREF(offsets);
+    return result;
+fail:
+    Py_XDECREF(buffer);
+    Py_XDECREF(offsets);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ index_streams */
+
+static PyObject *append_name, *frombytes_name;
+
+int walc_init_append(void) {
+    append_name = PyUnicode_InternFromString("append");
+    frombytes_name = PyUnicode_InternFromString("frombytes");
+    return append_name && frombytes_name ? 0 : -1;
+}
+/* A stream with this many new positions or more gets them with one frombytes call (native uint64, in
+   order; the view and the call cost about as much as four appends), one with fewer with appends. */
+#define FROMBYTES_FROM 4
+
+PyObject *walc_index_streams(PyObject *self, PyObject *args) {
+    PyObject *known, *streams, *make, *result = NULL;
+    unsigned long long first;
+    if (!PyArg_ParseTuple(args, "O!O!KO:index_streams", &PyDict_Type, &known, &PyList_Type, &streams, &first,
+                          &make))
+        return NULL;
+    Grouped grouped;
+    if (group_streams(streams, &grouped) < 0) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(streams), start = 0;
+    uint64_t *positions = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(uint64_t));
+    if (!positions) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t g = 0; g < grouped.count; g++) {
+        grouped.groups[g].start = start;
+        start += grouped.groups[g].count;
+        grouped.groups[g].count = 0;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        StreamGroup *group = &grouped.groups[grouped.group_of[i]];
+        positions[group->start + group->count++] = first + (uint64_t)i;
+    }
+    for (Py_ssize_t g = 0; g < grouped.count; g++) {
+        StreamGroup *group = &grouped.groups[g];
+        PyObject *array = PyDict_GetItemWithError(known, group->stream);  /* borrowed */
+        if (array) {
+            Py_INCREF(array);  /* held across the frombytes call */
+        } else {
+            if (PyErr_Occurred()) goto done;
+            array = PyObject_CallNoArgs(make);
+            if (!array) goto done;
+            if (PyDict_SetItem(known, group->stream, array) < 0) {
+                Py_DECREF(array);
+                goto done;
+            }
+        }
+        int failed = 0;
+        if (group->count < FROMBYTES_FROM) {
+            for (Py_ssize_t k = 0; k < group->count && !failed; k++) {
+                PyObject *position = PyLong_FromUnsignedLongLong(positions[group->start + k]);
+                PyObject *appended = position ? PyObject_CallMethodOneArg(array, append_name, position) : NULL;
+                Py_XDECREF(position);
+                failed = !appended;
+                Py_XDECREF(appended);
+            }
+        } else {
+            PyObject *view = PyMemoryView_FromMemory((char *)(positions + group->start),
+                                                     group->count * (Py_ssize_t)sizeof(uint64_t), PyBUF_READ);
+            PyObject *appended = view ? PyObject_CallMethodOneArg(array, frombytes_name, view) : NULL;
+            Py_XDECREF(view);
+            failed = !appended;
+            Py_XDECREF(appended);
+        }
+        Py_DECREF(array);
+        if (failed) goto done;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_Free(positions);
+    grouped_free(&grouped);
+    return result;
+}
+
+/* ------------------------------------------------------------------ distinct */
+
+/* Whether no fingerprint of the list occurs twice (open addressing over the values, at most half full). */
+PyObject *walc_distinct(PyObject *self, PyObject *fps) {
+    if (!PyList_CheckExact(fps)) {
+        PyErr_SetString(PyExc_TypeError, "distinct expects a list of ints");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(fps), capacity = 8;
+    while (capacity < 2 * count) capacity *= 2;
+    uint64_t *keys = PyMem_Malloc((size_t)capacity * sizeof(uint64_t));
+    unsigned char *used = PyMem_Calloc((size_t)capacity, 1);
+    PyObject *result = NULL;
+    if (!keys || !used) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    result = Py_True;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        uint64_t key;
+        if (as_u64(PyList_GET_ITEM(fps, i), &key) < 0) {
+            result = NULL;
+            goto done;
+        }
+        size_t slot = fp_slot(key, capacity);
+        for (; used[slot]; slot = (slot + 1) & (size_t)(capacity - 1))
+            if (keys[slot] == key) {
+                result = Py_False;
+                goto done;
+            }
+        used[slot] = 1;
+        keys[slot] = key;
+    }
+done:
+    PyMem_Free(keys);
+    PyMem_Free(used);
+    Py_XINCREF(result);
+    return result;
+}

@@ -1,0 +1,158 @@
+/* Ints, the distinct streams of a batch, protobuf's wire format: shared by append.c and replay.c. */
+#include "walc.h"
+
+/* ------------------------------------------------------------------ ints */
+
+/* An int in [0, 2**64) as uint64_t; OverflowError or TypeError otherwise (PyLong_AsUnsignedLongLong's).
+   Before 3.12, PyLong_AsUnsignedLongLong converts a value of three or more digits (>= 2**60: most
+   fingerprints) byte by byte; the mask conversion shifts whole digits, once the value is known to fit. */
+int as_u64(PyObject *value, uint64_t *out) {
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyLong_CheckExact(value) && Py_SIZE(value) >= 0 && _PyLong_NumBits(value) <= 64) {
+        *out = PyLong_AsUnsignedLongLongMask(value);
+        return 0;
+    }
+#endif
+    unsigned long long converted = PyLong_AsUnsignedLongLong(value);
+    if (converted == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+    *out = converted;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ streams of a batch, grouped */
+
+/* The distinct streams of a batch (str keys compared as a dict compares them): per-event work on a
+   stream's index or version is done once per stream instead of once per event. */
+void grouped_free(Grouped *grouped) {
+    PyMem_Free(grouped->groups);
+    PyMem_Free(grouped->group_of);
+}
+
+int group_streams(PyObject *streams, Grouped *grouped) {
+    Py_ssize_t count = PyList_GET_SIZE(streams), capacity = 8;
+    while (capacity < 2 * count) capacity *= 2;
+    grouped->count = 0;
+    grouped->groups = PyMem_Calloc((size_t)(count ? count : 1), sizeof(StreamGroup));
+    grouped->group_of = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Py_ssize_t));
+    Py_ssize_t *slots = PyMem_Calloc((size_t)capacity, sizeof(Py_ssize_t));  /* group + 1, 0: empty */
+    if (!grouped->groups || !grouped->group_of || !slots) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *stream = PyList_GET_ITEM(streams, i);
+        if (!PyUnicode_Check(stream)) {
+            PyErr_SetString(PyExc_TypeError, "streams must be str");
+            goto fail;
+        }
+        Py_hash_t hash = PyObject_Hash(stream);
+        if (hash == -1) goto fail;
+        size_t slot = (size_t)hash & (size_t)(capacity - 1);
+        Py_ssize_t found = -1;
+        for (; slots[slot]; slot = (slot + 1) & (size_t)(capacity - 1)) {
+            StreamGroup *group = &grouped->groups[slots[slot] - 1];
+            if (group->stream == stream) {
+                found = slots[slot] - 1;
+                break;
+            }
+            if (group->hash != hash) continue;
+            int equal = PyUnicode_Compare(group->stream, stream);
+            if (equal == -1 && PyErr_Occurred()) goto fail;
+            if (equal == 0) {
+                found = slots[slot] - 1;
+                break;
+            }
+        }
+        if (found < 0) {
+            found = grouped->count++;
+            grouped->groups[found].stream = stream;
+            grouped->groups[found].hash = hash;
+            slots[slot] = found + 1;
+        }
+        grouped->groups[found].count++;
+        grouped->group_of[i] = found;
+    }
+    PyMem_Free(slots);
+    return 0;
+fail:
+    PyMem_Free(slots);
+    grouped_free(grouped);
+    grouped->groups = NULL;
+    grouped->group_of = NULL;
+    return -1;
+}
+
+/* ------------------------------------------------------------------ protobuf wire format */
+
+/* Read a varint at *p (< end); 0 on a malformed or truncated one. */
+int read_varint(const unsigned char **p, const unsigned char *end, uint64_t *out) {
+    uint64_t value = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        unsigned char byte = *(*p)++;
+        value |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80)) {
+            *out = value;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+size_t put_varint(unsigned char *p, uint64_t v) {
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (unsigned char)(v & 0x7f) | 0x80;
+        v >>= 7;
+    }
+    p[n++] = (unsigned char)v;
+    return n;
+}
+
+size_t varint_size(uint64_t v) {
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* The last occurrences of fields 1 (event_id), 2 (event_type) and 3 (stream) of a serialized envelope.
+   0 when the bytes are not a plain sequence of fields (groups, truncation): the caller falls back. */
+int envelope_fields(const unsigned char *p, Py_ssize_t size, const unsigned char *start[4],
+                    Py_ssize_t length[4]) {
+    const unsigned char *end = p + size;
+    for (int f = 0; f < 4; f++) {
+        start[f] = NULL;
+        length[f] = 0;
+    }
+    while (p < end) {
+        uint64_t tag, value;
+        if (!read_varint(&p, end, &tag)) return 0;
+        uint64_t field = tag >> 3;
+        switch (tag & 7) {
+        case 0:
+            if (!read_varint(&p, end, &value)) return 0;
+            break;
+        case 1:
+            if (end - p < 8) return 0;
+            p += 8;
+            break;
+        case 5:
+            if (end - p < 4) return 0;
+            p += 4;
+            break;
+        case 2:
+            if (!read_varint(&p, end, &value) || value > (uint64_t)(end - p)) return 0;
+            if (field >= 1 && field <= 3) {
+                start[field] = p;
+                length[field] = (Py_ssize_t)value;
+            }
+            p += value;
+            break;
+        default:
+            return 0;
+        }
+    }
+    return 1;
+}
