@@ -17,6 +17,13 @@ from leyline import pb
 from leyline.lifecycle import LifecycleConfig
 
 DEFAULT_HOOK_BUDGET_MS = 18.0  # SPEC §8: the whole end-of-epoch hook
+# What the controller is told of the end-of-epoch hook's cost (RunConfig.controller_timing): "measured",
+# the previous hook's CPU time (a risk signal; an overrun enters conservative mode), or "none", nothing (0
+# ms, no overrun) so that its decisions do not depend on the machine's load: Simic's episodes, whose
+# decisions compare policies and train them. The hook is timed and its events recorded either way.
+TIMING_MEASURED = "measured"
+TIMING_NONE = "none"
+CONTROLLER_TIMINGS = (TIMING_MEASURED, TIMING_NONE)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leyline.controller import TIMING_NONE
+
 DEFAULT_TASKS = Path(__file__).with_name("tasks.toml")
 SECTIONS = ("train", "held_out")
 TASK_KEYS = frozenset({"host", "host_options", "dataset", "dataset_options"})
@@ -78,6 +80,8 @@ class Episode:
             "dataset_options": dict(self.task.dataset_options),
             "seed": self.seed,
             "epochs": self.epochs,
+            # the hook's cost is the machine's, not the policy's: decisions must not vary with the load
+            "controller_timing": TIMING_NONE,
         }
 
 

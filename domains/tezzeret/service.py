@@ -1,17 +1,30 @@
 """Running compile jobs against the event store and Urza's library.
 
 Every step of a job is appended with an exact expected version on its stream, so two workers can never
-both record an attempt (the second one's append fails with WrongExpectedVersion: run a job in one worker
-at a time); the artifact is written (atomically, content-addressed) before the event that
-names it, so a crash leaves at worst a file no event names yet, which the resumed job writes again with
-the same bytes (same path: no duplicate). `resume()` finds unfinished jobs from the log after a restart.
+both record an attempt (the second one's append fails with WrongExpectedVersion); the artifact is written
+(atomically, content-addressed) before the event that names it, so a crash leaves at worst a file no event
+names yet, which the resumed job writes again with the same bytes (same path: no duplicate). `resume()`
+finds unfinished jobs from the log after a restart.
+
+One process at a time runs a job: `run` holds the job's lock file (`locks/<job_id>.lock` under the
+library's root, an flock the kernel releases when its holder dies) from reading the job's state to its
+outcome. A job the log shows RUNNING while its lock is free is then one whose process died, and only that
+is recorded as an interrupted attempt. Without the lock, two live processes asking for one artifact (two
+episodes on one log, a run's compile-ahead child and its training thread) each read the other's attempt
+as interrupted: a job that compiles in a second used up its attempts in three and failed for good, and
+every later graft of that blueprint on the log was refused (G0), depending on which process got there
+first. Processes on other hosts sharing a PostgreSQL log share no lock: run their compiles on one host.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from domains.karn import catalog
@@ -41,9 +54,10 @@ from leyline import decode_payload, new_envelope, pb
 SOURCE = "tezzeret"
 JOB_EVENTS = frozenset({"CompileJobQueued", "CompileJobStarted", "CompileJobFailed", "CompileJobSucceeded"})
 DEFAULT_MAX_ATTEMPTS = 3
-CONCURRENT_ATTEMPTS = 3  # a job another process moves under us: re-read and go on, this many times at most
+CONCURRENT_ATTEMPTS = 3  # a job another process queues under us: re-read and go on, this many times at most
 DEFAULT_CONV_SHAPE = (8, 8, 8)  # [C, H, W]: the digits host's feature maps
 DEFAULT_SEQUENCE_SHAPE = (16, 32)  # [T, D]
+LOCKS = "locks"  # the directory of the jobs' lock files, under the library's root
 
 
 class RestoreMismatch(UrzaError):
@@ -113,6 +127,19 @@ def read_jobs(store: EventStore) -> dict[str, JobState]:
     return states
 
 
+@contextlib.contextmanager
+def job_lock(root: Path, job_id: str) -> Iterator[None]:
+    """Hold the job's lock file under `root` (waiting for a process that holds it) for the block."""
+    directory = Path(root) / LOCKS
+    directory.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(directory / f"{job_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
 def _deterministic_id(*parts: object) -> str:
     return uuid.uuid5(uuid.NAMESPACE_OID, "|".join(str(part) for part in parts)).hex
 
@@ -168,8 +195,9 @@ class Tezzeret:
     def compile(self, spec: CompileSpec) -> JobState:
         """Queue (if new) and run the job to a finished state. A job that already succeeded is returned
         as it is, after rewriting its artifact file if that went missing or was found corrupt. Another
-        process may run the same job at once (a run's compile-ahead child and its training process): the
-        one whose append loses goes on from the job's state in the log, usually its finished outcome."""
+        process asking for the same job at once (a run's compile-ahead child and its training process)
+        waits for the job's lock and takes its outcome from the log; two that queue it at once race on the
+        append, and the one that loses goes on from the job's state in the log."""
         for attempt in range(CONCURRENT_ATTEMPTS):
             try:
                 state = self.run(self.queue(spec))
@@ -184,6 +212,14 @@ class Tezzeret:
     def run(self, state: JobState) -> JobState:
         if state.status.finished:  # nothing to run; JOBS counts the jobs this process ran to an outcome
             return state
+        with job_lock(self.library.root, state.job_id):
+            state = self.state(state.job_id)  # another process may have run it while we waited
+            if state.status.finished:
+                return state
+            return self._run_locked(state)
+
+    def _run_locked(self, state: JobState) -> JobState:
+        """Run the job to an outcome, its lock held: an attempt the log shows running was a dead process's."""
         if state.status is Status.RUNNING:
             metrics.RESUMED.inc()
         while not state.status.finished:

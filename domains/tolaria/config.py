@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leyline.controller import DEFAULT_HOOK_BUDGET_MS
+from leyline.controller import CONTROLLER_TIMINGS, DEFAULT_HOOK_BUDGET_MS, TIMING_MEASURED
 
 # A rank of a data-parallel run that stops taking part fails the run within 10 s (issue 18)
 DEFAULT_RANK_TIMEOUT_S = 8.0
@@ -49,6 +49,7 @@ class RunConfig:
     weight_decay: float = 0.0
     checkpoint_every: int = 1  # epochs between checkpoints
     hook_budget_ms: float = DEFAULT_HOOK_BUDGET_MS
+    controller_timing: str = TIMING_MEASURED  # what the controller is told of the hook's cost (leyline)
     loss_explosion_factor: float = 15.0  # training loss above this × the recent mean is an explosion
     # ... and above this many nats: a relative rise of a near-zero loss is noise, not an explosion. An
     # 80-epoch digits run that fits its training set to ~0.002 nats has epochs at 0.07–0.13 (35–67×, no harm
@@ -89,6 +90,11 @@ class RunConfig:
         if not 0.0 <= self.loss_explosion_floor < float("inf"):
             raise ConfigError(
                 f"loss_explosion_floor must be a non-negative number of nats, got {self.loss_explosion_floor}"
+            )
+        if self.controller_timing not in CONTROLLER_TIMINGS:
+            raise ConfigError(
+                f"controller_timing must be one of {', '.join(CONTROLLER_TIMINGS)}, "
+                f"got {self.controller_timing!r}"
             )
         if self.max_guard_rollbacks < 0:
             raise ConfigError(f"max_guard_rollbacks must be non-negative, got {self.max_guard_rollbacks}")

@@ -9,9 +9,10 @@
 4. guard: a loss explosion asks for a fast rollback, else an operator's request is taken (verified; a
    refused one is a CommandRejected among the epoch's events).
 
-The four phases are timed: EpochHookTimed, or EpochHookOverrun and the controller's conservative mode
-when the total exceeds the run's `hook_budget_ms`. The pending rollback, if any, is returned for the
-trainer to apply after the hook.
+The four phases are timed: EpochHookTimed, or EpochHookOverrun when the total exceeds the run's
+`hook_budget_ms`, and the controller's conservative mode when its CPU time does. With
+`controller_timing = "none"` the controller is told nothing of it (0 ms, no overrun; leyline.controller).
+The pending rollback, if any, is returned for the trainer to apply after the hook.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from domains.tolaria.headroom import with_headroom
 from domains.tolaria.hosts import count_parameters
 from domains.tolaria.loop import EpochMeasurements
 from leyline import new_envelope, pb
-from leyline.controller import ControllerContext
+from leyline.controller import TIMING_MEASURED, ControllerContext
 
 if TYPE_CHECKING:
     from domains.tolaria.trainer import Trainer
@@ -53,6 +54,11 @@ class HookTiming:
 def packet_id(seed: int, run_id: str, generation: int, epoch: int) -> int:
     digest = hashlib.sha256(f"packet/{seed}/{run_id}/{generation}/{epoch}".encode())
     return int.from_bytes(digest.digest()[:8], "little")
+
+
+def timed(trainer: Trainer) -> bool:
+    """Whether the controller is told the hook's cost (RunConfig.controller_timing)."""
+    return trainer.config.controller_timing == TIMING_MEASURED
 
 
 def hardware(device: torch.device) -> pb.HardwareContext:
@@ -111,7 +117,7 @@ def end_of_epoch(
         seeds=with_headroom(packet.seeds, headroom),
         catalogue=(),
         parameters=parameters,
-        last_hook_ms=trainer.last_hook_cpu_ms,
+        last_hook_ms=trainer.last_hook_cpu_ms if timed(trainer) else 0.0,
         applied_commands=tuple(trainer.applied_commands),
         hook_budget_ms=trainer.config.hook_budget_ms,
         lifecycle=trainer.kasmina.config.lifecycle,
@@ -205,7 +211,7 @@ def record_timing(trainer: Trainer, epoch: int, timing: HookTiming) -> list[pb.E
     # The operator's figures (the event, the metrics, Nissa's alerts) are wall time. The controller reacts
     # to what the hook itself cost on the training thread: on a machine oversubscribed by other processes
     # wall time measures the machine, and decisions that follow it would differ from run to run with the load.
-    if timing.cpu_ms > budget:
+    if timing.cpu_ms > budget and timed(trainer):
         reason = (
             f"end-of-epoch hook used {timing.cpu_ms:.1f} ms of CPU ({total:.1f} ms wall), "
             f"budget {budget:.1f} ms"

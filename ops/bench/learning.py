@@ -50,7 +50,11 @@ NAME = "bench"
 # With the clone warm start (2026-12-06, load 3-7): learned 0.870 vs heuristic 0.882 reward (spread 0.035),
 # test 0.887 vs 0.888, 775 vs 1434 parameters, train 318-323 s; clone epochs 40: 0.879 vs 0.880, test 0.897
 # vs 0.915, 1637 vs 3778. Without (simic2): 0.884 vs 0.888, test 0.875 vs 0.875, 384 vs 384. The heuristic
-# arm's growth differs between those benches on the same held-out seeds; not the target yet
+# arm's growth differed between those benches on the same seeds: concurrent episodes failed each other's
+# compile jobs (fixed: domains/tezzeret/service.job_lock) and the hook's measured cost was an input (episodes
+# now run with controller_timing none). After (2026-12-06, load 7-17): heuristic 0.884 reward, test 0.913,
+# 3778 parameters, per seed as in a quiet and a loaded rerun of its 5 runs; learned 0.867 (spread 0.025),
+# test 0.892, 775 parameters (4 of 5 seeds <= 480: it under-grows), train 1622 s; not the target yet
 ROUNDS, EPISODES = 10, 6
 
 

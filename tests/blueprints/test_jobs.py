@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 import pytest
@@ -165,24 +166,38 @@ def test_compiling_the_same_spec_twice_is_one_job_and_one_artifact(
     assert library.artifact_hashes() == [first.artifact_hash]
 
 
-def test_a_job_another_process_finishes_meanwhile_is_taken_as_finished(
+def test_a_job_another_process_asks_for_meanwhile_waits_for_its_outcome(
     store: EventStore, library: ArtifactLibrary
 ) -> None:
-    """A run's compile-ahead child and its training process may compile the same spec at once: the one
-    whose append loses reads the job's outcome from the log instead of failing."""
+    """Two live processes compiling one spec (two episodes on one log, a run's compile-ahead child and its
+    training thread): the second waits for the first's attempt instead of recording it as interrupted
+    and starting its own, which used up the job's attempts and failed it for good."""
     spec = resolve_spec("BP002", {}, CONV, (4, 4, 4))
     other = Tezzeret(store, library)
-    finished_by_other: list[Status] = []
+    outcome: list[JobState] = []
+    second = threading.Thread(target=lambda: outcome.append(other.compile(spec)))
 
-    def the_other_process_runs_it(job_id: str, attempt: int) -> None:
-        if not finished_by_other:
-            finished_by_other.append(other.compile(spec).status)
+    def the_other_process_asks_for_it(job_id: str, attempt: int) -> None:
+        second.start()
+        second.join(timeout=1.0)  # without the lock it records this attempt as interrupted meanwhile
 
-    state = Tezzeret(store, library, failure_hook=the_other_process_runs_it).compile(spec)
-    assert finished_by_other == [Status.SUCCEEDED]
-    assert state.status is Status.SUCCEEDED and state == other.state(spec.job_id)
-    assert len(events_of(store, "CompileJobSucceeded")) == 1
-    assert library.artifact_hashes() == [state.artifact_hash]
+    state = Tezzeret(store, library, failure_hook=the_other_process_asks_for_it).compile(spec)
+    second.join()
+    assert state.status is Status.SUCCEEDED and outcome == [other.state(spec.job_id)]
+    assert outcome[0].artifact_hash == state.artifact_hash
+    assert len(events_of(store, "CompileJobStarted")) == 1
+    assert events_of(store, "CompileJobFailed") == []
+
+
+def test_an_attempt_whose_process_died_is_interrupted_once_its_lock_is_free(
+    tezzeret: Tezzeret, store: EventStore, library: ArtifactLibrary
+) -> None:
+    spec = resolve_spec("BP003", {}, SEQUENCE, (4, 16))
+    tezzeret._apply(tezzeret.queue(spec), Start())  # a process started it, then died: no lock is held
+    state = tezzeret.compile(spec)
+    assert state.status is Status.SUCCEEDED and state.attempts == 2
+    failed = decode_payload(store.read_stream(spec.stream)[2])
+    assert isinstance(failed, pb.CompileJobFailed) and failed.error.startswith("interrupted")
 
 
 def test_resume_runs_queued_and_waiting_jobs(tezzeret: Tezzeret, store: EventStore) -> None:

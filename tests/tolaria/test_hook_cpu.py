@@ -12,7 +12,13 @@ from typing import Any
 from domains.tolaria.config import build_config
 from eventstore import open_store
 from leyline import pb
-from leyline.controller import ControllerContext, ControllerOutput, NoOpController
+from leyline.controller import (
+    TIMING_MEASURED,
+    TIMING_NONE,
+    ControllerContext,
+    ControllerOutput,
+    NoOpController,
+)
 from leyline.datadir import DataDir
 from ops.compose import new_run
 from tests.tolaria.helpers import SMALL, payloads, run_events
@@ -49,10 +55,12 @@ class SlowAtEpoch(NoOpController):
         return {}
 
 
-def run_with(tmp_path: Path, controller: SlowAtEpoch) -> list[pb.EventEnvelope]:
+def run_with(
+    tmp_path: Path, controller: SlowAtEpoch, timing: str = TIMING_MEASURED
+) -> list[pb.EventEnvelope]:
     store = open_store(DataDir(tmp_path).log)
     try:
-        config = build_config({**SMALL, "hook_budget_ms": BUDGET_MS})
+        config = build_config({**SMALL, "hook_budget_ms": BUDGET_MS, "controller_timing": timing})
         new_run(store, DataDir(tmp_path), config, "rhook", controller=controller).run()
     finally:
         store.close()
@@ -80,3 +88,13 @@ def test_a_hook_that_burns_its_budget_in_cpu_puts_the_controller_in_conservative
     assert "of CPU" in reason
     after = next(c for c in controller.contexts if c.epoch == SLOW_EPOCH + 1)
     assert after.last_hook_ms >= 4 * BUDGET_MS
+
+
+def test_a_run_without_controller_timing_tells_the_controller_nothing_of_its_hooks(tmp_path: Path) -> None:
+    """Simic's episodes: the operator still sees the overrun; the controller's inputs are the machine's
+    load-free ones (0 ms, never conservative mode), so its decisions do not vary with the load."""
+    controller = SlowAtEpoch(busy=True)
+    events = run_with(tmp_path, controller, TIMING_NONE)
+    assert SLOW_EPOCH in overrun_epochs(events)
+    assert controller.reasons == []
+    assert {c.last_hook_ms for c in controller.contexts} == {0.0}

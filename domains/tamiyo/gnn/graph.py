@@ -21,7 +21,8 @@ Node types and features (dimensions in FEATURE_DIMS):
   violations, risk, headroom and its "measured" flag, contribution and its "measured" flag (absent is not
   zero), embargoed, slot kind one-hot, symlog(slot size).
 Graph-level `u` (GLOBAL_DIM): symlog of training/validation loss, training/validation accuracy, symlog of
-grad norm, epoch and parameters, risk level/4, conservative, active seeds/slots, symlog(hook ms).
+grad norm, epoch and parameters, risk level/4, conservative, active seeds/slots, the hook latency's risk
+level/4 (record.hook_latency_level: 0 within the budget).
 
 Edges (src, relation, dst), each with its reverse so that every node type receives messages (a type that
 receives none drops out of a HeteroConv layer): layer→layer (forward order), seed→layer (the slot's
@@ -44,9 +45,10 @@ from torch_geometric.data import HeteroData
 
 from domains.tamiyo.gnn.layers import Edges, edges_of
 from domains.tamiyo.gnn.masking import ActionMask
+from domains.tamiyo.gnn.record import HOOK_LATENCY_LEVEL
 from domains.tamiyo.gnn.tensors import PolicyGraph, to_hetero
 from domains.tamiyo.gnn.topology import LAYER_KINDS
-from domains.tamiyo.risk import ACTIVE_STAGE_WEIGHTS
+from domains.tamiyo.risk import ACTIVE_STAGE_WEIGHTS, MAX_LEVEL
 from leyline import pb
 from leyline.seed_metrics import CONTRIBUTION_METRIC, HEADROOM_METRIC, ISOLATION_METRIC, STAGE_EPOCHS_METRIC
 
@@ -147,7 +149,7 @@ def _globals(observation: pb.PolicyObservation) -> list[float]:
         observation.risk_level / 4.0,
         1.0 if observation.conservative else 0.0,
         active / slots,
-        symlog(packet.metrics.get("hook_ms", 0.0)),
+        packet.metrics.get(HOOK_LATENCY_LEVEL, 0.0) / MAX_LEVEL,
         len(observation.topology.slots) / 64.0,
     ]
 

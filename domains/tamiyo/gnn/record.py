@@ -11,12 +11,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from domains.tamiyo.gnn.masking import ActionMask, legal_actions
-from domains.tamiyo.observation import Observation
+from domains.tamiyo.observation import Observation, hook_latency
 from domains.tamiyo.policy import HeuristicPolicy
+from domains.tamiyo.risk import RiskThresholds, signal_level
 from domains.tamiyo.state import TamiyoState
 from leyline import pb
 
 COST_MATRICES_KEPT = 64
+HOOK_LATENCY_LEVEL = "hook_latency_level"  # the packet metric the network reads of the hook's cost
+
+
+def hook_latency_level(observation: Observation) -> int:
+    """The previous hook's latency as the risk engine's level (0 within the budget): the network sees an
+    overrun, never the milliseconds below it, which measure the machine's load and not the run."""
+    return signal_level(hook_latency(observation), RiskThresholds().hook_latency_ratio)
 
 
 def policy_observation(
@@ -37,7 +45,11 @@ def policy_observation(
         run_id=observation.run_id,
         packet_id=observation.packet_id,
         seeds=observation.seeds,
-        metrics={"grad_norm": observation.grad_norm, "hook_ms": observation.hook_ms},
+        metrics={
+            "grad_norm": observation.grad_norm,
+            "hook_ms": observation.hook_ms,
+            HOOK_LATENCY_LEVEL: float(hook_latency_level(observation)),
+        },
     )
     return pb.PolicyObservation(
         packet=packet,
