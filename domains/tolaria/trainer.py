@@ -231,12 +231,14 @@ class Trainer:
         return measured
 
     def _schedule_host_lr(self, epoch: int) -> None:
-        """The host group's rate for this epoch (the seeds' groups are Kasmina's): a function of the epoch
-        and the config alone, so a resumed or rolled-back run trains each epoch at the same rate."""
+        """The host group's rate for this epoch (the seeds' groups are Kasmina's): the schedule's step from
+        the last epoch's factor to this one's, on the rate the group has. A resumed or rolled-back run has
+        the rate its checkpoint saved, so each epoch trains at the same rate; a rate changed from outside
+        (a drill's spike) keeps its change. "constant" leaves the rate as it is."""
         host = self.optimizer.param_groups[0]
-        base, schedule = self.config.learning_rate, self.config.lr_schedule
-        host["initial_lr"] = base
-        host["lr"] = base * lr_factor(schedule, epoch, 0, self.config.epochs)
+        host.setdefault("initial_lr", self.config.learning_rate)
+        schedule, epochs = self.config.lr_schedule, self.config.epochs
+        host["lr"] *= lr_factor(schedule, epoch, 0, epochs) / lr_factor(schedule, epoch - 1, 0, epochs)
 
     def _validation(self) -> Evaluation:
         """Kasmina's probe: the validation pass with the slots as it has set them, per example."""
