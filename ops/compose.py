@@ -196,8 +196,11 @@ def build_kasmina(
     clock: BoundaryClock | None = None,
 ) -> Kasmina:
     """Kasmina on the host's slots; in a data-parallel run on the clock the ranks share at boundaries."""
-    # the run's last epoch: Kasmina refuses a germination whose lifecycle cannot finish by then
-    kasmina_config = dataclasses.replace(kasmina_config or KasminaConfig(), run_epochs=config.epochs)
+    # the run's last epoch: Kasmina refuses a germination whose lifecycle cannot finish by then, and its
+    # seeds' learning rates follow the run's schedule up to it
+    kasmina_config = dataclasses.replace(
+        kasmina_config or KasminaConfig(), run_epochs=config.epochs, lr_schedule=config.lr_schedule
+    )
     try:
         if clock is None:
             kasmina = Kasmina(run_id, workload.model, source, verifier, kasmina_config)

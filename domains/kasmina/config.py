@@ -21,6 +21,8 @@ class KasminaConfig:
     warmup_epochs: int = 3
     warmup_start_factor: float = 0.1
     seed_lr: float | None = None  # base learning rate of seed groups; None: the optimizer's first group's
+    # (its unscheduled "initial_lr" where the run schedules it)
+    lr_schedule: str = "constant"  # leyline.schedule, over the epochs from a seed's start to run_epochs
     # Of the seed's local loss model in TRAINING (slot._ShadowGradient). These were 2 warm-up epochs and
     # c = 1.0 while a cull with c = 0.1 read as critical loss drift to Tamiyo's risk engine; with the
     # absolute loss floors under the risk signals (RiskThresholds.loss_*_floor) and Tamiyo growing while

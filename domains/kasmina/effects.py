@@ -35,6 +35,7 @@ from leyline.lifecycle import (
     TRAINING,
     stage_name,
 )
+from leyline.schedule import lr_factor
 
 
 class SeedEffects:
@@ -165,11 +166,17 @@ class SeedEffects:
         if self.config.seed_lr is not None:
             return self.config.seed_lr
         assert self.optimizer is not None
-        return float(self.optimizer.param_groups[0]["lr"])
+        first = self.optimizer.param_groups[0]
+        return float(first.get("initial_lr", first["lr"]))
 
     def _warmup_lr(self, base: float, started: int, epoch: int) -> float:
+        """The rate of the epoch after boundary `epoch` for a seed that started training at `started`: the
+        warm-up ramp times the schedule over the epochs from its start to the run's end."""
+        end = self.config.run_epochs
+        schedule = self.config.lr_schedule
+        scheduled = base if end is None else base * lr_factor(schedule, epoch + 1, started, end)
         warmup = self.config.warmup_epochs
         if warmup <= 0:
-            return base
+            return scheduled
         start = self.config.warmup_start_factor
-        return base * min(1.0, start + (1.0 - start) * (epoch - started) / warmup)
+        return scheduled * min(1.0, start + (1.0 - start) * (epoch - started) / warmup)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from leyline.controller import CONTROLLER_TIMINGS, DEFAULT_HOOK_BUDGET_MS, TIMING_MEASURED
+from leyline.schedule import LR_SCHEDULES
 
 # A rank of a data-parallel run that stops taking part fails the run within 10 s (issue 18)
 DEFAULT_RANK_TIMEOUT_S = 8.0
@@ -46,6 +47,9 @@ class RunConfig:
     # the controller decides without shrinking the data the run learns from, as train_limit does.
     epoch_examples: int = 0
     learning_rate: float = 0.01
+    # The learning rate's schedule over the run's epochs (leyline.schedule): "constant" or "cosine". Every
+    # seed's optimizer group follows the same rule over the epochs from its start of training to the end.
+    lr_schedule: str = "constant"
     weight_decay: float = 0.0
     checkpoint_every: int = 1  # epochs between checkpoints
     hook_budget_ms: float = DEFAULT_HOOK_BUDGET_MS
@@ -85,6 +89,10 @@ class RunConfig:
             )
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(
+                f"unknown lr_schedule {self.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}"
+            )
         if self.hook_budget_ms <= 0 or self.loss_explosion_factor <= 1:
             raise ConfigError("hook_budget_ms must be positive and loss_explosion_factor above 1")
         if not 0.0 <= self.loss_explosion_floor < float("inf"):

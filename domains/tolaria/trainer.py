@@ -44,6 +44,7 @@ from leyline.controller import Controller
 from leyline.datadir import DataDir
 from leyline.envelope import new_event_id
 from leyline.lifecycle import stage_name
+from leyline.schedule import lr_factor
 from leyline.signing import Signer, Verifier
 
 # Packet metrics measured with the wall clock: they differ between otherwise identical runs.
@@ -181,6 +182,7 @@ class Trainer:
         # train, then validate (and test after the last epoch)
         self.headroom.activate(self.controller.measures_headroom)  # the controller may have been swapped
         order = epoch_order(self.config.seed, epoch, len(splits.train), self.config.epoch_examples)
+        self._schedule_host_lr(epoch)
         train_loss, train_correct, grad_norm, steps, trained = boundary.train_share(self, order, epoch)
         self.global_step += steps
         val_loss, val_correct = evaluate(self.model, self.loss_fn, splits.validation)
@@ -227,6 +229,16 @@ class Trainer:
         metrics.EPOCHS.inc()
         metrics.EPOCH_SECONDS.observe(time.perf_counter() - started)
         return measured
+
+    def _schedule_host_lr(self, epoch: int) -> None:
+        """The host group's rate for this epoch (the seeds' groups are Kasmina's): the schedule's step from
+        the last epoch's factor to this one's, on the rate the group has. A resumed or rolled-back run has
+        the rate its checkpoint saved, so each epoch trains at the same rate; a rate changed from outside
+        (a drill's spike) keeps its change. "constant" leaves the rate as it is."""
+        host = self.optimizer.param_groups[0]
+        host.setdefault("initial_lr", self.config.learning_rate)
+        schedule, epochs = self.config.lr_schedule, self.config.epochs
+        host["lr"] *= lr_factor(schedule, epoch, 0, epochs) / lr_factor(schedule, epoch - 1, 0, epochs)
 
     def _validation(self) -> Evaluation:
         """Kasmina's probe: the validation pass with the slots as it has set them, per example."""

@@ -6,6 +6,7 @@ import dataclasses
 import math
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -151,9 +152,11 @@ def manager(
     leak_into: nn.Parameter | None = None,
     drill: bool = False,
     warmup_epochs: int | None = None,
+    **changes: Any,
 ) -> tuple[Kasmina, Commander]:
+    """A Kasmina on host; `changes` replace KasminaConfig fields (lr_schedule, run_epochs, ...)."""
     keyring = Keyring.generate()
-    config = KasminaConfig(lifecycle=lifecycle or LifecycleConfig())
+    config = dataclasses.replace(KasminaConfig(lifecycle=lifecycle or LifecycleConfig()), **changes)
     if warmup_epochs is not None:
         config = dataclasses.replace(config, warmup_epochs=warmup_epochs)
     kasmina = Kasmina(RUN, host, source(leak_into, drill), Verifier(keyring), config)
