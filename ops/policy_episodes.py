@@ -1,7 +1,8 @@
 """Simic's episodes: real runs in worker processes on one log, with a progress bar on stderr.
 
 A `Job` is one run: its RunConfig keys (`domains.simic.tasks.Episode.run_config`), the heuristic's ε
-(`exploration_epsilon`, recorded in RunStarted as the controller's configuration) and an optional chaos
+(`exploration_epsilon`) and whether a learned policy acts greedily (`greedy`: held-out runs; both recorded
+in RunStarted as the controller's configuration) and an optional chaos
 check that the composition root applies to the controller before the run starts:
 
 - `adversarial_blueprints`: the controller is offered only blueprints that may never be grafted
@@ -36,6 +37,7 @@ class Job:
     run_id: str
     config: dict[str, Any] = field(default_factory=dict)
     explore: float = 0.0
+    greedy: bool = False
     chaos: str = ""
     # An episode (training or held out) that the run's own guard ends (RunError: the loss exploded again
     # after its rollback) is an outcome, recorded as RunFailed, not a broken worker: the others go on.
@@ -73,7 +75,7 @@ def run_job(data_dir: str, job: Job) -> str:
         if fold(store.read_stream(run_stream(job.run_id))).status is not RunStatus.ABSENT:
             return job.run_id
         config = build_config(job.config)
-        heuristic = HeuristicConfig(seed=config.seed, exploration_epsilon=job.explore)
+        heuristic = HeuristicConfig(seed=config.seed, exploration_epsilon=job.explore, greedy=job.greedy)
         trainer = build_trainer(
             config, job.run_id, store, directory, controller_config_json=heuristic.to_json()
         )

@@ -115,13 +115,14 @@ def active_version(versions: Sequence[str], name: str) -> str:
 def held_out_jobs(
     tasks: TaskDistribution, arms: dict[str, tuple[str, str]]
 ) -> tuple[list[Job], dict[str, Wanted]]:
-    """The held-out runs of each arm (arm → (controller, tag of its run ids)), by run id."""
+    """The held-out runs of each arm (arm → (controller, tag of its run ids)), by run id; a learned
+    policy takes its most probable action in them (greedy; the heuristic is deterministic already)."""
     jobs: list[Job] = []
     wanted: dict[str, Wanted] = {}
     for arm, (controller, tag) in arms.items():
         for episode in tasks.held_out.all_episodes():
             run_id = f"heldout-{tag}-{task_hash(episode)}-s{episode.seed}"
-            jobs.append(Job(run_id, episode.run_config(controller), failure_is_outcome=True))
+            jobs.append(Job(run_id, episode.run_config(controller), greedy=True, failure_is_outcome=True))
             wanted[run_id] = Wanted(arm, episode.task.label, episode.seed)
     return jobs, wanted
 
@@ -129,7 +130,7 @@ def held_out_jobs(
 def chaos_jobs(tasks: TaskDistribution, candidate: str, controller: str) -> dict[str, Job]:
     episode = tasks.held_out.all_episodes(1)[0]
     return {
-        chaos: Job(f"chaos-{candidate}-{chaos}", episode.run_config(controller), chaos=chaos)
+        chaos: Job(f"chaos-{candidate}-{chaos}", episode.run_config(controller), greedy=True, chaos=chaos)
         for chaos in (CHAOS_ADVERSARIAL, CHAOS_TIMEOUT)
     }
 

@@ -29,6 +29,9 @@ class HeuristicConfig:
     exploration_bonus: float = 0.5
     advance_seeds: bool = False
     exploration_epsilon: float = 0.0  # > 0: ε-exploration over legal actions (domains/tamiyo/exploration.py)
+    # The learned policy (domains/tamiyo/gnn/policy.py) takes its most probable legal action instead of
+    # drawing one: held-out evaluation and the validation gate; training episodes sample
+    greedy: bool = False
     block_level: int = 3
     rollback_level: int = 4
     conservative_enter_level: int = 3

@@ -5,9 +5,12 @@ Per decision: the risk level and conservative mode as the heuristic computes the
 rollback level keeps the heuristic's deterministic safety path (cull of a seed with bad evidence, else a
 rollback request; probability 1); otherwise the legal-action mask (`masking.legal_actions`), the
 PolicyObservation and its graph, and one factored sample drawn with a generator seeded by
-(config.seed, packet id), so the decision is deterministic for a seed and identical after a resume.
-DecisionMade records the version, the action's probability, the factored action and the observation;
-`inputs_summary` adds the network's value estimate and predicted risk level.
+(config.seed, packet id), so the decision is deterministic for a seed and identical after a resume; with
+`config.greedy` (held-out evaluation) the most probable legal action instead, no draw.
+DecisionMade records the version, the action's probability under the policy that took it (1 for a greedy
+decision, as for any deterministic one), the factored action and the observation; `inputs_summary` adds
+the network's value estimate and predicted risk level, and for a greedy decision the network's probability
+of the action (`gnn_probability`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class Recorded:
     observation: pb.PolicyObservation | None
     value: float | None = None
     risk_level: int | None = None
+    network_probability: float | None = None  # of a greedy decision (its behaviour probability is 1)
 
 
 class GnnPolicy(HeuristicPolicy):
@@ -75,6 +79,8 @@ class GnnPolicy(HeuristicPolicy):
         if record.value is not None and record.risk_level is not None:
             decision.inputs_summary["gnn_value"] = record.value
             decision.inputs_summary["gnn_risk_level"] = float(record.risk_level)
+        if record.network_probability is not None:
+            decision.inputs_summary["gnn_probability"] = record.network_probability
         return payloads
 
     def graph_inputs(
@@ -95,8 +101,12 @@ class GnnPolicy(HeuristicPolicy):
         return self._blueprints[1]
 
     def sample(self, observation: pb.PolicyObservation, features: torch.Tensor) -> Sample:
-        generator = torch.Generator().manual_seed(
-            tiebreak(self.config.seed, f"gnn:{observation.packet.packet_id}")
+        generator = (
+            None
+            if self.config.greedy
+            else torch.Generator().manual_seed(
+                tiebreak(self.config.seed, f"gnn:{observation.packet.packet_id}")
+            )
         )
         with one_thread():
             return sample(self.network, policy_graph(observation, features), generator)
@@ -123,10 +133,17 @@ class GnnPolicy(HeuristicPolicy):
         action = pb.FactoredAction(
             operation=operation, slot=slot, blueprint_id=blueprint.blueprint_id if blueprint else ""
         )
+        greedy = self.config.greedy
         self._records[observation.command_id] = Recorded(
-            drawn.probability, action, record, drawn.value, drawn.risk_level
+            1.0 if greedy else drawn.probability,
+            action,
+            record,
+            drawn.value,
+            drawn.risk_level,
+            drawn.probability if greedy else None,
         )
-        reason = f"{POLICY_NAME} {self.version}: {operation} with probability {drawn.probability:.3f}"
+        how = "greedy, the network's probability" if greedy else "with probability"
+        reason = f"{POLICY_NAME} {self.version}: {operation} {how} {drawn.probability:.3f}"
         seeds = {s.slot: s for s in observation.seeds}
         if drawn.operation == GERMINATE and blueprint is not None:
             dormant = seeds.get(slot, pb.SeedState(slot=slot, stage=pb.SEED_STAGE_DORMANT))

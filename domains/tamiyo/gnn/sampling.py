@@ -3,8 +3,10 @@
 Illegal choices get a logit of -inf before the softmax, so their probability is exactly 0 and
 `torch.multinomial` never draws them; the probability of the taken action is the product of the three
 factors (a factor that does not apply is 1). Sampling uses a caller's `torch.Generator`, so a decision is
-deterministic for a seed. `evaluate` gives the log-probabilities, entropies and values of logged actions
-on a batch of graphs (the quantities a PPO update needs).
+deterministic for a seed; without one the choice is greedy: the most probable legal choice of each factor
+in turn (the held-out evaluation's decisions, domains/tamiyo/config.HeuristicConfig.greedy). `evaluate`
+gives the log-probabilities, entropies and values of logged actions on a batch of graphs (the quantities
+a PPO update needs).
 """
 
 from __future__ import annotations
@@ -55,16 +57,22 @@ def _masked(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return logits.float().masked_fill(~mask, float("-inf"))
 
 
-def _draw(logits: torch.Tensor, generator: torch.Generator) -> tuple[int, float]:
+def _draw(logits: torch.Tensor, generator: torch.Generator | None) -> tuple[int, float]:
     probabilities = torch.softmax(logits, dim=-1)
     if not bool(torch.isfinite(probabilities).all()):
         raise ValueError("non-finite action probabilities")
-    choice = int(torch.multinomial(probabilities, 1, generator=generator))
+    if generator is None:
+        choice = int(probabilities.argmax())
+    else:
+        choice = int(torch.multinomial(probabilities, 1, generator=generator))
     return choice, float(probabilities[choice])
 
 
-def sample(network: PolicyNetwork, data: PolicyGraph | HeteroData, generator: torch.Generator) -> Sample:
-    """One decision on one graph (no autograd)."""
+def sample(
+    network: PolicyNetwork, data: PolicyGraph | HeteroData, generator: torch.Generator | None
+) -> Sample:
+    """One decision on one graph (no autograd); greedy when `generator` is None. `probability` is the
+    network's probability of the chosen action either way."""
     graph = data if isinstance(data, PolicyGraph) else of_hetero(data)
     with torch.inference_mode():
         out = network(graph)

@@ -15,6 +15,7 @@ from domains.tamiyo.gnn.masking import CULL, GERMINATE, NOOP, OPERATIONS, Action
 from domains.tamiyo.gnn.network import PolicyNetwork
 from domains.tamiyo.gnn.record import policy_observation
 from domains.tamiyo.gnn.sampling import sample
+from domains.tamiyo.gnn.tensors import of_hetero
 from domains.tamiyo.observation import Observation
 from domains.tamiyo.policy import HeuristicPolicy
 from domains.tamiyo.state import TamiyoState
@@ -199,6 +200,13 @@ def test_an_illegal_action_is_never_sampled(scenario: tuple, generator_seed: int
             assert legal(observation, state, config, level, conservative, slot, blueprint, drawn.operation), (
                 OPERATIONS[drawn.operation]
             )
+    greedy = sample(NETWORK, data, None)
+    assert greedy == sample(NETWORK, data, None)
+    assert greedy.operation == NOOP or mask.allows(greedy.operation, greedy.slot, greedy.blueprint)
+    graph = of_hetero(data)
+    with torch.no_grad():
+        logits = NETWORK(graph)["operation"][0].masked_fill(~graph.legal_op[0], -torch.inf)
+    assert greedy.operation == int(logits.argmax())
 
 
 @settings(max_examples=100, deadline=None)

@@ -72,6 +72,18 @@ def test_a_decision_records_version_probability_action_and_observation(tmp_path:
         assert graph["seed"].num_nodes == 3 and graph["layer"].num_nodes == 3
 
 
+def test_a_greedy_policy_draws_nothing_and_records_propensity_one(tmp_path: Path) -> None:
+    """Held-out evaluation: no draw, so the seed does not matter, the behaviour probability is 1 and the
+    network's own probability of the action is kept beside it (the choice itself: test_masking.py)."""
+    data_dir = DataDir(tmp_path)
+    greedy = decisions(gnn_controller(verified_in_memory(1), KEYRING, data_dir, seed=5, greedy=True))
+    other = decisions(gnn_controller(verified_in_memory(1), KEYRING, data_dir, seed=6, greedy=True))
+    assert fingerprint(greedy) == fingerprint(other)
+    assert all(d.action_probability == 1.0 for d in greedy)
+    assert all(0.0 < d.inputs_summary["gnn_probability"] <= 1.0 for d in greedy if d.HasField("observation"))
+    assert all("greedy" in d.reason for d in greedy if d.HasField("observation"))
+
+
 def exploring(epsilon: float, seed: int = 0) -> TamiyoController:
     return TamiyoController(
         RUN_ID,
