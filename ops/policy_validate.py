@@ -4,8 +4,9 @@
    same tasks and seeds: the candidate (a training candidate, PolicyTrained and never published, run by
    content hash as `gnn:trained:<sha256>`: domains/simic/candidates.py; or a published version
    `gnn:VERSION`), the active policy (`gnn:ACTIVE`) and the heuristic.
-   Run ids are `heldout-<arm>-<task hash>-s<seed>`, so an arm already run (the heuristic, an active policy
-   validated before) is read from the log, not run again; plus the two chaos runs of the candidate
+   Run ids are `heldout-greedy-<arm>-<task hash>-s<seed>`, so an arm already run (the heuristic, an active
+   policy validated before) is read from the log, not run again (a log's older `heldout-<arm>-…` runs
+   sampled their actions, so they are not reused); plus the two chaos runs of the candidate
    (ops/policy_episodes.py).
 2. The gate's decision (domains/simic/gate.py) from those runs' events (domains/simic/outcomes.py), with
    the off-policy estimates of the candidate (SNIPS and doubly robust, with bootstrap intervals and the
@@ -121,7 +122,7 @@ def held_out_jobs(
     wanted: dict[str, Wanted] = {}
     for arm, (controller, tag) in arms.items():
         for episode in tasks.held_out.all_episodes():
-            run_id = f"heldout-{tag}-{task_hash(episode)}-s{episode.seed}"
+            run_id = f"heldout-greedy-{tag}-{task_hash(episode)}-s{episode.seed}"
             jobs.append(Job(run_id, episode.run_config(controller), greedy=True, failure_is_outcome=True))
             wanted[run_id] = Wanted(arm, episode.task.label, episode.seed)
     return jobs, wanted
