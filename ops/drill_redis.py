@@ -69,7 +69,7 @@ def compare_with_log(client: Any, store: EventStore, prefix: str = PREFIX) -> di
 
 
 def redis_loss(data_dir: DataDir, store: EventStore) -> dict[str, Any]:
-    from domains.oona.bus import start_mirror
+    from domains.oona.fanout import start_mirror
     from domains.tolaria.report import new_run_id
     from eventstore.mirror import connect_redis
     from ops.mirror_health import log_reporter

@@ -26,7 +26,8 @@ from pathlib import Path
 import redis
 from redis.client import Pipeline
 
-from domains.oona.bus import Delivery, OonaConsumer, OonaFanout, start_mirror
+from domains.oona.bus import Delivery, OonaConsumer
+from domains.oona.fanout import OonaFanout, start_mirror
 from domains.oona.routing import OonaKeys, Queue
 from eventstore import EventStore, open_store
 from eventstore.mirror import Mirror, category_key, connect_redis

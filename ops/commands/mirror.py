@@ -12,7 +12,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from domains.oona.bus import OonaFanout
+from domains.oona.fanout import OonaFanout
 from domains.oona.routing import OonaKeys, Thresholds
 from eventstore.mirror import DEFAULT_BATCH, DEFAULT_PREFIX, REDIS_ERRORS, Mirror, connect_redis, redacted
 from ops.common import add_command, check_redis_url, print_json

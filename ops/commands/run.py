@@ -302,7 +302,7 @@ def serve_metrics(port: int) -> None:
 def start_mirror(args: argparse.Namespace, store: EventStore) -> MirrorThread | None:
     if not args.redis:
         return None
-    from domains.oona.bus import start_mirror as start_background_mirror
+    from domains.oona.fanout import start_mirror as start_background_mirror
     from ops.mirror_health import log_reporter
 
     return start_background_mirror(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from domains.oona.bus import OonaFanout
+from domains.oona.fanout import OonaFanout
 from domains.oona.routing import OonaKeys, Queue
 from eventstore import EventStore
 from eventstore.mirror import ForeignEntry, Mirror, category_key, connect_redis, marker_key

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from domains.oona.bus import OonaFanout
+from domains.oona.fanout import OonaFanout
 from domains.oona.routing import OonaKeys, Queue
 from eventstore import EventStore, EventStoreError, open_store
 from eventstore.mirror import (

@@ -10,7 +10,8 @@ import pytest
 import redis
 from redis.client import Pipeline
 
-from domains.oona.bus import Delivery, OonaConsumer, OonaFanout
+from domains.oona.bus import Delivery, OonaConsumer
+from domains.oona.fanout import OonaFanout
 from domains.oona.routing import DRAIN_ORDER, OonaKeys
 from eventstore import EventStore
 from eventstore.mirror import MirrorCursor, MirrorThread, connect_redis, marker_key, position_of

@@ -10,7 +10,8 @@ import redis
 from prometheus_client import REGISTRY
 from redis.client import Pipeline
 
-from domains.oona.bus import Delivery, OonaConsumer, OonaFanout
+from domains.oona.bus import Delivery, OonaConsumer
+from domains.oona.fanout import OonaFanout
 from domains.oona.routing import OonaKeys, Queue, Thresholds
 from eventstore import EventStore
 from eventstore.mirror import Mirror, position_of

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from redis.client import Pipeline
 
-from domains.oona.bus import Delivery, OonaConsumer, OonaFanout
+from domains.oona.bus import Delivery, OonaConsumer
+from domains.oona.fanout import OonaFanout
 from domains.oona.routing import OonaKeys, Queue
 from eventstore import open_store
 from eventstore.mirror import Mirror, connect_redis
