@@ -59,8 +59,8 @@ def handle(args: argparse.Namespace) -> int:
     module = bench.load(args.name)
 
     def progress(message: str) -> None:
-        if not args.json:
-            print(f"  … {message}", file=sys.stderr, flush=True)
+        # on stderr even with --json (stdout carries the document): a long benchmark is never silent
+        print(f"  … {message}", file=sys.stderr, flush=True)
 
     options = bench.BenchOptions(
         quick=args.quick,
