@@ -1,5 +1,6 @@
 """What one append request of a group commit writes: its events' positions, deduplicated by event id, its
-expected versions checked, and the new events' streams, fingerprints, payloads and stream versions.
+expected versions checked, and the new events' streams, fingerprints and payloads (the writer frames them,
+numbering their stream versions as it goes: walbatch.frame_new).
 
 Per-event work is done a batch at a time (eventstore.walbatch: compiled, or C-level maps and set
 operations). A group's state is two dicts that the writer passes from request to request: `versions`
@@ -20,8 +21,8 @@ from leyline import pb
 BACKEND = "file"
 SERIALIZE = pb.EventEnvelope.SerializeToString
 EVENT_ID = attrgetter("event_id")
-# the new events of a request, in position order: streams, fingerprints, payloads, stream versions
-Batch = tuple[list[str], list[int], list[bytes], list[int]]
+# the new events of a request, in position order: streams, fingerprints, payloads
+Batch = tuple[list[str], list[int], list[bytes]]
 
 
 class Planner:
@@ -67,7 +68,7 @@ class Planner:
             self._check(expected, versions)
         if others_follow:  # later requests of the group check their ids against these
             group_ids.update(zip(ids, range(next_position, next_position + len(ids)), strict=True))
-        return positions, (names, fps, payloads, walbatch.next_versions(names, versions, self.log.streams))
+        return positions, (names, fps, payloads)
 
     def _check(self, expected: Mapping[str, Expected], versions: dict[str, int]) -> None:
         """Each expected version against the stream's version counting what the group wrote so far."""

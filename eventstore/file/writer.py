@@ -218,6 +218,7 @@ class Writer:
         """Write (and under fsync always/batch, make durable) the group's new events, index them, publish
         the new head; each request's outcome goes to `outcomes`. The number of events written."""
         log, io, plan = self.log, self.io, self.planner.plan
+        streams = log.streams
         always = self.policy.kind == "always"
         # index entries of the records written, applied once the group is durable: per request written,
         # its segment, its records' offsets (native uint32 bytes), its first position, streams and fps
@@ -243,10 +244,10 @@ class Writer:
                 if batch is None:
                     outcomes.append((request, positions))
                     continue
-                names, fps, payloads, stream_versions = batch
+                names, fps, payloads = batch
                 base = segment.end + buffered if segment is not None else 0
-                records, offsets = walbatch.frame_batch(
-                    next_position, stream_versions, fps, names, payloads, base
+                records, offsets = walbatch.frame_new(
+                    next_position, names, fps, payloads, versions, streams, base
                 )
                 if segment is None or (base > 0 and base + len(records) > self.segment_size):
                     if segment is not None and chunks:
@@ -255,10 +256,8 @@ class Writer:
                     if segment is not None:
                         io.cut_back(segment)
                     segment = io.new_segment(next_position)
-                    if base:  # framed again at the new segment's start (a batch is never split)
-                        records, offsets = walbatch.frame_batch(
-                            next_position, stream_versions, fps, names, payloads, 0
-                        )
+                    if base:  # at the new segment's start (a batch is never split)
+                        offsets = walbatch.rebase(offsets, base)
                 entries.append((segment, offsets, next_position, names, fps))
                 chunks.append(records)
                 buffered += len(records)
@@ -275,7 +274,7 @@ class Writer:
         except BaseException:
             io.undo(starts)
             raise
-        streams, ids = log.streams, log.ids
+        ids = log.ids
         for touched, offsets, position, names, fps in entries:
             touched.offsets.frombytes(offsets)
             walbatch.index_streams(streams, names, position)
