@@ -10,6 +10,16 @@ def next_versions(streams: list[str], pending: dict[str, int], known: dict[str, 
 def frame_batch(
     first: int, versions: list[int], fps: list[int], streams: list[str], payloads: list[bytes], base: int, /
 ) -> tuple[bytes, bytes]: ...
+def frame_new(
+    first: int,
+    streams: list[str],
+    fps: list[int],
+    payloads: list[bytes],
+    pending: dict[str, int],
+    known: dict[str, array],
+    base: int,
+    /,
+) -> tuple[bytes, bytes]: ...
 def distinct(fps: list[int], /) -> bool: ...
 def index_streams(
     known: dict[str, array], streams: list[str], first: int, make: Callable[[], array], /

@@ -13,6 +13,9 @@ here do the same with C-level maps, and produce the same objects byte for byte
   number of positions `known` holds for it.
 - `frame_batch(first, versions, fps, streams, payloads, base)`: the framed records (wal.frames) as one
   bytes object, and their offsets from `base` as native uint32 bytes (for the segment's array("I")).
+- `frame_new(first, streams, fps, payloads, pending, known, base)`: next_versions then frame_batch, in
+  one compiled call (the writer's: streams grouped once, versions never made ints).
+- `rebase(offsets, by)`: offsets (native uint32 bytes) less `by` (a batch framed again elsewhere).
 - `distinct(fps)`: whether no fingerprint of the list occurs twice.
 - `index_streams(known, streams, first)`: append positions first.. to each stream's array("Q").
 - `FpTable()`: the idempotency index's recent entries, fingerprint -> positions (several where
@@ -85,6 +88,23 @@ def frame_batch_python(
     return b"".join(records), offsets.tobytes()
 
 
+def frame_new_python(
+    first: int,
+    streams: list[str],
+    fps: list[int],
+    payloads: list[bytes],
+    pending: dict[str, int],
+    known: dict[str, array],
+    base: int,
+) -> tuple[bytes, bytes]:
+    versions = next_versions(streams, pending, known)
+    return frame_batch(first, versions, fps, streams, payloads, base)
+
+
+def rebase(offsets: bytes, by: int) -> bytes:
+    return (np.frombuffer(offsets, np.uint32) - np.uint32(by)).tobytes()
+
+
 def distinct_python(fps: list[int]) -> bool:
     return len(set(fps)) == len(fps)
 
@@ -146,6 +166,7 @@ if _walc is not None:
     next_versions = _walc.next_versions
     distinct = _walc.distinct
     frame_batch = _walc.frame_batch
+    frame_new = _walc.frame_new
     stamped_bodies = stamped_bodies_compiled
 
     def index_streams(known: dict[str, array], streams: list[str], first: int) -> None:
@@ -156,6 +177,7 @@ else:
     next_versions = next_versions_python
     distinct = distinct_python
     frame_batch = frame_batch_python
+    frame_new = frame_new_python
     index_streams = index_streams_python
     stamped_bodies = stamped_bodies_python
 

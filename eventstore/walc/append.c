@@ -1,4 +1,4 @@
-/* The append path's batch operations: keys, next_versions, frame_batch, index_streams, distinct. */
+/* The append path's batch operations: keys, next_versions, frame_batch, frame_new, index_streams, distinct. */
 #include "walc.h"
 
 /* ------------------------------------------------------------------ keys */
@@ -74,6 +74,37 @@ done:
 
 /* ------------------------------------------------------------------ next_versions */
 
+/* Each group's stream version before the batch: `pending`'s where it holds the stream, else the number of
+   positions `known` holds for it. */
+static int versions_before(Grouped *grouped, PyObject *pending, PyObject *known) {
+    for (Py_ssize_t g = 0; g < grouped->count; g++) {
+        StreamGroup *group = &grouped->groups[g];
+        PyObject *current = PyDict_GetItemWithError(pending, group->stream);  /* borrowed */
+        if (current) {
+            group->version = PyLong_AsLongLong(current);
+            if (group->version == -1 && PyErr_Occurred()) return -1;
+        } else {
+            if (PyErr_Occurred()) return -1;
+            PyObject *positions = PyDict_GetItemWithError(known, group->stream);
+            if (!positions && PyErr_Occurred()) return -1;
+            group->version = positions ? (long long)PyObject_Length(positions) : 0;
+            if (group->version < 0) return -1;
+        }
+    }
+    return 0;
+}
+
+/* `pending`: each group's stream version after the batch. */
+static int versions_after(Grouped *grouped, PyObject *pending) {
+    for (Py_ssize_t g = 0; g < grouped->count; g++) {
+        PyObject *version = PyLong_FromLongLong(grouped->groups[g].version);
+        int failed = !version || PyDict_SetItem(pending, grouped->groups[g].stream, version) < 0;
+        Py_XDECREF(version);
+        if (failed) return -1;
+    }
+    return 0;
+}
+
 PyObject *walc_next_versions(PyObject *self, PyObject *args) {
     PyObject *streams, *pending, *known, *versions = NULL;
     if (!PyArg_ParseTuple(args, "O!O!O!:next_versions", &PyList_Type, &streams, &PyDict_Type, &pending,
@@ -81,20 +112,7 @@ PyObject *walc_next_versions(PyObject *self, PyObject *args) {
         return NULL;
     Grouped grouped;
     if (group_streams(streams, &grouped) < 0) return NULL;
-    for (Py_ssize_t g = 0; g < grouped.count; g++) {  /* each stream's version before the batch */
-        StreamGroup *group = &grouped.groups[g];
-        PyObject *current = PyDict_GetItemWithError(pending, group->stream);  /* borrowed */
-        if (current) {
-            group->version = PyLong_AsLongLong(current);
-            if (group->version == -1 && PyErr_Occurred()) goto done;
-        } else {
-            if (PyErr_Occurred()) goto done;
-            PyObject *positions = PyDict_GetItemWithError(known, group->stream);
-            if (!positions && PyErr_Occurred()) goto done;
-            group->version = positions ? (long long)PyObject_Length(positions) : 0;
-            if (group->version < 0) goto done;
-        }
-    }
+    if (versions_before(&grouped, pending, known) < 0) goto done;
     Py_ssize_t count = PyList_GET_SIZE(streams);
     versions = PyList_New(count);
     if (!versions) goto done;
@@ -103,12 +121,7 @@ PyObject *walc_next_versions(PyObject *self, PyObject *args) {
         if (!next) goto fail;
         PyList_SET_ITEM(versions, i, next);
     }
-    for (Py_ssize_t g = 0; g < grouped.count; g++) {  /* pending: each stream's version after it */
-        PyObject *version = PyLong_FromLongLong(grouped.groups[g].version);
-        int failed = !version || PyDict_SetItem(pending, grouped.groups[g].stream, version) < 0;
-        Py_XDECREF(version);
-        if (failed) goto fail;
-    }
+    if (versions_after(&grouped, pending) < 0) goto fail;
     goto done;
 fail:
     Py_CLEAR(versions);
@@ -119,18 +132,10 @@ done:
 
 /* ------------------------------------------------------------------ frame_batch */
 
-PyObject *walc_frame_batch(PyObject *self, PyObject *args) {
-    unsigned long long first, base;
-    PyObject *versions, *fps, *streams, *payloads;
-    if (!PyArg_ParseTuple(args, "KO!O!O!O!K:frame_batch", &first, &PyList_Type, &versions, &PyList_Type, &fps,
-                          &PyList_Type, &streams, &PyList_Type, &payloads, &base))
-        return NULL;
+/* The framed records of a batch and their offsets from base; versions[i]: event i's stream version. */
+static PyObject *frame_records(unsigned long long first, const uint64_t *versions, PyObject *fps,
+                               PyObject *streams, PyObject *payloads, unsigned long long base) {
     Py_ssize_t count = PyList_GET_SIZE(payloads);
-    if (count == 0 || PyList_GET_SIZE(versions) != count || PyList_GET_SIZE(fps) != count ||
-        PyList_GET_SIZE(streams) != count) {
-        PyErr_SetString(PyExc_ValueError, "frame_batch needs as many versions, fps and streams as payloads");
-        return NULL;
-    }
     Py_ssize_t total = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *stream = PyList_GET_ITEM(streams, i), *payload = PyList_GET_ITEM(payloads, i);
@@ -164,9 +169,8 @@ PyObject *walc_frame_batch(PyObject *self, PyObject *args) {
         PyObject *payload = PyList_GET_ITEM(payloads, i);
         Py_ssize_t stream_len, payload_len = PyBytes_GET_SIZE(payload);
         const char *stream = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(streams, i), &stream_len);
-        uint64_t version, fp;
-        if (as_u64(PyList_GET_ITEM(versions, i), &version) < 0 || as_u64(PyList_GET_ITEM(fps, i), &fp) < 0)
-            goto fail;
+        uint64_t version = versions[i], fp;
+        if (as_u64(PyList_GET_ITEM(fps, i), &fp) < 0) goto fail;
         unsigned char *record = out + at;
         uint32_t body_len = (uint32_t)(stream_len + payload_len);
         memcpy(record, WALC_MAGIC, 4);
@@ -190,6 +194,61 @@ fail:
     Py_XDECREF(buffer);
     Py_XDECREF(offsets);
     return NULL;
+}
+
+PyObject *walc_frame_batch(PyObject *self, PyObject *args) {
+    unsigned long long first, base;
+    PyObject *versions, *fps, *streams, *payloads;
+    if (!PyArg_ParseTuple(args, "KO!O!O!O!K:frame_batch", &first, &PyList_Type, &versions, &PyList_Type, &fps,
+                          &PyList_Type, &streams, &PyList_Type, &payloads, &base))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(payloads);
+    if (count == 0 || PyList_GET_SIZE(versions) != count || PyList_GET_SIZE(fps) != count ||
+        PyList_GET_SIZE(streams) != count) {
+        PyErr_SetString(PyExc_ValueError, "frame_batch needs as many versions, fps and streams as payloads");
+        return NULL;
+    }
+    uint64_t *converted = PyMem_Malloc((size_t)count * sizeof(uint64_t));
+    if (!converted) return PyErr_NoMemory();
+    PyObject *result = NULL;
+    for (Py_ssize_t i = 0; i < count; i++)
+        if (as_u64(PyList_GET_ITEM(versions, i), &converted[i]) < 0) goto done;
+    result = frame_records(first, converted, fps, streams, payloads, base);
+done:
+    PyMem_Free(converted);
+    return result;
+}
+
+/* ------------------------------------------------------------------ frame_new */
+
+/* next_versions and frame_batch in one call: the streams grouped once, the versions never boxed. */
+PyObject *walc_frame_new(PyObject *self, PyObject *args) {
+    unsigned long long first, base;
+    PyObject *streams, *fps, *payloads, *pending, *known;
+    if (!PyArg_ParseTuple(args, "KO!O!O!O!O!K:frame_new", &first, &PyList_Type, &streams, &PyList_Type, &fps,
+                          &PyList_Type, &payloads, &PyDict_Type, &pending, &PyDict_Type, &known, &base))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(payloads);
+    if (count == 0 || PyList_GET_SIZE(fps) != count || PyList_GET_SIZE(streams) != count) {
+        PyErr_SetString(PyExc_ValueError, "frame_new needs as many fps and streams as payloads");
+        return NULL;
+    }
+    Grouped grouped;
+    if (group_streams(streams, &grouped) < 0) return NULL;
+    PyObject *result = NULL;
+    uint64_t *versions = PyMem_Malloc((size_t)count * sizeof(uint64_t));
+    if (!versions) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (versions_before(&grouped, pending, known) < 0) goto done;
+    for (Py_ssize_t i = 0; i < count; i++) versions[i] = (uint64_t)++grouped.groups[grouped.group_of[i]].version;
+    result = frame_records(first, versions, fps, streams, payloads, base);
+    if (result && versions_after(&grouped, pending) < 0) Py_CLEAR(result);
+done:
+    PyMem_Free(versions);
+    grouped_free(&grouped);
+    return result;
 }
 
 /* ------------------------------------------------------------------ index_streams */

@@ -12,6 +12,9 @@ holds them to each other):
   frame_batch(first, versions, fps, streams, payloads, base)
                                           the framed records as one bytes object and their offsets
                                           (native uint32, base onwards); the last record has FLAG_COMMIT
+  frame_new(first, streams, fps, payloads, pending, known, base)
+                                          next_versions and frame_batch in one call (streams grouped
+                                          once, versions never boxed): the records and offsets
   distinct(fps)                           whether no fingerprint of the list occurs twice
   index_streams(known, streams, first, make)
                                           append positions first.. to each stream's array in `known`
@@ -35,6 +38,7 @@ static PyMethodDef methods[] = {
     {"keys", walc_keys, METH_O, "event ids, streams and fingerprints of serialized envelopes, or None"},
     {"next_versions", walc_next_versions, METH_VARARGS, "each event's stream version; advances pending"},
     {"frame_batch", walc_frame_batch, METH_VARARGS, "framed records of one batch and their offsets"},
+    {"frame_new", walc_frame_new, METH_VARARGS, "next_versions and frame_batch in one call"},
     {"index_streams", walc_index_streams, METH_VARARGS, "append positions to each stream's array"},
     {"distinct", walc_distinct, METH_O, "whether no fingerprint of the list occurs twice"},
     {"stamped_bodies", walc_stamped_bodies, METH_VARARGS, "checked, stamped envelopes of records"},

@@ -74,6 +74,7 @@ int walc_init_append(void);
 PyObject *walc_keys(PyObject *self, PyObject *payloads);
 PyObject *walc_next_versions(PyObject *self, PyObject *args);
 PyObject *walc_frame_batch(PyObject *self, PyObject *args);
+PyObject *walc_frame_new(PyObject *self, PyObject *args);
 PyObject *walc_index_streams(PyObject *self, PyObject *args);
 PyObject *walc_distinct(PyObject *self, PyObject *fps);
 

@@ -78,5 +78,5 @@ def test_a_bulk_read_ignores_bytes_written_past_the_index(tmp_path: Path) -> Non
         segment = store._log.segments[-1]
         last = segment.offsets[-1]
         unindexed = os.pread(segment.fd, segment.end - last, last)  # a copy of the last frame
-        store._writer._write(segment, [unindexed], {})
+        store._writer.io.write(segment, [unindexed], {})
         assert list(store.read_all()) == expected

@@ -128,6 +128,38 @@ def test_frame_batch_refuses_what_the_format_cannot_hold() -> None:
 
 
 @compiled
+@given(
+    first=st.integers(1, 2**40),
+    base=st.integers(0, 2**20),
+    records=st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c", "d"]), st.integers(0, 2**64 - 1), st.binary(max_size=50)),
+        min_size=1,
+        max_size=40,
+    ),
+    pending=st.dictionaries(st.sampled_from(["a", "b"]), st.integers(0, 100)),
+    known=st.dictionaries(st.sampled_from(["b", "c"]), st.integers(0, 5)),
+)
+def test_frame_new_is_next_versions_then_frame_batch(
+    first: int,
+    base: int,
+    records: list[tuple[str, int, bytes]],
+    pending: dict[str, int],
+    known: dict[str, int],
+) -> None:
+    arrays = {stream: array("Q", range(count)) for stream, count in known.items()}
+    streams, fps, payloads = ([record[k] for record in records] for k in range(3))
+    ours, theirs = dict(pending), dict(pending)
+    framed = _walc.frame_new(first, streams, fps, payloads, ours, arrays, base)
+    versions = walbatch.next_versions_python(streams, theirs, arrays)
+    assert framed == walbatch.frame_batch_python(first, versions, fps, streams, payloads, base)
+    assert ours == theirs
+    assert (
+        walbatch.rebase(framed[1], base)
+        == walbatch.frame_batch_python(first, versions, fps, streams, payloads, 0)[1]
+    )
+
+
+@compiled
 @given(streams=st.lists(st.sampled_from(["a", "b", "c"]), max_size=30), first=st.integers(1, 2**40))
 def test_index_streams_agree(streams: list[str], first: int) -> None:
     ours: dict[str, array] = {"a": array("Q", [7])}
@@ -211,7 +243,14 @@ def test_a_store_writes_the_same_bytes_and_reads_the_same_events_either_way(
     logs: list[tuple[dict[str, bytes], list[pb.EventEnvelope]]] = []
     for python in (False, True):
         if python:
-            for name in ("keys", "next_versions", "frame_batch", "index_streams", "stamped_bodies"):
+            for name in (
+                "keys",
+                "next_versions",
+                "frame_batch",
+                "frame_new",
+                "index_streams",
+                "stamped_bodies",
+            ):
                 monkeypatch.setattr(walbatch, name, getattr(walbatch, f"{name}_python"))
         path = tmp_path / ("python" if python else "compiled")
         with FileStore(path, segment_size=1 << 20) as store:
