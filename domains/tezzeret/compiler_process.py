@@ -54,6 +54,9 @@ def serve(connection: Connection) -> None:
     orders it waits, idle: a graft the run did not foresee is compiled here, by a warm compiler."""
     from pathlib import Path
 
+    from leyline import collector
+
+    collector.pause()  # until warmed up (leyline/collector.py): the compile stack's imports are long-lived
     import torch
 
     from domains.tezzeret.compiler import warm_up
@@ -65,6 +68,7 @@ def serve(connection: Connection) -> None:
     # while the parent builds its run: the first job then compiles in a fraction of a second, and the
     # parent's first load of an artifact is paid on this program before the first artifact is ready
     connection.send(warm_up())
+    collector.settle()
     while True:
         try:
             if not connection.poll(IDLE_EXIT_S):

@@ -33,7 +33,10 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class RunConfig:
-    epochs: int = 30
+    # 20: the default run (digits) shows whole lifecycles in seconds: grafts at epochs ~2-4, the first seeds
+    # FOSSILIZED by epoch ~14-16. Test accuracy, seeds 0/1/2, grown vs no-op at 20 epochs: 0.975/0.978/0.950
+    # vs 0.972/0.939/0.950; grown at 30 epochs: 0.986/0.972/0.972, for ~3 s more CPU (--epochs 30).
+    epochs: int = 20
     seed: int = 0
     host: str = "cnn-lite"
     host_options: Mapping[str, Any] = field(default_factory=dict)

@@ -8,6 +8,7 @@ the same initial weights.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +53,16 @@ def build_workload(config: RunConfig) -> Workload:
     splits = load_dataset(config.dataset, config.seed, config.dataset_options).to(device)
     host_spec = HostSpec(splits.input_shape, splits.num_classes, config.host_options, seed_slot)
     model = build_host(config.host, host_spec).to(device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+    optimizer = build_optimizer(model.parameters(), config)
     return Workload(device, splits, host_spec, model, optimizer)
+
+
+def build_optimizer(parameters: Iterable[torch.nn.Parameter], config: RunConfig) -> torch.optim.Optimizer:
+    """The run's optimizer over the host's parameters (Kasmina adds each seed's group to it).
+
+    foreach: each step updates all parameters of a group with a few multi-tensor kernels instead of a
+    Python loop of seven kernels per tensor (torch's default on CPU): the same arithmetic, bit for bit,
+    ~1 ms less per step of a grown cnn-lite (~20 tensors); CUDA's default already."""
+    return torch.optim.AdamW(
+        parameters, lr=config.learning_rate, weight_decay=config.weight_decay, foreach=True
+    )

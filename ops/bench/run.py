@@ -44,7 +44,7 @@ from domains.tolaria.data import BUILTIN_DATASETS, batches, epoch_order, eval_ba
 from domains.tolaria.hosts import build_host
 from domains.tolaria.loop import EVAL_BATCH
 from domains.tolaria.trainer import Trainer
-from domains.tolaria.workload import seed_everything
+from domains.tolaria.workload import build_optimizer, seed_everything
 from eventstore import open_store
 from leyline import pb
 from leyline.datadir import DataDir
@@ -67,9 +67,7 @@ class PlainLoop:
     def __init__(self, trainer: Trainer) -> None:
         seed_everything(trainer.config.seed)
         self.model = build_host(trainer.config.host, trainer.host_spec).to(trainer.device)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=trainer.config.learning_rate, weight_decay=trainer.config.weight_decay
-        )
+        self.optimizer = build_optimizer(self.model.parameters(), trainer.config)
         self.loss_fn = torch.nn.CrossEntropyLoss()
         self.splits = trainer.splits
         self.config = trainer.config

@@ -22,6 +22,7 @@ from domains.tolaria.config import (
 )
 from domains.urza.layout import stored_hashes
 from eventstore import EventFilter, EventStore
+from leyline import collector
 from leyline.datadir import DataDir
 from ops.common import add_command, check_redis_url, print_json
 from ops.errors import CommandError, UsageError
@@ -40,10 +41,10 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 DESCRIPTION = f"""\
 Train a host model while the controller may grow it, recording every event in the log.
 
-Out of the box: cnn-lite (~670 parameters, 3 seed slots) on scikit-learn's bundled digits, 30 epochs,
-seed 0, CPU, a checkpoint every epoch, grown by the Tamiyo controller (seeds compiled by Tezzeret into
-<data-dir>/artifacts on first use); nothing is downloaded and no service is needed. `controller = "noop"`
-trains without growth.
+Out of the box: cnn-lite (~670 parameters, 3 seed slots) on scikit-learn's bundled digits,
+{RunConfig().epochs} epochs, seed 0, CPU, a checkpoint every epoch, grown by the Tamiyo controller (seeds
+compiled by Tezzeret into <data-dir>/artifacts on first use); nothing is downloaded and no service is
+needed. `controller = "noop"` trains without growth.
 
 Configuration: embedded defaults, then --config FILE (.json or .toml), then the options below. Keys:
   {", ".join(KNOWN_KEYS)}.
@@ -193,9 +194,11 @@ def handle(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     compiler = start_compiler(config, DataDir.of(args.data_dir))  # before torch: overlaps its imports
+    collector.pause()  # until the run is built: torch's imports make objects that live as long (collector.py)
     try:
         return train_on_ranks(args, config, values, compiler)
     finally:
+        collector.resume()
         if compiler is not None:
             compiler.close()
 
@@ -376,6 +379,7 @@ def train(
                 collective=collective,
                 compiler=compiler,
             )
+        collector.settle()  # built: what exists lives as long as the run, no collection scans it again
         return trainer.run()
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
