@@ -20,12 +20,12 @@ import ctypes
 import hashlib
 import io
 import os
+import queue
 import random
 import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,39 +197,63 @@ def write_file(data_dir: DataDir, checkpoint: SerializedCheckpoint) -> Path:
             os.replace(temporary, final)
             os.fsync(directory_fd)
             return final
-        name_synced = _DIRECTORY_SYNC.submit(directory_fd)  # the name exists from here
+        _DIRECTORY_SYNC.start(directory_fd)  # the name exists from here
         try:
             _write_synced(fd, checkpoint.data)
         finally:
-            wait([name_synced])  # before the directory's descriptor is closed, whatever happened
-        name_synced.result()
+            error = _DIRECTORY_SYNC.wait()  # before the directory's descriptor is closed, whatever happened
+        if error is not None:
+            raise error
     finally:
         os.close(directory_fd)
     return final
 
 
 class _DirectorySync:
-    """The helper thread that syncs a checkpoint's directory beside the file's own sync (started on first
-    use; a child process after fork starts its own)."""
+    """The helper thread that syncs a checkpoint's directory beside the file's own sync: one request and
+    one answer through two C-implemented queues, a request at a time (started on first use; a child
+    process after fork starts its own). Leaner than an executor and its futures, which cost the writer
+    thread, which holds the interpreter meanwhile, a Future, a work item and a waiter per checkpoint."""
 
     def __init__(self) -> None:
         self.forget()
 
     def forget(self) -> None:
-        self._lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()  # held from start to wait: one request in flight
+        self._requests: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+        self._started = False
 
-    def submit(self, directory_fd: int) -> Future[None]:
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(1, thread_name_prefix="tolaria-directory-sync")
+    def start(self, directory_fd: int) -> None:
+        """Sync the directory on the helper thread (here, if no thread can be started); `wait` for it."""
+        self._lock.acquire()
+        if not self._started:
             try:
-                return self._executor.submit(os.fsync, directory_fd)
+                threading.Thread(target=self._run, name="tolaria-directory-sync", daemon=True).start()
             except RuntimeError:  # the interpreter is shutting down: sync here instead
-                done: Future[None] = Future()
-                os.fsync(directory_fd)
-                done.set_result(None)
-                return done
+                self._answers.put(_fsync(directory_fd))
+                return
+            self._started = True
+        self._requests.put(directory_fd)
+
+    def wait(self) -> BaseException | None:
+        """The started sync's error, or None once it is done."""
+        try:
+            return self._answers.get()
+        finally:
+            self._lock.release()
+
+    def _run(self) -> None:
+        while True:
+            self._answers.put(_fsync(self._requests.get()))
+
+
+def _fsync(fd: int) -> BaseException | None:
+    try:
+        os.fsync(fd)
+    except BaseException as exc:
+        return exc
+    return None
 
 
 _DIRECTORY_SYNC = _DirectorySync()
