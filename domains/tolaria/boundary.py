@@ -159,7 +159,7 @@ def roll_back(trainer: Trainer, pending: rollback.Pending | None) -> RollbackRes
     target = RolledBack.decode(collective.broadcast(b"", trainer.epoch))
     cached = trainer.cache.get(target.epoch)
     if cached is not None:
-        trainer.restore(ckpt.clone(cached.components))
+        trainer.restore(cached.restorable())
         mode = pb.ROLLBACK_MODE_FAST
     else:
         record = trainer.log_state().checkpoint_at_or_before(target.epoch)

@@ -8,9 +8,10 @@ data directory, created under that name, fsynced and the directory fsynced; only
 checkpoint whose CheckpointCommitted event is in the log is ever loaded, and its bytes are verified
 against the hash in that event.
 
-The training thread only captures (`capture_rng`, and the trainer's `capture`: copies of tensors, the
-generators' states as they come); `serialize` and `write_file` run on the event writer
-thread, which appends CheckpointCommitted only after `write_file` returned.
+On a CPU run the training thread packs (`serialize`) the live state, its generators' states taken by
+`capture_rng`; on a device it captures a copy (the trainer's `capture`, with `clone`) that the event
+writer thread packs. `write_file` runs on the writer thread, which appends CheckpointCommitted only after
+`write_file` returned.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import ctypes
 import hashlib
 import io
 import os
+import queue
 import random
 import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,39 +198,63 @@ def write_file(data_dir: DataDir, checkpoint: SerializedCheckpoint) -> Path:
             os.replace(temporary, final)
             os.fsync(directory_fd)
             return final
-        name_synced = _DIRECTORY_SYNC.submit(directory_fd)  # the name exists from here
+        _DIRECTORY_SYNC.start(directory_fd)  # the name exists from here
         try:
             _write_synced(fd, checkpoint.data)
         finally:
-            wait([name_synced])  # before the directory's descriptor is closed, whatever happened
-        name_synced.result()
+            error = _DIRECTORY_SYNC.wait()  # before the directory's descriptor is closed, whatever happened
+        if error is not None:
+            raise error
     finally:
         os.close(directory_fd)
     return final
 
 
 class _DirectorySync:
-    """The helper thread that syncs a checkpoint's directory beside the file's own sync (started on first
-    use; a child process after fork starts its own)."""
+    """The helper thread that syncs a checkpoint's directory beside the file's own sync: one request and
+    one answer through two C-implemented queues, a request at a time (started on first use; a child
+    process after fork starts its own). Leaner than an executor and its futures, which cost the writer
+    thread, which holds the interpreter meanwhile, a Future, a work item and a waiter per checkpoint."""
 
     def __init__(self) -> None:
         self.forget()
 
     def forget(self) -> None:
-        self._lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()  # held from start to wait: one request in flight
+        self._requests: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+        self._started = False
 
-    def submit(self, directory_fd: int) -> Future[None]:
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(1, thread_name_prefix="tolaria-directory-sync")
+    def start(self, directory_fd: int) -> None:
+        """Sync the directory on the helper thread (here, if no thread can be started); `wait` for it."""
+        self._lock.acquire()
+        if not self._started:
             try:
-                return self._executor.submit(os.fsync, directory_fd)
+                threading.Thread(target=self._run, name="tolaria-directory-sync", daemon=True).start()
             except RuntimeError:  # the interpreter is shutting down: sync here instead
-                done: Future[None] = Future()
-                os.fsync(directory_fd)
-                done.set_result(None)
-                return done
+                self._answers.put(_fsync(directory_fd))
+                return
+            self._started = True
+        self._requests.put(directory_fd)
+
+    def wait(self) -> BaseException | None:
+        """The started sync's error, or None once it is done."""
+        try:
+            return self._answers.get()
+        finally:
+            self._lock.release()
+
+    def _run(self) -> None:
+        while True:
+            self._answers.put(_fsync(self._requests.get()))
+
+
+def _fsync(fd: int) -> BaseException | None:
+    try:
+        os.fsync(fd)
+    except BaseException as exc:
+        return exc
+    return None
 
 
 _DIRECTORY_SYNC = _DirectorySync()
@@ -273,23 +298,47 @@ def read_file(data_dir: DataDir, relative_path: str, sha256: str) -> bytes:
 
 @dataclass
 class CachedCheckpoint:
-    """A checkpoint kept in memory: a private copy of the components, and once written, its file's bytes."""
+    """A checkpoint kept in memory: a private copy of its components, its packed bytes, or both (a
+    capture keeps its copy and gains its bytes once the writer thread has packed it)."""
 
     epoch: int
-    components: dict[str, Any]
+    components: dict[str, Any] | None = None
     serialized: SerializedCheckpoint | None = None
+
+    def packed(self) -> SerializedCheckpoint:
+        """The bytes of the checkpoint's file, packing the captured components the first time."""
+        if self.serialized is None:
+            if self.components is None:
+                raise CheckpointError(f"cached checkpoint of epoch {self.epoch} holds nothing")
+            self.serialized = serialize(self.epoch, self.components)
+        return self.serialized
+
+    def restorable(self) -> dict[str, Any]:
+        """A copy of the components to restore from, shared with nothing (a restore keeps its tensors)."""
+        if self.components is not None:
+            return clone(self.components)
+        return deserialize(self.packed().data)
 
 
 def clone(value: Any) -> Any:
-    """A private copy of nested dicts, lists and tuples of tensors, arrays and plain values (a dict
-    subclass comes back a dict). Exact types first: it runs on the training thread every checkpoint."""
+    """A private copy of nested dicts, lists and tuples of tensors, arrays and plain values (an
+    OrderedDict stays one, with its `_metadata`, as the archive packs it, so that a copy packs to the
+    bytes its original does; another dict subclass comes back a dict). Exact types first."""
     kind = type(value)
     if kind in _IMMUTABLE:
         return value
     if kind is torch.Tensor:
         return value.detach().clone() if value.requires_grad else value.clone()
-    if kind is dict or isinstance(value, dict):
-        return {key: item if type(item) in _IMMUTABLE else clone(item) for key, item in value.items()}
+    if kind is dict:
+        return _clone_items(value)
+    if isinstance(value, OrderedDict):
+        ordered = OrderedDict(_clone_items(value))
+        metadata = getattr(value, "_metadata", None)
+        if metadata is not None:
+            ordered._metadata = clone(metadata)  # type: ignore[attr-defined]
+        return ordered
+    if isinstance(value, dict):
+        return _clone_items(value)
     if isinstance(value, torch.Tensor):
         return value.detach().clone() if value.requires_grad else value.clone()
     if isinstance(value, np.ndarray):
@@ -299,6 +348,10 @@ def clone(value: Any) -> Any:
             return value if isinstance(value, tuple) else list(value)
         return type(value)(clone(item) for item in value)
     return value
+
+
+def _clone_items(value: dict[Any, Any]) -> dict[Any, Any]:
+    return {key: item if type(item) in _IMMUTABLE else clone(item) for key, item in value.items()}
 
 
 _IMMUTABLE = frozenset({str, int, float, bool, type(None)})

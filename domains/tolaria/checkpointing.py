@@ -1,13 +1,15 @@
-"""A live run's checkpoints: what the training thread captures, what the writer thread makes durable.
+"""A live run's checkpoints: what the training thread takes, what the writer thread makes durable.
 
-    entry = commit(trainer, epoch_events)   # capture and cache now; serialize, hash, write, then append
+    entry = commit(trainer, epoch_events)   # take and cache now; write the file, then append
     restore(trainer, components)            # a checkpoint's components back into the live run
 
-The training thread only pays for `capture`: a private copy of the live state (model, optimizer, seeds,
-controller), the generators' states as their libraries return them and the trainer's own counters. The
-event writer thread then serializes and hashes the copy, writes its file durably and only then appends
-CheckpointCommitted, in one atomic append with the epoch's own events (checkpoint.py has the format and
-the file's durability).
+On a CPU run the training thread packs the live state at once (`ckpt.serialize`: the archive's bytes
+and their hash): those bytes are the checkpoint's private copy, shared by the cache and the writer, so no
+tensor is cloned and the writer thread, which competes with training for the interpreter, only writes
+the file. On a device the training thread takes `capture`, a private copy made on the device, and the
+writer thread packs it (packing there reads every tensor back to the host). The writer thread writes the
+file durably and only then appends CheckpointCommitted, in one atomic append with the epoch's own events
+(checkpoint.py has the format and the file's durability).
 """
 
 from __future__ import annotations
@@ -55,22 +57,25 @@ def _components(trainer: Trainer, private: Callable[[Any], Any]) -> dict[str, An
 
 
 def commit(trainer: Trainer, epoch_events: Sequence[pb.EventEnvelope] = ()) -> ckpt.CachedCheckpoint:
-    """Snapshot and cache now; the writer thread serializes and writes the file, then appends
-    CheckpointCommitted, so the training thread only pays for a copy of the state.
+    """Pack (on CPU) or capture, and cache now; the writer thread writes the file (packing a capture
+    first), then appends CheckpointCommitted.
 
     The epoch's own events are appended in the same atomic append as CheckpointCommitted: a crash
     leaves either both or neither, so a resume never re-runs an epoch whose controller and seed
     events (which carry random ids) are already in the log."""
-    entry = ckpt.CachedCheckpoint(trainer.epoch, capture(trainer))
+    if trainer.device.type == "cpu":
+        packed = ckpt.serialize(trainer.epoch, components(trainer))
+        entry = ckpt.CachedCheckpoint(trainer.epoch, serialized=packed)
+    else:
+        entry = ckpt.CachedCheckpoint(trainer.epoch, capture(trainer))
     trainer.cache.put(entry)
     envelope_id = event_id(trainer.run_id, trainer.generation, trainer.epoch, "CheckpointCommitted")
     run_id, data_dir = trainer.run_id, trainer.data_dir
 
     def write(committed_position: int) -> list[pb.EventEnvelope]:
         started = time.perf_counter()
-        serialized = ckpt.serialize(entry.epoch, entry.components)
+        serialized = entry.packed()
         ckpt.write_file(data_dir, serialized)
-        entry.serialized = serialized
         metrics.CHECKPOINT_WRITE_SECONDS.observe(time.perf_counter() - started)
         metrics.CHECKPOINT_BYTES.set(len(serialized.data))
         manifest = pb.CheckpointManifest(

@@ -283,7 +283,7 @@ def apply(
     request_epoch = trainer.epoch
     if cached is not None and written is not None and written.sha256 == record.content_hash:
         mode = pb.ROLLBACK_MODE_FAST
-        trainer.restore(ckpt.clone(cached.components))
+        trainer.restore(cached.restorable())
     else:
         mode = pb.ROLLBACK_MODE_FULL
         trainer.restore(ckpt.deserialize(ckpt.read_file(trainer.data_dir, record.path, record.content_hash)))

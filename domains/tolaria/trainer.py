@@ -3,7 +3,7 @@
 Per epoch (`run_epoch`, top to bottom): train, validate, Kasmina's lifecycle step, the end-of-epoch hook
 (`hook.py`: assembly, controller, command, guard, timed against the budget), then a rollback if the
 guard, the controller or an operator asked for one (`rollback.py`), otherwise a checkpoint every
-`checkpoint_every` epochs (`checkpointing.py`: captured here, written by the writer thread). The training
+`checkpoint_every` epochs (`checkpointing.py`: taken here, written by the writer thread). The training
 and evaluation passes are in `loop.py`, a run's end in `ending.py`. Events go to the log through an
 EventSink, off the training thread. Every collaborator comes in from ops/compose.py.
 

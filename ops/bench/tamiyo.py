@@ -55,7 +55,7 @@ from domains.tamiyo.gnn.reload import WORKER, smoke
 from domains.tamiyo.gnn.sampling import evaluate
 from domains.tamiyo.gnn.tensors import collate
 from domains.tamiyo.policy_store import PolicyLibrary, publish, verify
-from domains.tolaria.checkpoint import CachedCheckpoint, clone
+from domains.tolaria.checkpoint import CachedCheckpoint, serialize
 from domains.tolaria.hosts import HostSpec, build_host
 from domains.tolaria.workload import seed_slot
 from eventstore import open_store
@@ -209,14 +209,15 @@ def boundary_ms(
     controller: GnnController, host: nn.Module, slots: SlotShapes, epoch: int
 ) -> tuple[float, ...]:
     """One epoch boundary on the training thread as Tolaria runs it with checkpoint_every 1: the decision,
-    then the checkpoint's snapshot (a private copy of the host's weights and the controller's state,
-    as Tolaria's `Trainer.capture` takes it). Wall and the calling thread's CPU time (ms) of the whole
-    boundary, then of the decision alone."""
+    then the checkpoint's snapshot (the host's weights and the controller's state packed at the
+    boundary, as Tolaria takes a CPU run's checkpoint). Wall and the calling thread's CPU time (ms) of
+    the whole boundary, then of the decision alone."""
     context = ControllerContext(RUN, epoch, seeds(slots, epoch), (), 700, 2.0)
     began, began_cpu = time.perf_counter(), time.thread_time()
     controller.decide(packet(epoch), context)
     decided, decided_cpu = time.perf_counter(), time.thread_time()
-    CachedCheckpoint(epoch, clone({"model": host.state_dict(), "controller": dict(controller.state_dict())}))
+    state = {"model": host.state_dict(), "controller": dict(controller.state_dict())}
+    CachedCheckpoint(epoch, serialized=serialize(epoch, state))
     ended, ended_cpu = time.perf_counter(), time.thread_time()
     return tuple(
         1000 * value

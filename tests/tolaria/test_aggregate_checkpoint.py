@@ -160,6 +160,29 @@ def test_a_new_checkpoint_file_and_its_name_are_both_synced_before_write_file_re
     assert ckpt.read_file(data_dir, serialized.relative_path, serialized.sha256) == serialized.data
 
 
+def test_a_failed_directory_sync_is_raised_by_write_file_and_the_next_write_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper thread's error comes back to the writer, which then holds no claim on the helper."""
+    data_dir = DataDir(tmp_path)
+    data_dir.checkpoints.mkdir(parents=True)
+    real_fsync = os.fsync
+
+    def failing(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(5, "directory sync failed")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(OSError, match="directory sync failed"):
+        ckpt.write_file(data_dir, ckpt.serialize(1, {"trainer": {"epoch": 1}}))
+    assert not ckpt._DIRECTORY_SYNC._lock.locked()
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    serialized = ckpt.serialize(2, {"trainer": {"epoch": 2}})
+    ckpt.write_file(data_dir, serialized)
+    assert ckpt.read_file(data_dir, serialized.relative_path, serialized.sha256) == serialized.data
+
+
 def test_rng_capture_restores_every_generator() -> None:
     state = ckpt.deserialize(ckpt.serialize(0, {"rng": ckpt.capture_rng()}).data)["rng"]
     expected = (torch.rand(3), np.random.rand(3), random.random())

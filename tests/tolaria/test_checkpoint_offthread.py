@@ -140,6 +140,39 @@ def test_a_capture_is_the_components_copied_and_shares_no_tensor_with_the_live_s
         store.close()
 
 
+def test_a_cpu_runs_checkpoint_is_packed_at_commit_and_restores_a_copy_of_that_state(tmp_path: Path) -> None:
+    """On CPU the cache holds the bytes packed at the boundary (those the writer writes): training on
+    afterwards changes nothing in them, and a fast rollback's copy shares no tensor with the live state."""
+    data_dir = DataDir(tmp_path)
+    store = open_store(data_dir.log)
+    try:
+        trainer = new_run(store, data_dir, build_config({**SMALL, "epochs": 3}), "rpacked")
+        trainer.run_epoch()
+        trainer.sink.flush()
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        torch_state = torch.get_rng_state()
+        expected = ckpt.serialize(1, ckpt.clone(trainer.components()))
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        torch.set_rng_state(torch_state)
+        entry = trainer.checkpoint()
+        assert entry.components is None and entry.serialized is not None
+        assert entry.packed().data == expected.data
+        trainer.run_epoch()
+        trainer.sink.flush()
+        assert entry.packed().data == expected.data
+        restored = entry.restorable()
+        assert ckpt.serialize(1, restored).data == expected.data
+        live = [*trainer.model.state_dict().values(), *trainer.optimizer.state_dict()["state"][0].values()]
+        copies = [*restored["model"].values(), *restored["optimizer"]["state"][0].values()]
+        assert {t.untyped_storage().data_ptr() for t in live}.isdisjoint(
+            t.untyped_storage().data_ptr() for t in copies
+        )
+        trainer.sink.close()
+    finally:
+        store.close()
+
+
 def test_pythons_generator_words_pack_as_raw_words_and_restore_exactly() -> None:
     random.seed(7)
     rng = ckpt.capture_rng()
