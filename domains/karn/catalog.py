@@ -351,7 +351,7 @@ CATALOGUE: tuple[Blueprint, ...] = (
     _bp(50, "adversarial_noise", A, 1.0, 6, BOTH, t.AdversarialNoise, epsilon=reals(0.01, 1.0, 0.1)),
     # widenings (not in SPEC §9): exact at graft by construction (a zero-initialised consumer)
     _bp(51, "widen_conv", S, 0.05, 1, (WIDEN,), w.WidenConv, True, channels=ints(2, 32, 8)),
-    _bp(52, "widen_deep", S, 0.1, 1, (WIDEN,), w.WidenDeep, True, channels=ints(2, 32, 16)),
+    _bp(52, "widen_deep", S, 0.1, 1, (WIDEN,), w.WidenDeep, True, channels=ints(2, 32, 8)),
 )
 BY_ID: dict[str, Blueprint] = {blueprint.blueprint_id: blueprint for blueprint in CATALOGUE}
 

@@ -44,16 +44,18 @@ def _pool(size: int) -> nn.Module:
 
 
 class WidenConv(nn.Module):
-    """`channels` new 3×3 conv units on the tap (ReLU, 2×2 max pool), read by a zero-initialised linear
-    layer into the output: on cnn-lite, conv2 and the head widened by `channels`."""
+    """`channels` new 3×3 conv units on the tap (ReLU), max-pooled 4× (two 2× pools, as cnn-lite's stages
+    pool) and read by a zero-initialised linear layer into the output: on cnn-lite (tap: the image),
+    conv1 and the head widened by `channels`."""
 
     def __init__(self, kind: int, shape: Shape, p: Params) -> None:
         super().__init__()
         features, height, width, out = _check(kind, shape)
         channels = int(p["channels"])
         self.conv = nn.Conv2d(features, channels, 3, padding=1)
-        self.pool = _pool(min(height, width))
-        self.read = _consumer(channels * _pooled(height) * _pooled(width), out)
+        h1, w1 = _pooled(height), _pooled(width)
+        self.pool = nn.Sequential(_pool(min(height, width)), _pool(min(h1, w1)))
+        self.read = _consumer(channels * _pooled(h1) * _pooled(w1), out)
 
     def forward(self, x: Tensor) -> Tensor:
         result: Tensor = self.read(self.pool(F.relu(self.conv(x))).flatten(1))
@@ -62,7 +64,8 @@ class WidenConv(nn.Module):
 
 class WidenDeep(nn.Module):
     """Two stages of `channels` new 3×3 conv units on the tap (each ReLU, 2×2 max pool), read by a
-    zero-initialised linear layer into the output: a widening plus a stage the host does not have."""
+    zero-initialised linear layer into the output: on cnn-lite (tap: the image), conv1, conv2 and the
+    head widened by `channels`, a column beside the host's own."""
 
     def __init__(self, kind: int, shape: Shape, p: Params) -> None:
         super().__init__()

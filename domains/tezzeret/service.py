@@ -57,7 +57,7 @@ DEFAULT_MAX_ATTEMPTS = 3
 CONCURRENT_ATTEMPTS = 3  # a job another process queues under us: re-read and go on, this many times at most
 DEFAULT_CONV_SHAPE = (8, 8, 8)  # [C, H, W]: the digits host's feature maps
 DEFAULT_SEQUENCE_SHAPE = (16, 32)  # [T, D]
-DEFAULT_WIDEN_SHAPE = (4, 4, 4, 10)  # [C, H, W, K]: the digits host's conv2 input, read into 10 logits
+DEFAULT_WIDEN_SHAPE = (1, 8, 8, 10)  # [C, H, W, K]: the digits image, read into 10 logits
 LOCKS = "locks"  # the directory of the jobs' lock files, under the library's root
 
 
@@ -100,10 +100,10 @@ def resolve_spec(
 def catalogue_specs(
     conv_shape: Sequence[int] = DEFAULT_CONV_SHAPE,
     sequence_shape: Sequence[int] = DEFAULT_SEQUENCE_SHAPE,
-    widen_shape: Sequence[int] = DEFAULT_WIDEN_SHAPE,
     blueprint_ids: Iterable[str] | None = None,
     parameters: Mapping[str, float] | None = None,
     strategy: str = DEFAULT_STRATEGY,
+    widen_shape: Sequence[int] = DEFAULT_WIDEN_SHAPE,
 ) -> list[CompileSpec]:
     """One spec per blueprint and slot kind it supports (the whole catalogue by default)."""
     shapes: dict[int, Sequence[int]] = {

@@ -1,5 +1,5 @@
-"""A widening graft end to end (cnn-lite's slot 3: a seed reads conv2's input and adds to the logits through
-a zero-initialised consumer): the host's output is bit-identical when it is grafted and admitted, a run
+"""A widening graft end to end (cnn-lite's slot 3: a seed reads the image and adds to the logits through a
+zero-initialised consumer): the host's output is bit-identical when it is grafted and admitted, a run
 cut while it trains resumes bit-identically, and once FOSSILIZED it is part of the model the run saves."""
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def stages(events: list[pb.EventEnvelope]) -> list[int]:
 def test_the_widening_slot_is_cnn_lites_fourth_and_adds_nothing_while_empty() -> None:
     host = build_host("cnn-lite", HostSpec((1, 8, 8), 10))
     spec = host.slot_specs[WIDEN_SLOT]  # type: ignore[index]
-    assert (spec.kind, spec.shape) == (pb.SLOT_KIND_WIDEN, (4, 4, 4, 10))
+    assert (spec.kind, spec.shape) == (pb.SLOT_KIND_WIDEN, (1, 8, 8, 10))
     assert count_parameters(host) == 666  # the slot adds no parameter to the host
 
 
@@ -105,7 +105,7 @@ def test_a_widening_is_exact_at_graft_and_admission_and_fossilized_it_is_saved(t
     assert check.grafts == 2 and check.exact == 2  # the graft and its admission to TRAINING
     assert stages(events)[-1] == pb.SEED_STAGE_FOSSILIZED
     (grafted,) = [p for p in map(decode_payload, events) if isinstance(p, pb.SeedGrafted)]
-    assert grafted.slot == WIDEN_SLOT and grafted.parameters == 4 * (4 * 9 + 1) + 4 * 2 * 2 * 10 + 10
+    assert grafted.slot == WIDEN_SLOT and grafted.parameters == 4 * (1 * 9 + 1) + 4 * 2 * 2 * 10 + 10
     host = count_parameters(build_host("cnn-lite", HostSpec((1, 8, 8), 10)))
     assert summary.parameters == host + grafted.parameters
 
