@@ -84,6 +84,7 @@ class SlotKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SLOT_KIND_UNKNOWN: _ClassVar[SlotKind]
     SLOT_KIND_CONV2D: _ClassVar[SlotKind]
     SLOT_KIND_SEQUENCE: _ClassVar[SlotKind]
+    SLOT_KIND_WIDEN: _ClassVar[SlotKind]
 
 class RollbackMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -141,6 +142,7 @@ BLUEPRINT_TIER_ADVERSARIAL: BlueprintTier
 SLOT_KIND_UNKNOWN: SlotKind
 SLOT_KIND_CONV2D: SlotKind
 SLOT_KIND_SEQUENCE: SlotKind
+SLOT_KIND_WIDEN: SlotKind
 ROLLBACK_MODE_UNKNOWN: RollbackMode
 ROLLBACK_MODE_FAST: RollbackMode
 ROLLBACK_MODE_FULL: RollbackMode

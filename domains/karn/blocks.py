@@ -1,6 +1,8 @@
 """Shape helpers shared by Karn's templates.
 
-A slot is either conv feature maps [N, C, H, W] or sequence features [N, T, D]. Many templates work on
+A slot is either conv feature maps [N, C, H, W], sequence features [N, T, D] or a widening (a tap
+[N, C, H, W] that the seed reads, and an output [N, K] added to a later pre-activation: slot shape
+[C, H, W, K]). Many templates work on
 "tokens" [N, L, F] (F features per position): a feature map becomes L = H·W tokens of C features, a
 sequence is already tokens. The batch dimension N stays symbolic so one exported artifact serves any
 batch size.
@@ -18,15 +20,27 @@ from leyline import pb
 
 CONV = pb.SLOT_KIND_CONV2D
 SEQUENCE = pb.SLOT_KIND_SEQUENCE
+WIDEN = pb.SLOT_KIND_WIDEN
+SLOT_RANKS: dict[int, int] = {CONV: 3, SEQUENCE: 2, WIDEN: 4}  # [C, H, W], [T, D], [C, H, W, K]
+SLOT_LAYOUTS: dict[int, str] = {CONV: "[C, H, W]", SEQUENCE: "[T, D]", WIDEN: "[C, H, W, K]"}
+
+
+def slot_io(kind: int, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """A slot's input and output shape per sample: a conv or sequence slot maps its shape to itself, a
+    widening slot reads its tap [C, H, W] and writes [K]."""
+    if kind == WIDEN:
+        return shape[:3], shape[3:]
+    return shape, shape
 
 
 def features_of(kind: int, shape: tuple[int, ...]) -> int:
-    """Feature width of a slot: C for [C, H, W], D for [T, D] (shapes exclude the batch dimension)."""
-    return shape[0] if kind == CONV else shape[1]
+    """Feature width of a slot: C for [C, H, W] (a widening's tap too), D for [T, D] (shapes exclude the
+    batch dimension)."""
+    return shape[1] if kind == SEQUENCE else shape[0]
 
 
 def positions_of(kind: int, shape: tuple[int, ...]) -> int:
-    return shape[1] * shape[2] if kind == CONV else shape[0]
+    return shape[0] if kind == SEQUENCE else shape[1] * shape[2]
 
 
 def to_tokens(x: Tensor, kind: int) -> Tensor:

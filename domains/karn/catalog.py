@@ -1,5 +1,6 @@
-"""Karn's catalogue: the 50 blueprints of SPEC §9 with their metadata, parameter validation, building,
-the conservative pool and deterministic selection.
+"""Karn's catalogue: the 50 blueprints of SPEC §9 and two widenings (BP051, BP052: widening slots only,
+see widening.py) with their metadata, parameter validation, building, the conservative pool and
+deterministic selection.
 
 Tiers: BP001–BP035 safe (risk 0.0–0.5, curriculum stages 0–4), BP036–BP042 experimental (risk 0.5–0.8,
 stage 5, live use needs approval), BP043–BP050 adversarial (risk 0.8–1.0, stage 6, quarantine-only:
@@ -22,7 +23,8 @@ from torch import nn
 
 from domains.karn import metrics
 from domains.karn import templates as t
-from domains.karn.blocks import CONV, SEQUENCE
+from domains.karn import widening as w
+from domains.karn.blocks import CONV, SEQUENCE, SLOT_LAYOUTS, SLOT_RANKS, WIDEN
 from domains.karn.faults import FAULTS, FaultInjected
 from leyline import pb
 
@@ -31,7 +33,7 @@ EXPERIMENTAL = pb.BLUEPRINT_TIER_EXPERIMENTAL
 ADVERSARIAL = pb.BLUEPRINT_TIER_ADVERSARIAL
 BOTH = (CONV, SEQUENCE)
 Factory = Callable[[int, tuple[int, ...], Mapping[str, float]], nn.Module]
-SLOT_KIND_NAMES: dict[int, str] = {CONV: "conv2d", SEQUENCE: "sequence"}
+SLOT_KIND_NAMES: dict[int, str] = {CONV: "conv2d", SEQUENCE: "sequence", WIDEN: "widen"}
 
 
 class KarnError(Exception):
@@ -347,6 +349,9 @@ CATALOGUE: tuple[Blueprint, ...] = (
         increments=ints(10, 10_000, 1000),
     ),
     _bp(50, "adversarial_noise", A, 1.0, 6, BOTH, t.AdversarialNoise, epsilon=reals(0.01, 1.0, 0.1)),
+    # widenings (not in SPEC §9): exact at graft by construction (a zero-initialised consumer)
+    _bp(51, "widen_conv", S, 0.05, 1, (WIDEN,), w.WidenConv, True, channels=ints(2, 32, 8)),
+    _bp(52, "widen_deep", S, 0.1, 1, (WIDEN,), w.WidenDeep, True, channels=ints(2, 32, 8)),
 )
 BY_ID: dict[str, Blueprint] = {blueprint.blueprint_id: blueprint for blueprint in CATALOGUE}
 
@@ -414,10 +419,10 @@ def validate_slot(blueprint_id: str, kind: int, shape: Sequence[int]) -> tuple[i
                 f"it supports: {supported}"
             ),
         )
-    expected = 3 if kind == CONV else 2
+    expected = SLOT_RANKS[kind]
     dims = tuple(int(d) for d in shape)
     if len(dims) != expected or min(dims) < 1:
-        layout = "[C, H, W]" if kind == CONV else "[T, D]"
+        layout = SLOT_LAYOUTS[kind]
         raise _rejected(
             "slot", SlotMismatch(f"slot shape {list(dims)} must be {expected} positive sizes {layout}")
         )

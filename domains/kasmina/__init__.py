@@ -67,7 +67,7 @@ from domains.kasmina.intake import Received
 from domains.kasmina.lifecycle import precheck
 from domains.kasmina.manager import Kasmina
 from domains.kasmina.probes import EpochMeasurements, Evaluation, Evaluator
-from domains.kasmina.slot import SeedSlot, find_slots
+from domains.kasmina.slot import SeedSlot, WideningSlot, find_slots, make_slot
 from domains.kasmina.source import ArtifactUnavailable, FactorySource, ModuleSource
 from domains.kasmina.state import KasminaState, SlotState
 from leyline.lifecycle import LifecycleConfig
@@ -87,6 +87,8 @@ __all__ = [
     "Received",
     "SeedSlot",
     "SlotState",
+    "WideningSlot",
     "find_slots",
+    "make_slot",
     "precheck",
 ]

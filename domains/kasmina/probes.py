@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from domains.karn.blocks import slot_io
 from domains.kasmina.gates import Gate, Measurements, gate_g0
 from domains.kasmina.slot import SeedSlot
 from domains.kasmina.source import ModuleSource
@@ -146,8 +147,10 @@ def _on_device(module: nn.Module, device: torch.device) -> bool:
 
 
 def shape_probe(module: nn.Module, slot: SeedSlot) -> tuple[bool, str]:
-    """Run the module on zeros of the slot's shape (eval mode, no grad): the same shape must come out."""
-    probe = torch.zeros((2, *slot.shape), device=slot.device)
+    """Run the module on zeros of the slot's input shape (eval mode, no grad): the slot's output shape must
+    come out (its own shape, or a widening's [K] for its tap [C, H, W])."""
+    inputs, outputs = slot_io(slot.kind, slot.shape)
+    probe = torch.zeros((2, *inputs), device=slot.device)
     was_training = module.training
     module.eval()
     try:
@@ -157,7 +160,7 @@ def shape_probe(module: nn.Module, slot: SeedSlot) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {exc}"
     finally:
         module.train(was_training)
-    if not isinstance(out, torch.Tensor) or out.shape != probe.shape:
+    if not isinstance(out, torch.Tensor) or out.shape != (2, *outputs):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        return False, f"output {got} for input {tuple(probe.shape)}"
+        return False, f"output {got} for input {tuple(probe.shape)} (expected {(2, *outputs)})"
     return True, ""

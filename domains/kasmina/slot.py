@@ -11,6 +11,9 @@ does not recompile when the ramp moves):
 - BLENDING and SHADOWING: `lerp(x, seed(x.detach()), alpha)`; the seed input stays detached.
 - PROBATIONARY: `seed(x)`, isolation lifted; FOSSILIZED: `seed(x)`, merged, no guards.
 
+A WideningSlot (a widening: the host calls `slot(tap, x)`) runs the same stages with `x + seed(tap)` in
+place of `seed(x)`.
+
 Guards (until FOSSILIZED): a non-finite seed output is replaced by the host's value and counted; at each
 optimizer step (a step pre-hook) the seed's gradient norm is accumulated and a non-finite seed gradient
 zeroes the seed's gradients for that step; all on the device, read at the epoch boundary (no per-step
@@ -32,6 +35,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from domains.karn.blocks import SLOT_RANKS
 from leyline import pb
 from leyline.lifecycle import DORMANT, FOSSILIZED, PROBATIONARY, RUNNING_STAGES, TRAINING, stage_name
 
@@ -222,10 +226,15 @@ class SeedSlot(nn.Module):
 
     def __init__(self, slot: int, kind: int, shape: tuple[int, ...]) -> None:
         super().__init__()
-        if kind not in _SLOT_RANKS:
-            raise ValueError(f"unknown slot kind {kind}; use pb.SLOT_KIND_CONV2D or pb.SLOT_KIND_SEQUENCE")
-        if len(shape) != _SLOT_RANKS[kind]:
-            raise ValueError(f"slot kind {kind} takes a shape of rank {_SLOT_RANKS[kind]}, got {shape}")
+        if kind not in SLOT_RANKS:
+            raise ValueError(
+                f"unknown slot kind {kind}; "
+                "use pb.SLOT_KIND_CONV2D, pb.SLOT_KIND_SEQUENCE or pb.SLOT_KIND_WIDEN"
+            )
+        if len(shape) != SLOT_RANKS[kind]:
+            raise ValueError(f"slot kind {kind} takes a shape of rank {SLOT_RANKS[kind]}, got {shape}")
+        if (kind == pb.SLOT_KIND_WIDEN) != isinstance(self, WideningSlot):
+            raise ValueError("a widening slot is a WideningSlot (make_slot builds the right one)")
         self.slot = slot
         self.kind = kind
         self.shape = tuple(int(d) for d in shape)
@@ -244,6 +253,15 @@ class SeedSlot(nn.Module):
         return self.alpha.device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._route(x, x)
+
+    def _through(self, seed: nn.Module, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """The slot's value with the seed fully in: the seed's output on its input."""
+        result: torch.Tensor = seed(source)
+        return result
+
+    def _route(self, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """The slot's output for the host tensor x, the seed reading source (x itself, or a tap)."""
         seed = self.seed
         stage = self.stage
         if seed is None:
@@ -251,14 +269,15 @@ class SeedSlot(nn.Module):
         if self.override is not None:
             if self.override == 0.0:
                 return x
-            return seed(x) if self.override == 1.0 else torch.lerp(x, seed(x), self.override)
+            full = self._through(seed, x, source)
+            return full if self.override == 1.0 else torch.lerp(x, full, self.override)
         if stage not in RUNNING_STAGES:
             return x
         if stage == FOSSILIZED:
-            return seed(x)
+            return self._through(seed, x, source)
         if stage == PROBATIONARY:
-            return self._guarded(seed(x), x)
-        y = seed(x.detach())
+            return self._guarded(self._through(seed, x, source), x)
+        y = self._through(seed, x.detach(), source.detach())
         if torch.is_grad_enabled():
             self.monitor.check(y)
         if stage == TRAINING:
@@ -271,7 +290,25 @@ class SeedSlot(nn.Module):
         return torch.where(finite, y, fallback)
 
 
-_SLOT_RANKS: dict[int, int] = {pb.SLOT_KIND_CONV2D: 3, pb.SLOT_KIND_SEQUENCE: 2}  # [C, H, W] and [T, D]
+class WideningSlot(SeedSlot):
+    """A widening (pb.SLOT_KIND_WIDEN, shape [C, H, W, K]): `x = self.slot3(tap, x)` in the host's forward,
+    where tap [N, C, H, W] is a layer's input and x [N, K] a later pre-activation. The seed reads the tap
+    and its output is added to x: new units beside the layer, whose consumer weights the seed owns. Every
+    stage behaves as in a SeedSlot whose seed maps x to `x + seed(tap)` (the tap detached while isolated),
+    so a seed whose output is zero at graft leaves the host bit-identical."""
+
+    def forward(self, tap: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self._route(x, tap)
+
+    def _through(self, seed: nn.Module, x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        result: torch.Tensor = x + seed(source)
+        return result
+
+
+def make_slot(slot: int, kind: int, shape: tuple[int, ...]) -> SeedSlot:
+    """The slot module for a host's declared slot: a WideningSlot for a widening, else a SeedSlot."""
+    factory = WideningSlot if kind == pb.SLOT_KIND_WIDEN else SeedSlot
+    return factory(slot, kind, shape)
 
 
 def find_slots(host: nn.Module) -> list[SeedSlot]:

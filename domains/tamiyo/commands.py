@@ -69,9 +69,14 @@ def germination(
     blueprint: pb.BlueprintDescriptor,
     learned: str = "",
 ) -> Choice:
+    where = (
+        "is a widening"
+        if observation.slot_kinds.get(slot.slot) == pb.SLOT_KIND_WIDEN
+        else "has the most headroom"
+    )
     reason = (
-        f"validation loss plateaued over {plateau_window} epochs; slot {slot.slot} has the most "
-        f"headroom; {blueprint.blueprint_id} ({blueprint.name}, risk {blueprint.risk:.2f}){learned}"
+        f"validation loss plateaued over {plateau_window} epochs; slot {slot.slot} {where}; "
+        f"{blueprint.blueprint_id} ({blueprint.name}, risk {blueprint.risk:.2f}){learned}"
     )
     command = issuer.command("germinate", reason)
     command.command_type = pb.COMMAND_TYPE_SEED

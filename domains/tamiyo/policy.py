@@ -16,8 +16,12 @@ One decision per epoch boundary, at most one command, in this order of precedenc
    `domains.kasmina.unfinished.too_late_reason`, at the ramp this decision would ask for) → no-op;
 6. validation loss on a plateau (no relative improvement above epsilon over `plateau_window` epochs), fewer
    active seeds than the maximum, no germination within `germination_cooldown_epochs`, a DORMANT slot
-   outside Tamiyo's own embargo → germinate, at the slot with the most measured headroom, a blueprint
-   chosen from catalogue metadata within the parameter budget.
+   outside Tamiyo's own embargo → germinate, at an open widening slot if there is one, else at the slot
+   with the most measured headroom, a blueprint chosen from catalogue metadata within the parameter
+   budget. Headroom measures what a graft of the slot's own width could change; a widening adds units
+   the host's stream does not have (on cnn-lite, what conv1's few channels drop cannot come back
+   through any residual graft after them), so it is tried first, and where its blueprints are culled
+   the outcome rule below moves on to the other slots.
 
 Blueprint choice: quarantine-only, adversarial and unapproved templates, templates above the risk cap of
 the current level (an approved experimental one is exempt from the calm level's cap: its approval accepts
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 from google.protobuf.message import Message
 
@@ -67,6 +72,16 @@ from domains.tamiyo.state import TamiyoState, resolve_pending, with_outcomes
 from leyline import pb
 from leyline.lifecycle import stage_name
 from leyline.seed_metrics import CONTRIBUTION_METRIC, ISOLATION_METRIC
+
+
+def slot_order(observation: Observation) -> Callable[[pb.SeedState], tuple[bool, float]]:
+    """A dormant slot's place in the germination order: widening slots first, then by measured headroom
+    (slots with equal keys are ranked together by choice.py)."""
+
+    def key(seed: pb.SeedState) -> tuple[bool, float]:
+        return observation.slot_kinds.get(seed.slot) != pb.SLOT_KIND_WIDEN, -headroom(seed)
+
+    return key
 
 
 class HeuristicPolicy:
@@ -239,7 +254,7 @@ class HeuristicPolicy:
             return Choice("noop", "plateau, but no dormant slot outside embargo")
         # A blueprint culled at a slot is tried there again only when nothing else is left anywhere.
         for allow_culled in (False, True):
-            for _, tied in itertools.groupby(slots, key=headroom):
+            for _, tied in itertools.groupby(slots, key=slot_order(observation)):
                 best = self._best_graft(
                     observation, list(tied), level, conservative, state.outcomes, allow_culled
                 )
@@ -259,7 +274,8 @@ class HeuristicPolicy:
             if culled is not None and observation.epoch - culled < embargo:
                 continue
             open_slots.append(seed)
-        return sorted(open_slots, key=lambda s: (-headroom(s), s.slot))
+        order = slot_order(observation)
+        return sorted(open_slots, key=lambda s: (*order(s), s.slot))
 
     def eligible_blueprints(
         self, observation: Observation, slot: int, level: int, conservative: bool

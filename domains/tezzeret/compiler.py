@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from domains.karn import catalog
+from domains.karn.blocks import slot_io
 from domains.tezzeret.jobs import DEFAULT_STRATEGY, STRATEGIES, CompileSpec, strategy_device
 from domains.urza.artifact import (
     EVAL_PROGRAM,
@@ -53,7 +54,7 @@ def template_for(spec: CompileSpec) -> nn.Module:
 
 def example_input(spec: CompileSpec) -> torch.Tensor:
     generator = torch.Generator().manual_seed(catalog.seed_for(_seed_key(spec), "example"))
-    return torch.randn(2, *spec.slot_shape, generator=generator)
+    return torch.randn(2, *slot_io(spec.slot_kind, spec.slot_shape)[0], generator=generator)
 
 
 def batch_dim() -> torch.export.Dim:

@@ -57,6 +57,7 @@ DEFAULT_MAX_ATTEMPTS = 3
 CONCURRENT_ATTEMPTS = 3  # a job another process queues under us: re-read and go on, this many times at most
 DEFAULT_CONV_SHAPE = (8, 8, 8)  # [C, H, W]: the digits host's feature maps
 DEFAULT_SEQUENCE_SHAPE = (16, 32)  # [T, D]
+DEFAULT_WIDEN_SHAPE = (1, 8, 8, 10)  # [C, H, W, K]: the digits image, read into 10 logits
 LOCKS = "locks"  # the directory of the jobs' lock files, under the library's root
 
 
@@ -102,11 +103,13 @@ def catalogue_specs(
     blueprint_ids: Iterable[str] | None = None,
     parameters: Mapping[str, float] | None = None,
     strategy: str = DEFAULT_STRATEGY,
+    widen_shape: Sequence[int] = DEFAULT_WIDEN_SHAPE,
 ) -> list[CompileSpec]:
     """One spec per blueprint and slot kind it supports (the whole catalogue by default)."""
     shapes: dict[int, Sequence[int]] = {
         pb.SLOT_KIND_CONV2D: conv_shape,
         pb.SLOT_KIND_SEQUENCE: sequence_shape,
+        pb.SLOT_KIND_WIDEN: widen_shape,
     }
     ids = list(blueprint_ids) if blueprint_ids is not None else list(catalog.BY_ID)
     return [

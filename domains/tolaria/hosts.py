@@ -32,9 +32,16 @@ class SlotSpec:
     shape: tuple[int, ...]  # per sample: (C, H, W) or (T, D)
 
 
+class Unwidened(nn.Module):
+    """An empty widening slot: `slot(tap, x)` returns x unchanged."""
+
+    def forward(self, tap: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 def identity_slot(spec: SlotSpec) -> nn.Module:
     """An empty (dormant) slot: the activation passes through unchanged."""
-    return nn.Identity()
+    return Unwidened() if spec.kind == pb.SLOT_KIND_WIDEN else nn.Identity()
 
 
 SlotFactory = Callable[[SlotSpec], nn.Module]
@@ -59,7 +66,10 @@ def _options(spec: HostSpec, name: str, defaults: Mapping[str, int]) -> dict[str
 
 
 class CNNLite(nn.Module):
-    """Two small conv stages and a linear head (~670 parameters by default) with 3 conv2d slots.
+    """Two small conv stages and a linear head (~670 parameters by default on digits) with 3 conv2d slots
+    and a widening slot (3): a seed there reads the image and adds its output to the logits, i.e. new
+    conv1 (and conv2) channels with their own zero-initialised head weights; what conv1's few channels
+    drop cannot come back through any graft on the host's own stream.
 
     Options: `channels1`, `channels2` (widths) and `kernel1`, `kernel2` (odd kernel sizes, default 3; a
     kernel of 1 makes a stage pointwise, without spatial context).
@@ -86,15 +96,16 @@ class CNNLite(nn.Module):
             SlotSpec(0, pb.SLOT_KIND_CONV2D, (c1, height, width)),
             SlotSpec(1, pb.SLOT_KIND_CONV2D, (c2, h2, w2)),
             SlotSpec(2, pb.SLOT_KIND_CONV2D, (c2, h4, w4)),
+            SlotSpec(3, pb.SLOT_KIND_WIDEN, (c_in, height, width, spec.num_classes)),
         )
         self.slots = nn.ModuleList(spec.slot_factory(s) for s in self.slot_specs)
         self.head = nn.Linear(c2 * h4 * w4, spec.num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.slots[0](torch.relu(self.conv1(x)))
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = self.slots[0](torch.relu(self.conv1(image)))
         x = self.slots[1](torch.relu(self.conv2(self.pool(x))))
         x = self.slots[2](self.pool(x))
-        return self.head(x.flatten(1))
+        return self.slots[3](image, self.head(x.flatten(1)))
 
 
 class TransformerLite(nn.Module):

@@ -14,15 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from domains.kasmina import SeedSlot
+from domains.kasmina import SeedSlot, make_slot
 from domains.tolaria.config import ConfigError, RunConfig
 from domains.tolaria.data import Splits, load_dataset
 from domains.tolaria.hosts import HostSpec, SlotSpec, build_host
 
 
 def seed_slot(spec: SlotSpec) -> SeedSlot:
-    """The slot module of a run's host: Kasmina's SeedSlot (the identity while DORMANT)."""
-    return SeedSlot(spec.slot, spec.kind, spec.shape)
+    """The slot module of a run's host: Kasmina's SeedSlot, or its WideningSlot for a widening (the
+    identity while DORMANT)."""
+    return make_slot(spec.slot, spec.kind, spec.shape)
 
 
 def seed_everything(seed: int) -> None:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from domains.karn import catalog
-from domains.kasmina import SeedSlot
+from domains.kasmina import SeedSlot, make_slot
 from domains.tolaria.boundary import Decision
 from domains.tolaria.collective import Collective, SingleProcess, agreement_digest
 from domains.tolaria.distributed import TorchCollective
@@ -27,7 +27,7 @@ COMMAND_BYTES = 600  # about the size of a signed AdaptationCommandIssued envelo
 
 def host() -> tuple[nn.Module, SeedSlot]:
     def seed_slot(spec: SlotSpec) -> nn.Module:
-        return SeedSlot(spec.slot, spec.kind, spec.shape)
+        return make_slot(spec.slot, spec.kind, spec.shape)
 
     model = CNNLite(replace(HostSpec(input_shape=(1, 8, 8), num_classes=10), slot_factory=seed_slot))
     slot = next(m for m in model.modules() if isinstance(m, SeedSlot))

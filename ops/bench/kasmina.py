@@ -30,6 +30,7 @@ from domains.kasmina import (
     Kasmina,
     KasminaConfig,
     SeedSlot,
+    make_slot,
 )
 from domains.tolaria.hosts import CNNLite, HostSpec, SlotSpec
 from leyline import new_envelope, pb, stream_name
@@ -49,7 +50,7 @@ LIFECYCLE = LifecycleConfig(min_training_epochs=1, alpha_ramp_epochs=3, probatio
 
 
 def seed_slot(spec: SlotSpec) -> nn.Module:
-    return SeedSlot(spec.slot, spec.kind, spec.shape)
+    return make_slot(spec.slot, spec.kind, spec.shape)
 
 
 def cnn_lite(slots: bool) -> nn.Module:

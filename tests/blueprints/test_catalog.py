@@ -1,5 +1,5 @@
-"""Karn's catalogue: the 50 blueprints of SPEC §9, their metadata, parameter validation, use checks,
-deterministic selection and registration in the log."""
+"""Karn's catalogue: the 50 blueprints of SPEC §9 and the two widenings, their metadata, parameter
+validation, use checks, deterministic selection and registration in the log."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domains.karn import catalog, registration
-from domains.karn.blocks import CONV, SEQUENCE
+from domains.karn.blocks import CONV, SEQUENCE, WIDEN
 from domains.karn.catalog import (
     ADVERSARIAL,
     EXPERIMENTAL,
@@ -75,15 +75,17 @@ SPEC_NAMES = [
     "race_condition",
     "adversarial_noise",
 ]
+WIDENINGS = ["widen_conv", "widen_deep"]  # BP051-BP052, beyond SPEC §9: widening slots only
 
 
 def test_the_fifty_blueprints_of_the_spec() -> None:
     descriptors = catalog.descriptors()
-    assert [d.blueprint_id for d in descriptors] == [f"BP{n:03d}" for n in range(1, 51)]
-    assert [d.name for d in descriptors] == SPEC_NAMES
+    assert [d.blueprint_id for d in descriptors] == [f"BP{n:03d}" for n in range(1, 53)]
+    assert [d.name for d in descriptors] == SPEC_NAMES + WIDENINGS
+    assert [d.slot_kinds for d in descriptors[50:]] == [[WIDEN], [WIDEN]]
     for d in descriptors:
         number = int(d.blueprint_id[2:])
-        if number <= 35:
+        if number <= 35 or number > 50:  # BP051-BP052: the widenings
             assert d.tier == SAFE and 0.0 <= d.risk <= 0.5 and d.curriculum_stage <= 4
             assert d.approved and not d.requires_approval and not d.quarantine_only
         elif number <= 42:
@@ -137,8 +139,12 @@ def test_other_parameter_errors() -> None:
         catalog.validate_parameters("BP009", {"hidden": 4.5})
     with pytest.raises(ParameterOutOfRange, match=r"unknown parameter\(s\) width; allowed: hidden"):
         catalog.validate_parameters("BP009", {"width": 4})
-    with pytest.raises(KarnError, match="unknown blueprint 'BP051'"):
-        catalog.validate_parameters("BP051", {})
+    with pytest.raises(KarnError, match="unknown blueprint 'BP053'"):
+        catalog.validate_parameters("BP053", {})
+    with pytest.raises(SlotMismatch, match="supports: widen"):
+        catalog.validate_slot("BP051", CONV, (8, 8, 8))
+    with pytest.raises(SlotMismatch, match=r"\[C, H, W, K\]"):
+        catalog.validate_slot("BP051", WIDEN, (8, 8, 8))
     with pytest.raises(SlotMismatch, match="supports: sequence"):
         catalog.validate_slot("BP031", CONV, (8, 8, 8))
     with pytest.raises(SlotMismatch, match=r"\[T, D\]"):
@@ -188,10 +194,10 @@ def test_selection_honours_exclusions_and_reports_an_empty_pool() -> None:
 
 
 def test_registration_is_idempotent(store: EventStore) -> None:
-    assert registration.register_catalogue(store) == 50
+    assert registration.register_catalogue(store) == 52
     assert registration.register_catalogue(store) == 0
     events = list(store.read_all())
-    assert len(events) == 50
+    assert len(events) == 52
     first = events[8]
     assert first.stream == "blueprint-BP009" and first.event_type == "BlueprintRegistered"
     payload = decode_payload(first)

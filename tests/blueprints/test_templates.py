@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from domains.karn import catalog
-from domains.karn.blocks import CONV, SEQUENCE
+from domains.karn.blocks import CONV, SEQUENCE, WIDEN, slot_io
 from domains.tezzeret.compiler import compile_artifact, template_for
 from domains.tezzeret.jobs import CompileSpec
 from domains.urza.artifact import ArtifactModule, module_from, unpack
 
-SHAPES: dict[int, tuple[int, ...]] = {CONV: (8, 8, 8), SEQUENCE: (12, 16)}
+SHAPES: dict[int, tuple[int, ...]] = {CONV: (8, 8, 8), SEQUENCE: (12, 16), WIDEN: (8, 8, 8, 10)}
 CASES = [
     pytest.param(
         blueprint.blueprint_id, end, kind, id=f"{blueprint.blueprint_id}-{blueprint.name}-{end}-{kind}"
@@ -48,11 +48,12 @@ def assert_gradients_reach(module: torch.nn.Module, x: torch.Tensor) -> None:
 def test_template_and_its_artifact(blueprint_id: str, end: str, kind: int) -> None:
     spec = spec_for(blueprint_id, end, kind)
     eager = template_for(spec)
-    x = torch.randn(5, *SHAPES[kind], generator=torch.Generator().manual_seed(7))
+    inputs, outputs = slot_io(kind, SHAPES[kind])
+    x = torch.randn(5, *inputs, generator=torch.Generator().manual_seed(7))
 
     eager.eval()
     expected_eval = eager(x)
-    assert expected_eval.shape == x.shape
+    assert expected_eval.shape == (5, *outputs)
     assert torch.isfinite(expected_eval).all()
 
     loaded = module_from(unpack(compile_artifact(spec)))

@@ -14,6 +14,8 @@ from tests.kasmina.helpers import karn
 def slot_for(blueprint: catalog.Blueprint) -> tuple[int, tuple[int, ...]]:
     if pb.SLOT_KIND_CONV2D in blueprint.kinds:
         return pb.SLOT_KIND_CONV2D, (8, 4, 4)
+    if pb.SLOT_KIND_WIDEN in blueprint.kinds:
+        return pb.SLOT_KIND_WIDEN, (8, 4, 4, 10)
     return pb.SLOT_KIND_SEQUENCE, (6, 8)
 
 

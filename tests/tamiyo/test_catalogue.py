@@ -7,8 +7,11 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domains.karn import catalog
+from domains.karn.blocks import WIDEN
 from domains.tamiyo import HeuristicConfig, HeuristicPolicy
 from domains.tamiyo.catalogue import heuristic_controller, karn_descriptors, karn_estimator
+from domains.tamiyo.outcomes import Outcome
 from domains.tamiyo.state import TamiyoState
 from leyline import decode_payload, pb
 from leyline.seed_metrics import HEADROOM_METRIC
@@ -82,7 +85,7 @@ def test_the_heuristic_controller_on_karns_catalogue_germinates_within_budget() 
         RUN_ID, Signer(Keyring.generate()), SLOTS, HeuristicConfig(parameter_budget=670 + 300)
     )
     assert tamiyo.slot_kinds == {0: pb.SLOT_KIND_CONV2D, 1: pb.SLOT_KIND_CONV2D, 2: pb.SLOT_KIND_CONV2D}
-    assert len(tamiyo.catalogue) == 50
+    assert len(tamiyo.catalogue) == len(catalog.CATALOGUE) == 52
     seeds = [pb.SeedState(slot=slot, stage=pb.SEED_STAGE_DORMANT) for slot in SLOTS]
     for epoch, loss in enumerate(PLATEAU_LOSSES):
         output = tamiyo.decide(packet(epoch, loss), context(epoch, seeds, parameters=670, catalogue=()))
@@ -119,3 +122,36 @@ def test_on_a_28x28_host_the_first_graft_at_the_wide_map_acts_on_its_input() -> 
     decided = HeuristicPolicy(HeuristicConfig()).decide(state, obs)
     (command,) = [p.command for p in decided if isinstance(p, pb.AdaptationCommandIssued)]
     assert (command.target_slot, command.seed_operation.blueprint_id) == (0, "BP009")
+
+
+WIDENED = {**SLOTS, 3: (pb.SLOT_KIND_WIDEN, (4, 8, 8, 10))}
+WIDEN_COSTS = {
+    (d.blueprint_id, slot): cost
+    for d in CATALOGUE
+    for slot in WIDENED
+    if (cost := karn_estimator(WIDENED)(d, slot)) is not None
+}
+
+
+def germinated_at(outcomes: tuple[Outcome, ...], stages: dict[int, int]) -> tuple[int, str]:
+    """Where the heuristic germinates with slot 3 a widening and the least headroom of all."""
+    policy = HeuristicPolicy(HeuristicConfig())
+    seeds = [
+        pb.SeedState(slot=slot, stage=stages.get(slot, pb.SEED_STAGE_DORMANT), metrics={HEADROOM_METRIC: h})
+        for slot, h in zip(WIDENED, (0.3, 0.9, 0.5, 0.01), strict=True)
+    ]
+    state = TamiyoState(validation_losses=(0.5, 0.5, 0.5), outcomes=outcomes)
+    obs = observation(3, 0.5, seeds=seeds, catalogue=CATALOGUE, parameters=670)
+    kinds = {slot: kind for slot, (kind, _) in WIDENED.items()}
+    obs = dataclasses.replace(obs, blueprint_costs=WIDEN_COSTS, slot_kinds=kinds)
+    (command,) = [p.command for p in policy.decide(state, obs) if isinstance(p, pb.AdaptationCommandIssued)]
+    return command.target_slot, command.seed_operation.blueprint_id
+
+
+def test_an_open_widening_is_tried_first_then_slots_by_headroom() -> None:
+    slot, blueprint = germinated_at((), {})
+    assert slot == 3 and WIDEN in BY_ID[blueprint].slot_kinds
+    # its blueprints culled there: the outcome rule moves on, to the slot with the most headroom
+    culled = tuple(Outcome(3, d.blueprint_id, 0.0, True) for d in CATALOGUE if WIDEN in d.slot_kinds)
+    assert germinated_at(culled, {})[0] == 1
+    assert germinated_at((), {3: pb.SEED_STAGE_TRAINING})[0] == 1  # a widening in flight: the others

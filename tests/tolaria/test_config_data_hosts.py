@@ -133,7 +133,7 @@ def test_batches_resume_from_the_cursor() -> None:
     ("host", "dataset"),
     [("cnn-lite", "digits"), ("transformer-lite", "digits"), ("transformer-lite", "synthetic-sequences")],
 )
-def test_hosts_declare_three_slots_and_call_them(host: str, dataset: str) -> None:
+def test_hosts_declare_at_least_three_slots_and_call_them(host: str, dataset: str) -> None:
     splits = load_dataset(dataset, 0, {})
     calls: list[int] = []
 
@@ -142,19 +142,24 @@ def test_hosts_declare_three_slots_and_call_them(host: str, dataset: str) -> Non
             super().__init__()
             self.spec = spec
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            assert tuple(x.shape[1:]) == self.spec.shape
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            # a widening slot is called with (tap, x): the tap [C, H, W] and the stream [K] it adds to
+            shapes = tuple(d for x in inputs for d in x.shape[1:])
+            assert shapes == self.spec.shape
             calls.append(self.spec.slot)
-            return x
+            return inputs[-1]
 
     model = build_host(host, HostSpec(splits.input_shape, splits.num_classes, {}, Recording))
     specs: tuple[SlotSpec, ...] = model.slot_specs  # type: ignore[assignment]
     assert len(specs) >= 3
-    kinds = {s.kind for s in specs}
-    assert kinds == {pb.SLOT_KIND_CONV2D if host == "cnn-lite" else pb.SLOT_KIND_SEQUENCE}
+    kinds = [s.kind for s in specs]
+    if host == "cnn-lite":
+        assert kinds == [pb.SLOT_KIND_CONV2D] * 3 + [pb.SLOT_KIND_WIDEN]
+    else:
+        assert kinds == [pb.SLOT_KIND_SEQUENCE] * 3
     out = model(splits.train.inputs[:5])
     assert out.shape == (5, splits.num_classes)
-    assert calls == [0, 1, 2]
+    assert calls == list(range(len(specs)))
 
 
 def test_cnn_lite_is_small_by_default() -> None:

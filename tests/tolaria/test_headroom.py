@@ -44,7 +44,7 @@ def test_headroom_is_the_per_sample_mean_whatever_the_batch() -> None:
     for i in range(6):
         train_step(model, inputs[i : i + 1], targets[i : i + 1])
         singles.append(meter.drain())
-    assert set(batched) == {0, 1, 2}
+    assert set(batched) == {0, 1, 2, 3}
     for slot, value in batched.items():
         assert value > 0
         assert value == pytest.approx(sum(s[slot] for s in singles) / 6, rel=1e-5)
@@ -63,7 +63,7 @@ def test_every_nth_batch_is_measured_from_the_first_of_the_epoch() -> None:
     for start in (0, 6):
         train_step(model, inputs[start : start + 2], targets[start : start + 2])
     assert sampled.drain() == pytest.approx(first_and_fourth.drain())
-    assert set(every_batch) == {0, 1, 2}
+    assert set(every_batch) == {0, 1, 2, 3}
     with pytest.raises(ValueError, match="sample_every"):
         HeadroomMeter({}, 0)
 
@@ -77,7 +77,7 @@ def test_only_dormant_slots_in_training_are_measured_and_drain_resets() -> None:
     slots = [m for m in model.modules() if isinstance(m, SeedSlot)]
     slots[1].stage = pb.SEED_STAGE_FOSSILIZED  # no seed attached: the activation still passes through
     train_step(model, inputs, targets)
-    assert set(meter.drain()) == {0, 2}
+    assert set(meter.drain()) == {0, 2, 3}
     assert meter.drain() == {}
 
 
@@ -107,7 +107,7 @@ def test_the_controller_sees_headroom_and_the_packet_stays_lean(tmp_path: Path) 
         store.close()
     assert len(controller.contexts) == SMALL["epochs"]
     for context in controller.contexts:
-        assert [s.slot for s in context.seeds] == [0, 1, 2]
+        assert [s.slot for s in context.seeds] == [0, 1, 2, 3]
         assert all(s.metrics[HEADROOM_METRIC] > 0 for s in context.seeds)
     packets = [p.state for p in payloads(run_events(tmp_path, "rhead"), "EpochCompleted")]
     assert all(HEADROOM_METRIC not in s.metrics for p in packets for s in p.seeds)
@@ -134,4 +134,4 @@ def test_an_inactive_meter_measures_nothing_until_activated() -> None:
     meter.activate(True)
     meter.activate(True)  # idempotent: one hook per slot
     train_step(model, inputs, targets)
-    assert set(meter.drain()) == {0, 1, 2} and len(meter.handles) == 3
+    assert set(meter.drain()) == {0, 1, 2, 3} and len(meter.handles) == 4

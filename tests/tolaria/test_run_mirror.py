@@ -53,7 +53,7 @@ def test_run_mirrors_every_event_and_registers_the_catalogue(
     finally:
         store.close()
     assert summary["last_position"] == events[-1].global_position
-    assert sum(e.event_type == "BlueprintRegistered" for e in events) == 50
+    assert sum(e.event_type == "BlueprintRegistered" for e in events) == 52
     client = redis.Redis.from_url(redis_url)
     try:
         for category in {category_of(e.stream) for e in events}:
