@@ -1,15 +1,17 @@
-"""Shared by the Tolaria tests: a small run configuration, reading a run's events back."""
+"""Shared by the Tolaria tests: a small run configuration, permissive gates, reading a run's events back."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from domains.kasmina.config import KasminaConfig
 from domains.tolaria.aggregate import run_stream
 from domains.tolaria.trainer import WALL_CLOCK_METRICS
 from eventstore import open_store
 from leyline import decode_payload, pb
 from leyline.datadir import DataDir
+from leyline.lifecycle import LifecycleConfig
 
 SMALL = {
     "controller": "noop",
@@ -18,6 +20,17 @@ SMALL = {
     "dataset_options": {"samples": 240},
     "batch_size": 32,
 }
+
+# Gates any seed passes: for tests about what a graft does to the host, not whether the seed helps.
+PERMISSIVE = KasminaConfig(
+    lifecycle=LifecycleConfig(
+        alpha_ramp_epochs=1,
+        probation_epochs=1,
+        host_loss_tolerance=1e6,
+        shadow_tolerance=1e6,
+        min_contribution=-1e6,
+    )
+)
 
 
 def run_events(data_dir: Path, run_id: str) -> list[pb.EventEnvelope]:

@@ -26,6 +26,7 @@ from domains.tolaria import checkpoint as ckpt
 from domains.tolaria.config import build_config
 from domains.tolaria.data import epoch_order
 from domains.tolaria.loop import train_epoch
+from domains.tolaria.trainer import Trainer
 from eventstore import open_store
 from leyline.datadir import DataDir
 from ops.compose import new_run, resume
@@ -115,6 +116,17 @@ def test_a_torch_save_checkpoint_from_before_the_archive_still_loads() -> None:
     assert np.array_equal(restored[1], keys)
 
 
+def packed_without_drawing(trainer: Trainer) -> ckpt.SerializedCheckpoint:
+    """The trainer's state packed as a checkpoint, leaving every random generator as it found it."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    torch_state = torch.get_rng_state()
+    packed = ckpt.serialize(1, ckpt.clone(trainer.components()))
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(torch_state)
+    return packed
+
+
 def test_a_capture_is_the_components_copied_and_shares_no_tensor_with_the_live_state(tmp_path: Path) -> None:
     data_dir = DataDir(tmp_path)
     store = open_store(data_dir.log)
@@ -122,12 +134,7 @@ def test_a_capture_is_the_components_copied_and_shares_no_tensor_with_the_live_s
         trainer = new_run(store, data_dir, build_config({**SMALL, "epochs": 3}), "rcapture")
         trainer.run_epoch()
         trainer.sink.flush()
-        python_state, numpy_state = random.getstate(), np.random.get_state()
-        torch_state = torch.get_rng_state()
-        expected = ckpt.serialize(1, ckpt.clone(trainer.components()))
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
-        torch.set_rng_state(torch_state)
+        expected = packed_without_drawing(trainer)
         captured = trainer.capture()
         assert ckpt.serialize(1, captured).data == expected.data  # equal state, equal bytes
         live = [*trainer.model.state_dict().values(), *trainer.optimizer.state_dict()["state"][0].values()]
@@ -149,12 +156,7 @@ def test_a_cpu_runs_checkpoint_is_packed_at_commit_and_restores_a_copy_of_that_s
         trainer = new_run(store, data_dir, build_config({**SMALL, "epochs": 3}), "rpacked")
         trainer.run_epoch()
         trainer.sink.flush()
-        python_state, numpy_state = random.getstate(), np.random.get_state()
-        torch_state = torch.get_rng_state()
-        expected = ckpt.serialize(1, ckpt.clone(trainer.components()))
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
-        torch.set_rng_state(torch_state)
+        expected = packed_without_drawing(trainer)
         entry = trainer.checkpoint()
         assert entry.components is None and entry.serialized is not None
         assert entry.packed().data == expected.data

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from domains.kasmina import KasminaConfig
 from domains.tamiyo import HeuristicConfig
 from domains.tamiyo.catalogue import heuristic_controller
 from domains.tolaria.checkpoint import deserialize, read_file
@@ -19,10 +18,10 @@ from domains.tolaria.report import model_sha256
 from eventstore import open_store
 from leyline import decode_payload, pb
 from leyline.datadir import DataDir
-from leyline.lifecycle import LifecycleConfig
 from leyline.signing import Keyring, Signer
 from ops.bench._growth_tasks import GraftCheck
 from ops.compose import build_trainer
+from tests.tolaria.helpers import PERMISSIVE
 
 EPOCHS = 12
 CONFIG = RunConfig(
@@ -33,16 +32,6 @@ CONFIG = RunConfig(
     controller="noop",
     checkpoint_every=1,
     hook_budget_ms=60_000.0,  # the mode must not depend on this machine's load
-)
-# Gates any seed passes: the test is about what a graft does to the host, not whether this one helps.
-PERMISSIVE = KasminaConfig(
-    lifecycle=LifecycleConfig(
-        alpha_ramp_epochs=1,
-        probation_epochs=1,
-        host_loss_tolerance=1e6,
-        shadow_tolerance=1e6,
-        min_contribution=-1e6,
-    )
 )
 EAGER = HeuristicConfig(plateau_window=1, plateau_epsilon=1.0, germination_cooldown_epochs=1)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from domains.kasmina import KasminaConfig, WideningSlot
+from domains.kasmina import WideningSlot
 from domains.tolaria.checkpoint import deserialize, read_file
 from domains.tolaria.config import RunConfig
 from domains.tolaria.hosts import HostSpec, build_host, count_parameters
@@ -18,10 +18,10 @@ from eventstore import EventStore, open_store
 from leyline import decode_payload, new_envelope, pb
 from leyline.controller import ControllerContext, ControllerOutput, NoOpController
 from leyline.datadir import DataDir
-from leyline.lifecycle import LifecycleConfig
 from leyline.signing import Keyring, Signer
 from ops.bench._growth_tasks import GraftCheck
 from ops.compose import build_trainer, resume
+from tests.tolaria.helpers import PERMISSIVE
 
 WIDEN_SLOT = 3
 EPOCHS = 9
@@ -32,16 +32,6 @@ CONFIG = RunConfig(
     dataset_options={"train_limit": 300, "split_seed": 0},
     controller="noop",
     checkpoint_every=1,
-)
-# Gates any seed passes: the test is about what the graft does to the host, not whether this one helps.
-PERMISSIVE = KasminaConfig(
-    lifecycle=LifecycleConfig(
-        alpha_ramp_epochs=1,
-        probation_epochs=1,
-        host_loss_tolerance=1e6,
-        shadow_tolerance=1e6,
-        min_contribution=-1e6,
-    )
 )
 
 
