@@ -14,8 +14,8 @@ Node types and features (dimensions in FEATURE_DIMS):
   its parameter count, depth in [0, 1], symlog of its per-sample output size;
 - parameter (one per parameter tensor of a layer): symlog(numel), rank one-hot (1, 2, 3, ≥4), first tensor
   of its layer (the weight, by convention);
-- activation (one per layer output): symlog(size), rank/4, carries a slot, slot kind one-hot (conv2d,
-  sequence), depth;
+- activation (one per layer output): symlog(size), rank/4, carries a slot, slot kind one-hot
+  (SLOT_KINDS: conv2d, sequence, widening), depth;
 - seed (one per slot, topology order; dormant slots included, so the slot head covers every slot): stage
   one-hot (12 values of SeedLifecycleStage), alpha, symlog of gradient norm, age, stage epochs, isolation
   violations, risk, headroom and its "measured" flag, contribution and its "measured" flag (absent is not
@@ -63,9 +63,16 @@ EDGE_TYPES: tuple[tuple[str, str, str], ...] = (
     ("layer", "hosts", "seed"),
     ("layer", "owns", "parameter"),
 )
-FEATURE_DIMS = {"layer": len(LAYER_KINDS) + 3, "parameter": 6, "activation": 6, "seed": STAGES + 15}
+# the slot kinds a one-hot distinguishes (a seed's slot, an activation's slot, a blueprint's kinds)
+SLOT_KINDS = (pb.SLOT_KIND_CONV2D, pb.SLOT_KIND_SEQUENCE, pb.SLOT_KIND_WIDEN)
+FEATURE_DIMS = {
+    "layer": len(LAYER_KINDS) + 3,
+    "parameter": 6,
+    "activation": 4 + len(SLOT_KINDS),
+    "seed": STAGES + 13 + len(SLOT_KINDS),
+}
 GLOBAL_DIM = 12
-BLUEPRINT_DIM = 8
+BLUEPRINT_DIM = 6 + len(SLOT_KINDS)
 
 
 def symlog(value: float) -> float:
@@ -96,8 +103,16 @@ def _layer_rows(topology: pb.HostTopology) -> list[list[float]]:
 
 # Columns of a seed row that go through symlog (the others are one-hot flags or already in [0, 1]).
 SEED_SYMLOG = torch.tensor(
-    [False] * STAGES + [False, True, True, True, True, False, True, False, True] + [False] * 4 + [True, False]
+    [False] * STAGES
+    + [False, True, True, True, True, False, True, False, True]
+    + [False] * (2 + len(SLOT_KINDS))
+    + [True, False]
 )
+
+
+def kind_one_hot(kind: int | None) -> list[float]:
+    """One column per SLOT_KINDS entry: 1.0 at the slot's kind, zeros for no slot."""
+    return [1.0 if kind == known else 0.0 for known in SLOT_KINDS]
 
 
 def _seed_row(seed: pb.SeedState, slot: pb.HostSlot, embargoed: bool) -> list[float]:
@@ -120,8 +135,7 @@ def _seed_row(seed: pb.SeedState, slot: pb.HostSlot, embargoed: bool) -> list[fl
         contribution * 100.0 if contribution is not None else 0.0,
         1.0 if contribution is not None else 0.0,
         1.0 if embargoed else 0.0,
-        1.0 if slot.kind == pb.SLOT_KIND_CONV2D else 0.0,
-        1.0 if slot.kind == pb.SLOT_KIND_SEQUENCE else 0.0,
+        *kind_one_hot(slot.kind),
         _size(slot.shape),
         1.0 if seed.stage in ACTIVE_STAGE_WEIGHTS else 0.0,
     ]
@@ -162,8 +176,7 @@ def blueprint_rows(catalogue: Sequence[pb.BlueprintDescriptor]) -> list[list[flo
             symlog(d.curriculum_stage),
             1.0 if d.tier == pb.BLUEPRINT_TIER_SAFE else 0.0,
             1.0 if d.conservative_pool else 0.0,
-            1.0 if pb.SLOT_KIND_CONV2D in d.slot_kinds else 0.0,
-            1.0 if pb.SLOT_KIND_SEQUENCE in d.slot_kinds else 0.0,
+            *(1.0 if kind in d.slot_kinds else 0.0 for kind in SLOT_KINDS),
             symlog(len(d.parameter_ranges)),
             1.0 if d.requires_approval else 0.0,
         ]
@@ -203,8 +216,7 @@ def _static(serialized: bytes) -> _Static:
                 symlog(_size(layer.output_shape)),
                 len(layer.output_shape) / 4.0,
                 1.0 if slot is not None else 0.0,
-                1.0 if slot is not None and slot.kind == pb.SLOT_KIND_CONV2D else 0.0,
-                1.0 if slot is not None and slot.kind == pb.SLOT_KIND_SEQUENCE else 0.0,
+                *kind_one_hot(slot.kind if slot is not None else None),
                 i / (layers - 1) if layers > 1 else 0.0,
             ]
         )

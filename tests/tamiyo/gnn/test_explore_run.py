@@ -42,7 +42,8 @@ def test_a_run_with_explore_records_epsilon_and_observations_and_resumes_with_th
         for decision in made:
             assert decision.HasField("observation")
             graph = graph_from_decision(decision)
-            assert graph["seed"].num_nodes == len(decision.observation.topology.slots) == 3
+            # cnn-lite: three conv2d slots and a widening
+            assert graph["seed"].num_nodes == len(decision.observation.topology.slots) == 4
         resumed = resume(store, data_dir, "rexplore")
         resumed.sink.close()
     finally:

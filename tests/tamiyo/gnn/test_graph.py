@@ -50,7 +50,7 @@ def observation(shape: pb.HostTopology, seeds: list[pb.SeedState] | None = None)
 def test_topologies_follow_the_forward_pass() -> None:
     cnn = topology("cnn-lite")
     assert [layer.name for layer in cnn.layers] == ["conv1", "conv2", "head"]
-    assert [(s.slot, s.after_layer) for s in cnn.slots] == [(0, 0), (1, 1), (2, 1)]
+    assert [(s.slot, s.after_layer) for s in cnn.slots] == [(0, 0), (1, 1), (2, 1), (3, 2)]  # 3: the widening
     transformer = topology("transformer-lite")
     assert [layer.kind for layer in transformer.layers][:2] == ["linear", "attention"]
     custom = topology("custom")
