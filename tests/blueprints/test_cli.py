@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from domains.karn.catalog import CATALOGUE
 from leyline.datadir import DataDir
 from ops.cli import main
 
@@ -21,7 +22,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_list_needs_no_log(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "blueprints", "list", "--json", "--data-dir", str(tmp_path / "none"))
     rows = json.loads(out)
-    assert code == 0 and len(rows) == 50
+    assert code == 0 and len(rows) == len(CATALOGUE)
     assert {row["compile_status"] for row in rows} == {"not compiled"}
     code, out, _ = run(capsys, "blueprints", "list", "--tier", "adversarial", "--data-dir", str(tmp_path))
     assert code == 0 and "nan_injection" in out and "identity_passthrough" not in out
@@ -33,7 +34,7 @@ def test_compile_then_list_and_show(capsys: pytest.CaptureFixture[str], tmp_path
     code, out, _ = run(capsys, "blueprints", "compile", "BP003", "bp012", "--json", "--data-dir", data)
     assert code == 0
     document = json.loads(out)
-    assert document["registered"] == 50 and document["resumed"] == []
+    assert document["registered"] == len(CATALOGUE) and document["resumed"] == []
     assert [(j["blueprint_id"], j["slot_kind"], j["status"]) for j in document["jobs"]] == [
         ("BP003", "conv2d", "succeeded"),
         ("BP003", "sequence", "succeeded"),
@@ -117,11 +118,11 @@ def test_bad_usage_is_one_line_and_exit_2(
 
 
 @pytest.mark.parametrize(
-    "argv", [["blueprints", "show", "BP051"], ["blueprints", "compile", "BP009", "bp051"]]
+    "argv", [["blueprints", "show", "BP099"], ["blueprints", "compile", "BP009", "bp099"]]
 )
 def test_an_unknown_blueprint_is_exit_1_as_in_audit(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]
 ) -> None:
     code, _, err = run(capsys, *argv, "--data-dir", str(tmp_path))
-    assert code == 1  # an id that names nothing, as `esper audit blueprint BP051`
-    assert "unknown blueprint 'BP051'" in err and len(err.strip().splitlines()) == 1
+    assert code == 1  # an id that names nothing, as `esper audit blueprint BP099`
+    assert "unknown blueprint 'BP099'" in err and len(err.strip().splitlines()) == 1
