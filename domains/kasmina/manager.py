@@ -225,7 +225,8 @@ class Kasmina:
                 gradient_norm=last.grad_norm if math.isfinite(last.grad_norm) else 0.0,
                 age_epochs=max(0, self.epoch - s.germinated_epoch) if s.seed_id else 0,
             )
-            state.metrics[ISOLATION_METRIC] = float(s.violations)
+            if s.violations:  # absent reads as 0 (leyline/seed_metrics.py)
+                state.metrics[ISOLATION_METRIC] = float(s.violations)
             state.metrics[STAGE_EPOCHS_METRIC] = float(max(0, self.epoch - s.stage_epoch))
             state.outcome_reason = s.outcome_reason
             contribution = measured_contribution(last)

@@ -151,7 +151,7 @@ def slot_specs(host: nn.Module) -> tuple[SlotSpec, ...]:
 
 def test_hosts_take_their_input_shape_from_the_data() -> None:
     cnn = build_host("cnn-lite", HostSpec((1, 28, 28), 10))
-    assert [s.shape for s in slot_specs(cnn)] == [(4, 28, 28), (8, 14, 14), (8, 7, 7)]
+    assert [s.shape for s in slot_specs(cnn)] == [(4, 28, 28), (8, 14, 14), (8, 7, 7), (1, 28, 28, 10)]
     assert cnn(torch.rand(2, 1, 28, 28)).shape == (2, 10)
     transformer = build_host("transformer-lite", HostSpec((64,), 6))
     assert len(slot_specs(transformer)) >= 3

@@ -15,7 +15,7 @@ from tests.tolaria.test_trainer import GROWING
 
 
 def test_the_summary_counts_only_what_the_final_model_holds(tmp_path: Path) -> None:
-    config = build_config({**SMALL, **GROWING, "epochs": 18})  # its third seed is still blending at epoch 18
+    config = build_config({**SMALL, **GROWING, "epochs": 16})  # its third seed is PROBATIONARY at epoch 16
     store = open_store(DataDir(tmp_path).log)
     try:
         summary = new_run(store, DataDir(tmp_path), config, "rfinal").run()

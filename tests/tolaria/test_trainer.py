@@ -268,7 +268,7 @@ def test_an_epochs_events_and_its_checkpoint_are_one_atomic_append(tmp_path: Pat
 
 
 def test_seeds_in_flight_are_terminated_at_run_end(tmp_path: Path) -> None:
-    train(tmp_path, "rend", **{**GROWING, "epochs": 18})  # its third seed is still blending at epoch 18
+    train(tmp_path, "rend", **{**GROWING, "epochs": 16})  # its third seed is PROBATIONARY at epoch 16
     store = open_store(DataDir(tmp_path).log)
     try:
         events = [e for e in store.read_all() if e.run_id == "rend" or e.stream.startswith("seed-rend.")]
@@ -279,7 +279,7 @@ def test_seeds_in_flight_are_terminated_at_run_end(tmp_path: Path) -> None:
         if envelope.event_type == "SeedTransitioned":
             last_stage[envelope.stream] = payloads([envelope], "SeedTransitioned")[0].to_stage
     assert last_stage, "the controller grew nothing; the test needs a seed"
-    assert pb.SEED_STAGE_TERMINATED in last_stage.values(), "this seed-0 run ends with a seed blending"
+    assert pb.SEED_STAGE_TERMINATED in last_stage.values(), "this seed-0 run ends with a seed in flight"
     settled = {pb.SEED_STAGE_FOSSILIZED, pb.SEED_STAGE_TERMINATED, pb.SEED_STAGE_DORMANT}
     assert all(stage in settled for stage in last_stage.values()), last_stage
     tail = [e.event_type for e in events][
