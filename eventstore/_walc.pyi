@@ -18,6 +18,7 @@ def frame_new(
     pending: dict[str, int],
     known: dict[str, array],
     base: int,
+    record: bool = True,
     /,
 ) -> tuple[bytes, bytes]: ...
 def distinct(fps: list[int], /) -> bool: ...

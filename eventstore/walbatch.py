@@ -13,8 +13,9 @@ here do the same with C-level maps, and produce the same objects byte for byte
   number of positions `known` holds for it.
 - `frame_batch(first, versions, fps, streams, payloads, base)`: the framed records (wal.frames) as one
   bytes object, and their offsets from `base` as native uint32 bytes (for the segment's array("I")).
-- `frame_new(first, streams, fps, payloads, pending, known, base)`: next_versions then frame_batch, in
-  one compiled call (the writer's: streams grouped once, versions never made ints).
+- `frame_new(first, streams, fps, payloads, pending, known, base, record=True)`: next_versions then
+  frame_batch, in one compiled call (the writer's: streams grouped once, versions never made ints);
+  `record=False` leaves `pending` as it was (a group's last request: nobody reads the versions after it).
 - `rebase(offsets, by)`: offsets (native uint32 bytes) less `by` (a batch framed again elsewhere).
 - `distinct(fps)`: whether no fingerprint of the list occurs twice.
 - `index_streams(known, streams, first)`: append positions first.. to each stream's array("Q").
@@ -96,8 +97,9 @@ def frame_new_python(
     pending: dict[str, int],
     known: dict[str, array],
     base: int,
+    record: bool = True,
 ) -> tuple[bytes, bytes]:
-    versions = next_versions(streams, pending, known)
+    versions = next_versions(streams, pending if record else dict(pending), known)
     return frame_batch(first, versions, fps, streams, payloads, base)
 
 

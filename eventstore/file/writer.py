@@ -247,7 +247,7 @@ class Writer:
                 names, fps, payloads = batch
                 base = segment.end + buffered if segment is not None else 0
                 records, offsets = walbatch.frame_new(
-                    next_position, names, fps, payloads, versions, streams, base
+                    next_position, names, fps, payloads, versions, streams, base, request is not last
                 )
                 if segment is None or (base > 0 and base + len(records) > self.segment_size):
                     if segment is not None and chunks:

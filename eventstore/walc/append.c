@@ -4,7 +4,8 @@
 /* ------------------------------------------------------------------ keys */
 
 /* A batch's distinct streams, by their UTF-8 bytes: one str object each (decoded, and later hashed,
-   once), so that equal streams of a batch are the same object. Open addressing, at most half full. */
+   once), so that equal streams of a batch are the same object. Open addressing over indexes into the
+   streams seen (slot: index + 1, 0 empty), at most half full: only the small slot table is zeroed. */
 typedef struct {
     uint32_t hash;
     Py_ssize_t length;
@@ -17,13 +18,14 @@ PyObject *walc_keys(PyObject *self, PyObject *payloads) {
         PyErr_SetString(PyExc_TypeError, "keys expects a list of bytes");
         return NULL;
     }
-    Py_ssize_t count = PyList_GET_SIZE(payloads), capacity = 8;
+    Py_ssize_t count = PyList_GET_SIZE(payloads), capacity = 8, distinct = 0;
     while (capacity < 2 * count) capacity *= 2;
     PyObject *streams = PyList_New(count), *fps = PyList_New(count);
     PyObject *result = NULL;
-    SeenStream *seen = PyMem_Calloc((size_t)capacity, sizeof(SeenStream));
-    if (!seen) PyErr_NoMemory();
-    if (!streams || !fps || !seen) goto done;
+    SeenStream *seen = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(SeenStream));
+    uint32_t *slots = PyMem_Calloc((size_t)capacity, sizeof(uint32_t));
+    if (!seen || !slots) PyErr_NoMemory();
+    if (!streams || !fps || !seen || !slots) goto done;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *payload = PyList_GET_ITEM(payloads, i);
         if (!PyBytes_CheckExact(payload)) {
@@ -39,19 +41,26 @@ PyObject *walc_keys(PyObject *self, PyObject *payloads) {
         uint32_t hash = 2166136261u;
         for (Py_ssize_t b = 0; b < length[3]; b++) hash = (hash ^ start[3][b]) * 16777619u;
         size_t slot = hash & (size_t)(capacity - 1);
-        while (seen[slot].stream && (seen[slot].hash != hash || seen[slot].length != length[3] ||
-                                     memcmp(seen[slot].bytes, start[3], (size_t)length[3])))
-            slot = (slot + 1) & (size_t)(capacity - 1);
-        if (!seen[slot].stream) {
+        SeenStream *found = NULL;
+        for (; slots[slot]; slot = (slot + 1) & (size_t)(capacity - 1)) {
+            found = &seen[slots[slot] - 1];
+            if (found->hash == hash && found->length == length[3] &&
+                !memcmp(found->bytes, start[3], (size_t)length[3]))
+                break;
+            found = NULL;
+        }
+        if (!found) {
             PyObject *decoded = PyUnicode_DecodeUTF8((const char *)start[3], length[3], NULL);
             if (!decoded) {
                 PyErr_Clear();
                 goto unusual;
             }
-            seen[slot] = (SeenStream){hash, length[3], start[3], decoded};
+            found = &seen[distinct++];
+            *found = (SeenStream){hash, length[3], start[3], decoded};
+            slots[slot] = (uint32_t)distinct;
         }
-        Py_INCREF(seen[slot].stream);
-        PyList_SET_ITEM(streams, i, seen[slot].stream);
+        Py_INCREF(found->stream);
+        PyList_SET_ITEM(streams, i, found->stream);
         uint64_t fp = (uint64_t)crc32_ieee(start[1], (size_t)length[1]) << 32 |
                       crc32c(0, start[1], (size_t)length[1]);
         PyObject *value = PyLong_FromUnsignedLongLong(fp);
@@ -64,9 +73,9 @@ unusual:  /* unusual or invalid: the Python path decides */
     result = Py_None;
     Py_INCREF(result);
 done:
-    if (seen)
-        for (Py_ssize_t slot = 0; slot < capacity; slot++) Py_XDECREF(seen[slot].stream);
+    for (Py_ssize_t k = 0; k < distinct; k++) Py_DECREF(seen[k].stream);
     PyMem_Free(seen);
+    PyMem_Free(slots);
     Py_XDECREF(streams);
     Py_XDECREF(fps);
     return result;
@@ -221,12 +230,14 @@ done:
 
 /* ------------------------------------------------------------------ frame_new */
 
-/* next_versions and frame_batch in one call: the streams grouped once, the versions never boxed. */
+/* next_versions and frame_batch in one call: the streams grouped once, the versions never boxed.
+   `record` false: `pending` is read but not advanced (a group's last request: nobody reads it after). */
 PyObject *walc_frame_new(PyObject *self, PyObject *args) {
     unsigned long long first, base;
     PyObject *streams, *fps, *payloads, *pending, *known;
-    if (!PyArg_ParseTuple(args, "KO!O!O!O!O!K:frame_new", &first, &PyList_Type, &streams, &PyList_Type, &fps,
-                          &PyList_Type, &payloads, &PyDict_Type, &pending, &PyDict_Type, &known, &base))
+    int record = 1;
+    if (!PyArg_ParseTuple(args, "KO!O!O!O!O!K|p:frame_new", &first, &PyList_Type, &streams, &PyList_Type, &fps,
+                          &PyList_Type, &payloads, &PyDict_Type, &pending, &PyDict_Type, &known, &base, &record))
         return NULL;
     Py_ssize_t count = PyList_GET_SIZE(payloads);
     if (count == 0 || PyList_GET_SIZE(fps) != count || PyList_GET_SIZE(streams) != count) {
@@ -244,7 +255,7 @@ PyObject *walc_frame_new(PyObject *self, PyObject *args) {
     if (versions_before(&grouped, pending, known) < 0) goto done;
     for (Py_ssize_t i = 0; i < count; i++) versions[i] = (uint64_t)++grouped.groups[grouped.group_of[i]].version;
     result = frame_records(first, versions, fps, streams, payloads, base);
-    if (result && versions_after(&grouped, pending) < 0) Py_CLEAR(result);
+    if (result && record && versions_after(&grouped, pending) < 0) Py_CLEAR(result);
 done:
     PyMem_Free(versions);
     grouped_free(&grouped);
@@ -303,13 +314,17 @@ PyObject *walc_index_streams(PyObject *self, PyObject *args) {
         }
         int failed = 0;
         if (group->count < FROMBYTES_FROM) {
+            /* the type's append, called unbound: no method lookup per position */
+            PyObject *append = PyObject_GetAttr((PyObject *)Py_TYPE(array), append_name);
+            failed = !append;
             for (Py_ssize_t k = 0; k < group->count && !failed; k++) {
-                PyObject *position = PyLong_FromUnsignedLongLong(positions[group->start + k]);
-                PyObject *appended = position ? PyObject_CallMethodOneArg(array, append_name, position) : NULL;
-                Py_XDECREF(position);
+                PyObject *call[2] = {array, PyLong_FromUnsignedLongLong(positions[group->start + k])};
+                PyObject *appended = call[1] ? PyObject_Vectorcall(append, call, 2, NULL) : NULL;
+                Py_XDECREF(call[1]);
                 failed = !appended;
                 Py_XDECREF(appended);
             }
+            Py_XDECREF(append);
         } else {
             PyObject *view = PyMemoryView_FromMemory((char *)(positions + group->start),
                                                      group->count * (Py_ssize_t)sizeof(uint64_t), PyBUF_READ);

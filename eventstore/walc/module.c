@@ -12,9 +12,10 @@ holds them to each other):
   frame_batch(first, versions, fps, streams, payloads, base)
                                           the framed records as one bytes object and their offsets
                                           (native uint32, base onwards); the last record has FLAG_COMMIT
-  frame_new(first, streams, fps, payloads, pending, known, base)
+  frame_new(first, streams, fps, payloads, pending, known, base, record=True)
                                           next_versions and frame_batch in one call (streams grouped
-                                          once, versions never boxed): the records and offsets
+                                          once, versions never boxed): the records and offsets; pending
+                                          left as it was unless record
   distinct(fps)                           whether no fingerprint of the list occurs twice
   index_streams(known, streams, first, make)
                                           append positions first.. to each stream's array in `known`

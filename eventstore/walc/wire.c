@@ -5,12 +5,21 @@
 
 /* An int in [0, 2**64) as uint64_t; OverflowError or TypeError otherwise (PyLong_AsUnsignedLongLong's).
    Before 3.12, PyLong_AsUnsignedLongLong converts a value of three or more digits (>= 2**60: most
-   fingerprints) byte by byte; the mask conversion shifts whole digits, once the value is known to fit. */
+   fingerprints) byte by byte; an exact int whose digits fit 64 bits is read digit by digit here instead
+   (3.11's PyLongObject: ob_size digits of PyLong_SHIFT bits, least significant first; three calls per
+   appended event read fingerprints). */
 int as_u64(PyObject *value, uint64_t *out) {
 #if PY_VERSION_HEX < 0x030C0000
-    if (PyLong_CheckExact(value) && Py_SIZE(value) >= 0 && _PyLong_NumBits(value) <= 64) {
-        *out = PyLong_AsUnsignedLongLongMask(value);
-        return 0;
+    if (PyLong_CheckExact(value) && Py_SIZE(value) >= 0) {
+        Py_ssize_t size = Py_SIZE(value);
+        const digit *digits = ((PyLongObject *)value)->ob_digit;
+        Py_ssize_t top_bits = 64 - (size - 1) * PyLong_SHIFT; /* what the most significant digit may hold */
+        if (size == 0 || top_bits >= PyLong_SHIFT || (top_bits > 0 && !(digits[size - 1] >> top_bits))) {
+            uint64_t converted = 0;
+            for (Py_ssize_t i = size; i-- > 0;) converted = converted << PyLong_SHIFT | digits[i];
+            *out = converted;
+            return 0;
+        }
     }
 #endif
     unsigned long long converted = PyLong_AsUnsignedLongLong(value);
@@ -32,8 +41,9 @@ int group_streams(PyObject *streams, Grouped *grouped) {
     Py_ssize_t count = PyList_GET_SIZE(streams), capacity = 8;
     while (capacity < 2 * count) capacity *= 2;
     grouped->count = 0;
-    grouped->groups = PyMem_Calloc((size_t)(count ? count : 1), sizeof(StreamGroup));
-    grouped->group_of = PyMem_Calloc((size_t)(count ? count : 1), sizeof(Py_ssize_t));
+    /* only the slots need zeroing: a group is filled in when it is found, group_of for every event */
+    grouped->groups = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(StreamGroup));
+    grouped->group_of = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(Py_ssize_t));
     Py_ssize_t *slots = PyMem_Calloc((size_t)capacity, sizeof(Py_ssize_t));  /* group + 1, 0: empty */
     if (!grouped->groups || !grouped->group_of || !slots) {
         PyErr_NoMemory();
@@ -65,8 +75,7 @@ int group_streams(PyObject *streams, Grouped *grouped) {
         }
         if (found < 0) {
             found = grouped->count++;
-            grouped->groups[found].stream = stream;
-            grouped->groups[found].hash = hash;
+            grouped->groups[found] = (StreamGroup){.stream = stream, .hash = hash};
             slots[slot] = found + 1;
         }
         grouped->groups[found].count++;

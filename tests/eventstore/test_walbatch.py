@@ -157,6 +157,11 @@ def test_frame_new_is_next_versions_then_frame_batch(
         walbatch.rebase(framed[1], base)
         == walbatch.frame_batch_python(first, versions, fps, streams, payloads, 0)[1]
     )
+    # record=False (a group's last request): the same records, read from pending without advancing it
+    for frame_new in (_walc.frame_new, walbatch.frame_new_python):
+        unchanged = dict(pending)
+        assert frame_new(first, streams, fps, payloads, unchanged, arrays, base, False) == framed
+        assert unchanged == pending
 
 
 @compiled
@@ -273,6 +278,21 @@ FP = st.integers(0, 2**64 - 1) | st.sampled_from([0, 1, 2**64 - 1, 5])  # small 
 @given(fps=st.lists(FP, max_size=60))
 def test_distinct_agrees(fps: list[int]) -> None:
     assert _walc.distinct(fps) == walbatch.distinct_python(fps) == (len(set(fps)) == len(fps))
+
+
+@compiled
+def test_fingerprints_convert_at_the_edges_of_64_bits() -> None:
+    """Ints are read digit by digit where they fit 64 bits (3.11), and refused where they do not."""
+    edges = [0, 1, 2**30 - 1, 2**30, 2**60 - 1, 2**60, 2**63, 2**64 - 2, 2**64 - 1]
+    table = _walc.FpTable()
+    table.add_run(edges, 1)
+    assert sorted(array("Q", table.items()[0])) == edges
+    assert table.find(edges) == {index: [index + 1] for index in range(len(edges))}
+    for bad in (2**64, 2**90, -1):
+        with pytest.raises(OverflowError):
+            _walc.distinct([bad])
+    with pytest.raises(TypeError):
+        _walc.distinct([1.0])
 
 
 @compiled
