@@ -217,5 +217,13 @@ def plateaued(losses: tuple[float, ...], window: int, epsilon: float) -> bool:
     return best_recent > best_before * (1.0 - epsilon)
 
 
+def loss_plateau(config: HeuristicConfig, state: TamiyoState, observation: Observation) -> bool:
+    """The germination signal: the validation loss, this epoch's included, on a plateau (`plateaued` at the
+    configured window and epsilon). The heuristic germinates on it; the learned policy reads it as a
+    feature (domains/tamiyo/gnn/record.py)."""
+    losses = (*state.validation_losses, observation.validation_loss)
+    return plateaued(losses, config.plateau_window, config.plateau_epsilon)
+
+
 def tiebreak(seed: int, key: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest(), "little")

@@ -53,7 +53,7 @@ from domains.tamiyo.observation import (
     hook_action_cost,
     inputs_summary,
     isolation_cull_count,
-    plateaued,
+    loss_plateau,
     risk_signals,
     run_ending,
     stage_epochs,
@@ -237,8 +237,7 @@ class HeuristicPolicy:
         late = run_ending(observation, germination_ramp(config, observation, level, conservative))
         if late is not None:
             return Choice("noop", f"no germination: {late}")
-        losses = (*state.validation_losses, observation.validation_loss)
-        if not plateaued(losses, config.plateau_window, config.plateau_epsilon):
+        if not loss_plateau(config, state, observation):
             return Choice("noop", "validation loss still improving")
         active = active_seeds(observation.seeds)
         limit = min(config.max_concurrent_seeds, 1) if conservative else config.max_concurrent_seeds

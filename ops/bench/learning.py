@@ -59,6 +59,13 @@ NAME = "bench"
 # 0.855 vs heuristic 0.884 (spread 0.043), test 0.885 vs 0.913, 3428 vs 3778 parameters, train 1277 s. It
 # grows now (every seed 2728-4478), exactly as the greedy clone does per seed (PPO's KL 0.004 moved no
 # greedy choice); sampled, the same policy gave 0.858/0.842/424 (other draws, 0.867/0.892/775 before)
+# Four slots (3: widening) and the plateau feature (2026-12-07, load 8-10): learned 0.927 vs heuristic 0.922
+# (spread 0.020), test 0.962 vs 0.961, 2322 vs 2553 parameters, EV 0.95, min entropy 0.18, train 915 s. On 4
+# of 5 seeds the learned run's reward, test accuracy and parameters are the heuristic's; on the fifth it ends
+# at 1972 parameters (0.923 vs 0.896). Before PPO the clone still germinated at epoch 1 (its operation head
+# fits the plateau on 5 of 6 such decisions at 40 clone epochs, none at 20): 0.937 vs 0.922, but 3372
+# parameters and test 0.958 (clone + one round of 2 episodes). A clone matches the heuristic at best: beating
+# it by the spread is for PPO to find
 ROUNDS, EPISODES = 10, 6
 
 

@@ -22,7 +22,8 @@ Node types and features (dimensions in FEATURE_DIMS):
   zero), embargoed, slot kind one-hot, symlog(slot size).
 Graph-level `u` (GLOBAL_DIM): symlog of training/validation loss, training/validation accuracy, symlog of
 grad norm, epoch and parameters, risk level/4, conservative, active seeds/slots, the hook latency's risk
-level/4 (record.hook_latency_level: 0 within the budget).
+level/4 (record.hook_latency_level: 0 within the budget), slots/64, the validation loss on a plateau
+(record.LOSS_PLATEAU: the heuristic's germination signal, observation.loss_plateau).
 
 Edges (src, relation, dst), each with its reverse so that every node type receives messages (a type that
 receives none drops out of a HeteroConv layer): layer→layer (forward order), seed→layer (the slot's
@@ -45,7 +46,7 @@ from torch_geometric.data import HeteroData
 
 from domains.tamiyo.gnn.layers import Edges, edges_of
 from domains.tamiyo.gnn.masking import ActionMask
-from domains.tamiyo.gnn.record import HOOK_LATENCY_LEVEL
+from domains.tamiyo.gnn.record import HOOK_LATENCY_LEVEL, LOSS_PLATEAU
 from domains.tamiyo.gnn.tensors import PolicyGraph, to_hetero
 from domains.tamiyo.gnn.topology import LAYER_KINDS
 from domains.tamiyo.risk import ACTIVE_STAGE_WEIGHTS, MAX_LEVEL
@@ -71,7 +72,7 @@ FEATURE_DIMS = {
     "activation": 4 + len(SLOT_KINDS),
     "seed": STAGES + 13 + len(SLOT_KINDS),
 }
-GLOBAL_DIM = 12
+GLOBAL_DIM = 13
 BLUEPRINT_DIM = 6 + len(SLOT_KINDS)
 
 
@@ -165,6 +166,7 @@ def _globals(observation: pb.PolicyObservation) -> list[float]:
         active / slots,
         packet.metrics.get(HOOK_LATENCY_LEVEL, 0.0) / MAX_LEVEL,
         len(observation.topology.slots) / 64.0,
+        packet.metrics.get(LOSS_PLATEAU, 0.0),
     ]
 
 

@@ -1,6 +1,8 @@
 """What a decision records so that it is usable off-policy: the PolicyObservation from which
 `graph.graph_from_decision` rebuilds its graph (packet, host topology, risk level, conservative mode,
-legal-action mask, embargoed slots, the [slots × catalogue] parameter estimates).
+legal-action mask, embargoed slots, the [slots × catalogue] parameter estimates). The packet's metrics
+carry what the network reads beyond the epoch's own figures: the hook's latency level and whether the
+validation loss is on the plateau the heuristic germinates on (`observation.loss_plateau`, 1 or 0).
 
 Shared by the learned policy and the heuristic's ε-exploration; free of torch-geometric, so a heuristic
 run that explores does not import it.
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from domains.tamiyo.gnn.masking import ActionMask, legal_actions
-from domains.tamiyo.observation import Observation, hook_latency
+from domains.tamiyo.observation import Observation, hook_latency, loss_plateau
 from domains.tamiyo.policy import HeuristicPolicy
 from domains.tamiyo.risk import RiskThresholds, signal_level
 from domains.tamiyo.state import TamiyoState
@@ -19,6 +21,7 @@ from leyline import pb
 
 COST_MATRICES_KEPT = 64
 HOOK_LATENCY_LEVEL = "hook_latency_level"  # the packet metric the network reads of the hook's cost
+LOSS_PLATEAU = "loss_plateau"  # the packet metric: 1 when the validation loss is on a plateau, else 0
 
 
 def hook_latency_level(observation: Observation) -> int:
@@ -34,9 +37,11 @@ def policy_observation(
     conservative: bool,
     mask: ActionMask,
     embargoed: list[int],
+    plateau: bool,
     costs: Sequence[int] = (),
 ) -> pb.PolicyObservation:
-    """The record of one decision; `costs` is the [slots × catalogue] matrix of `cost_matrix`."""
+    """The record of one decision; `plateau` is `observation.loss_plateau`'s reading and `costs` the
+    [slots × catalogue] matrix of `cost_matrix`."""
     packet = pb.SystemStatePacket(
         epoch=observation.epoch,
         training_loss=observation.training_loss,
@@ -49,6 +54,7 @@ def policy_observation(
             "grad_norm": observation.grad_norm,
             "hook_ms": observation.hook_ms,
             HOOK_LATENCY_LEVEL: float(hook_latency_level(observation)),
+            LOSS_PLATEAU: 1.0 if plateau else 0.0,
         },
     )
     return pb.PolicyObservation(
@@ -107,6 +113,7 @@ class ObservationRecorder:
                 self._costs.pop(next(iter(self._costs)))
             cached = self._costs[id(estimates)] = (estimates, cost_matrix(observation, self.slot_order))
         embargoed = embargoed_slots(state, observation, self.slot_order)
+        plateau = loss_plateau(policy.config, state, observation)
         return mask, policy_observation(
-            observation, self.topology, level, conservative, mask, embargoed, cached[1]
+            observation, self.topology, level, conservative, mask, embargoed, plateau, cached[1]
         )

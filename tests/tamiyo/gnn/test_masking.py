@@ -185,7 +185,7 @@ def test_an_illegal_action_is_never_sampled(scenario: tuple, generator_seed: int
             assert mask.blueprint[i, j] == legal(
                 observation, state, config, level, conservative, slot, blueprint, GERMINATE
             )
-    record = policy_observation(observation, topology, level, conservative, mask, [])
+    record = policy_observation(observation, topology, level, conservative, mask, [], False)
     features = torch.tensor(blueprint_rows(observation.catalogue), dtype=torch.float32).reshape(
         -1, BLUEPRINT_DIM
     )
