@@ -350,7 +350,10 @@ CATALOGUE: tuple[Blueprint, ...] = (
     ),
     _bp(50, "adversarial_noise", A, 1.0, 6, BOTH, t.AdversarialNoise, epsilon=reals(0.01, 1.0, 0.1)),
     # widenings (not in SPEC §9): exact at graft by construction (a zero-initialised consumer)
-    _bp(51, "widen_conv", S, 0.05, 1, (WIDEN,), w.WidenConv, True, channels=ints(2, 32, 8)),
+    # widen_conv: 16 new channels by default. Fashion-MNIST, seed 0, grown arm: 8 channels 0.8887 (with or
+    # without the residual grafts beside it), 16 channels 0.8969 (small host 0.8839, 5 seeds); digits,
+    # 5 seeds: grown 0.9747 -> 0.9760, spread 0.0153 -> 0.0084.
+    _bp(51, "widen_conv", S, 0.05, 1, (WIDEN,), w.WidenConv, True, channels=ints(2, 32, 16)),
     _bp(52, "widen_deep", S, 0.1, 1, (WIDEN,), w.WidenDeep, True, channels=ints(2, 32, 8)),
 )
 BY_ID: dict[str, Blueprint] = {blueprint.blueprint_id: blueprint for blueprint in CATALOGUE}
