@@ -1,13 +1,19 @@
-"""Shared by the Tolaria tests: a small run configuration, permissive gates, reading a run's events back."""
+"""Shared by the Tolaria tests: a small run configuration, permissive gates, reading a run's events back,
+and what a run's last checkpoint must hold of its seeds."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from domains.kasmina.config import KasminaConfig
 from domains.tolaria.aggregate import run_stream
-from domains.tolaria.trainer import WALL_CLOCK_METRICS
+from domains.tolaria.checkpoint import deserialize, read_file
+from domains.tolaria.report import model_sha256
+from domains.tolaria.trainer import WALL_CLOCK_METRICS, Trainer
 from eventstore import open_store
 from leyline import decode_payload, pb
 from leyline.datadir import DataDir
@@ -70,3 +76,24 @@ def checkpoint_hashes(events: list[pb.EventEnvelope]) -> dict[int, str]:
 
 def payloads(events: list[pb.EventEnvelope], kind: str) -> list[Any]:
     return [decode_payload(e) for e in events if e.event_type == kind]
+
+
+def assert_seeds_saved_with_the_model(
+    trainer: Trainer,
+    data_dir: DataDir,
+    events: list[pb.EventEnvelope],
+    slots: Iterable[int],
+    epochs: int,
+    model_hash: str,
+) -> None:
+    """The run's last checkpoint is its final epoch's and holds each given slot's seed weights as the live
+    seed has them, and the live model hashes to `model_hash` (the run summary's)."""
+    last = [decode_payload(e) for e in events if e.event_type == "CheckpointCommitted"][-1]
+    assert isinstance(last, pb.CheckpointCommitted) and last.manifest.epoch == epochs
+    saved = deserialize(read_file(data_dir, last.manifest.path, last.manifest.content_hash))["model"]
+    for slot in slots:
+        seed = trainer.kasmina.slots[slot].seed
+        assert seed is not None
+        for name, tensor in seed.state_dict().items():
+            assert torch.equal(saved[f"slots.{slot}.seed.{name}"], tensor)
+    assert model_sha256(trainer.model) == model_hash

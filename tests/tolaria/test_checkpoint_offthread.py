@@ -127,6 +127,15 @@ def packed_without_drawing(trainer: Trainer) -> ckpt.SerializedCheckpoint:
     return packed
 
 
+def assert_shares_no_tensor(trainer: Trainer, state: dict[str, Any]) -> None:
+    """The model's and the optimizer's tensors in `state` share no storage with the live trainer's."""
+    live = [*trainer.model.state_dict().values(), *trainer.optimizer.state_dict()["state"][0].values()]
+    copies = [*state["model"].values(), *state["optimizer"]["state"][0].values()]
+    assert {t.untyped_storage().data_ptr() for t in live}.isdisjoint(
+        t.untyped_storage().data_ptr() for t in copies
+    )
+
+
 def test_a_capture_is_the_components_copied_and_shares_no_tensor_with_the_live_state(tmp_path: Path) -> None:
     data_dir = DataDir(tmp_path)
     store = open_store(data_dir.log)
@@ -137,11 +146,7 @@ def test_a_capture_is_the_components_copied_and_shares_no_tensor_with_the_live_s
         expected = packed_without_drawing(trainer)
         captured = trainer.capture()
         assert ckpt.serialize(1, captured).data == expected.data  # equal state, equal bytes
-        live = [*trainer.model.state_dict().values(), *trainer.optimizer.state_dict()["state"][0].values()]
-        copies = [*captured["model"].values(), *captured["optimizer"]["state"][0].values()]
-        assert {t.untyped_storage().data_ptr() for t in live}.isdisjoint(
-            t.untyped_storage().data_ptr() for t in copies
-        )
+        assert_shares_no_tensor(trainer, captured)
         trainer.sink.close()
     finally:
         store.close()
@@ -165,11 +170,7 @@ def test_a_cpu_runs_checkpoint_is_packed_at_commit_and_restores_a_copy_of_that_s
         assert entry.packed().data == expected.data
         restored = entry.restorable()
         assert ckpt.serialize(1, restored).data == expected.data
-        live = [*trainer.model.state_dict().values(), *trainer.optimizer.state_dict()["state"][0].values()]
-        copies = [*restored["model"].values(), *restored["optimizer"]["state"][0].values()]
-        assert {t.untyped_storage().data_ptr() for t in live}.isdisjoint(
-            t.untyped_storage().data_ptr() for t in copies
-        )
+        assert_shares_no_tensor(trainer, restored)
         trainer.sink.close()
     finally:
         store.close()

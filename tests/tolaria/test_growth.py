@@ -11,17 +11,15 @@ import torch
 
 from domains.tamiyo import HeuristicConfig
 from domains.tamiyo.catalogue import heuristic_controller
-from domains.tolaria.checkpoint import deserialize, read_file
 from domains.tolaria.config import RunConfig
 from domains.tolaria.hosts import HostSpec, build_host, count_parameters
-from domains.tolaria.report import model_sha256
 from eventstore import open_store
 from leyline import decode_payload, pb
 from leyline.datadir import DataDir
 from leyline.signing import Keyring, Signer
 from ops.bench._growth_tasks import GraftCheck
 from ops.compose import build_trainer
-from tests.tolaria.helpers import PERMISSIVE
+from tests.tolaria.helpers import PERMISSIVE, assert_seeds_saved_with_the_model
 
 EPOCHS = 12
 CONFIG = RunConfig(
@@ -68,12 +66,4 @@ def test_a_graft_is_exact_at_admission_and_a_fossilized_seed_is_saved_with_the_m
     host = count_parameters(build_host("cnn-lite", HostSpec((1, 8, 8), 10)))
     assert summary.parameters == host + sum(fossilized.values())
 
-    last = [decode_payload(e) for e in events if e.event_type == "CheckpointCommitted"][-1]
-    assert isinstance(last, pb.CheckpointCommitted) and last.manifest.epoch == EPOCHS
-    saved = deserialize(read_file(data_dir, last.manifest.path, last.manifest.content_hash))["model"]
-    for slot in fossilized:
-        seed = trainer.kasmina.slots[slot].seed
-        assert seed is not None
-        for name, tensor in seed.state_dict().items():
-            assert torch.equal(saved[f"slots.{slot}.seed.{name}"], tensor)
-    assert model_sha256(trainer.model) == summary.model_sha256
+    assert_seeds_saved_with_the_model(trainer, data_dir, events, fossilized, EPOCHS, summary.model_sha256)

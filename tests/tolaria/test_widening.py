@@ -9,10 +9,8 @@ from pathlib import Path
 import torch
 
 from domains.kasmina import WideningSlot
-from domains.tolaria.checkpoint import deserialize, read_file
 from domains.tolaria.config import RunConfig
 from domains.tolaria.hosts import HostSpec, build_host, count_parameters
-from domains.tolaria.report import model_sha256
 from domains.tolaria.trainer import Trainer
 from eventstore import EventStore, open_store
 from leyline import decode_payload, new_envelope, pb
@@ -21,7 +19,7 @@ from leyline.datadir import DataDir
 from leyline.signing import Keyring, Signer
 from ops.bench._growth_tasks import GraftCheck
 from ops.compose import build_trainer, resume
-from tests.tolaria.helpers import PERMISSIVE
+from tests.tolaria.helpers import PERMISSIVE, assert_seeds_saved_with_the_model
 
 WIDEN_SLOT = 3
 EPOCHS = 9
@@ -103,12 +101,7 @@ def test_a_widening_is_exact_at_graft_and_admission_and_fossilized_it_is_saved(t
     assert seed is not None
     (consumer,) = [t for name, t in seed.state_dict().items() if name.endswith("read.weight")]
     assert bool(consumer.abs().sum() > 0)  # trained: the consumer left zero
-    last = [decode_payload(e) for e in events if e.event_type == "CheckpointCommitted"][-1]
-    assert isinstance(last, pb.CheckpointCommitted) and last.manifest.epoch == EPOCHS
-    saved = deserialize(read_file(data_dir, last.manifest.path, last.manifest.content_hash))["model"]
-    for name, tensor in seed.state_dict().items():
-        assert torch.equal(saved[f"slots.{WIDEN_SLOT}.seed.{name}"], tensor)
-    assert model_sha256(trainer.model) == summary.model_sha256
+    assert_seeds_saved_with_the_model(trainer, data_dir, events, [WIDEN_SLOT], EPOCHS, summary.model_sha256)
 
 
 def test_a_run_cut_while_a_widening_trains_resumes_bit_identically(tmp_path: Path) -> None:
