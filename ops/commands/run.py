@@ -41,7 +41,7 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 DESCRIPTION = f"""\
 Train a host model while the controller may grow it, recording every event in the log.
 
-Out of the box: cnn-lite (~670 parameters, 3 seed slots) on scikit-learn's bundled digits,
+Out of the box: cnn-lite (~670 parameters, 3 seed slots and a widening slot) on scikit-learn's bundled digits,
 {RunConfig().epochs} epochs, seed 0, CPU, a checkpoint every epoch, grown by the Tamiyo controller (seeds
 compiled by Tezzeret into <data-dir>/artifacts on first use); nothing is downloaded and no service is
 needed. `controller = "noop"` trains without growth.
