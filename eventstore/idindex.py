@@ -41,13 +41,14 @@ class IdIndex:
         self.add_many([fp], [position])
 
     def add_many(self, fps: Sequence[int], positions: Iterable[int]) -> None:
-        """Add a batch of entries (a range of positions, from the writer, in one compiled call)."""
-        listed = fps if isinstance(fps, list) else list(fps)
+        """Add a batch of entries (a range of positions, from the writer, in one compiled call); fps and
+        positions as lists or arrays ("Q") go to the table as they are."""
+        held = as_table_input(fps)
         if isinstance(positions, range) and positions.step == 1:
-            self._recent.add_run(listed, positions.start)
+            self._recent.add_run(held, positions.start)
         else:
-            self._recent.add_many(listed, list(positions))
-        self._count += len(listed)
+            self._recent.add_many(held, as_table_input(positions))
+        self._count += len(held)
         if len(self._recent) >= RECENT_LIMIT:
             self._seal()
 
@@ -63,11 +64,11 @@ class IdIndex:
 
     def candidates(self, fps: Sequence[int]) -> dict[int, list[int]]:
         """Index in fps → positions stored under that fingerprint, for the fingerprints found."""
-        listed = fps if isinstance(fps, list) else list(fps)
-        found = self._recent.find(listed) if len(self._recent) else {}
+        held = as_table_input(fps)
+        found = self._recent.find(held) if len(self._recent) else {}
         if not self._runs or not fps:
             return found
-        query = np.fromiter(fps, dtype=np.uint64, count=len(fps))
+        query = np.asarray(held, dtype=np.uint64)
         for keys, values in self._runs:
             left = np.searchsorted(keys, query, side="left")
             right = np.searchsorted(keys, query, side="right")
@@ -106,3 +107,10 @@ class IdIndex:
             merged_values = np.concatenate((older_values, newer_values))
             order = np.argsort(merged_keys, kind="stable")
             self._runs.append((merged_keys[order], merged_values[order]))
+
+
+def as_table_input(values: Iterable[int]) -> list[int] | array:
+    """Fingerprints or positions as the table takes them: a list of ints or an array("Q")."""
+    if isinstance(values, list) or (isinstance(values, array) and values.typecode == "Q"):
+        return values
+    return list(values)

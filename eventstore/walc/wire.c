@@ -28,6 +28,47 @@ int as_u64(PyObject *value, uint64_t *out) {
     return 0;
 }
 
+/* A list of ints is converted into owned memory; anything else must export native uint64 items (format
+   Q, or L where a long is 64 bits: array("Q"), numpy's uint64), which are read in place. */
+int u64s_get(PyObject *source, U64s *out) {
+    out->owned = NULL;
+    out->view.obj = NULL;
+    if (PyList_Check(source)) {
+        Py_ssize_t count = PyList_GET_SIZE(source);
+        out->owned = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(uint64_t));
+        if (!out->owned) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < count; i++)
+            if (as_u64(PyList_GET_ITEM(source, i), &out->owned[i]) < 0) {
+                PyMem_Free(out->owned);
+                out->owned = NULL;
+                return -1;
+            }
+        out->values = out->owned;
+        out->count = count;
+        return 0;
+    }
+    if (PyObject_GetBuffer(source, &out->view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) return -1;
+    const char *format = out->view.format ? out->view.format : "B";
+    if (*format == '@' || *format == '=') format++;
+    if (out->view.itemsize != sizeof(uint64_t) || (strcmp(format, "Q") && strcmp(format, "L"))) {
+        PyBuffer_Release(&out->view);
+        PyErr_SetString(PyExc_TypeError, "expected a list of ints or an array('Q')");
+        return -1;
+    }
+    out->values = out->view.buf;
+    out->count = out->view.len / (Py_ssize_t)sizeof(uint64_t);
+    return 0;
+}
+
+void u64s_release(U64s *u64s) {
+    PyMem_Free(u64s->owned);
+    u64s->owned = NULL;
+    if (u64s->view.obj) PyBuffer_Release(&u64s->view);
+}
+
 /* ------------------------------------------------------------------ streams of a batch, grouped */
 
 /* The distinct streams of a batch (str keys compared as a dict compares them): per-event work on a
@@ -126,8 +167,10 @@ size_t varint_size(uint64_t v) {
     return n;
 }
 
-/* The last occurrences of fields 1 (event_id), 2 (event_type) and 3 (stream) of a serialized envelope.
-   0 when the bytes are not a plain sequence of fields (groups, truncation): the caller falls back. */
+/* Fields 1 (event_id), 2 (event_type) and 3 (stream) of a serialized envelope: the scan stops once all
+   three are found (a serializer writes a singular field once, so the rest cannot hold another of them),
+   else reads to the end. 0 when the bytes read are not a plain sequence of fields (groups, truncation):
+   the caller falls back. */
 int envelope_fields(const unsigned char *p, Py_ssize_t size, const unsigned char *start[4],
                     Py_ssize_t length[4]) {
     const unsigned char *end = p + size;
@@ -153,11 +196,12 @@ int envelope_fields(const unsigned char *p, Py_ssize_t size, const unsigned char
             break;
         case 2:
             if (!read_varint(&p, end, &value) || value > (uint64_t)(end - p)) return 0;
-            if (field >= 1 && field <= 3) {
-                start[field] = p;
-                length[field] = (Py_ssize_t)value;
-            }
             p += value;
+            if (field >= 1 && field <= 3) {
+                start[field] = p - value;
+                length[field] = (Py_ssize_t)value;
+                if (start[1] && start[2] && start[3]) return 1;
+            }
             break;
         default:
             return 0;

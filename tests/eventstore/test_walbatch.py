@@ -50,6 +50,17 @@ def test_keys_read_from_the_serialized_envelopes_are_the_attributes(events: list
     assert _walc.keys(payloads) == walbatch.keys_python(events, payloads)
 
 
+@compiled
+def test_keys_find_the_fields_in_any_order_and_give_the_fingerprints_as_an_array() -> None:
+    """The reader stops once it has fields 1-3, wherever they stand (here after the payload and run_id)."""
+    head = pb.EventEnvelope(payload=b"p" * 300, run_id="r").SerializeToString()
+    keys = pb.EventEnvelope(stream="run-a", event_type="T", event_id="e1").SerializeToString()
+    event = pb.EventEnvelope.FromString(head + keys)
+    found = _walc.keys([head + keys, event.SerializeToString()])
+    assert found == walbatch.keys_python([event, event], [])
+    assert found is not None and found[1].typecode == "Q" and found[0][0] is found[0][1]
+
+
 @pytest.mark.parametrize("missing", ["event_id", "event_type", "stream"])
 def test_an_event_without_an_id_type_or_stream_is_invalid_either_way(missing: str) -> None:
     event = pb.EventEnvelope(event_id="e1", event_type="T", stream="run-a")
@@ -278,6 +289,18 @@ FP = st.integers(0, 2**64 - 1) | st.sampled_from([0, 1, 2**64 - 1, 5])  # small 
 @given(fps=st.lists(FP, max_size=60))
 def test_distinct_agrees(fps: list[int]) -> None:
     assert _walc.distinct(fps) == walbatch.distinct_python(fps) == (len(set(fps)) == len(fps))
+    assert _walc.distinct(array("Q", fps)) == _walc.distinct(fps)
+
+
+@compiled
+@pytest.mark.parametrize("bad", [array("I", [1, 2]), array("d", [1.0]), b"\0" * 16, (1, 2)])
+def test_fingerprints_are_a_list_or_an_array_of_uint64(bad: object) -> None:
+    with pytest.raises(TypeError):
+        _walc.distinct(bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _walc.FpTable().find(bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _walc.frame_new(1, ["s", "s"], bad, [b"", b""], {}, {}, 0)  # type: ignore[arg-type]
 
 
 @compiled
@@ -304,12 +327,13 @@ def test_fingerprints_convert_at_the_edges_of_64_bits() -> None:
 def test_fp_tables_agree(batches: list[list[int]], query: list[int], runs: list[bool]) -> None:
     tables = (_walc.FpTable(), walbatch.FpTablePython())
     position = 1
-    for number, fps in enumerate(batches):
+    for number, listed in enumerate(batches):
+        fps = array("Q", listed) if number % 2 else listed  # keys' arrays and lists alike
         for table in tables:
             if number < len(runs) and runs[number]:
                 table.add_run(fps, position)
             else:
-                table.add_many(fps, list(range(position, position + len(fps))))
+                table.add_many(fps, array("Q", range(position, position + len(fps))))
         position += len(fps)
     compiled_table, python_table = tables
     assert len(compiled_table) == len(python_table) == position - 1
