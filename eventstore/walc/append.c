@@ -14,29 +14,65 @@ int walc_init_append(void) {
     return frombytes_name && q_code && array_type ? 0 : -1;
 }
 
-/* A batch's distinct streams, by their UTF-8 bytes: one str object each (decoded, and later hashed,
-   once), so that equal streams of a batch are the same object. Open addressing over indexes into the
-   streams seen (slot: index + 1, 0 empty), at most half full: only the small slot table is zeroed. */
+/* Stream names by their UTF-8 bytes, kept from batch to batch: one str object per name (decoded and
+   hashed once while it stays here, not once per batch), so equal streams are the same object and dict
+   lookups on them find the hash cached. Open addressing, at most half full; when NAMES_HELD names are
+   held the table is emptied and fills again (a bound on what it keeps alive). */
+#define NAME_SLOTS 8192
+#define NAMES_HELD (NAME_SLOTS / 2)
 typedef struct {
     uint32_t hash;
     Py_ssize_t length;
-    const unsigned char *bytes;  /* inside a payload of the batch */
-    PyObject *stream;            /* a new reference */
-} SeenStream;
+    const char *bytes; /* the str's own UTF-8 (cached inside it while it lives) */
+    PyObject *stream;  /* a reference held by the table; NULL: empty */
+} Name;
+static Name names[NAME_SLOTS];
+static Py_ssize_t names_held;
+
+static void names_clear(void) {
+    for (Py_ssize_t i = 0; i < NAME_SLOTS; i++) Py_CLEAR(names[i].stream);
+    names_held = 0;
+}
+
+/* The str for these UTF-8 bytes (borrowed from the table); NULL with no error set where they do not
+   decode (the caller falls back), NULL with an error on failure. */
+static PyObject *stream_name(const unsigned char *bytes, Py_ssize_t length) {
+    uint32_t hash = 2166136261u;
+    for (Py_ssize_t b = 0; b < length; b++) hash = (hash ^ bytes[b]) * 16777619u;
+    size_t slot = hash & (NAME_SLOTS - 1);
+    for (; names[slot].stream; slot = (slot + 1) & (NAME_SLOTS - 1))
+        if (names[slot].hash == hash && names[slot].length == length &&
+            !memcmp(names[slot].bytes, bytes, (size_t)length))
+            return names[slot].stream;
+    PyObject *decoded = PyUnicode_DecodeUTF8((const char *)bytes, length, NULL);
+    if (!decoded) {
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_ssize_t utf8_length;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(decoded, &utf8_length);
+    if (!utf8 || PyObject_Hash(decoded) == -1) {
+        Py_DECREF(decoded);
+        return NULL;
+    }
+    if (names_held >= NAMES_HELD) {
+        names_clear();
+        slot = hash & (NAME_SLOTS - 1);
+    }
+    names[slot] = (Name){hash, utf8_length, utf8, decoded};
+    names_held++;
+    return decoded;
+}
 
 PyObject *walc_keys(PyObject *self, PyObject *payloads) {
     if (!PyList_CheckExact(payloads)) {
         PyErr_SetString(PyExc_TypeError, "keys expects a list of bytes");
         return NULL;
     }
-    Py_ssize_t count = PyList_GET_SIZE(payloads), capacity = 8, distinct = 0;
-    while (capacity < 2 * count) capacity *= 2;
+    Py_ssize_t count = PyList_GET_SIZE(payloads);
     PyObject *streams = PyList_New(count), *fps = PyBytes_FromStringAndSize(NULL, count * 8), *array = NULL;
     PyObject *result = NULL;
-    SeenStream *seen = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(SeenStream));
-    uint32_t *slots = PyMem_Calloc((size_t)capacity, sizeof(uint32_t));
-    if (!seen || !slots) PyErr_NoMemory();
-    if (!streams || !fps || !seen || !slots) goto done;
+    if (!streams || !fps) goto done;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *payload = PyList_GET_ITEM(payloads, i);
         if (!PyBytes_CheckExact(payload)) {
@@ -49,42 +85,23 @@ PyObject *walc_keys(PyObject *self, PyObject *payloads) {
                              length) ||
             !length[1] || !length[2] || !length[3])
             goto unusual;
-        uint32_t hash = 2166136261u;
-        for (Py_ssize_t b = 0; b < length[3]; b++) hash = (hash ^ start[3][b]) * 16777619u;
-        size_t slot = hash & (size_t)(capacity - 1);
-        SeenStream *found = NULL;
-        for (; slots[slot]; slot = (slot + 1) & (size_t)(capacity - 1)) {
-            found = &seen[slots[slot] - 1];
-            if (found->hash == hash && found->length == length[3] &&
-                !memcmp(found->bytes, start[3], (size_t)length[3]))
-                break;
-            found = NULL;
+        PyObject *stream = stream_name(start[3], length[3]);
+        if (!stream) {
+            if (PyErr_Occurred()) goto done;
+            goto unusual;
         }
-        if (!found) {
-            PyObject *decoded = PyUnicode_DecodeUTF8((const char *)start[3], length[3], NULL);
-            if (!decoded) {
-                PyErr_Clear();
-                goto unusual;
-            }
-            found = &seen[distinct++];
-            *found = (SeenStream){hash, length[3], start[3], decoded};
-            slots[slot] = (uint32_t)distinct;
-        }
-        Py_INCREF(found->stream);
-        PyList_SET_ITEM(streams, i, found->stream);
+        Py_INCREF(stream);
+        PyList_SET_ITEM(streams, i, stream);
         ((uint64_t *)PyBytes_AS_STRING(fps))[i] = (uint64_t)crc32_ieee(start[1], (size_t)length[1]) << 32 |
                                                    crc32c(0, start[1], (size_t)length[1]);
     }
     array = PyObject_CallFunctionObjArgs(array_type, q_code, fps, NULL);
     if (array) result = PyTuple_Pack(2, streams, array);
     goto done;
-unusual:  /* unusual or invalid: the Python path decides */
+unusual: /* unusual or invalid: the Python path decides */
     result = Py_None;
     Py_INCREF(result);
 done:
-    for (Py_ssize_t k = 0; k < distinct; k++) Py_DECREF(seen[k].stream);
-    PyMem_Free(seen);
-    PyMem_Free(slots);
     Py_XDECREF(streams);
     Py_XDECREF(fps);
     Py_XDECREF(array);

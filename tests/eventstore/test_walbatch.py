@@ -61,6 +61,24 @@ def test_keys_find_the_fields_in_any_order_and_give_the_fingerprints_as_an_array
     assert found is not None and found[1].typecode == "Q" and found[0][0] is found[0][1]
 
 
+@compiled
+def test_keys_give_a_stream_name_the_same_str_from_batch_to_batch_and_survive_the_table_filling_up() -> None:
+    """Stream names are kept from call to call (decoded and hashed once); past the table's bound (4096
+    names) it empties and fills again, and every call still reads what the attributes hold."""
+    events = [
+        pb.EventEnvelope(event_id=f"e{i}", event_type="T", stream=f"run-{i % 5000}") for i in range(6000)
+    ]
+    payloads = [event.SerializeToString() for event in events]
+    first = _walc.keys(payloads[:1])
+    for start in range(0, 6000, 700):
+        batch = slice(start, start + 700)
+        assert _walc.keys(payloads[batch]) == walbatch.keys_python(events[batch], payloads[batch])
+    again = _walc.keys(payloads[:1])
+    assert first is not None and again is not None and again[0] == first[0] == ["run-0"]
+    held = _walc.keys(payloads[:1])
+    assert held is not None and held[0][0] is again[0][0]
+
+
 @pytest.mark.parametrize("missing", ["event_id", "event_type", "stream"])
 def test_an_event_without_an_id_type_or_stream_is_invalid_either_way(missing: str) -> None:
     event = pb.EventEnvelope(event_id="e1", event_type="T", stream="run-a")
