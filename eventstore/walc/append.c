@@ -3,15 +3,38 @@
 
 /* ------------------------------------------------------------------ keys */
 
-static PyObject *frombytes_name, *array_type, *q_code;
+/* keys' fingerprints: an empty array("Q") copied, then extended from native uint64 bytes, by the array
+   type's methods called unbound (cheaper than calling the type) */
+static PyObject *frombytes_name, *empty_fps, *copy_array, *array_frombytes;
 
 int walc_init_append(void) {
     frombytes_name = PyUnicode_InternFromString("frombytes");
-    q_code = PyUnicode_InternFromString("Q");
     PyObject *module = PyImport_ImportModule("array");
-    array_type = module ? PyObject_GetAttrString(module, "array") : NULL;
+    PyObject *array_type = module ? PyObject_GetAttrString(module, "array") : NULL;
     Py_XDECREF(module);
-    return frombytes_name && q_code && array_type ? 0 : -1;
+    if (!frombytes_name || !array_type) {
+        Py_XDECREF(array_type);
+        return -1;
+    }
+    empty_fps = PyObject_CallFunction(array_type, "s", "Q");
+    copy_array = PyObject_GetAttrString(array_type, "__copy__");
+    array_frombytes = PyObject_GetAttr(array_type, frombytes_name);
+    Py_DECREF(array_type);
+    return empty_fps && copy_array && array_frombytes ? 0 : -1;
+}
+
+/* A new array("Q") holding the native uint64 bytes `values` */
+static PyObject *fps_array(PyObject *values) {
+    PyObject *array = PyObject_Vectorcall(copy_array, &empty_fps, 1, NULL);
+    if (!array) return NULL;
+    PyObject *call[2] = {array, values};
+    PyObject *extended = PyObject_Vectorcall(array_frombytes, call, 2, NULL);
+    if (!extended) {
+        Py_DECREF(array);
+        return NULL;
+    }
+    Py_DECREF(extended);
+    return array;
 }
 
 /* Stream names by their UTF-8 bytes, kept from batch to batch: one str object per name (decoded and
@@ -95,7 +118,7 @@ PyObject *walc_keys(PyObject *self, PyObject *payloads) {
         ((uint64_t *)PyBytes_AS_STRING(fps))[i] = (uint64_t)crc32_ieee(start[1], (size_t)length[1]) << 32 |
                                                    crc32c(0, start[1], (size_t)length[1]);
     }
-    array = PyObject_CallFunctionObjArgs(array_type, q_code, fps, NULL);
+    array = fps_array(fps);
     if (array) result = PyTuple_Pack(2, streams, array);
     goto done;
 unusual: /* unusual or invalid: the Python path decides */
