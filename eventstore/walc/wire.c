@@ -85,19 +85,26 @@ int group_streams(PyObject *streams, Grouped *grouped) {
     /* only the slots need zeroing: a group is filled in when it is found, group_of for every event */
     grouped->groups = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(StreamGroup));
     grouped->group_of = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(Py_ssize_t));
-    Py_ssize_t *slots = PyMem_Calloc((size_t)capacity, sizeof(Py_ssize_t));  /* group + 1, 0: empty */
+    uint32_t *slots = PyMem_Calloc((size_t)capacity, sizeof(uint32_t)); /* group + 1, 0: empty */
     if (!grouped->groups || !grouped->group_of || !slots) {
         PyErr_NoMemory();
         goto fail;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *stream = PyList_GET_ITEM(streams, i);
+        if (i && stream == PyList_GET_ITEM(streams, i - 1)) { /* a run of one stream's events */
+            Py_ssize_t found = grouped->group_of[i - 1];
+            grouped->groups[found].count++;
+            grouped->group_of[i] = found;
+            continue;
+        }
         if (!PyUnicode_Check(stream)) {
             PyErr_SetString(PyExc_TypeError, "streams must be str");
             goto fail;
         }
-        Py_hash_t hash = PyObject_Hash(stream);
-        if (hash == -1) goto fail;
+        /* an exact str keeps its hash once computed (keys' names have theirs already) */
+        Py_hash_t hash = PyUnicode_CheckExact(stream) ? ((PyASCIIObject *)stream)->hash : -1;
+        if (hash == -1 && (hash = PyObject_Hash(stream)) == -1) goto fail;
         size_t slot = (size_t)hash & (size_t)(capacity - 1);
         Py_ssize_t found = -1;
         for (; slots[slot]; slot = (slot + 1) & (size_t)(capacity - 1)) {
@@ -117,7 +124,7 @@ int group_streams(PyObject *streams, Grouped *grouped) {
         if (found < 0) {
             found = grouped->count++;
             grouped->groups[found] = (StreamGroup){.stream = stream, .hash = hash};
-            slots[slot] = found + 1;
+            slots[slot] = (uint32_t)(found + 1);
         }
         grouped->groups[found].count++;
         grouped->group_of[i] = found;
