@@ -263,6 +263,16 @@ def test_crc32c_in_hardware_and_by_table_is_the_crc32c_package(data: bytes, seed
 
 
 @compiled
+@pytest.mark.parametrize("size", [383, 384, 385, 391, 392, 400, 767, 768, 769, 1151, 1152, 1160, 4099])
+def test_crc32c_in_three_lanes_at_the_lanes_edges(size: int) -> None:
+    """The hardware CRC runs three 128-byte lanes at once from 384 bytes on, then the rest one lane."""
+    data = bytes((index * 131 + size) % 251 for index in range(size))
+    for seed in (0, 0xFFFFFFFF, 0x1234ABCD):
+        assert _walc.crc32c(data, seed) == _walc.crc32c_table(data, seed) == crc32c.crc32c(data, seed)
+        assert _walc.crc32c(data[100:], _walc.crc32c(data[:100], seed)) == crc32c.crc32c(data, seed)
+
+
+@compiled
 def test_a_store_writes_the_same_bytes_and_reads_the_same_events_either_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
