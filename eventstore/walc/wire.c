@@ -177,7 +177,8 @@ size_t varint_size(uint64_t v) {
 /* Fields 1 (event_id), 2 (event_type) and 3 (stream) of a serialized envelope: the scan stops once all
    three are found (a serializer writes a singular field once, so the rest cannot hold another of them),
    else reads to the end. 0 when the bytes read are not a plain sequence of fields (groups, truncation):
-   the caller falls back. */
+   the caller falls back. The usual layout, a serializer's (fields in number order), each of the three
+   under 128 bytes, is read without the general loop. */
 int envelope_fields(const unsigned char *p, Py_ssize_t size, const unsigned char *start[4],
                     Py_ssize_t length[4]) {
     const unsigned char *end = p + size;
@@ -185,6 +186,13 @@ int envelope_fields(const unsigned char *p, Py_ssize_t size, const unsigned char
         start[f] = NULL;
         length[f] = 0;
     }
+    const unsigned char *at = p;
+    for (int f = 1; f <= 3 && end - at >= 2 && at[0] == (f << 3 | 2) && at[1] < 0x80 && at[1] <= end - at - 2; f++) {
+        start[f] = at + 2;
+        length[f] = at[1];
+        at += 2 + at[1];
+    }
+    if (start[3]) return 1;
     while (p < end) {
         uint64_t tag, value;
         if (!read_varint(&p, end, &tag)) return 0;
