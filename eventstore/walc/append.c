@@ -375,9 +375,9 @@ PyObject *walc_index_streams(PyObject *self, PyObject *args) {
             methods_of = Py_TYPE(array);
             frombytes = PyObject_GetAttr((PyObject *)methods_of, frombytes_name);
         }
-        PyObject *call[2] = {array, frombytes ? PyBytes_FromStringAndSize((const char *)(positions + group->start),
-                                                                          group->count * (Py_ssize_t)sizeof(uint64_t))
-                                              : NULL};
+        const char *added = (const char *)(positions + group->start);
+        Py_ssize_t bytes = group->count * (Py_ssize_t)sizeof(uint64_t);
+        PyObject *call[2] = {array, frombytes ? PyBytes_FromStringAndSize(added, bytes) : NULL};
         PyObject *appended = call[1] ? PyObject_Vectorcall(frombytes, call, 2, NULL) : NULL;
         Py_XDECREF(call[1]);
         Py_XDECREF(appended);

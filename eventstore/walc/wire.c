@@ -187,7 +187,8 @@ int envelope_fields(const unsigned char *p, Py_ssize_t size, const unsigned char
         length[f] = 0;
     }
     const unsigned char *at = p;
-    for (int f = 1; f <= 3 && end - at >= 2 && at[0] == (f << 3 | 2) && at[1] < 0x80 && at[1] <= end - at - 2; f++) {
+    for (int f = 1; f <= 3 && end - at >= 2 && at[0] == (f << 3 | 2) && at[1] < 0x80 && at[1] <= end - at - 2;
+         f++) {
         start[f] = at + 2;
         length[f] = at[1];
         at += 2 + at[1];
