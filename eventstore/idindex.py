@@ -19,11 +19,11 @@ restarts without a second file to keep consistent.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from eventstore import walbatch
+from eventstore.walbatch import Fps
 
 RECENT_LIMIT = 1 << 16
 
@@ -40,14 +40,17 @@ class IdIndex:
     def add(self, fp: int, position: int) -> None:
         self.add_many([fp], [position])
 
-    def add_many(self, fps: Sequence[int], positions: Iterable[int]) -> None:
-        """Add a batch of entries (a range of positions, from the writer, in one compiled call)."""
-        listed = fps if isinstance(fps, list) else list(fps)
-        if isinstance(positions, range) and positions.step == 1:
-            self._recent.add_run(listed, positions.start)
+    def add_many(self, fps: Fps, positions: Fps | range) -> None:
+        """Add a batch of entries (a range of positions, from the writer, in one compiled call); lists
+        and arrays ("Q") go to the table as they are."""
+        if isinstance(positions, range):
+            if positions.step == 1:
+                self._recent.add_run(fps, positions.start)
+            else:
+                self._recent.add_many(fps, list(positions))
         else:
-            self._recent.add_many(listed, list(positions))
-        self._count += len(listed)
+            self._recent.add_many(fps, positions)
+        self._count += len(fps)
         if len(self._recent) >= RECENT_LIMIT:
             self._seal()
 
@@ -61,13 +64,12 @@ class IdIndex:
         self._push_run(keys[order], values[order])
         self._count += len(keys)
 
-    def candidates(self, fps: Sequence[int]) -> dict[int, list[int]]:
+    def candidates(self, fps: Fps) -> dict[int, list[int]]:
         """Index in fps → positions stored under that fingerprint, for the fingerprints found."""
-        listed = fps if isinstance(fps, list) else list(fps)
-        found = self._recent.find(listed) if len(self._recent) else {}
+        found = self._recent.find(fps) if len(self._recent) else {}
         if not self._runs or not fps:
             return found
-        query = np.fromiter(fps, dtype=np.uint64, count=len(fps))
+        query = np.asarray(fps, dtype=np.uint64)
         for keys, values in self._runs:
             left = np.searchsorted(keys, query, side="left")
             right = np.searchsorted(keys, query, side="right")

@@ -5,9 +5,11 @@ runs) does each of them for a whole batch in one C call; where it is not built, 
 here do the same with C-level maps, and produce the same objects byte for byte
 (tests/eventstore/test_walbatch.py holds the two to each other). `COMPILED` says which one runs.
 
-- `keys(events, payloads)`: each event's stream and event-id fingerprint (wal.fingerprints); InvalidEvent
-  when an event lacks an id, a type or a stream. The compiled version reads them from the serialized
-  envelopes `payloads` (one pass over bytes instead of three attribute reads per event).
+- `keys(events, payloads)`: each event's stream, and the event-id fingerprints (wal.fingerprints) as an
+  array("Q"); InvalidEvent when an event lacks an id, a type or a stream. The compiled version reads them
+  from the serialized envelopes `payloads` (one pass over bytes instead of three attribute reads per
+  event). The operations below that take fingerprints (`fps`) take that array or a list of ints; the
+  compiled ones read the array in place (no int object per event).
 - `next_versions(streams, pending, known)`: each event's stream version, advancing `pending` (stream ->
   version counting what this group wrote so far) in place; a stream not in `pending` starts at the
   number of positions `known` holds for it.
@@ -53,15 +55,18 @@ class BadIndex(ValueError):
     """Record headers that do not match the index: args are (message, offset, index in the batch)."""
 
 
-def keys_python(events: Sequence[pb.EventEnvelope], payloads: list[bytes]) -> tuple[list[str], list[int]]:
+Fps = list[int] | array  # fingerprints: keys' array("Q"), or a list of ints
+
+
+def keys_python(events: Sequence[pb.EventEnvelope], payloads: list[bytes]) -> tuple[list[str], array]:
     ids = list(map(EVENT_ID, events))
     streams = list(map(STREAM, events))
     if not (all(ids) and all(streams) and all(map(EVENT_TYPE, events))):
         raise InvalidEvent("every event needs an event_id, an event_type and a stream")
-    return streams, wal.fingerprints(ids)
+    return streams, array("Q", wal.fingerprints(ids))
 
 
-def keys(events: Sequence[pb.EventEnvelope], payloads: list[bytes]) -> tuple[list[str], list[int]]:
+def keys(events: Sequence[pb.EventEnvelope], payloads: list[bytes]) -> tuple[list[str], array]:
     if _walc is not None:
         found = _walc.keys(payloads)
         if found is not None:
@@ -82,9 +87,9 @@ def next_versions_python(streams: list[str], pending: dict[str, int], known: dic
 
 
 def frame_batch_python(
-    first: int, versions: list[int], fps: list[int], streams: list[str], payloads: list[bytes], base: int
+    first: int, versions: list[int], fps: Fps, streams: list[str], payloads: list[bytes], base: int
 ) -> tuple[bytes, bytes]:
-    records = wal.frames(first, versions, fps, list(map(str.encode, streams)), payloads)
+    records = wal.frames(first, versions, list(fps), list(map(str.encode, streams)), payloads)
     offsets = array("I", accumulate(map(len, records[:-1]), initial=base))
     return b"".join(records), offsets.tobytes()
 
@@ -92,7 +97,7 @@ def frame_batch_python(
 def frame_new_python(
     first: int,
     streams: list[str],
-    fps: list[int],
+    fps: Fps,
     payloads: list[bytes],
     pending: dict[str, int],
     known: dict[str, array],
@@ -107,7 +112,7 @@ def rebase(offsets: bytes, by: int) -> bytes:
     return (np.frombuffer(offsets, np.uint32) - np.uint32(by)).tobytes()
 
 
-def distinct_python(fps: list[int]) -> bool:
+def distinct_python(fps: Fps) -> bool:
     return len(set(fps)) == len(fps)
 
 
@@ -195,10 +200,10 @@ class FpTablePython:
     def __len__(self) -> int:
         return self._count
 
-    def add_run(self, fps: list[int], first: int) -> None:
-        self.add_many(fps, list(range(first, first + len(fps))))
+    def add_run(self, fps: Fps, first: int) -> None:
+        self.add_many(fps, range(first, first + len(fps)))
 
-    def add_many(self, fps: list[int], positions: list[int]) -> None:
+    def add_many(self, fps: Fps, positions: list[int] | array | range) -> None:
         held = self._first
         if len(set(fps)) == len(fps) and held.keys().isdisjoint(fps):
             held.update(zip(fps, positions, strict=True))
@@ -210,7 +215,7 @@ class FpTablePython:
                     held[fp] = position
         self._count += len(fps)
 
-    def find(self, fps: list[int]) -> dict[int, list[int]]:
+    def find(self, fps: Fps) -> dict[int, list[int]]:
         held, more = self._first, self._more
         if held.keys().isdisjoint(fps):
             return {}

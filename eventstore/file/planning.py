@@ -10,6 +10,7 @@ earlier requests, filled only when later requests follow).
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Mapping
 from operator import attrgetter
 
@@ -22,7 +23,7 @@ BACKEND = "file"
 SERIALIZE = pb.EventEnvelope.SerializeToString
 EVENT_ID = attrgetter("event_id")
 # the new events of a request, in position order: streams, fingerprints, payloads
-Batch = tuple[list[str], list[int], list[bytes]]
+Batch = tuple[list[str], walbatch.Fps, list[bytes]]
 
 
 class Planner:
@@ -62,7 +63,7 @@ class Planner:
                     return positions, None
                 ids = [ids[index] for index in fresh]
                 names = [names[index] for index in fresh]
-                fps = [fps[index] for index in fresh]
+                fps = array("Q", [fps[index] for index in fresh])
                 payloads = [payloads[index] for index in fresh]
         if expected:
             self._check(expected, versions)

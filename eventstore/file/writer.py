@@ -222,7 +222,7 @@ class Writer:
         always = self.policy.kind == "always"
         # index entries of the records written, applied once the group is durable: per request written,
         # its segment, its records' offsets (native uint32 bytes), its first position, streams and fps
-        entries: list[tuple[Segment, bytes, int, list[str], list[int]]] = []
+        entries: list[tuple[Segment, bytes, int, list[str], walbatch.Fps]] = []
         versions: dict[str, int] = {}  # stream -> version counting what the group wrote so far
         group_ids: dict[str, int] = {}  # event id -> position, of the group's requests so far
         chunks: list[bytes] = []  # framed batches not written yet, `buffered` bytes in all

@@ -3,29 +3,99 @@
 
 /* ------------------------------------------------------------------ keys */
 
-/* A batch's distinct streams, by their UTF-8 bytes: one str object each (decoded, and later hashed,
-   once), so that equal streams of a batch are the same object. Open addressing over indexes into the
-   streams seen (slot: index + 1, 0 empty), at most half full: only the small slot table is zeroed. */
+/* keys' fingerprints: an empty array("Q") copied, then extended from native uint64 bytes, by the array
+   type's methods called unbound (cheaper than calling the type) */
+static PyObject *frombytes_name, *empty_fps, *copy_array, *array_frombytes;
+
+int walc_init_append(void) {
+    frombytes_name = PyUnicode_InternFromString("frombytes");
+    PyObject *module = PyImport_ImportModule("array");
+    PyObject *array_type = module ? PyObject_GetAttrString(module, "array") : NULL;
+    Py_XDECREF(module);
+    if (!frombytes_name || !array_type) {
+        Py_XDECREF(array_type);
+        return -1;
+    }
+    empty_fps = PyObject_CallFunction(array_type, "s", "Q");
+    copy_array = PyObject_GetAttrString(array_type, "__copy__");
+    array_frombytes = PyObject_GetAttr(array_type, frombytes_name);
+    Py_DECREF(array_type);
+    return empty_fps && copy_array && array_frombytes ? 0 : -1;
+}
+
+/* A new array("Q") holding the native uint64 bytes `values` */
+static PyObject *fps_array(PyObject *values) {
+    PyObject *array = PyObject_Vectorcall(copy_array, &empty_fps, 1, NULL);
+    if (!array) return NULL;
+    PyObject *call[2] = {array, values};
+    PyObject *extended = PyObject_Vectorcall(array_frombytes, call, 2, NULL);
+    if (!extended) {
+        Py_DECREF(array);
+        return NULL;
+    }
+    Py_DECREF(extended);
+    return array;
+}
+
+/* Stream names by their UTF-8 bytes, kept from batch to batch: one str object per name (decoded and
+   hashed once while it stays here, not once per batch), so equal streams are the same object and dict
+   lookups on them find the hash cached. Open addressing, at most half full; when NAMES_HELD names are
+   held the table is emptied and fills again (a bound on what it keeps alive). */
+#define NAME_SLOTS 8192
+#define NAMES_HELD (NAME_SLOTS / 2)
 typedef struct {
     uint32_t hash;
     Py_ssize_t length;
-    const unsigned char *bytes;  /* inside a payload of the batch */
-    PyObject *stream;            /* a new reference */
-} SeenStream;
+    const char *bytes; /* the str's own UTF-8 (cached inside it while it lives) */
+    PyObject *stream;  /* a reference held by the table; NULL: empty */
+} Name;
+static Name names[NAME_SLOTS];
+static Py_ssize_t names_held;
+
+static void names_clear(void) {
+    for (Py_ssize_t i = 0; i < NAME_SLOTS; i++) Py_CLEAR(names[i].stream);
+    names_held = 0;
+}
+
+/* The str for these UTF-8 bytes (borrowed from the table); NULL with no error set where they do not
+   decode (the caller falls back), NULL with an error on failure. */
+static PyObject *stream_name(const unsigned char *bytes, Py_ssize_t length) {
+    uint32_t hash = 2166136261u;
+    for (Py_ssize_t b = 0; b < length; b++) hash = (hash ^ bytes[b]) * 16777619u;
+    size_t slot = hash & (NAME_SLOTS - 1);
+    for (; names[slot].stream; slot = (slot + 1) & (NAME_SLOTS - 1))
+        if (names[slot].hash == hash && names[slot].length == length &&
+            !memcmp(names[slot].bytes, bytes, (size_t)length))
+            return names[slot].stream;
+    PyObject *decoded = PyUnicode_DecodeUTF8((const char *)bytes, length, NULL);
+    if (!decoded) {
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_ssize_t utf8_length;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(decoded, &utf8_length);
+    if (!utf8 || PyObject_Hash(decoded) == -1) {
+        Py_DECREF(decoded);
+        return NULL;
+    }
+    if (names_held >= NAMES_HELD) {
+        names_clear();
+        slot = hash & (NAME_SLOTS - 1);
+    }
+    names[slot] = (Name){hash, utf8_length, utf8, decoded};
+    names_held++;
+    return decoded;
+}
 
 PyObject *walc_keys(PyObject *self, PyObject *payloads) {
     if (!PyList_CheckExact(payloads)) {
         PyErr_SetString(PyExc_TypeError, "keys expects a list of bytes");
         return NULL;
     }
-    Py_ssize_t count = PyList_GET_SIZE(payloads), capacity = 8, distinct = 0;
-    while (capacity < 2 * count) capacity *= 2;
-    PyObject *streams = PyList_New(count), *fps = PyList_New(count);
+    Py_ssize_t count = PyList_GET_SIZE(payloads);
+    PyObject *streams = PyList_New(count), *fps = PyBytes_FromStringAndSize(NULL, count * 8), *array = NULL;
     PyObject *result = NULL;
-    SeenStream *seen = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(SeenStream));
-    uint32_t *slots = PyMem_Calloc((size_t)capacity, sizeof(uint32_t));
-    if (!seen || !slots) PyErr_NoMemory();
-    if (!streams || !fps || !seen || !slots) goto done;
+    if (!streams || !fps) goto done;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *payload = PyList_GET_ITEM(payloads, i);
         if (!PyBytes_CheckExact(payload)) {
@@ -38,46 +108,26 @@ PyObject *walc_keys(PyObject *self, PyObject *payloads) {
                              length) ||
             !length[1] || !length[2] || !length[3])
             goto unusual;
-        uint32_t hash = 2166136261u;
-        for (Py_ssize_t b = 0; b < length[3]; b++) hash = (hash ^ start[3][b]) * 16777619u;
-        size_t slot = hash & (size_t)(capacity - 1);
-        SeenStream *found = NULL;
-        for (; slots[slot]; slot = (slot + 1) & (size_t)(capacity - 1)) {
-            found = &seen[slots[slot] - 1];
-            if (found->hash == hash && found->length == length[3] &&
-                !memcmp(found->bytes, start[3], (size_t)length[3]))
-                break;
-            found = NULL;
+        PyObject *stream = stream_name(start[3], length[3]);
+        if (!stream) {
+            if (PyErr_Occurred()) goto done;
+            goto unusual;
         }
-        if (!found) {
-            PyObject *decoded = PyUnicode_DecodeUTF8((const char *)start[3], length[3], NULL);
-            if (!decoded) {
-                PyErr_Clear();
-                goto unusual;
-            }
-            found = &seen[distinct++];
-            *found = (SeenStream){hash, length[3], start[3], decoded};
-            slots[slot] = (uint32_t)distinct;
-        }
-        Py_INCREF(found->stream);
-        PyList_SET_ITEM(streams, i, found->stream);
-        uint64_t fp = (uint64_t)crc32_ieee(start[1], (size_t)length[1]) << 32 |
-                      crc32c(0, start[1], (size_t)length[1]);
-        PyObject *value = PyLong_FromUnsignedLongLong(fp);
-        if (!value) goto done;
-        PyList_SET_ITEM(fps, i, value);
+        Py_INCREF(stream);
+        PyList_SET_ITEM(streams, i, stream);
+        ((uint64_t *)PyBytes_AS_STRING(fps))[i] = (uint64_t)crc32_ieee(start[1], (size_t)length[1]) << 32 |
+                                                   crc32c(0, start[1], (size_t)length[1]);
     }
-    result = PyTuple_Pack(2, streams, fps);
+    array = fps_array(fps);
+    if (array) result = PyTuple_Pack(2, streams, array);
     goto done;
-unusual:  /* unusual or invalid: the Python path decides */
+unusual: /* unusual or invalid: the Python path decides */
     result = Py_None;
     Py_INCREF(result);
 done:
-    for (Py_ssize_t k = 0; k < distinct; k++) Py_DECREF(seen[k].stream);
-    PyMem_Free(seen);
-    PyMem_Free(slots);
     Py_XDECREF(streams);
     Py_XDECREF(fps);
+    Py_XDECREF(array);
     return result;
 }
 
@@ -142,7 +192,7 @@ done:
 /* ------------------------------------------------------------------ frame_batch */
 
 /* The framed records of a batch and their offsets from base; versions[i]: event i's stream version. */
-static PyObject *frame_records(unsigned long long first, const uint64_t *versions, PyObject *fps,
+static PyObject *frame_records(unsigned long long first, const uint64_t *versions, const uint64_t *fps,
                                PyObject *streams, PyObject *payloads, unsigned long long base) {
     Py_ssize_t count = PyList_GET_SIZE(payloads);
     Py_ssize_t total = 0;
@@ -178,8 +228,7 @@ static PyObject *frame_records(unsigned long long first, const uint64_t *version
         PyObject *payload = PyList_GET_ITEM(payloads, i);
         Py_ssize_t stream_len, payload_len = PyBytes_GET_SIZE(payload);
         const char *stream = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(streams, i), &stream_len);
-        uint64_t version = versions[i], fp;
-        if (as_u64(PyList_GET_ITEM(fps, i), &fp) < 0) goto fail;
+        uint64_t version = versions[i], fp = fps[i];
         unsigned char *record = out + at;
         uint32_t body_len = (uint32_t)(stream_len + payload_len);
         memcpy(record, WALC_MAGIC, 4);
@@ -208,23 +257,30 @@ fail:
 PyObject *walc_frame_batch(PyObject *self, PyObject *args) {
     unsigned long long first, base;
     PyObject *versions, *fps, *streams, *payloads;
-    if (!PyArg_ParseTuple(args, "KO!O!O!O!K:frame_batch", &first, &PyList_Type, &versions, &PyList_Type, &fps,
-                          &PyList_Type, &streams, &PyList_Type, &payloads, &base))
+    if (!PyArg_ParseTuple(args, "KO!OO!O!K:frame_batch", &first, &PyList_Type, &versions, &fps, &PyList_Type,
+                          &streams, &PyList_Type, &payloads, &base))
         return NULL;
+    U64s fp_values;
+    if (u64s_get(fps, &fp_values) < 0) return NULL;
     Py_ssize_t count = PyList_GET_SIZE(payloads);
-    if (count == 0 || PyList_GET_SIZE(versions) != count || PyList_GET_SIZE(fps) != count ||
+    PyObject *result = NULL;
+    uint64_t *converted = NULL;
+    if (count == 0 || PyList_GET_SIZE(versions) != count || fp_values.count != count ||
         PyList_GET_SIZE(streams) != count) {
         PyErr_SetString(PyExc_ValueError, "frame_batch needs as many versions, fps and streams as payloads");
-        return NULL;
+        goto done;
     }
-    uint64_t *converted = PyMem_Malloc((size_t)count * sizeof(uint64_t));
-    if (!converted) return PyErr_NoMemory();
-    PyObject *result = NULL;
+    converted = PyMem_Malloc((size_t)count * sizeof(uint64_t));
+    if (!converted) {
+        PyErr_NoMemory();
+        goto done;
+    }
     for (Py_ssize_t i = 0; i < count; i++)
         if (as_u64(PyList_GET_ITEM(versions, i), &converted[i]) < 0) goto done;
-    result = frame_records(first, converted, fps, streams, payloads, base);
+    result = frame_records(first, converted, fp_values.values, streams, payloads, base);
 done:
     PyMem_Free(converted);
+    u64s_release(&fp_values);
     return result;
 }
 
@@ -236,16 +292,22 @@ PyObject *walc_frame_new(PyObject *self, PyObject *args) {
     unsigned long long first, base;
     PyObject *streams, *fps, *payloads, *pending, *known;
     int record = 1;
-    if (!PyArg_ParseTuple(args, "KO!O!O!O!O!K|p:frame_new", &first, &PyList_Type, &streams, &PyList_Type, &fps,
-                          &PyList_Type, &payloads, &PyDict_Type, &pending, &PyDict_Type, &known, &base, &record))
+    if (!PyArg_ParseTuple(args, "KO!OO!O!O!K|p:frame_new", &first, &PyList_Type, &streams, &fps, &PyList_Type,
+                          &payloads, &PyDict_Type, &pending, &PyDict_Type, &known, &base, &record))
         return NULL;
+    U64s fp_values;
+    if (u64s_get(fps, &fp_values) < 0) return NULL;
     Py_ssize_t count = PyList_GET_SIZE(payloads);
-    if (count == 0 || PyList_GET_SIZE(fps) != count || PyList_GET_SIZE(streams) != count) {
+    if (count == 0 || fp_values.count != count || PyList_GET_SIZE(streams) != count) {
         PyErr_SetString(PyExc_ValueError, "frame_new needs as many fps and streams as payloads");
+        u64s_release(&fp_values);
         return NULL;
     }
     Grouped grouped;
-    if (group_streams(streams, &grouped) < 0) return NULL;
+    if (group_streams(streams, &grouped) < 0) {
+        u64s_release(&fp_values);
+        return NULL;
+    }
     PyObject *result = NULL;
     uint64_t *versions = PyMem_Malloc((size_t)count * sizeof(uint64_t));
     if (!versions) {
@@ -254,26 +316,20 @@ PyObject *walc_frame_new(PyObject *self, PyObject *args) {
     }
     if (versions_before(&grouped, pending, known) < 0) goto done;
     for (Py_ssize_t i = 0; i < count; i++) versions[i] = (uint64_t)++grouped.groups[grouped.group_of[i]].version;
-    result = frame_records(first, versions, fps, streams, payloads, base);
+    result = frame_records(first, versions, fp_values.values, streams, payloads, base);
     if (result && record && versions_after(&grouped, pending) < 0) Py_CLEAR(result);
 done:
     PyMem_Free(versions);
     grouped_free(&grouped);
+    u64s_release(&fp_values);
     return result;
 }
 
 /* ------------------------------------------------------------------ index_streams */
 
-static PyObject *append_name, *frombytes_name;
-
-int walc_init_append(void) {
-    append_name = PyUnicode_InternFromString("append");
-    frombytes_name = PyUnicode_InternFromString("frombytes");
-    return append_name && frombytes_name ? 0 : -1;
-}
-/* A stream with this many new positions or more gets them with one frombytes call (native uint64, in
-   order; the view and the call cost about as much as four appends), one with fewer with appends. */
-#define FROMBYTES_FROM 4
+/* Each stream gets its new positions with one frombytes call (native uint64 bytes, in order; as cheap as
+   one append of an int already for one position), the arrays' type's method looked up once per call (per
+   type met) and called unbound: no method lookup, bound method or int object per stream. */
 
 PyObject *walc_index_streams(PyObject *self, PyObject *args) {
     PyObject *known, *streams, *make, *result = NULL;
@@ -283,6 +339,8 @@ PyObject *walc_index_streams(PyObject *self, PyObject *args) {
         return NULL;
     Grouped grouped;
     if (group_streams(streams, &grouped) < 0) return NULL;
+    PyObject *frombytes = NULL;
+    PyTypeObject *methods_of = NULL;
     Py_ssize_t count = PyList_GET_SIZE(streams), start = 0;
     uint64_t *positions = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(uint64_t));
     if (!positions) {
@@ -312,33 +370,24 @@ PyObject *walc_index_streams(PyObject *self, PyObject *args) {
                 goto done;
             }
         }
-        int failed = 0;
-        if (group->count < FROMBYTES_FROM) {
-            /* the type's append, called unbound: no method lookup per position */
-            PyObject *append = PyObject_GetAttr((PyObject *)Py_TYPE(array), append_name);
-            failed = !append;
-            for (Py_ssize_t k = 0; k < group->count && !failed; k++) {
-                PyObject *call[2] = {array, PyLong_FromUnsignedLongLong(positions[group->start + k])};
-                PyObject *appended = call[1] ? PyObject_Vectorcall(append, call, 2, NULL) : NULL;
-                Py_XDECREF(call[1]);
-                failed = !appended;
-                Py_XDECREF(appended);
-            }
-            Py_XDECREF(append);
-        } else {
-            PyObject *view = PyMemoryView_FromMemory((char *)(positions + group->start),
-                                                     group->count * (Py_ssize_t)sizeof(uint64_t), PyBUF_READ);
-            PyObject *appended = view ? PyObject_CallMethodOneArg(array, frombytes_name, view) : NULL;
-            Py_XDECREF(view);
-            failed = !appended;
-            Py_XDECREF(appended);
+        if (Py_TYPE(array) != methods_of) {
+            Py_XDECREF(frombytes);
+            methods_of = Py_TYPE(array);
+            frombytes = PyObject_GetAttr((PyObject *)methods_of, frombytes_name);
         }
+        const char *added = (const char *)(positions + group->start);
+        Py_ssize_t bytes = group->count * (Py_ssize_t)sizeof(uint64_t);
+        PyObject *call[2] = {array, frombytes ? PyBytes_FromStringAndSize(added, bytes) : NULL};
+        PyObject *appended = call[1] ? PyObject_Vectorcall(frombytes, call, 2, NULL) : NULL;
+        Py_XDECREF(call[1]);
+        Py_XDECREF(appended);
         Py_DECREF(array);
-        if (failed) goto done;
+        if (!appended) goto done;
     }
     result = Py_None;
     Py_INCREF(result);
 done:
+    Py_XDECREF(frombytes);
     PyMem_Free(positions);
     grouped_free(&grouped);
     return result;
@@ -348,11 +397,9 @@ done:
 
 /* Whether no fingerprint of the list occurs twice (open addressing over the values, at most half full). */
 PyObject *walc_distinct(PyObject *self, PyObject *fps) {
-    if (!PyList_CheckExact(fps)) {
-        PyErr_SetString(PyExc_TypeError, "distinct expects a list of ints");
-        return NULL;
-    }
-    Py_ssize_t count = PyList_GET_SIZE(fps), capacity = 8;
+    U64s fp_values;
+    if (u64s_get(fps, &fp_values) < 0) return NULL;
+    Py_ssize_t count = fp_values.count, capacity = 8;
     while (capacity < 2 * count) capacity *= 2;
     uint64_t *keys = PyMem_Malloc((size_t)capacity * sizeof(uint64_t));
     unsigned char *used = PyMem_Calloc((size_t)capacity, 1);
@@ -363,11 +410,7 @@ PyObject *walc_distinct(PyObject *self, PyObject *fps) {
     }
     result = Py_True;
     for (Py_ssize_t i = 0; i < count; i++) {
-        uint64_t key;
-        if (as_u64(PyList_GET_ITEM(fps, i), &key) < 0) {
-            result = NULL;
-            goto done;
-        }
+        uint64_t key = fp_values.values[i];
         size_t slot = fp_slot(key, capacity);
         for (; used[slot]; slot = (slot + 1) & (size_t)(capacity - 1))
             if (keys[slot] == key) {
@@ -380,6 +423,7 @@ PyObject *walc_distinct(PyObject *self, PyObject *fps) {
 done:
     PyMem_Free(keys);
     PyMem_Free(used);
+    u64s_release(&fp_values);
     Py_XINCREF(result);
     return result;
 }

@@ -4,10 +4,13 @@ Each function does for a whole batch what eventstore.walbatch's pure-Python fall
 maps and a few Python loops, and produces the same objects byte for byte (tests/eventstore/test_walbatch.py
 holds them to each other):
 
-  keys(payloads)                          streams and event-id fingerprints read from serialized
-                                          EventEnvelopes (fields 3 and 1; field 2 checked present), or
-                                          None when any is missing or the bytes are unusual (the caller
-                                          then takes the Python path, which names the problem)
+  keys(payloads)                          streams and event-id fingerprints (an array("Q")) read from
+                                          serialized EventEnvelopes (fields 3 and 1; field 2 checked
+                                          present), or None when any is missing or the bytes are unusual
+                                          (the caller then takes the Python path, which names the problem);
+                                          what takes fingerprints below takes that array or a list of ints;
+                                          a stream name is one str object from call to call (a bounded
+                                          table: decoded and hashed once, not once per batch)
   next_versions(streams, pending, known)  each event's stream version, advancing `pending` in place
   frame_batch(first, versions, fps, streams, payloads, base)
                                           the framed records as one bytes object and their offsets

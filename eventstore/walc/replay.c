@@ -134,9 +134,7 @@ static int fp_ready(FpTable *table) {
     return 0;
 }
 
-static int fp_add(FpTable *table, PyObject *fp, uint64_t position) {
-    uint64_t key;
-    if (as_u64(fp, &key) < 0) return -1;
+static int fp_add(FpTable *table, uint64_t key, uint64_t position) {
     if (position == 0) {
         PyErr_SetString(PyExc_ValueError, "positions start at 1");
         return -1;
@@ -146,50 +144,57 @@ static int fp_add(FpTable *table, PyObject *fp, uint64_t position) {
     return 0;
 }
 
-/* add_run(fps, first): fps[i] -> first + i */
+/* add_run(fps, first): fps[i] -> first + i; fps a list of ints or an array("Q") (so below) */
 static PyObject *fp_add_run(FpTable *table, PyObject *args) {
-    PyObject *fps;
+    PyObject *fps, *result = NULL;
     unsigned long long first;
-    if (!fp_ready(table) || !PyArg_ParseTuple(args, "O!K:add_run", &PyList_Type, &fps, &first)) return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(fps);
-    if (fp_reserve(table, count) < 0) return NULL;
-    for (Py_ssize_t i = 0; i < count; i++)
-        if (fp_add(table, PyList_GET_ITEM(fps, i), first + (uint64_t)i) < 0) return NULL;
-    Py_RETURN_NONE;
+    if (!fp_ready(table) || !PyArg_ParseTuple(args, "OK:add_run", &fps, &first)) return NULL;
+    U64s keys;
+    if (u64s_get(fps, &keys) < 0) return NULL;
+    if (fp_reserve(table, keys.count) < 0) goto done;
+    for (Py_ssize_t i = 0; i < keys.count; i++)
+        if (fp_add(table, keys.values[i], first + (uint64_t)i) < 0) goto done;
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    u64s_release(&keys);
+    return result;
 }
 
-/* add_many(fps, positions): two lists of the same length */
+/* add_many(fps, positions): of the same length */
 static PyObject *fp_add_many(FpTable *table, PyObject *args) {
-    PyObject *fps, *positions;
-    if (!fp_ready(table) ||
-        !PyArg_ParseTuple(args, "O!O!:add_many", &PyList_Type, &fps, &PyList_Type, &positions))
+    PyObject *fps, *positions, *result = NULL;
+    if (!fp_ready(table) || !PyArg_ParseTuple(args, "OO:add_many", &fps, &positions)) return NULL;
+    U64s keys, values;
+    if (u64s_get(fps, &keys) < 0) return NULL;
+    if (u64s_get(positions, &values) < 0) {
+        u64s_release(&keys);
         return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(fps);
-    if (PyList_GET_SIZE(positions) != count) {
+    }
+    if (values.count != keys.count) {
         PyErr_SetString(PyExc_ValueError, "add_many needs as many positions as fingerprints");
-        return NULL;
+        goto done;
     }
-    if (fp_reserve(table, count) < 0) return NULL;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        uint64_t position;
-        if (as_u64(PyList_GET_ITEM(positions, i), &position) < 0) return NULL;
-        if (fp_add(table, PyList_GET_ITEM(fps, i), position) < 0) return NULL;
-    }
-    Py_RETURN_NONE;
+    if (fp_reserve(table, keys.count) < 0) goto done;
+    for (Py_ssize_t i = 0; i < keys.count; i++)
+        if (fp_add(table, keys.values[i], values.values[i]) < 0) goto done;
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    u64s_release(&keys);
+    u64s_release(&values);
+    return result;
 }
 
 /* find(fps) -> {index in fps: [positions, ascending]} for the fingerprints held */
 static PyObject *fp_find(FpTable *table, PyObject *fps) {
     if (!fp_ready(table)) return NULL;
-    if (!PyList_CheckExact(fps)) {
-        PyErr_SetString(PyExc_TypeError, "find expects a list of ints");
-        return NULL;
-    }
+    U64s keys;
+    if (u64s_get(fps, &keys) < 0) return NULL;
     PyObject *found = PyDict_New();
-    if (!found) return NULL;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(fps); i++) {
-        uint64_t key;
-        if (as_u64(PyList_GET_ITEM(fps, i), &key) < 0) goto fail;
+    if (!found) goto fail;
+    for (Py_ssize_t i = 0; i < keys.count; i++) {
+        uint64_t key = keys.values[i];
         PyObject *positions = NULL;
         for (size_t slot = fp_slot(key, table->capacity); table->values[slot];
              slot = (slot + 1) & (size_t)(table->capacity - 1)) {
@@ -210,9 +215,11 @@ static PyObject *fp_find(FpTable *table, PyObject *fps) {
         Py_DECREF(positions);
         if (failed) goto fail;
     }
+    u64s_release(&keys);
     return found;
 fail:
-    Py_DECREF(found);
+    Py_XDECREF(found);
+    u64s_release(&keys);
     return NULL;
 }
 

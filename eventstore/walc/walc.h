@@ -49,6 +49,15 @@ static inline size_t fp_slot(uint64_t key, Py_ssize_t capacity) {
 
 /* wire.c: ints, a batch's streams grouped, protobuf's wire format */
 int as_u64(PyObject *value, uint64_t *out);
+/* A batch's fingerprints or positions: a list of ints (converted), or an array("Q") read in place. */
+typedef struct {
+    const uint64_t *values;
+    Py_ssize_t count;
+    uint64_t *owned;  /* the converted list's values, or NULL */
+    Py_buffer view;   /* the array's, where view.obj */
+} U64s;
+int u64s_get(PyObject *source, U64s *out);
+void u64s_release(U64s *u64s);
 typedef struct {
     PyObject *stream;  /* borrowed from the list: the first event's object of this stream */
     Py_hash_t hash;

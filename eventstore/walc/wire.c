@@ -28,6 +28,47 @@ int as_u64(PyObject *value, uint64_t *out) {
     return 0;
 }
 
+/* A list of ints is converted into owned memory; anything else must export native uint64 items (format
+   Q, or L where a long is 64 bits: array("Q"), numpy's uint64), which are read in place. */
+int u64s_get(PyObject *source, U64s *out) {
+    out->owned = NULL;
+    out->view.obj = NULL;
+    if (PyList_Check(source)) {
+        Py_ssize_t count = PyList_GET_SIZE(source);
+        out->owned = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(uint64_t));
+        if (!out->owned) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < count; i++)
+            if (as_u64(PyList_GET_ITEM(source, i), &out->owned[i]) < 0) {
+                PyMem_Free(out->owned);
+                out->owned = NULL;
+                return -1;
+            }
+        out->values = out->owned;
+        out->count = count;
+        return 0;
+    }
+    if (PyObject_GetBuffer(source, &out->view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) return -1;
+    const char *format = out->view.format ? out->view.format : "B";
+    if (*format == '@' || *format == '=') format++;
+    if (out->view.itemsize != sizeof(uint64_t) || (strcmp(format, "Q") && strcmp(format, "L"))) {
+        PyBuffer_Release(&out->view);
+        PyErr_SetString(PyExc_TypeError, "expected a list of ints or an array('Q')");
+        return -1;
+    }
+    out->values = out->view.buf;
+    out->count = out->view.len / (Py_ssize_t)sizeof(uint64_t);
+    return 0;
+}
+
+void u64s_release(U64s *u64s) {
+    PyMem_Free(u64s->owned);
+    u64s->owned = NULL;
+    if (u64s->view.obj) PyBuffer_Release(&u64s->view);
+}
+
 /* ------------------------------------------------------------------ streams of a batch, grouped */
 
 /* The distinct streams of a batch (str keys compared as a dict compares them): per-event work on a
@@ -44,19 +85,26 @@ int group_streams(PyObject *streams, Grouped *grouped) {
     /* only the slots need zeroing: a group is filled in when it is found, group_of for every event */
     grouped->groups = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(StreamGroup));
     grouped->group_of = PyMem_Malloc((size_t)(count ? count : 1) * sizeof(Py_ssize_t));
-    Py_ssize_t *slots = PyMem_Calloc((size_t)capacity, sizeof(Py_ssize_t));  /* group + 1, 0: empty */
+    uint32_t *slots = PyMem_Calloc((size_t)capacity, sizeof(uint32_t)); /* group + 1, 0: empty */
     if (!grouped->groups || !grouped->group_of || !slots) {
         PyErr_NoMemory();
         goto fail;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *stream = PyList_GET_ITEM(streams, i);
+        if (i && stream == PyList_GET_ITEM(streams, i - 1)) { /* a run of one stream's events */
+            Py_ssize_t found = grouped->group_of[i - 1];
+            grouped->groups[found].count++;
+            grouped->group_of[i] = found;
+            continue;
+        }
         if (!PyUnicode_Check(stream)) {
             PyErr_SetString(PyExc_TypeError, "streams must be str");
             goto fail;
         }
-        Py_hash_t hash = PyObject_Hash(stream);
-        if (hash == -1) goto fail;
+        /* an exact str keeps its hash once computed (keys' names have theirs already) */
+        Py_hash_t hash = PyUnicode_CheckExact(stream) ? ((PyASCIIObject *)stream)->hash : -1;
+        if (hash == -1 && (hash = PyObject_Hash(stream)) == -1) goto fail;
         size_t slot = (size_t)hash & (size_t)(capacity - 1);
         Py_ssize_t found = -1;
         for (; slots[slot]; slot = (slot + 1) & (size_t)(capacity - 1)) {
@@ -76,7 +124,7 @@ int group_streams(PyObject *streams, Grouped *grouped) {
         if (found < 0) {
             found = grouped->count++;
             grouped->groups[found] = (StreamGroup){.stream = stream, .hash = hash};
-            slots[slot] = found + 1;
+            slots[slot] = (uint32_t)(found + 1);
         }
         grouped->groups[found].count++;
         grouped->group_of[i] = found;
@@ -126,8 +174,11 @@ size_t varint_size(uint64_t v) {
     return n;
 }
 
-/* The last occurrences of fields 1 (event_id), 2 (event_type) and 3 (stream) of a serialized envelope.
-   0 when the bytes are not a plain sequence of fields (groups, truncation): the caller falls back. */
+/* Fields 1 (event_id), 2 (event_type) and 3 (stream) of a serialized envelope: the scan stops once all
+   three are found (a serializer writes a singular field once, so the rest cannot hold another of them),
+   else reads to the end. 0 when the bytes read are not a plain sequence of fields (groups, truncation):
+   the caller falls back. The usual layout, a serializer's (fields in number order), each of the three
+   under 128 bytes, is read without the general loop. */
 int envelope_fields(const unsigned char *p, Py_ssize_t size, const unsigned char *start[4],
                     Py_ssize_t length[4]) {
     const unsigned char *end = p + size;
@@ -135,6 +186,14 @@ int envelope_fields(const unsigned char *p, Py_ssize_t size, const unsigned char
         start[f] = NULL;
         length[f] = 0;
     }
+    const unsigned char *at = p;
+    for (int f = 1; f <= 3 && end - at >= 2 && at[0] == (f << 3 | 2) && at[1] < 0x80 && at[1] <= end - at - 2;
+         f++) {
+        start[f] = at + 2;
+        length[f] = at[1];
+        at += 2 + at[1];
+    }
+    if (start[3]) return 1;
     while (p < end) {
         uint64_t tag, value;
         if (!read_varint(&p, end, &tag)) return 0;
@@ -153,11 +212,12 @@ int envelope_fields(const unsigned char *p, Py_ssize_t size, const unsigned char
             break;
         case 2:
             if (!read_varint(&p, end, &value) || value > (uint64_t)(end - p)) return 0;
-            if (field >= 1 && field <= 3) {
-                start[field] = p;
-                length[field] = (Py_ssize_t)value;
-            }
             p += value;
+            if (field >= 1 && field <= 3) {
+                start[field] = p - value;
+                length[field] = (Py_ssize_t)value;
+                if (start[1] && start[2] && start[3]) return 1;
+            }
             break;
         default:
             return 0;

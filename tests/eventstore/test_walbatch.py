@@ -50,6 +50,35 @@ def test_keys_read_from_the_serialized_envelopes_are_the_attributes(events: list
     assert _walc.keys(payloads) == walbatch.keys_python(events, payloads)
 
 
+@compiled
+def test_keys_find_the_fields_in_any_order_and_give_the_fingerprints_as_an_array() -> None:
+    """The reader stops once it has fields 1-3, wherever they stand (here after the payload and run_id)."""
+    head = pb.EventEnvelope(payload=b"p" * 300, run_id="r").SerializeToString()
+    keys = pb.EventEnvelope(stream="run-a", event_type="T", event_id="e1").SerializeToString()
+    event = pb.EventEnvelope.FromString(head + keys)
+    found = _walc.keys([head + keys, event.SerializeToString()])
+    assert found == walbatch.keys_python([event, event], [])
+    assert found is not None and found[1].typecode == "Q" and found[0][0] is found[0][1]
+
+
+@compiled
+def test_keys_give_a_stream_name_the_same_str_from_batch_to_batch_and_survive_the_table_filling_up() -> None:
+    """Stream names are kept from call to call (decoded and hashed once); past the table's bound (4096
+    names) it empties and fills again, and every call still reads what the attributes hold."""
+    events = [
+        pb.EventEnvelope(event_id=f"e{i}", event_type="T", stream=f"run-{i % 5000}") for i in range(6000)
+    ]
+    payloads = [event.SerializeToString() for event in events]
+    first = _walc.keys(payloads[:1])
+    for start in range(0, 6000, 700):
+        batch = slice(start, start + 700)
+        assert _walc.keys(payloads[batch]) == walbatch.keys_python(events[batch], payloads[batch])
+    again = _walc.keys(payloads[:1])
+    assert first is not None and again is not None and again[0] == first[0] == ["run-0"]
+    held = _walc.keys(payloads[:1])
+    assert held is not None and held[0][0] is again[0][0]
+
+
 @pytest.mark.parametrize("missing", ["event_id", "event_type", "stream"])
 def test_an_event_without_an_id_type_or_stream_is_invalid_either_way(missing: str) -> None:
     event = pb.EventEnvelope(event_id="e1", event_type="T", stream="run-a")
@@ -234,6 +263,16 @@ def test_crc32c_in_hardware_and_by_table_is_the_crc32c_package(data: bytes, seed
 
 
 @compiled
+@pytest.mark.parametrize("size", [383, 384, 385, 391, 392, 400, 767, 768, 769, 1151, 1152, 1160, 4099])
+def test_crc32c_in_three_lanes_at_the_lanes_edges(size: int) -> None:
+    """The hardware CRC runs three 128-byte lanes at once from 384 bytes on, then the rest one lane."""
+    data = bytes((index * 131 + size) % 251 for index in range(size))
+    for seed in (0, 0xFFFFFFFF, 0x1234ABCD):
+        assert _walc.crc32c(data, seed) == _walc.crc32c_table(data, seed) == crc32c.crc32c(data, seed)
+        assert _walc.crc32c(data[100:], _walc.crc32c(data[:100], seed)) == crc32c.crc32c(data, seed)
+
+
+@compiled
 def test_a_store_writes_the_same_bytes_and_reads_the_same_events_either_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -278,6 +317,18 @@ FP = st.integers(0, 2**64 - 1) | st.sampled_from([0, 1, 2**64 - 1, 5])  # small 
 @given(fps=st.lists(FP, max_size=60))
 def test_distinct_agrees(fps: list[int]) -> None:
     assert _walc.distinct(fps) == walbatch.distinct_python(fps) == (len(set(fps)) == len(fps))
+    assert _walc.distinct(array("Q", fps)) == _walc.distinct(fps)
+
+
+@compiled
+@pytest.mark.parametrize("bad", [array("I", [1, 2]), array("d", [1.0]), b"\0" * 16, (1, 2)])
+def test_fingerprints_are_a_list_or_an_array_of_uint64(bad: object) -> None:
+    with pytest.raises(TypeError):
+        _walc.distinct(bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _walc.FpTable().find(bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _walc.frame_new(1, ["s", "s"], bad, [b"", b""], {}, {}, 0)  # type: ignore[arg-type]
 
 
 @compiled
@@ -304,12 +355,13 @@ def test_fingerprints_convert_at_the_edges_of_64_bits() -> None:
 def test_fp_tables_agree(batches: list[list[int]], query: list[int], runs: list[bool]) -> None:
     tables = (_walc.FpTable(), walbatch.FpTablePython())
     position = 1
-    for number, fps in enumerate(batches):
+    for number, listed in enumerate(batches):
+        fps = array("Q", listed) if number % 2 else listed  # keys' arrays and lists alike
         for table in tables:
             if number < len(runs) and runs[number]:
                 table.add_run(fps, position)
             else:
-                table.add_many(fps, list(range(position, position + len(fps))))
+                table.add_many(fps, array("Q", range(position, position + len(fps))))
         position += len(fps)
     compiled_table, python_table = tables
     assert len(compiled_table) == len(python_table) == position - 1
