@@ -1,7 +1,7 @@
 """The lifecycle records of a Kasmina checkpoint, to plain values and back.
 
     saved = save_records(state, epoch, last, best_gaps)   # dicts, lists and numbers only
-    records = load_records(saved)                          # the frozen records again, checked
+    records = load_records(saved, host_slots)              # the frozen records again, checked
 
 The seed modules and their optimizer groups are the manager's (they need the host); this module only
 turns the pure aggregate and the gates' last measurements into what a checkpoint archive holds.
