@@ -23,7 +23,6 @@ from array import array
 import numpy as np
 
 from eventstore import walbatch
-from eventstore.walbatch import Fps
 
 RECENT_LIMIT = 1 << 16
 
@@ -40,7 +39,7 @@ class IdIndex:
     def add(self, fp: int, position: int) -> None:
         self.add_many([fp], [position])
 
-    def add_many(self, fps: Fps, positions: Fps | range) -> None:
+    def add_many(self, fps: walbatch.Fps, positions: walbatch.Fps | range) -> None:
         """Add a batch of entries (a range of positions, from the writer, in one compiled call); lists
         and arrays ("Q") go to the table as they are."""
         if isinstance(positions, range):
@@ -64,7 +63,7 @@ class IdIndex:
         self._push_run(keys[order], values[order])
         self._count += len(keys)
 
-    def candidates(self, fps: Fps) -> dict[int, list[int]]:
+    def candidates(self, fps: walbatch.Fps) -> dict[int, list[int]]:
         """Index in fps → positions stored under that fingerprint, for the fingerprints found."""
         found = self._recent.find(fps) if len(self._recent) else {}
         if not self._runs or not fps:
