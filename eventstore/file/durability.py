@@ -15,7 +15,8 @@ from eventstore.api import DISK_FULL_ERRNOS, DiskFull
 # a large batch's fdatasync pays for in full while it saves one journal commit. Measured against pre-framed
 # batches written to a growing file (esper bench eventstore's raw group commit, same session, alternating
 # runs): 100-event batches (~42 KB) at 0.63-0.74 of that rate into a growing file, 0.93-1.08 into zeros;
-# 1000-event batches (~424 KB) no faster into zeros (0.38-0.40 against 0.40 without, same process).
+# in one process, alternating: 250-event batches (~106 KB) 0.61 -> 0.77, while 500 (~212 KB) and 1000
+# (~424 KB) were no faster into zeros (0.48 -> 0.49; 0.40 -> 0.38-0.40).
 EXTEND_AHEAD = 1 << 20
 EXTEND_BELOW = 128 << 10
 
