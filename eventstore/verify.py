@@ -4,12 +4,12 @@ File store: every segment is read in order and every record checked (magic, leng
 following on from the previous one, the segment's name matching its first position, stream versions
 following on per stream, batches closed by a commit record). The first problem is reported with its
 segment, byte offset and global position, and classified: a *torn tail* (damage in the last segment with
-no valid record after it, which `esper recover` truncates) or *corruption* (anything else, which no tool
-repairs silently). A torn tail can also be an append in progress by another process. The committed heads
-the store recorded (INDEX, HEAD) are held against the segments as open does (eventstore.file.recovery): a
-log that ends below one, or a damaged tail below one, is corruption, never a torn tail. Verify reads
-every file defensively, as open does, and agrees with it: what open would refuse, verify reports as
-corruption.
+no valid record after it before a page of zeros, wal.valid_frame_after; `esper recover` truncates it) or
+*corruption* (anything else, which no tool repairs silently). A torn tail can also be an append in
+progress by another process. The committed heads the store recorded (INDEX, HEAD) are held against the
+segments as open does (eventstore.file.recovery): a log that ends below one, or a damaged tail below one,
+is corruption, never a torn tail. Verify reads every file defensively, as open does, and agrees with it:
+what open would refuse, verify reports as corruption.
 
 PostgreSQL: positions 1..head without a gap, stream versions following on, every row's envelope parsing
 and carrying the row's position, stream version and event id.

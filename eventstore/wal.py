@@ -20,7 +20,9 @@ without parsing protobuf.
 The writer extends a segment ahead of its data with zeros (an fdatasync into space already written is
 cheaper than one that also grows the file), so the file size is not the end of the data: a scan ends
 cleanly where only zeros follow the last frame (a frame never starts with a zero byte: MAGIC), and the
-committed heads recorded in INDEX and HEAD, never the file size, say how much data there must be.
+committed heads recorded in INDEX and HEAD, never the file size, say how much data there must be. A
+write into those zeros can reach the disk page by page in any order: a crash may leave a page of zeros
+inside an unfinished write, and what follows that page is the torn write too (valid_frame_after).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ HEADER_SIZE = PREFIX.size + TAIL.size
 FLAG_COMMIT = 1
 MAX_BODY = 1 << 30
 SEGMENT_PATTERN = re.compile(r"^(\d{20})\.wal$")
+PAGE = 4096  # the unit a write reaches the disk in
+ZERO_PAGE = bytes(PAGE)
 
 
 def segment_name(first_position: int) -> str:
@@ -179,23 +183,46 @@ class Scan:
             self.next_position = position
 
 
-def valid_frame_after(buf: bytes, offset: int, min_position: int) -> int | None:
-    """Offset of a CRC-valid frame after `offset` holding a position >= min_position, if any.
+def valid_frame_after(buf: bytes, offset: int, min_position: int, base: int = 0) -> int | None:
+    """Offset of a CRC-valid frame after `offset` holding a position >= min_position, if any, before the
+    first page that holds only zeros from `offset` on (zero_page_after; `base`: buf's offset in its
+    segment, for the page boundaries).
 
-    Used to tell damage in the middle (something valid follows) from a torn tail (nothing does).
+    Used to tell damage in the middle (something valid follows) from a torn tail (nothing does). A write
+    into space extended ahead with zeros reaches the disk page by page in no set order, so a crash can
+    leave a later page of it written and an earlier one as it was (zeros after the data before it): what
+    follows such a page is the same unfinished write, not records that damage cut off (a committed head
+    still guards what was made durable).
     """
     view = memoryview(buf)
     start = offset + 1
-    while (found := buf.find(MAGIC, start)) != -1:
+    lost = zero_page_after(buf, offset, base)
+    while (found := buf.find(MAGIC, start, lost)) != -1:
         start = found + 1
-        if len(buf) - found < HEADER_SIZE:
+        if lost - found < HEADER_SIZE:
             return None
         _, body_len, checksum = PREFIX.unpack_from(buf, found)
         end = found + HEADER_SIZE + body_len
-        if body_len > MAX_BODY or end > len(buf):
+        if body_len > MAX_BODY or end > lost:
             continue
         if crc32c.crc32c(view[found + PREFIX.size : end]) == checksum:
             position = TAIL.unpack_from(buf, found + PREFIX.size)[0]
             if position >= min_position:
                 return found
     return None
+
+
+def zero_page_after(buf: bytes, offset: int, base: int = 0) -> int:
+    """Where the first page at or after `offset` that holds only zeros from `offset` on starts (offset
+    itself when the rest of its page is zeros; pages aligned in the segment, of which buf starts at
+    `base`); len(buf) if there is none."""
+    boundary = offset + (-(base + offset) % PAGE)
+    if offset < boundary <= len(buf) and buf[offset:boundary] == ZERO_PAGE[: boundary - offset]:
+        return offset
+    start = offset
+    while (found := buf.find(ZERO_PAGE, start)) != -1:
+        aligned = found + (-(base + found) % PAGE)
+        if buf[aligned : aligned + PAGE] == ZERO_PAGE:
+            return aligned
+        start = aligned + 1
+    return len(buf)

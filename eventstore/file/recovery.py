@@ -4,7 +4,9 @@ On open (under the file lock) the indexes come from the INDEX checkpoint when it
 checkpointed segment's bytes still match their recorded CRC32C (checked in bulk); the records after it, or
 all of them when there is no usable checkpoint, are scanned one by one with their CRC32C checked and
 indexed. A damaged or incomplete record (or batch) in the last segment after which no valid record follows
-is a torn tail: it is truncated from the start of its batch and reported in the `RecoveryReport`. Damage
+(before a page of zeros: a write into the zeros extended ahead can reach the disk with a later page and
+without an earlier one, wal.valid_frame_after) is a torn tail: it is truncated from the start of its batch
+and reported in the `RecoveryReport`. Damage
 anywhere else raises CorruptLogError naming segment, byte offset and position; nothing is skipped. Damage
 to the very last record is indistinguishable from a torn write, and is treated as one, unless the store
 recorded it as committed.
@@ -232,7 +234,7 @@ class Recovery:
                     raise CorruptLogError(segment.name, offset, position, reason)
                 if not (repair or full):
                     return  # a read catching up: a batch still being written
-                if wal.valid_frame_after(data, search_from - base, position) is not None:
+                if wal.valid_frame_after(data, search_from - base, position, base) is not None:
                     raise CorruptLogError(segment.name, offset, position, reason)
                 if log.head < self.committed:
                     raise CommittedTailMissing(

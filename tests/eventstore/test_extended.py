@@ -15,6 +15,7 @@ from tests.eventstore.conftest import make_event
 from tests.eventstore.damage import as_if_crashed
 
 SEGMENT = wal.segment_name(1)
+PAGE = 4096  # what reaches the disk as one piece
 
 
 def crashed_copy(tmp_path: Path, events: int) -> tuple[Path, int]:
@@ -126,3 +127,49 @@ def test_rolling_to_a_new_segment_cuts_the_old_one_back(tmp_path: Path) -> None:
         for segment in segments[:-1]:
             assert (log / segment.name).stat().st_size == segment.end
     assert verify_file_log(log).ok
+
+
+def torn_batch_copy(tmp_path: Path, lost: str) -> tuple[Path, int]:
+    """A log whose writer was killed during the fdatasync of a 40-event batch written into the zeros
+    (three single appends acknowledged before it), where the disk got some of the batch's pages and not
+    others: `lost` "first" (the page the batch starts in still holds only what it held before: the
+    committed records, then zeros) or "middle" (a whole page inside the batch is still zeros). Returns
+    the copy and where the acknowledged data ends."""
+    live = FileStore(tmp_path / "live")
+    for _ in range(3):
+        live.append([make_event("run-1")])
+    data_end = live._log.segments[-1].end
+    live.append([make_event(f"run-{index % 3}", "x" * 300) for index in range(40)])
+    batch_end = live._log.segments[-1].end
+    copy = tmp_path / "crashed"
+    shutil.copytree(tmp_path / "live", copy)
+    live.close()
+    as_if_crashed(copy, 3)
+    data = bytearray((copy / SEGMENT).read_bytes())
+    if lost == "first":
+        data[data_end:PAGE] = bytes(PAGE - data_end)
+    else:
+        data[2 * PAGE : 3 * PAGE] = bytes(PAGE)
+    assert data_end < PAGE and batch_end > 3 * PAGE  # the batch runs from the first page past the third
+    (copy / SEGMENT).write_bytes(bytes(data))
+    return copy, data_end
+
+
+@pytest.mark.parametrize("lost", ["first", "middle"])
+def test_a_batch_torn_page_by_page_in_the_zeros_is_a_torn_tail(tmp_path: Path, lost: str) -> None:
+    copy, data_end = torn_batch_copy(tmp_path, lost)
+    problem = verify_file_log(copy).problem
+    assert problem is not None and problem.torn_tail
+    with FileStore(copy) as store:
+        assert store.recovery.truncated_offset == data_end
+        assert store.head_position() == 3
+        assert store.append([make_event("run-9")]) == [4]
+    assert verify_file_log(copy).ok
+
+
+def test_a_committed_batch_with_a_page_of_zeros_is_refused(tmp_path: Path) -> None:
+    copy, _ = torn_batch_copy(tmp_path, "middle")
+    as_if_crashed(copy, 43)  # the batch was acknowledged: its page of zeros is damage, not a torn write
+    assert not verify_file_log(copy).ok
+    with pytest.raises(CommittedTailMissing):
+        FileStore(copy)
