@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from eventstore import CommittedTailMissing, CorruptLogError, wal
 from eventstore.file import FileStore
@@ -173,3 +175,54 @@ def test_a_committed_batch_with_a_page_of_zeros_is_refused(tmp_path: Path) -> No
     assert not verify_file_log(copy).ok
     with pytest.raises(CommittedTailMissing):
         FileStore(copy)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    acknowledged=st.integers(1, 6),
+    batch=st.integers(2, 60),
+    note=st.integers(0, 600),
+    lost_pages=st.sets(st.integers(0, 15)),
+)
+def test_a_batch_torn_in_any_of_its_pages_recovers_to_what_was_acknowledged(
+    tmp_path_factory: pytest.TempPathFactory, acknowledged: int, batch: int, note: int, lost_pages: set[int]
+) -> None:
+    """Whichever pages of an unacknowledged batch written into the zeros reached the disk before the
+    crash, open and verify agree: the batch is whole and kept, absent (the log ends cleanly), or a torn
+    tail cut back to exactly the acknowledged events, which read back intact, and the store appends after
+    them."""
+    root = tmp_path_factory.mktemp("torn")
+    live = FileStore(root / "live")
+    for index in range(acknowledged):
+        live.append([make_event(f"run-{index % 3}")])
+    acknowledged_ids = [envelope.event_id for envelope in live.read_all()]
+    data_end = live._log.segments[-1].end
+    before = (root / "live" / SEGMENT).read_bytes()
+    live.append([make_event(f"run-{index % 4}", "y" * note) for index in range(batch)])
+    batch_end = live._log.segments[-1].end
+    copy = root / "crashed"
+    shutil.copytree(root / "live", copy)
+    live.close()
+    as_if_crashed(copy, acknowledged)
+
+    data = bytearray((copy / SEGMENT).read_bytes())
+    written = bytes(data)
+    first_page, last_page = data_end // PAGE, (batch_end - 1) // PAGE
+    for page in {first_page + offset for offset in lost_pages if first_page + offset <= last_page}:
+        start, end = max(page * PAGE, data_end), min((page + 1) * PAGE, batch_end)
+        data[start:end] = before[start:end].ljust(end - start, b"\0")  # as the page was before the batch
+    (copy / SEGMENT).write_bytes(bytes(data))
+    whole = bytes(data) == written
+    vanished = not any(data[data_end:batch_end])  # no byte of the batch reached the disk: a clean end
+
+    report = verify_file_log(copy)
+    if whole or vanished:
+        assert report.ok
+    else:
+        assert report.problem is not None and report.problem.torn_tail
+    expected_head = acknowledged + batch if whole else acknowledged
+    with FileStore(copy) as store:
+        assert store.head_position() == expected_head
+        assert [envelope.event_id for envelope in store.read_all()][:acknowledged] == acknowledged_ids
+        assert store.append([make_event("run-9")]) == [expected_head + 1]
+    assert verify_file_log(copy).ok
