@@ -95,7 +95,8 @@ class LifecycleConfig:
     # (the seed is shown to help), culls at once when the upper bound is below it (shown to hurt)
     min_contribution: float = 0.0
     # G4: boundaries after probation_epochs that a seed whose contribution is still within noise of
-    # min_contribution may wait for more evidence (re-measured at each) before it is culled for showing none
+    # min_contribution may wait for more evidence (re-measured at each) before it is culled for showing none;
+    # the run's last boundary ends the extension
     probation_extension_epochs: int = 2
 
     def __post_init__(self) -> None:

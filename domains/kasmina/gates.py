@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from domains.kasmina.evidence import PairedEvidence, paired
@@ -220,16 +220,14 @@ def gate_g3(state: SlotState, epoch: int, m: Measurements, config: LifecycleConf
 def gate_g4(state: SlotState, epoch: int, m: Measurements, config: LifecycleConfig) -> Gate:
     """After the probation window, per validation example, the seed's contribution (loss without it − loss
     with it). The burden of proof is on the seed: it passes only when the lower 95 % bound of the mean
-    contribution is above min_contribution (shown to help); it fails at once when the upper bound is below
-    it (shown not to contribute, or to hurt). Fossilization is permanent: a seed whose contribution is
-    within noise would have its parameters paid for by every later step and every later model, for no
-    shown gain (Fashion-MNIST, grown arm: BP009 blocks fossilized on noise added ~+0.001 accuracy for
-    ~5.8k parameters). So while the evidence is undecided the seed WAITs, re-measured at every boundary,
-    up to probation_extension_epochs more boundaries (the run_ending rule gives a late seed room for
-    them), and then fails for showing no contribution. A seed whose lower bound is above min_contribution
-    is never culled by this gate. G2 and G3 keep the opposite burden (a seed is culled there only when
-    shown to harm): they judge a seed that may still learn, G4 the graft that would stay. Without paired
-    losses it fails closed."""
+    contribution is above min_contribution (shown to help) and fails at once when the upper bound is below
+    it (shown not to). Fossilization is permanent: a seed whose contribution is within noise would have its
+    parameters paid for by every later step and every saved model, for no shown gain. So while the
+    evidence is undecided the seed WAITs, re-measured at every boundary, up to probation_extension_epochs
+    more boundaries (fewer when the run ends first: see without_extension), and then fails for showing no
+    contribution. A seed whose lower bound is above min_contribution is never culled by this gate. G2 and
+    G3 keep the opposite burden (culling only a seed shown to harm): they judge a seed that is still
+    learning, G4 the graft that would stay. Without paired losses it fails closed."""
     watched = epoch - state.stage_epoch
     contribution = paired([-d for d in m.seed_deltas])
     deadline = config.probation_epochs + config.probation_extension_epochs
@@ -274,6 +272,14 @@ def gate_g4(state: SlotState, epoch: int, m: Measurements, config: LifecycleConf
         f"{contribution.mean:.4g}, n={n}) after {watched} epochs of probation",
         measured,
     )
+
+
+def without_extension(config: LifecycleConfig) -> LifecycleConfig:
+    """The limits at the run's last boundary: no epoch is left to gather more evidence, so G4 judges an
+    undecided seed now (culled for showing no contribution) instead of leaving it to be torn down unjudged.
+    The run_ending rule asks a germination for room to the end of probation, not of the extension: a late
+    seed gets a shorter extension, never a refused germination for it."""
+    return replace(config, probation_extension_epochs=0)
 
 
 def gate_g5(clean: Mapping[str, bool]) -> Gate:

@@ -44,26 +44,18 @@ def epochs_from_germination(config: LifecycleConfig, alpha_ramp_epochs: int = 0)
     return 1 + config.min_training_epochs + ramp + 1 + config.probation_epochs
 
 
-def epochs_to_latest_verdict(config: LifecycleConfig, alpha_ramp_epochs: int = 0) -> int:
-    """The most epochs from the boundary that germinates a seed to its verdict: the fewest, plus the
-    boundaries G4 lets a seed whose contribution is still undecided wait for more evidence."""
-    return epochs_from_germination(config, alpha_ramp_epochs) + config.probation_extension_epochs
-
-
 def too_late_reason(
     epoch: int, run_epochs: int, config: LifecycleConfig, alpha_ramp_epochs: int
 ) -> str | None:
-    """Why a germination at `epoch` is refused in a run of `run_epochs`, or None: a seed that might not
-    reach its verdict before the run's last epoch is torn down unfinished, after its blending has already
-    moved the host (measured on Fashion-MNIST, 12 epochs: every late seed TERMINATED, the host worse for
-    it). A seed needs room for G4's whole window: probation plus the extension an undecided one waits."""
-    needed = epochs_to_latest_verdict(config, alpha_ramp_epochs)
+    """Why a germination at `epoch` is refused in a run of `run_epochs`, or None: a seed that cannot reach
+    its verdict before the run's last epoch is torn down unfinished, after its blending has already moved
+    the host (measured on Fashion-MNIST, 12 epochs: every late seed TERMINATED, the host worse for it)."""
+    needed = epochs_from_germination(config, alpha_ramp_epochs)
     if epoch + needed <= run_epochs:
         return None
     return (
-        f"a seed germinated at epoch {epoch} needs up to {needed} epoch(s) to its verdict (ramp "
-        f"{alpha_ramp_epochs or config.alpha_ramp_epochs}, probation up to "
-        f"{config.probation_epochs + config.probation_extension_epochs}); the run ends at epoch {run_epochs}"
+        f"a seed germinated at epoch {epoch} needs at least {needed} epoch(s) to its verdict (ramp "
+        f"{alpha_ramp_epochs or config.alpha_ramp_epochs}); the run ends at epoch {run_epochs}"
     )
 
 

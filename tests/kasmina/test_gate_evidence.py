@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from domains.kasmina import Evaluation
 from domains.kasmina import lifecycle as lc
-from domains.kasmina.commands import Cull, Germinate
+from domains.kasmina.commands import Cull, Germinate, Tick
 from domains.kasmina.evidence import CONFIDENCE_Z, paired
 from domains.kasmina.gates import Measurements, Outcome, gate_g0, gate_g1, gate_g2, gate_g3, gate_g4
 from domains.kasmina.probes import EpochMeasurements
@@ -189,3 +189,17 @@ def test_g4_fossilizes_exactly_the_seeds_whose_lower_bound_is_above_the_threshol
         assert gate.outcome is Outcome.PASS, gate.reason
     else:
         assert gate.outcome is not Outcome.PASS, gate.reason
+
+
+def test_the_runs_last_boundary_ends_g4s_extension_so_an_undecided_seed_is_judged() -> None:
+    """A seed still undecided when the run ends is culled for showing no contribution, not torn down
+    unjudged; one boundary earlier it waits, and a seed shown to help passes either way."""
+    state = KasminaState.initial([0]).with_slot(PROBATION_SLOT, last_seed_id=1)
+    unsure = {0: probed(centred(-0.02, 1.0))}
+    assert lc.decide(state, Tick(13, unsure), CONFIG) == []
+    [culled, *_] = lc.decide(state, Tick(13, unsure, final=True), CONFIG)
+    assert isinstance(culled, pb.SeedTransitioned) and culled.to_stage == pb.SEED_STAGE_CULLED
+    assert culled.reason.startswith("G4 failed: no contribution shown (lower bound")
+    assert "after 3 epochs" in culled.reason
+    [passed] = lc.decide(state, Tick(13, {0: probed(centred(-0.05, 0.1))}, final=True), CONFIG)
+    assert isinstance(passed, pb.SeedTransitioned) and passed.to_stage == pb.SEED_STAGE_FOSSILIZED

@@ -9,7 +9,6 @@ from domains.kasmina import Kasmina, KasminaConfig
 from domains.kasmina.state import SlotState
 from domains.kasmina.unfinished import (
     epochs_from_germination,
-    epochs_to_latest_verdict,
     epochs_to_verdict,
     teardown_reason,
     too_late_reason,
@@ -59,20 +58,14 @@ def test_a_germination_needs_as_many_epochs_as_a_germinated_seed_still_needs() -
     assert epochs_from_germination(CONFIG, alpha_ramp_epochs=6) == 12  # the command's own ramp
 
 
-def test_a_germination_that_might_not_reach_its_verdict_by_the_last_epoch_is_refused() -> None:
-    """The room asked for is G4's whole window: the fewest epochs plus the extension an undecided seed
-    waits, so a seed whose contribution is still within noise is judged, not torn down unfinished."""
-    assert CONFIG.probation_extension_epochs == 2
-    assert epochs_to_latest_verdict(CONFIG) == epochs_from_germination(CONFIG) + 2 == 11
-    assert too_late_reason(1, 12, CONFIG, 0) is None  # latest verdict at epoch 12, the run's last boundary
-    reason = too_late_reason(2, 12, CONFIG, 0)
+def test_a_germination_that_cannot_reach_its_verdict_by_the_last_epoch_is_refused() -> None:
+    assert too_late_reason(3, 12, CONFIG, 0) is None  # verdict at epoch 12, the run's last boundary
+    reason = too_late_reason(4, 12, CONFIG, 0)
     assert reason == (
-        "a seed germinated at epoch 2 needs up to 11 epoch(s) to its verdict (ramp 3, probation up to 4); "
+        "a seed germinated at epoch 4 needs at least 9 epoch(s) to its verdict (ramp 3); "
         "the run ends at epoch 12"
     )
-    assert too_late_reason(1, 14, CONFIG, 6) is not None and too_late_reason(0, 14, CONFIG, 6) is None
-    unextended = LifecycleConfig(probation_extension_epochs=0)
-    assert too_late_reason(3, 12, unextended, 0) is None and too_late_reason(4, 12, unextended, 0) is not None
+    assert too_late_reason(1, 12, CONFIG, 6) is not None and too_late_reason(0, 12, CONFIG, 6) is None
 
 
 def test_kasmina_refuses_a_late_germination_with_an_event_and_fetches_nothing() -> None:
@@ -81,11 +74,11 @@ def test_kasmina_refuses_a_late_germination_with_an_event_and_fetches_nothing() 
     config = KasminaConfig(lifecycle=CONFIG, run_epochs=12)
     kasmina = Kasmina(RUN, TinyCNN(), source(), Verifier(keyring), config)
     commander = Commander(keyring)
-    refused = kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), 2)
+    refused = kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), 4)
     assert [e.event_type for e in refused] == ["CommandRejected"]
     rejection = decode_payload(refused[0])
     assert isinstance(rejection, pb.CommandRejected) and rejection.code == "run_ending"
     assert "the run ends at epoch 12" in rejection.reason
     assert kasmina.slots[0].seed is None and not kasmina.effects.pending
-    accepted = kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), 1)
+    accepted = kasmina.execute(commander.command(pb.SEED_OP_GERMINATE), 3)
     assert [e.event_type for e in accepted] == ["SeedTransitioned", "SeedGrafted"]

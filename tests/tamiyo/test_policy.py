@@ -9,7 +9,7 @@ from google.protobuf.message import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domains.kasmina.unfinished import epochs_to_latest_verdict, too_late_reason
+from domains.kasmina.unfinished import epochs_from_germination, too_late_reason
 from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.observation import Observation, plateaued
 from domains.tamiyo.policy import HeuristicPolicy
@@ -314,7 +314,7 @@ def test_the_ramp_and_embargo_come_from_the_lifecycle() -> None:
 def test_no_germination_when_the_run_ends_before_the_seed_could_reach_its_verdict() -> None:
     policy = HeuristicPolicy(HeuristicConfig(use_catalogue_metadata=False))
     epoch, command = first_command(run(policy, plateau_run())[1])  # a run without an end germinates here
-    needed = epochs_to_latest_verdict(LIFECYCLE, command.seed_operation.alpha_ramp_epochs)
+    needed = epochs_from_germination(LIFECYCLE, command.seed_operation.alpha_ramp_epochs)
     _, history = run(policy, plateau_run(run_epochs=epoch + needed - 1))  # one epoch too short
     assert all(command_of(p) is None for p in history)
     assert decision_of(history[epoch]).reason.startswith("no germination: a seed germinated at epoch")
@@ -332,7 +332,7 @@ def test_the_run_end_is_judged_at_the_ramp_the_risk_level_asks_for() -> None:
     epoch, command = first_command(run(policy, plateau_run(hook_ms=orange))[1])
     ramp = command.seed_operation.alpha_ramp_epochs
     assert ramp > LIFECYCLE.alpha_ramp_epochs
-    short = epoch + epochs_to_latest_verdict(LIFECYCLE, ramp) - 1
+    short = epoch + epochs_from_germination(LIFECYCLE, ramp) - 1
     assert too_late_reason(epoch, short, LIFECYCLE, 0) is None  # room for the lifecycle's own ramp
     _, history = run(policy, plateau_run(hook_ms=orange, run_epochs=short))
     assert all(command_of(p) is None for p in history)
