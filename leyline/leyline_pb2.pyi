@@ -590,7 +590,7 @@ class RunStarted(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., config_json: _Optional[str] = ..., seed: _Optional[int] = ..., host_model: _Optional[str] = ..., dataset: _Optional[str] = ..., code_version: _Optional[str] = ..., device: _Optional[str] = ..., resumed: _Optional[bool] = ..., lifecycle: _Optional[_Union[LifecycleConfig, _Mapping]] = ..., controller_config_json: _Optional[str] = ...) -> None: ...
 
 class LifecycleConfig(_message.Message):
-    __slots__ = ("min_training_epochs", "max_training_epochs", "alpha_ramp_epochs", "probation_epochs", "embargo_epochs", "max_training_seeds", "max_isolation_violations", "max_grad_norm", "host_loss_tolerance", "shadow_tolerance", "min_contribution")
+    __slots__ = ("min_training_epochs", "max_training_epochs", "alpha_ramp_epochs", "probation_epochs", "embargo_epochs", "max_training_seeds", "max_isolation_violations", "max_grad_norm", "host_loss_tolerance", "shadow_tolerance", "min_contribution", "probation_extension_epochs")
     MIN_TRAINING_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     MAX_TRAINING_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     ALPHA_RAMP_EPOCHS_FIELD_NUMBER: _ClassVar[int]
@@ -602,6 +602,7 @@ class LifecycleConfig(_message.Message):
     HOST_LOSS_TOLERANCE_FIELD_NUMBER: _ClassVar[int]
     SHADOW_TOLERANCE_FIELD_NUMBER: _ClassVar[int]
     MIN_CONTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    PROBATION_EXTENSION_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     min_training_epochs: int
     max_training_epochs: int
     alpha_ramp_epochs: int
@@ -613,7 +614,8 @@ class LifecycleConfig(_message.Message):
     host_loss_tolerance: float
     shadow_tolerance: float
     min_contribution: float
-    def __init__(self, min_training_epochs: _Optional[int] = ..., max_training_epochs: _Optional[int] = ..., alpha_ramp_epochs: _Optional[int] = ..., probation_epochs: _Optional[int] = ..., embargo_epochs: _Optional[int] = ..., max_training_seeds: _Optional[int] = ..., max_isolation_violations: _Optional[int] = ..., max_grad_norm: _Optional[float] = ..., host_loss_tolerance: _Optional[float] = ..., shadow_tolerance: _Optional[float] = ..., min_contribution: _Optional[float] = ...) -> None: ...
+    probation_extension_epochs: int
+    def __init__(self, min_training_epochs: _Optional[int] = ..., max_training_epochs: _Optional[int] = ..., alpha_ramp_epochs: _Optional[int] = ..., probation_epochs: _Optional[int] = ..., embargo_epochs: _Optional[int] = ..., max_training_seeds: _Optional[int] = ..., max_isolation_violations: _Optional[int] = ..., max_grad_norm: _Optional[float] = ..., host_loss_tolerance: _Optional[float] = ..., shadow_tolerance: _Optional[float] = ..., min_contribution: _Optional[float] = ..., probation_extension_epochs: _Optional[int] = ...) -> None: ...
 
 class EpochCompleted(_message.Message):
     __slots__ = ("state", "epoch_wall_ms", "test_accuracy", "parameters")

@@ -91,8 +91,13 @@ class LifecycleConfig:
     max_grad_norm: float = 1e3  # G1: RMS seed gradient norm per step
     host_loss_tolerance: float = 0.05  # G2: host loss may grow by at most 5 % while blending
     shadow_tolerance: float = 0.02  # G3: culls when the 95 % lower bound of the loss rise with the seed > 2 %
-    # G4: culls when the 95 % upper bound of the per-example loss(alpha 0) - loss(alpha 1) is below this
+    # G4: passes when the 95 % lower bound of the per-example loss(alpha 0) - loss(alpha 1) is above this
+    # (the seed is shown to help), culls at once when the upper bound is below it (shown to hurt)
     min_contribution: float = 0.0
+    # G4: boundaries after probation_epochs that a seed whose contribution is still within noise of
+    # min_contribution may wait for more evidence (re-measured at each) before it is culled for showing none;
+    # the run's last boundary ends the extension
+    probation_extension_epochs: int = 2
 
     def __post_init__(self) -> None:
         for name in ("min_training_epochs", "alpha_ramp_epochs", "max_training_seeds"):
@@ -100,9 +105,11 @@ class LifecycleConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_training_epochs < self.min_training_epochs:
             raise ValueError("max_training_epochs must be >= min_training_epochs")
-        if self.embargo_epochs < 0 or self.probation_epochs < 0 or self.max_isolation_violations < 1:
+        windows = (self.embargo_epochs, self.probation_epochs, self.probation_extension_epochs)
+        if min(windows) < 0 or self.max_isolation_violations < 1:
             raise ValueError(
-                "embargo_epochs and probation_epochs must be >= 0, max_isolation_violations >= 1"
+                "embargo_epochs, probation_epochs and probation_extension_epochs must be >= 0, "
+                "max_isolation_violations >= 1"
             )
 
     def to_pb(self) -> pb.LifecycleConfig:

@@ -23,7 +23,8 @@ Trainer side (Tolaria), per run::
 - `evaluate()` is the trainer's validation pass (eval mode, no grad, no state change) returning an
   `Evaluation(loss, accuracy)`; Kasmina calls it inside `counterfactual(slot, alpha)` for the probes: a
   GERMINATED/TRAINING seed's loss at alpha 1 (admission, G1), and alpha 0 vs 1 in SHADOWING (G3) and at the
-  end of the probation window (G4). `EpochMeasurements.validation_loss` is the host loss for G2.
+  end of the probation window and each boundary after it while G4's evidence is undecided (G4).
+  `EpochMeasurements.validation_loss` is the host loss for G2.
 - Commands: every envelope is verified once, by Kasmina's intake (`intake.py`)::
 
       received = kasmina.receive(envelope)  # decode + verify (signature, nonce, clock, run id)

@@ -58,10 +58,12 @@ class Reject:
 
 @dataclass(frozen=True)
 class Tick:
-    """An epoch boundary: admission, gates, alpha ramp and embargo countdown for every slot."""
+    """An epoch boundary: admission, gates, alpha ramp and embargo countdown for every slot. `final`: the
+    run's last boundary (KasminaConfig.run_epochs), where G4 has no extension left to wait for."""
 
     epoch: int
     measurements: Mapping[int, Measurements]
+    final: bool = False
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from domains.kasmina.evidence import PairedEvidence, paired
@@ -219,15 +219,21 @@ def gate_g3(state: SlotState, epoch: int, m: Measurements, config: LifecycleConf
 
 def gate_g4(state: SlotState, epoch: int, m: Measurements, config: LifecycleConfig) -> Gate:
     """After the probation window, per validation example, the seed's contribution (loss without it − loss
-    with it). The seed is culled only when the upper 95 % bound of the mean contribution is below
-    min_contribution, i.e. when the data show it does not contribute enough; a contribution within noise
-    of the threshold is kept, as G2 and G3 keep a seed whose harm is within noise (culling costs the
-    epochs the seed trained and an embargo; a useless seed costs parameters, which the controller's budget
-    bounds). Without paired losses it fails closed."""
+    with it). The burden of proof is on the seed: it passes only when the lower 95 % bound of the mean
+    contribution is above min_contribution (shown to help) and fails at once when the upper bound is below
+    it (shown not to). Fossilization is permanent: a seed whose contribution is within noise would have its
+    parameters paid for by every later step and every saved model, for no shown gain. So while the
+    evidence is undecided the seed WAITs, re-measured at every boundary, up to probation_extension_epochs
+    more boundaries (fewer when the run ends first: see without_extension), and then fails for showing no
+    contribution. A seed whose lower bound is above min_contribution is never culled by this gate. G2 and
+    G3 keep the opposite burden (culling only a seed shown to harm): they judge a seed that is still
+    learning, G4 the graft that would stay. Without paired losses it fails closed."""
     watched = epoch - state.stage_epoch
     contribution = paired([-d for d in m.seed_deltas])
+    deadline = config.probation_epochs + config.probation_extension_epochs
     measured = {
         "epochs": float(watched),
+        "deadline_epochs": float(deadline),
         "loss_alpha0": m.loss_alpha0,
         "loss_alpha1": m.loss_alpha1,
         "contribution": m.loss_alpha0 - m.loss_alpha1,
@@ -243,12 +249,37 @@ def gate_g4(state: SlotState, epoch: int, m: Measurements, config: LifecycleConf
         return Gate(
             G4, Outcome.FAIL, "contribution not measured per example (paired evidence missing)", measured
         )
-    verdict = f"contribution {contribution.mean:.4g} per example, upper bound {contribution.upper:.4g}"
-    if contribution.upper < config.min_contribution:
+    threshold, n = config.min_contribution, contribution.n
+    bounds = (
+        f"contribution {contribution.mean:.4g} per example, lower bound {contribution.lower:.4g}, "
+        f"upper bound {contribution.upper:.4g}"
+    )
+    if contribution.lower > threshold:
+        return Gate(G4, Outcome.PASS, f"{bounds}: shown to help (lower > {threshold:g}, n={n})", measured)
+    if contribution.upper < threshold:
+        return Gate(G4, Outcome.FAIL, f"{bounds}: shown not to help (upper < {threshold:g}, n={n})", measured)
+    if watched < deadline:
         return Gate(
-            G4, Outcome.FAIL, f"{verdict} < {config.min_contribution:g} (n={contribution.n})", measured
+            G4,
+            Outcome.WAIT,
+            f"{bounds}: undecided at {watched} of at most {deadline} epochs (n={n})",
+            measured,
         )
-    return Gate(G4, Outcome.PASS, f"{verdict} >= {config.min_contribution:g} (n={contribution.n})", measured)
+    return Gate(
+        G4,
+        Outcome.FAIL,
+        f"no contribution shown (lower bound {contribution.lower:.4g} <= {threshold:g}, mean "
+        f"{contribution.mean:.4g}, n={n}) after {watched} epochs of probation",
+        measured,
+    )
+
+
+def without_extension(config: LifecycleConfig) -> LifecycleConfig:
+    """The limits at the run's last boundary: no epoch is left to gather more evidence, so G4 judges an
+    undecided seed now (culled for showing no contribution) instead of leaving it to be torn down unjudged.
+    The run_ending rule asks a germination for room to the end of probation, not of the extension: a late
+    seed gets a shorter extension, never a refused germination for it."""
+    return replace(config, probation_extension_epochs=0)
 
 
 def gate_g5(clean: Mapping[str, bool]) -> Gate:

@@ -30,7 +30,15 @@ from domains.kasmina.commands import (
     Terminate,
     Tick,
 )
-from domains.kasmina.gates import STAGE_GATES, Gate, Measurements, Outcome, finite, gate_g5
+from domains.kasmina.gates import (
+    STAGE_GATES,
+    Gate,
+    Measurements,
+    Outcome,
+    finite,
+    gate_g5,
+    without_extension,
+)
 from domains.kasmina.state import KasminaState, SlotState
 from leyline import pb
 from leyline.lifecycle import (
@@ -235,10 +243,11 @@ def _admit(
 def _decide_tick(state: KasminaState, tick: Tick, config: LifecycleConfig) -> list[Message]:
     events: list[Message] = []
     training = state.count(TRAINING)
+    gate_config = without_extension(config) if tick.final else config
     for s in state.slots:
         m = tick.measurements.get(s.slot, Measurements())
         if s.stage in STAGE_GATES:
-            gate = STAGE_GATES[s.stage](s, tick.epoch, m, config)
+            gate = STAGE_GATES[s.stage](s, tick.epoch, m, gate_config)
             if gate.outcome is Outcome.PASS:
                 events.append(_transition(s, NEXT_STAGE[s.stage], tick.epoch, f"{gate.name} passed", [gate]))
             elif gate.outcome is Outcome.FAIL:

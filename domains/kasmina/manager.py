@@ -162,7 +162,8 @@ class Kasmina:
                     self._best_gaps[s.slot] = (s.seed_id, min(gap, best_gap) if finite(best_gap) else gap)
                 measured[s.slot] = m
         self._last = measured
-        envelopes.extend(self._run(Tick(epoch, measured)))
+        final = self.config.run_epochs is not None and epoch >= self.config.run_epochs
+        envelopes.extend(self._run(Tick(epoch, measured, final)))
         for s in self.state.slots:
             if s.stage == RESETTING:
                 envelopes.extend(self._run(Scrubbed(s.slot, epoch, self.effects.scrub_check(s.slot))))

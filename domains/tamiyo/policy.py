@@ -2,7 +2,8 @@
 
 One decision per epoch boundary, at most one command, in this order of precedence:
 1. a seed whose gate evidence is bad (non-finite values, exploding gradient, isolation violations, a
-   training stage that never ends, a measured contribution below the threshold after probation) → cull
+   training stage that never ends, a measured contribution below the threshold after probation and G4's
+   extension) → cull
    (the targeted remedy comes before the drastic one);
 2. a loss signal at the rollback level this window → request a rollback to the last safe epoch (once per
    target);
@@ -197,9 +198,12 @@ class HeuristicPolicy:
             if seed.stage == pb.SEED_STAGE_TRAINING and stage_epochs(seed) > limits.max_training_epochs:
                 return seed, f"still training after {stage_epochs(seed)} epochs"
             contribution = seed.metrics.get(CONTRIBUTION_METRIC)
+            # G4 weighs an undecided seed's per-example evidence through its extension; a point
+            # contribution below the threshold in that window is no verdict to pre-empt it with
+            judged_by = limits.probation_epochs + limits.probation_extension_epochs
             if (
                 seed.stage == pb.SEED_STAGE_PROBATIONARY
-                and stage_epochs(seed) >= limits.probation_epochs
+                and stage_epochs(seed) >= judged_by
                 and contribution is not None
                 and contribution < limits.min_contribution
             ):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from domains.kasmina import Evaluation
 from domains.kasmina import lifecycle as lc
-from domains.kasmina.commands import Cull, Germinate
+from domains.kasmina.commands import Cull, Germinate, Tick
 from domains.kasmina.evidence import CONFIDENCE_Z, paired
 from domains.kasmina.gates import Measurements, Outcome, gate_g0, gate_g1, gate_g2, gate_g3, gate_g4
 from domains.kasmina.probes import EpochMeasurements
@@ -129,17 +129,35 @@ def test_g3_passes_a_seed_whose_extra_loss_is_noise_and_culls_a_clear_one() -> N
     assert clear.to_pb().measured["delta_n"] == 179
 
 
-def test_g4_culls_only_a_contribution_the_evidence_shows_below_the_threshold() -> None:
+def test_g4_fossilizes_only_a_contribution_the_evidence_shows_above_the_threshold() -> None:
     helping = gate_g4(PROBATION_SLOT, 12, probed(centred(-0.05, 0.1)), CONFIG)
     assert helping.outcome is Outcome.PASS, helping.reason
-    # a small gain within noise is kept: the two means alone say "helps", the bound cannot refute it
-    unsure = gate_g4(PROBATION_SLOT, 12, probed(centred(-0.02, 1.0)), CONFIG)
-    assert unsure.measured["contribution_lower"] < 0 < unsure.measured["contribution"]
-    assert unsure.outcome is Outcome.PASS
-    # a clear loss: the whole bound is below the threshold
+    assert helping.measured["contribution_lower"] > CONFIG.min_contribution
+    # a small gain within noise is not yet shown: it waits for more evidence, re-measured each boundary
+    unsure = probed(centred(-0.02, 1.0))
+    waiting = gate_g4(PROBATION_SLOT, 12, unsure, CONFIG)
+    assert waiting.measured["contribution_lower"] < 0 < waiting.measured["contribution"]
+    assert waiting.outcome is Outcome.WAIT and "undecided" in waiting.reason
+    deadline = PROBATION_SLOT.stage_epoch + CONFIG.probation_epochs + CONFIG.probation_extension_epochs
+    assert gate_g4(PROBATION_SLOT, deadline - 1, unsure, CONFIG).outcome is Outcome.WAIT
+    shown_nothing = gate_g4(PROBATION_SLOT, deadline, unsure, CONFIG)
+    assert shown_nothing.outcome is Outcome.FAIL
+    assert shown_nothing.reason.startswith("no contribution shown (lower bound -0.1067 <= 0")
+    assert "n=179" in shown_nothing.reason and shown_nothing.measured["deadline_epochs"] == 4
+    # a clear loss fails at once, without the extension: the whole bound is below the threshold
     hurting = gate_g4(PROBATION_SLOT, 12, probed(centred(0.05, 0.1)), CONFIG)
     assert hurting.outcome is Outcome.FAIL and hurting.measured["contribution_upper"] < 0
     assert hurting.measured["threshold"] == CONFIG.min_contribution and "upper bound" in hurting.reason
+
+
+def test_g4_fossilizes_a_seed_whose_lower_bound_is_above_zero_by_a_hair() -> None:
+    """The rejected attempt (a positive min_contribution) culled a digits seed significantly positive by a
+    hair; under the default threshold such a seed is fossilized at the end of probation."""
+    noise = centred(0.0, 1.0)
+    margin = CONFIDENCE_Z * paired(noise).std_error * 1.0001
+    gate = gate_g4(PROBATION_SLOT, 12, probed([d - margin for d in noise]), CONFIG)
+    assert 0 < gate.measured["contribution_lower"] < 1e-3
+    assert gate.outcome is Outcome.PASS, gate.reason
 
 
 def test_g3_and_g4_fail_closed_without_paired_losses() -> None:
@@ -149,7 +167,39 @@ def test_g3_and_g4_fail_closed_without_paired_losses() -> None:
 
 
 @given(st.lists(st.integers(-500, 500).map(lambda i: i / 100), min_size=1, max_size=50))
-def test_g3_and_g4_never_cull_a_seed_with_no_mean_effect(half: list[float]) -> None:
-    deltas = half + [-d for d in half]
-    assert gate_g3(SHADOWING_SLOT, 11, probed(deltas), CONFIG).outcome is Outcome.PASS
-    assert gate_g4(PROBATION_SLOT, 12, probed(deltas), CONFIG).outcome is Outcome.PASS
+def test_g3_passes_and_g4_never_fossilizes_a_seed_with_no_mean_effect(half: list[float]) -> None:
+    deltas = probed(half + [-d for d in half])
+    assert gate_g3(SHADOWING_SLOT, 11, deltas, CONFIG).outcome is Outcome.PASS
+    deadline = PROBATION_SLOT.stage_epoch + CONFIG.probation_epochs + CONFIG.probation_extension_epochs
+    for epoch in range(12, deadline):
+        assert gate_g4(PROBATION_SLOT, epoch, deltas, CONFIG).outcome is Outcome.WAIT
+    culled = gate_g4(PROBATION_SLOT, deadline, deltas, CONFIG)
+    assert culled.outcome is Outcome.FAIL and culled.reason.startswith("no contribution shown")
+
+
+@given(
+    st.lists(st.integers(-500, 500).map(lambda i: i / 100), min_size=2, max_size=50),
+    st.integers(12, 20),
+)
+def test_g4_fossilizes_exactly_the_seeds_whose_lower_bound_is_above_the_threshold(
+    contributions: list[float], epoch: int
+) -> None:
+    gate = gate_g4(PROBATION_SLOT, epoch, probed([-c for c in contributions]), CONFIG)
+    if paired(contributions).lower > CONFIG.min_contribution:
+        assert gate.outcome is Outcome.PASS, gate.reason
+    else:
+        assert gate.outcome is not Outcome.PASS, gate.reason
+
+
+def test_the_runs_last_boundary_ends_g4s_extension_so_an_undecided_seed_is_judged() -> None:
+    """A seed still undecided when the run ends is culled for showing no contribution, not torn down
+    unjudged; one boundary earlier it waits, and a seed shown to help passes either way."""
+    state = KasminaState.initial([0]).with_slot(PROBATION_SLOT, last_seed_id=1)
+    unsure = {0: probed(centred(-0.02, 1.0))}
+    assert lc.decide(state, Tick(13, unsure), CONFIG) == []
+    [culled, *_] = lc.decide(state, Tick(13, unsure, final=True), CONFIG)
+    assert isinstance(culled, pb.SeedTransitioned) and culled.to_stage == pb.SEED_STAGE_CULLED
+    assert culled.reason.startswith("G4 failed: no contribution shown (lower bound")
+    assert "after 3 epochs" in culled.reason
+    [passed] = lc.decide(state, Tick(13, {0: probed(centred(-0.05, 0.1))}, final=True), CONFIG)
+    assert isinstance(passed, pb.SeedTransitioned) and passed.to_stage == pb.SEED_STAGE_FOSSILIZED

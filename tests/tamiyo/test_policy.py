@@ -254,6 +254,10 @@ def test_advances_seeds_on_gate_evidence_and_culls_on_bad_evidence() -> None:
     useless = pb.SeedState(
         slot=0, seed_id=3, stage=pb.SEED_STAGE_PROBATIONARY, age_epochs=2, metrics={"contribution": -0.02}
     )
+    # within G4's extension the per-example evidence decides, not Tamiyo's point estimate
+    assert LifecycleConfig().probation_extension_epochs == 2
+    assert decide(useless).seed_operation.operation != pb.SEED_OP_CULL  # type: ignore[union-attr]
+    useless.age_epochs = 4
     assert decide(useless).seed_operation.operation == pb.SEED_OP_CULL  # type: ignore[union-attr]
     stuck = pb.SeedState(slot=0, seed_id=3, stage=pb.SEED_STAGE_TRAINING, age_epochs=9)
     assert decide(stuck).seed_operation.operation == pb.SEED_OP_CULL  # type: ignore[union-attr]
