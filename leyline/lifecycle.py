@@ -112,6 +112,11 @@ class LifecycleConfig:
                 "max_isolation_violations >= 1"
             )
 
+    @property
+    def probation_deadline_epochs(self) -> int:
+        """Epochs in PROBATIONARY after which G4 judges a seed whose evidence is still undecided."""
+        return self.probation_epochs + self.probation_extension_epochs
+
     def to_pb(self) -> pb.LifecycleConfig:
         """The message RunStarted records, so a resumed run restores the limits it started with."""
         return pb.LifecycleConfig(**asdict(self))

@@ -230,7 +230,7 @@ def gate_g4(state: SlotState, epoch: int, m: Measurements, config: LifecycleConf
     learning, G4 the graft that would stay. Without paired losses it fails closed."""
     watched = epoch - state.stage_epoch
     contribution = paired([-d for d in m.seed_deltas])
-    deadline = config.probation_epochs + config.probation_extension_epochs
+    deadline = config.probation_deadline_epochs
     measured = {
         "epochs": float(watched),
         "deadline_epochs": float(deadline),

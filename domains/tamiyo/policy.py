@@ -200,10 +200,9 @@ class HeuristicPolicy:
             contribution = seed.metrics.get(CONTRIBUTION_METRIC)
             # G4 weighs an undecided seed's per-example evidence through its extension; a point
             # contribution below the threshold in that window is no verdict to pre-empt it with
-            judged_by = limits.probation_epochs + limits.probation_extension_epochs
             if (
                 seed.stage == pb.SEED_STAGE_PROBATIONARY
-                and stage_epochs(seed) >= judged_by
+                and stage_epochs(seed) >= limits.probation_deadline_epochs
                 and contribution is not None
                 and contribution < limits.min_contribution
             ):

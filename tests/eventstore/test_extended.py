@@ -17,7 +17,7 @@ from tests.eventstore.conftest import make_event
 from tests.eventstore.damage import as_if_crashed
 
 SEGMENT = wal.segment_name(1)
-PAGE = 4096  # what reaches the disk as one piece
+PAGE = wal.PAGE
 
 
 def crashed_copy(tmp_path: Path, events: int) -> tuple[Path, int]:
