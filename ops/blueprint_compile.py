@@ -19,11 +19,11 @@ from ops.errors import CommandError, UsageError
 from ops.storeopts import open_store_from_args
 
 if TYPE_CHECKING:
-    from domains.karn.catalog import Blueprint
+    from domains.karn.blueprint import Blueprint
 
 
 def job_json(state: JobState) -> dict[str, Any]:
-    from domains.karn.catalog import SLOT_KIND_NAMES
+    from domains.karn.blueprint import SLOT_KIND_NAMES
 
     spec = state.spec
     return {

@@ -20,7 +20,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from domains.karn.approval import approved_in
-from domains.karn.catalog import Use
+from domains.karn.blueprint import Use
 from domains.kasmina import Kasmina, KasminaConfig, ModuleSource
 from domains.tamiyo.catalogue import heuristic_controller
 from domains.tamiyo.config import HeuristicConfig

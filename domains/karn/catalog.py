@@ -1,137 +1,46 @@
 """Karn's catalogue: the 50 blueprints of SPEC §9 and two widenings (BP051, BP052: widening slots only,
-see widening.py) with their metadata, parameter validation, building, the conservative pool and
-deterministic selection.
+see widening.py) with their metadata, and the validation of a request against them (parameters, slot,
+use). What a blueprint is lives in blueprint.py, building one in building.py.
 
 Tiers: BP001–BP035 safe (risk 0.0–0.5, curriculum stages 0–4), BP036–BP042 experimental (risk 0.5–0.8,
 stage 5, live use needs approval), BP043–BP050 adversarial (risk 0.8–1.0, stage 6, quarantine-only:
 built only for fault drills and offline training, never for a live graft).
 
-Longer than our ~400-line rule on purpose: the 50-entry table of SPEC §9 (about 210 lines) stays in one
-place, beside the validation and selection that read it.
+The 50-entry table of SPEC §9 (about 210 lines) stays in one place, beside the validation that reads it.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import Enum
-from functools import cache
-
-import torch
-from torch import nn
+from collections.abc import Collection, Mapping, Sequence
 
 from domains.karn import metrics
 from domains.karn import templates as t
 from domains.karn import widening as w
 from domains.karn.blocks import CONV, SEQUENCE, SLOT_LAYOUTS, SLOT_RANKS, WIDEN
-from domains.karn.faults import FAULTS, FaultInjected
+from domains.karn.blueprint import (
+    ADVERSARIAL,
+    BOTH,
+    EXPERIMENTAL,
+    SAFE,
+    SLOT_KIND_NAMES,
+    Blueprint,
+    Factory,
+    KarnError,
+    NotGraftable,
+    ParameterOutOfRange,
+    Range,
+    SlotMismatch,
+    UnknownBlueprint,
+    Use,
+    ints,
+    reals,
+)
 from leyline import pb
-
-SAFE = pb.BLUEPRINT_TIER_SAFE
-EXPERIMENTAL = pb.BLUEPRINT_TIER_EXPERIMENTAL
-ADVERSARIAL = pb.BLUEPRINT_TIER_ADVERSARIAL
-BOTH = (CONV, SEQUENCE)
-Factory = Callable[[int, tuple[int, ...], Mapping[str, float]], nn.Module]
-SLOT_KIND_NAMES: dict[int, str] = {CONV: "conv2d", SEQUENCE: "sequence", WIDEN: "widen"}
-
-
-class KarnError(Exception):
-    """A blueprint request Karn refuses; the message says what and how to fix it."""
-
-
-class UnknownBlueprint(KarnError):
-    pass
-
-
-class ParameterOutOfRange(KarnError):
-    pass
-
-
-class SlotMismatch(KarnError):
-    pass
-
-
-class NotGraftable(KarnError):
-    """Quarantined or unapproved blueprint requested for a live graft."""
 
 
 def _rejected(reason: str, error: KarnError) -> KarnError:
     metrics.REJECTED.labels(reason).inc()
     return error
-
-
-class Use(Enum):
-    LIVE = "live"  # grafted into a training run
-    DRILL = "drill"  # fault drills and offline training: adversarial templates allowed
-
-
-@dataclass(frozen=True)
-class Range:
-    low: float
-    high: float
-    default: float
-    integer: bool = True
-
-    def to_pb(self) -> pb.ParameterRange:
-        return pb.ParameterRange(min=self.low, max=self.high, default=self.default, integer=self.integer)
-
-
-def ints(low: int, high: int, default: int) -> Range:
-    return Range(float(low), float(high), float(default), integer=True)
-
-
-def reals(low: float, high: float, default: float) -> Range:
-    return Range(low, high, default, integer=False)
-
-
-@dataclass(frozen=True)
-class Blueprint:
-    blueprint_id: str
-    name: str
-    tier: int
-    risk: float
-    stage: int
-    kinds: tuple[int, ...]
-    factory: Factory
-    parameters: Mapping[str, Range] = field(default_factory=dict)
-    description: str = ""
-    conservative: bool = False
-
-    @property
-    def quarantine_only(self) -> bool:
-        return self.tier == ADVERSARIAL
-
-    @property
-    def requires_approval(self) -> bool:
-        return self.tier == EXPERIMENTAL
-
-    def descriptor(self) -> pb.BlueprintDescriptor:
-        descriptor = pb.BlueprintDescriptor(
-            blueprint_id=self.blueprint_id,
-            name=self.name,
-            tier=self.tier,  # type: ignore[arg-type]
-            risk=self.risk,
-            curriculum_stage=self.stage,
-            slot_kinds=list(self.kinds),  # type: ignore[arg-type]
-            requires_approval=self.requires_approval,
-            approved=not self.requires_approval and not self.quarantine_only,
-            quarantine_only=self.quarantine_only,
-            description=self.description or (self.factory.__doc__ or self.name).strip().splitlines()[0],
-            conservative_pool=self.conservative,
-        )
-        for name, allowed in self.parameters.items():
-            descriptor.parameter_ranges[name].CopyFrom(allowed.to_pb())
-        return descriptor
-
-    def defaults(self) -> dict[str, float]:
-        return {name: allowed.default for name, allowed in self.parameters.items()}
-
-    def extremes(self) -> tuple[dict[str, float], dict[str, float]]:
-        """All parameters at the low end, and all at the high end."""
-        low = {name: allowed.low for name, allowed in self.parameters.items()}
-        high = {name: allowed.high for name, allowed in self.parameters.items()}
-        return low, high
 
 
 def _bp(
@@ -450,104 +359,3 @@ def check_use(blueprint_id: str, use: Use, approved: Collection[str] = ()) -> No
                 f"{blueprint_id} {blueprint.name} is experimental and needs approval before a live graft"
             ),
         )
-
-
-def seed_for(*parts: object) -> int:
-    """A stable 63-bit seed from the parts' text (Python's hash() is salted per process)."""
-    digest = hashlib.sha256("|".join(str(part) for part in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-def build(
-    blueprint_id: str,
-    parameters: Mapping[str, float],
-    kind: int,
-    shape: Sequence[int],
-    *,
-    use: Use = Use.LIVE,
-    approved: Collection[str] = (),
-    init_seed: int | None = None,
-) -> nn.Module:
-    """An eager module for the blueprint. init_seed makes its initial weights reproducible."""
-    check_use(blueprint_id, use, approved)
-    blueprint = get(blueprint_id)
-    resolved = validate_parameters(blueprint_id, parameters)
-    dims = validate_slot(blueprint_id, kind, shape)
-    module = build_template(blueprint, resolved, kind, dims, init_seed)
-    return with_fault(blueprint_id, resolved, module)
-
-
-def build_template(
-    blueprint: Blueprint,
-    parameters: Mapping[str, float],
-    kind: int,
-    shape: tuple[int, ...],
-    init_seed: int | None,
-) -> nn.Module:
-    """The template's tensor computation alone (what Tezzeret compiles); parameters already validated."""
-    if init_seed is None:
-        return blueprint.factory(kind, shape, parameters)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(init_seed)
-        return blueprint.factory(kind, shape, parameters)
-
-
-def with_fault(blueprint_id: str, parameters: Mapping[str, float], module: nn.Module) -> nn.Module:
-    """Wraps module in its side-effect fault for BP046–BP049; other blueprints are returned as they are."""
-    fault = FAULTS.get(blueprint_id)
-    return FaultInjected(module, fault(parameters)) if fault else module
-
-
-@dataclass(frozen=True)
-class SelectionContext:
-    run_id: str
-    slot: int
-    epoch: int
-    kind: int
-    shape: tuple[int, ...]
-    exclude: frozenset[str] = frozenset()  # e.g. blueprints already culled in this slot
-    approved: frozenset[str] = frozenset()  # experimental blueprints approved for this run
-
-
-@cache
-def parameter_count(blueprint_id: str, kind: int, shape: tuple[int, ...]) -> int:
-    """Trainable parameters of the blueprint at its default parameters on this slot."""
-    blueprint = get(blueprint_id)
-    module = build_template(blueprint, blueprint.defaults(), kind, shape, init_seed=0)
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def candidates(context: SelectionContext, conservative: bool, budget: int) -> list[Blueprint]:
-    """Blueprints eligible for a live graft in this context, in id order."""
-    eligible = []
-    for blueprint in CATALOGUE:
-        if blueprint.quarantine_only or blueprint.blueprint_id in context.exclude:
-            continue
-        if blueprint.requires_approval and blueprint.blueprint_id not in context.approved:
-            continue
-        if conservative and not blueprint.conservative:
-            continue
-        if context.kind not in blueprint.kinds:
-            continue
-        if parameter_count(blueprint.blueprint_id, context.kind, context.shape) > budget:
-            continue
-        eligible.append(blueprint)
-    return eligible
-
-
-def select(context: SelectionContext, conservative: bool, budget: int) -> pb.BlueprintDescriptor:
-    """A deterministic choice for (run, slot, epoch) among the eligible blueprints.
-
-    Conservative mode draws only from the conservative pool (the lowest-risk safe templates). budget is
-    the largest parameter count allowed at default parameters on the slot.
-    """
-    eligible = candidates(context, conservative, budget)
-    if not eligible:
-        mode = "conservative pool" if conservative else "catalogue"
-        raise KarnError(
-            f"no blueprint in the {mode} fits a {SLOT_KIND_NAMES.get(context.kind)} slot "
-            f"{list(context.shape)} within {budget} parameters"
-        )
-    metrics.SELECTIONS.labels("conservative" if conservative else "normal").inc()
-    index = seed_for(context.run_id, context.slot, context.epoch) % len(eligible)
-    return eligible[index].descriptor()

@@ -10,4 +10,3 @@ REJECTED = Counter(
     "Blueprint requests refused (bad parameters, slot mismatch, quarantine, approval)",
     ["reason"],
 )
-SELECTIONS = Counter("esper_karn_selections_total", "Deterministic blueprint selections", ["mode"])

@@ -9,8 +9,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from domains.karn import catalog
-from domains.karn.catalog import Factory
+from domains.karn import building
+from domains.karn.blueprint import Factory
 from domains.urza.artifact import fresh_copy
 
 
@@ -84,7 +84,7 @@ class FactorySource:
         # initial weights seeded from the request: the same request gives the same artifact in every
         # process, and building it draws nothing from the caller's random stream
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(catalog.seed_for(repr(key)))
+            torch.manual_seed(building.seed_for(repr(key)))
             return factory(slot_kind, slot_shape, parameters)
 
 

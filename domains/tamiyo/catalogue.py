@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from domains.karn import approval, catalog
+from domains.karn import approval, building, catalog
 from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.controller import ParameterEstimator, TamiyoController
 from domains.tamiyo.exploration import ExploringHeuristic
@@ -36,7 +36,7 @@ def karn_estimator(slots: SlotShapes) -> ParameterEstimator:
         if kind not in descriptor.slot_kinds:
             return None
         try:
-            return catalog.parameter_count(descriptor.blueprint_id, kind, tuple(shape))
+            return building.parameter_count(descriptor.blueprint_id, kind, tuple(shape))
         except catalog.KarnError:
             return None
 

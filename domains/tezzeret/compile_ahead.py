@@ -34,7 +34,8 @@ from pathlib import Path
 
 from torch import nn
 
-from domains.karn.catalog import KarnError, check_use
+from domains.karn.blueprint import KarnError
+from domains.karn.catalog import check_use
 from domains.tezzeret.compiler_process import CompilerProcess, StoreAddress
 from domains.tezzeret.jobs import CompileSpec, Status
 from domains.tezzeret.service import resolve_spec

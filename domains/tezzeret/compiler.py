@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from domains.karn import catalog
+from domains.karn import building, catalog
 from domains.karn.blocks import slot_io
 from domains.tezzeret.jobs import DEFAULT_STRATEGY, STRATEGIES, CompileSpec, strategy_device
 from domains.urza.artifact import (
@@ -43,17 +43,17 @@ def _seed_key(spec: CompileSpec) -> str:
 def template_for(spec: CompileSpec) -> nn.Module:
     """The template's tensor part with weights initialised from the spec's seed."""
     blueprint = catalog.get(spec.blueprint_id)
-    return catalog.build_template(
+    return building.build_template(
         blueprint,
         spec.parameter_map(),
         spec.slot_kind,
         spec.slot_shape,
-        init_seed=catalog.seed_for(_seed_key(spec), "init"),
+        init_seed=building.seed_for(_seed_key(spec), "init"),
     )
 
 
 def example_input(spec: CompileSpec) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(catalog.seed_for(_seed_key(spec), "example"))
+    generator = torch.Generator().manual_seed(building.seed_for(_seed_key(spec), "example"))
     return torch.randn(2, *slot_io(spec.slot_kind, spec.slot_shape)[0], generator=generator)
 
 

@@ -40,8 +40,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from domains.karn import catalog
-from domains.karn.catalog import Use
+from domains.karn import building, catalog
+from domains.karn.blueprint import Use
 from domains.tezzeret.jobs import DEFAULT_STRATEGY, CompileSpec, Status
 from domains.tezzeret.service import Tezzeret, resolve_spec
 from domains.urza import metrics
@@ -114,7 +114,7 @@ class SeedModuleSource:
         artifact_hash = self.artifact_for(spec)
         was_cached = self.library.is_cached(artifact_hash)
         module = self.library.load(artifact_hash, blueprint_id).fresh()
-        wrapped = catalog.with_fault(blueprint_id, spec.parameter_map(), module)
+        wrapped = building.with_fault(blueprint_id, spec.parameter_map(), module)
         metrics.FETCH_LATENCY.labels("warm" if was_cached else "cold").observe(time.perf_counter() - started)
         return wrapped, artifact_hash
 

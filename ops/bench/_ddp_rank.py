@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from domains.karn import catalog
+from domains.karn import building
 from domains.kasmina import SeedSlot, make_slot
 from domains.tolaria.boundary import Decision
 from domains.tolaria.collective import Collective, SingleProcess, agreement_digest
@@ -42,7 +42,7 @@ def regraft_ms(collective: Collective, rounds: int) -> float:
     collective.wrap(model)
     times = []
     for _ in range(rounds):
-        seed = catalog.build(BLUEPRINT, {}, slot.kind, slot.shape)
+        seed = building.build(BLUEPRINT, {}, slot.kind, slot.shape)
         started = time.perf_counter()
         slot.seed = seed
         optimizer.add_param_group({"params": list(seed.parameters())})

@@ -22,7 +22,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from domains.karn import catalog
+from domains.karn import building
 from domains.kasmina import (
     EpochMeasurements,
     Evaluation,
@@ -60,7 +60,7 @@ def cnn_lite(slots: bool) -> nn.Module:
 
 def karn_source() -> FactorySource:
     def factory(kind: int, shape: tuple[int, ...], parameters: Mapping[str, float]) -> nn.Module:
-        return catalog.build(BLUEPRINT, parameters, kind, shape)
+        return building.build(BLUEPRINT, parameters, kind, shape)
 
     return FactorySource({BLUEPRINT: factory})
 

@@ -21,7 +21,7 @@ from ops.errors import CommandError, UsageError
 from ops.storeopts import add_store_option, open_store_from_args, store_location
 
 if TYPE_CHECKING:
-    from domains.karn.catalog import Blueprint
+    from domains.karn.blueprint import Blueprint
 
 TIER_NAMES: dict[int, str] = {
     pb.BLUEPRINT_TIER_SAFE: "safe",
@@ -163,7 +163,7 @@ def _status(states: list[JobState]) -> str:
 
 
 def _descriptor_json(blueprint: Blueprint, approved: frozenset[str]) -> dict[str, Any]:
-    from domains.karn.catalog import SLOT_KIND_NAMES
+    from domains.karn.blueprint import SLOT_KIND_NAMES
 
     return {
         "blueprint_id": blueprint.blueprint_id,

@@ -132,7 +132,7 @@ def _compile_drill(data_dir: DataDir, store: EventStore, fault: str, full_disk: 
     Time passes while a job is failing: Tezzeret waits out its backoff between attempts (seconds to
     minutes with its default backoff). The drill keeps its waits short and has Prometheus scrape once in
     each, so the rule sees the job failing, then the compile that succeeded after the retries."""
-    from domains.karn.catalog import Use
+    from domains.karn.blueprint import Use
     from domains.tamiyo.config import HeuristicConfig
     from domains.tezzeret.jobs import Backoff, choose_strategy
     from domains.tezzeret.service import FailFirst, Tezzeret

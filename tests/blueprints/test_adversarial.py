@@ -6,16 +6,16 @@ import time
 
 import torch
 
-from domains.karn import catalog
+from domains.karn import building
 from domains.karn.blocks import CONV
-from domains.karn.catalog import Use
+from domains.karn.blueprint import Use
 from domains.karn.faults import BusyWait, FaultInjected, LockInversion, MemoryLeak, RaceCondition
 
 SHAPE = (4, 4, 4)
 
 
 def drill(blueprint_id: str, **parameters: float) -> torch.nn.Module:
-    return catalog.build(blueprint_id, parameters, CONV, SHAPE, use=Use.DRILL, init_seed=1)
+    return building.build(blueprint_id, parameters, CONV, SHAPE, use=Use.DRILL, init_seed=1)
 
 
 def input_gradient_norm(module: torch.nn.Module) -> float:
@@ -28,7 +28,7 @@ def input_gradient_norm(module: torch.nn.Module) -> float:
 def test_exploding_and_vanishing_gradients_scale_the_backward_pass_only() -> None:
     x = torch.randn(2, *SHAPE)
     exploding = drill("BP043", gain=1000.0)
-    plain = catalog.build("BP008", {"init_scale": 1.0}, CONV, SHAPE)
+    plain = building.build("BP008", {"init_scale": 1.0}, CONV, SHAPE)
     assert torch.isfinite(exploding(x)).all()
     assert input_gradient_norm(exploding) > 50 * input_gradient_norm(plain)
     vanishing = drill("BP044", scale=1e-6)

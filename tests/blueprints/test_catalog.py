@@ -1,5 +1,5 @@
 """Karn's catalogue: the 50 blueprints of SPEC §9 and the two widenings, their metadata, parameter
-validation, use checks, deterministic selection and registration in the log."""
+validation, use checks and registration in the log."""
 
 from __future__ import annotations
 
@@ -7,16 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domains.karn import catalog, registration
+from domains.karn import building, catalog, registration
 from domains.karn.blocks import CONV, SEQUENCE, WIDEN
-from domains.karn.catalog import (
+from domains.karn.blueprint import (
     ADVERSARIAL,
     EXPERIMENTAL,
     SAFE,
     KarnError,
     NotGraftable,
     ParameterOutOfRange,
-    SelectionContext,
     SlotMismatch,
     Use,
 )
@@ -155,42 +154,12 @@ def test_adversarial_blueprints_are_never_built_for_live_use() -> None:
     for blueprint in catalog.CATALOGUE:
         if blueprint.quarantine_only:
             with pytest.raises(NotGraftable, match="never be grafted"):
-                catalog.build(blueprint.blueprint_id, {}, CONV, (4, 4, 4))
-            drill = catalog.build(blueprint.blueprint_id, {}, CONV, (4, 4, 4), use=Use.DRILL)
+                building.build(blueprint.blueprint_id, {}, CONV, (4, 4, 4))
+            drill = building.build(blueprint.blueprint_id, {}, CONV, (4, 4, 4), use=Use.DRILL)
             assert drill is not None
     with pytest.raises(NotGraftable, match="needs approval"):
-        catalog.build("BP040", {}, CONV, (4, 4, 4))
-    assert catalog.build("BP040", {}, CONV, (4, 4, 4), approved={"BP040"}) is not None
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    run_id=st.text("abcdef0123456789", min_size=1, max_size=12),
-    slot=st.integers(0, 8),
-    epoch=st.integers(0, 200),
-    conservative=st.booleans(),
-    kind=st.sampled_from([CONV, SEQUENCE]),
-)
-def test_selection_is_deterministic_and_respects_mode_and_budget(
-    run_id: str, slot: int, epoch: int, conservative: bool, kind: int
-) -> None:
-    shape = (8, 8, 8) if kind == CONV else (12, 16)
-    context = SelectionContext(run_id, slot, epoch, kind, shape)
-    chosen = catalog.select(context, conservative, budget=600)
-    assert catalog.select(context, conservative, budget=600) == chosen
-    assert chosen.tier == SAFE and kind in chosen.slot_kinds
-    assert catalog.parameter_count(chosen.blueprint_id, kind, shape) <= 600
-    if conservative:
-        assert chosen.conservative_pool
-
-
-def test_selection_honours_exclusions_and_reports_an_empty_pool() -> None:
-    context = SelectionContext("r1", 0, 3, CONV, (8, 8, 8))
-    assert catalog.select(context, True, budget=0).blueprint_id == "BP001"  # the only 0-parameter one
-    excluded = SelectionContext("r1", 0, 3, CONV, (8, 8, 8), exclude=frozenset({"BP001"}))
-    with pytest.raises(KarnError, match=r"conservative pool fits a conv2d slot \[8, 8, 8\] within 0"):
-        catalog.select(excluded, True, budget=0)
-    assert catalog.select(excluded, True, budget=10_000).blueprint_id != "BP001"
+        building.build("BP040", {}, CONV, (4, 4, 4))
+    assert building.build("BP040", {}, CONV, (4, 4, 4), approved={"BP040"}) is not None
 
 
 def test_registration_is_idempotent(store: EventStore) -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from domains.karn.blocks import CONV, SEQUENCE
-from domains.karn.catalog import NotGraftable, ParameterOutOfRange, Use
+from domains.karn.blueprint import NotGraftable, ParameterOutOfRange, Use
 from domains.tezzeret.service import Tezzeret, resolve_spec
 from domains.tezzeret.source import SeedModuleSource
 from domains.urza.artifact import ArtifactModule

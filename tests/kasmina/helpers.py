@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from domains.karn import catalog
-from domains.karn.catalog import Use
+from domains.karn import building, catalog
+from domains.karn.blueprint import Use
 from domains.kasmina import Evaluation, FactorySource, Kasmina, KasminaConfig, LifecycleConfig, SeedSlot
 from leyline import new_envelope, pb
 from leyline.signing import Keyring, Signer, Verifier
@@ -177,7 +177,7 @@ def evaluator(host: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Evaluation:
 def karn(drill: bool) -> FactorySource:
     def factory_for(blueprint_id: str):  # type: ignore[no-untyped-def]
         def factory(kind: int, shape: tuple[int, ...], parameters: Mapping[str, float]) -> nn.Module:
-            return catalog.build(blueprint_id, parameters, kind, shape, use=Use.DRILL if drill else Use.LIVE)
+            return building.build(blueprint_id, parameters, kind, shape, use=Use.DRILL if drill else Use.LIVE)
 
         return factory
 
