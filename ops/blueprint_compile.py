@@ -44,10 +44,11 @@ def named_blueprints(ids: list[str]) -> list[Blueprint]:
     """The blueprints of ids (any case); an id that names none is a detected problem (exit 1), as in
     `esper audit blueprint`."""
     from domains.karn import catalog
+    from domains.karn.blueprint import UnknownBlueprint
 
     try:
         return [catalog.get(blueprint_id.upper()) for blueprint_id in ids]
-    except catalog.UnknownBlueprint as exc:
+    except UnknownBlueprint as exc:
         raise CommandError(str(exc)) from None
 
 
@@ -77,6 +78,7 @@ def _parameters(pairs: list[str]) -> dict[str, float]:
 
 def handle_compile(args: argparse.Namespace) -> int:
     from domains.karn import catalog, registration
+    from domains.karn.blueprint import KarnError
     from domains.tezzeret import service
     from domains.tezzeret.source import STRATEGY_VARIABLE, default_device
     from domains.urza.library import ArtifactLibrary
@@ -108,7 +110,7 @@ def handle_compile(args: argparse.Namespace) -> int:
                 strategy,
             )
         ]
-    except catalog.KarnError as exc:
+    except KarnError as exc:
         raise UsageError(str(exc)) from None
     store = open_store_from_args(args, create=True)
     try:

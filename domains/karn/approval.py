@@ -15,6 +15,7 @@ from collections.abc import Collection, Iterable, Sequence
 from enum import Enum
 
 from domains.karn import catalog
+from domains.karn.blueprint import KarnError, UnknownBlueprint
 from eventstore import EventFilter, EventStore
 from leyline import decode_payload, new_envelope, pb, stream_name
 
@@ -29,7 +30,7 @@ class Refusal(Enum):
     ALREADY = "already_approved"
 
 
-class ApprovalRefused(catalog.KarnError):
+class ApprovalRefused(KarnError):
     def __init__(self, refusal: Refusal, message: str) -> None:
         super().__init__(message)
         self.refusal = refusal
@@ -44,7 +45,7 @@ def decide(
 ) -> pb.BlueprintApproved:
     try:
         blueprint = catalog.get(blueprint_id)
-    except catalog.UnknownBlueprint as exc:
+    except UnknownBlueprint as exc:
         raise ApprovalRefused(Refusal.UNKNOWN, str(exc)) from None
     name = f"{blueprint_id} {blueprint.name}"
     if blueprint.quarantine_only:

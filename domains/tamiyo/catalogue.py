@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from domains.karn import approval, building, catalog
+from domains.karn.blueprint import KarnError
 from domains.tamiyo.config import HeuristicConfig
 from domains.tamiyo.controller import ParameterEstimator, TamiyoController
 from domains.tamiyo.exploration import ExploringHeuristic
@@ -37,7 +38,7 @@ def karn_estimator(slots: SlotShapes) -> ParameterEstimator:
             return None
         try:
             return building.parameter_count(descriptor.blueprint_id, kind, tuple(shape))
-        except catalog.KarnError:
+        except KarnError:
             return None
 
     return estimate

@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from domains.karn import catalog
+from domains.karn.blueprint import Blueprint
 from domains.kasmina import ArtifactUnavailable
 from leyline import pb
 from tests.kasmina.helpers import karn
 
 
-def slot_for(blueprint: catalog.Blueprint) -> tuple[int, tuple[int, ...]]:
+def slot_for(blueprint: Blueprint) -> tuple[int, tuple[int, ...]]:
     if pb.SLOT_KIND_CONV2D in blueprint.kinds:
         return pb.SLOT_KIND_CONV2D, (8, 4, 4)
     if pb.SLOT_KIND_WIDEN in blueprint.kinds:
@@ -21,7 +22,7 @@ def slot_for(blueprint: catalog.Blueprint) -> tuple[int, tuple[int, ...]]:
 
 @pytest.mark.parametrize("blueprint", catalog.CATALOGUE, ids=lambda b: b.blueprint_id)
 def test_every_template_loads_as_independent_copies_with_one_stable_hash(
-    blueprint: catalog.Blueprint,
+    blueprint: Blueprint,
 ) -> None:
     kind, shape = slot_for(blueprint)
     source, other_process = karn(drill=True), karn(drill=True)
