@@ -37,7 +37,15 @@ def esper(*args: str | Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
+
+
+def interruptible() -> None:
+    """SIGINT back to its default in the child, as in a terminal: a suite started in the background (`cmd &`
+    from a script, nohup) passes SIGINT down ignored, and Python then installs no KeyboardInterrupt, so the
+    run this test interrupts as an operator's Ctrl-C would train on (it did, to epoch 2860, in such a run)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def head(data_dir: Path) -> int:
