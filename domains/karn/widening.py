@@ -10,15 +10,11 @@ gradient at the pre-activation), and the new units get theirs once the consumer 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from domains.karn.blocks import WIDEN
-
-Params = Mapping[str, float]
-Shape = tuple[int, ...]
+from domains.karn.templates.base import Params, Shape
 
 
 def _check(kind: int, shape: Shape) -> tuple[int, int, int, int]:
