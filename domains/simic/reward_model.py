@@ -78,8 +78,11 @@ def cross_fitted(
     op_probs: Sequence[torch.Tensor],
 ) -> list[tuple[tuple[float, ...], tuple[float, ...]]]:
     """Per episode (its features [T, d], operations [T], unshaped rewards, the candidate's operation
-    probabilities [T, OPERATIONS]): Q̂ of the logged actions and V̂ under the candidate, cross-fitted."""
+    probabilities [T, OPERATIONS]): Q̂ of the logged actions and V̂ under the candidate, cross-fitted.
+    No episodes, nothing to fit: none back (the estimate is then NaN, domains/simic/ope.py)."""
     n = len(u)
+    if n == 0:
+        return []
     folds = FOLDS if n >= 2 * FOLDS else 1
     targets = [torch.tensor(returns_to_go(r), dtype=torch.float64) for r in rewards]
     out: list[tuple[tuple[float, ...], tuple[float, ...]]] = [((), ())] * n

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,10 @@ from domains.simic.ope import (
     snips_of,
     weighted_doubly_robust,
 )
+from domains.simic.reward import RewardConfig
+from domains.tamiyo.gnn.network import PolicyNetwork
+from eventstore.file import FileStore
+from ops.policy_validate import off_policy_estimate
 
 ARM_MEANS = (0.2, 0.7)  # Bernoulli rewards
 BEHAVIOUR = (0.5, 0.5)
@@ -110,3 +115,11 @@ def test_a_two_step_chain_pays_per_decision_rewards_at_their_step() -> None:
     assert math.isclose(
         weighted_doubly_robust(episodes), 1.0 + (0.3 + 0.6) / 2 - (0.2 + 0.7) / 2 + 0.5 * (0.4 - 0.1)
     )
+
+
+def test_a_training_name_without_runs_in_the_log_estimates_nan(tmp_path: Path) -> None:
+    """`esper policy validate --name X` where the log holds no run X-r*: no logged episodes, a NaN
+    estimate (not a failure inside the reward model's fit)."""
+    with FileStore(tmp_path / "log") as store:
+        result = off_policy_estimate(store, PolicyNetwork(), "nobody", RewardConfig())
+    assert math.isnan(result.snips) and math.isnan(result.dr) and result.episodes == 0

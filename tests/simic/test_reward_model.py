@@ -52,3 +52,8 @@ def test_an_episodes_own_return_never_enters_its_prediction() -> None:
     changed = [[r + 5.0 for r in rewards[0]], *rewards[1:]]
     after = cross_fitted(u, operations, changed, probabilities)
     assert after[0] == before[0] and after[1] != before[1]
+
+
+def test_no_episodes_fit_nothing() -> None:
+    """A policy validated under a training name with no runs in the log has no logged episodes."""
+    assert cross_fitted([], [], [], []) == []
