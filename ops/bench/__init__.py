@@ -13,9 +13,9 @@ import pkgutil
 import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 POSTGRES_URL_ENV = "ESPER_BENCH_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -115,6 +115,42 @@ def median_interval(values: list[float], confidence: float = 0.9) -> tuple[float
         below, k = tail, k + 1
     low, high = (k - 1, n - k) if k else (0, n - 1)
     return ordered[low], ordered[high], 1 - 2 * below if k else 1 - 2 / 2**n
+
+
+class SeedBootstrap(NamedTuple):
+    """A figure computed from per-arm samples (one value per seed), over resamples of each arm's seeds with
+    replacement: its percentile interval and every resample's value (NaN where it is undefined)."""
+
+    low: float
+    high: float
+    figures: list[float]
+
+    def share(self, meets: Callable[[float], bool]) -> float:
+        """The share of resamples whose figure meets the target (an undefined one does not)."""
+        return sum(1 for f in self.figures if not math.isnan(f) and meets(f)) / len(self.figures)
+
+
+def seed_bootstrap(
+    arms: Mapping[str, Sequence[float]],
+    figure: Callable[[Mapping[str, Sequence[float]]], float],
+    confidence: float = 0.9,
+    resamples: int = 4000,
+    seed: int = 0,
+) -> SeedBootstrap:
+    """How a figure over a few seeds per arm would move with other seeds: `figure` of `resamples`
+    resamples (each arm's seeds drawn with replacement, independently), its (1 - confidence) / 2
+    quantiles over the defined ones. Seeded, so the same samples give the same interval."""
+    draw = random.Random(seed).choices
+    figures = [
+        figure({arm: draw(values, k=len(values)) for arm, values in arms.items()}) for _ in range(resamples)
+    ]
+    defined = sorted(f for f in figures if not math.isnan(f))
+    if not defined:
+        return SeedBootstrap(math.nan, math.nan, figures)
+    tail = (1 - confidence) / 2
+    return SeedBootstrap(
+        defined[int(tail * (len(defined) - 1))], defined[round((1 - tail) * (len(defined) - 1))], figures
+    )
 
 
 def bootstrap_median_interval(

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ops.bench import BenchOptions
+from ops.bench import BenchOptions, seed_bootstrap
 from ops.bench._growth_tasks import ARMS, TASKS, closest_widths, host_parameters
-from ops.bench.growth import gap_closed, run
+from ops.bench.growth import gap_closed, gap_closed_of, grown_versus_same_size, robustness, run
 from ops.errors import UsageError
 
 PER_TASK = [
@@ -57,6 +57,37 @@ def test_the_gap_closed_is_undefined_when_big_minus_small_is_within_the_larger_s
     gap, note = gap_closed(acc, {"small": small_spread, "grown": 0.0, "big": big_spread})
     assert math.isnan(gap)
     assert note is not None and note.startswith("undefined: big - small") and "larger spread" in note
+
+
+# Fashion-MNIST's four arms on 2026-12-07 (esper bench growth --tasks fashion_mnist, seeds 0-4)
+FASHION = {
+    "small": [0.8829, 0.8806, 0.8869, 0.8806, 0.8896],
+    "grown": [0.8978, 0.8941, 0.8965, 0.8927, 0.8971],
+    "same_size": [0.9067, 0.9009, 0.904, 0.9065, 0.8968],
+    "big": [0.9089, 0.9076, 0.9081, 0.9063, 0.8893],
+}
+
+
+def test_a_target_met_on_the_means_says_how_often_other_seeds_would_meet_it() -> None:
+    assert gap_closed_of(FASHION) == pytest.approx(0.5783, abs=1e-4)  # met on these seeds' means...
+    assert grown_versus_same_size(FASHION) == pytest.approx(0.0025, abs=1e-4)
+    boot = seed_bootstrap(FASHION, gap_closed_of)
+    share = boot.share(lambda gap: gap >= 0.5)
+    assert 0.3 < share < 0.6 and boot.low < 0.5 < boot.high  # ...but not by most resamples of them
+    assert "the target holds in" in robustness(FASHION, gap_closed_of, lambda gap: gap >= 0.5)
+
+
+def test_the_seed_bootstrap_is_seeded_and_a_figure_without_spread_stays_put() -> None:
+    steady = {"small": [0.9] * 5, "grown": [0.95] * 5, "same_size": [0.94] * 5, "big": [0.99] * 5}
+    boot = seed_bootstrap(steady, grown_versus_same_size, resamples=200)
+    assert boot.low == boot.high == pytest.approx(0.01) and boot.share(lambda m: m >= 0) == 1.0
+    again = seed_bootstrap(FASHION, gap_closed_of, resamples=300)
+    assert again == seed_bootstrap(FASHION, gap_closed_of, resamples=300)
+
+
+def test_undefined_resamples_do_not_meet_a_target() -> None:
+    boot = seed_bootstrap({"small": [0.9, 0.91]}, lambda arms: math.nan, resamples=50)
+    assert math.isnan(boot.low) and boot.share(lambda figure: True) == 0.0
 
 
 def test_an_unknown_task_is_a_usage_error(tmp_path: Path) -> None:
