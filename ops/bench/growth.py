@@ -199,6 +199,9 @@ def _task_results(task: str, arms: dict[str, list[Outcome]]) -> list[Result]:
     noise = max(spread["small"], spread["grown"])
     versus_same = max(spread["same_size"], spread["grown"])
     gap, gap_note = gap_closed(acc, spread)
+    gap_robustness = (
+        robustness(accuracy, gap_closed_of, lambda share: share >= GAP_TARGET) if task in GAP_TASKS else None
+    )
     grafts = sum(o.grafts for o in arms["grown"])
     exact = sum(o.exact_grafts for o in arms["grown"])
     big_ratio = params["big"] / params["small"]
@@ -262,7 +265,7 @@ def _task_results(task: str, arms: dict[str, list[Outcome]]) -> list[Result]:
             "fraction",
             target=f">= {GAP_TARGET:g}" if task in GAP_TASKS else "(grown - small)/(big - small), no target",
             met=gap >= GAP_TARGET if task in GAP_TASKS else None,
-            note=gap_note or robustness(accuracy, gap_closed_of, lambda share: share >= GAP_TARGET),
+            note=gap_note or gap_robustness,
         )
     )
     return results
