@@ -200,7 +200,7 @@ def _task_results(task: str, arms: dict[str, list[Outcome]]) -> list[Result]:
     versus_same = max(spread["same_size"], spread["grown"])
     gap, gap_note = gap_closed(acc, spread)
     gap_robustness = (
-        robustness(accuracy, gap_closed_of, lambda share: share >= GAP_TARGET) if task in GAP_TASKS else None
+        robustness(accuracy, gap_closed_of, lambda gap: gap >= GAP_TARGET) if task in GAP_TASKS else None
     )
     grafts = sum(o.grafts for o in arms["grown"])
     exact = sum(o.exact_grafts for o in arms["grown"])
