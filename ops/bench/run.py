@@ -11,8 +11,12 @@ per-block time ratios, with a distribution-free 90 % interval for that median (o
 few blocks the range, and its coverage) in the result's note, beside the same in CPU time and the share
 of a full block spent in its final flush: the last checkpoint's file sync and log sync are disk latency
 (a few ms each here) that a block of 8 epochs pays once and a whole run once at its end. Short blocks
-keep the two halves of a pair close in time, so a change in the machine's load between them is small,
-and many pairs narrow the median's interval (with 16, the 5th to 12th of the sorted ratios).
+keep the two halves of a pair close in time, so a change in the machine's load between them is small.
+The pairs run in 5 fresh processes (16 pairs each, one process after the other): a process's own layout
+moves its ratio by several percent (six processes of this bench on one quiet machine: medians 1.049 to
+1.126; the plain loop against a second plain loop: 0.992 to 1.013), more than many pairs within one
+process can show. The figure is the median of every block ratio, its interval the distribution-free
+interval of the processes' medians (with 5, their range: 94 % coverage).
 Single-threaded torch, as `esper run` uses by default.
 `epoch_overhead_cpu_ratio`: the same blocks timed in CPU time of the whole process (the writer thread's
 work included), a companion figure that a loaded machine disturbs far less than wall time.
@@ -32,9 +36,11 @@ with `--controller noop` (ops/bench/_default_run.py).
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -60,6 +66,7 @@ FASHION = "fashion-mnist"
 FASHION_OVERHEAD_TARGET = 1.02
 FASHION_BLOCKS = 11
 DIGITS_BLOCKS, DIGITS_BLOCK_EPOCHS = 16, 8
+DIGITS_PROCESSES, QUICK_PROCESSES = 5, 2
 FAST_ROLLBACK_TARGET_MS = 500.0
 FULL_ROLLBACK_TARGET_S = 12.0
 
@@ -140,6 +147,45 @@ def overhead(trainer: Trainer, plain: PlainLoop, blocks: int, block_epochs: int)
     return result
 
 
+def overhead_in_process(blocks: int, block_epochs: int) -> Blocks:
+    """`overhead` on digits with a new run in a scratch directory: a worker process's entry point."""
+    with tempfile.TemporaryDirectory(prefix="esper-bench-overhead-") as scratch:
+        data_dir = DataDir(Path(scratch))
+        config = RunConfig(epochs=blocks * block_epochs + 1, seed=0, controller="noop")
+        store = open_store(data_dir.log)
+        try:
+            trainer = new_run(store, data_dir, config, "rbenchoverhead")
+            measured = overhead(trainer, PlainLoop(trainer), blocks, block_epochs)
+            trainer.sink.close()
+        finally:
+            store.close()
+    return measured
+
+
+def overhead_in_processes(processes: int, blocks: int, block_epochs: int) -> list[Blocks]:
+    """`overhead_in_process` in `processes` fresh processes, one after the other (never two at once)."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context, max_tasks_per_child=1) as pool:
+        return [pool.submit(overhead_in_process, blocks, block_epochs).result() for _ in range(processes)]
+
+
+def processes_result(
+    name: str, ratios: list[list[float]], target: float | None = None, baseline: str = ""
+) -> Result:
+    """The median of every process's block ratios, with the interval of the processes' medians."""
+    result = overhead_result(name, [ratio for process in ratios for ratio in process], target, baseline)
+    result.note = (
+        f"median of {sum(map(len, ratios))} block ratios in {len(ratios)} processes, {processes_text(ratios)}"
+    )
+    return result
+
+
+def processes_text(ratios: list[list[float]]) -> str:
+    medians = [statistics.median(process) for process in ratios]
+    listed = ", ".join(f"{median:.3f}" for median in medians)
+    return f"the processes' medians {listed}: {interval_text(medians)}"
+
+
 def overhead_result(
     name: str, ratios: list[float], target: float | None = None, baseline: str = ""
 ) -> Result:
@@ -203,16 +249,21 @@ def not_measured(reason: str) -> Result:
 
 def run(options: BenchOptions) -> list[Result]:
     blocks, block_epochs = (3, 5) if options.quick else (DIGITS_BLOCKS, DIGITS_BLOCK_EPOCHS)
+    processes = QUICK_PROCESSES if options.quick else DIGITS_PROCESSES
+    options.progress(
+        f"overhead: {processes} processes of {blocks} pairs of blocks of {block_epochs} epochs, "
+        "full loop vs plain loop"
+    )
+    measured = overhead_in_processes(processes, blocks, block_epochs)
+    hooks = [hook for process in measured for hook in process.hooks]
     with tempfile.TemporaryDirectory(prefix="esper-bench-run-") as scratch:
         data_dir = DataDir(Path(scratch))
         config = RunConfig(epochs=blocks * block_epochs + 1, seed=0, controller="noop")
         store = open_store(data_dir.log)
         try:
             trainer = new_run(store, data_dir, config, "rbench001")
-            plain = PlainLoop(trainer)
-            options.progress(f"overhead: {blocks} blocks of {block_epochs} epochs, full loop vs plain loop")
-            measured = overhead(trainer, plain, blocks, block_epochs)
-            hooks = measured.hooks
+            for _ in range(block_epochs):
+                trainer.run_epoch()
 
             options.progress("checkpoint writes")
             writes = [
@@ -249,15 +300,18 @@ def run(options: BenchOptions) -> list[Result]:
 
         fashion = fashion_overhead(options, DataDir(Path(scratch) / "fashion"))
 
-    digits = overhead_result("epoch_overhead_ratio", measured.wall, OVERHEAD_TARGET)
+    wall, cpu = [process.wall for process in measured], [process.cpu for process in measured]
+    flush_share = [share for process in measured for share in process.flush_share]
+    digits = processes_result("epoch_overhead_ratio", wall, OVERHEAD_TARGET)
+    cpu_all = [ratio for process in cpu for ratio in process]
     digits.note = (
-        f"{digits.note}; {cpu_text(measured.cpu)}; the block's final writer flush (the last "
-        f"checkpoint's file and log syncs) is a median {statistics.median(measured.flush_share):.1%} "
-        "of a full block's wall time"
+        f"{digits.note}; in CPU time median {statistics.median(cpu_all):.3f}, {processes_text(cpu)}; "
+        "the block's final writer flush (the last checkpoint's file and log syncs) is a median "
+        f"{statistics.median(flush_share):.1%} of a full block's wall time"
     )
     return [
         digits,
-        overhead_result("epoch_overhead_cpu_ratio", measured.cpu, baseline="plain_pytorch_loop_cpu"),
+        processes_result("epoch_overhead_cpu_ratio", cpu, baseline="plain_pytorch_loop_cpu"),
         fashion,
         *(
             Result(

@@ -56,6 +56,23 @@ def test_an_overhead_result_reports_its_median_with_an_interval() -> None:
     assert result.note == "median of 9 block ratios, 96% interval [0.950, 1.250]"
 
 
+def test_an_overhead_over_processes_pools_their_blocks_and_bounds_the_processes_medians() -> None:
+    ratios = [[1.0, 1.1, 1.2], [1.3, 1.4, 1.5], [0.9, 1.05, 1.06]]
+    result = bench_run.processes_result("r", ratios, 1.05)
+    assert result.value == pytest.approx(1.1) and result.met is False  # the median of all nine blocks
+    assert result.note == (
+        "median of 9 block ratios in 3 processes, the processes' medians 1.100, 1.400, 1.050: "
+        "75% interval [1.050, 1.400]"
+    )
+
+
+def test_the_overhead_is_measured_in_each_of_the_processes() -> None:
+    measured = bench_run.overhead_in_processes(2, 1, 1)
+    assert len(measured) == 2
+    for process in measured:
+        assert len(process.wall) == len(process.cpu) == len(process.hooks) == 1 and process.wall[0] > 0
+
+
 def test_the_median_interval_has_its_binomial_coverage() -> None:
     assert median_interval([3.0, 1.0, 2.0]) == (1.0, 3.0, 0.75)  # three samples: the range
     low, high, coverage = median_interval([float(i) for i in range(20)])
