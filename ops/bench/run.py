@@ -40,7 +40,9 @@ import multiprocessing
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -147,19 +149,26 @@ def overhead(trainer: Trainer, plain: PlainLoop, blocks: int, block_epochs: int)
     return result
 
 
+@contextmanager
+def digits_run(data_dir: DataDir, run_id: str, epochs: int) -> Iterator[Trainer]:
+    """A new run on digits with the no-op controller; its writer and its store are closed on leaving."""
+    store = open_store(data_dir.log)
+    try:
+        trainer = new_run(store, data_dir, RunConfig(epochs=epochs, seed=0, controller="noop"), run_id)
+        yield trainer
+        trainer.sink.close()
+    finally:
+        store.close()
+
+
 def overhead_in_process(blocks: int, block_epochs: int) -> Blocks:
     """`overhead` on digits with a new run in a scratch directory: a worker process's entry point."""
-    with tempfile.TemporaryDirectory(prefix="esper-bench-overhead-") as scratch:
-        data_dir = DataDir(Path(scratch))
-        config = RunConfig(epochs=blocks * block_epochs + 1, seed=0, controller="noop")
-        store = open_store(data_dir.log)
-        try:
-            trainer = new_run(store, data_dir, config, "rbenchoverhead")
-            measured = overhead(trainer, PlainLoop(trainer), blocks, block_epochs)
-            trainer.sink.close()
-        finally:
-            store.close()
-    return measured
+    epochs = blocks * block_epochs + 1
+    with (
+        tempfile.TemporaryDirectory(prefix="esper-bench-overhead-") as scratch,
+        digits_run(DataDir(Path(scratch)), "rbenchoverhead", epochs) as trainer,
+    ):
+        return overhead(trainer, PlainLoop(trainer), blocks, block_epochs)
 
 
 def overhead_in_processes(processes: int, blocks: int, block_epochs: int) -> list[Blocks]:
@@ -258,10 +267,8 @@ def run(options: BenchOptions) -> list[Result]:
     hooks = [hook for process in measured for hook in process.hooks]
     with tempfile.TemporaryDirectory(prefix="esper-bench-run-") as scratch:
         data_dir = DataDir(Path(scratch))
-        config = RunConfig(epochs=blocks * block_epochs + 1, seed=0, controller="noop")
-        store = open_store(data_dir.log)
-        try:
-            trainer = new_run(store, data_dir, config, "rbench001")
+        with digits_run(data_dir, "rbench001", blocks * block_epochs + 1) as trainer:
+            cache, hook_budget_ms = trainer.config.fast_rollback_cache, trainer.config.hook_budget_ms
             for _ in range(block_epochs):
                 trainer.run_epoch()
 
@@ -277,14 +284,9 @@ def run(options: BenchOptions) -> list[Result]:
                 trainer.run_epoch()
                 trainer.run_epoch()
                 fast.append(rollback_ms(trainer, trainer.epoch - 1, pb.ROLLBACK_MODE_FAST))
-            for _ in range(config.fast_rollback_cache + 1):
+            for _ in range(cache + 1):
                 trainer.run_epoch()
-            full_ms = rollback_ms(
-                trainer, trainer.epoch - config.fast_rollback_cache - 1, pb.ROLLBACK_MODE_FULL
-            )
-            trainer.sink.close()
-        finally:
-            store.close()
+            full_ms = rollback_ms(trainer, trainer.epoch - cache - 1, pb.ROLLBACK_MODE_FULL)
 
         options.progress("resume")
         resumes = []
@@ -318,8 +320,8 @@ def run(options: BenchOptions) -> list[Result]:
                 f"hook_{name}_ms",
                 value,
                 "ms",
-                target=f"<= {config.hook_budget_ms}",
-                met=value <= config.hook_budget_ms,
+                target=f"<= {hook_budget_ms}",
+                met=value <= hook_budget_ms,
             )
             for name, value in (("p50", percentile(hooks, 0.5)), ("p95", percentile(hooks, 0.95)))
         ),
