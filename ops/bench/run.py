@@ -3,20 +3,18 @@
 `epoch_overhead_ratio`: Esper's full loop (events, Kasmina's lifecycle step, the timed end-of-epoch hook
 with the no-op controller, a checkpoint every epoch, the file event store) against a plain PyTorch loop
 training the same host (cnn-lite, with the same dormant seed slots) on the same data (digits) with the
-same optimizer and batch order, measured in the same
-process. The two alternate in 16 pairs of blocks of 8 epochs, which of them goes first alternating from
-one pair to the next; each full block ends with a flush of the event writer,
-so the checkpoint writes and appends done off the training thread are counted. Ratio = median of the
-per-block time ratios, with a distribution-free 90 % interval for that median (order statistics; with
-few blocks the range, and its coverage) in the result's note, beside the same in CPU time and the share
-of a full block spent in its final flush: the last checkpoint's file sync and log sync are disk latency
-(a few ms each here) that a block of 8 epochs pays once and a whole run once at its end. Short blocks
-keep the two halves of a pair close in time, so a change in the machine's load between them is small.
-The pairs run in 5 fresh processes (16 pairs each, one process after the other): a process's own layout
-moves its ratio by several percent (six processes of this bench on one quiet machine: medians 1.049 to
-1.126; the plain loop against a second plain loop: 0.992 to 1.013), more than many pairs within one
-process can show. The figure is the median of every block ratio, its interval the distribution-free
-interval of the processes' medians (with 5, their range: 94 % coverage).
+same optimizer and batch order, both loops in one process. The two alternate in 16 pairs of blocks of 8
+epochs, which of them goes first alternating from one pair to the next; each full block ends with a
+flush of the event writer, so the checkpoint writes and appends done off the training thread are
+counted. Short blocks keep the two halves of a pair close in time, so a change in the machine's load
+between them is small. The pairs run in 5 fresh processes (16 pairs each, one process after the other):
+a process's own layout moves its ratio by several percent (six processes of this bench on one quiet
+machine: medians 1.049 to 1.126; the plain loop against a second plain loop: 0.992 to 1.013), more than
+many pairs within one process can show. Ratio = the median of every block's time ratio; the note gives
+each process's median and the distribution-free interval of their median (order statistics; with 5, their
+range: 94 % coverage), the same in CPU time, and the share of a full block spent in its final flush: the
+last checkpoint's file sync and log sync are disk latency (a few ms each here) that a block of 8 epochs
+pays once and a whole run once at its end.
 Single-threaded torch, as `esper run` uses by default.
 `epoch_overhead_cpu_ratio`: the same blocks timed in CPU time of the whole process (the writer thread's
 work included), a companion figure that a loaded machine disturbs far less than wall time.
