@@ -51,7 +51,16 @@ class CompileOrder:
 def serve(connection: Connection) -> None:
     """The child's work: import the compile stack, then for each order (until None or a closed pipe) run
     each spec's compile job to its end (a finished job is left as it is) and report its id. Between
-    orders it waits, idle: a graft the run did not foresee is compiled here, by a warm compiler."""
+    orders it waits, idle: a graft the run did not foresee is compiled here, by a warm compiler. A parent
+    gone while the child reports (killed mid-run, or its end closed) ends the child quietly, its finished
+    jobs in the log."""
+    try:
+        _serve(connection)
+    except (BrokenPipeError, ConnectionResetError):
+        return
+
+
+def _serve(connection: Connection) -> None:
     from pathlib import Path
 
     from leyline import collector

@@ -70,6 +70,29 @@ def test_a_child_started_before_its_order_compiles_it_and_reports_each_job_in_or
     assert not compiler.process.is_alive()
 
 
+def test_a_child_whose_parent_is_gone_mid_order_exits_cleanly(
+    tmp_path: Path, store: EventStore, source: SeedModuleSource
+) -> None:
+    compiler = CompilerProcess.start()
+    assert compiler.warm_up_program() is not None  # warmed up: the order below is what it is doing
+    ahead = CompileAhead(
+        source, StoreAddress(str(DataDir(tmp_path).log)), DataDir(tmp_path).artifacts, compiler
+    )
+    ahead.start(REQUESTS)
+    compiler.connection.close()  # as a parent killed mid-run leaves it: the child's reports go nowhere
+    compiler.process.join(timeout=300)
+    assert compiler.process.exitcode == 0  # no BrokenPipeError traceback at its first report
+    assert events_of(store, "CompileJobSucceeded")  # the job it finished (the first) stays in the log
+    ahead.close()
+
+
+def test_a_child_whose_parent_is_gone_while_it_warms_up_exits_cleanly() -> None:
+    compiler = CompilerProcess.start()
+    compiler.connection.close()
+    compiler.process.join(timeout=300)
+    assert compiler.process.exitcode == 0
+
+
 def test_a_stopped_child_with_nothing_ordered_exits_and_reports_nothing(tmp_path: Path) -> None:
     compiler = CompilerProcess.start()
     compiler.compile(StoreAddress(str(DataDir(tmp_path).log)), str(DataDir(tmp_path).artifacts), [])
