@@ -160,15 +160,20 @@ def gap_closed(acc: dict[str, float], spread: dict[str, float]) -> tuple[float, 
     return (acc["grown"] - acc["small"]) / headroom, None
 
 
+def larger_spread(accuracy: Mapping[str, Sequence[float]], arm: str, other: str) -> float:
+    """The noise a difference between two arms must clear: the larger of their spreads over seeds."""
+    return max(_spread(accuracy[arm]), _spread(accuracy[other]))
+
+
 def grown_over_small(accuracy: Mapping[str, Sequence[float]]) -> float:
     """grown − small less the larger spread of the two: the target holds above 0."""
-    noise = max(_spread(accuracy["small"]), _spread(accuracy["grown"]))
+    noise = larger_spread(accuracy, "small", "grown")
     return _mean(accuracy["grown"]) - _mean(accuracy["small"]) - noise
 
 
 def grown_versus_same_size(accuracy: Mapping[str, Sequence[float]]) -> float:
     """grown − (same_size − the larger spread of the two): the target holds at 0 and above."""
-    noise = max(_spread(accuracy["same_size"]), _spread(accuracy["grown"]))
+    noise = larger_spread(accuracy, "same_size", "grown")
     return _mean(accuracy["grown"]) - _mean(accuracy["same_size"]) + noise
 
 
@@ -196,8 +201,8 @@ def _task_results(task: str, arms: dict[str, list[Outcome]]) -> list[Result]:
     params = {arm: _mean([float(o.parameters) for o in arms[arm]]) for arm in ARMS}
     wall = {arm: _mean([o.wall_s for o in arms[arm]]) for arm in ARMS}
     seeds = len(arms["small"])
-    noise = max(spread["small"], spread["grown"])
-    versus_same = max(spread["same_size"], spread["grown"])
+    noise = larger_spread(accuracy, "small", "grown")
+    versus_same = larger_spread(accuracy, "same_size", "grown")
     gap, gap_note = gap_closed(acc, spread)
     gap_robustness = (
         robustness(accuracy, gap_closed_of, lambda gap: gap >= GAP_TARGET) if task in GAP_TASKS else None

@@ -303,15 +303,15 @@ def run(options: BenchOptions) -> list[Result]:
     wall, cpu = [process.wall for process in measured], [process.cpu for process in measured]
     flush_share = [share for process in measured for share in process.flush_share]
     digits = processes_result("epoch_overhead_ratio", wall, OVERHEAD_TARGET)
-    cpu_all = [ratio for process in cpu for ratio in process]
+    digits_cpu = processes_result("epoch_overhead_cpu_ratio", cpu, baseline="plain_pytorch_loop_cpu")
     digits.note = (
-        f"{digits.note}; in CPU time median {statistics.median(cpu_all):.3f}, {processes_text(cpu)}; "
+        f"{digits.note}; in CPU time median {digits_cpu.value:.3f}, {processes_text(cpu)}; "
         "the block's final writer flush (the last checkpoint's file and log syncs) is a median "
         f"{statistics.median(flush_share):.1%} of a full block's wall time"
     )
     return [
         digits,
-        processes_result("epoch_overhead_cpu_ratio", cpu, baseline="plain_pytorch_loop_cpu"),
+        digits_cpu,
         fashion,
         *(
             Result(
