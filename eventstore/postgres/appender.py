@@ -1,8 +1,10 @@
 """The client side of a PostgreSQL append: one CALL of the append procedure (eventstore.postgres.append_sql)
 on a connection of its own, autocommitted: no pool checkout, reset or isolation-level change around each
-(each would be one more round trip). The statement is prepared once per connection and executed through
-libpq directly (psycopg's cursor around each call cost ~70 µs of client CPU); the arrays cross in binary
-(eventstore.postgres.arrays), the four results as text."""
+(each would be one more round trip). The connection announces itself to the other appenders once, when it
+opens (a shared advisory lock held for its life): the procedure lets the next append take the lock before
+its own commit is flushed only where another appender is connected. The statement is prepared once per
+connection and executed through libpq directly (psycopg's cursor around each call cost ~70 µs of client
+CPU); the arrays cross in binary (eventstore.postgres.arrays), the four results as text."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from psycopg import pq
 
 from eventstore import metrics
 from eventstore.api import EventStoreError, Expected, InvalidEvent, StoreUnavailable
-from eventstore.postgres.append_sql import APPEND_FUNCTION
+from eventstore.postgres.append_sql import ANNOUNCE_APPENDER, APPEND_FUNCTION
 from eventstore.postgres.arrays import (
     BIGINT_ARRAY,
     BYTEA_ARRAY,
@@ -50,6 +52,7 @@ class Appender:
         self._sql = (
             f'CALL "{schema}".{APPEND_FUNCTION}($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, NULL)'
         ).encode()
+        self._announce = f'SELECT "{schema}".{ANNOUNCE_APPENDER}()'.encode()
 
     def append(
         self, events: Sequence[pb.EventEnvelope], expected: Mapping[str, Expected] | None = None
@@ -122,6 +125,8 @@ class Appender:
                 options=GENERIC_PLANS,
             )
             self._check(self.connection.pgconn.prepare(_STATEMENT, self._sql, _TYPES))
+            # while this connection lives, other appenders' commits do not hold the lock through their flush
+            self._check(self.connection.pgconn.exec_(self._announce))
         try:
             row = self._execute(parameters)
         except psycopg.errors.UniqueViolation:

@@ -1,6 +1,12 @@
 """Reads of the PostgreSQL store: the head, and pages of the log up to it that never step over a missing
 position (positions are gap-free by construction: a hole is a deleted row, never an event still being
-committed)."""
+committed).
+
+A contended append's events are visible from their commit, a moment before that commit is flushed
+(eventstore.postgres.append_sql). A read returns nothing that a crash could still take back: `durable`
+checks that the WAL is flushed as far as it was written when the read's data was seen (everything
+committed by then lies before that point); if it is not, one transaction that writes a WAL record commits
+durably, which flushes everything before it. Reads between appends find the WAL flushed already."""
 
 from __future__ import annotations
 
@@ -19,8 +25,30 @@ parse = pb.EventEnvelope.FromString
 
 
 def head(tables: Tables, connection: Connection) -> int:
+    """The head, made durable (see `durable`) before it is returned."""
     head_table = tables.head
-    return int(connection.execute(sa.select(head_table.c.position).where(head_table.c.id == 1)).scalar_one())
+    position, flushed = connection.execute(
+        sa.select(head_table.c.position, _FLUSHED).where(head_table.c.id == 1)
+    ).one()
+    if not flushed:
+        _flush(connection)
+    return int(position)
+
+
+def durable(connection: Connection) -> None:
+    """Make what the connection's statements have seen so far durable (READ COMMITTED: every statement
+    before this one saw commits whose records precede the WAL's insert position read here)."""
+    if not connection.execute(sa.select(_FLUSHED)).scalar_one():
+        _flush(connection)
+
+
+def _flush(connection: Connection) -> None:
+    connection.execute(_EMIT)
+    connection.commit()  # durable: it wrote WAL, so its commit waits for the flush of all before it
+
+
+_EMIT = sa.text("SELECT pg_logical_emit_message(true, 'esper.read', ''::text)")
+_FLUSHED = sa.func.pg_current_wal_insert_lsn() <= sa.func.pg_current_wal_flush_lsn()
 
 
 def page_query(

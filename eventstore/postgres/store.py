@@ -99,6 +99,7 @@ class PostgresStore:
             version = connection.execute(
                 sa.select(sa.func.max(events.c.stream_version)).where(events.c.stream == stream)
             ).scalar_one_or_none()
+            reads.durable(connection)
         return int(version or 0)
 
     def read_stream(
@@ -113,7 +114,9 @@ class PostgresStore:
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as connection:
-            return [reads.parse(data) for (data,) in connection.execute(query)]
+            rows = connection.execute(query).all()
+            reads.durable(connection)
+        return [reads.parse(data) for (data,) in rows]
 
     def read_all(
         self,
