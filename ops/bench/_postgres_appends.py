@@ -5,9 +5,9 @@ Both sides get the same work: 1, 2 and 4 writer processes, each appending batche
 to one shared store for a fixed time after a common start. A batch is one new stream on our side and one
 new aggregate on the baseline's (its events numbered 1..batch), each event the same EpochCompleted
 (~330 bytes: our envelope; the baseline stores its payload bytes as the state, with a topic). Both give
-gap-free positions in commit order (our ordering lock; its table lock on the notification ids), each
-held through the commit's flush; both with the server's durable defaults (an append returns after its
-commit is flushed), one commit per batch. Each
+gap-free positions in commit order (our ordering lock, held through the commit's flush only by a lone
+appender: eventstore.postgres.append_sql; its table lock on the notification ids, held through it); both
+durable (an append returns after its commit is flushed), one commit of its events per batch. Each
 writer has one connection of its own, opened (and warmed with WARM_UP appends) before the clock starts.
 The figure is the events committed per second by all writers together, the median of ROUNDS rounds; the
 two sides alternate which goes first, configuration by configuration, on the same server.
