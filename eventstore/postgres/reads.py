@@ -2,11 +2,12 @@
 position (positions are gap-free by construction: a hole is a deleted row, never an event still being
 committed).
 
-A contended append's events are visible from their commit, a moment before that commit is flushed
-(eventstore.postgres.append_sql). A read returns nothing that a crash could still take back: `durable`
-checks that the WAL is flushed as far as it was written when the read's data was seen (everything
-committed by then lies before that point); if it is not, one transaction that writes a WAL record commits
-durably, which flushes everything before it. Reads between appends find the WAL flushed already."""
+Where several appenders are connected, an append's events are visible from their commit, a moment before
+that commit is flushed (eventstore.postgres.append_sql). A read returns nothing that a crash could still
+take back: `durable` checks that the WAL is flushed as far as it was written when the read's data was seen
+(everything committed by then lies before that point); if it is not, one transaction that writes a WAL
+record commits durably, which flushes everything before it. Reads between appends find the WAL flushed
+already."""
 
 from __future__ import annotations
 
