@@ -1,6 +1,6 @@
-"""PostgreSQL appends and reads are durable when they return, also where a contended append lets the next
-one take the lock before its own commit is flushed (eventstore.postgres.append_sql): the WAL itself is
-read back with pg_walinspect."""
+"""PostgreSQL appends and reads are durable when they return, also where several appenders are connected
+and an append lets the next one take the lock before its own commit is flushed
+(eventstore.postgres.append_sql): the WAL itself is read back with pg_walinspect."""
 
 from __future__ import annotations
 
@@ -50,10 +50,11 @@ def flushed_records(observer: psycopg.Connection[tuple[object, ...]], since: str
     ).fetchall()
 
 
-def commit_and_after(
+def records_after_commit(
     store: PostgresStore, observer: psycopg.Connection[tuple[object, ...]], stream: str
-) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    """Append 3 events; the flushed WAL records of their transaction's commit, and those after it."""
+) -> list[tuple[object, ...]]:
+    """Append 3 events; the WAL records flushed after their transaction's commit record, which must be
+    flushed itself."""
     since = observer.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
     assert since is not None
     positions = store.append(events(stream, 3))
@@ -65,7 +66,7 @@ def commit_and_after(
     assert xid is not None
     commits = [index for index, record in enumerate(records) if record[1] == "COMMIT" and record[2] == xid[0]]
     assert commits, "the events' commit record is not flushed although the append returned"
-    return records[commits[0] : commits[0] + 1], records[commits[0] + 1 :]
+    return records[commits[0] + 1 :]
 
 
 def flush_messages(records: list[tuple[object, ...]]) -> int:
@@ -79,7 +80,7 @@ def test_with_another_appender_connected_an_append_returns_once_its_commit_is_fl
     other = PostgresStore(postgres_server, schema=store.tables.metadata.schema)
     try:
         other.append(events("other", 1))  # its connection announces a second appender
-        _, after = commit_and_after(store, observer, "shared")
+        after = records_after_commit(store, observer, "shared")
     finally:
         other.close()
     # the events' transaction committed without waiting for the flush (releasing the lock); a second
@@ -91,7 +92,7 @@ def test_a_lone_appender_commits_in_one_durable_transaction(
     store: PostgresStore, observer: psycopg.Connection[tuple[object, ...]]
 ) -> None:
     store.append(events("warm", 1))
-    _, after = commit_and_after(store, observer, "alone")
+    after = records_after_commit(store, observer, "alone")
     assert flush_messages(after) == 0
 
 
@@ -100,16 +101,25 @@ READS: dict[str, Callable[[PostgresStore], object]] = {
     "read_all": lambda store: list(store.read_all()),
     "read_stream": lambda store: store.read_stream("durable"),
     "stream_version": lambda store: store.stream_version("durable"),
-    "subscription": lambda store: store.subscribe(timeout=0).poll(),
+    "subscription": lambda store: poll_once(store),
 }
+
+
+def poll_once(store: PostgresStore) -> list[pb.EventEnvelope]:
+    subscription = store.subscribe(timeout=0)
+    try:
+        return subscription.poll()
+    finally:
+        subscription.close()
 
 
 @pytest.mark.parametrize("read", sorted(READS))
 def test_a_read_returns_only_what_is_flushed(
     store: PostgresStore, observer: psycopg.Connection[tuple[object, ...]], read: str
 ) -> None:
-    """A commit not flushed yet (committed here with synchronous_commit off, as a contended append's
-    events are) is flushed before a read returns: the WAL's flush point passes what was written before."""
+    """A commit not flushed yet (committed here with synchronous_commit off, as an append's events are
+    where several appenders are connected) is flushed before a read returns: the WAL's flush point passes
+    what was written before."""
     store.append(events("durable", 2))
     schema = store.tables.metadata.schema
     observer.execute("SET synchronous_commit = off")
