@@ -11,15 +11,15 @@ the exclusive one at its end):
 - alone: one transaction, committed with the session's durable default; the lock goes once the commit is
   flushed (a second transaction would only cost server CPU: measured 1 writer x 10 events 2.1x -> 1.8-2.0x
   the baseline's events/s when every append took it).
-- with others: the events' transaction commits without waiting for the flush (`synchronous_commit` off
-  for it alone), which releases the lock at once, and a second transaction in the same CALL writes one WAL
+- with others: the events' transaction commits without waiting for the flush (`synchronous_commit` off for
+  it alone), which releases the lock at once, and a second transaction in the same CALL writes one WAL
   record (a logical message, which nothing but logical decoding reads) and commits durably: its flush
-  covers the first commit, which precedes it in the WAL. The CALL returns after that flush, so an append
-  is acknowledged only once durable, while the next lock holder's insert runs during this one's flush
-  (measured, batches of 10, 5 alternating rounds against the baseline: 2 writers 1.54x -> 1.85x, 4
-  writers 1.25x -> 1.66x). A crash before the flush loses a suffix of the WAL: the events lost are the
-  newest positions, never a gap. They were visible meanwhile, and reads return nothing before it is
-  durable (eventstore.postgres.reads).
+  covers the first commit, which precedes it in the WAL. The CALL returns after that flush, so an append is
+  acknowledged only once durable, while the next lock holder's insert runs during this one's flush
+  (measured, batches of 10 against the baseline in alternating rounds, three runs: 2 writers 1.54x ->
+  1.80-2.11x, 4 writers 1.25x -> 1.66-1.90x). A crash before the flush loses a suffix of the WAL: the
+  events lost are the newest positions, never a gap. They were visible meanwhile, and reads return nothing
+  before it is durable (eventstore.postgres.reads).
 
 An append whose events were all stored already ends with the same flush: what it reports may be another
 appender's events not flushed yet. The second transaction takes a transaction id: with several appenders,
