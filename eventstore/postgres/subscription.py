@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -15,21 +16,29 @@ if TYPE_CHECKING:
     from eventstore.postgres.store import PostgresStore
 
 MAX_WAIT_S = 1.0
+STANDBY_POLL_S = 0.05
 
 
 class PostgresSubscription(PollingSubscription):
     """Live by LISTEN/NOTIFY: every append notifies the store's channel at commit, so a waiting subscriber
     wakes when there is something to read instead of polling. LISTEN is issued before the first read, so a
     notification sent between a read and the next wait is already queued and is never missed; a wait still
-    ends after MAX_WAIT_S so that appends by a writer that does not notify are seen too."""
+    ends after MAX_WAIT_S so that appends by a writer that does not notify are seen too. A hot standby
+    refuses LISTEN (and no notification reaches it): there, a wait is a sleep of STANDBY_POLL_S."""
 
     def __init__(
         self, store: PostgresStore, from_position: int, event_filter: EventFilter, timeout: float | None
     ) -> None:
         super().__init__(from_position, event_filter, timeout)
         self._store = store
-        self._listener = psycopg.connect(store.plain_url, autocommit=True)
-        self._listener.execute(f'LISTEN "{store.channel}"')
+        self._listener: psycopg.Connection[tuple[object, ...]] | None = psycopg.connect(
+            store.plain_url, autocommit=True
+        )
+        if self._listener.execute("SELECT pg_is_in_recovery()").fetchone() == (True,):
+            self._listener.close()
+            self._listener = None
+        else:
+            self._listener.execute(f'LISTEN "{store.channel}"')
 
     def _fetch(self, max_events: int) -> list[pb.EventEnvelope] | None:
         store = self._store
@@ -43,10 +52,14 @@ class PostgresSubscription(PollingSubscription):
         return [parse(data) for _, data in rows]
 
     def _wait(self, remaining: float | None) -> None:
+        if self._listener is None:
+            time.sleep(STANDBY_POLL_S if remaining is None else min(STANDBY_POLL_S, remaining))
+            return
         wait = MAX_WAIT_S if remaining is None else min(MAX_WAIT_S, remaining)
         for _ in self._listener.notifies(timeout=wait, stop_after=1):
             pass
 
     def close(self) -> None:
         super().close()
-        self._listener.close()
+        if self._listener is not None:
+            self._listener.close()

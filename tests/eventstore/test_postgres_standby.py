@@ -1,0 +1,166 @@
+"""Reading the PostgreSQL store from a hot standby (read-only stores: replay, audit, serve on a replica).
+
+A standby refuses what the primary's reads use to make sure they return only durable events
+(`pg_current_wal_insert_lsn`, a flushing transaction, LISTEN); it shows only WAL its primary has flushed, so
+reads there skip that check and subscriptions poll. The shared server cannot be given a standby, so this
+module starts a primary and a streaming standby of its own (initdb and pg_basebackup, as the `postgres`
+user, in a temporary directory, on free ports) and stops both at the end."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import psycopg
+import pytest
+
+from eventstore.postgres import PostgresStore
+from leyline import new_envelope, pb
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+REPLAY_TIMEOUT_S = 60.0
+
+
+class Pair(NamedTuple):
+    primary: str
+    standby: str
+
+
+def _bin_dir() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda path: int(path.split("/")[4]))
+    if not found:
+        pytest.skip("no PostgreSQL server binaries under /usr/lib/postgresql (Debian's postgresql package)")
+    return Path(found[-1]).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _as_postgres(*command: str | Path) -> list[str]:
+    """The command run as the `postgres` user when this process is root (the server refuses root)."""
+    arguments = [str(part) for part in command]
+    return ["runuser", "-u", "postgres", "--", *arguments] if os.geteuid() == 0 else arguments
+
+
+def _run(*command: str | Path) -> None:
+    subprocess.run(_as_postgres(*command), check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[Pair]:
+    binaries = _bin_dir()
+    if os.geteuid() == 0:
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("no `postgres` user to run a private PostgreSQL server as")
+    root = Path(tempfile.mkdtemp(prefix="esper-standby-"))
+    if os.geteuid() == 0:
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+    primary, standby = root / "primary", root / "standby"
+    primary_port, standby_port = _free_port(), _free_port()
+    started: list[Path] = []
+    try:
+        _run(binaries / "initdb", "-D", primary, "-U", "postgres", "-A", "trust", "--no-sync")
+        _append_settings(
+            primary,
+            f"listen_addresses = '127.0.0.1'\nunix_socket_directories = '{root}'\n"
+            f"max_connections = 20\nport = {primary_port}\n",
+        )
+        _run(binaries / "pg_ctl", "-D", primary, "-l", root / "primary.log", "-w", "-t", "60", "start")
+        started.append(primary)
+        _run(
+            binaries / "pg_basebackup",
+            *("-h", "127.0.0.1", "-p", str(primary_port), "-U", "postgres"),
+            *("-D", standby, "-X", "stream", "-R", "-c", "fast", "--no-sync"),
+        )
+        _append_settings(standby, f"port = {standby_port}\nhot_standby = on\n")
+        _run(binaries / "pg_ctl", "-D", standby, "-l", root / "standby.log", "-w", "-t", "60", "start")
+        started.append(standby)
+        yield Pair(
+            f"postgresql://postgres@127.0.0.1:{primary_port}/postgres",
+            f"postgresql://postgres@127.0.0.1:{standby_port}/postgres",
+        )
+    finally:
+        for directory in reversed(started):
+            subprocess.run(
+                _as_postgres(binaries / "pg_ctl", "-D", directory, "-m", "immediate", "stop"),
+                capture_output=True,
+                timeout=60,
+            )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _append_settings(data_directory: Path, lines: str) -> None:
+    with (data_directory / "postgresql.conf").open("a") as conf:
+        conf.write(lines)
+
+
+def _events(stream: str, count: int) -> list[pb.EventEnvelope]:
+    return [
+        new_envelope("RunStarted", stream, pb.RunStarted(run_id=stream), run_id=stream) for _ in range(count)
+    ]
+
+
+def _replayed(pair: Pair) -> None:
+    """Wait until the standby has replayed everything the primary has flushed."""
+    with psycopg.connect(pair.primary, autocommit=True) as primary:
+        row = primary.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
+    assert row is not None
+    deadline = time.monotonic() + REPLAY_TIMEOUT_S
+    with psycopg.connect(pair.standby, autocommit=True) as standby:
+        while standby.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", row).fetchone() != (True,):
+            assert time.monotonic() < deadline, f"the standby did not replay up to {row[0]}"
+            time.sleep(0.05)
+
+
+def test_reads_on_a_standby_return_what_the_primary_committed(pair: Pair) -> None:
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    first, second = f"run-{uuid.uuid4().hex}", f"run-{uuid.uuid4().hex}"
+    with PostgresStore(pair.primary, schema=schema) as writer:
+        written = _events(first, 3) + _events(second, 2)
+        writer.append(written[:3])
+        writer.append(written[3:])
+    _replayed(pair)
+    with PostgresStore(pair.standby, schema=schema, read_only=True) as reader:
+        with psycopg.connect(pair.standby) as check:
+            assert check.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        assert reader.head_position() == 5
+        assert [event.event_id for event in reader.read_all()] == [event.event_id for event in written]
+        assert [event.event_id for event in reader.read_stream(second)] == [e.event_id for e in written[3:]]
+        assert reader.stream_version(first) == 3
+
+
+def test_a_subscription_on_a_standby_sees_later_appends(pair: Pair) -> None:
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    stream = f"run-{uuid.uuid4().hex}"
+    with PostgresStore(pair.primary, schema=schema) as writer:
+        writer.append(_events(stream, 2))
+        _replayed(pair)
+        with PostgresStore(pair.standby, schema=schema, read_only=True) as reader:
+            subscription = reader.subscribe(from_position=1, timeout=5.0)
+            try:
+                assert [event.global_position for event in subscription.poll()] == [1, 2]
+                later = _events(stream, 2)
+                writer.append(later)
+                seen: list[pb.EventEnvelope] = []
+                deadline = time.monotonic() + REPLAY_TIMEOUT_S
+                while len(seen) < 2 and time.monotonic() < deadline:
+                    seen.extend(subscription.poll(timeout=1.0))
+                assert [event.event_id for event in seen] == [event.event_id for event in later]
+            finally:
+                subscription.close()
