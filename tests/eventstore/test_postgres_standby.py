@@ -57,19 +57,22 @@ def _as_postgres(*command: str | Path) -> list[str]:
 
 
 def _run(*command: str | Path) -> None:
-    subprocess.run(_as_postgres(*command), check=True, capture_output=True, timeout=120)
+    done = subprocess.run(_as_postgres(*command), capture_output=True, text=True, timeout=120)
+    if done.returncode:
+        pytest.fail(f"{Path(command[0]).name} exited {done.returncode}: {done.stderr.strip()}")
 
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[Pair]:
     binaries = _bin_dir()
+    owner = None
     if os.geteuid() == 0:
         try:
             owner = pwd.getpwnam("postgres")
         except KeyError:
             pytest.skip("no `postgres` user to run a private PostgreSQL server as")
     root = Path(tempfile.mkdtemp(prefix="esper-standby-"))
-    if os.geteuid() == 0:
+    if owner is not None:
         os.chown(root, owner.pw_uid, owner.pw_gid)
     primary, standby = root / "primary", root / "standby"
     primary_port, standby_port = _free_port(), _free_port()
