@@ -84,16 +84,16 @@ def pair() -> Iterator[Pair]:
             f"listen_addresses = '127.0.0.1'\nunix_socket_directories = '{root}'\n"
             f"max_connections = 20\nport = {primary_port}\n",
         )
+        started.append(primary)  # stopped at the end even if its start fails half-way
         _run(binaries / "pg_ctl", "-D", primary, "-l", root / "primary.log", "-w", "-t", "60", "start")
-        started.append(primary)
         _run(
             binaries / "pg_basebackup",
             *("-h", "127.0.0.1", "-p", str(primary_port), "-U", "postgres"),
             *("-D", standby, "-X", "stream", "-R", "-c", "fast", "--no-sync"),
         )
         _append_settings(standby, f"port = {standby_port}\nhot_standby = on\n")
-        _run(binaries / "pg_ctl", "-D", standby, "-l", root / "standby.log", "-w", "-t", "60", "start")
         started.append(standby)
+        _run(binaries / "pg_ctl", "-D", standby, "-l", root / "standby.log", "-w", "-t", "60", "start")
         yield Pair(
             f"postgresql://postgres@127.0.0.1:{primary_port}/postgres",
             f"postgresql://postgres@127.0.0.1:{standby_port}/postgres",
