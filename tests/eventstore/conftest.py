@@ -19,6 +19,10 @@ def make_event(stream: str, note: str = "", event_id: str | None = None) -> pb.E
     return new_envelope("RunStarted", stream, pb.RunStarted(run_id=note or stream), event_id=event_id)
 
 
+def make_events(stream: str, count: int) -> list[pb.EventEnvelope]:
+    return [make_event(stream) for _ in range(count)]
+
+
 @pytest.fixture
 def event() -> Callable[..., pb.EventEnvelope]:
     return make_event

@@ -11,7 +11,8 @@ import psycopg
 import pytest
 
 from eventstore.postgres import PostgresStore
-from leyline import new_envelope, pb
+from leyline import pb
+from tests.eventstore.conftest import make_events
 
 pytestmark = pytest.mark.postgres
 
@@ -30,12 +31,6 @@ def observer(postgres_server: str) -> Iterator[psycopg.Connection[tuple[object, 
     with psycopg.connect(postgres_server, autocommit=True) as connection:
         connection.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
         yield connection
-
-
-def events(stream: str, count: int) -> list[pb.EventEnvelope]:
-    return [
-        new_envelope("RunStarted", stream, pb.RunStarted(run_id=stream), run_id=stream) for _ in range(count)
-    ]
 
 
 def flushed_records(observer: psycopg.Connection[tuple[object, ...]], since: str) -> list[tuple[object, ...]]:
@@ -57,7 +52,7 @@ def records_after_commit(
     flushed itself."""
     since = observer.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
     assert since is not None
-    positions = store.append(events(stream, 3))
+    positions = store.append(make_events(stream, 3))
     records = flushed_records(observer, str(since[0]))
     schema = store.tables.metadata.schema
     xid = observer.execute(
@@ -76,10 +71,10 @@ def flush_messages(records: list[tuple[object, ...]]) -> int:
 def test_with_another_appender_connected_an_append_returns_once_its_commit_is_flushed(
     store: PostgresStore, postgres_server: str, observer: psycopg.Connection[tuple[object, ...]]
 ) -> None:
-    store.append(events("warm", 1))  # installs the procedure
+    store.append(make_events("warm", 1))  # installs the procedure
     other = PostgresStore(postgres_server, schema=store.tables.metadata.schema)
     try:
-        other.append(events("other", 1))  # its connection announces a second appender
+        other.append(make_events("other", 1))  # its connection announces a second appender
         after = records_after_commit(store, observer, "shared")
     finally:
         other.close()
@@ -91,7 +86,7 @@ def test_with_another_appender_connected_an_append_returns_once_its_commit_is_fl
 def test_a_lone_appender_commits_in_one_durable_transaction(
     store: PostgresStore, observer: psycopg.Connection[tuple[object, ...]]
 ) -> None:
-    store.append(events("warm", 1))
+    store.append(make_events("warm", 1))
     after = records_after_commit(store, observer, "alone")
     assert flush_messages(after) == 0
 
@@ -120,7 +115,7 @@ def test_a_read_returns_only_what_is_flushed(
     """A commit not flushed yet (committed here with synchronous_commit off, as an append's events are
     where several appenders are connected) is flushed before a read returns: the WAL's flush point passes
     what was written before."""
-    store.append(events("durable", 2))
+    store.append(make_events("durable", 2))
     schema = store.tables.metadata.schema
     observer.execute("SET synchronous_commit = off")
     observer.execute(f'UPDATE "{schema}".head SET position = position WHERE id = 1')

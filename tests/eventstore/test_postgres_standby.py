@@ -25,7 +25,8 @@ import psycopg
 import pytest
 
 from eventstore.postgres import PostgresStore
-from leyline import new_envelope, pb
+from leyline import pb
+from tests.eventstore.conftest import make_events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -113,12 +114,6 @@ def _append_settings(data_directory: Path, lines: str) -> None:
         conf.write(lines)
 
 
-def _events(stream: str, count: int) -> list[pb.EventEnvelope]:
-    return [
-        new_envelope("RunStarted", stream, pb.RunStarted(run_id=stream), run_id=stream) for _ in range(count)
-    ]
-
-
 def _replayed(pair: Pair) -> None:
     """Wait until the standby has replayed everything the primary has flushed."""
     with psycopg.connect(pair.primary, autocommit=True) as primary:
@@ -135,7 +130,7 @@ def test_reads_on_a_standby_return_what_the_primary_committed(pair: Pair) -> Non
     schema = f"s_{uuid.uuid4().hex[:12]}"
     first, second = f"run-{uuid.uuid4().hex}", f"run-{uuid.uuid4().hex}"
     with PostgresStore(pair.primary, schema=schema) as writer:
-        written = _events(first, 3) + _events(second, 2)
+        written = make_events(first, 3) + make_events(second, 2)
         writer.append(written[:3])
         writer.append(written[3:])
     _replayed(pair)
@@ -152,13 +147,13 @@ def test_a_subscription_on_a_standby_sees_later_appends(pair: Pair) -> None:
     schema = f"s_{uuid.uuid4().hex[:12]}"
     stream = f"run-{uuid.uuid4().hex}"
     with PostgresStore(pair.primary, schema=schema) as writer:
-        writer.append(_events(stream, 2))
+        writer.append(make_events(stream, 2))
         _replayed(pair)
         with PostgresStore(pair.standby, schema=schema, read_only=True) as reader:
             subscription = reader.subscribe(from_position=1, timeout=5.0)
             try:
                 assert [event.global_position for event in subscription.poll()] == [1, 2]
-                later = _events(stream, 2)
+                later = make_events(stream, 2)
                 writer.append(later)
                 seen: list[pb.EventEnvelope] = []
                 deadline = time.monotonic() + REPLAY_TIMEOUT_S
