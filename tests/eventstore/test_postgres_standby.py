@@ -2,9 +2,9 @@
 
 A standby refuses what the primary's reads use to make sure they return only durable events
 (`pg_current_wal_insert_lsn`, a flushing transaction, LISTEN); it shows only WAL its primary has flushed, so
-reads there skip that check and subscriptions poll. The shared server cannot be given a standby, so this
-module starts a primary and a streaming standby of its own (initdb and pg_basebackup, as the `postgres`
-user, in a temporary directory, on free ports) and stops both at the end."""
+reads there skip that check and subscriptions poll until it is promoted. The shared server cannot be given
+a standby, so this module starts a primary and a streaming standby of its own (initdb and pg_basebackup,
+as the `postgres` user, in a temporary directory, on free ports) and stops both at the end."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,6 +26,7 @@ import psycopg
 import pytest
 
 from eventstore.postgres import PostgresStore
+from eventstore.postgres.subscription import PROMOTION_CHECK_S
 from leyline import pb
 from tests.eventstore.conftest import make_events
 
@@ -36,6 +38,7 @@ REPLAY_TIMEOUT_S = 60.0
 class Pair(NamedTuple):
     primary: str
     standby: str
+    standby_data: Path  # the standby's data directory, for pg_ctl
 
 
 def _bin_dir() -> Path:
@@ -65,6 +68,12 @@ def _run(*command: str | Path) -> None:
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[Pair]:
+    with started_pair() as started:
+        yield started
+
+
+@contextmanager
+def started_pair() -> Iterator[Pair]:
     binaries = _bin_dir()
     owner = None
     if os.geteuid() == 0:
@@ -98,6 +107,7 @@ def pair() -> Iterator[Pair]:
         yield Pair(
             f"postgresql://postgres@127.0.0.1:{primary_port}/postgres",
             f"postgresql://postgres@127.0.0.1:{standby_port}/postgres",
+            standby,
         )
     finally:
         for directory in reversed(started):
@@ -160,5 +170,42 @@ def test_a_subscription_on_a_standby_sees_later_appends(pair: Pair) -> None:
                 while len(seen) < 2 and time.monotonic() < deadline:
                     seen.extend(subscription.poll(timeout=1.0))
                 assert [event.event_id for event in seen] == [event.event_id for event in later]
+            finally:
+                subscription.close()
+
+
+def _listening(url: str, channel: str) -> bool:
+    """Whether a session on the server has LISTEN on `channel` as its last statement."""
+    with psycopg.connect(url, autocommit=True) as check:
+        row = check.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query = %s", [f'LISTEN "{channel}"']
+        ).fetchone()
+    return row is not None and row[0] > 0
+
+
+def test_a_subscription_on_a_promoted_standby_listens_from_then_on() -> None:
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    stream = f"run-{uuid.uuid4().hex}"
+    with started_pair() as fresh:  # its own pair: promoting the module's standby would end it for the rest
+        with PostgresStore(fresh.primary, schema=schema) as writer:
+            writer.append(make_events(stream, 2))
+        _replayed(fresh)
+        with PostgresStore(fresh.standby, schema=schema, read_only=True) as reader:
+            subscription = reader.subscribe(from_position=1, timeout=5.0)
+            try:
+                assert [event.global_position for event in subscription.poll()] == [1, 2]
+                assert not _listening(fresh.standby, reader.channel)
+                _run(_bin_dir() / "pg_ctl", "-D", fresh.standby_data, "-w", "-t", "60", "promote")
+                with PostgresStore(fresh.standby, schema=schema) as promoted:
+                    later = make_events(stream, 2)
+                    promoted.append(later)
+                    seen: list[pb.EventEnvelope] = []
+                    deadline = time.monotonic() + REPLAY_TIMEOUT_S
+                    while len(seen) < 2 and time.monotonic() < deadline:
+                        seen.extend(subscription.poll(timeout=1.0))
+                    assert [event.event_id for event in seen] == [event.event_id for event in later]
+                    # nothing more to read: waiting past the promotion check, the subscription listens
+                    assert subscription.poll(timeout=PROMOTION_CHECK_S + 0.5) == []
+                    assert _listening(fresh.standby, reader.channel)
             finally:
                 subscription.close()
