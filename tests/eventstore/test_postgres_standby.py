@@ -25,6 +25,7 @@ from typing import NamedTuple
 import psycopg
 import pytest
 
+from eventstore.api import Subscription
 from eventstore.postgres import PostgresStore
 from eventstore.postgres.subscription import PROMOTION_CHECK_S
 from leyline import pb
@@ -153,25 +154,39 @@ def test_reads_on_a_standby_return_what_the_primary_committed(pair: Pair) -> Non
         assert reader.stream_version(first) == 3
 
 
-def test_a_subscription_on_a_standby_sees_later_appends(pair: Pair) -> None:
+def _polled(subscription: Subscription, count: int) -> list[pb.EventEnvelope]:
+    """What the subscription returns until it has `count` events (or REPLAY_TIMEOUT_S has passed)."""
+    seen: list[pb.EventEnvelope] = []
+    deadline = time.monotonic() + REPLAY_TIMEOUT_S
+    while len(seen) < count and time.monotonic() < deadline:
+        seen.extend(subscription.poll(timeout=1.0))
+    return seen
+
+
+@contextmanager
+def _standby_subscription(pair: Pair, stream: str) -> Iterator[tuple[str, PostgresStore, Subscription]]:
+    """A new schema with two events on `stream`, and a subscription on the standby that has read them:
+    (the schema, the standby's read-only store, the subscription)."""
     schema = f"s_{uuid.uuid4().hex[:12]}"
-    stream = f"run-{uuid.uuid4().hex}"
     with PostgresStore(pair.primary, schema=schema) as writer:
         writer.append(make_events(stream, 2))
-        _replayed(pair)
-        with PostgresStore(pair.standby, schema=schema, read_only=True) as reader:
-            subscription = reader.subscribe(from_position=1, timeout=5.0)
-            try:
-                assert [event.global_position for event in subscription.poll()] == [1, 2]
-                later = make_events(stream, 2)
-                writer.append(later)
-                seen: list[pb.EventEnvelope] = []
-                deadline = time.monotonic() + REPLAY_TIMEOUT_S
-                while len(seen) < 2 and time.monotonic() < deadline:
-                    seen.extend(subscription.poll(timeout=1.0))
-                assert [event.event_id for event in seen] == [event.event_id for event in later]
-            finally:
-                subscription.close()
+    _replayed(pair)
+    with PostgresStore(pair.standby, schema=schema, read_only=True) as reader:
+        subscription = reader.subscribe(from_position=1, timeout=5.0)
+        try:
+            assert [event.global_position for event in subscription.poll()] == [1, 2]
+            yield schema, reader, subscription
+        finally:
+            subscription.close()
+
+
+def test_a_subscription_on_a_standby_sees_later_appends(pair: Pair) -> None:
+    stream = f"run-{uuid.uuid4().hex}"
+    with _standby_subscription(pair, stream) as (schema, _, subscription):
+        with PostgresStore(pair.primary, schema=schema) as writer:
+            later = make_events(stream, 2)
+            writer.append(later)
+        assert [event.event_id for event in _polled(subscription, 2)] == [e.event_id for e in later]
 
 
 def _listening(url: str, channel: str) -> bool:
@@ -184,28 +199,15 @@ def _listening(url: str, channel: str) -> bool:
 
 
 def test_a_subscription_on_a_promoted_standby_listens_from_then_on() -> None:
-    schema = f"s_{uuid.uuid4().hex[:12]}"
     stream = f"run-{uuid.uuid4().hex}"
-    with started_pair() as fresh:  # its own pair: promoting the module's standby would end it for the rest
-        with PostgresStore(fresh.primary, schema=schema) as writer:
-            writer.append(make_events(stream, 2))
-        _replayed(fresh)
-        with PostgresStore(fresh.standby, schema=schema, read_only=True) as reader:
-            subscription = reader.subscribe(from_position=1, timeout=5.0)
-            try:
-                assert [event.global_position for event in subscription.poll()] == [1, 2]
-                assert not _listening(fresh.standby, reader.channel)
-                _run(_bin_dir() / "pg_ctl", "-D", fresh.standby_data, "-w", "-t", "60", "promote")
-                with PostgresStore(fresh.standby, schema=schema) as promoted:
-                    later = make_events(stream, 2)
-                    promoted.append(later)
-                    seen: list[pb.EventEnvelope] = []
-                    deadline = time.monotonic() + REPLAY_TIMEOUT_S
-                    while len(seen) < 2 and time.monotonic() < deadline:
-                        seen.extend(subscription.poll(timeout=1.0))
-                    assert [event.event_id for event in seen] == [event.event_id for event in later]
-                    # nothing more to read: waiting past the promotion check, the subscription listens
-                    assert subscription.poll(timeout=PROMOTION_CHECK_S + 0.5) == []
-                    assert _listening(fresh.standby, reader.channel)
-            finally:
-                subscription.close()
+    # its own pair: promoting the module's standby would end it for the other tests
+    with started_pair() as fresh, _standby_subscription(fresh, stream) as (schema, reader, subscription):
+        assert not _listening(fresh.standby, reader.channel)
+        _run(_bin_dir() / "pg_ctl", "-D", fresh.standby_data, "-w", "-t", "60", "promote")
+        with PostgresStore(fresh.standby, schema=schema) as promoted:
+            later = make_events(stream, 2)
+            promoted.append(later)
+        assert [event.event_id for event in _polled(subscription, 2)] == [e.event_id for e in later]
+        # nothing more to read: waiting past the promotion check, the subscription listens
+        assert subscription.poll(timeout=PROMOTION_CHECK_S + 0.5) == []
+        assert _listening(fresh.standby, reader.channel)
