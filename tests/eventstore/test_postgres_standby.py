@@ -12,7 +12,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +28,7 @@ from eventstore.api import Subscription
 from eventstore.postgres import PostgresStore
 from eventstore.postgres.subscription import PROMOTION_CHECK_S
 from leyline import pb
+from tests.ddp.ranks import free_port
 from tests.eventstore.conftest import make_events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -47,12 +47,6 @@ def _bin_dir() -> Path:
     if not found:
         pytest.skip("no PostgreSQL server binaries under /usr/lib/postgresql (Debian's postgresql package)")
     return Path(found[-1]).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _as_postgres(*command: str | Path) -> list[str]:
@@ -86,7 +80,7 @@ def started_pair() -> Iterator[Pair]:
     if owner is not None:
         os.chown(root, owner.pw_uid, owner.pw_gid)
     primary, standby = root / "primary", root / "standby"
-    primary_port, standby_port = _free_port(), _free_port()
+    primary_port, standby_port = free_port(), free_port()
     started: list[Path] = []
     try:
         _run(binaries / "initdb", "-D", primary, "-U", "postgres", "-A", "trust", "--no-sync")
