@@ -3,21 +3,20 @@ redis-loss drill and the tests that kill Redis, never the shared server."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import redis
 
+from ops.ports import free_port
+
 REDIS_SERVER = "redis-server"
 
 
 class PrivateRedis:
     def __init__(self, directory: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.directory = directory
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None

@@ -29,6 +29,7 @@ from eventstore import open_store
 from leyline import decode_payload, pb
 from leyline.datadir import DataDir
 from ops.bench import BenchOptions, Result
+from ops.ports import free_port
 
 DESCRIPTION = "data-parallel epochs with 1 and 2 gloo ranks, a graft's DDP re-wrap, a boundary's sync"
 BOUNDARY_TARGET_MS = 5.0
@@ -47,15 +48,6 @@ def rank_environment(rank: int, world_size: int, port: int) -> dict[str, str]:
         "MASTER_PORT": str(port),
         "OMP_NUM_THREADS": "1",
     }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def run_ranks(commands: list[list[str]], world_size: int) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import Any
 from eventstore import open_store
 from leyline import pb
 from leyline.datadir import DataDir
+from ops.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,13 +28,6 @@ GROWING: dict[str, Any] = {
     "learning_rate": 0.00001,
     "hook_budget_ms": 60_000.0,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def start_ranks(

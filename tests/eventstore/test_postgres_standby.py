@@ -28,7 +28,7 @@ from eventstore.api import Subscription
 from eventstore.postgres import PostgresStore
 from eventstore.postgres.subscription import PROMOTION_CHECK_S
 from leyline import pb
-from tests.ddp.ranks import free_port
+from ops.ports import free_port
 from tests.eventstore.conftest import make_events
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
