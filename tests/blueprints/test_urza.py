@@ -54,6 +54,16 @@ def test_load_module_returns_fresh_trainable_instances(source: SeedModuleSource)
     assert hooked == []
 
 
+def test_a_seed_call_runs_no_input_check_of_torch_export(source: SeedModuleSource) -> None:
+    """The shapes are checked once, at G0 (an artifact is compiled for its slot's shape), not on every
+    training step: an input that torch.export's per-call checks refuse (another image size than exported)
+    reaches the graph, and a same-size convolution maps it to its own shape."""
+    module, _ = source.load_module("BP009", {"hidden": 4}, CONV, CONV_SHAPE)
+    channels, height, width = CONV_SHAPE
+    wider = torch.randn(2, channels, height + 2, width + 2)
+    assert module(wider).shape == wider.shape
+
+
 def test_dropout_artifact_behaves_per_mode(source: SeedModuleSource) -> None:
     module, _ = source.load_module("BP004", {"p": 0.2}, SEQUENCE, (16, 32))
     x = torch.ones(64, 16, 32)
