@@ -25,6 +25,7 @@ from domains.kasmina.config import KasminaConfig
 from domains.kasmina.effects import SeedEffects
 from domains.kasmina.gates import Measurements, alpha_at, finite, measured_contribution
 from domains.kasmina.intake import ORPHAN_CODES, Received, receive, translate
+from domains.kasmina.placement import place
 from domains.kasmina.probes import EpochMeasurements, Evaluator, GraftProbe, counterfactual, measure
 from domains.kasmina.saved import load_records, save_records
 from domains.kasmina.slot import SeedSlot, find_slots
@@ -272,7 +273,7 @@ class Kasmina:
                     f"{request['artifact_hash']}"
                 )
             slot = self.slots[slot_no]
-            module = loaded.to(slot.device)
+            module = place(loaded, slot.device)
             module.load_state_dict(saved["weights"])
             self.effects.requests[slot_no] = request
             slot.seed = module

@@ -14,6 +14,7 @@ from torch import nn
 
 from domains.karn.blocks import slot_io
 from domains.kasmina.gates import Gate, Measurements, gate_g0
+from domains.kasmina.placement import place
 from domains.kasmina.slot import SeedSlot
 from domains.kasmina.source import ModuleSource
 from domains.kasmina.state import SlotState
@@ -131,7 +132,7 @@ class GraftProbe:
         except Exception as exc:  # any failure of the source is a failed G0, never a broken host
             g0 = gate_g0(False, False, f"{type(exc).__name__}: {exc}")
             return Graft(None, "", g0, 0, (time.perf_counter() - started) * 1000)
-        module = loaded if _on_device(loaded, slot.device) else loaded.to(slot.device)
+        module = place(loaded, slot.device)
         key = (artifact_hash, slot.kind, slot.shape)
         known = self._shapes.get(key) if artifact_hash else None
         shape_ok, detail = known if known is not None else shape_probe(module, slot)
@@ -140,10 +141,6 @@ class GraftProbe:
         count = sum(p.numel() for p in module.parameters())
         g0 = gate_g0(True, shape_ok, detail)
         return Graft(module, artifact_hash, g0, count, (time.perf_counter() - started) * 1000)
-
-
-def _on_device(module: nn.Module, device: torch.device) -> bool:
-    return all(t.device == device for t in (*module.parameters(), *module.buffers()))
 
 
 def shape_probe(module: nn.Module, slot: SeedSlot) -> tuple[bool, str]:

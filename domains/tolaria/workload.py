@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from domains.kasmina import SeedSlot, make_slot
+from domains.kasmina.placement import place
 from domains.tolaria.config import ConfigError, RunConfig
 from domains.tolaria.data import Splits, load_dataset
 from domains.tolaria.hosts import HostSpec, SlotSpec, build_host
@@ -53,7 +54,7 @@ def build_workload(config: RunConfig) -> Workload:
     seed_everything(config.seed)
     splits = load_dataset(config.dataset, config.seed, config.dataset_options).to(device)
     host_spec = HostSpec(splits.input_shape, splits.num_classes, config.host_options, seed_slot)
-    model = build_host(config.host, host_spec).to(device)
+    model = place(build_host(config.host, host_spec), device)
     optimizer = build_optimizer(model.parameters(), config)
     return Workload(device, splits, host_spec, model, optimizer)
 

@@ -46,6 +46,7 @@ from typing import NamedTuple
 
 import torch
 
+from domains.kasmina.placement import place
 from domains.tolaria import checkpoint as ckpt
 from domains.tolaria.config import RunConfig
 from domains.tolaria.data import BUILTIN_DATASETS, batches, epoch_order, eval_batches
@@ -76,7 +77,7 @@ class PlainLoop:
 
     def __init__(self, trainer: Trainer) -> None:
         seed_everything(trainer.config.seed)
-        self.model = build_host(trainer.config.host, trainer.host_spec).to(trainer.device)
+        self.model = place(build_host(trainer.config.host, trainer.host_spec), trainer.device)
         self.optimizer = build_optimizer(self.model.parameters(), trainer.config)
         self.loss_fn = torch.nn.CrossEntropyLoss()
         self.splits = trainer.splits
