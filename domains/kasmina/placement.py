@@ -11,7 +11,11 @@ step of cnn-lite at batch 64, one thread (this 2-core machine): 28×28 images (F
 BP051 on the 28×28 image 9.9 -> 5.9 ms, BP009 on 4×28×28 17.8 -> 7.9 ms), and a seed in the host's format
 adds no reorder on the way in or out. Only 4-D tensors (convolution weights) change format; values are
 the same numbers in another order, and a checkpoint stores them in logical order, so what it holds does
-not depend on the format. Elsewhere than a CPU (unmeasured here) tensors keep the default format.
+not depend on the format. A run's own figures do: its kernels sum in another order than in the default
+format (as on another CPU), while on one machine a run is reproducible and its resume bit-identical. A
+seed's AOTInductor package (compiled for the default format) then goes unused and its evaluation runs the
+exported graph, on a CPU no slower (`esper bench blueprints`). Elsewhere than a CPU (unmeasured here)
+tensors keep the default format.
 """
 
 from __future__ import annotations
