@@ -53,27 +53,27 @@ def manager(host: nn.Module) -> tuple[Kasmina, Commander]:
     return Kasmina(RUN, host, source, Verifier(keyring), KasminaConfig()), Commander(keyring)
 
 
-def test_a_seed_grafted_on_a_cpu_takes_the_channels_last_format_of_its_host() -> None:
+def grafted() -> tuple[TinyCNN, Kasmina]:
+    """A placed host with a BP_CONV seed grafted at slot 0 at epoch 1."""
     torch.manual_seed(0)
     host = TinyCNN()
     place(host, CPU)
     kasmina, commander = manager(host)
     kasmina.execute(commander.command(pb.SEED_OP_GERMINATE, blueprint_id="BP_CONV"), 1)
+    return host, kasmina
+
+
+def test_a_seed_grafted_on_a_cpu_takes_the_channels_last_format_of_its_host() -> None:
+    host, _ = grafted()
     seed = host.slot0.seed
     assert seed is not None and channels_last(seed)
 
 
 def test_a_seed_re_grafted_from_a_checkpoint_is_placed_as_at_its_graft() -> None:
-    torch.manual_seed(0)
-    host = TinyCNN()
-    place(host, CPU)
-    kasmina, commander = manager(host)
-    kasmina.execute(commander.command(pb.SEED_OP_GERMINATE, blueprint_id="BP_CONV"), 1)
-    saved = kasmina.state_dict()
-
+    _, kasmina = grafted()
     resumed_host = TinyCNN()
     place(resumed_host, CPU)
     resumed, _ = manager(resumed_host)
-    resumed.load_state_dict(saved)
+    resumed.load_state_dict(kasmina.state_dict())
     seed = resumed_host.slot0.seed
     assert seed is not None and channels_last(seed)
