@@ -20,7 +20,7 @@ from tests.kasmina.helpers import RUN, Commander, TinyCNN
 CPU = torch.device("cpu")
 
 
-def channels_last(module: torch.nn.Module) -> bool:
+def channels_last(module: nn.Module) -> bool:
     weights = [p for p in module.parameters() if p.dim() == 4]
     return bool(weights) and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
 
