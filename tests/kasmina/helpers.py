@@ -54,14 +54,17 @@ class TinyTransformer(nn.Module):
 
 
 class Residual(nn.Module):
-    """x + f(x) on the feature axis: a 1×1 conv for feature maps, a linear layer for sequences."""
+    """x + f(x) on the feature axis: a `kernel`×`kernel` conv for feature maps (1×1 unless said), a linear
+    layer for sequences."""
 
-    def __init__(self, kind: int, shape: tuple[int, ...]) -> None:
+    def __init__(self, kind: int, shape: tuple[int, ...], kernel: int = 1) -> None:
         super().__init__()
         self.kind = kind
         features = shape[0] if kind == pb.SLOT_KIND_CONV2D else shape[-1]
         self.f = (
-            nn.Conv2d(features, features, 1) if kind == pb.SLOT_KIND_CONV2D else nn.Linear(features, features)
+            nn.Conv2d(features, features, kernel, padding=kernel // 2)
+            if kind == pb.SLOT_KIND_CONV2D
+            else nn.Linear(features, features)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,6 +102,7 @@ class WrongShape(nn.Module):
 def source(leak_into: nn.Parameter | None = None, drill: bool = False) -> FactorySource:
     factories = {
         "BP_RES": lambda kind, shape, params: Residual(kind, shape),
+        "BP_RES3": lambda kind, shape, params: Residual(kind, shape, kernel=3),
         "BP_NAN": lambda kind, shape, params: NanOutput(kind, shape),
         "BP_SHAPE": lambda kind, shape, params: WrongShape(kind, shape),
     }

@@ -9,13 +9,12 @@ import copy
 import torch
 from torch import nn
 
-from domains.kasmina import FactorySource, Kasmina, KasminaConfig
+from domains.kasmina import Kasmina
 from domains.kasmina.placement import place
 from domains.tolaria import archive
 from domains.tolaria.hosts import HostSpec, build_host
 from leyline import pb
-from leyline.signing import Keyring, Verifier
-from tests.kasmina.helpers import RUN, Commander, TinyCNN
+from tests.kasmina.helpers import TinyCNN, manager
 
 CPU = torch.device("cpu")
 
@@ -36,30 +35,14 @@ def test_a_placed_host_computes_what_it_computed_and_checkpoints_the_same_bytes(
     assert archive.pack({"model": host.state_dict()}) == archive.pack({"model": reference.state_dict()})
 
 
-class Convolution(nn.Module):
-    """x + a 3×3 convolution of x: a seed whose weights have a layout to change (a 1×1 kernel's has not)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x)
-
-
-def manager(host: nn.Module) -> tuple[Kasmina, Commander]:
-    keyring = Keyring.generate()
-    source = FactorySource({"BP_CONV": lambda kind, shape, params: Convolution(shape[0])})
-    return Kasmina(RUN, host, source, Verifier(keyring), KasminaConfig()), Commander(keyring)
-
-
 def grafted() -> tuple[TinyCNN, Kasmina]:
-    """A placed host with a BP_CONV seed grafted at slot 0 at epoch 1."""
+    """A placed host with a 3×3 residual seed (BP_RES3: a 1×1 kernel's layout has nothing to change) grafted
+    at slot 0 at epoch 1."""
     torch.manual_seed(0)
     host = TinyCNN()
     place(host, CPU)
     kasmina, commander = manager(host)
-    kasmina.execute(commander.command(pb.SEED_OP_GERMINATE, blueprint_id="BP_CONV"), 1)
+    kasmina.execute(commander.command(pb.SEED_OP_GERMINATE, blueprint_id="BP_RES3"), 1)
     return host, kasmina
 
 
