@@ -54,9 +54,14 @@ def build_workload(config: RunConfig) -> Workload:
     seed_everything(config.seed)
     splits = load_dataset(config.dataset, config.seed, config.dataset_options).to(device)
     host_spec = HostSpec(splits.input_shape, splits.num_classes, config.host_options, seed_slot)
-    model = place(build_host(config.host, host_spec), device)
+    model = build_model(config.host, host_spec, device)
     optimizer = build_optimizer(model.parameters(), config)
     return Workload(device, splits, host_spec, model, optimizer)
+
+
+def build_model(host: str, spec: HostSpec, device: torch.device) -> torch.nn.Module:
+    """The host as every run trains it: built from its spec and placed on the device (in its format)."""
+    return place(build_host(host, spec), device)
 
 
 def build_optimizer(parameters: Iterable[torch.nn.Parameter], config: RunConfig) -> torch.optim.Optimizer:

@@ -46,14 +46,12 @@ from typing import NamedTuple
 
 import torch
 
-from domains.kasmina.placement import place
 from domains.tolaria import checkpoint as ckpt
 from domains.tolaria.config import RunConfig
 from domains.tolaria.data import BUILTIN_DATASETS, batches, epoch_order, eval_batches
-from domains.tolaria.hosts import build_host
 from domains.tolaria.loop import EVAL_BATCH
 from domains.tolaria.trainer import Trainer
-from domains.tolaria.workload import build_optimizer, seed_everything
+from domains.tolaria.workload import build_model, build_optimizer, seed_everything
 from eventstore import open_store
 from leyline import pb
 from leyline.datadir import DataDir
@@ -77,7 +75,7 @@ class PlainLoop:
 
     def __init__(self, trainer: Trainer) -> None:
         seed_everything(trainer.config.seed)
-        self.model = place(build_host(trainer.config.host, trainer.host_spec), trainer.device)
+        self.model = build_model(trainer.config.host, trainer.host_spec, trainer.device)
         self.optimizer = build_optimizer(self.model.parameters(), trainer.config)
         self.loss_fn = torch.nn.CrossEntropyLoss()
         self.splits = trainer.splits
