@@ -45,8 +45,8 @@ def test_the_gap_closed_is_the_grown_share_of_a_gap_larger_than_the_noise() -> N
     [
         # austen's case: big - small 0.0003 inside the seeds' noise (the ratio was 151.6)
         ([0.899, 0.901, 0.900], [0.8983, 0.9023, 0.9003]),
-        ([0.90, 0.90, 0.90], [0.89, 0.92, 0.95]),  # a gap of 1.7 standard errors: inside the big arm's noise
-        ([0.85, 0.90, 0.95], [0.93, 0.93, 0.93]),  # ... inside the small arm's noise
+        ([0.90, 0.90, 0.90], [0.89, 0.92, 0.95]),  # 1.2 standard errors: inside the big arm's noise
+        ([0.85, 0.90, 0.95], [0.93, 0.93, 0.93]),  # 1.0 standard error: inside the small arm's noise
         ([0.90, 0.90], [0.89, 0.89]),  # the big arm lost
         ([0.90, 0.90], [0.90, 0.90]),  # no gap at all
         ([0.90, 0.91], [0.95]),  # one seed: no standard error
