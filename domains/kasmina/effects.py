@@ -89,6 +89,7 @@ class SeedEffects:
         elif to == CULLED:
             slot.monitor.disarm()
             self.remove_group(slot_no)
+            retire(slot.seed)
         elif to in (RESETTING, TERMINATED):
             self.scrub(slot_no)
         slot.stage = to
@@ -180,3 +181,12 @@ class SeedEffects:
             return scheduled
         start = self.config.warmup_start_factor
         return scheduled * min(1.0, start + (1.0 - start) * (epoch - started) / warmup)
+
+
+def retire(seed: nn.Module | None) -> None:
+    """A culled seed stays attached through its quarantine until the slot is scrubbed, but the slot no
+    longer calls it and no optimizer group holds it: its parameters stop requiring gradients, so that
+    they count neither as the model's trainable parameters (EpochCompleted, Tamiyo's budget, Simic's
+    parameter rent) nor for autograd."""
+    if seed is not None:
+        seed.requires_grad_(False)

@@ -22,7 +22,7 @@ from domains.kasmina import gradients, metrics
 from domains.kasmina import lifecycle as lc
 from domains.kasmina.commands import Command, Germinate, RecordViolation, Scrubbed, Terminate, Tick
 from domains.kasmina.config import KasminaConfig
-from domains.kasmina.effects import SeedEffects
+from domains.kasmina.effects import SeedEffects, retire
 from domains.kasmina.gates import Measurements, alpha_at, finite, measured_contribution
 from domains.kasmina.intake import ORPHAN_CODES, Received, receive, translate
 from domains.kasmina.placement import place
@@ -37,6 +37,7 @@ from leyline.lifecycle import (
     ACTIVE_STAGES,
     EMBARGOED,
     GUARDED_STAGES,
+    QUARANTINE_STAGES,
     RESETTING,
     TRAINING,
     stage_name,
@@ -278,6 +279,8 @@ class Kasmina:
             self.effects.requests[slot_no] = request
             slot.seed = module
             slot.stage = self._stage(slot_no)
+            if slot.stage in QUARANTINE_STAGES:
+                retire(module)
             if slot.stage in GUARDED_STAGES:
                 slot.monitor.arm(module, slot.device, self.effects.optimizer)
                 window = self.config.gradient_window_epochs
