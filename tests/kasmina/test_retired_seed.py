@@ -9,9 +9,9 @@ from torch import nn
 
 from domains.kasmina import EpochMeasurements, Kasmina
 from domains.tolaria.hosts import count_parameters
-from leyline import decode_payload, pb
-from leyline.lifecycle import EMBARGOED, stage_name
-from tests.kasmina.helpers import Commander, TinyCNN, evaluator, manager
+from leyline.lifecycle import EMBARGOED
+from tests.kasmina.helpers import TinyCNN, evaluator, manager
+from tests.kasmina.test_torch import stages, to_training
 
 INPUTS = torch.randn(128, 1, 8, 8, generator=torch.Generator().manual_seed(2))
 TARGETS = torch.randint(0, 3, (128,), generator=torch.Generator().manual_seed(3))
@@ -28,23 +28,12 @@ def boundary(kasmina: Kasmina, host: nn.Module, epoch: int) -> list[str]:
     )
 
 
-def stages(events: list[pb.EventEnvelope]) -> list[str]:
-    return [
-        stage_name(payload.to_stage)
-        for payload in map(decode_payload, events)
-        if isinstance(payload, pb.SeedTransitioned)
-    ]
-
-
 def culled_in_training() -> tuple[TinyCNN, Kasmina, int]:
     """A TinyCNN whose residual seed is culled at its first gate (G1: non-finite weights)."""
     torch.manual_seed(0)
     host = TinyCNN()
     bare = count_parameters(host)
-    optimizer = torch.optim.Adam(host.parameters(), lr=1e-2)
-    kasmina, commander = manager(host)
-    kasmina.attach_optimizer(optimizer)
-    germinate(kasmina, commander)
+    kasmina, _, _ = to_training(host)
     assert boundary(kasmina, host, 2) == ["TRAINING"]
     seed = host.slot0.seed
     assert seed is not None and count_parameters(host) > bare
@@ -53,11 +42,6 @@ def culled_in_training() -> tuple[TinyCNN, Kasmina, int]:
             parameter.fill_(float("nan"))
     assert boundary(kasmina, host, 3) == ["CULLED", "EMBARGOED"]
     return host, kasmina, bare
-
-
-def germinate(kasmina: Kasmina, commander: Commander) -> None:
-    events = kasmina.execute(commander.command(pb.SEED_OP_GERMINATE, blueprint_id="BP_RES"), 1)
-    assert stages(events) == ["GERMINATED"]
 
 
 def test_a_culled_seed_in_its_embargo_adds_no_trainable_parameter() -> None:
